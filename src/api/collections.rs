@@ -1,0 +1,143 @@
+//! Collection routes: create, inspect, list, check and delete.
+
+use super::models::{CreateCollection, VectorsConfig, WaitParams};
+use super::response::{blocking, Answer, ApiResult, Body, Params, Started};
+use super::AppState;
+use crate::collection::{Collection, CollectionConfig};
+use crate::error::Error;
+use crate::index::HnswParams;
+use axum::extract::{Path, State};
+use serde_json::{json, Value};
+
+/// Largest vector dimension accepted (Qdrant's limit).
+const MAX_DIM: u64 = 65_536;
+
+pub async fn list(State(node): State<AppState>, t: Started) -> ApiResult<Value> {
+    let collections: Vec<Value> = node.catalog.names().into_iter().map(|name| json!({ "name": name })).collect();
+    Ok(Answer(t, json!({ "collections": collections })))
+}
+
+pub async fn exists(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<Value> {
+    Ok(Answer(t, json!({ "exists": node.catalog.get(&name).is_ok() })))
+}
+
+pub async fn info(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<Value> {
+    let c = node.catalog.get(&name)?;
+    Ok(Answer(t, info_json(&c, node.config.indexing_threshold)))
+}
+
+pub async fn create(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Params(_wait): Params<WaitParams>,
+    Body(req): Body<CreateCollection>,
+) -> ApiResult<bool> {
+    let config = collection_config(req, &node)?;
+    blocking(move || node.catalog.create(&name, config)).await?;
+    Ok(Answer(t, true))
+}
+
+pub async fn delete(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<bool> {
+    let deleted = blocking(move || node.catalog.delete(&name)).await?;
+    Ok(Answer(t, deleted))
+}
+
+/// Validates a create request and fills in defaults.
+fn collection_config(req: CreateCollection, node: &AppState) -> Result<CollectionConfig, Error> {
+    let bad = |m: String| Error::BadRequest(m);
+    let params = match req.vectors {
+        None => return Err(bad("`vectors` is required: {\"size\": N, \"distance\": \"Cosine|Dot|Euclid|Manhattan\"}".into())),
+        Some(VectorsConfig::Single(p)) => p,
+        Some(VectorsConfig::Named(mut named)) => match named.remove("") {
+            Some(p) if named.is_empty() => p,
+            _ => return Err(bad("named vectors are not supported: configure one unnamed vector".into())),
+        },
+    };
+    if params.multivector_config.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(bad("multivectors are not supported".into()));
+    }
+    if req.sparse_vectors.as_ref().is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
+        return Err(bad("sparse vectors are not supported".into()));
+    }
+    if params.size == 0 || params.size > MAX_DIM {
+        return Err(bad(format!("vector size must be between 1 and {MAX_DIM}, got {}", params.size)));
+    }
+    let defaults = HnswParams::default();
+    let diff = params.hnsw_config.or(req.hnsw_config).unwrap_or_default();
+    let hnsw = HnswParams {
+        m: diff.m.unwrap_or(defaults.m),
+        ef_construct: diff.ef_construct.unwrap_or(defaults.ef_construct),
+    };
+    if !(2..=128).contains(&hnsw.m) {
+        return Err(bad(format!("hnsw_config.m must be between 2 and 128, got {}", hnsw.m)));
+    }
+    if !(4..=4096).contains(&hnsw.ef_construct) {
+        return Err(bad(format!("hnsw_config.ef_construct must be between 4 and 4096, got {}", hnsw.ef_construct)));
+    }
+    let shard_number = req.shard_number.or(node.config.default_shard_number).unwrap_or(1);
+    if !(1..=1024).contains(&shard_number) {
+        return Err(bad(format!("shard_number must be between 1 and 1024, got {shard_number}")));
+    }
+    let replication_factor = req.replication_factor.unwrap_or(node.config.default_replication_factor);
+    if replication_factor == 0 {
+        return Err(bad("replication_factor must be at least 1".into()));
+    }
+    let write_consistency_factor = req.write_consistency_factor.unwrap_or(1);
+    if write_consistency_factor == 0 || write_consistency_factor > replication_factor {
+        return Err(bad(format!(
+            "write_consistency_factor must be between 1 and replication_factor ({replication_factor}), got {write_consistency_factor}"
+        )));
+    }
+    Ok(CollectionConfig {
+        size: params.size as usize,
+        distance: params.distance,
+        hnsw,
+        shard_number,
+        replication_factor,
+        write_consistency_factor,
+        on_disk_payload: req.on_disk_payload.unwrap_or(true),
+    })
+}
+
+/// `GET /collections/{name}` in the shape of Qdrant's `CollectionInfo`.
+fn info_json(c: &Collection, indexing_threshold: usize) -> Value {
+    let (points, indexed, segments) = c.stats();
+    let cfg = &c.config;
+    json!({
+        "status": "green",
+        "optimizer_status": "ok",
+        "indexed_vectors_count": indexed,
+        "points_count": points,
+        "segments_count": segments,
+        "config": {
+            "params": {
+                "vectors": { "size": cfg.size, "distance": cfg.distance },
+                "shard_number": cfg.shard_number,
+                "replication_factor": cfg.replication_factor,
+                "write_consistency_factor": cfg.write_consistency_factor,
+                "on_disk_payload": cfg.on_disk_payload,
+            },
+            "hnsw_config": {
+                "m": cfg.hnsw.m,
+                "ef_construct": cfg.hnsw.ef_construct,
+                "full_scan_threshold": crate::shard::search::FULL_SCAN_THRESHOLD,
+                "max_indexing_threads": 0,
+                "on_disk": false,
+            },
+            "optimizer_config": {
+                "deleted_threshold": 0.25,
+                "vacuum_min_vector_number": 1000,
+                "default_segment_number": 0,
+                "max_segment_size": null,
+                "memmap_threshold": null,
+                "indexing_threshold": indexing_threshold,
+                "flush_interval_sec": 1,
+                "max_optimization_threads": null,
+            },
+            "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
+            "quantization_config": null,
+        },
+        "payload_schema": {},
+    })
+}

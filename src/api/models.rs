@@ -1,0 +1,327 @@
+//! Request and response bodies, shaped exactly like Qdrant's REST API so the official clients
+//! work unchanged. Fields a client may send but shoal has no use for are accepted and ignored
+//! (clients send many explicit `null`s); fields that change results but are not supported are
+//! rejected with a 400 by the handlers rather than silently ignored.
+
+use crate::shard::filter::Filter;
+use crate::shard::point::{Payload, PointId};
+use crate::shard::PointView;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+// ---------- collections ----------
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CreateCollection {
+    pub vectors: Option<VectorsConfig>,
+    pub shard_number: Option<u32>,
+    pub replication_factor: Option<u32>,
+    pub write_consistency_factor: Option<u32>,
+    pub on_disk_payload: Option<bool>,
+    pub hnsw_config: Option<HnswConfigDiff>,
+    pub sparse_vectors: Option<Value>,
+}
+
+#[derive(Debug)]
+pub enum VectorsConfig {
+    Single(VectorParams),
+    Named(BTreeMap<String, VectorParams>),
+}
+
+impl<'de> Deserialize<'de> for VectorsConfig {
+    /// `{"size", "distance"}` is one unnamed vector; any other object maps names to vector params.
+    /// Deciding by the keys first gives errors such as "unknown variant `Cosinus`".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = Value::deserialize(d)?;
+        let single = value.get("size").is_some() || value.get("distance").is_some();
+        let parsed = if single {
+            serde_json::from_value(value).map(VectorsConfig::Single)
+        } else {
+            serde_json::from_value(value).map(VectorsConfig::Named)
+        };
+        parsed.map_err(|e| D::Error::custom(format!("invalid `vectors`: {e}")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VectorParams {
+    pub size: u64,
+    pub distance: crate::index::Metric,
+    pub hnsw_config: Option<HnswConfigDiff>,
+    pub multivector_config: Option<Value>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct HnswConfigDiff {
+    pub m: Option<usize>,
+    pub ef_construct: Option<usize>,
+}
+
+// ---------- points ----------
+
+/// A vector as sent: a plain list, or the named form with the default (`""`) name.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum VectorInput {
+    Dense(Vec<f32>),
+    Named(BTreeMap<String, Vec<f32>>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PointStruct {
+    pub id: PointId,
+    pub vector: VectorInput,
+    pub payload: Option<Payload>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BatchVectors {
+    Dense(Vec<Vec<f32>>),
+    Named(BTreeMap<String, Vec<Vec<f32>>>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Batch {
+    pub ids: Vec<PointId>,
+    pub vectors: BatchVectors,
+    pub payloads: Option<Vec<Option<Payload>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UpsertPoints {
+    pub points: Option<Vec<PointStruct>>,
+    pub batch: Option<Batch>,
+    pub update_filter: Option<Filter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WaitParams {
+    pub wait: Option<bool>,
+}
+
+/// `{"points": [ids]}` or `{"filter": …}`.
+#[derive(Debug, Default, Deserialize)]
+pub struct PointsSelector {
+    pub points: Option<Vec<PointId>>,
+    pub filter: Option<Filter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SetPayload {
+    pub payload: Payload,
+    pub points: Option<Vec<PointId>>,
+    pub filter: Option<Filter>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DeletePayload {
+    pub keys: Vec<String>,
+    pub points: Option<Vec<PointId>>,
+    pub filter: Option<Filter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum WithPayload {
+    All(bool),
+    Keys(Vec<String>),
+    Selector {
+        include: Option<Vec<String>>,
+        exclude: Option<Vec<String>>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum WithVector {
+    All(bool),
+    Names(Vec<String>),
+}
+
+impl WithVector {
+    pub fn wanted(v: &Option<WithVector>) -> bool {
+        match v {
+            None | Some(WithVector::All(false)) => false,
+            Some(WithVector::All(true)) => true,
+            Some(WithVector::Names(names)) => names.iter().any(|n| n.is_empty()),
+        }
+    }
+}
+
+impl WithPayload {
+    /// The payload to return for one point under this selector; `None` means `null`.
+    pub fn select(sel: &Option<WithPayload>, default: bool, payload: &Payload) -> Option<Payload> {
+        match sel {
+            None if default => Some(payload.clone()),
+            None | Some(WithPayload::All(false)) => None,
+            Some(WithPayload::All(true)) => Some(payload.clone()),
+            Some(WithPayload::Keys(keys)) | Some(WithPayload::Selector { include: Some(keys), .. }) => {
+                Some(payload.iter().filter(|(k, _)| keys.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+            }
+            Some(WithPayload::Selector { include: None, exclude: Some(keys) }) => {
+                Some(payload.iter().filter(|(k, _)| !keys.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+            }
+            Some(WithPayload::Selector { include: None, exclude: None }) => Some(payload.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RetrievePoints {
+    pub ids: Vec<PointId>,
+    pub with_payload: Option<WithPayload>,
+    pub with_vector: Option<WithVector>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ScrollPoints {
+    pub offset: Option<PointId>,
+    pub limit: Option<usize>,
+    pub filter: Option<Filter>,
+    pub with_payload: Option<WithPayload>,
+    pub with_vector: Option<WithVector>,
+    pub order_by: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CountPoints {
+    pub filter: Option<Filter>,
+    pub exact: Option<bool>,
+}
+
+// ---------- search ----------
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SearchParams {
+    pub hnsw_ef: Option<usize>,
+    pub exact: Option<bool>,
+}
+
+/// `query` of the Query API: a vector, `{"nearest": vector}`, or a point id (search by that point's
+/// vector). Other query kinds (recommend, fusion, …) are kept raw and rejected by the handler.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum QueryInput {
+    Vector(Vec<f32>),
+    Id(PointId),
+    Nearest { nearest: NearestInput },
+    Other(Value),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum NearestInput {
+    Vector(Vec<f32>),
+    Named(BTreeMap<String, Vec<f32>>),
+    Id(PointId),
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct QueryPoints {
+    pub query: Option<QueryInput>,
+    pub prefetch: Option<Value>,
+    pub using: Option<String>,
+    pub filter: Option<Filter>,
+    pub params: Option<SearchParams>,
+    pub score_threshold: Option<f32>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+    pub with_payload: Option<WithPayload>,
+    pub with_vector: Option<WithVector>,
+    pub lookup_from: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct QueryBatch {
+    pub searches: Vec<QueryPoints>,
+}
+
+/// The older search API: `vector` plain or `{"name": …, "vector": …}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SearchVector {
+    Dense(Vec<f32>),
+    Named { name: String, vector: Vec<f32> },
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchPoints {
+    pub vector: SearchVector,
+    pub filter: Option<Filter>,
+    pub params: Option<SearchParams>,
+    pub limit: usize,
+    pub offset: Option<usize>,
+    pub with_payload: Option<WithPayload>,
+    pub with_vector: Option<WithVector>,
+    pub score_threshold: Option<f32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SearchBatch {
+    pub searches: Vec<SearchPoints>,
+}
+
+// ---------- responses ----------
+
+/// A point as retrieve and scroll return it.
+#[derive(Debug, Serialize)]
+pub struct RecordOut {
+    pub id: PointId,
+    pub payload: Option<Payload>,
+    pub vector: Option<Vec<f32>>,
+    pub shard_key: Option<Value>,
+    pub order_value: Option<Value>,
+}
+
+/// A point as search returns it.
+#[derive(Debug, Serialize)]
+pub struct ScoredPointOut {
+    pub id: PointId,
+    pub version: u64,
+    pub score: f32,
+    pub payload: Option<Payload>,
+    pub vector: Option<Vec<f32>>,
+    pub shard_key: Option<Value>,
+    pub order_value: Option<Value>,
+}
+
+impl RecordOut {
+    pub fn from_view(p: PointView, with_payload: &Option<WithPayload>, payload_default: bool) -> Self {
+        RecordOut {
+            id: p.id,
+            payload: WithPayload::select(with_payload, payload_default, &p.payload),
+            vector: p.vector,
+            shard_key: None,
+            order_value: None,
+        }
+    }
+}
+
+/// `result` of the Query API.
+#[derive(Debug, Serialize)]
+pub struct QueryResponse {
+    pub points: Vec<ScoredPointOut>,
+}
+
+/// `result` of scroll.
+#[derive(Debug, Serialize)]
+pub struct ScrollResponse {
+    pub points: Vec<RecordOut>,
+    pub next_page_offset: Option<PointId>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpdateResult {
+    pub operation_id: u64,
+    pub status: &'static str,
+}
+
+impl UpdateResult {
+    pub fn new(operation_id: u64, wait: bool) -> Self {
+        UpdateResult { operation_id, status: if wait { "completed" } else { "acknowledged" } }
+    }
+}

@@ -1,0 +1,220 @@
+//! Point routes: upsert, retrieve, delete, payload changes, scroll and count.
+
+use super::models::*;
+use super::response::{blocking, Answer, ApiError, ApiResult, Body, Params, Started};
+use super::AppState;
+use crate::collection::NewPoint;
+use crate::error::Error;
+use crate::shard::filter::Filter;
+use crate::shard::point::PointId;
+use crate::shard::{PayloadOp, Selector};
+use axum::extract::{Path, State};
+use serde_json::{json, Value};
+
+/// Largest page a scroll returns at once.
+const MAX_SCROLL_LIMIT: usize = 100_000;
+
+fn dense(v: VectorInput, id: &PointId) -> Result<Vec<f32>, Error> {
+    match v {
+        VectorInput::Dense(v) => Ok(v),
+        VectorInput::Named(mut named) => match named.remove("") {
+            Some(v) if named.is_empty() => Ok(v),
+            _ => Err(Error::BadRequest(format!("point {id}: named vectors are not supported; send an unnamed vector"))),
+        },
+    }
+}
+
+/// Turns either upsert form into a list of points, checking the shapes line up.
+fn new_points(req: UpsertPoints) -> Result<Vec<NewPoint>, Error> {
+    if req.update_filter.is_some() {
+        return Err(Error::BadRequest("update_filter is not supported".into()));
+    }
+    match (req.points, req.batch) {
+        (Some(points), None) => points
+            .into_iter()
+            .map(|p| {
+                let vector = dense(p.vector, &p.id)?;
+                Ok(NewPoint { id: p.id, vector, payload: p.payload.unwrap_or_default() })
+            })
+            .collect(),
+        (None, Some(batch)) => {
+            let vectors = match batch.vectors {
+                BatchVectors::Dense(v) => v,
+                BatchVectors::Named(mut named) => match named.remove("") {
+                    Some(v) if named.is_empty() => v,
+                    _ => return Err(Error::BadRequest("named vectors are not supported; send unnamed vectors".into())),
+                },
+            };
+            let n = batch.ids.len();
+            if vectors.len() != n {
+                return Err(Error::BadRequest(format!("batch has {n} ids but {} vectors", vectors.len())));
+            }
+            let payloads = batch.payloads.unwrap_or_else(|| vec![None; n]);
+            if payloads.len() != n {
+                return Err(Error::BadRequest(format!("batch has {n} ids but {} payloads", payloads.len())));
+            }
+            Ok(batch
+                .ids
+                .into_iter()
+                .zip(vectors)
+                .zip(payloads)
+                .map(|((id, vector), payload)| NewPoint { id, vector, payload: payload.unwrap_or_default() })
+                .collect())
+        }
+        _ => Err(Error::BadRequest("send exactly one of `points` or `batch`".into())),
+    }
+}
+
+/// `{"points": …}` or `{"filter": …}`, exactly one.
+fn selector(points: Option<Vec<PointId>>, filter: Option<Filter>) -> Result<Selector, Error> {
+    match (points, filter) {
+        (Some(ids), None) => Ok(Selector::Ids(ids)),
+        (None, Some(f)) => Ok(Selector::Filter(f)),
+        _ => Err(Error::BadRequest("select points with exactly one of `points` (ids) or `filter`".into())),
+    }
+}
+
+pub async fn upsert(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Params(p): Params<WaitParams>,
+    Body(req): Body<UpsertPoints>,
+) -> ApiResult<UpdateResult> {
+    let c = node.catalog.get(&name)?;
+    let points = new_points(req)?;
+    let wait = p.wait.unwrap_or(false);
+    let op = blocking(move || c.upsert(points, wait)).await?;
+    Ok(Answer(t, UpdateResult::new(op, wait)))
+}
+
+pub async fn delete(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Params(p): Params<WaitParams>,
+    Body(req): Body<PointsSelector>,
+) -> ApiResult<UpdateResult> {
+    let c = node.catalog.get(&name)?;
+    let sel = selector(req.points, req.filter)?;
+    let wait = p.wait.unwrap_or(false);
+    let op = blocking(move || c.delete(&sel, wait)).await?;
+    Ok(Answer(t, UpdateResult::new(op, wait)))
+}
+
+async fn change_payload(node: AppState, name: String, wait: bool, sel: Selector, op: PayloadOp) -> Result<u64, ApiError> {
+    let c = node.catalog.get(&name)?;
+    blocking(move || c.modify_payload(&sel, &op, wait)).await
+}
+
+pub async fn set_payload(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Params(p): Params<WaitParams>,
+    Body(req): Body<SetPayload>,
+) -> ApiResult<UpdateResult> {
+    let sel = selector(req.points, req.filter)?;
+    let wait = p.wait.unwrap_or(false);
+    let op = change_payload(node, name, wait, sel, PayloadOp::Set { payload: req.payload, key: req.key }).await?;
+    Ok(Answer(t, UpdateResult::new(op, wait)))
+}
+
+pub async fn overwrite_payload(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Params(p): Params<WaitParams>,
+    Body(req): Body<SetPayload>,
+) -> ApiResult<UpdateResult> {
+    let sel = selector(req.points, req.filter)?;
+    let wait = p.wait.unwrap_or(false);
+    let op = change_payload(node, name, wait, sel, PayloadOp::Overwrite(req.payload)).await?;
+    Ok(Answer(t, UpdateResult::new(op, wait)))
+}
+
+pub async fn delete_payload(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Params(p): Params<WaitParams>,
+    Body(req): Body<DeletePayload>,
+) -> ApiResult<UpdateResult> {
+    let sel = selector(req.points, req.filter)?;
+    let wait = p.wait.unwrap_or(false);
+    let op = change_payload(node, name, wait, sel, PayloadOp::DeleteKeys(req.keys)).await?;
+    Ok(Answer(t, UpdateResult::new(op, wait)))
+}
+
+pub async fn clear_payload(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Params(p): Params<WaitParams>,
+    Body(req): Body<PointsSelector>,
+) -> ApiResult<UpdateResult> {
+    let sel = selector(req.points, req.filter)?;
+    let wait = p.wait.unwrap_or(false);
+    let op = change_payload(node, name, wait, sel, PayloadOp::Clear).await?;
+    Ok(Answer(t, UpdateResult::new(op, wait)))
+}
+
+pub async fn retrieve(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Body(req): Body<RetrievePoints>,
+) -> ApiResult<Vec<RecordOut>> {
+    let c = node.catalog.get(&name)?;
+    let with_vector = WithVector::wanted(&req.with_vector);
+    let views = blocking(move || Ok(c.retrieve(&req.ids, with_vector))).await?;
+    Ok(Answer(t, views.into_iter().map(|v| RecordOut::from_view(v, &req.with_payload, true)).collect()))
+}
+
+pub async fn get_one(
+    State(node): State<AppState>,
+    t: Started,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<RecordOut> {
+    let c = node.catalog.get(&name)?;
+    let id: PointId = serde_json::from_value(id.parse::<u64>().map(Value::from).unwrap_or(Value::String(id.clone())))
+        .map_err(|e| Error::BadRequest(format!("invalid point id {id:?}: {e}")))?;
+    let view = c
+        .retrieve(&[id], true)
+        .pop()
+        .ok_or_else(|| Error::NotFound(format!("No point with id {id} found")))?;
+    Ok(Answer(t, RecordOut::from_view(view, &None, true)))
+}
+
+pub async fn scroll(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Body(req): Body<ScrollPoints>,
+) -> ApiResult<ScrollResponse> {
+    let c = node.catalog.get(&name)?;
+    if req.order_by.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(Error::BadRequest("order_by is not supported; scroll returns points in id order".into()).into());
+    }
+    let limit = req.limit.unwrap_or(10);
+    if limit == 0 || limit > MAX_SCROLL_LIMIT {
+        return Err(Error::BadRequest(format!("limit must be between 1 and {MAX_SCROLL_LIMIT}, got {limit}")).into());
+    }
+    let with_vector = WithVector::wanted(&req.with_vector);
+    let (filter, offset) = (req.filter, req.offset);
+    let (views, next) = blocking(move || Ok(c.scroll(offset, limit, filter.as_ref(), with_vector))).await?;
+    let points = views.into_iter().map(|v| RecordOut::from_view(v, &req.with_payload, true)).collect();
+    Ok(Answer(t, ScrollResponse { points, next_page_offset: next }))
+}
+
+pub async fn count(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Body(req): Body<CountPoints>,
+) -> ApiResult<Value> {
+    let c = node.catalog.get(&name)?;
+    let filter = req.filter;
+    let n = blocking(move || Ok(c.count(filter.as_ref()))).await?;
+    Ok(Answer(t, json!({ "count": n })))
+}

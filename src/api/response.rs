@@ -1,0 +1,123 @@
+//! Qdrant's response envelope and error shape, and extractors that turn every malformed request
+//! into one of those errors instead of axum's plain-text rejections.
+//!
+//! Success: `{"result": …, "status": "ok", "time": seconds}`.
+//! Failure: `{"status": {"error": "…"}, "time": seconds}` with a 4xx/5xx status.
+
+use crate::error::Error;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Instant;
+
+/// When the handler started, for the envelope's `time`.
+#[derive(Clone, Copy)]
+pub struct Started(pub Instant);
+
+impl<S: Send + Sync> FromRequestParts<S> for Started {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Started(Instant::now()))
+    }
+}
+
+/// A successful answer in Qdrant's envelope.
+pub struct Answer<T>(pub Started, pub T);
+
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    result: &'a T,
+    status: &'static str,
+    time: f64,
+}
+
+impl<T: Serialize> IntoResponse for Answer<T> {
+    fn into_response(self) -> Response {
+        let Answer(Started(t), result) = self;
+        let body = Envelope { result: &result, status: "ok", time: t.elapsed().as_secs_f64() };
+        match serde_json::to_vec(&body) {
+            Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+            Err(e) => ApiError::from(Error::Internal(e.to_string())).into_response(),
+        }
+    }
+}
+
+/// An error in Qdrant's shape.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into() }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        }
+        ApiError { status, message: e.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"status": {"error": self.message}, "time": 0.0});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<Answer<T>, ApiError>;
+
+/// A JSON body parsed with serde_json; an empty body parses as `T::default()` where the route
+/// allows it (scroll, count), and every failure is a 400 naming the problem.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::new(e.status(), format!("could not read the request body: {}", e.body_text()))
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Body(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Format error in JSON body: {e}")))
+    }
+}
+
+/// Query-string parameters, with Qdrant's error shape on failure.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Format error in query string: {e}")))
+    }
+}
+
+/// Runs CPU-bound or blocking work (search, fsync) off the async workers.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::from(Error::Internal(format!("request task failed: {e}")))),
+    }
+}

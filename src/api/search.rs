@@ -1,0 +1,208 @@
+//! Search routes: the Query API (`/points/query`, `/points/query/batch`) and the older search API
+//! (`/points/search`, `/points/search/batch`). Both become a [`SearchRequest`] on the collection.
+
+use super::models::*;
+use super::response::{blocking, Answer, ApiResult, Body, Started};
+use super::AppState;
+use crate::collection::{Collection, ScoredPoint, SearchRequest};
+use crate::error::Error;
+use crate::shard::filter::{Condition, OneOrMany};
+use crate::shard::point::PointId;
+use axum::extract::{Path, State};
+use std::sync::Arc;
+
+/// Bounds on what one query may ask for.
+const MAX_LIMIT: usize = 10_000;
+const MAX_EF: usize = 100_000;
+const MAX_BATCH: usize = 1_000;
+
+/// The vector a Query API request searches with, or the id whose vector it borrows.
+enum Target {
+    Vector(Vec<f32>),
+    Point(PointId),
+}
+
+fn unnamed(v: std::collections::BTreeMap<String, Vec<f32>>) -> Result<Vec<f32>, Error> {
+    let mut v = v;
+    match v.remove("") {
+        Some(vec) if v.is_empty() => Ok(vec),
+        _ => Err(Error::BadRequest("named vectors are not supported; query with an unnamed vector".into())),
+    }
+}
+
+fn check_bounds(limit: usize, offset: usize, ef: Option<usize>) -> Result<(), Error> {
+    if limit > MAX_LIMIT || offset > MAX_LIMIT {
+        return Err(Error::BadRequest(format!("limit and offset must be at most {MAX_LIMIT}")));
+    }
+    if ef.is_some_and(|ef| ef == 0 || ef > MAX_EF) {
+        return Err(Error::BadRequest(format!("params.hnsw_ef must be between 1 and {MAX_EF}")));
+    }
+    Ok(())
+}
+
+/// Validates a Query API request into a target and a search request (vector filled in later).
+fn parse_query(q: QueryPoints) -> Result<(Target, SearchRequest, Option<WithPayload>), Error> {
+    if q.prefetch.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(Error::BadRequest("prefetch is not supported".into()));
+    }
+    if q.lookup_from.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(Error::BadRequest("lookup_from is not supported".into()));
+    }
+    if q.using.as_deref().is_some_and(|u| !u.is_empty()) {
+        return Err(Error::BadRequest("named vectors are not supported: omit `using`".into()));
+    }
+    let target = match q.query {
+        None => return Err(Error::BadRequest("`query` is required: a vector, {\"nearest\": vector} or a point id".into())),
+        Some(QueryInput::Vector(v)) | Some(QueryInput::Nearest { nearest: NearestInput::Vector(v) }) => Target::Vector(v),
+        Some(QueryInput::Nearest { nearest: NearestInput::Named(v) }) => Target::Vector(unnamed(v)?),
+        Some(QueryInput::Id(id)) | Some(QueryInput::Nearest { nearest: NearestInput::Id(id) }) => Target::Point(id),
+        Some(QueryInput::Other(v)) => {
+            return Err(Error::BadRequest(format!("unsupported query {v}: shoal answers nearest-vector queries")))
+        }
+    };
+    let params = q.params.unwrap_or_default();
+    let (limit, offset) = (q.limit.unwrap_or(10), q.offset.unwrap_or(0));
+    check_bounds(limit, offset, params.hnsw_ef)?;
+    let req = SearchRequest {
+        vector: Vec::new(),
+        filter: q.filter,
+        limit,
+        offset,
+        hnsw_ef: params.hnsw_ef,
+        exact: params.exact.unwrap_or(false),
+        score_threshold: q.score_threshold,
+        with_vector: WithVector::wanted(&q.with_vector),
+    };
+    Ok((target, req, q.with_payload))
+}
+
+/// Runs a query by id: that point's vector, with the point itself excluded (as Qdrant does).
+fn resolve(c: &Collection, target: Target, mut req: SearchRequest) -> Result<SearchRequest, Error> {
+    match target {
+        Target::Vector(v) => req.vector = v,
+        Target::Point(id) => {
+            let point = c
+                .retrieve(&[id], true)
+                .pop()
+                .ok_or_else(|| Error::NotFound(format!("No point with id {id} found")))?;
+            req.vector = point.vector.unwrap_or_default();
+            let exclude = Condition::HasId { has_id: vec![id] };
+            let mut filter = req.filter.take().unwrap_or_default();
+            let mut must_not = match filter.must_not.take() {
+                Some(OneOrMany::Many(v)) => v,
+                Some(OneOrMany::One(c)) => vec![*c],
+                None => Vec::new(),
+            };
+            must_not.push(exclude);
+            filter.must_not = Some(OneOrMany::Many(must_not));
+            req.filter = Some(filter);
+        }
+    }
+    Ok(req)
+}
+
+fn scored_json(points: Vec<ScoredPoint>, with_payload: &Option<WithPayload>) -> Vec<ScoredPointOut> {
+    points
+        .into_iter()
+        .map(|p| ScoredPointOut {
+            id: p.point.id,
+            version: p.point.version,
+            score: p.score,
+            payload: WithPayload::select(with_payload, false, &p.point.payload),
+            vector: p.point.vector,
+            shard_key: None,
+            order_value: None,
+        })
+        .collect()
+}
+
+fn run_queries(c: &Arc<Collection>, queries: Vec<QueryPoints>) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
+    let parsed = queries.into_iter().map(parse_query).collect::<Result<Vec<_>, _>>()?;
+    parsed
+        .into_iter()
+        .map(|(target, req, with_payload)| {
+            let req = resolve(c, target, req)?;
+            Ok(scored_json(c.search(&req)?, &with_payload))
+        })
+        .collect()
+}
+
+pub async fn query(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Body(q): Body<QueryPoints>,
+) -> ApiResult<QueryResponse> {
+    let c = node.catalog.get(&name)?;
+    let mut results = blocking(move || run_queries(&c, vec![q])).await?;
+    Ok(Answer(t, QueryResponse { points: results.pop().unwrap_or_default() }))
+}
+
+pub async fn query_batch(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Body(b): Body<QueryBatch>,
+) -> ApiResult<Vec<QueryResponse>> {
+    let c = node.catalog.get(&name)?;
+    if b.searches.len() > MAX_BATCH {
+        return Err(Error::BadRequest(format!("a batch holds at most {MAX_BATCH} queries")).into());
+    }
+    let results = blocking(move || run_queries(&c, b.searches)).await?;
+    Ok(Answer(t, results.into_iter().map(|points| QueryResponse { points }).collect()))
+}
+
+fn search_request(s: SearchPoints) -> Result<(SearchRequest, Option<WithPayload>), Error> {
+    let vector = match s.vector {
+        SearchVector::Dense(v) => v,
+        SearchVector::Named { name, vector } if name.is_empty() => vector,
+        SearchVector::Named { name, .. } => {
+            return Err(Error::BadRequest(format!("named vector {name:?} is not supported: send an unnamed vector")))
+        }
+    };
+    let params = s.params.unwrap_or_default();
+    let offset = s.offset.unwrap_or(0);
+    check_bounds(s.limit, offset, params.hnsw_ef)?;
+    let req = SearchRequest {
+        vector,
+        filter: s.filter,
+        limit: s.limit,
+        offset,
+        hnsw_ef: params.hnsw_ef,
+        exact: params.exact.unwrap_or(false),
+        score_threshold: s.score_threshold,
+        with_vector: WithVector::wanted(&s.with_vector),
+    };
+    Ok((req, s.with_payload))
+}
+
+fn run_searches(c: &Arc<Collection>, searches: Vec<SearchPoints>) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
+    let parsed = searches.into_iter().map(search_request).collect::<Result<Vec<_>, _>>()?;
+    parsed.into_iter().map(|(req, wp)| Ok(scored_json(c.search(&req)?, &wp))).collect()
+}
+
+pub async fn search(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Body(s): Body<Option<SearchPoints>>,
+) -> ApiResult<Vec<ScoredPointOut>> {
+    let c = node.catalog.get(&name)?;
+    let s = s.ok_or_else(|| Error::BadRequest("a search body with `vector` and `limit` is required".into()))?;
+    let mut results = blocking(move || run_searches(&c, vec![s])).await?;
+    Ok(Answer(t, results.pop().unwrap_or_default()))
+}
+
+pub async fn search_batch(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Body(b): Body<SearchBatch>,
+) -> ApiResult<Vec<Vec<ScoredPointOut>>> {
+    let c = node.catalog.get(&name)?;
+    if b.searches.len() > MAX_BATCH {
+        return Err(Error::BadRequest(format!("a batch holds at most {MAX_BATCH} searches")).into());
+    }
+    let results = blocking(move || run_searches(&c, b.searches)).await?;
+    Ok(Answer(t, results))
+}

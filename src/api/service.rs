@@ -1,0 +1,105 @@
+//! Service routes (`/`, health, readiness, metrics) and the middleware that counts every request.
+//!
+//! `/livez` answers as long as the process serves HTTP; `/readyz` once every local shard is open
+//! (it never waits on another pod, so pod 0 alone can become Ready under `OrderedReady`).
+//! `/metrics` is rendered by the `metrics` crate's Prometheus exporter.
+
+use super::response::{ApiError, Started};
+use super::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The process-wide Prometheus recorder (installed once, shared by every router built).
+#[derive(Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+}
+
+impl Metrics {
+    pub fn install() -> Metrics {
+        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+        let handle = HANDLE
+            .get_or_init(|| {
+                let recorder = PrometheusBuilder::new()
+                    .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                    .map(|b| b.build_recorder())
+                    .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+                let handle = recorder.handle();
+                if metrics::set_global_recorder(recorder).is_err() {
+                    tracing::warn!("a metrics recorder was already installed");
+                }
+                handle
+            })
+            .clone();
+        Metrics { handle }
+    }
+}
+
+pub async fn root(started: Started) -> impl IntoResponse {
+    let body = json!({
+        "title": "shoal - Qdrant-compatible vector search",
+        "version": crate::api::QDRANT_COMPAT_VERSION,
+        "shoal_version": env!("CARGO_PKG_VERSION"),
+        "time": started.0.elapsed().as_secs_f64(),
+    });
+    axum::Json(body)
+}
+
+pub async fn healthz() -> &'static str {
+    "healthz check passed"
+}
+
+pub async fn livez() -> &'static str {
+    "healthz check passed"
+}
+
+pub async fn readyz(State(node): State<AppState>) -> Response {
+    if node.ready.load(Ordering::Acquire) {
+        "all shards are ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "some shards are not ready").into_response()
+    }
+}
+
+pub async fn metrics(State(node): State<AppState>) -> Response {
+    for c in node.catalog.all() {
+        let (points, indexed, segments) = c.stats();
+        let labels = [("collection", c.name.clone())];
+        metrics::gauge!("shoal_collection_points", &labels).set(points as f64);
+        metrics::gauge!("shoal_collection_indexed_points", &labels).set(indexed as f64);
+        metrics::gauge!("shoal_collection_segments", &labels).set(segments as f64);
+    }
+    metrics::gauge!("shoal_collections").set(node.catalog.names().len() as f64);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.handle.render()).into_response()
+}
+
+/// Counts requests by route, method and status, and times them.
+pub async fn track(State(_node): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("shoal_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("shoal_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// What a request that panicked gets: a 500 in Qdrant's shape; the node keeps serving.
+pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(%detail, "request handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Service internal error: {detail}")).into_response()
+}

@@ -1,0 +1,73 @@
+//! Command line and environment (PRODUCT.md §1). Every flag has an environment variable, so the
+//! StatefulSet can configure a node from a ConfigMap and the downward API.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "shoal", version, about = "A Qdrant-compatible vector search node, one per StatefulSet pod")]
+pub struct Config {
+    /// Where everything durable lives (the PVC mount in Kubernetes).
+    #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Public REST API address (Qdrant-compatible).
+    #[arg(long, env = "SHOAL_LISTEN", default_value = "0.0.0.0:6333")]
+    pub listen: SocketAddr,
+
+    /// Node-to-node address [default: the --listen IP, port 6335].
+    #[arg(long, env = "SHOAL_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+
+    /// This pod's name, `<statefulset>-<ordinal>` [default: the OS hostname].
+    #[arg(long, env = "SHOAL_HOSTNAME")]
+    pub hostname: Option<String>,
+
+    /// Headless Service FQDN, e.g. shoal-headless.default.svc.cluster.local [default: single-node mode].
+    #[arg(long, env = "SHOAL_SERVICE")]
+    pub service: Option<String>,
+
+    /// Replica count when it cannot be read from Kubernetes.
+    #[arg(long, env = "SHOAL_CLUSTER_SIZE")]
+    pub cluster_size: Option<u32>,
+
+    /// A DNS server (IP:PORT) to ask instead of the system resolver (tests).
+    #[arg(long, env = "SHOAL_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
+
+    /// Require this key on the public API (`api-key` header or `Authorization: Bearer`).
+    #[arg(long, env = "SHOAL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// A key that may only read.
+    #[arg(long, env = "SHOAL_READ_ONLY_API_KEY", hide_env_values = true)]
+    pub read_only_api_key: Option<String>,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "SHOAL_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Unindexed points a shard holds before they are built into an HNSW segment.
+    #[arg(long, env = "SHOAL_INDEXING_THRESHOLD", default_value_t = 20_000)]
+    pub indexing_threshold: usize,
+
+    /// `shard_number` of new collections that do not set one [default: 1 on a single node].
+    #[arg(long, env = "SHOAL_DEFAULT_SHARD_NUMBER")]
+    pub default_shard_number: Option<u32>,
+
+    /// `replication_factor` of new collections that do not set one.
+    #[arg(long, env = "SHOAL_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
+    pub default_replication_factor: u32,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "SHOAL_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The peer address: `--peer-listen`, or the public IP on port 6335.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_listen.unwrap_or_else(|| SocketAddr::new(self.listen.ip(), 6335))
+    }
+}

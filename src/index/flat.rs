@@ -1,0 +1,254 @@
+//! The flat, immutable copy of an HNSW graph and the search over it.
+//!
+//! hnsw_rs builds and persists the graph, but its in-memory form (an `Arc<Point>` per node, lists
+//! behind `RwLock`s, a `HashMap` as visited set) and its search (one greedy hop per upper layer)
+//! cost both speed and recall (see the module doc of [`crate::index`]). This file owns the layout
+//! searched at query time:
+//!
+//! - `vectors`: every vector in one contiguous slab, row `id` at `id * dim`;
+//! - `layer0`: fixed-stride adjacency for layer 0, `1 + m0` `u32`s per node (count, then ids);
+//! - `upper`: the upper layers, compact: only nodes with level ≥ 1 have rows there, `level` blocks
+//!   of `1 + m_up` `u32`s each (levels 1..=level), starting at `upper_offset[id]`;
+//! - `entry` / `top_level`: where every search starts.
+//!
+//! The search is textbook HNSW (Malkov & Yashunin, alg. 2 and 5): on each upper layer move
+//! greedily until no neighbour is closer, then a beam search of width `ef` on layer 0. A filter
+//! applies during the beam search the way hnswlib and Qdrant do it: rejected nodes are expanded
+//! like any other (so the graph stays navigable) but never enter the result set, and the search
+//! only stops early once the result set holds `ef` accepted nodes.
+
+use super::distance::{kernels::DistFn, Metric};
+use super::scratch::{pack, unpack, with_scratch};
+use std::collections::BinaryHeap;
+
+/// Marks a node without upper-layer rows in `upper_offset`.
+pub(crate) const NO_UPPER: u32 = u32::MAX;
+
+/// The graph and vectors of one segment, laid out for search.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FlatGraph {
+    pub n: usize,
+    pub dim: usize,
+    pub vectors: Vec<f32>,
+    /// Maximum degree on layer 0 (2·M) and above (M).
+    pub m0: usize,
+    pub m_up: usize,
+    pub layer0: Vec<u32>,
+    pub levels: Vec<u8>,
+    pub upper_offset: Vec<u32>,
+    pub upper: Vec<u32>,
+    pub entry: u32,
+    pub top_level: u8,
+}
+
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch never faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+impl FlatGraph {
+    /// The empty graph (n = 0).
+    pub fn empty(dim: usize, m: usize) -> FlatGraph {
+        FlatGraph {
+            n: 0,
+            dim,
+            vectors: Vec::new(),
+            m0: 2 * m,
+            m_up: m,
+            layer0: Vec::new(),
+            levels: Vec::new(),
+            upper_offset: Vec::new(),
+            upper: Vec::new(),
+            entry: 0,
+            top_level: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub fn vector(&self, id: u32) -> &[f32] {
+        let o = id as usize * self.dim;
+        &self.vectors[o..o + self.dim]
+    }
+
+    /// Start of the row of `id` at `level` (layer-0 or upper storage), or None if the node is
+    /// not on that level.
+    #[inline(always)]
+    fn row_start(&self, level: usize, id: u32) -> Option<usize> {
+        if level == 0 {
+            Some(id as usize * (1 + self.m0))
+        } else {
+            let off = self.upper_offset[id as usize];
+            if off == NO_UPPER || level > self.levels[id as usize] as usize {
+                None
+            } else {
+                Some(off as usize + (level - 1) * (1 + self.m_up))
+            }
+        }
+    }
+
+    /// The neighbours of `id` on `level` (empty if the node is not on that level).
+    #[inline(always)]
+    pub fn neighbors(&self, level: usize, id: u32) -> &[u32] {
+        match self.row_start(level, id) {
+            None => &[],
+            Some(s) => {
+                let store = if level == 0 { &self.layer0 } else { &self.upper };
+                let cnt = store[s] as usize;
+                &store[s + 1..s + 1 + cnt]
+            }
+        }
+    }
+
+    /// Mutable row (count slot first) of `id` on `level`, for the graph repair passes.
+    pub fn row_mut(&mut self, level: usize, id: u32) -> Option<&mut [u32]> {
+        let s = self.row_start(level, id)?;
+        if level == 0 {
+            let w = 1 + self.m0;
+            Some(&mut self.layer0[s..s + w])
+        } else {
+            let w = 1 + self.m_up;
+            Some(&mut self.upper[s..s + w])
+        }
+    }
+
+    /// Replaces the neighbour list of `id` on `level` (truncated to the row's capacity).
+    pub fn set_neighbors(&mut self, level: usize, id: u32, ids: &[u32]) {
+        if let Some(row) = self.row_mut(level, id) {
+            let cap = row.len() - 1;
+            let cnt = ids.len().min(cap);
+            row[0] = cnt as u32;
+            row[1..1 + cnt].copy_from_slice(&ids[..cnt]);
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch_vector(&self, id: u32) {
+        let p = self.vectors.as_ptr().wrapping_add(id as usize * self.dim);
+        let lines = (self.dim * 4).div_ceil(64).min(4);
+        for l in 0..lines {
+            prefetch((p as *const u8).wrapping_add(l * 64));
+        }
+    }
+
+    /// Greedy descent through the upper layers: returns the layer-0 entry and its distance.
+    fn descend(&self, dist: DistFn, q: &[f32]) -> (u32, f32) {
+        let mut cur = self.entry;
+        let mut d = dist.eval(q, self.vector(cur));
+        for level in (1..=self.top_level as usize).rev() {
+            loop {
+                let mut moved = false;
+                let nbs = self.neighbors(level, cur);
+                for (j, &nb) in nbs.iter().enumerate() {
+                    if let Some(&next) = nbs.get(j + 1) {
+                        self.prefetch_vector(next);
+                    }
+                    let dn = dist.eval(q, self.vector(nb));
+                    if dn < d {
+                        d = dn;
+                        cur = nb;
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+        (cur, d)
+    }
+
+    /// Approximate k-NN among accepted ids; see `Segment::search`.
+    pub fn search<F: Fn(u32) -> bool>(
+        &self,
+        metric: Metric,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        accept: F,
+    ) -> Vec<(f32, u32)> {
+        if self.n == 0 || k == 0 {
+            return Vec::new();
+        }
+        let dist = metric.distance_fn();
+        let ef = ef.max(k);
+        let (ep, d) = self.descend(dist, q);
+        with_scratch(|s| {
+            s.reset(self.n);
+            s.visit(ep);
+            s.candidates.push(!pack(d, ep));
+            if accept(ep) {
+                s.results.push(pack(d, ep));
+            }
+            while let Some(c) = s.candidates.pop() {
+                let c = !c;
+                if s.results.len() >= ef {
+                    if let Some(&worst) = s.results.peek() {
+                        if c > worst {
+                            break;
+                        }
+                    }
+                }
+                let (_, cid) = unpack(c);
+                let nbs = self.neighbors(0, cid);
+                for &nb in nbs {
+                    prefetch(s.tag_ptr(nb));
+                }
+                for (j, &nb) in nbs.iter().enumerate() {
+                    if let Some(&next) = nbs.get(j + 1) {
+                        self.prefetch_vector(next);
+                    }
+                    if !s.visit(nb) {
+                        continue;
+                    }
+                    let dn = dist.eval(q, self.vector(nb));
+                    let key = pack(dn, nb);
+                    let full = s.results.len() >= ef;
+                    if !full || s.results.peek().is_some_and(|&w| key < w) {
+                        s.candidates.push(!key);
+                        if accept(nb) {
+                            s.results.push(key);
+                            if s.results.len() > ef {
+                                s.results.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            let mut out: Vec<u64> = s.results.drain().collect();
+            out.sort_unstable();
+            out.truncate(k);
+            out.into_iter().map(unpack).collect()
+        })
+    }
+
+    /// Exact k-NN among accepted ids by a full scan.
+    pub fn exact<F: Fn(u32) -> bool>(&self, metric: Metric, q: &[f32], k: usize, accept: F) -> Vec<(f32, u32)> {
+        if self.n == 0 || k == 0 {
+            return Vec::new();
+        }
+        let dist = metric.distance_fn();
+        let mut heap: BinaryHeap<u64> = BinaryHeap::with_capacity(k + 1);
+        for id in 0..self.n as u32 {
+            if !accept(id) {
+                continue;
+            }
+            let key = pack(dist.eval(q, self.vector(id)), id);
+            if heap.len() < k {
+                heap.push(key);
+            } else if heap.peek().is_some_and(|&w| key < w) {
+                heap.pop();
+                heap.push(key);
+            }
+        }
+        let mut out = heap.into_vec();
+        out.sort_unstable();
+        out.into_iter().map(unpack).collect()
+    }
+}

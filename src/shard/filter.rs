@@ -1,0 +1,444 @@
+//! Qdrant's filter language: parsing (serde shapes identical to Qdrant's JSON) and evaluation
+//! against one point's id and payload.
+//!
+//! A [`Filter`] is `must` (all), `should` (at least one, when present), `must_not` (none) and
+//! `min_should` (at least `min_count` of its conditions). Conditions test payload fields by key —
+//! `a.b` walks nested objects and fans out over arrays, so an array field matches when any element
+//! does — or the point id (`has_id`), or nest a whole filter.
+//!
+//! Semantics chosen where Qdrant's documentation is terse, all tested below:
+//! - `match.except` matches when no value of the field is in the list, including a missing field;
+//! - `match.text` is a substring test (what Qdrant does without a full-text index);
+//! - `range` compares numbers only; a field holding no number never matches;
+//! - `is_empty` holds for a missing key, `null`, or `[]`; `is_null` only for an explicit `null`.
+
+use super::point::{Payload, PointId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A boolean combination of conditions. An empty filter matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub must: Option<OneOrMany<Condition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub should: Option<OneOrMany<Condition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub must_not: Option<OneOrMany<Condition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_should: Option<MinShould>,
+}
+
+/// Qdrant accepts a clause either as a list or as one bare condition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    Many(Vec<T>),
+    One(Box<T>),
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let parsed = match Value::deserialize(d)? {
+            Value::Array(items) => serde_json::from_value(Value::Array(items)).map(OneOrMany::Many),
+            one => serde_json::from_value(one).map(|c| OneOrMany::One(Box::new(c))),
+        };
+        parsed.map_err(D::Error::custom)
+    }
+}
+
+impl<T> OneOrMany<T> {
+    fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMany::Many(v) => v,
+            OneOrMany::One(b) => std::slice::from_ref(b.as_ref()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinShould {
+    pub conditions: Vec<Condition>,
+    pub min_count: usize,
+}
+
+/// One condition. As in Qdrant's JSON the keys present decide the kind; parsing looks at them
+/// first so that an error names the part that was wrong instead of "no variant matched".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Condition {
+    Field(FieldCondition),
+    IsEmpty { is_empty: KeyRef },
+    IsNull { is_null: KeyRef },
+    HasId { has_id: Vec<PointId> },
+    Nested { nested: NestedCondition },
+    Filter(Filter),
+}
+
+impl<'de> Deserialize<'de> for Condition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = Value::deserialize(d)?;
+        let Some(obj) = value.as_object() else {
+            return Err(D::Error::custom(format!("a filter condition must be an object, got {value}")));
+        };
+        let has = |k: &str| obj.contains_key(k);
+        let parsed = if has("key") {
+            serde_json::from_value(value).map(Condition::Field)
+        } else if has("has_id") {
+            serde_json::from_value::<HasIdBody>(value).map(|b| Condition::HasId { has_id: b.has_id })
+        } else if has("is_empty") {
+            serde_json::from_value::<IsEmptyBody>(value).map(|b| Condition::IsEmpty { is_empty: b.is_empty })
+        } else if has("is_null") {
+            serde_json::from_value::<IsNullBody>(value).map(|b| Condition::IsNull { is_null: b.is_null })
+        } else if has("nested") {
+            serde_json::from_value::<NestedBody>(value).map(|b| Condition::Nested { nested: b.nested })
+        } else if obj.keys().all(|k| ["must", "should", "must_not", "min_should"].contains(&k.as_str())) {
+            serde_json::from_value(value).map(Condition::Filter)
+        } else {
+            let keys: Vec<&String> = obj.keys().collect();
+            return Err(D::Error::custom(format!(
+                "unknown filter condition with keys {keys:?}: expected `key` (field condition), `has_id`, `is_empty`, `is_null`, `nested`, or a nested filter"
+            )));
+        };
+        parsed.map_err(|e| D::Error::custom(format!("invalid filter condition: {e}")))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HasIdBody {
+    has_id: Vec<PointId>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IsEmptyBody {
+    is_empty: KeyRef,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IsNullBody {
+    is_null: KeyRef,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NestedBody {
+    nested: NestedCondition,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRef {
+    pub key: String,
+}
+
+/// `{"nested": {"key": "items", "filter": …}}`: the filter must hold for one element of the array.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NestedCondition {
+    pub key: String,
+    pub filter: Filter,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldCondition {
+    pub key: String,
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Match>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<Range>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_count: Option<ValuesCount>,
+    // Accepted so that clients sending explicit nulls for unused kinds still parse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo_bounding_box: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo_radius: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo_polygon: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_empty: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_null: Option<bool>,
+}
+
+/// A keyword, integer or boolean: what `match.value` compares with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MatchValue {
+    Bool(bool),
+    Int(i64),
+    Keyword(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Match {
+    Value { value: MatchValue },
+    Text { text: String },
+    Any { any: Vec<MatchValue> },
+    Except {
+        #[serde(rename = "except")]
+        except: Vec<MatchValue>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub lt: Option<f64>,
+    pub gt: Option<f64>,
+    pub gte: Option<f64>,
+    pub lte: Option<f64>,
+}
+
+impl Range {
+    fn holds(&self, x: f64) -> bool {
+        self.lt.is_none_or(|b| x < b)
+            && self.gt.is_none_or(|b| x > b)
+            && self.lte.is_none_or(|b| x <= b)
+            && self.gte.is_none_or(|b| x >= b)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValuesCount {
+    pub lt: Option<usize>,
+    pub gt: Option<usize>,
+    pub gte: Option<usize>,
+    pub lte: Option<usize>,
+}
+
+impl Filter {
+    /// Whether the point with this id and payload passes the filter.
+    pub fn matches(&self, id: &PointId, payload: &Payload) -> bool {
+        let holds = |c: &Condition| c.matches(id, payload);
+        if let Some(must) = &self.must {
+            if !must.as_slice().iter().all(holds) {
+                return false;
+            }
+        }
+        if let Some(must_not) = &self.must_not {
+            if must_not.as_slice().iter().any(holds) {
+                return false;
+            }
+        }
+        if let Some(should) = &self.should {
+            let s = should.as_slice();
+            if !s.is_empty() && !s.iter().any(holds) {
+                return false;
+            }
+        }
+        if let Some(min) = &self.min_should {
+            if min.conditions.iter().filter(|c| holds(c)).count() < min.min_count {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Ids a filter can only match, when it pins them with a top-level `must` `has_id`.
+    pub fn pinned_ids(&self) -> Option<&[PointId]> {
+        self.must.as_ref()?.as_slice().iter().find_map(|c| match c {
+            Condition::HasId { has_id } => Some(has_id.as_slice()),
+            _ => None,
+        })
+    }
+}
+
+impl Condition {
+    fn matches(&self, id: &PointId, payload: &Payload) -> bool {
+        match self {
+            Condition::Field(f) => f.matches(payload),
+            Condition::IsEmpty { is_empty } => {
+                values_at(payload, &is_empty.key).iter().all(|v| v.is_null())
+                    || values_at(payload, &is_empty.key).is_empty()
+            }
+            Condition::IsNull { is_null } => raw_at(payload, &is_null.key).iter().any(|v| v.is_null()),
+            Condition::HasId { has_id } => has_id.contains(id),
+            Condition::Nested { nested } => raw_at(payload, &nested.key).iter().any(|v| match v {
+                Value::Array(items) => items.iter().any(|item| nested_matches(&nested.filter, id, item)),
+                other => nested_matches(&nested.filter, id, other),
+            }),
+            Condition::Filter(f) => f.matches(id, payload),
+        }
+    }
+}
+
+fn nested_matches(filter: &Filter, id: &PointId, item: &Value) -> bool {
+    match item {
+        Value::Object(obj) => filter.matches(id, obj),
+        _ => false,
+    }
+}
+
+impl FieldCondition {
+    fn matches(&self, payload: &Payload) -> bool {
+        let values = values_at(payload, &self.key);
+        if let Some(m) = &self.matches {
+            if !m.matches(&values) {
+                return false;
+            }
+        }
+        if let Some(r) = &self.range {
+            if !values.iter().filter_map(|v| v.as_f64()).any(|x| r.holds(x)) {
+                return false;
+            }
+        }
+        if let Some(c) = &self.values_count {
+            let n = values.iter().filter(|v| !v.is_null()).count();
+            let ok = c.lt.is_none_or(|b| n < b)
+                && c.gt.is_none_or(|b| n > b)
+                && c.lte.is_none_or(|b| n <= b)
+                && c.gte.is_none_or(|b| n >= b);
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(want_empty) = self.is_empty {
+            if values.iter().all(|v| v.is_null()) != want_empty {
+                return false;
+            }
+        }
+        if let Some(want_null) = self.is_null {
+            if raw_at(payload, &self.key).iter().any(|v| v.is_null()) != want_null {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl MatchValue {
+    fn equals(&self, v: &Value) -> bool {
+        match (self, v) {
+            (MatchValue::Bool(b), Value::Bool(x)) => b == x,
+            (MatchValue::Int(i), Value::Number(n)) => n.as_i64() == Some(*i),
+            (MatchValue::Keyword(s), Value::String(x)) => s == x,
+            _ => false,
+        }
+    }
+}
+
+impl Match {
+    fn matches(&self, values: &[&Value]) -> bool {
+        match self {
+            Match::Value { value } => values.iter().any(|v| value.equals(v)),
+            Match::Any { any } => values.iter().any(|v| any.iter().any(|m| m.equals(v))),
+            Match::Except { except } => !values.iter().any(|v| except.iter().any(|m| m.equals(v))),
+            Match::Text { text } => values.iter().any(|v| v.as_str().is_some_and(|s| s.contains(text.as_str()))),
+        }
+    }
+}
+
+/// The values at a dotted key, with arrays flattened: `{"a":[{"b":1},{"b":[2,3]}]}` at `a.b`
+/// gives 1, 2, 3. A `[]` suffix on a segment (`a[].b`) is accepted and means the same.
+pub fn values_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    for v in raw_at(payload, key) {
+        match v {
+            Value::Array(items) => out.extend(items.iter()),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The values at a dotted key without flattening the last level.
+fn raw_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
+    let mut parts = key.split('.').map(|p| p.strip_suffix("[]").unwrap_or(p));
+    let Some(first) = parts.next() else { return Vec::new() };
+    let mut current: Vec<&Value> = payload.get(first).into_iter().collect();
+    for part in parts {
+        let mut next = Vec::new();
+        for v in current {
+            match v {
+                Value::Object(o) => next.extend(o.get(part)),
+                Value::Array(items) => {
+                    next.extend(items.iter().filter_map(|i| i.as_object()).filter_map(|o| o.get(part)))
+                }
+                _ => {}
+            }
+        }
+        current = next;
+    }
+    current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn payload(v: Value) -> Payload {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn check(filter: Value, p: Value) -> bool {
+        let f: Filter = serde_json::from_value(filter).expect("filter parses");
+        f.matches(&PointId::Num(1), &payload(p))
+    }
+
+    #[test]
+    fn match_value_any_except_text() {
+        let p = json!({"city": "London", "tags": ["a", "b"], "n": 3, "ok": true});
+        assert!(check(json!({"must": [{"key": "city", "match": {"value": "London"}}]}), p.clone()));
+        assert!(!check(json!({"must": [{"key": "city", "match": {"value": "Berlin"}}]}), p.clone()));
+        assert!(check(json!({"must": [{"key": "tags", "match": {"value": "b"}}]}), p.clone()));
+        assert!(check(json!({"must": [{"key": "n", "match": {"any": [1, 3]}}]}), p.clone()));
+        assert!(check(json!({"must": [{"key": "ok", "match": {"value": true}}]}), p.clone()));
+        assert!(!check(json!({"must": [{"key": "city", "match": {"except": ["London"]}}]}), p.clone()));
+        assert!(check(json!({"must": [{"key": "missing", "match": {"except": ["x"]}}]}), p.clone()));
+        assert!(check(json!({"must": [{"key": "city", "match": {"text": "ondo"}}]}), p.clone()));
+    }
+
+    #[test]
+    fn clauses_and_min_should() {
+        let p = json!({"a": 1, "b": 2});
+        let a1 = json!({"key": "a", "match": {"value": 1}});
+        let b3 = json!({"key": "b", "match": {"value": 3}});
+        assert!(check(json!({"should": [a1.clone(), b3.clone()]}), p.clone()));
+        assert!(!check(json!({"must_not": [a1.clone()]}), p.clone()));
+        assert!(!check(json!({"min_should": {"conditions": [a1.clone(), b3.clone()], "min_count": 2}}), p.clone()));
+        assert!(check(json!({"must": a1.clone()}), p.clone()));
+        assert!(check(json!({}), p.clone()));
+        assert!(check(json!({"must": [{"should": [b3, a1]}]}), p));
+    }
+
+    #[test]
+    fn range_nested_keys_and_emptiness() {
+        let p = json!({"price": 10.5, "shop": {"rating": [3, 5]}, "nil": null, "empty": []});
+        assert!(check(json!({"must": [{"key": "price", "range": {"gte": 10, "lt": 11}}]}), p.clone()));
+        assert!(!check(json!({"must": [{"key": "price", "range": {"gt": 10.5}}]}), p.clone()));
+        assert!(check(json!({"must": [{"key": "shop.rating", "range": {"gte": 5}}]}), p.clone()));
+        assert!(check(json!({"must": [{"is_empty": {"key": "nil"}}]}), p.clone()));
+        assert!(check(json!({"must": [{"is_empty": {"key": "empty"}}]}), p.clone()));
+        assert!(check(json!({"must": [{"is_empty": {"key": "nope"}}]}), p.clone()));
+        assert!(!check(json!({"must": [{"is_empty": {"key": "price"}}]}), p.clone()));
+        assert!(check(json!({"must": [{"is_null": {"key": "nil"}}]}), p.clone()));
+        assert!(!check(json!({"must": [{"is_null": {"key": "nope"}}]}), p.clone()));
+        assert!(check(json!({"must": [{"has_id": [1, 2]}]}), p.clone()));
+        assert!(!check(json!({"must_not": [{"has_id": [1]}]}), p));
+    }
+
+    #[test]
+    fn nested_arrays_of_objects() {
+        let p = json!({"items": [{"k": "x", "v": 1}, {"k": "y", "v": 2}]});
+        assert!(check(json!({"must": [{"key": "items[].k", "match": {"value": "y"}}]}), p.clone()));
+        let nested = json!({"must": [{"nested": {"key": "items", "filter": {"must": [
+            {"key": "k", "match": {"value": "x"}}, {"key": "v", "match": {"value": 2}}]}}}]});
+        assert!(!check(nested, p));
+    }
+
+    #[test]
+    fn malformed_filters_are_rejected() {
+        assert!(serde_json::from_value::<Filter>(json!({"must": [{"key": "a", "match": {"nope": 1}}]})).is_err());
+        assert!(serde_json::from_value::<Filter>(json!({"mustt": []})).is_err());
+        assert!(serde_json::from_value::<Filter>(json!({"must": [{"has_id": ["not-a-uuid"]}]})).is_err());
+        let e = serde_json::from_value::<Filter>(json!({"must": [{"kye": "a"}]})).unwrap_err().to_string();
+        assert!(e.contains("kye"), "{e}");
+    }
+}

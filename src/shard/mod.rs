@@ -1,0 +1,401 @@
+//! A shard: the points of one collection whose ids hash to it, durable in sled and searchable
+//! through immutable HNSW segments plus a small exact-scan tail.
+//!
+//! Write path: a batch of versioned [`Record`]s is checked against the versions already held
+//! (last writer wins, tombstones included), written to sled in one atomic batch, flushed to disk
+//! when the client asked for `wait=true`, and only then made visible in memory. Memory is therefore
+//! never ahead of disk, and a batch is all or nothing.
+//!
+//! Files, under the shard's directory:
+//! - the records live in the node's sled database, in a tree named after the collection and shard;
+//! - `segments/manifest.json` lists the segments in use; each `segments/seg-<id>/` holds one
+//!   hnsw_rs dump plus `ids.bin` (the point id and vector version of each internal id).
+//!
+//! Reopening reads the manifest, reloads each dumped graph without rebuilding it, and walks the
+//! records once: a record whose vector version matches its segment entry is live there; anything
+//! else was written after the last dump and goes to the tail. See [`state`] for how updates and
+//! deletes stay correct although hnsw_rs cannot remove points, and [`optimizer`] for how the tail
+//! and dead entries are folded away.
+
+pub mod filter;
+pub mod optimizer;
+pub mod point;
+pub mod search;
+pub mod state;
+pub mod version;
+
+use crate::index::{HnswParams, Metric, Segment};
+use filter::Filter;
+use parking_lot::{Mutex, RwLock};
+use point::{Payload, PointId, Record, RecordBody};
+use state::{Entry, IndexedSegment, LiveBits, Location, ShardState};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use version::VersionClock;
+
+/// What a shard needs to know about its collection.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardConfig {
+    pub dim: usize,
+    pub metric: Metric,
+    pub hnsw: HnswParams,
+}
+
+/// A change to one point: the record to store and, for live records, its parsed payload.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: PointId,
+    pub record: Record,
+    pub payload: Option<Arc<Payload>>,
+}
+
+impl Change {
+    pub fn upsert(id: PointId, version: u64, vector: Vec<f32>, payload: Payload) -> Change {
+        let payload_json = serde_json::Value::Object(payload.clone()).to_string();
+        Change {
+            id,
+            record: Record { version, vector_version: version, body: Some(RecordBody { vector, payload_json }) },
+            payload: Some(Arc::new(payload)),
+        }
+    }
+
+    pub fn delete(id: PointId, version: u64) -> Change {
+        Change { id, record: Record { version, vector_version: version, body: None }, payload: None }
+    }
+}
+
+/// A point as read back: what retrieve, scroll and search return.
+#[derive(Debug, Clone)]
+pub struct PointView {
+    pub id: PointId,
+    pub version: u64,
+    pub payload: Arc<Payload>,
+    pub vector: Option<Vec<f32>>,
+}
+
+/// How a payload is changed by the payload routes.
+#[derive(Debug, Clone)]
+pub enum PayloadOp {
+    /// Merge keys into the payload (at `key`, a nested object path, when given).
+    Set { payload: Payload, key: Option<String> },
+    /// Replace the whole payload.
+    Overwrite(Payload),
+    /// Remove these keys (dotted paths allowed).
+    DeleteKeys(Vec<String>),
+    Clear,
+}
+
+/// Which points an operation applies to.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    Ids(Vec<PointId>),
+    Filter(Filter),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub struct Shard {
+    pub config: ShardConfig,
+    db: sled::Db,
+    tree: sled::Tree,
+    dir: PathBuf,
+    clock: Arc<VersionClock>,
+    state: RwLock<ShardState>,
+    /// Serialises writers so the version check and the sled batch see the same state.
+    write_lock: Mutex<()>,
+    /// Serialises segment builds of this shard.
+    build_lock: Mutex<()>,
+}
+
+impl Shard {
+    /// Opens (or creates) a shard: reloads its segments and replays the records written since.
+    pub fn open(
+        db: &sled::Db,
+        tree_name: &str,
+        dir: &Path,
+        config: ShardConfig,
+        clock: Arc<VersionClock>,
+    ) -> anyhow::Result<Shard> {
+        let tree = db.open_tree(tree_name)?;
+        let seg_dir = dir.join("segments");
+        std::fs::create_dir_all(&seg_dir)?;
+        let segments = optimizer::load_segments(&seg_dir, config.metric)?;
+
+        // Where each (point, vector version) sits in the reloaded segments.
+        let mut indexed: HashMap<PointId, (usize, u32, u64)> = HashMap::new();
+        for (s, seg) in segments.iter().enumerate() {
+            for (i, (id, vv)) in seg.ids.iter().enumerate() {
+                indexed.insert(*id, (s, i as u32, *vv));
+            }
+        }
+
+        let mut state = ShardState { segments, ..Default::default() };
+        for item in tree.iter() {
+            let (key, value) = item?;
+            let (Some(id), Ok(record)) = (PointId::from_key(&key), Record::decode(&value)) else {
+                anyhow::bail!("unreadable point record in {tree_name}");
+            };
+            clock.observe(record.version);
+            let Some(body) = record.body else { continue };
+            let payload: Payload = serde_json::from_str(&body.payload_json).unwrap_or_default();
+            let location = match indexed.get(&id) {
+                Some(&(s, i, vv)) if vv == record.vector_version => {
+                    let seg = &state.segments[s];
+                    seg.live.set(i, true);
+                    Location::Segment(Arc::clone(seg), i)
+                }
+                _ => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
+            };
+            let entry = Entry {
+                version: record.version,
+                vector_version: record.vector_version,
+                payload: Arc::new(payload),
+                location,
+            };
+            state.points.insert(id, entry);
+        }
+        tracing::debug!(
+            tree = tree_name,
+            points = state.points.len(),
+            segments = state.segments.len(),
+            replayed = state.tail.live_count,
+            "shard opened"
+        );
+        Ok(Shard {
+            config,
+            db: db.clone(),
+            tree,
+            dir: seg_dir,
+            clock,
+            state: RwLock::new(state),
+            write_lock: Mutex::new(()),
+            build_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.read().points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// (live points, points inside HNSW segments, segment count)
+    pub fn stats(&self) -> (usize, usize, usize) {
+        let s = self.state.read();
+        (s.points.len(), s.indexed_count(), s.segments.len())
+    }
+
+    /// Applies versioned changes: each one wins only over an older version of its point. Within one
+    /// call a later change to the same id replaces an earlier one. Returns how many took effect.
+    pub fn commit(&self, changes: Vec<Change>, durable: bool) -> Result<usize, ShardError> {
+        let _writer = self.write_lock.lock();
+        let mut latest: BTreeMap<PointId, Change> = BTreeMap::new();
+        for c in changes {
+            latest.insert(c.id, c);
+        }
+        let mut accepted = Vec::with_capacity(latest.len());
+        let mut batch = sled::Batch::default();
+        {
+            let state = self.state.read();
+            for (id, change) in latest {
+                let held = match state.points.get(&id) {
+                    Some(e) => Some(e.version),
+                    None => self.stored_version(&id)?,
+                };
+                if held.is_some_and(|v| v >= change.record.version) {
+                    continue;
+                }
+                self.clock.observe(change.record.version);
+                batch.insert(id.to_key(), change.record.encode());
+                accepted.push(change);
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(0);
+        }
+        self.tree.apply_batch(batch)?;
+        if durable {
+            self.db.flush()?;
+        }
+        let mut state = self.state.write();
+        let n = accepted.len();
+        for change in accepted {
+            Self::apply_in_memory(&mut state, change);
+        }
+        Ok(n)
+    }
+
+    fn stored_version(&self, id: &PointId) -> Result<Option<u64>, ShardError> {
+        Ok(match self.tree.get(id.to_key())? {
+            Some(bytes) => Some(Record::decode(&bytes).map_err(ShardError::Invalid)?.version),
+            None => None,
+        })
+    }
+
+    fn apply_in_memory(state: &mut ShardState, change: Change) {
+        let Change { id, record, payload } = change;
+        let previous = state.points.remove(&id);
+        let Some(body) = record.body else {
+            if let Some(prev) = previous {
+                state.retire(&prev.location);
+            }
+            return;
+        };
+        let location = match previous {
+            Some(prev) if prev.vector_version == record.vector_version => prev.location,
+            Some(prev) => {
+                state.retire(&prev.location);
+                Location::Tail(state.tail.push(id, record.vector_version, &body.vector))
+            }
+            None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
+        };
+        let payload = payload.unwrap_or_else(|| Arc::new(serde_json::from_str(&body.payload_json).unwrap_or_default()));
+        state.points.insert(
+            id,
+            Entry { version: record.version, vector_version: record.vector_version, payload, location },
+        );
+    }
+
+    /// Ids of live points the selector names (ids that do not exist are left out).
+    pub fn select(&self, selector: &Selector) -> Vec<PointId> {
+        select_in(&self.state.read(), selector)
+    }
+
+    /// Deletes the selected points with tombstones at `version`.
+    pub fn delete(&self, selector: &Selector, version: u64, durable: bool) -> Result<usize, ShardError> {
+        let changes = self.select(selector).into_iter().map(|id| Change::delete(id, version)).collect();
+        self.commit(changes, durable)
+    }
+
+    /// Changes the payload of the selected points, keeping their vectors (and index entries).
+    pub fn modify_payload(
+        &self,
+        selector: &Selector,
+        op: &PayloadOp,
+        version: u64,
+        durable: bool,
+    ) -> Result<usize, ShardError> {
+        let changes: Vec<Change> = {
+            let state = self.state.read();
+            select_in(&state, selector)
+                .into_iter()
+                .filter_map(|id| {
+                    let e = state.points.get(&id)?;
+                    let mut payload = (*e.payload).clone();
+                    apply_payload_op(&mut payload, op);
+                    let vector = state.vector(e, self.config.dim).to_vec();
+                    let mut change = Change::upsert(id, version, vector, payload);
+                    change.record.vector_version = e.vector_version;
+                    Some(change)
+                })
+                .collect()
+        };
+        self.commit(changes, durable)
+    }
+
+    /// Reads points by id, in the order asked; missing ids are skipped.
+    pub fn get(&self, ids: &[PointId], with_vector: bool) -> Vec<PointView> {
+        let state = self.state.read();
+        ids.iter().filter_map(|id| state.points.get(id).map(|e| self.view(&state, id, e, with_vector))).collect()
+    }
+
+    /// Up to `limit` points with id ≥ `from` in id order that pass the filter.
+    pub fn scroll(&self, from: Option<PointId>, limit: usize, filter: Option<&Filter>, with_vector: bool) -> Vec<PointView> {
+        let state = self.state.read();
+        let range = match from {
+            Some(f) => state.points.range(f..),
+            None => state.points.range(..),
+        };
+        range
+            .filter(|(id, e)| filter.is_none_or(|f| f.matches(id, &e.payload)))
+            .take(limit)
+            .map(|(id, e)| self.view(&state, id, e, with_vector))
+            .collect()
+    }
+
+    /// Number of live points passing the filter.
+    pub fn count(&self, filter: Option<&Filter>) -> usize {
+        let state = self.state.read();
+        match filter {
+            None => state.points.len(),
+            Some(f) => state.points.iter().filter(|(id, e)| f.matches(id, &e.payload)).count(),
+        }
+    }
+
+    fn view(&self, state: &ShardState, id: &PointId, e: &Entry, with_vector: bool) -> PointView {
+        PointView {
+            id: *id,
+            version: e.version,
+            payload: Arc::clone(&e.payload),
+            vector: with_vector.then(|| state.vector(e, self.config.dim).to_vec()),
+        }
+    }
+}
+
+fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {
+    match selector {
+        Selector::Ids(ids) => ids.iter().filter(|id| state.points.contains_key(id)).copied().collect(),
+        Selector::Filter(f) => state.points.iter().filter(|(id, e)| f.matches(id, &e.payload)).map(|(id, _)| *id).collect(),
+    }
+}
+
+/// Applies one payload operation to a payload in place.
+pub fn apply_payload_op(payload: &mut Payload, op: &PayloadOp) {
+    match op {
+        PayloadOp::Set { payload: add, key: None } => {
+            payload.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        PayloadOp::Set { payload: add, key: Some(path) } => {
+            let mut target = payload;
+            for part in path.split('.') {
+                let slot = target.entry(part.to_string()).or_insert_with(|| serde_json::Value::Object(Payload::new()));
+                if !slot.is_object() {
+                    *slot = serde_json::Value::Object(Payload::new());
+                }
+                match slot.as_object_mut() {
+                    Some(obj) => target = obj,
+                    None => return,
+                }
+            }
+            target.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        PayloadOp::Overwrite(new) => *payload = new.clone(),
+        PayloadOp::DeleteKeys(keys) => {
+            for key in keys {
+                remove_path(payload, key);
+            }
+        }
+        PayloadOp::Clear => payload.clear(),
+    }
+}
+
+fn remove_path(payload: &mut Payload, key: &str) {
+    match key.split_once('.') {
+        None => {
+            payload.remove(key);
+        }
+        Some((head, rest)) => {
+            if let Some(serde_json::Value::Object(inner)) = payload.get_mut(head) {
+                remove_path(inner, rest);
+            }
+        }
+    }
+}
+
+/// Builds an [`IndexedSegment`] whose live bits are all clear; the caller sets them.
+pub(crate) fn indexed_segment(id: u64, index: Segment, ids: Vec<(PointId, u64)>) -> IndexedSegment {
+    let live = LiveBits::new(ids.len());
+    IndexedSegment { id, index, ids, live }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! Nearest-neighbour search over one shard: every segment's HNSW graph (or an exact scan of it),
+//! plus an exact scan of the tail, merged into one top-k.
+//!
+//! Filters are applied during traversal, as Qdrant does: a segment's entries are first checked
+//! against the filter (payloads are in memory), which also counts how many pass. When few pass — at
+//! most [`FULL_SCAN_THRESHOLD`] or under a tenth of the segment — an exact scan of just those is
+//! both cheaper and complete; otherwise the graph is traversed with the filter deciding only which
+//! nodes may enter the result. A filter pinning ids with `has_id` goes straight to those points.
+
+use super::filter::Filter;
+use super::state::{IndexedSegment, ShardState};
+use super::{PointView, Shard};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Filtered candidate counts at or below this are searched exactly.
+pub const FULL_SCAN_THRESHOLD: usize = 10_000;
+
+/// One search against a shard. `vector` is already prepared for the metric.
+pub struct SearchSpec<'a> {
+    pub vector: &'a [f32],
+    /// How many nearest to return (the caller's offset + limit).
+    pub k: usize,
+    pub ef: usize,
+    pub exact: bool,
+    pub filter: Option<&'a Filter>,
+    pub with_vector: bool,
+}
+
+/// A found point with its internal distance (lower is closer).
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub distance: f32,
+    pub point: PointView,
+}
+
+impl Shard {
+    pub fn search(&self, spec: &SearchSpec) -> Vec<Hit> {
+        if spec.k == 0 {
+            return Vec::new();
+        }
+        let state = self.state.read();
+        let metric = self.config.metric;
+        let mut top = TopK::new(spec.k);
+
+        if let Some(ids) = spec.filter.and_then(|f| f.pinned_ids()) {
+            for id in ids {
+                if let Some(e) = state.points.get(id) {
+                    if spec.filter.is_none_or(|f| f.matches(id, &e.payload)) {
+                        top.push(metric.distance(spec.vector, state.vector(e, self.config.dim)), *id);
+                    }
+                }
+            }
+        } else {
+            for seg in &state.segments {
+                for (d, i) in search_segment(&state, seg, spec) {
+                    top.push(d, seg.ids[i as usize].0);
+                }
+            }
+            let tail = &state.tail;
+            for (slot, (id, _)) in tail.ids.iter().enumerate() {
+                if !tail.live[slot] {
+                    continue;
+                }
+                if let Some(f) = spec.filter {
+                    match state.points.get(id) {
+                        Some(e) if f.matches(id, &e.payload) => {}
+                        _ => continue,
+                    }
+                }
+                top.push(metric.distance(spec.vector, tail.vector(slot as u32, self.config.dim)), *id);
+            }
+        }
+
+        top.into_sorted()
+            .into_iter()
+            .filter_map(|(distance, id)| {
+                let e = state.points.get(&id)?;
+                Some(Hit { distance, point: self.view(&state, &id, e, spec.with_vector) })
+            })
+            .collect()
+    }
+}
+
+fn search_segment(state: &ShardState, seg: &IndexedSegment, spec: &SearchSpec) -> Vec<(f32, u32)> {
+    let index = &seg.index;
+    let Some(filter) = spec.filter else {
+        let live = |i: u32| seg.live.get(i);
+        return if spec.exact {
+            index.exact(spec.vector, spec.k, live)
+        } else {
+            index.search(spec.vector, spec.k, spec.ef, live)
+        };
+    };
+    let allowed: Vec<bool> = seg
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| {
+            seg.live.get(i as u32) && state.points.get(id).is_some_and(|e| filter.matches(id, &e.payload))
+        })
+        .collect();
+    let count = allowed.iter().filter(|a| **a).count();
+    if count == 0 {
+        return Vec::new();
+    }
+    let accept = |i: u32| allowed[i as usize];
+    if spec.exact || count <= FULL_SCAN_THRESHOLD || count * 10 < allowed.len() {
+        index.exact(spec.vector, spec.k, accept)
+    } else {
+        index.search(spec.vector, spec.k, spec.ef, accept)
+    }
+}
+
+/// The k smallest (distance, id) pairs seen, kept in a bounded max-heap.
+pub struct TopK<T> {
+    k: usize,
+    heap: BinaryHeap<Candidate<T>>,
+}
+
+struct Candidate<T>(f32, T);
+
+impl<T> PartialEq for Candidate<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0) == Ordering::Equal
+    }
+}
+impl<T> Eq for Candidate<T> {}
+impl<T> PartialOrd for Candidate<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Candidate<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl<T> TopK<T> {
+    pub fn new(k: usize) -> Self {
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+    }
+
+    pub fn push(&mut self, distance: f32, item: T) {
+        if self.k == 0 {
+            return;
+        }
+        if self.heap.len() < self.k {
+            self.heap.push(Candidate(distance, item));
+        } else if self.heap.peek().is_some_and(|worst| distance < worst.0) {
+            self.heap.pop();
+            self.heap.push(Candidate(distance, item));
+        }
+    }
+
+    /// The kept pairs, closest first.
+    pub fn into_sorted(self) -> Vec<(f32, T)> {
+        self.heap.into_sorted_vec().into_iter().map(|Candidate(d, t)| (d, t)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keeps_smallest_sorted() {
+        let mut t = TopK::new(3);
+        for (d, i) in [(5.0, 5), (1.0, 1), (4.0, 4), (2.0, 2), (3.0, 3)] {
+            t.push(d, i);
+        }
+        assert_eq!(t.into_sorted(), vec![(1.0, 1), (2.0, 2), (3.0, 3)]);
+        let mut z = TopK::new(0);
+        z.push(1.0, 1);
+        assert!(z.into_sorted().is_empty());
+    }
+}
+

@@ -1,0 +1,165 @@
+//! Test support: start real `shoal` processes on loopback and talk to them over HTTP.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A running node and what is needed to restart it on the same data.
+pub struct Node {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+    pub http: reqwest::blocking::Client,
+}
+
+impl Node {
+    /// Starts a node on 127.0.0.1 with a fresh port on `data_dir`.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Node {
+        let port = free_port("127.0.0.1");
+        let mut node = Node {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            data_dir: data_dir.to_path_buf(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--peer-listen")
+            .arg(SocketAddr::new(self.addr.ip(), free_port("127.0.0.1")).to_string())
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start shoal");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("shoal exited early with {status}; see {}", self.data_dir.with_extension("log").display());
+                }
+            }
+            if let Ok(r) = self.http.get(self.url("/readyz")).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "node did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let status = c.wait().expect("wait");
+            assert!(status.success(), "shoal did not exit cleanly: {status}");
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn restart_after_kill9(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Sends a request; returns (status, parsed JSON body or the raw text as a JSON string).
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(m, self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn raw(&self, method: &str, path: &str, body: &'static [u8]) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let resp = self.http.request(m, self.url(path)).body(body).send().expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Calls and insists on a 200, returning `result`.
+    pub fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method, path, body);
+        assert_eq!(status, 200, "{method} {path}: {v}");
+        assert_eq!(v["status"], "ok", "{v}");
+        v["result"].clone()
+    }
+
+    pub fn create_collection(&self, name: &str, dim: usize, distance: &str) {
+        self.ok("PUT", &format!("/collections/{name}"), Some(json!({"vectors": {"size": dim, "distance": distance}})));
+    }
+
+    pub fn count(&self, name: &str) -> u64 {
+        self.ok("POST", &format!("/collections/{name}/points/count"), Some(json!({"exact": true})))["count"]
+            .as_u64()
+            .expect("count")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Deterministic pseudo-random vectors (xorshift), so tests need no RNG crate.
+pub fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    (0..n).map(|_| (0..dim).map(|_| next()).collect()).collect()
+}
