@@ -11,5 +11,6 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod index;
+pub mod node;
 pub mod server;
 pub mod shard;

@@ -1,9 +1,14 @@
-//! Starting and stopping a node: open the data dir, serve the API, run the background optimizer,
-//! and on SIGTERM stop accepting, finish in-flight requests and flush everything to disk.
+//! Starting and stopping a node: work out who it is, open the data dir, serve the public API and
+//! the peer API, run the background optimizer and anti-entropy, and on SIGTERM stop accepting,
+//! finish in-flight requests and flush everything to disk.
 
-use crate::api::{self, service::Metrics, Node};
+use crate::api::{self, service::Metrics};
+use crate::cluster::discovery::Discovery;
+use crate::cluster::identity::Identity;
+use crate::cluster::{peer_api, sync, Cluster};
 use crate::collection::catalog::Catalog;
 use crate::config::Config;
+use crate::node::Node;
 use anyhow::Context;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,29 +16,81 @@ use std::time::Duration;
 
 /// How often the optimizer looks for tails to index and segments to merge.
 const OPTIMIZER_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a node compares its catalog and replicas with its peers.
+const SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Opens the node's data and binds its listener; fails with one clear message if either fails.
-pub async fn start(config: Config) -> anyhow::Result<(Arc<Node>, tokio::net::TcpListener)> {
-    let data_dir = config.data_dir.clone();
-    let catalog = tokio::task::spawn_blocking(move || Catalog::open(&data_dir))
-        .await?
+/// This pod's hostname: `--hostname`, else the kernel's.
+fn hostname(config: &Config) -> String {
+    config.hostname.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_default()
+    })
+}
+
+/// The cluster this node belongs to, from its hostname, the Service and the cluster size.
+fn cluster(config: &Config) -> anyhow::Result<Cluster> {
+    let Some(service) = config.service.clone() else {
+        return Ok(Cluster::single());
+    };
+    let identity = Identity::from_hostname(&hostname(config)).map_err(|e| anyhow::anyhow!("{e} (--service is set)"))?;
+    let size = config.cluster_size.ok_or_else(|| {
+        anyhow::anyhow!("--service is set but the cluster size is unknown: set --cluster-size (SHOAL_CLUSTER_SIZE)")
+    })?;
+    anyhow::ensure!(
+        identity.ordinal < size,
+        "ordinal {} is outside a cluster of {size} (--cluster-size)",
+        identity.ordinal
+    );
+    let discovery = Discovery::new(identity.clone(), service, config.peer_addr().port(), config.dns_server)?;
+    tracing::info!(%identity, size, "joining the cluster");
+    Cluster::new(identity, discovery, size)
+}
+
+/// Everything a running node needs, bound and opened.
+pub struct Started {
+    pub node: Arc<Node>,
+    pub public: tokio::net::TcpListener,
+    pub peer: tokio::net::TcpListener,
+}
+
+/// Opens the node's data and binds its listeners; fails with one clear message if any fails.
+pub async fn start(config: Config) -> anyhow::Result<Started> {
+    let cluster = cluster(&config)?;
+    let catalog = tokio::task::block_in_place(|| Catalog::open(&config.data_dir, |c| cluster.local_shards(c)))
         .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let public = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let node = Arc::new(Node { config, catalog, ready: Default::default(), metrics: Metrics::install() });
+    let peer_addr = config.peer_addr();
+    let peer = tokio::net::TcpListener::bind(peer_addr)
+        .await
+        .with_context(|| format!("cannot listen for peers on {peer_addr}"))?;
+    let node = Arc::new(Node { config, catalog, cluster, ready: Default::default(), metrics: Metrics::install() });
+    // Every local shard is open: readiness never waits on another pod.
     node.ready.store(true, Ordering::Release);
-    Ok((node, listener))
+    Ok(Started { node, public, peer })
 }
 
 /// Serves until SIGTERM or Ctrl-C, then drains and flushes.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let (node, listener) = start(config).await?;
-    tracing::info!(listen = %node.config.listen, data_dir = %node.config.data_dir.display(), "shoal is serving");
-    let optimizer = tokio::spawn(optimize_forever(Arc::clone(&node)));
-    axum::serve(listener, api::router(Arc::clone(&node))).with_graceful_shutdown(shutdown_signal()).await?;
-    optimizer.abort();
+    let Started { node, public, peer } = start(config).await?;
+    tracing::info!(listen = %node.config.listen, peer = %node.config.peer_addr(), data_dir = %node.config.data_dir.display(), "shoal is serving");
+    let background = [
+        tokio::spawn(optimize_forever(Arc::clone(&node))),
+        tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL)),
+    ];
+    let peer_server = tokio::spawn({
+        let app = peer_api::router(Arc::clone(&node));
+        async move { axum::serve(peer, app).await }
+    });
+    axum::serve(public, api::router(Arc::clone(&node))).with_graceful_shutdown(shutdown_signal()).await?;
     node.ready.store(false, Ordering::Release);
+    for task in background {
+        task.abort();
+    }
+    peer_server.abort();
     let flushing = Arc::clone(&node);
     tokio::task::spawn_blocking(move || flushing.catalog.flush()).await??;
     tracing::info!("shut down cleanly");
@@ -46,7 +103,7 @@ async fn optimize_forever(node: Arc<Node>) {
     loop {
         tokio::time::sleep(OPTIMIZER_INTERVAL).await;
         for collection in node.catalog.all() {
-            for shard in collection.shards().to_vec() {
+            for (_, shard) in collection.local_shards() {
                 let result = tokio::task::spawn_blocking(move || shard.optimize(threshold)).await;
                 match result {
                     Ok(Ok(Some(report))) => {

@@ -1,7 +1,7 @@
 //! Collection routes: create, inspect, list, check and delete.
 
 use super::models::{CreateCollection, VectorsConfig, WaitParams};
-use super::response::{blocking, Answer, ApiResult, Body, Params, Started};
+use super::response::{Answer, ApiResult, Body, Params, Started};
 use super::AppState;
 use crate::collection::{Collection, CollectionConfig};
 use crate::error::Error;
@@ -34,13 +34,12 @@ pub async fn create(
     Body(req): Body<CreateCollection>,
 ) -> ApiResult<bool> {
     let config = collection_config(req, &node)?;
-    blocking(move || node.catalog.create(&name, config)).await?;
+    node.create_collection(&name, config).await?;
     Ok(Answer(t, true))
 }
 
 pub async fn delete(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<bool> {
-    let deleted = blocking(move || node.catalog.delete(&name)).await?;
-    Ok(Answer(t, deleted))
+    Ok(Answer(t, node.delete_collection(&name).await?))
 }
 
 /// Validates a create request and fills in defaults.

@@ -1,8 +1,9 @@
 //! The public REST API on port 6333: Qdrant's routes, shapes and status codes.
 //!
-//! Handlers parse and validate, then hand the work to the collection layer on the blocking pool
-//! (search is CPU-bound, `wait=true` writes fsync), and wrap the answer in Qdrant's envelope.
+//! Handlers parse and validate, hand the work to the coordinator (which runs it on local shard
+//! replicas on the blocking pool, or on peers), and wrap the answer in Qdrant's envelope.
 
+pub mod cluster;
 pub mod collections;
 pub mod models;
 pub mod points;
@@ -10,29 +11,20 @@ pub mod response;
 pub mod search;
 pub mod service;
 
-use crate::collection::catalog::Catalog;
-use crate::config::Config;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use response::ApiError;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+
+pub use crate::node::Node;
 
 /// The Qdrant version whose REST API shoal answers like; `GET /` reports it so that clients'
 /// version checks pass.
 pub const QDRANT_COMPAT_VERSION: &str = "1.20.0";
 
 /// What every handler can reach.
-pub struct Node {
-    pub config: Config,
-    pub catalog: Catalog,
-    /// Set once every local shard is open; `/readyz` reports it.
-    pub ready: AtomicBool,
-    pub metrics: service::Metrics,
-}
-
 pub type AppState = Arc<Node>;
 
 pub fn router(node: AppState) -> Router {
@@ -43,6 +35,8 @@ pub fn router(node: AppState) -> Router {
         .route("/livez", get(service::livez))
         .route("/readyz", get(service::readyz))
         .route("/metrics", get(service::metrics))
+        .route("/cluster", get(cluster::status))
+        .route("/collections/{name}/cluster", get(cluster::collection))
         .route("/collections", get(collections::list))
         .route(
             "/collections/{name}",

@@ -1,7 +1,7 @@
 //! Point routes: upsert, retrieve, delete, payload changes, scroll and count.
 
 use super::models::*;
-use super::response::{blocking, Answer, ApiError, ApiResult, Body, Params, Started};
+use super::response::{Answer, ApiError, ApiResult, Body, Params, Started};
 use super::AppState;
 use crate::collection::NewPoint;
 use crate::error::Error;
@@ -84,7 +84,7 @@ pub async fn upsert(
     let c = node.catalog.get(&name)?;
     let points = new_points(req)?;
     let wait = p.wait.unwrap_or(false);
-    let op = blocking(move || c.upsert(points, wait)).await?;
+    let op = node.upsert(&c, points, wait).await?;
     Ok(Answer(t, UpdateResult::new(op, wait)))
 }
 
@@ -98,13 +98,13 @@ pub async fn delete(
     let c = node.catalog.get(&name)?;
     let sel = selector(req.points, req.filter)?;
     let wait = p.wait.unwrap_or(false);
-    let op = blocking(move || c.delete(&sel, wait)).await?;
+    let op = node.delete_points(&c, sel, wait).await?;
     Ok(Answer(t, UpdateResult::new(op, wait)))
 }
 
 async fn change_payload(node: AppState, name: String, wait: bool, sel: Selector, op: PayloadOp) -> Result<u64, ApiError> {
     let c = node.catalog.get(&name)?;
-    blocking(move || c.modify_payload(&sel, &op, wait)).await
+    Ok(node.modify_payload(&c, sel, op, wait).await?)
 }
 
 pub async fn set_payload(
@@ -167,7 +167,7 @@ pub async fn retrieve(
 ) -> ApiResult<Vec<RecordOut>> {
     let c = node.catalog.get(&name)?;
     let with_vector = WithVector::wanted(&req.with_vector);
-    let views = blocking(move || Ok(c.retrieve(&req.ids, with_vector))).await?;
+    let views = node.retrieve(&c, &req.ids, with_vector).await?;
     Ok(Answer(t, views.into_iter().map(|v| RecordOut::from_view(v, &req.with_payload, true)).collect()))
 }
 
@@ -179,8 +179,9 @@ pub async fn get_one(
     let c = node.catalog.get(&name)?;
     let id: PointId = serde_json::from_value(id.parse::<u64>().map(Value::from).unwrap_or(Value::String(id.clone())))
         .map_err(|e| Error::BadRequest(format!("invalid point id {id:?}: {e}")))?;
-    let view = c
-        .retrieve(&[id], true)
+    let view = node
+        .retrieve(&c, &[id], true)
+        .await?
         .pop()
         .ok_or_else(|| Error::NotFound(format!("No point with id {id} found")))?;
     Ok(Answer(t, RecordOut::from_view(view, &None, true)))
@@ -202,7 +203,7 @@ pub async fn scroll(
     }
     let with_vector = WithVector::wanted(&req.with_vector);
     let (filter, offset) = (req.filter, req.offset);
-    let (views, next) = blocking(move || Ok(c.scroll(offset, limit, filter.as_ref(), with_vector))).await?;
+    let (views, next) = node.scroll(&c, offset, limit, filter, with_vector).await?;
     let points = views.into_iter().map(|v| RecordOut::from_view(v, &req.with_payload, true)).collect();
     Ok(Answer(t, ScrollResponse { points, next_page_offset: next }))
 }
@@ -215,6 +216,6 @@ pub async fn count(
 ) -> ApiResult<Value> {
     let c = node.catalog.get(&name)?;
     let filter = req.filter;
-    let n = blocking(move || Ok(c.count(filter.as_ref()))).await?;
+    let n = node.count(&c, filter).await?;
     Ok(Answer(t, json!({ "count": n })))
 }

@@ -67,8 +67,10 @@ impl From<Error> for ApiError {
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status.is_server_error() {
-            tracing::error!(error = %e, "request failed");
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => tracing::warn!(error = %e, "request failed"),
+            s if s.is_server_error() => tracing::error!(error = %e, "request failed"),
+            _ => {}
         }
         ApiError { status, message: e.to_string() }
     }
@@ -111,13 +113,5 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| Params(q.0))
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Format error in query string: {e}")))
-    }
-}
-
-/// Runs CPU-bound or blocking work (search, fsync) off the async workers.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError::from(Error::Internal(format!("request task failed: {e}")))),
     }
 }

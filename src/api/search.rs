@@ -2,8 +2,8 @@
 //! (`/points/search`, `/points/search/batch`). Both become a [`SearchRequest`] on the collection.
 
 use super::models::*;
-use super::response::{blocking, Answer, ApiResult, Body, Started};
-use super::AppState;
+use super::response::{Answer, ApiResult, Body, Started};
+use super::{AppState, Node};
 use crate::collection::{Collection, ScoredPoint, SearchRequest};
 use crate::error::Error;
 use crate::shard::filter::{Condition, OneOrMany};
@@ -77,12 +77,13 @@ fn parse_query(q: QueryPoints) -> Result<(Target, SearchRequest, Option<WithPayl
 }
 
 /// Runs a query by id: that point's vector, with the point itself excluded (as Qdrant does).
-fn resolve(c: &Collection, target: Target, mut req: SearchRequest) -> Result<SearchRequest, Error> {
+async fn resolve(node: &Node, c: &Arc<Collection>, target: Target, mut req: SearchRequest) -> Result<SearchRequest, Error> {
     match target {
         Target::Vector(v) => req.vector = v,
         Target::Point(id) => {
-            let point = c
-                .retrieve(&[id], true)
+            let point = node
+                .retrieve(c, &[id], true)
+                .await?
                 .pop()
                 .ok_or_else(|| Error::NotFound(format!("No point with id {id} found")))?;
             req.vector = point.vector.unwrap_or_default();
@@ -116,15 +117,14 @@ fn scored_json(points: Vec<ScoredPoint>, with_payload: &Option<WithPayload>) -> 
         .collect()
 }
 
-fn run_queries(c: &Arc<Collection>, queries: Vec<QueryPoints>) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
+async fn run_queries(node: &Node, c: &Arc<Collection>, queries: Vec<QueryPoints>) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
     let parsed = queries.into_iter().map(parse_query).collect::<Result<Vec<_>, _>>()?;
-    parsed
-        .into_iter()
-        .map(|(target, req, with_payload)| {
-            let req = resolve(c, target, req)?;
-            Ok(scored_json(c.search(&req)?, &with_payload))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(parsed.len());
+    for (target, req, with_payload) in parsed {
+        let req = resolve(node, c, target, req).await?;
+        out.push(scored_json(node.search(c, &req).await?, &with_payload));
+    }
+    Ok(out)
 }
 
 pub async fn query(
@@ -134,7 +134,7 @@ pub async fn query(
     Body(q): Body<QueryPoints>,
 ) -> ApiResult<QueryResponse> {
     let c = node.catalog.get(&name)?;
-    let mut results = blocking(move || run_queries(&c, vec![q])).await?;
+    let mut results = run_queries(&node, &c, vec![q]).await?;
     Ok(Answer(t, QueryResponse { points: results.pop().unwrap_or_default() }))
 }
 
@@ -148,7 +148,7 @@ pub async fn query_batch(
     if b.searches.len() > MAX_BATCH {
         return Err(Error::BadRequest(format!("a batch holds at most {MAX_BATCH} queries")).into());
     }
-    let results = blocking(move || run_queries(&c, b.searches)).await?;
+    let results = run_queries(&node, &c, b.searches).await?;
     Ok(Answer(t, results.into_iter().map(|points| QueryResponse { points }).collect()))
 }
 
@@ -176,9 +176,13 @@ fn search_request(s: SearchPoints) -> Result<(SearchRequest, Option<WithPayload>
     Ok((req, s.with_payload))
 }
 
-fn run_searches(c: &Arc<Collection>, searches: Vec<SearchPoints>) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
+async fn run_searches(node: &Node, c: &Arc<Collection>, searches: Vec<SearchPoints>) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
     let parsed = searches.into_iter().map(search_request).collect::<Result<Vec<_>, _>>()?;
-    parsed.into_iter().map(|(req, wp)| Ok(scored_json(c.search(&req)?, &wp))).collect()
+    let mut out = Vec::with_capacity(parsed.len());
+    for (req, with_payload) in parsed {
+        out.push(scored_json(node.search(c, &req).await?, &with_payload));
+    }
+    Ok(out)
 }
 
 pub async fn search(
@@ -189,7 +193,7 @@ pub async fn search(
 ) -> ApiResult<Vec<ScoredPointOut>> {
     let c = node.catalog.get(&name)?;
     let s = s.ok_or_else(|| Error::BadRequest("a search body with `vector` and `limit` is required".into()))?;
-    let mut results = blocking(move || run_searches(&c, vec![s])).await?;
+    let mut results = run_searches(&node, &c, vec![s]).await?;
     Ok(Answer(t, results.pop().unwrap_or_default()))
 }
 
@@ -203,6 +207,6 @@ pub async fn search_batch(
     if b.searches.len() > MAX_BATCH {
         return Err(Error::BadRequest(format!("a batch holds at most {MAX_BATCH} searches")).into());
     }
-    let results = blocking(move || run_searches(&c, b.searches)).await?;
+    let results = run_searches(&node, &c, b.searches).await?;
     Ok(Answer(t, results))
 }

@@ -59,7 +59,13 @@ fn gauss(rng: &mut StdRng) -> f32 {
 }
 
 /// `count` vectors; clustered data draws clusters from `centres`.
-fn generate(rng: &mut StdRng, count: usize, dim: usize, centres: &[f32], metric: Metric) -> Vec<f32> {
+fn generate(
+    rng: &mut StdRng,
+    count: usize,
+    dim: usize,
+    centres: &[f32],
+    metric: Metric,
+) -> Vec<f32> {
     let clusters = centres.len() / dim.max(1);
     let mut out = Vec::with_capacity(count * dim);
     let mut v = vec![0.0f32; dim];
@@ -90,7 +96,11 @@ fn parse_metric(s: &str) -> Result<Metric> {
 
 fn dir_size(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|it| it.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+        .map(|it| {
+            it.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -98,7 +108,9 @@ fn main() -> Result<()> {
     let a = Args::parse();
     let metric = parse_metric(&a.metric)?;
     let mut rng = StdRng::seed_from_u64(a.seed);
-    let centres: Vec<f32> = (0..a.clusters * a.dim).map(|_| 4.0 * gauss(&mut rng)).collect();
+    let centres: Vec<f32> = (0..a.clusters * a.dim)
+        .map(|_| 4.0 * gauss(&mut rng))
+        .collect();
     let t = Instant::now();
     let data = generate(&mut rng, a.n, a.dim, &centres, metric);
     let queries = generate(&mut rng, a.queries, a.dim, &centres, metric);
@@ -108,8 +120,11 @@ fn main() -> Result<()> {
     let truth: Vec<Vec<u32>> = queries
         .par_chunks(a.dim)
         .map(|q| {
-            let mut d: Vec<(f32, u32)> =
-                data.chunks_exact(a.dim).enumerate().map(|(i, v)| (metric.distance(q, v), i as u32)).collect();
+            let mut d: Vec<(f32, u32)> = data
+                .chunks_exact(a.dim)
+                .enumerate()
+                .map(|(i, v)| (metric.distance(q, v), i as u32))
+                .collect();
             let k = a.k.min(d.len());
             if k > 0 {
                 d.select_nth_unstable_by(k - 1, |x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
@@ -122,13 +137,22 @@ fn main() -> Result<()> {
 
     let (dir, remove_after) = match &a.dir {
         Some(d) => (d.clone(), false),
-        None => (std::env::temp_dir().join(format!("shoal-bench-{}", std::process::id())), true),
+        None => (
+            std::env::temp_dir().join(format!("shoal-bench-{}", std::process::id())),
+            true,
+        ),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let params = HnswParams { m: a.m, ef_construct: a.ef_construct };
+    let params = HnswParams {
+        m: a.m,
+        ef_construct: a.ef_construct,
+    };
     let opts = BuildOptions {
         max_nb_connection: a.max_nb_connection,
-        repair: RepairOptions { reprune: a.reprune, reconnect: !a.no_reconnect },
+        repair: RepairOptions {
+            reprune: a.reprune,
+            reconnect: !a.no_reconnect,
+        },
     };
     let t = Instant::now();
     let built = Segment::build_with_options(data, a.dim, metric, params, &dir, opts)?;

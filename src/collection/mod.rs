@@ -1,18 +1,20 @@
-//! A collection: its configuration and its shards, and the point operations that span shards
-//! (routing each point to `shard_of(id)`, merging search, scroll and count results).
+//! A collection on this node: its configuration, the version of that configuration (collections
+//! are created and deleted cluster-wide, last writer wins), and the shard replicas this node holds.
+//! Which replicas those are follows from the placement rule; routing points and merging results
+//! across replicas is the coordinator's job ([`crate::cluster::coordinator`]).
 
 pub mod catalog;
 
-use crate::cluster::placement::shard_of;
 use crate::error::{Error, Result};
 use crate::index::{HnswParams, Metric};
-use crate::shard::filter::Filter;
 use crate::shard::point::{Payload, PointId};
-use crate::shard::search::{SearchSpec, TopK};
 use crate::shard::version::VersionClock;
-use crate::shard::{Change, PayloadOp, PointView, Selector, Shard};
+use crate::shard::{PointView, Shard, ShardConfig};
+use crate::shard::filter::Filter;
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The persisted configuration of a collection (`config.json`).
@@ -58,26 +60,60 @@ pub struct ScoredPoint {
 pub struct Collection {
     pub name: String,
     pub config: CollectionConfig,
-    shards: Vec<Arc<Shard>>,
+    /// Version of the create that made this collection (catalog last-writer-wins).
+    pub version: u64,
+    dir: PathBuf,
+    db: sled::Db,
     clock: Arc<VersionClock>,
-    operations: AtomicU64,
+    local: RwLock<BTreeMap<u32, Arc<Shard>>>,
+}
+
+pub(crate) fn tree_name(collection: &str, shard: u32) -> String {
+    format!("c/{collection}/{shard}")
 }
 
 impl Collection {
-    pub fn new(name: String, config: CollectionConfig, shards: Vec<Arc<Shard>>, clock: Arc<VersionClock>) -> Self {
-        Collection { name, config, shards, clock, operations: AtomicU64::new(0) }
+    pub(crate) fn new(
+        name: String,
+        config: CollectionConfig,
+        version: u64,
+        dir: PathBuf,
+        db: sled::Db,
+        clock: Arc<VersionClock>,
+    ) -> Self {
+        Collection { name, config, version, dir, db, clock, local: RwLock::new(BTreeMap::new()) }
     }
 
-    pub fn shards(&self) -> &[Arc<Shard>] {
-        &self.shards
+    /// Opens this node's replica of `shard` (creating it if new); a no-op if already open.
+    pub fn open_shard(&self, shard: u32) -> anyhow::Result<Arc<Shard>> {
+        if let Some(s) = self.local.read().get(&shard) {
+            return Ok(Arc::clone(s));
+        }
+        let config = ShardConfig { dim: self.config.size, metric: self.config.distance, hnsw: self.config.hnsw };
+        let dir = self.dir.join("shards").join(shard.to_string());
+        let opened = Arc::new(Shard::open(&self.db, &tree_name(&self.name, shard), &dir, config, Arc::clone(&self.clock))?);
+        Ok(Arc::clone(self.local.write().entry(shard).or_insert(opened)))
     }
 
-    fn shard(&self, id: &PointId) -> &Arc<Shard> {
-        &self.shards[shard_of(id, self.shards.len() as u32) as usize]
+    /// Removes this node's replica of `shard` and its files (after it moved elsewhere).
+    pub fn drop_shard(&self, shard: u32) -> anyhow::Result<()> {
+        if self.local.write().remove(&shard).is_some() {
+            self.db.drop_tree(tree_name(&self.name, shard))?;
+            let _ = std::fs::remove_dir_all(self.dir.join("shards").join(shard.to_string()));
+        }
+        Ok(())
     }
 
-    fn next_operation(&self) -> u64 {
-        self.operations.fetch_add(1, Ordering::Relaxed)
+    pub fn local_shard(&self, shard: u32) -> Option<Arc<Shard>> {
+        self.local.read().get(&shard).cloned()
+    }
+
+    pub fn local_shards(&self) -> Vec<(u32, Arc<Shard>)> {
+        self.local.read().iter().map(|(k, v)| (*k, Arc::clone(v))).collect()
+    }
+
+    pub fn clock(&self) -> &VersionClock {
+        &self.clock
     }
 
     /// Checks a vector against the collection and prepares it for the metric.
@@ -96,114 +132,11 @@ impl Collection {
         Ok(v)
     }
 
-    /// Upserts a batch: all vectors are checked first, so a bad one changes nothing.
-    pub fn upsert(&self, points: Vec<NewPoint>, wait: bool) -> Result<u64> {
-        let version = self.clock.next();
-        let mut per_shard: Vec<Vec<Change>> = vec![Vec::new(); self.shards.len()];
-        for p in points {
-            let vector = self.prepare_vector(p.vector).map_err(|e| match e {
-                Error::BadRequest(m) => Error::BadRequest(format!("point {}: {m}", p.id)),
-                other => other,
-            })?;
-            let shard = shard_of(&p.id, self.shards.len() as u32) as usize;
-            per_shard[shard].push(Change::upsert(p.id, version, vector, p.payload));
-        }
-        for (shard, changes) in self.shards.iter().zip(per_shard) {
-            if !changes.is_empty() {
-                shard.commit(changes, wait)?;
-            }
-        }
-        Ok(self.next_operation())
-    }
-
-    pub fn delete(&self, selector: &Selector, wait: bool) -> Result<u64> {
-        let version = self.clock.next();
-        for shard in self.shards_for(selector) {
-            shard.delete(selector, version, wait)?;
-        }
-        Ok(self.next_operation())
-    }
-
-    pub fn modify_payload(&self, selector: &Selector, op: &PayloadOp, wait: bool) -> Result<u64> {
-        let version = self.clock.next();
-        for shard in self.shards_for(selector) {
-            shard.modify_payload(selector, op, version, wait)?;
-        }
-        Ok(self.next_operation())
-    }
-
-    /// Shards a selector can touch: those of its ids, or all for a filter.
-    fn shards_for<'a>(&'a self, selector: &Selector) -> Vec<&'a Arc<Shard>> {
-        match selector {
-            Selector::Filter(_) => self.shards.iter().collect(),
-            Selector::Ids(ids) => {
-                let mut hit = vec![false; self.shards.len()];
-                for id in ids {
-                    hit[shard_of(id, self.shards.len() as u32) as usize] = true;
-                }
-                self.shards.iter().zip(hit).filter(|(_, h)| *h).map(|(s, _)| s).collect()
-            }
-        }
-    }
-
-    /// Points by id in the order asked, each once; missing ids are left out.
-    pub fn retrieve(&self, ids: &[PointId], with_vector: bool) -> Vec<PointView> {
-        let mut seen = std::collections::HashSet::new();
-        ids.iter()
-            .filter(|id| seen.insert(**id))
-            .filter_map(|id| self.shard(id).get(std::slice::from_ref(id), with_vector).pop())
-            .collect()
-    }
-
-    /// A page of points in id order from `offset`, and the id the next page starts at.
-    pub fn scroll(
-        &self,
-        offset: Option<PointId>,
-        limit: usize,
-        filter: Option<&Filter>,
-        with_vector: bool,
-    ) -> (Vec<PointView>, Option<PointId>) {
-        let mut all: Vec<PointView> =
-            self.shards.iter().flat_map(|s| s.scroll(offset, limit + 1, filter, with_vector)).collect();
-        all.sort_by_key(|p| p.id);
-        let next = all.get(limit).map(|p| p.id);
-        all.truncate(limit);
-        (all, next)
-    }
-
-    pub fn count(&self, filter: Option<&Filter>) -> usize {
-        self.shards.iter().map(|s| s.count(filter)).sum()
-    }
-
-    pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
-        let vector = self.prepare_vector(req.vector.clone())?;
-        let k = req.offset.saturating_add(req.limit);
-        let spec = SearchSpec {
-            vector: &vector,
-            k,
-            ef: req.hnsw_ef.unwrap_or(self.config.hnsw.ef_construct).max(k),
-            exact: req.exact,
-            filter: req.filter.as_ref(),
-            with_vector: req.with_vector,
-        };
-        let metric = self.config.distance;
-        let mut top = TopK::new(k);
-        for shard in &self.shards {
-            for hit in shard.search(&spec) {
-                top.push(hit.distance, hit.point);
-            }
-        }
-        Ok(top
-            .into_sorted()
-            .into_iter()
-            .skip(req.offset)
-            .map(|(d, point)| ScoredPoint { score: metric.score(d), point })
-            .filter(|p| req.score_threshold.is_none_or(|t| metric.passes_threshold(p.score, t)))
-            .collect())
-    }
-
-    /// Total live points, points inside HNSW segments, and segments.
+    /// Live points, points inside HNSW segments, and segments, over the local replicas.
     pub fn stats(&self) -> (usize, usize, usize) {
-        self.shards.iter().map(|s| s.stats()).fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+        self.local_shards()
+            .iter()
+            .map(|(_, s)| s.stats())
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
     }
 }

@@ -108,7 +108,9 @@ pub mod kernels {
     fn select() -> Table {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return Table {
                     name: "avx2+fma",
                     dot: avx2::dot,
@@ -288,9 +290,21 @@ pub mod kernels {
                     // SAFETY (all loads): i + width <= n <= both lengths.
                     while i + 32 <= n {
                         acc0 = step(acc0, _mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-                        acc1 = step(acc1, _mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)));
-                        acc2 = step(acc2, _mm256_loadu_ps(pa.add(i + 16)), _mm256_loadu_ps(pb.add(i + 16)));
-                        acc3 = step(acc3, _mm256_loadu_ps(pa.add(i + 24)), _mm256_loadu_ps(pb.add(i + 24)));
+                        acc1 = step(
+                            acc1,
+                            _mm256_loadu_ps(pa.add(i + 8)),
+                            _mm256_loadu_ps(pb.add(i + 8)),
+                        );
+                        acc2 = step(
+                            acc2,
+                            _mm256_loadu_ps(pa.add(i + 16)),
+                            _mm256_loadu_ps(pb.add(i + 16)),
+                        );
+                        acc3 = step(
+                            acc3,
+                            _mm256_loadu_ps(pa.add(i + 24)),
+                            _mm256_loadu_ps(pb.add(i + 24)),
+                        );
                         i += 32;
                     }
                     while i + 8 <= n {
@@ -371,7 +385,12 @@ pub mod kernels {
                 assert!((portable::dot(&a, &b) - d).abs() < tol);
                 assert!((portable::l2(&a, &b) - l2).abs() < tol);
                 assert!((portable::l1(&a, &b) - l1v).abs() < tol);
-                for m in [Metric::Cosine, Metric::Dot, Metric::Euclid, Metric::Manhattan] {
+                for m in [
+                    Metric::Cosine,
+                    Metric::Dot,
+                    Metric::Euclid,
+                    Metric::Manhattan,
+                ] {
                     let f = DistFn::for_metric(m);
                     assert!((f.eval(&a, &b) - m.distance(&a, &b)).abs() < tol);
                 }

@@ -99,7 +99,11 @@ impl FlatGraph {
         match self.row_start(level, id) {
             None => &[],
             Some(s) => {
-                let store = if level == 0 { &self.layer0 } else { &self.upper };
+                let store = if level == 0 {
+                    &self.layer0
+                } else {
+                    &self.upper
+                };
                 let cnt = store[s] as usize;
                 &store[s + 1..s + 1 + cnt]
             }
@@ -229,7 +233,13 @@ impl FlatGraph {
     }
 
     /// Exact k-NN among accepted ids by a full scan.
-    pub fn exact<F: Fn(u32) -> bool>(&self, metric: Metric, q: &[f32], k: usize, accept: F) -> Vec<(f32, u32)> {
+    pub fn exact<F: Fn(u32) -> bool>(
+        &self,
+        metric: Metric,
+        q: &[f32],
+        k: usize,
+        accept: F,
+    ) -> Vec<(f32, u32)> {
         if self.n == 0 || k == 0 {
             return Vec::new();
         }

@@ -51,14 +51,22 @@ impl Distance<f32> for ShoalDist {
 /// How a segment's vectors are stored in the hnsw_rs dump.
 fn graph_space(metric: Metric) -> (ShoalDist, usize) {
     match metric {
-        Metric::Dot => (ShoalDist { metric: Metric::Euclid }, 1),
+        Metric::Dot => (
+            ShoalDist {
+                metric: Metric::Euclid,
+            },
+            1,
+        ),
         m => (ShoalDist { metric: m }, 0),
     }
 }
 
 /// The MIPS-to-L2 augmentation of Dot vectors (see the module doc).
 fn augment(vectors: &[f32], dim: usize) -> Vec<f32> {
-    let norms: Vec<f32> = vectors.chunks_exact(dim).map(|v| super::distance::kernels::dot(v, v)).collect();
+    let norms: Vec<f32> = vectors
+        .chunks_exact(dim)
+        .map(|v| super::distance::kernels::dot(v, v))
+        .collect();
     let r2 = norms.iter().copied().fold(0.0f32, f32::max);
     let mut out = Vec::with_capacity(vectors.len() + norms.len());
     for (v, n2) in vectors.chunks_exact(dim).zip(norms) {
@@ -87,34 +95,67 @@ pub(crate) fn build_and_dump(
 ) -> Result<FlatGraph> {
     let n = vectors.len() / dim;
     let (dist, extra) = graph_space(metric);
-    let augmented = if extra > 0 { Some(augment(&vectors, dim)) } else { None };
+    let augmented = if extra > 0 {
+        Some(augment(&vectors, dim))
+    } else {
+        None
+    };
     let stored = augmented.as_deref().unwrap_or(&vectors);
     let hnsw: Hnsw<f32, ShoalDist> = Hnsw::new(max_nb_connection, n, NB_LAYER, ef_construct, dist);
-    let items: Vec<(&[f32], usize)> = stored.chunks_exact(dim + extra).enumerate().map(|(i, v)| (v, i)).collect();
+    let items: Vec<(&[f32], usize)> = stored
+        .chunks_exact(dim + extra)
+        .enumerate()
+        .map(|(i, v)| (v, i))
+        .collect();
     guard("insert", || {
         hnsw.parallel_insert_slice(&items);
         Ok(())
     })?;
     drop(items);
     drop(augmented);
-    ensure!(dir.is_dir(), "segment directory {} does not exist", dir.display());
+    ensure!(
+        dir.is_dir(),
+        "segment directory {} does not exist",
+        dir.display()
+    );
     let name = guard("dump", || hnsw.file_dump(dir, DUMP_BASENAME))
         .with_context(|| format!("hnsw_rs dump into {}", dir.display()))?;
-    ensure!(name == DUMP_BASENAME, "hnsw_rs dumped under an unexpected name {name}");
+    ensure!(
+        name == DUMP_BASENAME,
+        "hnsw_rs dumped under an unexpected name {name}"
+    );
     let entry = read_entry_point(dir)?;
     // The flat copy takes its vectors from our buffer: the same values hnsw_rs holds.
-    extract(&hnsw, metric, Some(vectors), n, dim, max_nb_connection, entry)
+    extract(
+        &hnsw,
+        metric,
+        Some(vectors),
+        n,
+        dim,
+        max_nb_connection,
+        entry,
+    )
 }
 
 /// Reloads a dump (already verified by checksum) and extracts the flat graph.
-pub(crate) fn load(dir: &Path, metric: Metric, n: usize, dim: usize, max_nb_connection: usize) -> Result<FlatGraph> {
+pub(crate) fn load(
+    dir: &Path,
+    metric: Metric,
+    n: usize,
+    dim: usize,
+    max_nb_connection: usize,
+) -> Result<FlatGraph> {
     let entry = read_entry_point(dir)?;
     guard("reload", || {
         let io = HnswIo::new(dir, DUMP_BASENAME);
         let hnsw: Hnsw<f32, ShoalDist> = io
             .load_hnsw_with_dist(graph_space(metric).0)
             .with_context(|| format!("hnsw_rs reload from {}", dir.display()))?;
-        ensure!(hnsw.get_nb_point() == n, "dump holds {} points, expected {n}", hnsw.get_nb_point());
+        ensure!(
+            hnsw.get_nb_point() == n,
+            "dump holds {} points, expected {n}",
+            hnsw.get_nb_point()
+        );
         ensure!(
             hnsw.get_max_nb_connection() as usize == max_nb_connection,
             "dump has max_nb_connection {}, expected {max_nb_connection}",
@@ -127,12 +168,17 @@ pub(crate) fn load(dir: &Path, metric: Metric, n: usize, dim: usize, max_nb_conn
 /// The entry point is `pub(crate)` in hnsw_rs; its dump writes it last in the graph file:
 /// origin id (u64), layer (u8), rank in layer (i32), native endian.
 fn read_entry_point(dir: &Path) -> Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
     let path = dir.join(format!("{DUMP_BASENAME}.hnsw.graph"));
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    ensure!(bytes.len() >= 13, "{} is truncated", path.display());
-    let t = &bytes[bytes.len() - 13..];
+    let mut tail = [0u8; 13];
+    std::fs::File::open(&path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::End(-13))?;
+            f.read_exact(&mut tail)
+        })
+        .with_context(|| format!("reading the entry point from {}", path.display()))?;
     let mut id = [0u8; 8];
-    id.copy_from_slice(&t[..8]);
+    id.copy_from_slice(&tail[..8]);
     Ok(u64::from_ne_bytes(id))
 }
 
@@ -150,7 +196,11 @@ fn extract(
 ) -> Result<FlatGraph> {
     let pi = hnsw.get_point_indexation();
     let stored_dim = dim + graph_space(metric).1;
-    ensure!(pi.get_nb_point() == n, "hnsw_rs holds {} points, expected {n}", pi.get_nb_point());
+    ensure!(
+        pi.get_nb_point() == n,
+        "hnsw_rs holds {} points, expected {n}",
+        pi.get_nb_point()
+    );
     let have_vectors = vectors.is_some();
     let mut vecs = vectors.unwrap_or_else(|| vec![0.0; n * dim]);
     let mut levels = vec![u8::MAX; n];
@@ -161,16 +211,28 @@ fn extract(
         ensure!(id < n, "hnsw_rs point id {id} out of range (n = {n})");
         ensure!(levels[id] == u8::MAX, "hnsw_rs point id {id} appears twice");
         let level = point.get_point_id().0;
-        ensure!((level as usize) < NB_LAYER, "bad level {level} for point {id}");
+        ensure!(
+            (level as usize) < NB_LAYER,
+            "bad level {level} for point {id}"
+        );
         levels[id] = level;
         if !have_vectors {
             let v = point.get_v();
-            ensure!(v.len() == stored_dim, "point {id} has dimension {}, expected {stored_dim}", v.len());
+            ensure!(
+                v.len() == stored_dim,
+                "point {id} has dimension {}, expected {stored_dim}",
+                v.len()
+            );
             vecs[id * dim..(id + 1) * dim].copy_from_slice(&v[..dim]);
         }
         let neigh = point.get_neighborhood_id();
         lists[id] = (0..=level as usize)
-            .map(|l| neigh.get(l).map(|ns| ns.iter().map(|nb| nb.d_id as u32).collect()).unwrap_or_default())
+            .map(|l| {
+                neigh
+                    .get(l)
+                    .map(|ns| ns.iter().map(|nb| nb.d_id as u32).collect())
+                    .unwrap_or_default()
+            })
             .collect();
     }
     if let Some(missing) = levels.iter().position(|&l| l == u8::MAX) {
@@ -178,7 +240,10 @@ fn extract(
     }
     let top_level = levels.iter().copied().max().unwrap_or(0);
     ensure!((entry as usize) < n, "entry point {entry} out of range");
-    ensure!(levels[entry as usize] == top_level, "entry point {entry} is not on the top layer");
+    ensure!(
+        levels[entry as usize] == top_level,
+        "entry point {entry} is not on the top layer"
+    );
 
     let mut g = FlatGraph::empty(dim, m);
     g.n = n;
@@ -202,7 +267,8 @@ fn extract(
         for (l, ids) in per_level.into_iter().enumerate() {
             clean.clear();
             for nb in ids {
-                let ok = (nb as usize) < n && nb as usize != id && g.levels[nb as usize] as usize >= l;
+                let ok =
+                    (nb as usize) < n && nb as usize != id && g.levels[nb as usize] as usize >= l;
                 if ok && !clean.contains(&nb) {
                     clean.push(nb);
                 }

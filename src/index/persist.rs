@@ -75,22 +75,35 @@ impl SegmentFile {
     pub fn validate(&self) -> Result<()> {
         let n = self.n;
         ensure!(self.m0 >= 1 && self.m_up >= 1, "bad degrees");
-        ensure!(self.levels.len() == n && self.upper_offset.len() == n, "bad per-node arrays");
+        ensure!(self.dim >= 1, "bad dimension");
+        ensure!(
+            self.levels.len() == n && self.upper_offset.len() == n,
+            "bad per-node arrays"
+        );
         ensure!(self.layer0.len() == n * (1 + self.m0), "bad layer-0 size");
         if n == 0 {
             return Ok(());
         }
         ensure!((self.entry as usize) < n, "entry out of range");
-        ensure!(self.levels[self.entry as usize] == self.top_level, "entry not on top layer");
+        ensure!(
+            self.levels[self.entry as usize] == self.top_level,
+            "entry not on top layer"
+        );
         let mut expect_off = 0usize;
         for id in 0..n {
             let l = self.levels[id] as usize;
             ensure!(l <= self.top_level as usize, "level above top");
             if l > 0 {
-                ensure!(self.upper_offset[id] as usize == expect_off, "bad upper offset");
+                ensure!(
+                    self.upper_offset[id] as usize == expect_off,
+                    "bad upper offset"
+                );
                 expect_off += l * (1 + self.m_up);
             } else {
-                ensure!(self.upper_offset[id] == super::flat::NO_UPPER, "bad upper offset");
+                ensure!(
+                    self.upper_offset[id] == super::flat::NO_UPPER,
+                    "bad upper offset"
+                );
             }
         }
         ensure!(self.upper.len() == expect_off, "bad upper size");
@@ -98,7 +111,10 @@ impl SegmentFile {
             let cnt = row[0] as usize;
             ensure!(cnt < row.len(), "row count too large");
             for &nb in &row[1..1 + cnt] {
-                ensure!((nb as usize) < n && self.levels[nb as usize] as usize >= level, "bad neighbour id");
+                ensure!(
+                    (nb as usize) < n && self.levels[nb as usize] as usize >= level,
+                    "bad neighbour id"
+                );
             }
             Ok(())
         };
@@ -109,7 +125,10 @@ impl SegmentFile {
             let l = self.levels[id] as usize;
             if l > 0 {
                 let start = self.upper_offset[id] as usize;
-                for (i, row) in self.upper[start..start + l * (1 + self.m_up)].chunks_exact(1 + self.m_up).enumerate() {
+                for (i, row) in self.upper[start..start + l * (1 + self.m_up)]
+                    .chunks_exact(1 + self.m_up)
+                    .enumerate()
+                {
                     check_row(row, i + 1)?;
                 }
             }
@@ -129,7 +148,9 @@ pub(crate) fn checksum(bytes: &[u8]) -> u64 {
         for (lane, w) in h.iter_mut().zip(c.chunks_exact(8)) {
             let mut b = [0u8; 8];
             b.copy_from_slice(w);
-            *lane = (*lane ^ u64::from_le_bytes(b).wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1);
+            *lane = (*lane ^ u64::from_le_bytes(b).wrapping_mul(P2))
+                .rotate_left(31)
+                .wrapping_mul(P1);
         }
     }
     let mut acc = bytes.len() as u64;
@@ -170,7 +191,11 @@ pub(crate) fn check_file(dir: &Path, name: &str) -> Result<FileCheck> {
     File::open(&path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .with_context(|| format!("reading {}", path.display()))?;
-    Ok(FileCheck { name: name.to_string(), len: bytes.len() as u64, hash: checksum(&bytes) })
+    Ok(FileCheck {
+        name: name.to_string(),
+        len: bytes.len() as u64,
+        hash: checksum(&bytes),
+    })
 }
 
 fn bincode_config() -> impl bincode::config::Config {
@@ -179,7 +204,8 @@ fn bincode_config() -> impl bincode::config::Config {
 
 /// Writes `segment.shoal` atomically into `dir`.
 pub(crate) fn write_segment_file(dir: &Path, file: &SegmentFile) -> Result<()> {
-    let payload = bincode::serde::encode_to_vec(file, bincode_config()).context("encoding segment file")?;
+    let payload =
+        bincode::serde::encode_to_vec(file, bincode_config()).context("encoding segment file")?;
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -195,10 +221,13 @@ pub(crate) fn write_segment_file(dir: &Path, file: &SegmentFile) -> Result<()> {
             .write(true)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(&out).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("fsync {}", tmp.display()))?;
+        f.write_all(&out)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("fsync {}", tmp.display()))?;
     }
-    std::fs::rename(&tmp, &fin).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    std::fs::rename(&tmp, &fin)
+        .with_context(|| format!("renaming {} into place", tmp.display()))?;
     fsync_dir(dir)
 }
 
@@ -207,7 +236,11 @@ pub(crate) fn read_segment_file(dir: &Path) -> Result<SegmentFile> {
     let path = dir.join(SEGMENT_FILE);
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     ensure!(bytes.len() >= HEADER_LEN, "{} is truncated", path.display());
-    ensure!(&bytes[..8] == MAGIC, "{} is not a shoal segment file", path.display());
+    ensure!(
+        &bytes[..8] == MAGIC,
+        "{} is not a shoal segment file",
+        path.display()
+    );
     let word = |r: std::ops::Range<usize>| -> u64 {
         let mut b = [0u8; 8];
         b[..r.len()].copy_from_slice(&bytes[r]);
@@ -215,16 +248,33 @@ pub(crate) fn read_segment_file(dir: &Path) -> Result<SegmentFile> {
     };
     let version = word(8..12) as u32;
     if version != VERSION {
-        bail!("{}: unsupported segment format version {version}", path.display());
+        bail!(
+            "{}: unsupported segment format version {version}",
+            path.display()
+        );
     }
     let len = word(12..20);
     let hash = word(20..28);
     let payload = &bytes[HEADER_LEN..];
-    ensure!(payload.len() as u64 == len, "{} is truncated", path.display());
-    ensure!(checksum(payload) == hash, "{} is corrupt (checksum mismatch)", path.display());
+    ensure!(
+        payload.len() as u64 == len,
+        "{} is truncated",
+        path.display()
+    );
+    ensure!(
+        checksum(payload) == hash,
+        "{} is corrupt (checksum mismatch)",
+        path.display()
+    );
     let (file, used): (SegmentFile, usize) =
-        bincode::serde::decode_from_slice(payload, bincode_config()).with_context(|| format!("decoding {}", path.display()))?;
-    ensure!(used == payload.len(), "{} has trailing bytes", path.display());
-    file.validate().with_context(|| format!("{} holds an inconsistent graph", path.display()))?;
+        bincode::serde::decode_from_slice(payload, bincode_config())
+            .with_context(|| format!("decoding {}", path.display()))?;
+    ensure!(
+        used == payload.len(),
+        "{} has trailing bytes",
+        path.display()
+    );
+    file.validate()
+        .with_context(|| format!("{} holds an inconsistent graph", path.display()))?;
     Ok(file)
 }

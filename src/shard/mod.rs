@@ -75,7 +75,7 @@ pub struct PointView {
 }
 
 /// How a payload is changed by the payload routes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum PayloadOp {
     /// Merge keys into the payload (at `key`, a nested object path, when given).
     Set { payload: Payload, key: Option<String> },
@@ -87,10 +87,18 @@ pub enum PayloadOp {
 }
 
 /// Which points an operation applies to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Selector {
     Ids(Vec<PointId>),
     Filter(Filter),
+}
+
+/// A read-modify-write operation. One replica turns it into versioned [`Change`]s
+/// ([`Shard::plan`]) and every replica commits those, so replicas converge on the same records.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum Plan {
+    Delete(Selector),
+    Payload(Selector, PayloadOp),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,23 +278,14 @@ impl Shard {
         select_in(&self.state.read(), selector)
     }
 
-    /// Deletes the selected points with tombstones at `version`.
-    pub fn delete(&self, selector: &Selector, version: u64, durable: bool) -> Result<usize, ShardError> {
-        let changes = self.select(selector).into_iter().map(|id| Change::delete(id, version)).collect();
-        self.commit(changes, durable)
-    }
-
-    /// Changes the payload of the selected points, keeping their vectors (and index entries).
-    pub fn modify_payload(
-        &self,
-        selector: &Selector,
-        op: &PayloadOp,
-        version: u64,
-        durable: bool,
-    ) -> Result<usize, ShardError> {
-        let changes: Vec<Change> = {
-            let state = self.state.read();
-            select_in(&state, selector)
+    /// The changes `plan` makes at `version`, computed from this replica's current records.
+    pub fn plan(&self, plan: &Plan, version: u64) -> Vec<Change> {
+        let state = self.state.read();
+        match plan {
+            Plan::Delete(selector) => {
+                select_in(&state, selector).into_iter().map(|id| Change::delete(id, version)).collect()
+            }
+            Plan::Payload(selector, op) => select_in(&state, selector)
                 .into_iter()
                 .filter_map(|id| {
                     let e = state.points.get(&id)?;
@@ -297,9 +296,54 @@ impl Shard {
                     change.record.vector_version = e.vector_version;
                     Some(change)
                 })
-                .collect()
+                .collect(),
+        }
+    }
+
+    /// Plans and commits in one step (a single replica).
+    pub fn execute(&self, plan: &Plan, version: u64, durable: bool) -> Result<usize, ShardError> {
+        self.commit(self.plan(plan, version), durable)
+    }
+
+    /// Records (tombstones included) with a version above `since`, in id order after `after`:
+    /// a page of what a returning replica may have missed. Returns the page and where the next
+    /// one starts.
+    pub fn records_since(
+        &self,
+        since: u64,
+        after: Option<PointId>,
+        limit: usize,
+    ) -> Result<(Vec<(PointId, Record)>, Option<PointId>), ShardError> {
+        let range = match after {
+            Some(a) => self.tree.range((std::ops::Bound::Excluded(a.to_key()), std::ops::Bound::Unbounded)),
+            None => self.tree.iter(),
         };
-        self.commit(changes, durable)
+        let mut out = Vec::new();
+        let mut scanned = 0usize;
+        for item in range {
+            let (key, value) = item?;
+            let id = PointId::from_key(&key).ok_or_else(|| ShardError::Invalid("corrupt point key".into()))?;
+            let record = Record::decode(&value).map_err(ShardError::Invalid)?;
+            scanned += 1;
+            if record.version > since {
+                out.push((id, record));
+            }
+            if out.len() >= limit || scanned >= limit * 20 {
+                return Ok((out, Some(id)));
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// The highest version of any record held, tombstones included.
+    pub fn max_version(&self) -> u64 {
+        self.tree
+            .iter()
+            .values()
+            .filter_map(|v| v.ok().and_then(|b| Record::decode(&b).ok()))
+            .map(|r| r.version)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Reads points by id, in the order asked; missing ids are skipped.

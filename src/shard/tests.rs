@@ -59,7 +59,7 @@ fn updated_and_deleted_points_never_come_back_after_indexing() {
 
     // Move point 7 far away, delete point 8: both were indexed in the segment.
     shard.commit(vec![Change::upsert(PointId::Num(7), 2, vec![1e4; 4], Payload::new())], false).unwrap();
-    shard.delete(&Selector::Ids(vec![PointId::Num(8)]), 3, false).unwrap();
+    shard.execute(&Plan::Delete(Selector::Ids(vec![PointId::Num(8)])), 3, false).unwrap();
     for exact in [false, true] {
         let found = nearest(&shard, &vec_for(7), 5, None, exact);
         assert!(!found.contains(&PointId::Num(7)) && !found.contains(&PointId::Num(8)), "{found:?}");
@@ -75,7 +75,7 @@ fn payload_updates_keep_the_index_entry() {
     shard.commit(upserts(0..200, 1), false).unwrap();
     shard.optimize(1).unwrap();
     let op = PayloadOp::Set { payload: payload(json!({"tag": "x"})), key: None };
-    shard.modify_payload(&Selector::Ids(vec![PointId::Num(5)]), &op, 2, false).unwrap();
+    shard.execute(&Plan::Payload(Selector::Ids(vec![PointId::Num(5)]), op), 2, false).unwrap();
     assert_eq!(shard.stats().1, 200, "a payload change must not re-index the vector");
     let got = shard.get(&[PointId::Num(5)], true).pop().unwrap();
     assert_eq!(got.payload.get("tag"), Some(&json!("x")));
@@ -111,7 +111,7 @@ fn reopen_loads_segments_and_replays_only_the_tail() {
         shard.commit(upserts(0..400, 1), true).unwrap();
         shard.optimize(1).unwrap();
         shard.commit(upserts(400..450, 2), true).unwrap();
-        shard.delete(&Selector::Ids(vec![PointId::Num(42)]), 3, true).unwrap();
+        shard.execute(&Plan::Delete(Selector::Ids(vec![PointId::Num(42)])), 3, true).unwrap();
         before = nearest(&shard, &q, 10, None, false);
         assert_eq!(shard.stats(), (449, 399, 1));
     }
@@ -120,7 +120,8 @@ fn reopen_loads_segments_and_replays_only_the_tail() {
     assert_eq!(shard.stats(), (449, 399, 1), "segment reloaded, 50 tail points replayed");
     assert_eq!(nearest(&shard, &q, 10, None, false), before);
     // Merging after many deletes leaves one segment with only live points.
-    shard.delete(&Selector::Filter(serde_json::from_value(json!({"must": [{"key": "i", "range": {"lt": 1200}}]})).unwrap()), 4, true).unwrap();
+    let all: Filter = serde_json::from_value(json!({"must": [{"key": "i", "range": {"lt": 1200}}]})).unwrap();
+    shard.execute(&Plan::Delete(Selector::Filter(all)), 4, true).unwrap();
     assert_eq!(shard.len(), 0);
 }
 
@@ -135,4 +136,28 @@ fn payload_ops() {
     assert_eq!(serde_json::Value::Object(p.clone()), json!({"only": true}));
     apply_payload_op(&mut p, &PayloadOp::Clear);
     assert!(p.is_empty());
+}
+
+#[test]
+fn records_since_pages_through_changes_including_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = open(&db, dir.path());
+    shard.commit(upserts(0..100, 10), false).unwrap();
+    shard.commit(upserts(50..60, 20), false).unwrap();
+    shard.execute(&Plan::Delete(Selector::Ids(vec![PointId::Num(3)])), 30, false).unwrap();
+    assert_eq!(shard.max_version(), 30);
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let (page, next) = shard.records_since(15, after, 4).unwrap();
+        seen.extend(page.into_iter().map(|(id, r)| (id, r.version, r.body.is_some())));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let mut expected: Vec<_> = (50..60).map(|i| (PointId::Num(i), 20, true)).collect();
+    expected.insert(0, (PointId::Num(3), 30, false));
+    assert_eq!(seen, expected);
 }

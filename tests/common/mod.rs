@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
-use std::net::{SocketAddr, TcpListener};
+pub mod dns;
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ pub fn free_port(ip: &str) -> u16 {
 /// A running node and what is needed to restart it on the same data.
 pub struct Node {
     pub addr: SocketAddr,
+    pub peer_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub extra_args: Vec<String>,
     child: Option<Child>,
@@ -23,19 +26,31 @@ pub struct Node {
 impl Node {
     /// Starts a node on 127.0.0.1 with a fresh port on `data_dir`.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Node {
-        let port = free_port("127.0.0.1");
-        let mut node = Node {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            data_dir: data_dir.to_path_buf(),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            child: None,
-            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
-        };
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        Node::start_at(ip, free_port("127.0.0.1"), free_port("127.0.0.1"), data_dir, extra_args)
+    }
+
+    /// Starts a node with its public API on `ip:port` and its peer API on `ip:peer_port`.
+    pub fn start_at(ip: IpAddr, port: u16, peer_port: u16, data_dir: &Path, extra_args: &[&str]) -> Node {
+        let mut node = Node::new(ip, port, peer_port, data_dir, extra_args);
         node.spawn();
         node
     }
 
-    fn spawn(&mut self) {
+    /// A node that is not started yet.
+    pub fn new(ip: IpAddr, port: u16, peer_port: u16, data_dir: &Path, extra_args: &[&str]) -> Node {
+        Node {
+            addr: SocketAddr::new(ip, port),
+            peer_addr: SocketAddr::new(ip, peer_port),
+            data_dir: data_dir.to_path_buf(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+        }
+    }
+
+    /// Starts the process and waits for `/readyz`.
+    pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -47,7 +62,7 @@ impl Node {
             .arg("--listen")
             .arg(self.addr.to_string())
             .arg("--peer-listen")
-            .arg(SocketAddr::new(self.addr.ip(), free_port("127.0.0.1")).to_string())
+            .arg(self.peer_addr.to_string())
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -104,6 +119,12 @@ impl Node {
     pub fn restart_after_kill9(&mut self) {
         self.kill9();
         self.spawn();
+    }
+
+    /// Moves a stopped node to another IP (same ports), as a pod rescheduled with a new address.
+    pub fn move_to(&mut self, ip: IpAddr) {
+        self.addr = SocketAddr::new(ip, self.addr.port());
+        self.peer_addr = SocketAddr::new(ip, self.peer_addr.port());
     }
 
     /// Sends a request; returns (status, parsed JSON body or the raw text as a JSON string).

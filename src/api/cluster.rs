@@ -1,0 +1,99 @@
+//! `GET /cluster` and `GET /collections/{c}/cluster`: who this node is, its peers and their state,
+//! and where every shard of a collection lives. Shaped like Qdrant's answers (so clients parse
+//! them), with shoal's ordinals and addresses added.
+
+use super::response::{Answer, ApiResult, Started};
+use super::AppState;
+use axum::extract::{Path, State};
+use serde_json::{json, Value};
+
+pub async fn status(State(node): State<AppState>, t: Started) -> ApiResult<Value> {
+    let cluster = &node.cluster;
+    if cluster.is_single() {
+        return Ok(Answer(t, json!({ "status": "disabled", "mode": "single-node" })));
+    }
+    let mut peers = serde_json::Map::new();
+    for ordinal in 0..cluster.size() {
+        let health = cluster.health(ordinal);
+        let state = if ordinal == cluster.ordinal {
+            "self"
+        } else {
+            match &health {
+                Some(h) if h.healthy => "up",
+                Some(_) => "down",
+                None => "unknown",
+            }
+        };
+        peers.insert(
+            ordinal.to_string(),
+            json!({
+                "uri": cluster.peer_address(ordinal).map(|a| format!("http://{a}/")),
+                "name": cluster.peer_name(ordinal),
+                "state": state,
+                "last_error": health.and_then(|h| h.last_error),
+            }),
+        );
+    }
+    Ok(Answer(
+        t,
+        json!({
+            "status": "enabled",
+            "peer_id": cluster.ordinal,
+            "ordinal": cluster.ordinal,
+            "statefulset": cluster.identity.as_ref().map(|i| i.statefulset.clone()),
+            "cluster_size": cluster.size(),
+            "peers": peers,
+            "raft_info": { "term": 0, "commit": 0, "pending_operations": 0, "leader": null, "role": null, "is_voter": true },
+            "consensus_thread_status": { "consensus_thread_status": "working", "last_update": now_rfc3339() },
+            "message_send_failures": {},
+        }),
+    ))
+}
+
+/// The current UTC time in RFC 3339 (civil-from-days, so no date crate is needed).
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+pub async fn collection(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<Value> {
+    let c = node.catalog.get(&name)?;
+    let cluster = &node.cluster;
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    let mut shards = Vec::new();
+    for shard in 0..c.config.shard_number {
+        let owners = cluster.owners(&c.config, shard);
+        for owner in &owners {
+            if *owner == cluster.ordinal {
+                let points = c.local_shard(shard).map(|s| s.len()).unwrap_or(0);
+                local.push(json!({ "shard_id": shard, "points_count": points, "state": "Active" }));
+            } else {
+                let state = if cluster.is_healthy(*owner) { "Active" } else { "Dead" };
+                remote.push(json!({ "shard_id": shard, "peer_id": owner, "state": state }));
+            }
+        }
+        shards.push(json!({ "shard_id": shard, "owners": owners }));
+    }
+    Ok(Answer(
+        t,
+        json!({
+            "peer_id": cluster.ordinal,
+            "shard_count": c.config.shard_number,
+            "local_shards": local,
+            "remote_shards": remote,
+            "shard_transfers": [],
+            "shards": shards,
+        }),
+    ))
+}

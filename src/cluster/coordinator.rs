@@ -1,0 +1,306 @@
+//! The coordinator: any node accepts any request and turns it into work on the shard replicas
+//! involved, local or on peers.
+//!
+//! - **Writes** are split by shard and sent to every owner of each shard in parallel; the request
+//!   succeeds once `write_consistency_factor` owners of every shard applied it (fsynced when the
+//!   client asked `wait=true`). Owners that missed it catch up later ([`super::sync`]).
+//! - **Deletes and payload changes** are read-modify-write: one live replica computes the new
+//!   records (a [`Plan`]), then they are written like any other change, so replicas converge.
+//! - **Reads** go to one live owner of every shard in parallel, this node first when it is an
+//!   owner, then the others in placement order; an unreachable owner is skipped for the next one,
+//!   and only a shard with no live owner fails the request, with an error naming it.
+
+use super::protocol::{self, CatalogEntry, ShardOp, ShardReply, WireChange, WireOp, WireReply};
+use super::PeerError;
+use crate::collection::{Collection, NewPoint, ScoredPoint, SearchRequest};
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::shard::filter::Filter;
+use crate::shard::point::PointId;
+use crate::shard::search::TopK;
+use crate::shard::{Change, PayloadOp, Plan, PointView, Selector};
+use futures::future::join_all;
+use reqwest::Method;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+fn shard_path(c: &Collection, shard: u32, what: &str) -> String {
+    format!("/peer/v1/shards/{}/{shard}/{what}", c.name)
+}
+
+impl Node {
+    // ---------- collections ----------
+
+    pub async fn create_collection(&self, name: &str, config: crate::collection::CollectionConfig) -> Result<()> {
+        let local = self.cluster.local_shards(&config);
+        let entry = tokio::task::block_in_place(|| self.catalog.create(name, config, &local))?;
+        self.broadcast_catalog(&entry).await;
+        Ok(())
+    }
+
+    pub async fn delete_collection(&self, name: &str) -> Result<bool> {
+        let entry = tokio::task::block_in_place(|| self.catalog.delete(name))?;
+        match entry {
+            Some(e) => {
+                self.broadcast_catalog(&e).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Tells every peer about a create or delete; a peer that misses it learns it on its next sync.
+    async fn broadcast_catalog(&self, entry: &CatalogEntry) {
+        let calls = self.cluster.peers().into_iter().map(|o| async move {
+            let r: std::result::Result<bool, PeerError> = self.cluster.call(o, Method::PUT, "/peer/v1/catalog", entry).await;
+            if let Err(e) = r {
+                tracing::warn!(collection = %entry.name, error = %e, "peer will learn of this collection change on its next sync");
+            }
+        });
+        join_all(calls).await;
+    }
+
+    /// Makes sure a peer knows a collection before sending it shard traffic.
+    async fn push_catalog(&self, c: &Collection, ordinal: u32) -> std::result::Result<(), PeerError> {
+        let entry = CatalogEntry { name: c.name.clone(), version: c.version, config: Some(c.config.clone()) };
+        self.cluster.call::<_, bool>(ordinal, Method::PUT, "/peer/v1/catalog", &entry).await.map(|_| ())
+    }
+
+    // ---------- replica access ----------
+
+    /// Owners of a shard in the order reads should try them: this node, then healthy peers in
+    /// placement order, then the rest.
+    fn read_order(&self, c: &Collection, shard: u32) -> Vec<u32> {
+        let owners = self.cluster.owners(&c.config, shard);
+        let me = self.cluster.ordinal;
+        let mut order: Vec<u32> = owners.iter().copied().filter(|o| *o == me).collect();
+        order.extend(owners.iter().copied().filter(|o| *o != me && self.cluster.is_healthy(*o)));
+        order.extend(owners.iter().copied().filter(|o| *o != me && !self.cluster.is_healthy(*o)));
+        order
+    }
+
+    async fn on_replica(&self, c: &Arc<Collection>, shard: u32, owner: u32, op: &ShardOp) -> std::result::Result<ShardReply, String> {
+        if owner == self.cluster.ordinal {
+            let replica = c.open_shard(shard).map_err(|e| format!("local replica of shard {shard}: {e:#}"))?;
+            let op = op.clone();
+            return tokio::task::spawn_blocking(move || protocol::execute(&replica, &op))
+                .await
+                .map_err(|e| format!("local shard task failed: {e}"));
+        }
+        let wire = WireOp::from(op);
+        let path = shard_path(c, shard, "op");
+        let mut result = self.cluster.call::<_, WireReply>(owner, Method::POST, &path, &wire).await;
+        if matches!(result, Err(PeerError::Refused { status: 404, .. })) {
+            self.push_catalog(c, owner).await.map_err(|e| e.to_string())?;
+            result = self.cluster.call(owner, Method::POST, &path, &wire).await;
+        }
+        result.map(ShardReply::from).map_err(|e| e.to_string())
+    }
+
+    /// Runs a read on one live owner of the shard.
+    async fn read_shard(&self, c: &Arc<Collection>, shard: u32, op: &ShardOp) -> Result<ShardReply> {
+        let mut errors = Vec::new();
+        for owner in self.read_order(c, shard) {
+            match self.on_replica(c, shard, owner, op).await {
+                Ok(reply) => return Ok(reply),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "shard {shard} of collection `{}` has no live replica: {}",
+            c.name,
+            errors.join("; ")
+        )))
+    }
+
+    /// Runs a read on every shard in parallel.
+    async fn read_all(&self, c: &Arc<Collection>, shards: Vec<u32>, op: impl Fn(u32) -> ShardOp) -> Result<Vec<ShardReply>> {
+        let ops: Vec<(u32, ShardOp)> = shards.into_iter().map(|s| (s, op(s))).collect();
+        join_all(ops.iter().map(|(s, op)| self.read_shard(c, *s, op))).await.into_iter().collect()
+    }
+
+    async fn commit_on(&self, c: &Arc<Collection>, shard: u32, owner: u32, changes: &[Change], durable: bool) -> std::result::Result<(), String> {
+        if owner == self.cluster.ordinal {
+            let replica = c.open_shard(shard).map_err(|e| format!("{e:#}"))?;
+            let changes = changes.to_vec();
+            return tokio::task::spawn_blocking(move || replica.commit(changes, durable))
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        let wire: Vec<WireChange> = changes.iter().cloned().map(Into::into).collect();
+        let path = format!("{}?durable={durable}", shard_path(c, shard, "commit"));
+        let mut result = self.cluster.call::<_, u64>(owner, Method::POST, &path, &wire).await;
+        if matches!(result, Err(PeerError::Refused { status: 404, .. })) {
+            self.push_catalog(c, owner).await.map_err(|e| e.to_string())?;
+            result = self.cluster.call(owner, Method::POST, &path, &wire).await;
+        }
+        result.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Writes changes to every owner of a shard; enough of them must acknowledge.
+    async fn write_shard(&self, c: &Arc<Collection>, shard: u32, changes: Vec<Change>, durable: bool) -> Result<()> {
+        let owners = self.cluster.owners(&c.config, shard);
+        let results = join_all(owners.iter().map(|o| self.commit_on(c, shard, *o, &changes, durable))).await;
+        let acked = results.iter().filter(|r| r.is_ok()).count();
+        let required = (c.config.write_consistency_factor as usize).clamp(1, owners.len());
+        if acked >= required {
+            return Ok(());
+        }
+        let errors: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
+        Err(Error::Unavailable(format!(
+            "shard {shard} of collection `{}`: {acked} of {} replicas acknowledged the write, {required} required: {}",
+            c.name,
+            owners.len(),
+            errors.join("; ")
+        )))
+    }
+
+    // ---------- points ----------
+
+    pub async fn upsert(&self, c: &Arc<Collection>, points: Vec<NewPoint>, wait: bool) -> Result<u64> {
+        let version = c.clock().next();
+        let shard_number = c.config.shard_number;
+        let mut per_shard: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
+        for p in points {
+            let vector = c.prepare_vector(p.vector).map_err(|e| match e {
+                Error::BadRequest(m) => Error::BadRequest(format!("point {}: {m}", p.id)),
+                other => other,
+            })?;
+            let shard = super::placement::shard_of(&p.id, shard_number);
+            per_shard.entry(shard).or_default().push(Change::upsert(p.id, version, vector, p.payload));
+        }
+        let writes = per_shard.into_iter().map(|(s, changes)| self.write_shard(c, s, changes, wait));
+        join_all(writes).await.into_iter().collect::<Result<Vec<()>>>()?;
+        Ok(version)
+    }
+
+    /// Shards a selector can touch: those of its ids, or all of them for a filter.
+    fn shards_for(&self, c: &Collection, selector: &Selector) -> Vec<u32> {
+        match selector {
+            Selector::Filter(_) => (0..c.config.shard_number).collect(),
+            Selector::Ids(ids) => {
+                let set: std::collections::BTreeSet<u32> =
+                    ids.iter().map(|id| super::placement::shard_of(id, c.config.shard_number)).collect();
+                set.into_iter().collect()
+            }
+        }
+    }
+
+    async fn run_plan(&self, c: &Arc<Collection>, plan: Plan, wait: bool) -> Result<u64> {
+        let version = c.clock().next();
+        let shards = self.shards_for(c, match &plan {
+            Plan::Delete(s) | Plan::Payload(s, _) => s,
+        });
+        let work = shards.into_iter().map(|s| {
+            let op = ShardOp::Plan { plan: plan.clone(), version };
+            async move {
+                let changes = match self.read_shard(c, s, &op).await? {
+                    ShardReply::Changes(changes) => changes,
+                    _ => return Err(Error::Internal("a replica answered a plan with something else".into())),
+                };
+                if changes.is_empty() {
+                    return Ok(());
+                }
+                self.write_shard(c, s, changes, wait).await
+            }
+        });
+        join_all(work).await.into_iter().collect::<Result<Vec<()>>>()?;
+        Ok(version)
+    }
+
+    pub async fn delete_points(&self, c: &Arc<Collection>, selector: Selector, wait: bool) -> Result<u64> {
+        self.run_plan(c, Plan::Delete(selector), wait).await
+    }
+
+    pub async fn modify_payload(&self, c: &Arc<Collection>, selector: Selector, op: PayloadOp, wait: bool) -> Result<u64> {
+        self.run_plan(c, Plan::Payload(selector, op), wait).await
+    }
+
+    /// Points by id in the order asked, each once; missing ids are left out.
+    pub async fn retrieve(&self, c: &Arc<Collection>, ids: &[PointId], with_vector: bool) -> Result<Vec<PointView>> {
+        let mut by_shard: BTreeMap<u32, Vec<PointId>> = BTreeMap::new();
+        let mut seen = HashSet::new();
+        for id in ids.iter().filter(|id| seen.insert(**id)) {
+            by_shard.entry(super::placement::shard_of(id, c.config.shard_number)).or_default().push(*id);
+        }
+        let shards: Vec<u32> = by_shard.keys().copied().collect();
+        let replies = self
+            .read_all(c, shards, |s| ShardOp::Retrieve { ids: by_shard.get(&s).cloned().unwrap_or_default(), with_vector })
+            .await?;
+        let mut found: HashMap<PointId, PointView> = HashMap::new();
+        for reply in replies {
+            if let ShardReply::Points(points) = reply {
+                found.extend(points.into_iter().map(|p| (p.id, p)));
+            }
+        }
+        let mut seen = HashSet::new();
+        Ok(ids.iter().filter(|id| seen.insert(**id)).filter_map(|id| found.remove(id)).collect())
+    }
+
+    /// A page of points in id order from `offset`, and where the next page starts.
+    pub async fn scroll(
+        &self,
+        c: &Arc<Collection>,
+        offset: Option<PointId>,
+        limit: usize,
+        filter: Option<Filter>,
+        with_vector: bool,
+    ) -> Result<(Vec<PointView>, Option<PointId>)> {
+        let shards = (0..c.config.shard_number).collect();
+        let replies = self
+            .read_all(c, shards, |_| ShardOp::Scroll { from: offset, limit: limit + 1, filter: filter.clone(), with_vector })
+            .await?;
+        let mut all: Vec<PointView> = replies
+            .into_iter()
+            .flat_map(|r| match r {
+                ShardReply::Points(p) => p,
+                _ => Vec::new(),
+            })
+            .collect();
+        all.sort_by_key(|p| p.id);
+        let next = all.get(limit).map(|p| p.id);
+        all.truncate(limit);
+        Ok((all, next))
+    }
+
+    pub async fn count(&self, c: &Arc<Collection>, filter: Option<Filter>) -> Result<u64> {
+        let shards = (0..c.config.shard_number).collect();
+        let replies = self.read_all(c, shards, |_| ShardOp::Count { filter: filter.clone() }).await?;
+        Ok(replies.into_iter().map(|r| if let ShardReply::Count(n) = r { n } else { 0 }).sum())
+    }
+
+    pub async fn search(&self, c: &Arc<Collection>, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        let vector = c.prepare_vector(req.vector.clone())?;
+        let k = req.offset.saturating_add(req.limit);
+        let ef = req.hnsw_ef.unwrap_or(c.config.hnsw.ef_construct).max(k);
+        let shards = (0..c.config.shard_number).collect();
+        let replies = self
+            .read_all(c, shards, |_| ShardOp::Search {
+                vector: vector.clone(),
+                k,
+                ef,
+                exact: req.exact,
+                filter: req.filter.clone(),
+                with_vector: req.with_vector,
+            })
+            .await?;
+        let metric = c.config.distance;
+        let mut top = TopK::new(k);
+        for reply in replies {
+            if let ShardReply::Hits(hits) = reply {
+                for h in hits {
+                    top.push(h.distance, h.point);
+                }
+            }
+        }
+        Ok(top
+            .into_sorted()
+            .into_iter()
+            .skip(req.offset)
+            .map(|(d, point)| ScoredPoint { score: metric.score(d), point })
+            .filter(|p| req.score_threshold.is_none_or(|t| metric.passes_threshold(p.score, t)))
+            .collect())
+    }
+}

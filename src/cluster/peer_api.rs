@@ -1,0 +1,165 @@
+//! The peer port's server: what other nodes ask of this one. Never mounted on the public port.
+//!
+//! Bodies are bincode ([`super::protocol`]); errors are plain text with a 4xx/5xx status. Every
+//! request must carry a protocol version this node understands.
+
+use super::protocol::{self, CatalogEntry, PeerStatus, RecordsPage, RecordsRequest, ShardOp, WireChange, WireOp, WireReply};
+use super::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+use crate::node::Node;
+use crate::shard::Change;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use std::sync::Arc;
+
+type PeerState = Arc<Node>;
+
+/// Peer messages can carry whole shards' worth of records.
+const PEER_BODY_LIMIT: usize = 512 * 1024 * 1024;
+
+pub fn router(node: PeerState) -> Router {
+    Router::new()
+        .route("/peer/v1/status", get(status))
+        .route("/peer/v1/catalog", get(catalog).put(apply_catalog))
+        .route("/peer/v1/shards/{collection}/{shard}/op", post(shard_op))
+        .route("/peer/v1/shards/{collection}/{shard}/commit", post(commit))
+        .route("/peer/v1/shards/{collection}/{shard}/records", post(records))
+        .layer(axum::middleware::from_fn(check_protocol))
+        .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
+        .with_state(node)
+}
+
+/// Refuses requests without a protocol version, or from a newer protocol than this node speaks.
+async fn check_protocol(req: Request, next: Next) -> Response {
+    let version = req.headers().get(PROTOCOL_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
+    match version {
+        None => (StatusCode::BAD_REQUEST, format!("missing or invalid {PROTOCOL_HEADER} header")).into_response(),
+        Some(v) if v > PROTOCOL_VERSION => (
+            StatusCode::BAD_REQUEST,
+            format!("peer protocol version {v} is newer than this node's ({PROTOCOL_VERSION}): upgrade this node"),
+        )
+            .into_response(),
+        Some(_) => next.run(req).await,
+    }
+}
+
+fn reply<T: Serialize>(value: &T) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], protocol::encode(value)).into_response()
+}
+
+fn fail(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, message.into()).into_response()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    protocol::decode(body).map_err(|e| fail(StatusCode::BAD_REQUEST, e))
+}
+
+async fn status(State(node): State<PeerState>) -> Response {
+    reply(&PeerStatus {
+        ordinal: node.cluster.ordinal,
+        protocol: PROTOCOL_VERSION,
+        ready: node.is_ready(),
+        cluster_size: node.cluster.size(),
+    })
+}
+
+async fn catalog(State(node): State<PeerState>) -> Response {
+    reply(&node.catalog.entries())
+}
+
+async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Response {
+    let entry: CatalogEntry = match decode(&body) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let local = entry.config.as_ref().map(|c| node.cluster.local_shards(c)).unwrap_or_default();
+    let applied = tokio::task::spawn_blocking(move || node.catalog.apply(&entry, &local)).await;
+    match applied {
+        Ok(Ok(changed)) => reply(&changed),
+        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The local replica a peer addresses, opened on demand: a peer sends shard traffic here only
+/// because placement says this node owns that shard.
+fn replica(node: &Node, collection: &str, shard: u32) -> Result<Arc<crate::shard::Shard>, Response> {
+    let c = node.catalog.get(collection).map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
+    if shard >= c.config.shard_number {
+        return Err(fail(StatusCode::NOT_FOUND, format!("collection {collection} has no shard {shard}")));
+    }
+    c.open_shard(shard).map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+}
+
+async fn shard_op(State(node): State<PeerState>, Path((collection, shard)): Path<(String, u32)>, body: Bytes) -> Response {
+    let wire: WireOp = match decode(&body) {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    let op = match ShardOp::try_from(wire) {
+        Ok(op) => op,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
+    };
+    let replica = match replica(&node, &collection, shard) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match tokio::task::spawn_blocking(move || WireReply::from(protocol::execute(&replica, &op))).await {
+        Ok(r) => reply(&r),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CommitParams {
+    #[serde(default)]
+    durable: bool,
+}
+
+async fn commit(
+    State(node): State<PeerState>,
+    Path((collection, shard)): Path<(String, u32)>,
+    Query(p): Query<CommitParams>,
+    body: Bytes,
+) -> Response {
+    let changes: Vec<WireChange> = match decode(&body) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let replica = match replica(&node, &collection, shard) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let changes: Vec<Change> = changes.into_iter().map(Into::into).collect();
+    match tokio::task::spawn_blocking(move || replica.commit(changes, p.durable)).await {
+        Ok(Ok(n)) => reply(&(n as u64)),
+        Ok(Err(e)) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn records(State(node): State<PeerState>, Path((collection, shard)): Path<(String, u32)>, body: Bytes) -> Response {
+    let req: RecordsRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let replica = match replica(&node, &collection, shard) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let page = tokio::task::spawn_blocking(move || replica.records_since(req.since, req.after, req.limit.clamp(1, 10_000))).await;
+    match page {
+        Ok(Ok((changes, next))) => reply(&RecordsPage {
+            changes: changes.into_iter().map(|(id, record)| WireChange { id, record }).collect(),
+            next,
+        }),
+        Ok(Err(e)) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

@@ -1,0 +1,229 @@
+//! The peer protocol: what nodes send each other on the peer port, as bincode bodies.
+//!
+//! Every request carries [`PROTOCOL_HEADER`] with the sender's [`PROTOCOL_VERSION`]. A node
+//! answers any version up to its own, so during a partitioned rolling update old and new nodes
+//! serve one cluster together; a request from a newer version it does not know is refused with
+//! a 400 that says so. Bump the version whenever a message below changes shape, and keep
+//! decoding the older shapes for one release.
+//!
+//! Filters and payloads are JSON inside the bincode envelope: they are self-describing values
+//! that bincode cannot carry.
+
+use crate::collection::CollectionConfig;
+use crate::shard::point::{PointId, Record};
+use crate::shard::filter::Filter;
+use crate::shard::search::{Hit, SearchSpec};
+use crate::shard::{Change, Plan, PointView, Shard};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_HEADER: &str = "x-shoal-peer-protocol";
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Plain data structures always encode.
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| format!("undecodable peer message: {e}"))
+}
+
+/// A collection as the catalog knows it; `config: None` records a deletion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub version: u64,
+    pub config: Option<CollectionConfig>,
+}
+
+/// A versioned change to one point, as replicated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireChange {
+    pub id: PointId,
+    pub record: Record,
+}
+
+impl From<Change> for WireChange {
+    fn from(c: Change) -> Self {
+        WireChange { id: c.id, record: c.record }
+    }
+}
+
+impl From<WireChange> for Change {
+    fn from(w: WireChange) -> Self {
+        Change { id: w.id, record: w.record, payload: None }
+    }
+}
+
+/// A point as read from a shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WirePoint {
+    pub id: PointId,
+    pub version: u64,
+    pub payload_json: String,
+    pub vector: Option<Vec<f32>>,
+}
+
+impl From<PointView> for WirePoint {
+    fn from(p: PointView) -> Self {
+        let payload_json = serde_json::Value::Object((*p.payload).clone()).to_string();
+        WirePoint { id: p.id, version: p.version, payload_json, vector: p.vector }
+    }
+}
+
+impl From<WirePoint> for PointView {
+    fn from(w: WirePoint) -> Self {
+        let payload = serde_json::from_str(&w.payload_json).unwrap_or_default();
+        PointView { id: w.id, version: w.version, payload: Arc::new(payload), vector: w.vector }
+    }
+}
+
+/// An operation on one shard replica, native form: what the coordinator asks of a local
+/// replica directly, and of a remote one through [`WireOp`].
+#[derive(Debug, Clone)]
+pub enum ShardOp {
+    Search { vector: Vec<f32>, k: usize, ef: usize, exact: bool, filter: Option<Filter>, with_vector: bool },
+    Retrieve { ids: Vec<PointId>, with_vector: bool },
+    Scroll { from: Option<PointId>, limit: usize, filter: Option<Filter>, with_vector: bool },
+    Count { filter: Option<Filter> },
+    Plan { plan: Plan, version: u64 },
+}
+
+/// What a [`ShardOp`] returns.
+#[derive(Debug, Clone)]
+pub enum ShardReply {
+    Hits(Vec<Hit>),
+    Points(Vec<PointView>),
+    Count(u64),
+    Changes(Vec<Change>),
+}
+
+/// [`ShardOp`] on the wire: filters and plans travel as JSON text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WireOp {
+    Search { vector: Vec<f32>, k: usize, ef: usize, exact: bool, filter_json: Option<String>, with_vector: bool },
+    Retrieve { ids: Vec<PointId>, with_vector: bool },
+    Scroll { from: Option<PointId>, limit: usize, filter_json: Option<String>, with_vector: bool },
+    Count { filter_json: Option<String> },
+    Plan { plan_json: String, version: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WireReply {
+    Hits(Vec<(f32, WirePoint)>),
+    Points(Vec<WirePoint>),
+    Count(u64),
+    Changes(Vec<WireChange>),
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_str(s).map_err(|e| format!("bad JSON in peer message: {e}"))
+}
+
+fn opt_from_json<T: serde::de::DeserializeOwned>(s: &Option<String>) -> Result<Option<T>, String> {
+    s.as_deref().map(from_json).transpose()
+}
+
+impl From<&ShardOp> for WireOp {
+    fn from(op: &ShardOp) -> Self {
+        match op.clone() {
+            ShardOp::Search { vector, k, ef, exact, filter, with_vector } => {
+                WireOp::Search { vector, k, ef, exact, filter_json: filter.as_ref().map(to_json), with_vector }
+            }
+            ShardOp::Retrieve { ids, with_vector } => WireOp::Retrieve { ids, with_vector },
+            ShardOp::Scroll { from, limit, filter, with_vector } => {
+                WireOp::Scroll { from, limit, filter_json: filter.as_ref().map(to_json), with_vector }
+            }
+            ShardOp::Count { filter } => WireOp::Count { filter_json: filter.as_ref().map(to_json) },
+            ShardOp::Plan { plan, version } => WireOp::Plan { plan_json: to_json(&plan), version },
+        }
+    }
+}
+
+impl TryFrom<WireOp> for ShardOp {
+    type Error = String;
+    fn try_from(op: WireOp) -> Result<Self, String> {
+        Ok(match op {
+            WireOp::Search { vector, k, ef, exact, filter_json, with_vector } => {
+                ShardOp::Search { vector, k, ef, exact, filter: opt_from_json(&filter_json)?, with_vector }
+            }
+            WireOp::Retrieve { ids, with_vector } => ShardOp::Retrieve { ids, with_vector },
+            WireOp::Scroll { from, limit, filter_json, with_vector } => {
+                ShardOp::Scroll { from, limit, filter: opt_from_json(&filter_json)?, with_vector }
+            }
+            WireOp::Count { filter_json } => ShardOp::Count { filter: opt_from_json(&filter_json)? },
+            WireOp::Plan { plan_json, version } => ShardOp::Plan { plan: from_json(&plan_json)?, version },
+        })
+    }
+}
+
+impl From<ShardReply> for WireReply {
+    fn from(r: ShardReply) -> Self {
+        match r {
+            ShardReply::Hits(h) => WireReply::Hits(h.into_iter().map(|h| (h.distance, h.point.into())).collect()),
+            ShardReply::Points(p) => WireReply::Points(p.into_iter().map(Into::into).collect()),
+            ShardReply::Count(n) => WireReply::Count(n),
+            ShardReply::Changes(c) => WireReply::Changes(c.into_iter().map(Into::into).collect()),
+        }
+    }
+}
+
+impl From<WireReply> for ShardReply {
+    fn from(r: WireReply) -> Self {
+        match r {
+            WireReply::Hits(h) => {
+                ShardReply::Hits(h.into_iter().map(|(distance, p)| Hit { distance, point: p.into() }).collect())
+            }
+            WireReply::Points(p) => ShardReply::Points(p.into_iter().map(Into::into).collect()),
+            WireReply::Count(n) => ShardReply::Count(n),
+            WireReply::Changes(c) => ShardReply::Changes(c.into_iter().map(Into::into).collect()),
+        }
+    }
+}
+
+/// Runs an operation on a local replica.
+pub fn execute(shard: &Shard, op: &ShardOp) -> ShardReply {
+    match op {
+        ShardOp::Search { vector, k, ef, exact, filter, with_vector } => {
+            let spec = SearchSpec { vector, k: *k, ef: *ef, exact: *exact, filter: filter.as_ref(), with_vector: *with_vector };
+            ShardReply::Hits(shard.search(&spec))
+        }
+        ShardOp::Retrieve { ids, with_vector } => ShardReply::Points(shard.get(ids, *with_vector)),
+        ShardOp::Scroll { from, limit, filter, with_vector } => {
+            ShardReply::Points(shard.scroll(*from, *limit, filter.as_ref(), *with_vector))
+        }
+        ShardOp::Count { filter } => ShardReply::Count(shard.count(filter.as_ref()) as u64),
+        ShardOp::Plan { plan, version } => ShardReply::Changes(shard.plan(plan, *version)),
+    }
+}
+
+/// A page of a shard's records (tombstones included) with a version above `since`, in id order
+/// after `after`: how a replica that was away catches up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordsRequest {
+    pub since: u64,
+    pub after: Option<PointId>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordsPage {
+    pub changes: Vec<WireChange>,
+    pub next: Option<PointId>,
+}
+
+/// What `GET /peer/v1/status` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub ordinal: u32,
+    pub protocol: u32,
+    pub ready: bool,
+    pub cluster_size: u32,
+}

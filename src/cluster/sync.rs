@@ -1,0 +1,126 @@
+//! Anti-entropy: what a node missed while it was away, it fetches from its peers.
+//!
+//! - **Catalog**: every node periodically reads each peer's collections and tombstones and applies
+//!   whatever is newer than its own (last writer wins on versions).
+//! - **Records**: for every local shard replica, the node asks another owner for the records
+//!   (tombstones included) with a version above what it has, and commits them; versions make this
+//!   idempotent and order-independent. The first pass after start looks back from the highest
+//!   version the replica holds, minus [`CLOCK_SKEW_MARGIN`] for writes coordinated by a node whose
+//!   clock was behind; later passes look back from the previous pass.
+
+use super::protocol::{CatalogEntry, RecordsPage, RecordsRequest};
+use crate::node::Node;
+use crate::shard::Change;
+use reqwest::Method;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How far back (in wall-clock time) a catch-up looks before the replica's own newest record.
+const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(600);
+/// Records per catch-up page.
+const PAGE: usize = 2000;
+
+fn version_span(d: Duration) -> u64 {
+    (d.as_micros() as u64) << 8
+}
+
+/// Where the last catch-up of (collection, shard) from a peer started, by collection version.
+#[derive(Default)]
+pub struct SyncState {
+    watermarks: HashMap<(String, u64, u32, u32), u64>,
+}
+
+/// Applies every newer catalog entry a peer has.
+pub async fn sync_catalog(node: &Arc<Node>) {
+    for peer in node.cluster.peers() {
+        let entries: Vec<CatalogEntry> = match node.cluster.call(peer, Method::GET, "/peer/v1/catalog", &()).await {
+            Ok(e) => e,
+            Err(_) => continue,
+        };
+        for entry in entries {
+            let local = entry.config.as_ref().map(|c| node.cluster.local_shards(c)).unwrap_or_default();
+            let n = Arc::clone(node);
+            let name = entry.name.clone();
+            match tokio::task::spawn_blocking(move || n.catalog.apply(&entry, &local)).await {
+                Ok(Ok(true)) => tracing::info!(collection = %name, peer, "learned a collection change from a peer"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(collection = %name, error = %e, "cannot apply a peer's catalog entry"),
+                Err(e) => tracing::warn!(error = %e, "catalog sync task failed"),
+            }
+        }
+    }
+}
+
+/// Pulls what every local replica missed from one other live owner of its shard.
+pub async fn catch_up(node: &Arc<Node>, state: &mut SyncState) {
+    for c in node.catalog.all() {
+        for shard in node.cluster.local_shards(&c.config) {
+            let Ok(replica) = c.open_shard(shard) else { continue };
+            let peers: Vec<u32> =
+                node.cluster.owners(&c.config, shard).into_iter().filter(|o| *o != node.cluster.ordinal).collect();
+            for peer in peers {
+                let key = (c.name.clone(), c.version, shard, peer);
+                let started_at = c.clock().next();
+                let since = match state.watermarks.get(&key) {
+                    Some(w) => *w,
+                    None => {
+                        let r = Arc::clone(&replica);
+                        let max = tokio::task::spawn_blocking(move || r.max_version()).await.unwrap_or(0);
+                        max.saturating_sub(version_span(CLOCK_SKEW_MARGIN))
+                    }
+                };
+                match pull(node, &c.name, shard, peer, since, &replica).await {
+                    Ok(applied) => {
+                        if applied > 0 {
+                            tracing::info!(collection = %c.name, shard, peer, applied, "caught up from a peer");
+                        }
+                        state.watermarks.insert(key, started_at.saturating_sub(version_span(Duration::from_secs(30))));
+                    }
+                    Err(e) => tracing::debug!(collection = %c.name, shard, peer, error = %e, "catch-up failed"),
+                }
+            }
+        }
+    }
+}
+
+async fn pull(
+    node: &Arc<Node>,
+    collection: &str,
+    shard: u32,
+    peer: u32,
+    since: u64,
+    replica: &Arc<crate::shard::Shard>,
+) -> Result<usize, String> {
+    let path = format!("/peer/v1/shards/{collection}/{shard}/records");
+    let mut after = None;
+    let mut applied = 0;
+    loop {
+        let req = RecordsRequest { since, after, limit: PAGE };
+        let page: RecordsPage = node.cluster.call(peer, Method::POST, &path, &req).await.map_err(|e| e.to_string())?;
+        let changes: Vec<Change> = page.changes.into_iter().map(Into::into).collect();
+        if !changes.is_empty() {
+            let r = Arc::clone(replica);
+            applied += tokio::task::spawn_blocking(move || r.commit(changes, true))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(applied),
+        }
+    }
+}
+
+/// Runs catalog sync and catch-up forever.
+pub async fn run(node: Arc<Node>, every: Duration) {
+    let mut state = SyncState::default();
+    loop {
+        if !node.cluster.is_single() {
+            sync_catalog(&node).await;
+            catch_up(&node, &mut state).await;
+        }
+        tokio::time::sleep(every).await;
+    }
+}

@@ -1,0 +1,212 @@
+//! A 3-node cluster on loopback, as a StatefulSet would run it: pods `shoal-0..2` on
+//! 127.0.0.11–13 with the same ports, found through a DNS server inside the test that answers the
+//! headless Service's names. Any node answers any request like one node holding all the data.
+
+mod common;
+use common::dns::TestDns;
+use common::{free_port, vectors, Node};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SERVICE: &str = "shoal-headless.default.svc.cluster.local";
+const DIM: usize = 16;
+const N: usize = 3000;
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, last)
+}
+
+struct Cluster {
+    dns: TestDns,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts shoal-0, shoal-1, shoal-2 in order, each only once the previous one is Ready
+    /// (what `podManagementPolicy: OrderedReady` does).
+    fn start(root: &Path) -> Cluster {
+        let dns = TestDns::start();
+        let (port, peer_port) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+        let dns_arg = dns.addr.to_string();
+        let mut nodes = Vec::new();
+        for i in 0..3u8 {
+            dns.set(&format!("shoal-{i}.{SERVICE}"), &[ip(11 + i)]);
+            let hostname = format!("shoal-{i}");
+            let args = [
+                "--hostname", &hostname, "--service", SERVICE, "--cluster-size", "3", "--dns-server", &dns_arg,
+                "--indexing-threshold", "400",
+            ];
+            let dir = root.join(&hostname);
+            nodes.push(Node::start_at(IpAddr::V4(ip(11 + i)), port, peer_port, &dir, &args));
+        }
+        Cluster { dns, nodes }
+    }
+}
+
+fn brute_force(data: &[(u64, Vec<f32>)], q: &[f32], k: usize, keep: impl Fn(u64) -> bool) -> Vec<u64> {
+    let mut d: Vec<(f32, u64)> = data
+        .iter()
+        .filter(|(id, _)| keep(*id))
+        .map(|(id, v)| (v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(), *id))
+        .collect();
+    d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    d.into_iter().take(k).map(|(_, id)| id).collect()
+}
+
+fn ids(result: &Value) -> Vec<u64> {
+    result["points"].as_array().map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect()).unwrap_or_default()
+}
+
+fn query(node: &Node, q: &[f32], exact: bool, filter: Option<Value>) -> Vec<u64> {
+    let mut body = json!({"query": q, "limit": 10, "params": {"exact": exact, "hnsw_ef": 128}});
+    if let Some(f) = filter {
+        body["filter"] = f;
+    }
+    ids(&node.ok("POST", "/collections/c/points/query", Some(body)))
+}
+
+fn upsert(node: &Node, data: &[(u64, Vec<f32>)]) {
+    for chunk in data.chunks(500) {
+        let points: Vec<Value> =
+            chunk.iter().map(|(id, v)| json!({"id": id, "vector": v, "payload": {"even": id % 2 == 0, "id": id}})).collect();
+        node.ok("PUT", "/collections/c/points?wait=true", Some(json!({ "points": points })));
+    }
+}
+
+/// Polls until `check` holds, failing with its last value after a minute.
+fn eventually<T: std::fmt::Debug>(what: &str, mut check: impl FnMut() -> (bool, T)) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, seen) = check();
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {seen:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn assert_exact_everywhere(nodes: &[&Node], data: &[(u64, Vec<f32>)], queries: &[Vec<f32>]) {
+    for node in nodes {
+        for q in queries {
+            assert_eq!(query(node, q, true, None), brute_force(data, q, 10, |_| true), "through {}", node.addr);
+        }
+        assert_eq!(node.count("c") as usize, data.len(), "count through {}", node.addr);
+    }
+}
+
+#[test]
+fn three_nodes_answer_like_one_and_survive_a_node_loss() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(root.path());
+
+    // A collection created through one node exists on all of them.
+    cluster.nodes[2].ok(
+        "PUT",
+        "/collections/c",
+        Some(json!({"vectors": {"size": DIM, "distance": "Euclid"}, "shard_number": 6, "replication_factor": 2})),
+    );
+    for n in &cluster.nodes {
+        assert_eq!(n.ok("GET", "/collections/c/exists", None)["exists"], true);
+    }
+    let info = cluster.nodes[0].ok("GET", "/cluster", None);
+    assert_eq!(info["ordinal"], 0);
+    assert_eq!(info["cluster_size"], 3);
+
+    let mut data: Vec<(u64, Vec<f32>)> = vectors(N, DIM, 42).into_iter().enumerate().map(|(i, v)| (i as u64, v)).collect();
+    upsert(&cluster.nodes[0], &data);
+    let queries = vectors(20, DIM, 7);
+
+    // Exact answers through every node equal brute force; HNSW reaches recall 0.95.
+    let all: Vec<&Node> = cluster.nodes.iter().collect();
+    assert_exact_everywhere(&all, &data, &queries);
+    eventually("segments built", || {
+        let i = cluster.nodes[1].ok("GET", "/collections/c", None);
+        (i["indexed_vectors_count"].as_u64().unwrap_or(0) > 0, i["indexed_vectors_count"].clone())
+    });
+    let mut hits = 0;
+    for q in &queries {
+        let truth: BTreeSet<u64> = brute_force(&data, q, 10, |_| true).into_iter().collect();
+        hits += query(&cluster.nodes[1], q, false, None).iter().filter(|id| truth.contains(id)).count();
+    }
+    let recall = hits as f64 / (10 * queries.len()) as f64;
+    assert!(recall >= 0.95, "recall@10 through the cluster: {recall}");
+
+    // Filters, scroll and count work across shards.
+    let even = json!({"must": [{"key": "even", "match": {"value": true}}]});
+    assert_eq!(query(&cluster.nodes[2], &queries[0], true, Some(even.clone())), brute_force(&data, &queries[0], 10, |id| id % 2 == 0));
+    let mut seen = Vec::new();
+    let mut offset = Value::Null;
+    loop {
+        let page = cluster.nodes[2].ok("POST", "/collections/c/points/scroll", Some(json!({"limit": 256, "offset": offset})));
+        seen.extend(ids(&page));
+        offset = page["next_page_offset"].clone();
+        if offset.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, (0..N as u64).collect::<Vec<_>>(), "scroll returns every point once, in id order");
+
+    // Deleting through one node is seen through all.
+    cluster.nodes[1].ok("POST", "/collections/c/points/delete?wait=true", Some(json!({"filter": {"must": [{"key": "id", "range": {"lt": 100}}]}})));
+    data.retain(|(id, _)| *id >= 100);
+    assert_exact_everywhere(&all, &data, &queries[..3]);
+
+    // A second collection with one replica per shard: losing a node loses its shards.
+    cluster.nodes[0].ok("PUT", "/collections/single", Some(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 3})));
+
+    // Kill shoal-1: with RF 2 every query still answers fully, and writes succeed.
+    cluster.nodes[1].kill9();
+    let alive: Vec<&Node> = vec![&cluster.nodes[0], &cluster.nodes[2]];
+    assert_exact_everywhere(&alive, &data, &queries[..5]);
+    let extra: Vec<(u64, Vec<f32>)> = vectors(200, DIM, 99).into_iter().enumerate().map(|(i, v)| (10_000 + i as u64, v)).collect();
+    upsert(&cluster.nodes[2], &extra);
+    data.extend(extra);
+    assert_exact_everywhere(&alive, &data, &queries[..5]);
+    let (status, body) = cluster.nodes[0].call("POST", "/collections/single/points/count", Some(json!({})));
+    assert_eq!(status, 503, "{body}");
+    assert!(body["status"]["error"].as_str().unwrap_or("").contains("shard"), "{body}");
+
+    // Bring shoal-1 back on its data dir: it catches up on what it missed and serves.
+    cluster.nodes[1].spawn();
+    let q = queries[0].clone();
+    let truth = brute_force(&data, &q, 10, |_| true);
+    eventually("shoal-1 caught up", || {
+        let got = query(&cluster.nodes[1], &q, true, None);
+        (got == truth && cluster.nodes[1].count("c") as usize == data.len(), got)
+    });
+
+    // shoal-2 comes back on another address: peers find it again through DNS.
+    cluster.nodes[2].stop();
+    cluster.nodes[2].move_to(IpAddr::V4(ip(23)));
+    cluster.dns.set(&format!("shoal-2.{SERVICE}"), &[ip(23)]);
+    cluster.nodes[2].spawn();
+    // With shoal-1 gone, shards held by {1, 2} can only be served by shoal-2 at its new address.
+    cluster.nodes[1].kill9();
+    let survivors: Vec<&Node> = vec![&cluster.nodes[0], &cluster.nodes[2]];
+    eventually("shoal-2 found at its new address", || {
+        let got = cluster.nodes[0].call("POST", "/collections/c/points/count", Some(json!({"exact": true})));
+        (got.0 == 200 && got.1["result"]["count"].as_u64() == Some(data.len() as u64), got)
+    });
+    assert_exact_everywhere(&survivors, &data, &queries[..3]);
+    let peers = cluster.nodes[0].ok("GET", "/cluster", None);
+    assert_eq!(peers["peers"]["2"]["uri"].as_str().map(|u| u.contains("127.0.0.23")), Some(true), "{peers}");
+}
+
+#[test]
+fn a_pod_without_an_ordinal_refuses_to_start() {
+    let root = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["--hostname", "laptop", "--service", SERVICE, "--cluster-size", "3", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(root.path())
+        .output()
+        .expect("run shoal");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no ordinal"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+}
