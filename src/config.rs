@@ -8,6 +8,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "shoal", version, about = "A Qdrant-compatible vector search node, one per StatefulSet pod")]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Where everything durable lives (the PVC mount in Kubernetes).
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -31,6 +34,15 @@ pub struct Config {
     /// Replica count when it cannot be read from Kubernetes.
     #[arg(long, env = "SHOAL_CLUSTER_SIZE")]
     pub cluster_size: Option<u32>,
+
+    /// Namespace of this pod's StatefulSet (for the Kubernetes API).
+    #[arg(long, env = "SHOAL_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+
+    /// Kubernetes API server to read `spec.replicas` from [default: https://kubernetes.default.svc
+    /// when a service account is mounted].
+    #[arg(long, env = "SHOAL_KUBE_API")]
+    pub kube_api: Option<String>,
 
     /// A DNS server (IP:PORT) to ask instead of the system resolver (tests).
     #[arg(long, env = "SHOAL_DNS_SERVER")]
@@ -65,7 +77,28 @@ pub struct Config {
     pub log_format: String,
 }
 
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Scale-down hand-off, for the pod's preStop hook: asks the node running in this pod to push
+    /// every shard replica it holds to its new owners if its ordinal is beyond the StatefulSet's
+    /// `spec.replicas`; returns at once when the pod is only restarting.
+    Handoff {
+        /// Wait until the hand-off has finished (the hook's default behaviour).
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
 impl Config {
+    /// Where to reach the Kubernetes API, if anywhere.
+    pub fn kube_api_url(&self) -> Option<String> {
+        self.kube_api.clone().or_else(|| {
+            std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token")
+                .exists()
+                .then(|| "https://kubernetes.default.svc".to_string())
+        })
+    }
+
     /// The peer address: `--peer-listen`, or the public IP on port 6335.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_listen.unwrap_or_else(|| SocketAddr::new(self.listen.ip(), 6335))

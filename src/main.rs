@@ -24,7 +24,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(shoal::server::run(config)) {
+    let work = async move {
+        match config.command {
+            Some(shoal::config::Command::Handoff { .. }) => shoal::server::handoff(config).await,
+            None => shoal::server::run(config).await,
+        }
+    };
+    match runtime.block_on(work) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("shoal cannot start: {e:#}");

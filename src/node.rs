@@ -2,10 +2,12 @@
 //! the background tasks.
 
 use crate::api::service::Metrics;
+use crate::cluster::membership::SizeSource;
 use crate::cluster::Cluster;
 use crate::collection::catalog::Catalog;
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 pub struct Node {
     pub config: Config,
@@ -14,10 +16,16 @@ pub struct Node {
     /// Set once every local shard is open; `/readyz` reports it.
     pub ready: AtomicBool,
     pub metrics: Metrics,
+    /// Where the cluster size comes from, in cluster mode.
+    pub size_source: Option<Arc<SizeSource>>,
 }
 
 impl Node {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn size_source(&self) -> Option<Arc<SizeSource>> {
+        self.size_source.clone()
     }
 }

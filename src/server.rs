@@ -5,7 +5,8 @@
 use crate::api::{self, service::Metrics};
 use crate::cluster::discovery::Discovery;
 use crate::cluster::identity::Identity;
-use crate::cluster::{peer_api, sync, Cluster};
+use crate::cluster::membership::{KubeApi, SizeSource};
+use crate::cluster::{peer_api, rebalance, sync, Cluster};
 use crate::collection::catalog::Catalog;
 use crate::config::Config;
 use crate::node::Node;
@@ -30,22 +31,22 @@ fn hostname(config: &Config) -> String {
 }
 
 /// The cluster this node belongs to, from its hostname, the Service and the cluster size.
-fn cluster(config: &Config) -> anyhow::Result<Cluster> {
+async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSource>>)> {
     let Some(service) = config.service.clone() else {
-        return Ok(Cluster::single());
+        return Ok((Cluster::single(), None));
     };
     let identity = Identity::from_hostname(&hostname(config)).map_err(|e| anyhow::anyhow!("{e} (--service is set)"))?;
-    let size = config.cluster_size.ok_or_else(|| {
-        anyhow::anyhow!("--service is set but the cluster size is unknown: set --cluster-size (SHOAL_CLUSTER_SIZE)")
-    })?;
-    anyhow::ensure!(
-        identity.ordinal < size,
-        "ordinal {} is outside a cluster of {size} (--cluster-size)",
-        identity.ordinal
-    );
+    let source = match (config.cluster_size, config.kube_api_url()) {
+        (Some(n), _) => SizeSource::Fixed(n),
+        (None, Some(url)) => SizeSource::Kubernetes(KubeApi::new(&url, &config.namespace, &identity.statefulset)?),
+        (None, None) => anyhow::bail!(
+            "--service is set but the cluster size is unknown: set --cluster-size (SHOAL_CLUSTER_SIZE) or run with a service account that can read the StatefulSet"
+        ),
+    };
+    let size = source.current().await.context("cannot read the cluster size")?;
     let discovery = Discovery::new(identity.clone(), service, config.peer_addr().port(), config.dns_server)?;
     tracing::info!(%identity, size, "joining the cluster");
-    Cluster::new(identity, discovery, size)
+    Ok((Cluster::new(identity, discovery, size)?, Some(Arc::new(source))))
 }
 
 /// Everything a running node needs, bound and opened.
@@ -57,9 +58,18 @@ pub struct Started {
 
 /// Opens the node's data and binds its listeners; fails with one clear message if any fails.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
-    let cluster = cluster(&config)?;
+    let (cluster, size_source) = cluster(&config).await?;
     let catalog = tokio::task::block_in_place(|| Catalog::open(&config.data_dir, |c| cluster.local_shards(c)))
         .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
+    if !cluster.is_single() {
+        // Replicas may have missed writes while this node was down: they serve reads again
+        // once they caught up with their peers (see cluster::rebalance).
+        for c in catalog.all() {
+            for (shard, _) in c.local_shards() {
+                c.mark_syncing(shard);
+            }
+        }
+    }
     let public = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -67,7 +77,14 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let peer = tokio::net::TcpListener::bind(peer_addr)
         .await
         .with_context(|| format!("cannot listen for peers on {peer_addr}"))?;
-    let node = Arc::new(Node { config, catalog, cluster, ready: Default::default(), metrics: Metrics::install() });
+    let node = Arc::new(Node {
+        config,
+        catalog,
+        cluster,
+        ready: Default::default(),
+        metrics: Metrics::install(),
+        size_source,
+    });
     // Every local shard is open: readiness never waits on another pod.
     node.ready.store(true, Ordering::Release);
     Ok(Started { node, public, peer })
@@ -77,10 +94,13 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let Started { node, public, peer } = start(config).await?;
     tracing::info!(listen = %node.config.listen, peer = %node.config.peer_addr(), data_dir = %node.config.data_dir.display(), "shoal is serving");
-    let background = [
+    let mut background = vec![
         tokio::spawn(optimize_forever(Arc::clone(&node))),
         tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL)),
     ];
+    if let Some(source) = node.size_source() {
+        background.push(tokio::spawn(rebalance::run(Arc::clone(&node), source)));
+    }
     let peer_server = tokio::spawn({
         let app = peer_api::router(Arc::clone(&node));
         async move { axum::serve(peer, app).await }
@@ -141,4 +161,30 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested: draining requests");
+}
+
+/// `shoal handoff`: asks the node in this pod (on its peer port) to hand off if it is leaving.
+pub async fn handoff(config: Config) -> anyhow::Result<()> {
+    use crate::cluster::protocol::{self, HandoffReport, PROTOCOL_HEADER, PROTOCOL_VERSION};
+    let mut addr = config.peer_addr();
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/peer/v1/handoff"))
+        .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+        .timeout(Duration::from_secs(24 * 3600))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the node on {addr}"))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    anyhow::ensure!(status.is_success(), "hand-off failed: {}", String::from_utf8_lossy(&bytes));
+    let report: HandoffReport = protocol::decode(&bytes).map_err(anyhow::Error::msg)?;
+    if report.leaving {
+        tracing::info!(replicas = report.replicas_handed_off, cluster_size = report.cluster_size, "hand-off complete");
+    } else {
+        tracing::info!(cluster_size = report.cluster_size, "not a scale-down: nothing to hand off");
+    }
+    Ok(())
 }

@@ -10,7 +10,8 @@
 //!   owner, then the others in placement order; an unreachable owner is skipped for the next one,
 //!   and only a shard with no live owner fails the request, with an error naming it.
 
-use super::protocol::{self, CatalogEntry, ShardOp, ShardReply, WireChange, WireOp, WireReply};
+use super::protocol::{self, CatalogEntry, CatalogPush, ShardOp, ShardReply, WireChange, WireOp, WireReply};
+use crate::collection::ReplicaState;
 use super::PeerError;
 use crate::collection::{Collection, NewPoint, ScoredPoint, SearchRequest};
 use crate::error::{Error, Result};
@@ -51,8 +52,10 @@ impl Node {
 
     /// Tells every peer about a create or delete; a peer that misses it learns it on its next sync.
     async fn broadcast_catalog(&self, entry: &CatalogEntry) {
+        let push = CatalogPush { entry: entry.clone(), fresh: true };
+        let push = &push;
         let calls = self.cluster.peers().into_iter().map(|o| async move {
-            let r: std::result::Result<bool, PeerError> = self.cluster.call(o, Method::PUT, "/peer/v1/catalog", entry).await;
+            let r: std::result::Result<bool, PeerError> = self.cluster.call(o, Method::PUT, "/peer/v1/catalog", push).await;
             if let Err(e) = r {
                 tracing::warn!(collection = %entry.name, error = %e, "peer will learn of this collection change on its next sync");
             }
@@ -63,24 +66,44 @@ impl Node {
     /// Makes sure a peer knows a collection before sending it shard traffic.
     async fn push_catalog(&self, c: &Collection, ordinal: u32) -> std::result::Result<(), PeerError> {
         let entry = CatalogEntry { name: c.name.clone(), version: c.version, config: Some(c.config.clone()) };
-        self.cluster.call::<_, bool>(ordinal, Method::PUT, "/peer/v1/catalog", &entry).await.map(|_| ())
+        let push = CatalogPush { entry, fresh: false };
+        self.cluster.call::<_, bool>(ordinal, Method::PUT, "/peer/v1/catalog", &push).await.map(|_| ())
     }
 
     // ---------- replica access ----------
 
-    /// Owners of a shard in the order reads should try them: this node, then healthy peers in
-    /// placement order, then the rest.
+    /// Nodes in the order reads of a shard should try them: this node if it owns the shard, then
+    /// healthy owners in placement order, then the other owners, then every other node (one may
+    /// still hold the replica while ownership moves after a scale event).
     fn read_order(&self, c: &Collection, shard: u32) -> Vec<u32> {
         let owners = self.cluster.owners(&c.config, shard);
         let me = self.cluster.ordinal;
         let mut order: Vec<u32> = owners.iter().copied().filter(|o| *o == me).collect();
         order.extend(owners.iter().copied().filter(|o| *o != me && self.cluster.is_healthy(*o)));
         order.extend(owners.iter().copied().filter(|o| *o != me && !self.cluster.is_healthy(*o)));
+        if !order.contains(&me) && c.replica_state(shard) != ReplicaState::Absent {
+            order.push(me);
+        }
+        order.extend(self.cluster.peers().into_iter().filter(|o| !owners.contains(o) && self.cluster.is_healthy(*o)));
         order
     }
 
-    async fn on_replica(&self, c: &Arc<Collection>, shard: u32, owner: u32, op: &ShardOp) -> std::result::Result<ShardReply, String> {
+    /// Runs an operation on one node's replica. Reads (`complete_only`) refuse a replica that is
+    /// still copying from its peers, so that answers are never missing points.
+    async fn on_replica(
+        &self,
+        c: &Arc<Collection>,
+        shard: u32,
+        owner: u32,
+        op: &ShardOp,
+        complete_only: bool,
+    ) -> std::result::Result<ShardReply, String> {
         if owner == self.cluster.ordinal {
+            match c.replica_state(shard) {
+                ReplicaState::Absent => return Err(format!("node {owner} holds no replica of shard {shard}")),
+                ReplicaState::Syncing if complete_only => return Err(format!("replica of shard {shard} on node {owner} is still syncing")),
+                _ => {}
+            }
             let replica = c.open_shard(shard).map_err(|e| format!("local replica of shard {shard}: {e:#}"))?;
             let op = op.clone();
             return tokio::task::spawn_blocking(move || protocol::execute(&replica, &op))
@@ -88,7 +111,7 @@ impl Node {
                 .map_err(|e| format!("local shard task failed: {e}"));
         }
         let wire = WireOp::from(op);
-        let path = shard_path(c, shard, "op");
+        let path = format!("{}?complete_only={complete_only}", shard_path(c, shard, "op"));
         let mut result = self.cluster.call::<_, WireReply>(owner, Method::POST, &path, &wire).await;
         if matches!(result, Err(PeerError::Refused { status: 404, .. })) {
             self.push_catalog(c, owner).await.map_err(|e| e.to_string())?;
@@ -97,13 +120,18 @@ impl Node {
         result.map(ShardReply::from).map_err(|e| e.to_string())
     }
 
-    /// Runs a read on one live owner of the shard.
+    /// Runs a read on one live replica of the shard: a complete one if any answers, else (a
+    /// collection created a moment ago, whose replicas are all still confirming they are empty)
+    /// any replica.
     async fn read_shard(&self, c: &Arc<Collection>, shard: u32, op: &ShardOp) -> Result<ShardReply> {
         let mut errors = Vec::new();
-        for owner in self.read_order(c, shard) {
-            match self.on_replica(c, shard, owner, op).await {
-                Ok(reply) => return Ok(reply),
-                Err(e) => errors.push(e),
+        let order = self.read_order(c, shard);
+        for complete_only in [true, false] {
+            for owner in &order {
+                match self.on_replica(c, shard, *owner, op, complete_only).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(e) => errors.push(e),
+                }
             }
         }
         Err(Error::Unavailable(format!(
@@ -119,9 +147,10 @@ impl Node {
         join_all(ops.iter().map(|(s, op)| self.read_shard(c, *s, op))).await.into_iter().collect()
     }
 
-    async fn commit_on(&self, c: &Arc<Collection>, shard: u32, owner: u32, changes: &[Change], durable: bool) -> std::result::Result<(), String> {
+    /// Commits changes on one owner's replica (a replica this node newly owns starts by syncing).
+    pub(crate) async fn commit_on(&self, c: &Arc<Collection>, shard: u32, owner: u32, changes: &[Change], durable: bool) -> std::result::Result<(), String> {
         if owner == self.cluster.ordinal {
-            let replica = c.open_shard(shard).map_err(|e| format!("{e:#}"))?;
+            let replica = c.open_syncing_if_new(shard).map_err(|e| format!("{e:#}"))?;
             let changes = changes.to_vec();
             return tokio::task::spawn_blocking(move || replica.commit(changes, durable))
                 .await

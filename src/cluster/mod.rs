@@ -6,16 +6,19 @@
 //! - [`discovery`]: peer addresses from the headless Service's DNS;
 //! - [`protocol`]: the messages on the peer port; [`peer_api`] serves them, [`Cluster::call`] sends them;
 //! - [`coordinator`]: turns one client request into work on every shard replica involved;
-//! - [`sync`]: collections and records that a node missed while it was away.
+//! - [`sync`]: collections and records that a node missed while it was away;
+//! - [`membership`] and [`rebalance`]: the cluster size, and moving replicas when it changes.
 //!
 //! In single-node mode (no `--service`) the cluster has one member, ordinal 0, that owns everything.
 
 pub mod coordinator;
 pub mod discovery;
 pub mod identity;
+pub mod membership;
 pub mod peer_api;
 pub mod placement;
 pub mod protocol;
+pub mod rebalance;
 pub mod sync;
 
 use crate::collection::CollectionConfig;

@@ -3,7 +3,8 @@
 //! Bodies are bincode ([`super::protocol`]); errors are plain text with a 4xx/5xx status. Every
 //! request must carry a protocol version this node understands.
 
-use super::protocol::{self, CatalogEntry, PeerStatus, RecordsPage, RecordsRequest, ShardOp, WireChange, WireOp, WireReply};
+use super::protocol::{self, CatalogPush, PeerStatus, RecordsPage, RecordsRequest, ShardOp, WireChange, WireOp, WireReply};
+use crate::collection::ReplicaState;
 use super::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use crate::node::Node;
 use crate::shard::Change;
@@ -29,6 +30,8 @@ pub fn router(node: PeerState) -> Router {
         .route("/peer/v1/shards/{collection}/{shard}/op", post(shard_op))
         .route("/peer/v1/shards/{collection}/{shard}/commit", post(commit))
         .route("/peer/v1/shards/{collection}/{shard}/records", post(records))
+        .route("/peer/v1/shards/{collection}/{shard}/state", get(state))
+        .route("/peer/v1/handoff", post(handoff))
         .layer(axum::middleware::from_fn(check_protocol))
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
         .with_state(node)
@@ -74,12 +77,12 @@ async fn catalog(State(node): State<PeerState>) -> Response {
 }
 
 async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Response {
-    let entry: CatalogEntry = match decode(&body) {
+    let push: CatalogPush = match decode(&body) {
         Ok(e) => e,
         Err(r) => return r,
     };
-    let local = entry.config.as_ref().map(|c| node.cluster.local_shards(c)).unwrap_or_default();
-    let applied = tokio::task::spawn_blocking(move || node.catalog.apply(&entry, &local)).await;
+    let local = push.entry.config.as_ref().map(|c| node.cluster.local_shards(c)).unwrap_or_default();
+    let applied = tokio::task::spawn_blocking(move || node.catalog.apply(&push.entry, &local, push.fresh)).await;
     match applied {
         Ok(Ok(changed)) => reply(&changed),
         Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()),
@@ -87,17 +90,45 @@ async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Response {
     }
 }
 
-/// The local replica a peer addresses, opened on demand: a peer sends shard traffic here only
-/// because placement says this node owns that shard.
-fn replica(node: &Node, collection: &str, shard: u32) -> Result<Arc<crate::shard::Shard>, Response> {
-    let c = node.catalog.get(collection).map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
-    if shard >= c.config.shard_number {
-        return Err(fail(StatusCode::NOT_FOUND, format!("collection {collection} has no shard {shard}")));
-    }
-    c.open_shard(shard).map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+/// How a request wants the local replica.
+#[derive(Clone, Copy, PartialEq)]
+enum Want {
+    /// Serve reads: only a replica holding everything (or any, when `complete_only` is off).
+    Read { complete_only: bool },
+    /// Take writes: an owner opens a replica it does not hold yet, to be filled by syncing.
+    Write,
 }
 
-async fn shard_op(State(node): State<PeerState>, Path((collection, shard)): Path<(String, u32)>, body: Bytes) -> Response {
+/// The local replica a peer addresses. 404 means this node does not know the collection (the
+/// caller pushes it and retries); 409 means it holds no usable replica of that shard.
+fn replica(node: &Node, collection: &str, shard: u32, want: Want) -> Result<Arc<crate::shard::Shard>, Response> {
+    let c = node.catalog.get(collection).map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
+    if shard >= c.config.shard_number {
+        return Err(fail(StatusCode::BAD_REQUEST, format!("collection {collection} has no shard {shard}")));
+    }
+    let missing = |why: &str| fail(StatusCode::CONFLICT, format!("node {} {why} shard {shard} of {collection}", node.cluster.ordinal));
+    match (c.replica_state(shard), want) {
+        (ReplicaState::Syncing, Want::Read { complete_only: true }) => Err(missing("is still syncing")),
+        (ReplicaState::Absent, Want::Write) if node.cluster.owners(&c.config, shard).contains(&node.cluster.ordinal) => {
+            c.open_syncing(shard).map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+        }
+        (ReplicaState::Absent, _) => Err(missing("holds no replica of")),
+        _ => c.open_shard(shard).map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OpParams {
+    #[serde(default)]
+    complete_only: bool,
+}
+
+async fn shard_op(
+    State(node): State<PeerState>,
+    Path((collection, shard)): Path<(String, u32)>,
+    Query(p): Query<OpParams>,
+    body: Bytes,
+) -> Response {
     let wire: WireOp = match decode(&body) {
         Ok(op) => op,
         Err(r) => return r,
@@ -106,7 +137,7 @@ async fn shard_op(State(node): State<PeerState>, Path((collection, shard)): Path
         Ok(op) => op,
         Err(e) => return fail(StatusCode::BAD_REQUEST, e),
     };
-    let replica = match replica(&node, &collection, shard) {
+    let replica = match replica(&node, &collection, shard, Want::Read { complete_only: p.complete_only }) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -132,7 +163,7 @@ async fn commit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let replica = match replica(&node, &collection, shard) {
+    let replica = match replica(&node, &collection, shard, Want::Write) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -149,7 +180,7 @@ async fn records(State(node): State<PeerState>, Path((collection, shard)): Path<
         Ok(r) => r,
         Err(r) => return r,
     };
-    let replica = match replica(&node, &collection, shard) {
+    let replica = match replica(&node, &collection, shard, Want::Read { complete_only: false }) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -161,5 +192,20 @@ async fn records(State(node): State<PeerState>, Path((collection, shard)): Path<
         }),
         Ok(Err(e)) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn state(State(node): State<PeerState>, Path((collection, shard)): Path<(String, u32)>) -> Response {
+    match node.catalog.get(&collection) {
+        Ok(c) => reply(&c.replica_state(shard)),
+        Err(e) => fail(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+/// The scale-down hand-off, asked for by this pod's own `preStop` hook (`shoal handoff`).
+async fn handoff(State(node): State<PeerState>) -> Response {
+    match super::rebalance::handoff(&node).await {
+        Ok(report) => reply(&report),
+        Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -39,6 +39,21 @@ pub struct CatalogEntry {
     pub config: Option<CollectionConfig>,
 }
 
+/// A catalog change sent to a peer; `fresh` when its sender created the collection just now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogPush {
+    pub entry: CatalogEntry,
+    pub fresh: bool,
+}
+
+/// The result of a scale-down hand-off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandoffReport {
+    pub leaving: bool,
+    pub cluster_size: u32,
+    pub replicas_handed_off: usize,
+}
+
 /// A versioned change to one point, as replicated.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WireChange {

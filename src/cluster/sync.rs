@@ -42,7 +42,7 @@ pub async fn sync_catalog(node: &Arc<Node>) {
             let local = entry.config.as_ref().map(|c| node.cluster.local_shards(c)).unwrap_or_default();
             let n = Arc::clone(node);
             let name = entry.name.clone();
-            match tokio::task::spawn_blocking(move || n.catalog.apply(&entry, &local)).await {
+            match tokio::task::spawn_blocking(move || n.catalog.apply(&entry, &local, false)).await {
                 Ok(Ok(true)) => tracing::info!(collection = %name, peer, "learned a collection change from a peer"),
                 Ok(Ok(false)) => {}
                 Ok(Err(e)) => tracing::warn!(collection = %name, error = %e, "cannot apply a peer's catalog entry"),
@@ -56,7 +56,8 @@ pub async fn sync_catalog(node: &Arc<Node>) {
 pub async fn catch_up(node: &Arc<Node>, state: &mut SyncState) {
     for c in node.catalog.all() {
         for shard in node.cluster.local_shards(&c.config) {
-            let Ok(replica) = c.open_shard(shard) else { continue };
+            // Syncing replicas are filled by the rebalancer.
+            let Some(replica) = c.local_shard(shard).filter(|_| !c.is_syncing(shard)) else { continue };
             let peers: Vec<u32> =
                 node.cluster.owners(&c.config, shard).into_iter().filter(|o| *o != node.cluster.ordinal).collect();
             for peer in peers {
@@ -66,8 +67,7 @@ pub async fn catch_up(node: &Arc<Node>, state: &mut SyncState) {
                     Some(w) => *w,
                     None => {
                         let r = Arc::clone(&replica);
-                        let max = tokio::task::spawn_blocking(move || r.max_version()).await.unwrap_or(0);
-                        max.saturating_sub(version_span(CLOCK_SKEW_MARGIN))
+                        look_back(tokio::task::spawn_blocking(move || r.max_version()).await.unwrap_or(0))
                     }
                 };
                 match pull(node, &c.name, shard, peer, since, &replica).await {
@@ -84,7 +84,14 @@ pub async fn catch_up(node: &Arc<Node>, state: &mut SyncState) {
     }
 }
 
-async fn pull(
+/// Where a catch-up starts for a replica whose newest record has version `max`.
+pub fn look_back(max: u64) -> u64 {
+    max.saturating_sub(version_span(CLOCK_SKEW_MARGIN))
+}
+
+/// Copies a peer's records with a version above `since` into a local replica. A peer holding no
+/// replica of the shard has nothing to give.
+pub async fn pull(
     node: &Arc<Node>,
     collection: &str,
     shard: u32,
@@ -97,7 +104,11 @@ async fn pull(
     let mut applied = 0;
     loop {
         let req = RecordsRequest { since, after, limit: PAGE };
-        let page: RecordsPage = node.cluster.call(peer, Method::POST, &path, &req).await.map_err(|e| e.to_string())?;
+        let page: RecordsPage = match node.cluster.call(peer, Method::POST, &path, &req).await {
+            Ok(p) => p,
+            Err(super::PeerError::Refused { status: 404 | 409, .. }) => return Ok(applied),
+            Err(e) => return Err(e.to_string()),
+        };
         let changes: Vec<Change> = page.changes.into_iter().map(Into::into).collect();
         if !changes.is_empty() {
             let r = Arc::clone(replica);

@@ -176,7 +176,7 @@ impl Catalog {
             return Err(Error::BadRequest(format!("Collection `{name}` already exists!")));
         }
         let entry = CatalogEntry { name: name.to_string(), version: self.clock.next(), config: Some(config) };
-        self.apply_locked(&entry, local_shards)?;
+        self.apply_locked(&entry, local_shards, true)?;
         Ok(entry)
     }
 
@@ -187,24 +187,26 @@ impl Catalog {
             return Ok(None);
         }
         let entry = CatalogEntry { name: name.to_string(), version: self.clock.next(), config: None };
-        self.apply_locked(&entry, &[])?;
+        self.apply_locked(&entry, &[], true)?;
         Ok(Some(entry))
     }
 
     /// Applies a create or delete heard from a peer if it is newer than what this node holds.
-    /// Returns whether it changed anything.
-    pub fn apply(&self, entry: &CatalogEntry, local_shards: &[u32]) -> Result<bool> {
+    /// `fresh` says the collection was created just now (its creator's broadcast), so its
+    /// replicas start empty and complete; otherwise data may already exist elsewhere and the
+    /// local replicas start by copying it. Returns whether anything changed.
+    pub fn apply(&self, entry: &CatalogEntry, local_shards: &[u32], fresh: bool) -> Result<bool> {
         validate_name(&entry.name)?;
         let _ddl = self.ddl.lock();
         if entry.version <= self.held_version(&entry.name) {
             return Ok(false);
         }
         self.clock.observe(entry.version);
-        self.apply_locked(entry, local_shards)?;
+        self.apply_locked(entry, local_shards, fresh)?;
         Ok(true)
     }
 
-    fn apply_locked(&self, entry: &CatalogEntry, local_shards: &[u32]) -> Result<()> {
+    fn apply_locked(&self, entry: &CatalogEntry, local_shards: &[u32], fresh: bool) -> Result<()> {
         let name = entry.name.as_str();
         if let Some(old) = self.collections.write().remove(name) {
             self.remove_files(&old)?;
@@ -221,7 +223,11 @@ impl Catalog {
                 std::fs::create_dir_all(&dir)?;
                 let collection = self.instantiate(name, config.clone(), entry.version);
                 for shard in local_shards {
-                    collection.open_shard(*shard)?;
+                    if fresh {
+                        collection.open_shard(*shard)?;
+                    } else {
+                        collection.open_syncing(*shard)?;
+                    }
                 }
                 let stored = StoredCollection { version: entry.version, config: config.clone() };
                 let bytes = serde_json::to_vec_pretty(&stored).map_err(|e| Error::Internal(e.to_string()))?;

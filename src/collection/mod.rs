@@ -13,7 +13,7 @@ use crate::shard::{PointView, Shard, ShardConfig};
 use crate::shard::filter::Filter;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -57,6 +57,14 @@ pub struct ScoredPoint {
     pub point: PointView,
 }
 
+/// What a node holds of one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaState {
+    Active,
+    Syncing,
+    Absent,
+}
+
 pub struct Collection {
     pub name: String,
     pub config: CollectionConfig,
@@ -66,7 +74,14 @@ pub struct Collection {
     db: sled::Db,
     clock: Arc<VersionClock>,
     local: RwLock<BTreeMap<u32, Arc<Shard>>>,
+    /// Local replicas still copying their data from peers: they take writes but serve no reads
+    /// while a complete replica is reachable. Marked on disk by a `SYNCING` file so a restart
+    /// resumes the copy.
+    syncing: RwLock<BTreeSet<u32>>,
 }
+
+/// Marker file of a replica still copying from its peers.
+const SYNCING_MARKER: &str = "SYNCING";
 
 pub(crate) fn tree_name(collection: &str, shard: u32) -> String {
     format!("c/{collection}/{shard}")
@@ -81,7 +96,20 @@ impl Collection {
         db: sled::Db,
         clock: Arc<VersionClock>,
     ) -> Self {
-        Collection { name, config, version, dir, db, clock, local: RwLock::new(BTreeMap::new()) }
+        Collection {
+            name,
+            config,
+            version,
+            dir,
+            db,
+            clock,
+            local: RwLock::new(BTreeMap::new()),
+            syncing: RwLock::new(BTreeSet::new()),
+        }
+    }
+
+    fn shard_dir(&self, shard: u32) -> PathBuf {
+        self.dir.join("shards").join(shard.to_string())
     }
 
     /// Opens this node's replica of `shard` (creating it if new); a no-op if already open.
@@ -90,16 +118,78 @@ impl Collection {
             return Ok(Arc::clone(s));
         }
         let config = ShardConfig { dim: self.config.size, metric: self.config.distance, hnsw: self.config.hnsw };
-        let dir = self.dir.join("shards").join(shard.to_string());
+        let dir = self.shard_dir(shard);
         let opened = Arc::new(Shard::open(&self.db, &tree_name(&self.name, shard), &dir, config, Arc::clone(&self.clock))?);
+        if dir.join(SYNCING_MARKER).exists() {
+            self.syncing.write().insert(shard);
+        }
         Ok(Arc::clone(self.local.write().entry(shard).or_insert(opened)))
+    }
+
+    /// Opens a replica that must first copy its data from peers (a shard this node newly owns).
+    pub fn open_syncing(&self, shard: u32) -> anyhow::Result<Arc<Shard>> {
+        if let Some(s) = self.local.read().get(&shard) {
+            return Ok(Arc::clone(s));
+        }
+        let dir = self.shard_dir(shard);
+        std::fs::create_dir_all(&dir)?;
+        crate::fsutil::write_atomic(&dir.join(SYNCING_MARKER), b"copying from peers\n")?;
+        self.open_shard(shard)
+    }
+
+    /// Holds reads back from a replica until it has caught up with its peers (after a restart
+    /// in a cluster: it may have missed writes while it was down).
+    pub fn mark_syncing(&self, shard: u32) {
+        if self.local.read().contains_key(&shard) {
+            self.syncing.write().insert(shard);
+        }
+    }
+
+    /// Whether the replica was created empty to copy a shard this node newly owns (its copy must
+    /// start from the beginning), rather than reopened with data of its own.
+    pub fn is_new_copy(&self, shard: u32) -> bool {
+        self.shard_dir(shard).join(SYNCING_MARKER).exists()
+    }
+
+    /// The local replica, opened as syncing if this node did not hold it yet.
+    pub fn open_syncing_if_new(&self, shard: u32) -> anyhow::Result<Arc<Shard>> {
+        match self.local_shard(shard) {
+            Some(s) => Ok(s),
+            None => self.open_syncing(shard),
+        }
+    }
+
+    /// Marks a replica complete: it now serves reads.
+    pub fn finish_sync(&self, shard: u32) -> anyhow::Result<()> {
+        let marker = self.shard_dir(shard).join(SYNCING_MARKER);
+        match std::fs::remove_file(&marker) {
+            Ok(()) => crate::fsutil::sync_dir(&self.shard_dir(shard))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.syncing.write().remove(&shard);
+        Ok(())
+    }
+
+    pub fn is_syncing(&self, shard: u32) -> bool {
+        self.syncing.read().contains(&shard)
+    }
+
+    /// The replica of `shard` if this node holds one.
+    pub fn replica_state(&self, shard: u32) -> ReplicaState {
+        match (self.local.read().contains_key(&shard), self.is_syncing(shard)) {
+            (false, _) => ReplicaState::Absent,
+            (true, true) => ReplicaState::Syncing,
+            (true, false) => ReplicaState::Active,
+        }
     }
 
     /// Removes this node's replica of `shard` and its files (after it moved elsewhere).
     pub fn drop_shard(&self, shard: u32) -> anyhow::Result<()> {
         if self.local.write().remove(&shard).is_some() {
+            self.syncing.write().remove(&shard);
             self.db.drop_tree(tree_name(&self.name, shard))?;
-            let _ = std::fs::remove_dir_all(self.dir.join("shards").join(shard.to_string()));
+            let _ = std::fs::remove_dir_all(self.shard_dir(shard));
         }
         Ok(())
     }

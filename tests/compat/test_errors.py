@@ -1,7 +1,6 @@
 """Client errors: the client raises `UnexpectedResponse` with a 4xx status and Qdrant's error body,
 and the collection is left exactly as it was."""
 
-import numpy as np
 import pytest
 from qdrant_client import models
 from qdrant_client.http.exceptions import UnexpectedResponse
