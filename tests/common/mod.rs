@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 pub mod dns;
+pub mod kube;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
