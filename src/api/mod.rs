@@ -3,6 +3,7 @@
 //! Handlers parse and validate, hand the work to the coordinator (which runs it on local shard
 //! replicas on the blocking pool, or on peers), and wrap the answer in Qdrant's envelope.
 
+pub mod auth;
 pub mod cluster;
 pub mod collections;
 pub mod models;
@@ -56,6 +57,7 @@ pub fn router(node: AppState) -> Router {
         .route("/collections/{name}/points/search", post(search::search))
         .route("/collections/{name}/points/search/batch", post(search::search_batch))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(node.clone(), auth::require_key))
         .layer(axum::middleware::from_fn_with_state(node.clone(), service::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(service::panic_response))

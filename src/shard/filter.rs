@@ -6,11 +6,15 @@
 //! `a.b` walks nested objects and fans out over arrays, so an array field matches when any element
 //! does — or the point id (`has_id`), or nest a whole filter.
 //!
-//! Semantics chosen where Qdrant's documentation is terse, all tested below:
-//! - `match.except` matches when no value of the field is in the list, including a missing field;
+//! Semantics follow Qdrant's condition checker where its documentation is terse (tested below,
+//! and against the official client in `tests/compat`):
+//! - `match.except` matches when some value of the field is outside the list (a value of another
+//!   type counts as outside); a missing, `null` or `[]` field never matches;
 //! - `match.text` is a substring test (what Qdrant does without a full-text index);
 //! - `range` compares numbers only; a field holding no number never matches;
-//! - `is_empty` holds for a missing key, `null`, or `[]`; `is_null` only for an explicit `null`.
+//! - `is_empty` holds for a missing key, `null`, or `[]` (but not `[null]`); `is_null` for an
+//!   explicit `null`;
+//! - `should: []` matches nothing; a field condition must name at least one condition.
 
 use super::point::{Payload, PointId};
 use serde::{Deserialize, Serialize};
@@ -87,7 +91,15 @@ impl<'de> Deserialize<'de> for Condition {
         };
         let has = |k: &str| obj.contains_key(k);
         let parsed = if has("key") {
-            serde_json::from_value(value).map(Condition::Field)
+            let field: FieldCondition =
+                serde_json::from_value(value).map_err(|e| D::Error::custom(format!("invalid filter condition: {e}")))?;
+            if !field.has_condition() {
+                return Err(D::Error::custom(format!(
+                    "field condition on {:?}: at least one field condition must be specified (match, range, values_count, is_empty, is_null)",
+                    field.key
+                )));
+            }
+            Ok(Condition::Field(field))
         } else if has("has_id") {
             serde_json::from_value::<HasIdBody>(value).map(|b| Condition::HasId { has_id: b.has_id })
         } else if has("is_empty") {
@@ -227,8 +239,7 @@ impl Filter {
             }
         }
         if let Some(should) = &self.should {
-            let s = should.as_slice();
-            if !s.is_empty() && !s.iter().any(holds) {
+            if !should.as_slice().iter().any(holds) {
                 return false;
             }
         }
@@ -253,10 +264,7 @@ impl Condition {
     fn matches(&self, id: &PointId, payload: &Payload) -> bool {
         match self {
             Condition::Field(f) => f.matches(payload),
-            Condition::IsEmpty { is_empty } => {
-                values_at(payload, &is_empty.key).iter().all(|v| v.is_null())
-                    || values_at(payload, &is_empty.key).is_empty()
-            }
+            Condition::IsEmpty { is_empty } => is_empty_at(payload, &is_empty.key),
             Condition::IsNull { is_null } => raw_at(payload, &is_null.key).iter().any(|v| v.is_null()),
             Condition::HasId { has_id } => has_id.contains(id),
             Condition::Nested { nested } => raw_at(payload, &nested.key).iter().any(|v| match v {
@@ -275,7 +283,23 @@ fn nested_matches(filter: &Filter, id: &PointId, item: &Value) -> bool {
     }
 }
 
+/// Qdrant's emptiness: no value at the key, or only `null`s and `[]`s.
+fn is_empty_at(payload: &Payload, key: &str) -> bool {
+    raw_at(payload, key).iter().all(|v| v.is_null() || v.as_array().is_some_and(|a| a.is_empty()))
+}
+
 impl FieldCondition {
+    fn has_condition(&self) -> bool {
+        self.matches.is_some()
+            || self.range.is_some()
+            || self.values_count.is_some()
+            || self.geo_bounding_box.is_some()
+            || self.geo_radius.is_some()
+            || self.geo_polygon.is_some()
+            || self.is_empty.is_some()
+            || self.is_null.is_some()
+    }
+
     fn matches(&self, payload: &Payload) -> bool {
         let values = values_at(payload, &self.key);
         if let Some(m) = &self.matches {
@@ -299,7 +323,7 @@ impl FieldCondition {
             }
         }
         if let Some(want_empty) = self.is_empty {
-            if values.iter().all(|v| v.is_null()) != want_empty {
+            if is_empty_at(payload, &self.key) != want_empty {
                 return false;
             }
         }
@@ -328,7 +352,9 @@ impl Match {
         match self {
             Match::Value { value } => values.iter().any(|v| value.equals(v)),
             Match::Any { any } => values.iter().any(|v| any.iter().any(|m| m.equals(v))),
-            Match::Except { except } => !values.iter().any(|v| except.iter().any(|m| m.equals(v))),
+            Match::Except { except } => {
+                values.iter().filter(|v| !v.is_null()).any(|v| !except.iter().any(|m| m.equals(v)))
+            }
             Match::Text { text } => values.iter().any(|v| v.as_str().is_some_and(|s| s.contains(text.as_str()))),
         }
     }
@@ -391,7 +417,10 @@ mod tests {
         assert!(check(json!({"must": [{"key": "n", "match": {"any": [1, 3]}}]}), p.clone()));
         assert!(check(json!({"must": [{"key": "ok", "match": {"value": true}}]}), p.clone()));
         assert!(!check(json!({"must": [{"key": "city", "match": {"except": ["London"]}}]}), p.clone()));
-        assert!(check(json!({"must": [{"key": "missing", "match": {"except": ["x"]}}]}), p.clone()));
+        assert!(!check(json!({"must": [{"key": "missing", "match": {"except": ["x"]}}]}), p.clone()));
+        assert!(check(json!({"must": [{"key": "tags", "match": {"except": ["a"]}}]}), p.clone()));
+        assert!(!check(json!({"must": [{"key": "tags", "match": {"except": ["a", "b"]}}]}), p.clone()));
+        assert!(check(json!({"must": [{"key": "ok", "match": {"except": ["x"]}}]}), p.clone()));
         assert!(check(json!({"must": [{"key": "city", "match": {"text": "ondo"}}]}), p.clone()));
     }
 
@@ -405,6 +434,7 @@ mod tests {
         assert!(!check(json!({"min_should": {"conditions": [a1.clone(), b3.clone()], "min_count": 2}}), p.clone()));
         assert!(check(json!({"must": a1.clone()}), p.clone()));
         assert!(check(json!({}), p.clone()));
+        assert!(!check(json!({"should": []}), p.clone()));
         assert!(check(json!({"must": [{"should": [b3, a1]}]}), p));
     }
 
@@ -418,6 +448,7 @@ mod tests {
         assert!(check(json!({"must": [{"is_empty": {"key": "empty"}}]}), p.clone()));
         assert!(check(json!({"must": [{"is_empty": {"key": "nope"}}]}), p.clone()));
         assert!(!check(json!({"must": [{"is_empty": {"key": "price"}}]}), p.clone()));
+        assert!(!check(json!({"must": [{"is_empty": {"key": "nulls"}}]}), json!({"nulls": [null]})));
         assert!(check(json!({"must": [{"is_null": {"key": "nil"}}]}), p.clone()));
         assert!(!check(json!({"must": [{"is_null": {"key": "nope"}}]}), p.clone()));
         assert!(check(json!({"must": [{"has_id": [1, 2]}]}), p.clone()));
@@ -438,6 +469,8 @@ mod tests {
         assert!(serde_json::from_value::<Filter>(json!({"must": [{"key": "a", "match": {"nope": 1}}]})).is_err());
         assert!(serde_json::from_value::<Filter>(json!({"mustt": []})).is_err());
         assert!(serde_json::from_value::<Filter>(json!({"must": [{"has_id": ["not-a-uuid"]}]})).is_err());
+        let e = serde_json::from_value::<Filter>(json!({"must": [{"key": "a"}]})).unwrap_err().to_string();
+        assert!(e.contains("at least one field condition"), "{e}");
         let e = serde_json::from_value::<Filter>(json!({"must": [{"kye": "a"}]})).unwrap_err().to_string();
         assert!(e.contains("kye"), "{e}");
     }

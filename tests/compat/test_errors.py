@@ -112,11 +112,6 @@ def test_malformed_filter(coll, flt):
     assert_unchanged(coll)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shoal accepts {\"key\": \"color\"} with no condition and matches every point; "
-    "Qdrant answers 422 'At least one field condition must be specified'",
-)
 def test_field_condition_without_a_condition(coll):
     """Qdrant rejects a field condition that tests nothing ("At least one field condition must be
     specified"); matching everything instead would turn a delete into delete-all."""

@@ -170,20 +170,10 @@ def _cond(**kw):
     return models.Filter(must=[F(**kw)])
 
 
-XFAIL_EXCEPT = pytest.mark.xfail(
-    strict=True,
-    reason="shoal's match.except needs *no* value in the list and matches missing/null/[] fields; Qdrant "
-    "matches when *any* value is outside the list and never matches a missing, null or [] field",
-)
-XFAIL_EMPTY = pytest.mark.xfail(
-    strict=True, reason="shoal counts [null] as empty (it flattens arrays first); Qdrant: only missing, null or []"
-)
-
 EDGE_FILTERS = [
-    _edge("is_empty", models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key="a"))]), XFAIL_EMPTY),
+    _edge("is_empty", models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key="a"))])),
     _edge("is_null", models.Filter(must=[models.IsNullCondition(is_null=models.PayloadField(key="a"))])),
-    _edge("not_is_empty", models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key="a"))]),
-          XFAIL_EMPTY),
+    _edge("not_is_empty", models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key="a"))])),
     _edge("value_int", _cond(key="a", match=MV(value=1))),
     _edge("value_int_vs_float", _cond(key="a", match=MV(value=2))),
     _edge("value_bool", _cond(key="a", match=MV(value=True))),
@@ -194,11 +184,10 @@ EDGE_FILTERS = [
     _edge("array_of_objects", _cond(key="items[].k", match=MV(value="y"))),
     _edge("array_of_objects_dot", _cond(key="items.v", range=models.Range(gte=2))),
     _edge("text", _cond(key="t", match=models.MatchText(text="lo Wo"))),
-    _edge("except_keyword_array", _cond(key="a", match=models.MatchExcept(**{"except": ["x"]})), XFAIL_EXCEPT),
-    _edge("except_int", _cond(key="a", match=models.MatchExcept(**{"except": [1]})), XFAIL_EXCEPT),
+    _edge("except_keyword_array", _cond(key="a", match=models.MatchExcept(**{"except": ["x"]}))),
+    _edge("except_int", _cond(key="a", match=models.MatchExcept(**{"except": [1]}))),
     _edge("has_id", models.Filter(must=[models.HasIdCondition(has_id=[3, 5, 99])])),
-    _edge("should_empty_list", models.Filter(should=[]), pytest.mark.xfail(
-        strict=True, reason="shoal: `should: []` matches every point; Qdrant matches none (qdrant/qdrant#554)")),
+    _edge("should_empty_list", models.Filter(should=[])),
     _edge("min_should", models.Filter(min_should=models.MinShould(
         conditions=[_cond(key="a", match=MV(value=1)), _cond(key="a", match=MV(value=2)),
                     models.HasIdCondition(has_id=[5, 6])], min_count=2))),
