@@ -115,6 +115,7 @@ fn three_nodes_answer_like_one_and_survive_a_node_loss() {
     let info = cluster.nodes[0].ok("GET", "/cluster", None);
     assert_eq!(info["ordinal"], 0);
     assert_eq!(info["cluster_size"], 3);
+    assert_peer_api_only_on_peer_port(&cluster.nodes[1]);
 
     let mut data: Vec<(u64, Vec<f32>)> = vectors(N, DIM, 42).into_iter().enumerate().map(|(i, v)| (i as u64, v)).collect();
     upsert(&cluster.nodes[0], &data);
@@ -209,4 +210,21 @@ fn a_pod_without_an_ordinal_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no ordinal"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+}
+
+/// Node-to-node routes answer on the peer port only, and refuse a protocol they do not know.
+fn assert_peer_api_only_on_peer_port(node: &Node) {
+    let http = reqwest::blocking::Client::new();
+    let public = http.get(node.url("/peer/v1/catalog")).header("x-shoal-peer-protocol", "1").send().unwrap();
+    assert_eq!(public.status().as_u16(), 404, "peer routes must not exist on the public port");
+    let peer = |version: &str| {
+        let r = http.get(format!("http://{}/peer/v1/status", node.peer_addr)).header("x-shoal-peer-protocol", version).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    assert_eq!(peer("1").0, 200);
+    let (status, message) = peer("999");
+    assert_eq!(status, 400);
+    assert!(message.contains("newer"), "{message}");
+    let no_header = http.get(format!("http://{}/peer/v1/status", node.peer_addr)).send().unwrap();
+    assert_eq!(no_header.status().as_u16(), 400);
 }

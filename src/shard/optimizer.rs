@@ -65,7 +65,9 @@ pub fn load_segments(dir: &Path, metric: Metric) -> anyhow::Result<Vec<Arc<Index
         let started = Instant::now();
         match open_segment(&seg_dir, metric) {
             Ok((index, ids)) => {
-                tracing::info!(segment = id, points = ids.len(), seconds = started.elapsed().as_secs_f64(), "segment reopened");
+                let seconds = started.elapsed().as_secs_f64();
+                metrics::histogram!("shoal_segment_reopen_seconds").record(seconds);
+                tracing::info!(segment = id, points = ids.len(), seconds, "segment reopened");
                 segments.push(Arc::new(indexed_segment(id, index, ids)));
             }
             Err(e) => tracing::error!(segment = id, error = %e, "segment unreadable; its points will be re-indexed"),
