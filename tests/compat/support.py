@@ -61,26 +61,31 @@ def free_port() -> int:
 class ShoalNode:
     """One `shoal` process. `restart()` keeps the data dir and the port."""
 
-    def __init__(self, data_dir: Path, log_path: Path, indexing_threshold: int | None = None):
+    def __init__(self, data_dir: Path, log_path: Path, indexing_threshold: int | None = None,
+                 host: str = "127.0.0.1", port: int | None = None, peer_port: int | None = None,
+                 extra_args: tuple = ()):
         self.data_dir = data_dir
         self.log_path = log_path
         self.indexing_threshold = indexing_threshold
-        self.port = free_port()
-        self.peer_port = free_port()
+        self.host = host
+        self.port = port or free_port()
+        self.peer_port = peer_port or free_port()
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
         self._clients: list[QdrantClient] = []
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "node already running"
         args = [
             str(shoal_bin()),
             "--data-dir", str(self.data_dir),
-            "--listen", f"127.0.0.1:{self.port}",
-            "--peer-listen", f"127.0.0.1:{self.peer_port}",
+            "--listen", f"{self.host}:{self.port}",
+            "--peer-listen", f"{self.host}:{self.peer_port}",
+            *self.extra_args,
         ]
         if self.indexing_threshold is not None:
             args += ["--indexing-threshold", str(self.indexing_threshold)]
