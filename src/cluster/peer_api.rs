@@ -117,34 +117,46 @@ fn replica(node: &Node, collection: &str, shard: u32, want: Want) -> Result<Arc<
     }
 }
 
+/// Decodes the body, finds the replica, runs `work` on the blocking pool and encodes its answer:
+/// the common shape of every shard route.
+async fn on_replica<Req, Resp, E>(
+    node: &Node,
+    (collection, shard): (String, u32),
+    want: Want,
+    body: &Bytes,
+    work: impl FnOnce(Arc<crate::shard::Shard>, Req) -> Result<Resp, E> + Send + 'static,
+) -> Response
+where
+    Req: serde::de::DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let request: Req = match decode(body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let replica = match replica(node, &collection, shard, want) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match tokio::task::spawn_blocking(move || work(replica, request)).await {
+        Ok(Ok(answer)) => reply(&answer),
+        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct OpParams {
     #[serde(default)]
     complete_only: bool,
 }
 
-async fn shard_op(
-    State(node): State<PeerState>,
-    Path((collection, shard)): Path<(String, u32)>,
-    Query(p): Query<OpParams>,
-    body: Bytes,
-) -> Response {
-    let wire: WireOp = match decode(&body) {
-        Ok(op) => op,
-        Err(r) => return r,
-    };
-    let op = match ShardOp::try_from(wire) {
-        Ok(op) => op,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
-    };
-    let replica = match replica(&node, &collection, shard, Want::Read { complete_only: p.complete_only }) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    match tokio::task::spawn_blocking(move || WireReply::from(protocol::execute(&replica, &op))).await {
-        Ok(r) => reply(&r),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+async fn shard_op(State(node): State<PeerState>, Path(at): Path<(String, u32)>, Query(p): Query<OpParams>, body: Bytes) -> Response {
+    on_replica(&node, at, Want::Read { complete_only: p.complete_only }, &body, |replica, wire: WireOp| {
+        ShardOp::try_from(wire).map(|op| WireReply::from(protocol::execute(&replica, &op)))
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -153,46 +165,21 @@ struct CommitParams {
     durable: bool,
 }
 
-async fn commit(
-    State(node): State<PeerState>,
-    Path((collection, shard)): Path<(String, u32)>,
-    Query(p): Query<CommitParams>,
-    body: Bytes,
-) -> Response {
-    let changes: Vec<WireChange> = match decode(&body) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let replica = match replica(&node, &collection, shard, Want::Write) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let changes: Vec<Change> = changes.into_iter().map(Into::into).collect();
-    match tokio::task::spawn_blocking(move || replica.commit(changes, p.durable)).await {
-        Ok(Ok(n)) => reply(&(n as u64)),
-        Ok(Err(e)) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+async fn commit(State(node): State<PeerState>, Path(at): Path<(String, u32)>, Query(p): Query<CommitParams>, body: Bytes) -> Response {
+    on_replica(&node, at, Want::Write, &body, move |replica, changes: Vec<WireChange>| {
+        let changes: Vec<Change> = changes.into_iter().map(Into::into).collect();
+        replica.commit(changes, p.durable).map(|n| n as u64)
+    })
+    .await
 }
 
-async fn records(State(node): State<PeerState>, Path((collection, shard)): Path<(String, u32)>, body: Bytes) -> Response {
-    let req: RecordsRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let replica = match replica(&node, &collection, shard, Want::Read { complete_only: false }) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let page = tokio::task::spawn_blocking(move || replica.records_since(req.since, req.after, req.limit.clamp(1, 10_000))).await;
-    match page {
-        Ok(Ok((changes, next))) => reply(&RecordsPage {
-            changes: changes.into_iter().map(|(id, record)| WireChange { id, record }).collect(),
-            next,
-        }),
-        Ok(Err(e)) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+async fn records(State(node): State<PeerState>, Path(at): Path<(String, u32)>, body: Bytes) -> Response {
+    on_replica(&node, at, Want::Read { complete_only: false }, &body, |replica, req: RecordsRequest| {
+        let (changes, next) = replica.records_since(req.since, req.after, req.limit.clamp(1, 10_000))?;
+        let changes = changes.into_iter().map(|(id, record)| WireChange { id, record }).collect();
+        Ok::<_, crate::shard::ShardError>(RecordsPage { changes, next })
+    })
+    .await
 }
 
 async fn state(State(node): State<PeerState>, Path((collection, shard)): Path<(String, u32)>) -> Response {
