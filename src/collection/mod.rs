@@ -117,7 +117,12 @@ impl Collection {
         if let Some(s) = self.local.read().get(&shard) {
             return Ok(Arc::clone(s));
         }
-        let config = ShardConfig { dim: self.config.size, metric: self.config.distance, hnsw: self.config.hnsw };
+        let config = ShardConfig {
+            dim: self.config.size,
+            metric: self.config.distance,
+            hnsw: self.config.hnsw,
+            full_scan_threshold: crate::shard::search::FULL_SCAN_THRESHOLD,
+        };
         let dir = self.shard_dir(shard);
         let opened = Arc::new(Shard::open(&self.db, &tree_name(&self.name, shard), &dir, config, Arc::clone(&self.clock))?);
         if dir.join(SYNCING_MARKER).exists() {

@@ -40,6 +40,8 @@ pub struct ShardConfig {
     pub dim: usize,
     pub metric: Metric,
     pub hnsw: HnswParams,
+    /// Filtered searches with at most this many candidates in a segment scan them exactly.
+    pub full_scan_threshold: usize,
 }
 
 /// A change to one point: the record to store and, for live records, its parsed payload.

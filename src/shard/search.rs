@@ -3,7 +3,7 @@
 //!
 //! Filters are applied during traversal, as Qdrant does: a segment's entries are first checked
 //! against the filter (payloads are in memory), which also counts how many pass. When few pass — at
-//! most [`FULL_SCAN_THRESHOLD`] or under a tenth of the segment — an exact scan of just those is
+//! most the shard's `full_scan_threshold` ([`FULL_SCAN_THRESHOLD`] by default) or under a tenth of the segment — an exact scan of just those is
 //! both cheaper and complete; otherwise the graph is traversed with the filter deciding only which
 //! nodes may enter the result. A filter pinning ids with `has_id` goes straight to those points.
 
@@ -13,7 +13,7 @@ use super::{PointView, Shard};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-/// Filtered candidate counts at or below this are searched exactly.
+/// Filtered candidate counts at or below this are searched exactly, unless a shard says otherwise.
 pub const FULL_SCAN_THRESHOLD: usize = 10_000;
 
 /// One search against a shard. `vector` is already prepared for the metric.
@@ -53,7 +53,7 @@ impl Shard {
             }
         } else {
             for seg in &state.segments {
-                for (d, i) in search_segment(&state, seg, spec) {
+                for (d, i) in search_segment(&state, seg, spec, self.config.full_scan_threshold) {
                     top.push(d, seg.ids[i as usize].0);
                 }
             }
@@ -82,7 +82,7 @@ impl Shard {
     }
 }
 
-fn search_segment(state: &ShardState, seg: &IndexedSegment, spec: &SearchSpec) -> Vec<(f32, u32)> {
+fn search_segment(state: &ShardState, seg: &IndexedSegment, spec: &SearchSpec, full_scan_threshold: usize) -> Vec<(f32, u32)> {
     let index = &seg.index;
     let Some(filter) = spec.filter else {
         let live = |i: u32| seg.live.get(i);
@@ -105,7 +105,7 @@ fn search_segment(state: &ShardState, seg: &IndexedSegment, spec: &SearchSpec) -
         return Vec::new();
     }
     let accept = |i: u32| allowed[i as usize];
-    if spec.exact || count <= FULL_SCAN_THRESHOLD || count * 10 < allowed.len() {
+    if spec.exact || count <= full_scan_threshold || count * 10 < allowed.len() {
         index.exact(spec.vector, spec.k, accept)
     } else {
         index.search(spec.vector, spec.k, spec.ef, accept)

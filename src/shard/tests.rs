@@ -5,7 +5,8 @@ use crate::index::Metric;
 use serde_json::json;
 
 fn config() -> ShardConfig {
-    ShardConfig { dim: 4, metric: Metric::Euclid, hnsw: HnswParams::default() }
+    // A low full-scan threshold so that filtered searches here also traverse the graph.
+    ShardConfig { dim: 4, metric: Metric::Euclid, hnsw: HnswParams::default(), full_scan_threshold: 50 }
 }
 
 fn open(db: &sled::Db, dir: &Path) -> Shard {
@@ -91,9 +92,13 @@ fn filtered_search_returns_only_matches_and_enough_of_them() {
     shard.commit(upserts(0..500, 1), false).unwrap();
     shard.optimize(1).unwrap();
     let even: Filter = serde_json::from_value(json!({"must": [{"key": "even", "match": {"value": true}}]})).unwrap();
+    // 250 candidates, above the threshold of 50: the graph is traversed with the filter.
     let found = nearest(&shard, &vec_for(11), 10, Some(&even), false);
     assert_eq!(found.len(), 10);
     assert!(found.iter().all(|id| matches!(id, PointId::Num(n) if n % 2 == 0)));
+    let exact = nearest(&shard, &vec_for(11), 10, Some(&even), true);
+    let overlap = found.iter().filter(|id| exact.contains(id)).count();
+    assert!(overlap >= 9, "filtered HNSW {found:?} vs exact {exact:?}");
     let one: Filter = serde_json::from_value(json!({"must": [{"key": "i", "match": {"value": 123}}]})).unwrap();
     assert_eq!(nearest(&shard, &vec_for(0), 10, Some(&one), false), vec![PointId::Num(123)]);
 }
