@@ -60,6 +60,19 @@ pub struct Config {
     #[arg(long, env = "SHOAL_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// Requests served at once on the public API (probes and /metrics excepted); more get a 503.
+    #[arg(long, env = "SHOAL_MAX_CONCURRENT_REQUESTS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+
+    /// Seconds a public API request may take before it is answered with a 504 (fractions allowed;
+    /// 0 disables). A write that times out may still be applied.
+    #[arg(long, env = "SHOAL_REQUEST_TIMEOUT_SECS", default_value_t = 60.0)]
+    pub request_timeout_secs: f64,
+
+    /// Points one upsert request may carry; larger batches get a 400.
+    #[arg(long, env = "SHOAL_MAX_BATCH_POINTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_batch_points: u64,
+
     /// Unindexed points a shard holds before they are built into an HNSW segment.
     #[arg(long, env = "SHOAL_INDEXING_THRESHOLD", default_value_t = 20_000)]
     pub indexing_threshold: usize,

@@ -3,10 +3,18 @@
 //! them), with shoal's ordinals and addresses added.
 
 use super::response::{Answer, ApiResult, Started};
+use super::models::{ClusterStatus, CollectionClusterInfo};
 use super::AppState;
 use axum::extract::{Path, State};
 use serde_json::{json, Value};
 
+#[utoipa::path(
+    get,
+    path = "/cluster",
+    tag = "cluster",
+    summary = "This node and its peers",
+    responses((status = 200, description = "Success", body = super::response::Envelope<ClusterStatus>), super::openapi::ApiErrors)
+)]
 pub async fn status(State(node): State<AppState>, t: Started) -> ApiResult<Value> {
     let cluster = &node.cluster;
     if cluster.is_single() {
@@ -66,6 +74,14 @@ fn now_rfc3339() -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+#[utoipa::path(
+    get,
+    path = "/collections/{name}/cluster",
+    tag = "cluster",
+    summary = "Where the shards of a collection live",
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "Success", body = super::response::Envelope<CollectionClusterInfo>), super::openapi::ApiErrors)
+)]
 pub async fn collection(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<Value> {
     let c = node.catalog.get(&name)?;
     let cluster = &node.cluster;

@@ -1,31 +1,63 @@
 //! Collection routes: create, inspect, list, check and delete.
 
-use super::models::{CreateCollection, VectorsConfig, WaitParams};
+use super::models::{CollectionDescription, CollectionExists, CollectionInfo, CollectionsList, CreateCollection, VectorsConfig, WaitParams};
 use super::response::{Answer, ApiResult, Body, Params, Started};
 use super::AppState;
 use crate::collection::{Collection, CollectionConfig};
 use crate::error::Error;
 use crate::index::HnswParams;
 use axum::extract::{Path, State};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Largest vector dimension accepted (Qdrant's limit).
 const MAX_DIM: u64 = 65_536;
 
-pub async fn list(State(node): State<AppState>, t: Started) -> ApiResult<Value> {
-    let collections: Vec<Value> = node.catalog.names().into_iter().map(|name| json!({ "name": name })).collect();
-    Ok(Answer(t, json!({ "collections": collections })))
+#[utoipa::path(
+    get,
+    path = "/collections",
+    tag = "collections",
+    summary = "List collections",
+    responses((status = 200, description = "Success", body = super::response::Envelope<CollectionsList>), super::openapi::ApiErrors)
+)]
+pub async fn list(State(node): State<AppState>, t: Started) -> ApiResult<CollectionsList> {
+    let collections = node.catalog.names().into_iter().map(|name| CollectionDescription { name }).collect();
+    Ok(Answer(t, CollectionsList { collections }))
 }
 
-pub async fn exists(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<Value> {
-    Ok(Answer(t, json!({ "exists": node.catalog.get(&name).is_ok() })))
+#[utoipa::path(
+    get,
+    path = "/collections/{name}/exists",
+    tag = "collections",
+    summary = "Does a collection exist",
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "Success", body = super::response::Envelope<CollectionExists>), super::openapi::ApiErrors)
+)]
+pub async fn exists(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<CollectionExists> {
+    Ok(Answer(t, CollectionExists { exists: node.catalog.get(&name).is_ok() }))
 }
 
-pub async fn info(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<Value> {
+#[utoipa::path(
+    get,
+    path = "/collections/{name}",
+    tag = "collections",
+    summary = "Collection info",
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "Success", body = super::response::Envelope<CollectionInfo>), super::openapi::ApiErrors)
+)]
+pub async fn info(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<CollectionInfo> {
     let c = node.catalog.get(&name)?;
     Ok(Answer(t, info_json(&c, node.config.indexing_threshold)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/collections/{name}",
+    tag = "collections",
+    summary = "Create a collection",
+    params(("name" = String, Path, description = "Collection name"), WaitParams),
+    request_body = CreateCollection,
+    responses((status = 200, description = "Success", body = super::response::Envelope<bool>), super::openapi::ApiErrors)
+)]
 pub async fn create(
     State(node): State<AppState>,
     t: Started,
@@ -38,6 +70,14 @@ pub async fn create(
     Ok(Answer(t, true))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/collections/{name}",
+    tag = "collections",
+    summary = "Delete a collection",
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "Success", body = super::response::Envelope<bool>), super::openapi::ApiErrors)
+)]
 pub async fn delete(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<bool> {
     Ok(Answer(t, node.delete_collection(&name).await?))
 }
@@ -100,16 +140,16 @@ fn collection_config(req: CreateCollection, node: &AppState) -> Result<Collectio
 }
 
 /// `GET /collections/{name}` in the shape of Qdrant's `CollectionInfo`.
-fn info_json(c: &Collection, indexing_threshold: usize) -> Value {
+fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
     let (points, indexed, segments) = c.stats();
     let cfg = &c.config;
-    json!({
-        "status": "green",
-        "optimizer_status": "ok",
-        "indexed_vectors_count": indexed,
-        "points_count": points,
-        "segments_count": segments,
-        "config": {
+    CollectionInfo {
+        status: "green".into(),
+        optimizer_status: "ok".into(),
+        indexed_vectors_count: indexed as u64,
+        points_count: points as u64,
+        segments_count: segments as u64,
+        config: json!({
             "params": {
                 "vectors": { "size": cfg.size, "distance": cfg.distance },
                 "shard_number": cfg.shard_number,
@@ -136,7 +176,7 @@ fn info_json(c: &Collection, indexing_threshold: usize) -> Value {
             },
             "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
             "quantization_config": null,
-        },
-        "payload_schema": {},
-    })
+        }),
+        payload_schema: json!({}),
+    }
 }

@@ -6,15 +6,17 @@
 pub mod auth;
 pub mod cluster;
 pub mod collections;
+pub mod limits;
 pub mod models;
+pub mod openapi;
 pub mod points;
+pub mod request_id;
 pub mod response;
 pub mod search;
 pub mod service;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::Router;
 use response::ApiError;
 use std::sync::Arc;
@@ -28,39 +30,68 @@ pub const QDRANT_COMPAT_VERSION: &str = "1.20.0";
 /// What every handler can reach.
 pub type AppState = Arc<Node>;
 
+/// The public router and the OpenAPI document describing it. Every route is registered through
+/// `routes!`, which takes its path and method from the handler's `#[utoipa::path]`: a route cannot
+/// be served without being described.
+///
+/// The probes and `/metrics` stay outside `limits` (see [`limits`]); `None` builds the routes
+/// without limits (for tools that only want the document).
+pub fn api(limits: Option<limits::Limits>) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    let unlimited = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(service::healthz))
+        .routes(routes!(service::livez))
+        .routes(routes!(service::readyz))
+        .routes(routes!(service::metrics));
+    let limited = OpenApiRouter::<AppState>::new()
+        .routes(routes!(service::root))
+        .routes(routes!(service::openapi_json))
+        .routes(routes!(cluster::status))
+        .routes(routes!(cluster::collection))
+        .routes(routes!(collections::list))
+        .routes(routes!(collections::info, collections::create, collections::delete))
+        .routes(routes!(collections::exists))
+        .routes(routes!(points::retrieve, points::upsert))
+        .routes(routes!(points::get_one))
+        .routes(routes!(points::delete))
+        .routes(routes!(points::set_payload, points::overwrite_payload))
+        .routes(routes!(points::delete_payload))
+        .routes(routes!(points::clear_payload))
+        .routes(routes!(points::scroll))
+        .routes(routes!(points::count))
+        .routes(routes!(search::query))
+        .routes(routes!(search::query_batch))
+        .routes(routes!(search::search))
+        .routes(routes!(search::search_batch));
+    let (limited, limited_doc) = limited.split_for_parts();
+    let limited = match limits {
+        Some(l) => l.apply(limited),
+        None => limited,
+    };
+    let (unlimited, mut doc) = unlimited.split_for_parts();
+    doc.merge(limited_doc);
+    let routes = unlimited.merge(limited);
+    doc.components.get_or_insert_with(Default::default).schemas.extend([
+        (<response::ErrorResponse as utoipa::ToSchema>::name().into_owned(), <response::ErrorResponse as utoipa::PartialSchema>::schema()),
+        (<response::ErrorStatus as utoipa::ToSchema>::name().into_owned(), <response::ErrorStatus as utoipa::PartialSchema>::schema()),
+    ]);
+    (routes, doc)
+}
+
 pub fn router(node: AppState) -> Router {
     let body_limit = node.config.max_request_bytes;
-    Router::new()
-        .route("/", get(service::root))
-        .route("/healthz", get(service::healthz))
-        .route("/livez", get(service::livez))
-        .route("/readyz", get(service::readyz))
-        .route("/metrics", get(service::metrics))
-        .route("/cluster", get(cluster::status))
-        .route("/collections/{name}/cluster", get(cluster::collection))
-        .route("/collections", get(collections::list))
-        .route(
-            "/collections/{name}",
-            get(collections::info).put(collections::create).delete(collections::delete),
-        )
-        .route("/collections/{name}/exists", get(collections::exists))
-        .route("/collections/{name}/points", post(points::retrieve).put(points::upsert))
-        .route("/collections/{name}/points/{id}", get(points::get_one))
-        .route("/collections/{name}/points/delete", post(points::delete))
-        .route("/collections/{name}/points/payload", post(points::set_payload).put(points::overwrite_payload))
-        .route("/collections/{name}/points/payload/delete", post(points::delete_payload))
-        .route("/collections/{name}/points/payload/clear", post(points::clear_payload))
-        .route("/collections/{name}/points/scroll", post(points::scroll))
-        .route("/collections/{name}/points/count", post(points::count))
-        .route("/collections/{name}/points/query", post(search::query))
-        .route("/collections/{name}/points/query/batch", post(search::query_batch))
-        .route("/collections/{name}/points/search", post(search::search))
-        .route("/collections/{name}/points/search/batch", post(search::search_batch))
+    let (routes, doc) = api(Some(limits::Limits::from_config(&node.config)));
+    let doc = service::OpenApiDoc(openapi::render(&doc));
+    routes
         .fallback(not_found)
+        .layer(axum::Extension(doc))
         .layer(axum::middleware::from_fn_with_state(node.clone(), auth::require_key))
         .layer(axum::middleware::from_fn_with_state(node.clone(), service::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(service::panic_response))
+        .layer(axum::middleware::from_fn(request_id::request_id))
         .with_state(node)
 }
 

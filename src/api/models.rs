@@ -7,12 +7,13 @@ use crate::shard::filter::Filter;
 use crate::shard::point::{Payload, PointId};
 use crate::shard::PointView;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 // ---------- collections ----------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateCollection {
     pub vectors: Option<VectorsConfig>,
     pub shard_number: Option<u32>,
@@ -45,7 +46,7 @@ impl<'de> Deserialize<'de> for VectorsConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct VectorParams {
     pub size: u64,
     pub distance: crate::index::Metric,
@@ -53,7 +54,7 @@ pub struct VectorParams {
     pub multivector_config: Option<Value>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
 pub struct HnswConfigDiff {
     pub m: Option<usize>,
     pub ef_construct: Option<usize>,
@@ -62,69 +63,73 @@ pub struct HnswConfigDiff {
 // ---------- points ----------
 
 /// A vector as sent: a plain list, or the named form with the default (`""`) name.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum VectorInput {
     Dense(Vec<f32>),
     Named(BTreeMap<String, Vec<f32>>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct PointStruct {
     pub id: PointId,
     pub vector: VectorInput,
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Payload>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum BatchVectors {
     Dense(Vec<Vec<f32>>),
     Named(BTreeMap<String, Vec<Vec<f32>>>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Batch {
     pub ids: Vec<PointId>,
     pub vectors: BatchVectors,
+    #[schema(value_type = Option<Vec<Option<Object>>>)]
     pub payloads: Option<Vec<Option<Payload>>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct UpsertPoints {
     pub points: Option<Vec<PointStruct>>,
     pub batch: Option<Batch>,
     pub update_filter: Option<Filter>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitParams {
     pub wait: Option<bool>,
 }
 
 /// `{"points": [ids]}` or `{"filter": …}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct PointsSelector {
     pub points: Option<Vec<PointId>>,
     pub filter: Option<Filter>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct SetPayload {
+    #[schema(value_type = Object)]
     pub payload: Payload,
     pub points: Option<Vec<PointId>>,
     pub filter: Option<Filter>,
     pub key: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct DeletePayload {
     pub keys: Vec<String>,
     pub points: Option<Vec<PointId>>,
     pub filter: Option<Filter>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum WithPayload {
     All(bool),
@@ -135,7 +140,7 @@ pub enum WithPayload {
     },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum WithVector {
     All(bool),
@@ -170,14 +175,14 @@ impl WithPayload {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RetrievePoints {
     pub ids: Vec<PointId>,
     pub with_payload: Option<WithPayload>,
     pub with_vector: Option<WithVector>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ScrollPoints {
     pub offset: Option<PointId>,
     pub limit: Option<usize>,
@@ -187,7 +192,7 @@ pub struct ScrollPoints {
     pub order_by: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CountPoints {
     pub filter: Option<Filter>,
     pub exact: Option<bool>,
@@ -195,7 +200,7 @@ pub struct CountPoints {
 
 // ---------- search ----------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct SearchParams {
     pub hnsw_ef: Option<usize>,
     pub exact: Option<bool>,
@@ -212,7 +217,7 @@ pub enum QueryInput {
     Other(Value),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum NearestInput {
     Vector(Vec<f32>),
@@ -220,7 +225,7 @@ pub enum NearestInput {
     Id(PointId),
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct QueryPoints {
     pub query: Option<QueryInput>,
     pub prefetch: Option<Value>,
@@ -235,20 +240,20 @@ pub struct QueryPoints {
     pub lookup_from: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct QueryBatch {
     pub searches: Vec<QueryPoints>,
 }
 
 /// The older search API: `vector` plain or `{"name": …, "vector": …}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum SearchVector {
     Dense(Vec<f32>),
     Named { name: String, vector: Vec<f32> },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct SearchPoints {
     pub vector: SearchVector,
     pub filter: Option<Filter>,
@@ -260,7 +265,7 @@ pub struct SearchPoints {
     pub score_threshold: Option<f32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct SearchBatch {
     pub searches: Vec<SearchPoints>,
 }
@@ -268,9 +273,10 @@ pub struct SearchBatch {
 // ---------- responses ----------
 
 /// A point as retrieve and scroll return it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RecordOut {
     pub id: PointId,
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Payload>,
     pub vector: Option<Vec<f32>>,
     pub shard_key: Option<Value>,
@@ -278,11 +284,12 @@ pub struct RecordOut {
 }
 
 /// A point as search returns it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ScoredPointOut {
     pub id: PointId,
     pub version: u64,
     pub score: f32,
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Payload>,
     pub vector: Option<Vec<f32>>,
     pub shard_key: Option<Value>,
@@ -302,21 +309,22 @@ impl RecordOut {
 }
 
 /// `result` of the Query API.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct QueryResponse {
     pub points: Vec<ScoredPointOut>,
 }
 
 /// `result` of scroll.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ScrollResponse {
     pub points: Vec<RecordOut>,
     pub next_page_offset: Option<PointId>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UpdateResult {
     pub operation_id: u64,
+    #[schema(value_type = String, example = "completed")]
     pub status: &'static str,
 }
 
@@ -324,4 +332,77 @@ impl UpdateResult {
     pub fn new(operation_id: u64, wait: bool) -> Self {
         UpdateResult { operation_id, status: if wait { "completed" } else { "acknowledged" } }
     }
+}
+
+/// `result` of `GET /collections`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionsList {
+    pub collections: Vec<CollectionDescription>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionDescription {
+    pub name: String,
+}
+
+/// `result` of `GET /collections/{name}/exists`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionExists {
+    pub exists: bool,
+}
+
+/// `result` of count.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountResult {
+    pub count: u64,
+}
+
+// The following describe answers built as JSON values (see collections::info_json and the cluster
+// handlers); only the fields clients rely on are listed, others may follow.
+
+/// `result` of `GET /collections/{name}`: Qdrant's `CollectionInfo`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionInfo {
+    #[schema(example = "green")]
+    pub status: String,
+    #[schema(example = "ok")]
+    pub optimizer_status: String,
+    pub indexed_vectors_count: u64,
+    pub points_count: u64,
+    pub segments_count: u64,
+    #[schema(value_type = Object)]
+    pub config: Value,
+    #[schema(value_type = Object)]
+    pub payload_schema: Value,
+}
+
+/// `result` of `GET /cluster`: `{"status": "disabled"}` on a single node, else peers and their state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterStatus {
+    #[schema(example = "enabled")]
+    pub status: String,
+    #[schema(value_type = Option<Object>)]
+    pub peers: Option<Value>,
+    pub peer_id: Option<u32>,
+    pub cluster_size: Option<u32>,
+}
+
+/// `result` of `GET /collections/{name}/cluster`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionClusterInfo {
+    pub peer_id: u32,
+    pub shard_count: u32,
+    pub local_shards: Vec<Value>,
+    pub remote_shards: Vec<Value>,
+    pub shard_transfers: Vec<Value>,
+    pub shards: Vec<Value>,
+}
+
+/// `GET /`: not wrapped in the envelope, as in Qdrant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionInfo {
+    pub title: String,
+    pub version: String,
+    pub shoal_version: String,
+    pub time: f64,
 }

@@ -9,7 +9,7 @@ use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::{PayloadOp, Selector};
 use axum::extract::{Path, State};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Largest page a scroll returns at once.
 const MAX_SCROLL_LIMIT: usize = 100_000;
@@ -74,6 +74,15 @@ fn selector(points: Option<Vec<PointId>>, filter: Option<Filter>) -> Result<Sele
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/collections/{name}/points",
+    tag = "points",
+    summary = "Upsert points",
+    params(("name" = String, Path, description = "Collection name"), WaitParams),
+    request_body = UpsertPoints,
+    responses((status = 200, description = "Success", body = super::response::Envelope<UpdateResult>), super::openapi::ApiErrors)
+)]
 pub async fn upsert(
     State(node): State<AppState>,
     t: Started,
@@ -82,12 +91,29 @@ pub async fn upsert(
     Body(req): Body<UpsertPoints>,
 ) -> ApiResult<UpdateResult> {
     let c = node.catalog.get(&name)?;
+    let max = node.config.max_batch_points;
+    let sent = req.points.as_ref().map(Vec::len).or(req.batch.as_ref().map(|b| b.ids.len())).unwrap_or(0) as u64;
+    if sent > max {
+        return Err(Error::BadRequest(format!(
+            "the upsert holds {sent} points; at most {max} are accepted per request (--max-batch-points): split it"
+        ))
+        .into());
+    }
     let points = new_points(req)?;
     let wait = p.wait.unwrap_or(false);
     let op = node.upsert(&c, points, wait).await?;
     Ok(Answer(t, UpdateResult::new(op, wait)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/delete",
+    tag = "points",
+    summary = "Delete points by ids or filter",
+    params(("name" = String, Path, description = "Collection name"), WaitParams),
+    request_body = PointsSelector,
+    responses((status = 200, description = "Success", body = super::response::Envelope<UpdateResult>), super::openapi::ApiErrors)
+)]
 pub async fn delete(
     State(node): State<AppState>,
     t: Started,
@@ -107,6 +133,15 @@ async fn change_payload(node: AppState, name: String, wait: bool, sel: Selector,
     Ok(node.modify_payload(&c, sel, op, wait).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/payload",
+    tag = "points",
+    summary = "Set payload keys",
+    params(("name" = String, Path, description = "Collection name"), WaitParams),
+    request_body = SetPayload,
+    responses((status = 200, description = "Success", body = super::response::Envelope<UpdateResult>), super::openapi::ApiErrors)
+)]
 pub async fn set_payload(
     State(node): State<AppState>,
     t: Started,
@@ -120,6 +155,15 @@ pub async fn set_payload(
     Ok(Answer(t, UpdateResult::new(op, wait)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/collections/{name}/points/payload",
+    tag = "points",
+    summary = "Overwrite payload",
+    params(("name" = String, Path, description = "Collection name"), WaitParams),
+    request_body = SetPayload,
+    responses((status = 200, description = "Success", body = super::response::Envelope<UpdateResult>), super::openapi::ApiErrors)
+)]
 pub async fn overwrite_payload(
     State(node): State<AppState>,
     t: Started,
@@ -133,6 +177,15 @@ pub async fn overwrite_payload(
     Ok(Answer(t, UpdateResult::new(op, wait)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/payload/delete",
+    tag = "points",
+    summary = "Delete payload keys",
+    params(("name" = String, Path, description = "Collection name"), WaitParams),
+    request_body = DeletePayload,
+    responses((status = 200, description = "Success", body = super::response::Envelope<UpdateResult>), super::openapi::ApiErrors)
+)]
 pub async fn delete_payload(
     State(node): State<AppState>,
     t: Started,
@@ -146,6 +199,15 @@ pub async fn delete_payload(
     Ok(Answer(t, UpdateResult::new(op, wait)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/payload/clear",
+    tag = "points",
+    summary = "Clear payload",
+    params(("name" = String, Path, description = "Collection name"), WaitParams),
+    request_body = PointsSelector,
+    responses((status = 200, description = "Success", body = super::response::Envelope<UpdateResult>), super::openapi::ApiErrors)
+)]
 pub async fn clear_payload(
     State(node): State<AppState>,
     t: Started,
@@ -159,6 +221,15 @@ pub async fn clear_payload(
     Ok(Answer(t, UpdateResult::new(op, wait)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points",
+    tag = "points",
+    summary = "Retrieve points by ids",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = RetrievePoints,
+    responses((status = 200, description = "Success", body = super::response::Envelope<Vec<RecordOut>>), super::openapi::ApiErrors)
+)]
 pub async fn retrieve(
     State(node): State<AppState>,
     t: Started,
@@ -171,6 +242,14 @@ pub async fn retrieve(
     Ok(Answer(t, views.into_iter().map(|v| RecordOut::from_view(v, &req.with_payload, true)).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/collections/{name}/points/{id}",
+    tag = "points",
+    summary = "Get one point",
+    params(("name" = String, Path, description = "Collection name"), ("id" = String, Path, description = "Point id: an unsigned integer or a UUID")),
+    responses((status = 200, description = "Success", body = super::response::Envelope<RecordOut>), super::openapi::ApiErrors)
+)]
 pub async fn get_one(
     State(node): State<AppState>,
     t: Started,
@@ -187,6 +266,15 @@ pub async fn get_one(
     Ok(Answer(t, RecordOut::from_view(view, &None, true)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/scroll",
+    tag = "points",
+    summary = "Scroll points in id order",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = ScrollPoints,
+    responses((status = 200, description = "Success", body = super::response::Envelope<ScrollResponse>), super::openapi::ApiErrors)
+)]
 pub async fn scroll(
     State(node): State<AppState>,
     t: Started,
@@ -208,14 +296,23 @@ pub async fn scroll(
     Ok(Answer(t, ScrollResponse { points, next_page_offset: next }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/count",
+    tag = "points",
+    summary = "Count points",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = CountPoints,
+    responses((status = 200, description = "Success", body = super::response::Envelope<CountResult>), super::openapi::ApiErrors)
+)]
 pub async fn count(
     State(node): State<AppState>,
     t: Started,
     Path(name): Path<String>,
     Body(req): Body<CountPoints>,
-) -> ApiResult<Value> {
+) -> ApiResult<CountResult> {
     let c = node.catalog.get(&name)?;
     let filter = req.filter;
     let n = node.count(&c, filter).await?;
-    Ok(Answer(t, json!({ "count": n })))
+    Ok(Answer(t, CountResult { count: n as u64 }))
 }

@@ -27,17 +27,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Started {
 /// A successful answer in Qdrant's envelope.
 pub struct Answer<T>(pub Started, pub T);
 
-#[derive(Serialize)]
-struct Envelope<'a, T> {
-    result: &'a T,
-    status: &'static str,
-    time: f64,
+/// Qdrant's success envelope (also the schema `/openapi.json` gives every successful answer).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Envelope<T> {
+    pub result: T,
+    #[schema(value_type = String, example = "ok")]
+    pub status: &'static str,
+    /// Seconds the request took.
+    pub time: f64,
+}
+
+/// Qdrant's error shape.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    pub status: ErrorStatus,
+    pub time: f64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorStatus {
+    /// What was wrong.
+    pub error: String,
 }
 
 impl<T: Serialize> IntoResponse for Answer<T> {
     fn into_response(self) -> Response {
         let Answer(Started(t), result) = self;
-        let body = Envelope { result: &result, status: "ok", time: t.elapsed().as_secs_f64() };
+        let body = Envelope { result, status: "ok", time: t.elapsed().as_secs_f64() };
         match serde_json::to_vec(&body) {
             Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
             Err(e) => ApiError::from(Error::Internal(e.to_string())).into_response(),
@@ -78,7 +94,7 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"status": {"error": self.message}, "time": 0.0});
+        let body = ErrorResponse { status: ErrorStatus { error: self.message }, time: 0.0 };
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -127,6 +127,15 @@ async fn run_queries(node: &Node, c: &Arc<Collection>, queries: Vec<QueryPoints>
     Ok(out)
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/query",
+    tag = "search",
+    summary = "Query points (nearest vector)",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = QueryPoints,
+    responses((status = 200, description = "Success", body = super::response::Envelope<QueryResponse>), super::openapi::ApiErrors)
+)]
 pub async fn query(
     State(node): State<AppState>,
     t: Started,
@@ -138,6 +147,15 @@ pub async fn query(
     Ok(Answer(t, QueryResponse { points: results.pop().unwrap_or_default() }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/query/batch",
+    tag = "search",
+    summary = "Batch of queries",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = QueryBatch,
+    responses((status = 200, description = "Success", body = super::response::Envelope<Vec<QueryResponse>>), super::openapi::ApiErrors)
+)]
 pub async fn query_batch(
     State(node): State<AppState>,
     t: Started,
@@ -185,6 +203,15 @@ async fn run_searches(node: &Node, c: &Arc<Collection>, searches: Vec<SearchPoin
     Ok(out)
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/search",
+    tag = "search",
+    summary = "Search points (older API)",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = SearchPoints,
+    responses((status = 200, description = "Success", body = super::response::Envelope<Vec<ScoredPointOut>>), super::openapi::ApiErrors)
+)]
 pub async fn search(
     State(node): State<AppState>,
     t: Started,
@@ -197,6 +224,15 @@ pub async fn search(
     Ok(Answer(t, results.pop().unwrap_or_default()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/search/batch",
+    tag = "search",
+    summary = "Batch of searches (older API)",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = SearchBatch,
+    responses((status = 200, description = "Success", body = super::response::Envelope<Vec<Vec<ScoredPointOut>>>), super::openapi::ApiErrors)
+)]
 pub async fn search_batch(
     State(node): State<AppState>,
     t: Started,

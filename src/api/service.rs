@@ -5,6 +5,7 @@
 //! `/metrics` is rendered by the `metrics` crate's Prometheus exporter.
 
 use super::response::{ApiError, Started};
+use super::models::VersionInfo;
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -42,6 +43,13 @@ impl Metrics {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "service",
+    summary = "Version information",
+    responses((status = 200, description = "Version", body = VersionInfo), super::openapi::ApiErrors)
+)]
 pub async fn root(started: Started) -> impl IntoResponse {
     let body = json!({
         "title": "shoal - Qdrant-compatible vector search",
@@ -52,14 +60,50 @@ pub async fn root(started: Started) -> impl IntoResponse {
     axum::Json(body)
 }
 
+/// The rendered OpenAPI document (see [`super::openapi`]).
+#[derive(Clone)]
+pub struct OpenApiDoc(pub axum::body::Bytes);
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "service",
+    summary = "This API's OpenAPI 3.1 description",
+    responses((status = 200, description = "The OpenAPI document", body = Object), super::openapi::ApiErrors)
+)]
+pub async fn openapi_json(axum::Extension(doc): axum::Extension<OpenApiDoc>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.0).into_response()
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    summary = "Health probe",
+    responses((status = 200, description = "Healthy", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
+)]
 pub async fn healthz() -> &'static str {
     "healthz check passed"
 }
 
+#[utoipa::path(
+    get,
+    path = "/livez",
+    tag = "service",
+    summary = "Liveness probe",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
+)]
 pub async fn livez() -> &'static str {
     "healthz check passed"
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "service",
+    summary = "Readiness probe",
+    responses((status = 200, description = "Every local shard is open", body = String, content_type = "text/plain"), (status = 503, description = "Not ready", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
+)]
 pub async fn readyz(State(node): State<AppState>) -> Response {
     if node.ready.load(Ordering::Acquire) {
         "all shards are ready".into_response()
@@ -68,6 +112,13 @@ pub async fn readyz(State(node): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
+)]
 pub async fn metrics(State(node): State<AppState>) -> Response {
     for c in node.catalog.all() {
         let (points, indexed, segments) = c.stats();
