@@ -52,6 +52,11 @@ pub struct Config {
     #[arg(long, env = "SHOAL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
+    /// Shared secret required on the peer port (from a Kubernetes Secret); unset: peers are not
+    /// authenticated (keep the peer port off the client Service).
+    #[arg(long, env = "SHOAL_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+
     /// A key that may only read.
     #[arg(long, env = "SHOAL_READ_ONLY_API_KEY", hide_env_values = true)]
     pub read_only_api_key: Option<String>,

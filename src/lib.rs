@@ -12,5 +12,6 @@ pub mod error;
 pub mod fsutil;
 pub mod index;
 pub mod node;
+pub mod secret;
 pub mod server;
 pub mod shard;

@@ -46,7 +46,7 @@ async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSou
     let size = source.current().await.context("cannot read the cluster size")?;
     let discovery = Discovery::new(identity.clone(), service, config.peer_addr().port(), config.dns_server)?;
     tracing::info!(%identity, size, "joining the cluster");
-    Ok((Cluster::new(identity, discovery, size)?, Some(Arc::new(source))))
+    Ok((Cluster::new(identity, discovery, size, config.cluster_token.clone())?, Some(Arc::new(source))))
 }
 
 /// Everything a running node needs, bound and opened.
@@ -170,8 +170,11 @@ pub async fn handoff(config: Config) -> anyhow::Result<()> {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/peer/v1/handoff"))
+    let mut request = reqwest::Client::new().post(format!("http://{addr}/peer/v1/handoff"));
+    if let Some(token) = &config.cluster_token {
+        request = request.header(protocol::TOKEN_HEADER, token.as_str());
+    }
+    let resp = request
         .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
         .timeout(Duration::from_secs(24 * 3600))
         .send()

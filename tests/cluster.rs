@@ -156,6 +156,11 @@ fn three_nodes_answer_like_one_and_survive_a_node_loss() {
     data.retain(|(id, _)| *id >= 100);
     assert_exact_everywhere(&all, &data, &queries[..3]);
 
+    // Without shard_number, a cluster collection gets two shards per node.
+    cluster.nodes[1].ok("PUT", "/collections/defaults", Some(json!({"vectors": {"size": 2, "distance": "Dot"}})));
+    let defaults = cluster.nodes[2].ok("GET", "/collections/defaults", None);
+    assert_eq!(defaults["config"]["params"]["shard_number"], 6, "{defaults}");
+
     // A second collection with one replica per shard: losing a node loses its shards.
     cluster.nodes[0].ok("PUT", "/collections/single", Some(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 3})));
 

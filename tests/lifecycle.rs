@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 const SERVICE: &str = "shoal-headless.default.svc.cluster.local";
 const DIM: usize = 8;
+/// The peer port's shared secret (a Kubernetes Secret in production).
+const TOKEN: &str = "lifecycle-secret";
 
 fn brute_force(data: &[(u64, Vec<f32>)], q: &[f32], k: usize) -> Vec<u64> {
     let mut d: Vec<(f32, u64)> =
@@ -44,7 +46,7 @@ fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
 
 fn handoff(node: &Node) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["--peer-listen", &node.peer_addr.to_string(), "handoff", "--wait"])
+        .args(["--peer-listen", &node.peer_addr.to_string(), "--cluster-token", TOKEN, "handoff", "--wait"])
         .output()
         .expect("run shoal handoff");
     assert!(out.status.success(), "handoff failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -64,10 +66,27 @@ fn scale_down_scale_up_and_rolling_restart_lose_nothing() {
         .map(|i| {
             dns.set(&format!("shoal-{i}.{SERVICE}"), &[ip(i)]);
             let hostname = format!("shoal-{i}");
-            let args = ["--hostname", &hostname, "--service", SERVICE, "--dns-server", &dns_arg, "--kube-api", &kube_arg];
+            let args = [
+                "--hostname", &hostname, "--service", SERVICE, "--dns-server", &dns_arg, "--kube-api", &kube_arg,
+                "--cluster-token", TOKEN,
+            ];
             Node::start_at(IpAddr::V4(ip(i)), port, peer_port, &root.path().join(&hostname), &args)
         })
         .collect();
+
+    // The peer port wants the cluster token.
+    let peer_status = |token: Option<&str>| {
+        let mut r = reqwest::blocking::Client::new()
+            .get(format!("http://{}/peer/v1/status", nodes[1].peer_addr))
+            .header("x-shoal-peer-protocol", "1");
+        if let Some(t) = token {
+            r = r.header("x-shoal-cluster-token", t);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!(peer_status(None), 401);
+    assert_eq!(peer_status(Some("wrong")), 401);
+    assert_eq!(peer_status(Some(TOKEN)), 200);
 
     nodes[0].ok(
         "PUT",

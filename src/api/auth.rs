@@ -5,6 +5,7 @@
 
 use super::response::ApiError;
 use super::AppState;
+use crate::secret::same_secret;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -17,10 +18,6 @@ const OPEN_PATHS: &[&str] = &["/healthz", "/livez", "/readyz"];
 const READ_SUFFIXES: &[&str] =
     &["/points", "/points/scroll", "/points/count", "/points/query", "/points/query/batch", "/points/search", "/points/search/batch"];
 
-/// Compares two secrets without an early exit on the first differing byte.
-pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 fn is_read(method: &Method, path: &str) -> bool {
     method == Method::GET || method == Method::HEAD || (method == Method::POST && READ_SUFFIXES.iter().any(|s| path.ends_with(s)))
@@ -60,8 +57,6 @@ mod tests {
 
     #[test]
     fn secrets_and_read_routes() {
-        assert!(same_secret("abc", "abc"));
-        assert!(!same_secret("abc", "abd") && !same_secret("abc", "abcd"));
         assert!(is_read(&Method::POST, "/collections/c/points/query"));
         assert!(is_read(&Method::POST, "/collections/c/points"));
         assert!(!is_read(&Method::PUT, "/collections/c/points"));

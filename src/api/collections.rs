@@ -114,7 +114,10 @@ fn collection_config(req: CreateCollection, node: &AppState) -> Result<Collectio
     if !(4..=4096).contains(&hnsw.ef_construct) {
         return Err(bad(format!("hnsw_config.ef_construct must be between 4 and 4096, got {}", hnsw.ef_construct)));
     }
-    let shard_number = req.shard_number.or(node.config.default_shard_number).unwrap_or(1);
+    // Default: one shard on a single node; in a cluster two per node, so that a scale-up has
+    // shards to give the new pods (shard_number is fixed at creation).
+    let default_shards = if node.cluster.is_single() { 1 } else { 2 * node.cluster.size() };
+    let shard_number = req.shard_number.or(node.config.default_shard_number).unwrap_or(default_shards);
     if !(1..=1024).contains(&shard_number) {
         return Err(bad(format!("shard_number must be between 1 and 1024, got {shard_number}")));
     }

@@ -1,7 +1,7 @@
 //! Point routes: upsert, retrieve, delete, payload changes, scroll and count.
 
 use super::models::*;
-use super::response::{Answer, ApiError, ApiResult, Body, Params, Started};
+use super::response::{Answer, ApiResult, Body, Params, Started};
 use super::AppState;
 use crate::collection::NewPoint;
 use crate::error::Error;
@@ -128,9 +128,19 @@ pub async fn delete(
     Ok(Answer(t, UpdateResult::new(op, wait)))
 }
 
-async fn change_payload(node: AppState, name: String, wait: bool, sel: Selector, op: PayloadOp) -> Result<u64, ApiError> {
+/// What every payload route does once it has parsed its body.
+async fn change_payload(
+    node: AppState,
+    t: Started,
+    name: String,
+    p: WaitParams,
+    selected: Result<Selector, Error>,
+    op: PayloadOp,
+) -> ApiResult<UpdateResult> {
+    let (sel, wait) = (selected?, p.wait.unwrap_or(false));
     let c = node.catalog.get(&name)?;
-    Ok(node.modify_payload(&c, sel, op, wait).await?)
+    let op = node.modify_payload(&c, sel, op, wait).await?;
+    Ok(Answer(t, UpdateResult::new(op, wait)))
 }
 
 #[utoipa::path(
@@ -149,10 +159,7 @@ pub async fn set_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<SetPayload>,
 ) -> ApiResult<UpdateResult> {
-    let sel = selector(req.points, req.filter)?;
-    let wait = p.wait.unwrap_or(false);
-    let op = change_payload(node, name, wait, sel, PayloadOp::Set { payload: req.payload, key: req.key }).await?;
-    Ok(Answer(t, UpdateResult::new(op, wait)))
+    change_payload(node, t, name, p, selector(req.points, req.filter), PayloadOp::Set { payload: req.payload, key: req.key }).await
 }
 
 #[utoipa::path(
@@ -171,10 +178,7 @@ pub async fn overwrite_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<SetPayload>,
 ) -> ApiResult<UpdateResult> {
-    let sel = selector(req.points, req.filter)?;
-    let wait = p.wait.unwrap_or(false);
-    let op = change_payload(node, name, wait, sel, PayloadOp::Overwrite(req.payload)).await?;
-    Ok(Answer(t, UpdateResult::new(op, wait)))
+    change_payload(node, t, name, p, selector(req.points, req.filter), PayloadOp::Overwrite(req.payload)).await
 }
 
 #[utoipa::path(
@@ -193,10 +197,7 @@ pub async fn delete_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<DeletePayload>,
 ) -> ApiResult<UpdateResult> {
-    let sel = selector(req.points, req.filter)?;
-    let wait = p.wait.unwrap_or(false);
-    let op = change_payload(node, name, wait, sel, PayloadOp::DeleteKeys(req.keys)).await?;
-    Ok(Answer(t, UpdateResult::new(op, wait)))
+    change_payload(node, t, name, p, selector(req.points, req.filter), PayloadOp::DeleteKeys(req.keys)).await
 }
 
 #[utoipa::path(
@@ -215,10 +216,7 @@ pub async fn clear_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<PointsSelector>,
 ) -> ApiResult<UpdateResult> {
-    let sel = selector(req.points, req.filter)?;
-    let wait = p.wait.unwrap_or(false);
-    let op = change_payload(node, name, wait, sel, PayloadOp::Clear).await?;
-    Ok(Answer(t, UpdateResult::new(op, wait)))
+    change_payload(node, t, name, p, selector(req.points, req.filter), PayloadOp::Clear).await
 }
 
 #[utoipa::path(

@@ -25,7 +25,7 @@ use crate::collection::CollectionConfig;
 use discovery::Discovery;
 use identity::Identity;
 use parking_lot::RwLock;
-use protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+use protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -63,6 +63,8 @@ pub struct Cluster {
     discovery: Option<Discovery>,
     http: reqwest::Client,
     health: RwLock<HashMap<u32, PeerHealth>>,
+    /// Sent with, and required on, every peer request when set.
+    pub token: Option<String>,
 }
 
 impl Cluster {
@@ -75,10 +77,11 @@ impl Cluster {
             discovery: None,
             http: reqwest::Client::new(),
             health: RwLock::new(HashMap::new()),
+            token: None,
         }
     }
 
-    pub fn new(identity: Identity, discovery: Discovery, size: u32) -> anyhow::Result<Cluster> {
+    pub fn new(identity: Identity, discovery: Discovery, size: u32, token: Option<String>) -> anyhow::Result<Cluster> {
         let http = reqwest::Client::builder()
             .timeout(PEER_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
@@ -91,6 +94,7 @@ impl Cluster {
             discovery: Some(discovery),
             http,
             health: RwLock::new(HashMap::new()),
+            token,
         })
     }
 
@@ -177,9 +181,11 @@ impl Cluster {
                     continue;
                 }
             };
-            let sent = self
-                .http
-                .request(method.clone(), format!("http://{addr}{path}"))
+            let mut request = self.http.request(method.clone(), format!("http://{addr}{path}"));
+            if let Some(token) = &self.token {
+                request = request.header(TOKEN_HEADER, token.as_str());
+            }
+            let sent = request
                 .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(body.clone())

@@ -5,7 +5,7 @@
 
 use super::protocol::{self, CatalogPush, PeerStatus, RecordsPage, RecordsRequest, ShardOp, WireChange, WireOp, WireReply};
 use crate::collection::ReplicaState;
-use super::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+use super::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
 use crate::node::Node;
 use crate::shard::Change;
 use axum::body::Bytes;
@@ -33,8 +33,20 @@ pub fn router(node: PeerState) -> Router {
         .route("/peer/v1/shards/{collection}/{shard}/state", get(state))
         .route("/peer/v1/handoff", post(handoff))
         .layer(axum::middleware::from_fn(check_protocol))
+        .layer(axum::middleware::from_fn_with_state(node.clone(), check_token))
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
         .with_state(node)
+}
+
+/// Refuses requests without the cluster token, when one is configured.
+async fn check_token(State(node): State<PeerState>, req: Request, next: Next) -> Response {
+    if let Some(expected) = &node.cluster.token {
+        let presented = req.headers().get(TOKEN_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !crate::secret::same_secret(expected, presented) {
+            return (StatusCode::UNAUTHORIZED, format!("missing or wrong {TOKEN_HEADER}")).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Refuses requests without a protocol version, or from a newer protocol than this node speaks.

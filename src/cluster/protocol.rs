@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const PROTOCOL_HEADER: &str = "x-shoal-peer-protocol";
+/// Carries the cluster token when one is configured.
+pub const TOKEN_HEADER: &str = "x-shoal-cluster-token";
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Plain data structures always encode.

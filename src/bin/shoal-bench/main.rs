@@ -1,44 +1,91 @@
-//! shoal-bench: recall@10, single-thread QPS and latency of the vector index (`shoal::index`)
-//! on a deterministic synthetic dataset, plus build and reopen time.
+//! shoal-bench: recall@k, QPS (1 thread and all cores), p50/p95/p99 latency, build and reopen time,
+//! disk size and peak memory of shoal's HNSW segment — in process, or over HTTP against a running
+//! node or cluster (`--url`) — on a deterministic synthetic dataset or on `.npy` / `.fvecs` files.
 //!
-//! First version: the index only (no hnswlib side by side yet). Data: `--clusters 0` gives
-//! uniform random vectors in [0, 1)^dim; otherwise `clusters` Gaussian clusters with centres
-//! N(0, 4²) and points N(centre, 1) (the data of /work/shared/NOTES.md). Queries come from the
-//! same distribution. Ground truth is exact (parallel brute force).
+//! Data: `--clusters 0` gives uniform random vectors in [0, 1)^dim; otherwise `clusters` Gaussian
+//! clusters with centres N(0, 4²) and points N(centre, 1) (the data of /work/shared/NOTES.md).
+//! Queries come from the same distribution. Exact ground truth is computed once (parallel brute
+//! force) and cached in `--gt-cache` under a hash of data + queries + metric + k.
+//!
+//! Output: a markdown table on stdout, JSON at `--out`, and a PNG plot of recall vs QPS next to it
+//! (drawn by `scripts/plot_bench.py` with matplotlib, when a Python with matplotlib is found —
+//! `scripts/bench-vs-hnswlib` makes one in `bench-out/venv`).
+//!
+//! Examples:
+//!   shoal-bench --n 100000 --dim 128                      # in process, NOTES data
+//!   shoal-bench --write-data bench-out/data               # write data.npy / queries.npy, exit
+//!   shoal-bench --data d.npy --queries q.npy --out r.json
+//!   shoal-bench --url http://127.0.0.1:6333 --concurrency 1,2
+
+mod data;
+mod http;
+mod report;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use data::Matrix;
 use rayon::prelude::*;
+use report::{percentile, Progress};
+use serde_json::json;
 use shoal::index::{BuildOptions, HnswParams, Metric, RepairOptions, Segment};
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark shoal's HNSW segment: recall@k, QPS, latency, build and reopen time")]
+#[command(about = "Benchmark shoal: recall@k, QPS, latency, build/reopen time, disk, memory — in process or over HTTP")]
 struct Args {
-    #[arg(long, default_value_t = 100_000)]
-    n: usize,
+    /// Points to generate (or the first N rows of --data).
+    #[arg(long)]
+    n: Option<usize>,
     #[arg(long, default_value_t = 128)]
     dim: usize,
     /// Number of Gaussian clusters; 0 = uniform random vectors.
     #[arg(long, default_value_t = 100)]
     clusters: usize,
-    #[arg(long, default_value_t = 1000)]
-    queries: usize,
+    /// Queries to generate (or the first N rows of --queries).
+    #[arg(long)]
+    nq: Option<usize>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Dataset file (.npy 2-D float32/float64, or .fvecs) instead of the generator.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Query file (.npy or .fvecs); required with --data.
+    #[arg(long)]
+    queries: Option<PathBuf>,
+    /// Write the generated data.npy and queries.npy into this directory and exit.
+    #[arg(long)]
+    write_data: Option<PathBuf>,
     #[arg(long, default_value_t = 16)]
     m: usize,
     #[arg(long, default_value_t = 100)]
     ef_construct: usize,
     /// Comma-separated beam widths.
-    #[arg(long, value_delimiter = ',', default_value = "32,48,64,100,128,256")]
+    #[arg(long, value_delimiter = ',', default_value = "32,48,64,96,128,256")]
     ef: Vec<usize>,
     #[arg(long, default_value_t = 10)]
     k: usize,
     /// cosine | dot | euclid | manhattan
     #[arg(long, default_value = "euclid")]
     metric: String,
+    /// Threads for the all-cores QPS figure (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Untimed queries before each timed pass.
+    #[arg(long, default_value_t = 100)]
+    warmup: usize,
+    /// Ground-truth cache directory.
+    #[arg(long, default_value = "bench-out/gt")]
+    gt_cache: PathBuf,
+    /// JSON result file; the PNG goes beside it with a .png extension.
+    #[arg(long, default_value = "bench-out/result.json")]
+    out: PathBuf,
+    /// Python with matplotlib used for the PNG (default: bench-out/venv/bin/python if present).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Name of this run in the JSON and the plot legend.
+    #[arg(long)]
+    label: Option<String>,
     /// Override hnsw_rs's max_nb_connection (default: the mapping from m).
     #[arg(long)]
     max_nb_connection: Option<usize>,
@@ -47,41 +94,38 @@ struct Args {
     reprune: bool,
     #[arg(long)]
     no_reconnect: bool,
-    /// Where to build the segment (default: a temporary directory).
+    /// Where to build the segment (default: a temporary directory, removed afterwards).
     #[arg(long)]
-    dir: Option<std::path::PathBuf>,
-}
+    dir: Option<PathBuf>,
 
-fn gauss(rng: &mut StdRng) -> f32 {
-    let u1: f64 = rng.gen_range(1e-12..1.0);
-    let u2: f64 = rng.gen();
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-}
-
-/// `count` vectors; clustered data draws clusters from `centres`.
-fn generate(
-    rng: &mut StdRng,
-    count: usize,
-    dim: usize,
-    centres: &[f32],
-    metric: Metric,
-) -> Vec<f32> {
-    let clusters = centres.len() / dim.max(1);
-    let mut out = Vec::with_capacity(count * dim);
-    let mut v = vec![0.0f32; dim];
-    for _ in 0..count {
-        if clusters == 0 {
-            v.iter_mut().for_each(|x| *x = rng.gen::<f32>());
-        } else {
-            let c = rng.gen_range(0..clusters);
-            for (j, x) in v.iter_mut().enumerate() {
-                *x = centres[c * dim + j] + gauss(rng);
-            }
-        }
-        metric.prepare(&mut v);
-        out.extend_from_slice(&v);
-    }
-    out
+    // ---- HTTP mode ----
+    /// Benchmark a running node or cluster instead: comma-separated base URLs. Writes and queries
+    /// go to the first; indexing progress is summed over all of them.
+    #[arg(long, value_delimiter = ',')]
+    url: Vec<String>,
+    #[arg(long, default_value = "bench")]
+    collection: String,
+    /// Comma-separated numbers of requests in flight.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    concurrency: Vec<usize>,
+    /// Points per upsert request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    #[arg(long)]
+    shard_number: Option<u32>,
+    #[arg(long)]
+    replication_factor: Option<u32>,
+    /// Reuse the collection as it is (no delete, create, upload).
+    #[arg(long)]
+    skip_upload: bool,
+    /// Start measuring once this fraction of the points is in HNSW segments (and counts are stable).
+    #[arg(long, default_value_t = 1.0)]
+    min_indexed: f64,
+    /// Points the nodes together must report before measuring (default: n; n·RF for summed replicas).
+    #[arg(long)]
+    expect_points: Option<usize>,
+    #[arg(long, default_value_t = 1200)]
+    index_timeout_s: u64,
 }
 
 fn parse_metric(s: &str) -> Result<Metric> {
@@ -94,131 +138,301 @@ fn parse_metric(s: &str) -> Result<Metric> {
     })
 }
 
-fn dir_size(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|it| {
-            it.filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+fn qdrant_distance(m: Metric) -> &'static str {
+    match m {
+        Metric::Cosine => "Cosine",
+        Metric::Dot => "Dot",
+        Metric::Euclid => "Euclid",
+        Metric::Manhattan => "Manhattan",
+    }
+}
+
+fn load_dataset(a: &Args) -> Result<(Matrix, Matrix, serde_json::Value)> {
+    match (&a.data, &a.queries) {
+        (Some(d), Some(q)) => {
+            let mut data = data::load(d)?;
+            let mut queries = data::load(q)?;
+            anyhow::ensure!(data.dim == queries.dim, "data dim {} != query dim {}", data.dim, queries.dim);
+            if let Some(n) = a.n {
+                data.truncate(n);
+            }
+            if let Some(nq) = a.nq {
+                queries.truncate(nq);
+            }
+            let desc = json!({"source": "files", "data": d, "queries": q, "n": data.rows(), "nq": queries.rows(), "dim": data.dim});
+            Ok((data, queries, desc))
+        }
+        (None, None) => {
+            let (n, nq) = (a.n.unwrap_or(100_000), a.nq.unwrap_or(1000));
+            let (data, queries) = data::generate(a.seed, n, nq, a.dim, a.clusters);
+            let desc = json!({"source": "generated", "kind": if a.clusters == 0 { "uniform" } else { "clustered-gaussian" },
+                "clusters": a.clusters, "seed": a.seed, "n": n, "nq": nq, "dim": a.dim});
+            Ok((data, queries, desc))
+        }
+        _ => anyhow::bail!("--data and --queries go together"),
+    }
+}
+
+struct Row {
+    ef: usize,
+    series: String,
+    recall: f64,
+    qps: f64,
+    lat: Vec<f64>,
+}
+
+impl Row {
+    fn json(&self) -> serde_json::Value {
+        json!({"series": self.series, "ef": self.ef, "recall": self.recall, "qps": self.qps,
+            "p50_us": percentile(&self.lat, 0.5), "p95_us": percentile(&self.lat, 0.95), "p99_us": percentile(&self.lat, 0.99)})
+    }
 }
 
 fn main() -> Result<()> {
     let a = Args::parse();
     let metric = parse_metric(&a.metric)?;
-    let mut rng = StdRng::seed_from_u64(a.seed);
-    let centres: Vec<f32> = (0..a.clusters * a.dim)
-        .map(|_| 4.0 * gauss(&mut rng))
-        .collect();
     let t = Instant::now();
-    let data = generate(&mut rng, a.n, a.dim, &centres, metric);
-    let queries = generate(&mut rng, a.queries, a.dim, &centres, metric);
-    let gen_s = t.elapsed().as_secs_f64();
+    let (mut base, mut queries, dataset) = load_dataset(&a)?;
+    if let Some(dir) = &a.write_data {
+        std::fs::create_dir_all(dir)?;
+        data::write_npy(&dir.join("data.npy"), &base)?;
+        data::write_npy(&dir.join("queries.npy"), &queries)?;
+        println!("wrote {} and {}", dir.join("data.npy").display(), dir.join("queries.npy").display());
+        return Ok(());
+    }
+    for m in [&mut base, &mut queries] {
+        m.data.chunks_exact_mut(m.dim).for_each(|v| metric.prepare(v));
+    }
+    let load_s = t.elapsed().as_secs_f64();
+    let dim = base.dim;
 
     let t = Instant::now();
-    let truth: Vec<Vec<u32>> = queries
-        .par_chunks(a.dim)
-        .map(|q| {
-            let mut d: Vec<(f32, u32)> = data
-                .chunks_exact(a.dim)
-                .enumerate()
-                .map(|(i, v)| (metric.distance(q, v), i as u32))
-                .collect();
-            let k = a.k.min(d.len());
-            if k > 0 {
-                d.select_nth_unstable_by(k - 1, |x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
-            }
-            d.truncate(k);
-            d.into_iter().map(|x| x.1).collect()
-        })
-        .collect();
+    eprintln!("[truth] exact {}-NN of {} queries over {} points…", a.k, queries.rows(), base.rows());
+    let (truth, gt_path, cached) = data::ground_truth(&base, &queries, metric, a.k, &a.gt_cache)?;
     let gt_s = t.elapsed().as_secs_f64();
+    eprintln!("[truth] {} in {gt_s:.2} s: {}", if cached { "cached" } else { "computed" }, gt_path.display());
 
-    let (dir, remove_after) = match &a.dir {
-        Some(d) => (d.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("shoal-bench-{}", std::process::id())),
-            true,
-        ),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let params = HnswParams {
-        m: a.m,
-        ef_construct: a.ef_construct,
-    };
-    let opts = BuildOptions {
-        max_nb_connection: a.max_nb_connection,
-        repair: RepairOptions {
-            reprune: a.reprune,
-            reconnect: !a.no_reconnect,
-        },
-    };
-    let t = Instant::now();
-    let built = Segment::build_with_options(data, a.dim, metric, params, &dir, opts)?;
-    let build_s = t.elapsed().as_secs_f64();
-    let stats = built.repair_stats();
-    drop(built);
-    let t = Instant::now();
-    let seg = Segment::open(&dir, metric)?;
-    let reopen_s = t.elapsed().as_secs_f64();
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let mut rows: Vec<Row> = Vec::new();
+    let mut extra = serde_json::Map::new();
+    let mode;
+    let label;
 
-    println!(
-        "# shoal-bench: n={} dim={} clusters={} queries={} seed={} metric={:?} m={} ef_construct={} max_nb_connection={} reprune={} reconnect={} kernels={}",
-        a.n,
-        a.dim,
-        a.clusters,
-        a.queries,
-        a.seed,
-        metric,
-        a.m,
-        a.ef_construct,
-        a.max_nb_connection.unwrap_or_else(|| params.max_nb_connection()),
-        a.reprune,
-        !a.no_reconnect,
-        shoal::index::distance::kernels::simd_level()
-    );
-    println!(
-        "# data gen {gen_s:.2} s, ground truth {gt_s:.2} s, build {build_s:.2} s, reopen {reopen_s:.2} s, disk {:.1} MB",
-        dir_size(&dir) as f64 / 1e6
-    );
-    println!(
-        "# graph: edges {} -> {} after repair, layer-0 unreachable before reconnect {}, reconnected {}",
-        stats.edges_before, stats.edges_after, stats.unreachable_layer0, stats.reconnected
-    );
-    println!("| ef | recall@{} | QPS (1 thread) | p50 µs | p99 µs |", a.k);
-    println!("|---|---|---|---|---|");
-    let qs: Vec<&[f32]> = queries.chunks_exact(a.dim).collect();
-    for &ef in &a.ef {
-        // Warm-up pass (caches, scratch allocation), not timed.
-        for q in qs.iter().take(100) {
-            std::hint::black_box(seg.search(q, a.k, ef, |_| true));
-        }
-        let mut lat = Vec::with_capacity(qs.len());
-        let mut hits = 0usize;
-        let mut total = 0usize;
+    if a.url.is_empty() {
+        mode = "in-process";
+        label = a.label.clone().unwrap_or_else(|| "shoal in-process".into());
+        let (dir, remove_after) = match &a.dir {
+            Some(d) => (d.clone(), false),
+            None => (std::env::temp_dir().join(format!("shoal-bench-{}", std::process::id())), true),
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let params = HnswParams { m: a.m, ef_construct: a.ef_construct };
+        let opts = BuildOptions {
+            max_nb_connection: a.max_nb_connection,
+            repair: RepairOptions { reprune: a.reprune, reconnect: !a.no_reconnect },
+        };
+        eprintln!("[build] {} × {dim}, m={} ef_construct={}…", base.rows(), a.m, a.ef_construct);
         let t = Instant::now();
-        for (q, tr) in qs.iter().zip(&truth) {
-            let s = Instant::now();
-            let got = seg.search(q, a.k, ef, |_| true);
-            lat.push(s.elapsed().as_secs_f64());
-            hits += got.iter().filter(|x| tr.contains(&x.1)).count();
-            total += tr.len();
+        let built = Segment::build_with_options(base.data.clone(), dim, metric, params, &dir, opts)?;
+        let build_s = t.elapsed().as_secs_f64();
+        let stats = built.repair_stats();
+        drop(built);
+        drop(base);
+        let t = Instant::now();
+        let seg = Segment::open(&dir, metric)?;
+        let reopen_s = t.elapsed().as_secs_f64();
+        let disk = report::dir_size(&dir);
+        eprintln!("[build] {build_s:.2} s, reopen {reopen_s:.3} s, disk {:.1} MB", disk as f64 / 1e6);
+
+        let qs: Vec<&[f32]> = queries.data.chunks_exact(dim).collect();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let mut p = Progress::new("search", a.ef.len() * 2);
+        for (i, &ef) in a.ef.iter().enumerate() {
+            for q in qs.iter().take(a.warmup) {
+                std::hint::black_box(seg.search(q, a.k, ef, |_| true));
+            }
+            let mut lat = Vec::with_capacity(qs.len());
+            let mut got = Vec::with_capacity(qs.len());
+            let t = Instant::now();
+            for q in &qs {
+                let s = Instant::now();
+                let r = seg.search(q, a.k, ef, |_| true);
+                lat.push(s.elapsed().as_secs_f64() * 1e6);
+                got.push(r.into_iter().map(|x| x.1).collect::<Vec<u32>>());
+            }
+            let wall = t.elapsed().as_secs_f64();
+            lat.sort_by(f64::total_cmp);
+            let recall = data::recall(&got, &truth, a.k);
+            rows.push(Row { ef, series: "1 thread".into(), recall, qps: qs.len() as f64 / wall, lat });
+            p.set(2 * i + 1);
+
+            // All cores: every query once, spread over the pool (latency per query as seen by its thread).
+            let t = Instant::now();
+            let res: Vec<(f64, Vec<u32>)> = pool.install(|| {
+                qs.par_iter()
+                    .map(|q| {
+                        let s = Instant::now();
+                        let r = seg.search(q, a.k, ef, |_| true);
+                        (s.elapsed().as_secs_f64() * 1e6, r.into_iter().map(|x| x.1).collect())
+                    })
+                    .collect()
+            });
+            let wall = t.elapsed().as_secs_f64();
+            let mut lat: Vec<f64> = res.iter().map(|x| x.0).collect();
+            lat.sort_by(f64::total_cmp);
+            let got: Vec<Vec<u32>> = res.into_iter().map(|x| x.1).collect();
+            let recall = data::recall(&got, &truth, a.k);
+            rows.push(Row { ef, series: format!("{threads} threads"), recall, qps: qs.len() as f64 / wall, lat });
+            p.set(2 * i + 2);
         }
-        let wall = t.elapsed().as_secs_f64();
-        lat.sort_by(f64::total_cmp);
-        let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize] * 1e6;
+        p.done();
+        let rss_now = report::proc_status_bytes("self", "VmRSS:");
+        let hwm = report::proc_status_bytes("self", "VmHWM:");
+        extra.insert("build_s".into(), json!(build_s));
+        extra.insert("reopen_s".into(), json!(reopen_s));
+        extra.insert("disk_bytes".into(), json!(disk));
+        extra.insert("peak_rss_bytes".into(), json!(hwm));
+        extra.insert("rss_after_reopen_bytes".into(), json!(rss_now));
+        extra.insert(
+            "graph".into(),
+            json!({"max_nb_connection": a.max_nb_connection.unwrap_or_else(|| params.max_nb_connection()),
+                "edges_before_repair": stats.edges_before, "edges_after_repair": stats.edges_after,
+                "unreachable_layer0": stats.unreachable_layer0, "reconnected": stats.reconnected}),
+        );
+        if remove_after {
+            drop(seg);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    } else {
+        mode = "http";
+        label = a.label.clone().unwrap_or_else(|| "shoal".into());
+        let maxc = a.concurrency.iter().copied().max().unwrap_or(1);
+        let target = http::Target::new(a.url.clone(), a.collection.clone(), maxc)?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let n = base.rows();
+        rt.block_on(async {
+            if !a.skip_upload {
+                let mut body = json!({"vectors": {"size": dim, "distance": qdrant_distance(metric)},
+                    "hnsw_config": {"m": a.m, "ef_construct": a.ef_construct}});
+                if let Some(s) = a.shard_number {
+                    body["shard_number"] = json!(s);
+                }
+                if let Some(r) = a.replication_factor {
+                    body["replication_factor"] = json!(r);
+                }
+                target.create(body).await?;
+                let up = target.upload(&base, a.batch).await?;
+                extra.insert("upload_s".into(), json!(up));
+                extra.insert("upload_points_per_s".into(), json!(n as f64 / up));
+            }
+            let (wait_s, points, indexed) = target
+                .wait_indexed(a.expect_points.unwrap_or(n), a.min_indexed, Duration::from_secs(a.index_timeout_s))
+                .await?;
+            extra.insert("index_wait_s".into(), json!(wait_s));
+            extra.insert("points_reported".into(), json!(points));
+            extra.insert("indexed_reported".into(), json!(indexed));
+            // The HTTP stack alone: a trivial route on the same keep-alive pool.
+            let base_lat = target.baseline("/readyz", 1000).await?;
+            let (b50, b99) = (percentile(&base_lat, 0.5), percentile(&base_lat, 0.99));
+            eprintln!("[http] GET /readyz round trip: p50 {b50:.0} µs, p99 {b99:.0} µs");
+            extra.insert("readyz_p50_us".into(), json!(b50));
+            extra.insert("readyz_p99_us".into(), json!(b99));
+            let mut p = Progress::new("http search", a.ef.len() * a.concurrency.len());
+            let mut done = 0;
+            for &c in &a.concurrency {
+                for &ef in &a.ef {
+                    let r = target.sweep(&queries, a.k, ef, c, a.warmup).await?;
+                    let recall = data::recall(&r.ids, &truth, a.k);
+                    rows.push(Row { ef, series: format!("HTTP c={c}"), recall, qps: r.qps, lat: r.lat_us });
+                    done += 1;
+                    p.set(done);
+                }
+            }
+            p.done();
+            Ok::<_, anyhow::Error>(())
+        })?;
+        extra.insert("urls".into(), json!(a.url));
+    }
+
+    // ---- report ----
+    println!(
+        "# shoal-bench {mode}: {} | metric={:?} m={} ef_construct={} k={} | load {load_s:.2} s, ground truth {gt_s:.2} s{}",
+        dataset, metric, a.m, a.ef_construct, a.k, if cached { " (cached)" } else { "" }
+    );
+    if let (Some(b), Some(r), Some(d)) = (extra.get("build_s"), extra.get("reopen_s"), extra.get("disk_bytes")) {
         println!(
-            "| {ef} | {:.3} | {:.0} | {:.0} | {:.0} |",
-            hits as f64 / total.max(1) as f64,
-            qs.len() as f64 / wall,
-            pct(0.5),
-            pct(0.99)
+            "# build {:.2} s, reopen {:.3} s, disk {:.1} MB, peak RSS {:.0} MB",
+            b.as_f64().unwrap_or(0.0),
+            r.as_f64().unwrap_or(0.0),
+            d.as_f64().unwrap_or(0.0) / 1e6,
+            extra.get("peak_rss_bytes").and_then(|x| x.as_f64()).unwrap_or(0.0) / 1e6
         );
     }
-    if remove_after {
-        drop(seg);
-        let _ = std::fs::remove_dir_all(&dir);
+    if let Some(u) = extra.get("upload_s") {
+        println!("# upload {:.1} s, index wait {:.1} s", u.as_f64().unwrap_or(0.0), extra["index_wait_s"].as_f64().unwrap_or(0.0));
     }
+    if let (Some(b50), Some(b99)) = (extra.get("readyz_p50_us"), extra.get("readyz_p99_us")) {
+        println!("# HTTP round trip of GET /readyz: p50 {:.0} µs, p99 {:.0} µs", b50.as_f64().unwrap_or(0.0), b99.as_f64().unwrap_or(0.0));
+    }
+    println!("| series | ef | recall@{} | QPS | p50 µs | p95 µs | p99 µs |", a.k);
+    println!("|---|---|---|---|---|---|---|");
+    let mut series: Vec<String> = Vec::new();
+    for r in &rows {
+        if !series.contains(&r.series) {
+            series.push(r.series.clone());
+        }
+    }
+    for s in &series {
+        for r in rows.iter().filter(|r| &r.series == s) {
+            println!(
+                "| {} | {} | {:.3} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                r.series,
+                r.ef,
+                r.recall,
+                r.qps,
+                percentile(&r.lat, 0.5),
+                percentile(&r.lat, 0.95),
+                percentile(&r.lat, 0.99)
+            );
+        }
+    }
+
+    let out = json!({
+        "tool": "shoal-bench", "mode": mode, "label": label, "machine": report::machine(),
+        "dataset": dataset, "metric": format!("{metric:?}"), "k": a.k,
+        "params": {"m": a.m, "ef_construct": a.ef_construct}, "threads": threads,
+        "ground_truth": gt_path, "ground_truth_s": gt_s,
+        "extra": extra,
+        "runs": rows.iter().map(Row::json).collect::<Vec<_>>(),
+        "series": series.iter().map(|s| json!({"name": format!("{label} ({s})"),
+            "points": rows.iter().filter(|r| &r.series == s).map(|r| json!({"ef": r.ef, "recall": r.recall, "qps": r.qps})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+    });
+    if let Some(parent) = a.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&a.out, serde_json::to_string_pretty(&out)?)?;
+    eprintln!("wrote {}", a.out.display());
+    plot(&a, &a.out);
     Ok(())
+}
+
+/// Draws recall vs QPS with `scripts/plot_bench.py` when a Python with matplotlib is at hand.
+fn plot(a: &Args, json_path: &Path) {
+    let python = a.python.clone().unwrap_or_else(|| PathBuf::from("bench-out/venv/bin/python"));
+    let script = [Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/plot_bench.py"), PathBuf::from("scripts/plot_bench.py")]
+        .into_iter()
+        .find(|p| p.exists());
+    let png = json_path.with_extension("png");
+    let Some(script) = script.filter(|_| python.exists()) else {
+        eprintln!(
+            "(no PNG: needs {} with matplotlib and scripts/plot_bench.py — run scripts/bench-vs-hnswlib once, or pass --python)",
+            python.display()
+        );
+        return;
+    };
+    match std::process::Command::new(&python).arg(&script).arg("--out").arg(&png).arg(json_path).status() {
+        Ok(s) if s.success() => eprintln!("wrote {}", png.display()),
+        Ok(s) => eprintln!("(plot failed: {s})"),
+        Err(e) => eprintln!("(plot failed: {e})"),
+    }
 }
