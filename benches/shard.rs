@@ -17,7 +17,10 @@ use std::time::Duration;
 fn bench_upsert(c: &mut Criterion) {
     let dim = 128usize;
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = sled::Config::new().path(dir.path().join("db")).open().expect("sled");
+    let db = sled::Config::new()
+        .path(dir.path().join("db"))
+        .open()
+        .expect("sled");
     let clock = Arc::new(VersionClock::default());
     let config = ShardConfig {
         dim,
@@ -25,13 +28,22 @@ fn bench_upsert(c: &mut Criterion) {
         hnsw: HnswParams::default(),
         full_scan_threshold: shoal::shard::search::FULL_SCAN_THRESHOLD,
     };
-    let shard = Shard::open(&db, "bench_0", &dir.path().join("shard"), config, Arc::clone(&clock)).expect("shard");
+    let shard = Shard::open(
+        &db,
+        "bench_0",
+        &dir.path().join("shard"),
+        config,
+        Arc::clone(&clock),
+    )
+    .expect("shard");
     let mut rng = StdRng::seed_from_u64(3);
     let pool: Vec<f32> = (0..4096 * dim).map(|_| rng.gen::<f32>()).collect();
     let next_id = Cell::new(0u64);
 
     let mut g = c.benchmark_group("shard_upsert");
-    g.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
     for (batch, durable) in [(100usize, false), (1000, false), (1000, true)] {
         g.throughput(Throughput::Elements(batch as u64));
         let name = if durable { "durable" } else { "buffered" };
@@ -45,7 +57,12 @@ fn bench_upsert(c: &mut Criterion) {
                             let row = (id as usize % 4096) * dim;
                             let mut payload = Payload::new();
                             payload.insert("n".into(), serde_json::json!(id));
-                            Change::upsert(PointId::Num(id), clock.next(), pool[row..row + dim].to_vec(), payload)
+                            Change::upsert(
+                                PointId::Num(id),
+                                clock.next(),
+                                pool[row..row + dim].to_vec(),
+                                payload,
+                            )
                         })
                         .collect::<Vec<_>>()
                 },

@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "shoal", version, about = "A Qdrant-compatible vector search node, one per StatefulSet pod")]
+#[command(
+    name = "shoal",
+    version,
+    about = "A Qdrant-compatible vector search node, one per StatefulSet pod"
+)]
 pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -119,6 +123,7 @@ impl Config {
 
     /// The peer address: `--peer-listen`, or the public IP on port 6335.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer_listen.unwrap_or_else(|| SocketAddr::new(self.listen.ip(), 6335))
+        self.peer_listen
+            .unwrap_or_else(|| SocketAddr::new(self.listen.ip(), 6335))
     }
 }

@@ -35,7 +35,8 @@ async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSou
     let Some(service) = config.service.clone() else {
         return Ok((Cluster::single(), None));
     };
-    let identity = Identity::from_hostname(&hostname(config)).map_err(|e| anyhow::anyhow!("{e} (--service is set)"))?;
+    let identity = Identity::from_hostname(&hostname(config))
+        .map_err(|e| anyhow::anyhow!("{e} (--service is set)"))?;
     let source = match (config.cluster_size, config.kube_api_url()) {
         (Some(n), _) => SizeSource::Fixed(n),
         (None, Some(url)) => SizeSource::Kubernetes(KubeApi::new(&url, &config.namespace, &identity.statefulset)?),
@@ -43,10 +44,21 @@ async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSou
             "--service is set but the cluster size is unknown: set --cluster-size (SHOAL_CLUSTER_SIZE) or run with a service account that can read the StatefulSet"
         ),
     };
-    let size = source.current().await.context("cannot read the cluster size")?;
-    let discovery = Discovery::new(identity.clone(), service, config.peer_addr().port(), config.dns_server)?;
+    let size = source
+        .current()
+        .await
+        .context("cannot read the cluster size")?;
+    let discovery = Discovery::new(
+        identity.clone(),
+        service,
+        config.peer_addr().port(),
+        config.dns_server,
+    )?;
     tracing::info!(%identity, size, "joining the cluster");
-    Ok((Cluster::new(identity, discovery, size, config.cluster_token.clone())?, Some(Arc::new(source))))
+    Ok((
+        Cluster::new(identity, discovery, size, config.cluster_token.clone())?,
+        Some(Arc::new(source)),
+    ))
 }
 
 /// Everything a running node needs, bound and opened.
@@ -59,8 +71,10 @@ pub struct Started {
 /// Opens the node's data and binds its listeners; fails with one clear message if any fails.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let (cluster, size_source) = cluster(&config).await?;
-    let catalog = tokio::task::block_in_place(|| Catalog::open(&config.data_dir, |c| cluster.local_shards(c)))
-        .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
+    let catalog = tokio::task::block_in_place(|| {
+        Catalog::open(&config.data_dir, |c| cluster.local_shards(c))
+    })
+    .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
     if !cluster.is_single() {
         // Replicas may have missed writes while this node was down: they serve reads again
         // once they caught up with their peers (see cluster::rebalance).
@@ -105,7 +119,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let app = peer_api::router(Arc::clone(&node));
         async move { axum::serve(peer, app).await }
     });
-    axum::serve(public, api::router(Arc::clone(&node))).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(public, api::router(Arc::clone(&node)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     node.ready.store(false, Ordering::Release);
     for task in background {
         task.abort();
@@ -130,8 +146,12 @@ async fn optimize_forever(node: Arc<Node>) {
                         metrics::histogram!("shoal_index_build_seconds").record(report.seconds);
                     }
                     Ok(Ok(None)) => {}
-                    Ok(Err(e)) => tracing::error!(collection = %collection.name, error = %e, "segment build failed"),
-                    Err(e) => tracing::error!(collection = %collection.name, error = %e, "segment build task failed"),
+                    Ok(Err(e)) => {
+                        tracing::error!(collection = %collection.name, error = %e, "segment build failed")
+                    }
+                    Err(e) => {
+                        tracing::error!(collection = %collection.name, error = %e, "segment build task failed")
+                    }
                 }
             }
         }
@@ -182,12 +202,23 @@ pub async fn handoff(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot reach the node on {addr}"))?;
     let status = resp.status();
     let bytes = resp.bytes().await?;
-    anyhow::ensure!(status.is_success(), "hand-off failed: {}", String::from_utf8_lossy(&bytes));
+    anyhow::ensure!(
+        status.is_success(),
+        "hand-off failed: {}",
+        String::from_utf8_lossy(&bytes)
+    );
     let report: HandoffReport = protocol::decode(&bytes).map_err(anyhow::Error::msg)?;
     if report.leaving {
-        tracing::info!(replicas = report.replicas_handed_off, cluster_size = report.cluster_size, "hand-off complete");
+        tracing::info!(
+            replicas = report.replicas_handed_off,
+            cluster_size = report.cluster_size,
+            "hand-off complete"
+        );
     } else {
-        tracing::info!(cluster_size = report.cluster_size, "not a scale-down: nothing to hand off");
+        tracing::info!(
+            cluster_size = report.cluster_size,
+            "not a scale-down: nothing to hand off"
+        );
     }
     Ok(())
 }

@@ -8,15 +8,29 @@ use common::{vectors, Node};
 use serde_json::{json, Value};
 
 fn error_of(v: &Value) -> String {
-    v["status"]["error"].as_str().unwrap_or_else(|| panic!("no Qdrant error in {v}")).to_string()
+    v["status"]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no Qdrant error in {v}"))
+        .to_string()
 }
 
 fn fill(node: &Node, name: &str, n: usize, dim: usize) {
-    node.ok("PUT", &format!("/collections/{name}"), Some(json!({"vectors": {"size": dim, "distance": "Euclid"}})));
+    node.ok(
+        "PUT",
+        &format!("/collections/{name}"),
+        Some(json!({"vectors": {"size": dim, "distance": "Euclid"}})),
+    );
     for (chunk, vs) in vectors(n, dim, 3).chunks(5000).enumerate() {
-        let pts: Vec<Value> =
-            vs.iter().enumerate().map(|(i, v)| json!({"id": chunk * 5000 + i, "vector": v, "payload": {"i": i}})).collect();
-        node.ok("PUT", &format!("/collections/{name}/points?wait=true"), Some(json!({ "points": pts })));
+        let pts: Vec<Value> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| json!({"id": chunk * 5000 + i, "vector": v, "payload": {"i": i}}))
+            .collect();
+        node.ok(
+            "PUT",
+            &format!("/collections/{name}/points?wait=true"),
+            Some(json!({ "points": pts })),
+        );
     }
 }
 
@@ -30,7 +44,10 @@ fn openapi_describes_every_route_and_follows_the_key_rule() {
     let node = Node::start(&dir.path().join("n"), &[]);
     let (s, doc) = node.call("GET", "/openapi.json", None);
     assert_eq!(s, 200, "{doc}");
-    assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."), "{doc}");
+    assert!(
+        doc["openapi"].as_str().unwrap_or("").starts_with("3."),
+        "{doc}"
+    );
     let paths = doc["paths"].as_object().expect("paths");
     let expected: &[(&str, &[&str])] = &[
         ("/", &["get"]),
@@ -57,33 +74,71 @@ fn openapi_describes_every_route_and_follows_the_key_rule() {
         ("/collections/{name}/points/search", &["post"]),
         ("/collections/{name}/points/search/batch", &["post"]),
     ];
-    assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(
+        paths.len(),
+        expected.len(),
+        "{:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
     for (path, methods) in expected {
-        let item = &paths.get(*path).unwrap_or_else(|| panic!("{path} is not described"));
+        let item = &paths
+            .get(*path)
+            .unwrap_or_else(|| panic!("{path} is not described"));
         for m in *methods {
             let op = &item[*m];
             assert!(op.is_object(), "{m} {path} is not described");
-            assert!(op["responses"]["4XX"].is_object(), "{m} {path}: no error response");
+            assert!(
+                op["responses"]["4XX"].is_object(),
+                "{m} {path}: no error response"
+            );
             if *m == "post" || *m == "put" {
-                assert!(op["requestBody"]["content"]["application/json"]["schema"].is_object(), "{m} {path}: no body");
+                assert!(
+                    op["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                    "{m} {path}: no body"
+                );
             }
         }
     }
     let schemas = doc["components"]["schemas"].as_object().expect("schemas");
-    for name in ["Filter", "Condition", "ExtendedPointId", "Distance", "QueryPoints", "UpsertPoints", "ErrorResponse"] {
+    for name in [
+        "Filter",
+        "Condition",
+        "ExtendedPointId",
+        "Distance",
+        "QueryPoints",
+        "UpsertPoints",
+        "ErrorResponse",
+    ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }
     // The envelope: a successful query answer is {result, status, time}.
-    let ok = &paths["/collections/{name}/points/query"]["post"]["responses"]["200"]["content"]["application/json"]["schema"];
-    let env_name = ok["$ref"].as_str().expect("ref").rsplit('/').next().unwrap().to_string();
-    let required: Vec<&str> = schemas[&env_name]["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let ok = &paths["/collections/{name}/points/query"]["post"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    let env_name = ok["$ref"]
+        .as_str()
+        .expect("ref")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let required: Vec<&str> = schemas[&env_name]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(required, ["result", "status", "time"]);
 
     // Qdrant does not exempt any such document from its key rule: neither does shoal.
     let keyed = Node::start(&dir.path().join("k"), &["--api-key", "k-123"]);
     let (s, v) = keyed.call("GET", "/openapi.json", None);
     assert_eq!(s, 401, "{v}");
-    let r = keyed.http.get(keyed.url("/openapi.json")).header("api-key", "k-123").send().unwrap();
+    let r = keyed
+        .http
+        .get(keyed.url("/openapi.json"))
+        .header("api-key", "k-123")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
 
@@ -92,17 +147,33 @@ fn upsert_batches_are_capped() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(&dir.path().join("n"), &["--max-batch-points", "5"]);
     node.create_collection("c", 2, "Dot");
-    let pts = |n: usize| -> Vec<Value> { (0..n).map(|i| json!({"id": i, "vector": [1.0, i as f32]})).collect() };
-    let (s, v) = node.call("PUT", "/collections/c/points?wait=true", Some(json!({"points": pts(6)})));
+    let pts = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"id": i, "vector": [1.0, i as f32]}))
+            .collect()
+    };
+    let (s, v) = node.call(
+        "PUT",
+        "/collections/c/points?wait=true",
+        Some(json!({"points": pts(6)})),
+    );
     assert_eq!(s, 400, "{v}");
     assert!(error_of(&v).contains("--max-batch-points"), "{v}");
     let ids: Vec<u64> = (0..6).collect();
     let vecs: Vec<Vec<f32>> = (0..6).map(|i| vec![1.0, i as f32]).collect();
-    let (s, v) = node.call("PUT", "/collections/c/points?wait=true", Some(json!({"batch": {"ids": ids, "vectors": vecs}})));
+    let (s, v) = node.call(
+        "PUT",
+        "/collections/c/points?wait=true",
+        Some(json!({"batch": {"ids": ids, "vectors": vecs}})),
+    );
     assert_eq!(s, 400, "{v}");
     assert!(error_of(&v).contains("at most 5"), "{v}");
     assert_eq!(node.count("c"), 0);
-    node.ok("PUT", "/collections/c/points?wait=true", Some(json!({"points": pts(5)})));
+    node.ok(
+        "PUT",
+        "/collections/c/points?wait=true",
+        Some(json!({"points": pts(5)})),
+    );
     assert_eq!(node.count("c"), 5);
 }
 
@@ -112,9 +183,21 @@ fn slow_requests_time_out_with_a_504() {
     let mut node = Node::start(&dir.path().join("n"), &["--indexing-threshold", "1000000"]);
     let dim = 32;
     fill(&node, "big", 20_000, dim);
-    node.extra_args = ["--indexing-threshold", "1000000", "--request-timeout-secs", "0.001"].iter().map(|s| s.to_string()).collect();
+    node.extra_args = [
+        "--indexing-threshold",
+        "1000000",
+        "--request-timeout-secs",
+        "0.001",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     node.restart();
-    let (s, v) = node.call("POST", "/collections/big/points/query", Some(exact_search(dim, 10_000)));
+    let (s, v) = node.call(
+        "POST",
+        "/collections/big/points/query",
+        Some(exact_search(dim, 10_000)),
+    );
     assert_eq!(s, 504, "{v}");
     assert!(error_of(&v).contains("--request-timeout-secs"), "{v}");
     // The probes are outside the limits, and the node keeps serving.
@@ -127,7 +210,15 @@ fn slow_requests_time_out_with_a_504() {
 #[test]
 fn excess_concurrent_requests_get_a_503() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(&dir.path().join("n"), &["--max-concurrent-requests", "1", "--indexing-threshold", "1000000"]);
+    let node = Node::start(
+        &dir.path().join("n"),
+        &[
+            "--max-concurrent-requests",
+            "1",
+            "--indexing-threshold",
+            "1000000",
+        ],
+    );
     let dim = 32;
     fill(&node, "c", 4000, dim);
     let node = std::sync::Arc::new(node);
@@ -135,14 +226,33 @@ fn excess_concurrent_requests_get_a_503() {
         .map(|_| {
             let node = node.clone();
             std::thread::spawn(move || {
-                (0..4).map(|_| node.call("POST", "/collections/c/points/query", Some(exact_search(dim, 1000)))).collect::<Vec<_>>()
+                (0..4)
+                    .map(|_| {
+                        node.call(
+                            "POST",
+                            "/collections/c/points/query",
+                            Some(exact_search(dim, 1000)),
+                        )
+                    })
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
-    let answers: Vec<(u16, Value)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    let shed: Vec<&Value> = answers.iter().filter(|(s, _)| *s == 503).map(|(_, v)| v).collect();
+    let answers: Vec<(u16, Value)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let shed: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 503)
+        .map(|(_, v)| v)
+        .collect();
     assert!(!shed.is_empty(), "no request was shed with a cap of 1");
-    assert!(error_of(shed[0]).contains("--max-concurrent-requests"), "{}", shed[0]);
+    assert!(
+        error_of(shed[0]).contains("--max-concurrent-requests"),
+        "{}",
+        shed[0]
+    );
     for (s, v) in &answers {
         assert!(*s == 200 || *s == 503, "unexpected {s}: {v}");
     }
@@ -155,15 +265,25 @@ fn excess_concurrent_requests_get_a_503() {
 fn request_ids_are_returned_and_logged_without_keys() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("n");
-    let mut node = Node::start(&data, &["--log-format", "json", "--api-key", "top-secret-key"]);
+    let mut node = Node::start(
+        &data,
+        &["--log-format", "json", "--api-key", "top-secret-key"],
+    );
     let send = |id: Option<&str>| {
-        let mut r = node.http.get(node.url("/collections")).header("api-key", "top-secret-key");
+        let mut r = node
+            .http
+            .get(node.url("/collections"))
+            .header("api-key", "top-secret-key");
         if let Some(id) = id {
             r = r.header("x-request-id", id);
         }
         let resp = r.send().unwrap();
         assert_eq!(resp.status().as_u16(), 200);
-        resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string).expect("x-request-id")
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .expect("x-request-id")
     };
     assert_eq!(send(Some("client-id-42")), "client-id-42");
     let generated = send(None);
@@ -172,16 +292,28 @@ fn request_ids_are_returned_and_logged_without_keys() {
     let replaced = send(Some(&too_long));
     assert!(uuid_like(&replaced), "{replaced}");
     // A failing request carries the id too.
-    let r = node.http.get(node.url("/collections/nope")).header("api-key", "top-secret-key").header("x-request-id", "req-404").send().unwrap();
+    let r = node
+        .http
+        .get(node.url("/collections/nope"))
+        .header("api-key", "top-secret-key")
+        .header("x-request-id", "req-404")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(r.headers()["x-request-id"], "req-404");
     node.stop();
 
     let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
     assert!(!log.contains("top-secret-key"), "the API key was logged");
-    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
     for id in ["client-id-42", generated.as_str(), "req-404"] {
-        assert!(lines.iter().any(|l| l["span"]["request_id"] == id), "no log line carries request id {id}");
+        assert!(
+            lines.iter().any(|l| l["span"]["request_id"] == id),
+            "no log line carries request id {id}"
+        );
     }
 }
 

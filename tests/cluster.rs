@@ -36,28 +36,55 @@ impl Cluster {
             dns.set(&format!("shoal-{i}.{SERVICE}"), &[ip(11 + i)]);
             let hostname = format!("shoal-{i}");
             let args = [
-                "--hostname", &hostname, "--service", SERVICE, "--cluster-size", "3", "--dns-server", &dns_arg,
-                "--indexing-threshold", "400",
+                "--hostname",
+                &hostname,
+                "--service",
+                SERVICE,
+                "--cluster-size",
+                "3",
+                "--dns-server",
+                &dns_arg,
+                "--indexing-threshold",
+                "400",
             ];
             let dir = root.join(&hostname);
-            nodes.push(Node::start_at(IpAddr::V4(ip(11 + i)), port, peer_port, &dir, &args));
+            nodes.push(Node::start_at(
+                IpAddr::V4(ip(11 + i)),
+                port,
+                peer_port,
+                &dir,
+                &args,
+            ));
         }
         Cluster { dns, nodes }
     }
 }
 
-fn brute_force(data: &[(u64, Vec<f32>)], q: &[f32], k: usize, keep: impl Fn(u64) -> bool) -> Vec<u64> {
+fn brute_force(
+    data: &[(u64, Vec<f32>)],
+    q: &[f32],
+    k: usize,
+    keep: impl Fn(u64) -> bool,
+) -> Vec<u64> {
     let mut d: Vec<(f32, u64)> = data
         .iter()
         .filter(|(id, _)| keep(*id))
-        .map(|(id, v)| (v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(), *id))
+        .map(|(id, v)| {
+            (
+                v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(),
+                *id,
+            )
+        })
         .collect();
     d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     d.into_iter().take(k).map(|(_, id)| id).collect()
 }
 
 fn ids(result: &Value) -> Vec<u64> {
-    result["points"].as_array().map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect()).unwrap_or_default()
+    result["points"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
+        .unwrap_or_default()
 }
 
 fn query(node: &Node, q: &[f32], exact: bool, filter: Option<Value>) -> Vec<u64> {
@@ -72,7 +99,11 @@ fn upsert(node: &Node, data: &[(u64, Vec<f32>)]) {
     for chunk in data.chunks(500) {
         let points: Vec<Value> =
             chunk.iter().map(|(id, v)| json!({"id": id, "vector": v, "payload": {"even": id % 2 == 0, "id": id}})).collect();
-        node.ok("PUT", "/collections/c/points?wait=true", Some(json!({ "points": points })));
+        node.ok(
+            "PUT",
+            "/collections/c/points?wait=true",
+            Some(json!({ "points": points })),
+        );
     }
 }
 
@@ -92,9 +123,19 @@ fn eventually<T: std::fmt::Debug>(what: &str, mut check: impl FnMut() -> (bool, 
 fn assert_exact_everywhere(nodes: &[&Node], data: &[(u64, Vec<f32>)], queries: &[Vec<f32>]) {
     for node in nodes {
         for q in queries {
-            assert_eq!(query(node, q, true, None), brute_force(data, q, 10, |_| true), "through {}", node.addr);
+            assert_eq!(
+                query(node, q, true, None),
+                brute_force(data, q, 10, |_| true),
+                "through {}",
+                node.addr
+            );
         }
-        assert_eq!(node.count("c") as usize, data.len(), "count through {}", node.addr);
+        assert_eq!(
+            node.count("c") as usize,
+            data.len(),
+            "count through {}",
+            node.addr
+        );
     }
 }
 
@@ -117,7 +158,11 @@ fn three_nodes_answer_like_one_and_survive_a_node_loss() {
     assert_eq!(info["cluster_size"], 3);
     assert_peer_api_only_on_peer_port(&cluster.nodes[1]);
 
-    let mut data: Vec<(u64, Vec<f32>)> = vectors(N, DIM, 42).into_iter().enumerate().map(|(i, v)| (i as u64, v)).collect();
+    let mut data: Vec<(u64, Vec<f32>)> = vectors(N, DIM, 42)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, v))
+        .collect();
     upsert(&cluster.nodes[0], &data);
     let queries = vectors(20, DIM, 7);
 
@@ -126,55 +171,98 @@ fn three_nodes_answer_like_one_and_survive_a_node_loss() {
     assert_exact_everywhere(&all, &data, &queries);
     eventually("segments built", || {
         let i = cluster.nodes[1].ok("GET", "/collections/c", None);
-        (i["indexed_vectors_count"].as_u64().unwrap_or(0) > 0, i["indexed_vectors_count"].clone())
+        (
+            i["indexed_vectors_count"].as_u64().unwrap_or(0) > 0,
+            i["indexed_vectors_count"].clone(),
+        )
     });
     let mut hits = 0;
     for q in &queries {
         let truth: BTreeSet<u64> = brute_force(&data, q, 10, |_| true).into_iter().collect();
-        hits += query(&cluster.nodes[1], q, false, None).iter().filter(|id| truth.contains(id)).count();
+        hits += query(&cluster.nodes[1], q, false, None)
+            .iter()
+            .filter(|id| truth.contains(id))
+            .count();
     }
     let recall = hits as f64 / (10 * queries.len()) as f64;
     assert!(recall >= 0.95, "recall@10 through the cluster: {recall}");
 
     // Filters, scroll and count work across shards.
     let even = json!({"must": [{"key": "even", "match": {"value": true}}]});
-    assert_eq!(query(&cluster.nodes[2], &queries[0], true, Some(even.clone())), brute_force(&data, &queries[0], 10, |id| id % 2 == 0));
+    assert_eq!(
+        query(&cluster.nodes[2], &queries[0], true, Some(even.clone())),
+        brute_force(&data, &queries[0], 10, |id| id % 2 == 0)
+    );
     let mut seen = Vec::new();
     let mut offset = Value::Null;
     loop {
-        let page = cluster.nodes[2].ok("POST", "/collections/c/points/scroll", Some(json!({"limit": 256, "offset": offset})));
+        let page = cluster.nodes[2].ok(
+            "POST",
+            "/collections/c/points/scroll",
+            Some(json!({"limit": 256, "offset": offset})),
+        );
         seen.extend(ids(&page));
         offset = page["next_page_offset"].clone();
         if offset.is_null() {
             break;
         }
     }
-    assert_eq!(seen, (0..N as u64).collect::<Vec<_>>(), "scroll returns every point once, in id order");
+    assert_eq!(
+        seen,
+        (0..N as u64).collect::<Vec<_>>(),
+        "scroll returns every point once, in id order"
+    );
 
     // Deleting through one node is seen through all.
-    cluster.nodes[1].ok("POST", "/collections/c/points/delete?wait=true", Some(json!({"filter": {"must": [{"key": "id", "range": {"lt": 100}}]}})));
+    cluster.nodes[1].ok(
+        "POST",
+        "/collections/c/points/delete?wait=true",
+        Some(json!({"filter": {"must": [{"key": "id", "range": {"lt": 100}}]}})),
+    );
     data.retain(|(id, _)| *id >= 100);
     assert_exact_everywhere(&all, &data, &queries[..3]);
 
     // Without shard_number, a cluster collection gets two shards per node.
-    cluster.nodes[1].ok("PUT", "/collections/defaults", Some(json!({"vectors": {"size": 2, "distance": "Dot"}})));
+    cluster.nodes[1].ok(
+        "PUT",
+        "/collections/defaults",
+        Some(json!({"vectors": {"size": 2, "distance": "Dot"}})),
+    );
     let defaults = cluster.nodes[2].ok("GET", "/collections/defaults", None);
-    assert_eq!(defaults["config"]["params"]["shard_number"], 6, "{defaults}");
+    assert_eq!(
+        defaults["config"]["params"]["shard_number"], 6,
+        "{defaults}"
+    );
 
     // A second collection with one replica per shard: losing a node loses its shards.
-    cluster.nodes[0].ok("PUT", "/collections/single", Some(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 3})));
+    cluster.nodes[0].ok(
+        "PUT",
+        "/collections/single",
+        Some(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 3})),
+    );
 
     // Kill shoal-1: with RF 2 every query still answers fully, and writes succeed.
     cluster.nodes[1].kill9();
     let alive: Vec<&Node> = vec![&cluster.nodes[0], &cluster.nodes[2]];
     assert_exact_everywhere(&alive, &data, &queries[..5]);
-    let extra: Vec<(u64, Vec<f32>)> = vectors(200, DIM, 99).into_iter().enumerate().map(|(i, v)| (10_000 + i as u64, v)).collect();
+    let extra: Vec<(u64, Vec<f32>)> = vectors(200, DIM, 99)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (10_000 + i as u64, v))
+        .collect();
     upsert(&cluster.nodes[2], &extra);
     data.extend(extra);
     assert_exact_everywhere(&alive, &data, &queries[..5]);
-    let (status, body) = cluster.nodes[0].call("POST", "/collections/single/points/count", Some(json!({})));
+    let (status, body) =
+        cluster.nodes[0].call("POST", "/collections/single/points/count", Some(json!({})));
     assert_eq!(status, 503, "{body}");
-    assert!(body["status"]["error"].as_str().unwrap_or("").contains("shard"), "{body}");
+    assert!(
+        body["status"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shard"),
+        "{body}"
+    );
 
     // Bring shoal-1 back on its data dir: it catches up on what it missed and serves.
     cluster.nodes[1].spawn();
@@ -182,7 +270,10 @@ fn three_nodes_answer_like_one_and_survive_a_node_loss() {
     let truth = brute_force(&data, &q, 10, |_| true);
     eventually("shoal-1 caught up", || {
         let got = query(&cluster.nodes[1], &q, true, None);
-        (got == truth && cluster.nodes[1].count("c") as usize == data.len(), got)
+        (
+            got == truth && cluster.nodes[1].count("c") as usize == data.len(),
+            got,
+        )
     });
 
     // shoal-2 comes back on another address: peers find it again through DNS.
@@ -194,19 +285,41 @@ fn three_nodes_answer_like_one_and_survive_a_node_loss() {
     cluster.nodes[1].kill9();
     let survivors: Vec<&Node> = vec![&cluster.nodes[0], &cluster.nodes[2]];
     eventually("shoal-2 found at its new address", || {
-        let got = cluster.nodes[0].call("POST", "/collections/c/points/count", Some(json!({"exact": true})));
-        (got.0 == 200 && got.1["result"]["count"].as_u64() == Some(data.len() as u64), got)
+        let got = cluster.nodes[0].call(
+            "POST",
+            "/collections/c/points/count",
+            Some(json!({"exact": true})),
+        );
+        (
+            got.0 == 200 && got.1["result"]["count"].as_u64() == Some(data.len() as u64),
+            got,
+        )
     });
     assert_exact_everywhere(&survivors, &data, &queries[..3]);
     let peers = cluster.nodes[0].ok("GET", "/cluster", None);
-    assert_eq!(peers["peers"]["2"]["uri"].as_str().map(|u| u.contains("127.0.0.23")), Some(true), "{peers}");
+    assert_eq!(
+        peers["peers"]["2"]["uri"]
+            .as_str()
+            .map(|u| u.contains("127.0.0.23")),
+        Some(true),
+        "{peers}"
+    );
 }
 
 #[test]
 fn a_pod_without_an_ordinal_refuses_to_start() {
     let root = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["--hostname", "laptop", "--service", SERVICE, "--cluster-size", "3", "--listen", "127.0.0.1:0"])
+        .args([
+            "--hostname",
+            "laptop",
+            "--service",
+            SERVICE,
+            "--cluster-size",
+            "3",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(root.path())
         .output()
@@ -220,16 +333,31 @@ fn a_pod_without_an_ordinal_refuses_to_start() {
 /// Node-to-node routes answer on the peer port only, and refuse a protocol they do not know.
 fn assert_peer_api_only_on_peer_port(node: &Node) {
     let http = reqwest::blocking::Client::new();
-    let public = http.get(node.url("/peer/v1/catalog")).header("x-shoal-peer-protocol", "1").send().unwrap();
-    assert_eq!(public.status().as_u16(), 404, "peer routes must not exist on the public port");
+    let public = http
+        .get(node.url("/peer/v1/catalog"))
+        .header("x-shoal-peer-protocol", "1")
+        .send()
+        .unwrap();
+    assert_eq!(
+        public.status().as_u16(),
+        404,
+        "peer routes must not exist on the public port"
+    );
     let peer = |version: &str| {
-        let r = http.get(format!("http://{}/peer/v1/status", node.peer_addr)).header("x-shoal-peer-protocol", version).send().unwrap();
+        let r = http
+            .get(format!("http://{}/peer/v1/status", node.peer_addr))
+            .header("x-shoal-peer-protocol", version)
+            .send()
+            .unwrap();
         (r.status().as_u16(), r.text().unwrap_or_default())
     };
     assert_eq!(peer("1").0, 200);
     let (status, message) = peer("999");
     assert_eq!(status, 400);
     assert!(message.contains("newer"), "{message}");
-    let no_header = http.get(format!("http://{}/peer/v1/status", node.peer_addr)).send().unwrap();
+    let no_header = http
+        .get(format!("http://{}/peer/v1/status", node.peer_addr))
+        .send()
+        .unwrap();
     assert_eq!(no_header.status().as_u16(), 400);
 }

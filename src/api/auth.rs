@@ -15,12 +15,20 @@ use axum::response::{IntoResponse, Response};
 const OPEN_PATHS: &[&str] = &["/healthz", "/livez", "/readyz"];
 
 /// POST routes that only read.
-const READ_SUFFIXES: &[&str] =
-    &["/points", "/points/scroll", "/points/count", "/points/query", "/points/query/batch", "/points/search", "/points/search/batch"];
-
+const READ_SUFFIXES: &[&str] = &[
+    "/points",
+    "/points/scroll",
+    "/points/count",
+    "/points/query",
+    "/points/query/batch",
+    "/points/search",
+    "/points/search/batch",
+];
 
 fn is_read(method: &Method, path: &str) -> bool {
-    method == Method::GET || method == Method::HEAD || (method == Method::POST && READ_SUFFIXES.iter().any(|s| path.ends_with(s)))
+    method == Method::GET
+        || method == Method::HEAD
+        || (method == Method::POST && READ_SUFFIXES.iter().any(|s| path.ends_with(s)))
 }
 
 fn presented_key(req: &Request) -> Option<&str> {
@@ -28,16 +36,26 @@ fn presented_key(req: &Request) -> Option<&str> {
     if let Some(k) = headers.get("api-key").and_then(|v| v.to_str().ok()) {
         return Some(k);
     }
-    headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 pub async fn require_key(State(node): State<AppState>, req: Request, next: Next) -> Response {
-    let (full, read_only) = (node.config.api_key.as_deref(), node.config.read_only_api_key.as_deref());
+    let (full, read_only) = (
+        node.config.api_key.as_deref(),
+        node.config.read_only_api_key.as_deref(),
+    );
     if (full.is_none() && read_only.is_none()) || OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     let Some(key) = presented_key(&req) else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized: an API key is required (api-key header or Authorization: Bearer)").into_response();
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: an API key is required (api-key header or Authorization: Bearer)",
+        )
+        .into_response();
     };
     if full.is_some_and(|k| same_secret(k, key)) {
         return next.run(req).await;
@@ -46,7 +64,11 @@ pub async fn require_key(State(node): State<AppState>, req: Request, next: Next)
         if is_read(req.method(), req.uri().path()) {
             return next.run(req).await;
         }
-        return ApiError::new(StatusCode::FORBIDDEN, "Forbidden: the read-only API key cannot write").into_response();
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden: the read-only API key cannot write",
+        )
+        .into_response();
     }
     ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized: invalid API key").into_response()
 }

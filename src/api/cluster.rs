@@ -2,8 +2,8 @@
 //! and where every shard of a collection lives. Shaped like Qdrant's answers (so clients parse
 //! them), with shoal's ordinals and addresses added.
 
-use super::response::{Answer, ApiResult, Started};
 use super::models::{ClusterStatus, CollectionClusterInfo};
+use super::response::{Answer, ApiResult, Started};
 use super::AppState;
 use axum::extract::{Path, State};
 use serde_json::{json, Value};
@@ -18,7 +18,10 @@ use serde_json::{json, Value};
 pub async fn status(State(node): State<AppState>, t: Started) -> ApiResult<Value> {
     let cluster = &node.cluster;
     if cluster.is_single() {
-        return Ok(Answer(t, json!({ "status": "disabled", "mode": "single-node" })));
+        return Ok(Answer(
+            t,
+            json!({ "status": "disabled", "mode": "single-node" }),
+        ));
     }
     let mut peers = serde_json::Map::new();
     for ordinal in 0..cluster.size() {
@@ -60,7 +63,10 @@ pub async fn status(State(node): State<AppState>, t: Started) -> ApiResult<Value
 
 /// The current UTC time in RFC 3339 (civil-from-days, so no date crate is needed).
 fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -71,7 +77,12 @@ fn now_rfc3339() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[utoipa::path(
@@ -82,7 +93,11 @@ fn now_rfc3339() -> String {
     params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "Success", body = super::response::Envelope<CollectionClusterInfo>), super::openapi::ApiErrors)
 )]
-pub async fn collection(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<Value> {
+pub async fn collection(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+) -> ApiResult<Value> {
     let c = node.catalog.get(&name)?;
     let cluster = &node.cluster;
     let mut local = Vec::new();
@@ -95,7 +110,11 @@ pub async fn collection(State(node): State<AppState>, t: Started, Path(name): Pa
                 let points = c.local_shard(shard).map(|s| s.len()).unwrap_or(0);
                 local.push(json!({ "shard_id": shard, "points_count": points, "state": "Active" }));
             } else {
-                let state = if cluster.is_healthy(*owner) { "Active" } else { "Dead" };
+                let state = if cluster.is_healthy(*owner) {
+                    "Active"
+                } else {
+                    "Dead"
+                };
                 remote.push(json!({ "shard_id": shard, "peer_id": owner, "state": state }));
             }
         }

@@ -1,6 +1,9 @@
 //! Collection routes: create, inspect, list, check and delete.
 
-use super::models::{CollectionDescription, CollectionExists, CollectionInfo, CollectionsList, CreateCollection, VectorsConfig, WaitParams};
+use super::models::{
+    CollectionDescription, CollectionExists, CollectionInfo, CollectionsList, CreateCollection,
+    VectorsConfig, WaitParams,
+};
 use super::response::{Answer, ApiResult, Body, Params, Started};
 use super::AppState;
 use crate::collection::{Collection, CollectionConfig};
@@ -20,7 +23,12 @@ const MAX_DIM: u64 = 65_536;
     responses((status = 200, description = "Success", body = super::response::Envelope<CollectionsList>), super::openapi::ApiErrors)
 )]
 pub async fn list(State(node): State<AppState>, t: Started) -> ApiResult<CollectionsList> {
-    let collections = node.catalog.names().into_iter().map(|name| CollectionDescription { name }).collect();
+    let collections = node
+        .catalog
+        .names()
+        .into_iter()
+        .map(|name| CollectionDescription { name })
+        .collect();
     Ok(Answer(t, CollectionsList { collections }))
 }
 
@@ -32,8 +40,17 @@ pub async fn list(State(node): State<AppState>, t: Started) -> ApiResult<Collect
     params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "Success", body = super::response::Envelope<CollectionExists>), super::openapi::ApiErrors)
 )]
-pub async fn exists(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<CollectionExists> {
-    Ok(Answer(t, CollectionExists { exists: node.catalog.get(&name).is_ok() }))
+pub async fn exists(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+) -> ApiResult<CollectionExists> {
+    Ok(Answer(
+        t,
+        CollectionExists {
+            exists: node.catalog.get(&name).is_ok(),
+        },
+    ))
 }
 
 #[utoipa::path(
@@ -44,7 +61,11 @@ pub async fn exists(State(node): State<AppState>, t: Started, Path(name): Path<S
     params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "Success", body = super::response::Envelope<CollectionInfo>), super::openapi::ApiErrors)
 )]
-pub async fn info(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<CollectionInfo> {
+pub async fn info(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+) -> ApiResult<CollectionInfo> {
     let c = node.catalog.get(&name)?;
     Ok(Answer(t, info_json(&c, node.config.indexing_threshold)))
 }
@@ -78,7 +99,11 @@ pub async fn create(
     params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "Success", body = super::response::Envelope<bool>), super::openapi::ApiErrors)
 )]
-pub async fn delete(State(node): State<AppState>, t: Started, Path(name): Path<String>) -> ApiResult<bool> {
+pub async fn delete(
+    State(node): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+) -> ApiResult<bool> {
     Ok(Answer(t, node.delete_collection(&name).await?))
 }
 
@@ -86,21 +111,39 @@ pub async fn delete(State(node): State<AppState>, t: Started, Path(name): Path<S
 fn collection_config(req: CreateCollection, node: &AppState) -> Result<CollectionConfig, Error> {
     let bad = |m: String| Error::BadRequest(m);
     let params = match req.vectors {
-        None => return Err(bad("`vectors` is required: {\"size\": N, \"distance\": \"Cosine|Dot|Euclid|Manhattan\"}".into())),
+        None => return Err(bad(
+            "`vectors` is required: {\"size\": N, \"distance\": \"Cosine|Dot|Euclid|Manhattan\"}"
+                .into(),
+        )),
         Some(VectorsConfig::Single(p)) => p,
         Some(VectorsConfig::Named(mut named)) => match named.remove("") {
             Some(p) if named.is_empty() => p,
-            _ => return Err(bad("named vectors are not supported: configure one unnamed vector".into())),
+            _ => {
+                return Err(bad(
+                    "named vectors are not supported: configure one unnamed vector".into(),
+                ))
+            }
         },
     };
-    if params.multivector_config.as_ref().is_some_and(|v| !v.is_null()) {
+    if params
+        .multivector_config
+        .as_ref()
+        .is_some_and(|v| !v.is_null())
+    {
         return Err(bad("multivectors are not supported".into()));
     }
-    if req.sparse_vectors.as_ref().is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
+    if req
+        .sparse_vectors
+        .as_ref()
+        .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    {
         return Err(bad("sparse vectors are not supported".into()));
     }
     if params.size == 0 || params.size > MAX_DIM {
-        return Err(bad(format!("vector size must be between 1 and {MAX_DIM}, got {}", params.size)));
+        return Err(bad(format!(
+            "vector size must be between 1 and {MAX_DIM}, got {}",
+            params.size
+        )));
     }
     let defaults = HnswParams::default();
     let diff = params.hnsw_config.or(req.hnsw_config).unwrap_or_default();
@@ -109,19 +152,36 @@ fn collection_config(req: CreateCollection, node: &AppState) -> Result<Collectio
         ef_construct: diff.ef_construct.unwrap_or(defaults.ef_construct),
     };
     if !(2..=128).contains(&hnsw.m) {
-        return Err(bad(format!("hnsw_config.m must be between 2 and 128, got {}", hnsw.m)));
+        return Err(bad(format!(
+            "hnsw_config.m must be between 2 and 128, got {}",
+            hnsw.m
+        )));
     }
     if !(4..=4096).contains(&hnsw.ef_construct) {
-        return Err(bad(format!("hnsw_config.ef_construct must be between 4 and 4096, got {}", hnsw.ef_construct)));
+        return Err(bad(format!(
+            "hnsw_config.ef_construct must be between 4 and 4096, got {}",
+            hnsw.ef_construct
+        )));
     }
     // Default: one shard on a single node; in a cluster two per node, so that a scale-up has
     // shards to give the new pods (shard_number is fixed at creation).
-    let default_shards = if node.cluster.is_single() { 1 } else { 2 * node.cluster.size() };
-    let shard_number = req.shard_number.or(node.config.default_shard_number).unwrap_or(default_shards);
+    let default_shards = if node.cluster.is_single() {
+        1
+    } else {
+        2 * node.cluster.size()
+    };
+    let shard_number = req
+        .shard_number
+        .or(node.config.default_shard_number)
+        .unwrap_or(default_shards);
     if !(1..=1024).contains(&shard_number) {
-        return Err(bad(format!("shard_number must be between 1 and 1024, got {shard_number}")));
+        return Err(bad(format!(
+            "shard_number must be between 1 and 1024, got {shard_number}"
+        )));
     }
-    let replication_factor = req.replication_factor.unwrap_or(node.config.default_replication_factor);
+    let replication_factor = req
+        .replication_factor
+        .unwrap_or(node.config.default_replication_factor);
     if replication_factor == 0 {
         return Err(bad("replication_factor must be at least 1".into()));
     }

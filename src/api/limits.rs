@@ -24,15 +24,24 @@ pub struct Limits {
 impl Limits {
     pub fn from_config(config: &crate::config::Config) -> Limits {
         let secs = config.request_timeout_secs;
-        let timeout = (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
-        Limits { max_concurrent: config.max_concurrent_requests.max(1) as usize, timeout }
+        let timeout =
+            (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
+        Limits {
+            max_concurrent: config.max_concurrent_requests.max(1) as usize,
+            timeout,
+        }
     }
 
     /// Applies the limits to every route of `router`. One semaphore is shared by all routes.
-    pub fn apply<S: Clone + Send + Sync + 'static>(self, router: axum::Router<S>) -> axum::Router<S> {
+    pub fn apply<S: Clone + Send + Sync + 'static>(
+        self,
+        router: axum::Router<S>,
+    ) -> axum::Router<S> {
         let (max, timeout) = (self.max_concurrent, self.timeout);
         let layers = tower::ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(move |e: BoxError| async move { overload_response(e, max, timeout) }))
+            .layer(HandleErrorLayer::new(move |e: BoxError| async move {
+                overload_response(e, max, timeout)
+            }))
             .load_shed()
             .layer(GlobalConcurrencyLimitLayer::new(max))
             // No timeout is a deadline ~30 years away (tokio clamps far deadlines safely).
@@ -58,7 +67,10 @@ fn overload_response(e: BoxError, max: usize, timeout: Option<Duration>) -> Resp
         )
     } else {
         tracing::error!(error = %e, "request failed in a middleware layer");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Service internal error: {e}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Service internal error: {e}"),
+        )
     };
     err.into_response()
 }

@@ -51,7 +51,11 @@ pub fn api(limits: Option<limits::Limits>) -> (Router<AppState>, utoipa::openapi
         .routes(routes!(cluster::status))
         .routes(routes!(cluster::collection))
         .routes(routes!(collections::list))
-        .routes(routes!(collections::info, collections::create, collections::delete))
+        .routes(routes!(
+            collections::info,
+            collections::create,
+            collections::delete
+        ))
         .routes(routes!(collections::exists))
         .routes(routes!(points::retrieve, points::upsert))
         .routes(routes!(points::get_one))
@@ -73,10 +77,19 @@ pub fn api(limits: Option<limits::Limits>) -> (Router<AppState>, utoipa::openapi
     let (unlimited, mut doc) = unlimited.split_for_parts();
     doc.merge(limited_doc);
     let routes = unlimited.merge(limited);
-    doc.components.get_or_insert_with(Default::default).schemas.extend([
-        (<response::ErrorResponse as utoipa::ToSchema>::name().into_owned(), <response::ErrorResponse as utoipa::PartialSchema>::schema()),
-        (<response::ErrorStatus as utoipa::ToSchema>::name().into_owned(), <response::ErrorStatus as utoipa::PartialSchema>::schema()),
-    ]);
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend([
+            (
+                <response::ErrorResponse as utoipa::ToSchema>::name().into_owned(),
+                <response::ErrorResponse as utoipa::PartialSchema>::schema(),
+            ),
+            (
+                <response::ErrorStatus as utoipa::ToSchema>::name().into_owned(),
+                <response::ErrorStatus as utoipa::PartialSchema>::schema(),
+            ),
+        ]);
     (routes, doc)
 }
 
@@ -87,14 +100,25 @@ pub fn router(node: AppState) -> Router {
     routes
         .fallback(not_found)
         .layer(axum::Extension(doc))
-        .layer(axum::middleware::from_fn_with_state(node.clone(), auth::require_key))
-        .layer(axum::middleware::from_fn_with_state(node.clone(), service::track))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            auth::require_key,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            service::track,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(service::panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            service::panic_response,
+        ))
         .layer(axum::middleware::from_fn(request_id::request_id))
         .with_state(node)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("Not found: no route for {}", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("Not found: no route for {}", uri.path()),
+    )
 }

@@ -7,9 +7,9 @@ use crate::shard::filter::Filter;
 use crate::shard::point::{Payload, PointId};
 use crate::shard::PointView;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
 
 // ---------- collections ----------
 
@@ -164,13 +164,31 @@ impl WithPayload {
             None if default => Some(payload.clone()),
             None | Some(WithPayload::All(false)) => None,
             Some(WithPayload::All(true)) => Some(payload.clone()),
-            Some(WithPayload::Keys(keys)) | Some(WithPayload::Selector { include: Some(keys), .. }) => {
-                Some(payload.iter().filter(|(k, _)| keys.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
-            }
-            Some(WithPayload::Selector { include: None, exclude: Some(keys) }) => {
-                Some(payload.iter().filter(|(k, _)| !keys.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
-            }
-            Some(WithPayload::Selector { include: None, exclude: None }) => Some(payload.clone()),
+            Some(WithPayload::Keys(keys))
+            | Some(WithPayload::Selector {
+                include: Some(keys),
+                ..
+            }) => Some(
+                payload
+                    .iter()
+                    .filter(|(k, _)| keys.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            Some(WithPayload::Selector {
+                include: None,
+                exclude: Some(keys),
+            }) => Some(
+                payload
+                    .iter()
+                    .filter(|(k, _)| !keys.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            Some(WithPayload::Selector {
+                include: None,
+                exclude: None,
+            }) => Some(payload.clone()),
         }
     }
 }
@@ -297,7 +315,11 @@ pub struct ScoredPointOut {
 }
 
 impl RecordOut {
-    pub fn from_view(p: PointView, with_payload: &Option<WithPayload>, payload_default: bool) -> Self {
+    pub fn from_view(
+        p: PointView,
+        with_payload: &Option<WithPayload>,
+        payload_default: bool,
+    ) -> Self {
         RecordOut {
             id: p.id,
             payload: WithPayload::select(with_payload, payload_default, &p.payload),
@@ -330,7 +352,10 @@ pub struct UpdateResult {
 
 impl UpdateResult {
     pub fn new(operation_id: u64, wait: bool) -> Self {
-        UpdateResult { operation_id, status: if wait { "completed" } else { "acknowledged" } }
+        UpdateResult {
+            operation_id,
+            status: if wait { "completed" } else { "acknowledged" },
+        }
     }
 }
 

@@ -43,10 +43,18 @@ struct ApiKeySecurity;
 
 impl utoipa::Modify for ApiKeySecurity {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("api-key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("api-key"))));
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "api-key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("api-key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -55,8 +63,17 @@ impl utoipa::Modify for ApiKeySecurity {
 impl PartialSchema for PointId {
     fn schema() -> RefOr<Schema> {
         OneOfBuilder::new()
-            .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::Custom("uint64".into()))).minimum(Some(0)))
-            .item(ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::Custom("uuid".into()))))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::Custom("uint64".into())))
+                    .minimum(Some(0)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::Custom("uuid".into()))),
+            )
             .description(Some("An unsigned integer or a UUID string"))
             .into()
     }
@@ -268,7 +285,8 @@ impl ToSchema for Filter {
 
 impl PartialSchema for super::models::VectorsConfig {
     fn schema() -> RefOr<Schema> {
-        let params: RefOr<Schema> = RefOr::Ref(utoipa::openapi::Ref::from_schema_name("VectorParams"));
+        let params: RefOr<Schema> =
+            RefOr::Ref(utoipa::openapi::Ref::from_schema_name("VectorParams"));
         OneOfBuilder::new()
             .item(params.clone())
             .item(ObjectBuilder::new().schema_type(Type::Object).additional_properties(Some(params)))
@@ -296,7 +314,8 @@ impl ToSchema for super::models::VectorsConfig {
 pub struct ApiErrors;
 
 impl utoipa::IntoResponses for ApiErrors {
-    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::response::Response>>
+    {
         use utoipa::openapi::response::ResponseBuilder;
         use utoipa::openapi::ContentBuilder;
         let error = |description: &str| {
@@ -305,15 +324,23 @@ impl utoipa::IntoResponses for ApiErrors {
                 .content(
                     "application/json",
                     ContentBuilder::new()
-                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorResponse"))))
+                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                            "ErrorResponse",
+                        ))))
                         .build(),
                 )
                 .build()
                 .into()
         };
         [
-            ("4XX".to_string(), error("The request was wrong: the message says what")),
-            ("5XX".to_string(), error("Overloaded (503), timed out (504), or an internal error")),
+            (
+                "4XX".to_string(),
+                error("The request was wrong: the message says what"),
+            ),
+            (
+                "5XX".to_string(),
+                error("Overloaded (503), timed out (504), or an internal error"),
+            ),
         ]
         .into_iter()
         .collect()
@@ -339,7 +366,9 @@ pub enum QueryInputDoc {
     Vector(Vec<f32>),
     /// Search with the vector of this point (the point itself is excluded).
     Id(PointId),
-    Nearest { nearest: super::models::NearestInput },
+    Nearest {
+        nearest: super::models::NearestInput,
+    },
 }
 
 impl PartialSchema for super::models::QueryInput {

@@ -19,7 +19,9 @@ fn dense(v: VectorInput, id: &PointId) -> Result<Vec<f32>, Error> {
         VectorInput::Dense(v) => Ok(v),
         VectorInput::Named(mut named) => match named.remove("") {
             Some(v) if named.is_empty() => Ok(v),
-            _ => Err(Error::BadRequest(format!("point {id}: named vectors are not supported; send an unnamed vector"))),
+            _ => Err(Error::BadRequest(format!(
+                "point {id}: named vectors are not supported; send an unnamed vector"
+            ))),
         },
     }
 }
@@ -34,7 +36,11 @@ fn new_points(req: UpsertPoints) -> Result<Vec<NewPoint>, Error> {
             .into_iter()
             .map(|p| {
                 let vector = dense(p.vector, &p.id)?;
-                Ok(NewPoint { id: p.id, vector, payload: p.payload.unwrap_or_default() })
+                Ok(NewPoint {
+                    id: p.id,
+                    vector,
+                    payload: p.payload.unwrap_or_default(),
+                })
             })
             .collect(),
         (None, Some(batch)) => {
@@ -42,26 +48,42 @@ fn new_points(req: UpsertPoints) -> Result<Vec<NewPoint>, Error> {
                 BatchVectors::Dense(v) => v,
                 BatchVectors::Named(mut named) => match named.remove("") {
                     Some(v) if named.is_empty() => v,
-                    _ => return Err(Error::BadRequest("named vectors are not supported; send unnamed vectors".into())),
+                    _ => {
+                        return Err(Error::BadRequest(
+                            "named vectors are not supported; send unnamed vectors".into(),
+                        ))
+                    }
                 },
             };
             let n = batch.ids.len();
             if vectors.len() != n {
-                return Err(Error::BadRequest(format!("batch has {n} ids but {} vectors", vectors.len())));
+                return Err(Error::BadRequest(format!(
+                    "batch has {n} ids but {} vectors",
+                    vectors.len()
+                )));
             }
             let payloads = batch.payloads.unwrap_or_else(|| vec![None; n]);
             if payloads.len() != n {
-                return Err(Error::BadRequest(format!("batch has {n} ids but {} payloads", payloads.len())));
+                return Err(Error::BadRequest(format!(
+                    "batch has {n} ids but {} payloads",
+                    payloads.len()
+                )));
             }
             Ok(batch
                 .ids
                 .into_iter()
                 .zip(vectors)
                 .zip(payloads)
-                .map(|((id, vector), payload)| NewPoint { id, vector, payload: payload.unwrap_or_default() })
+                .map(|((id, vector), payload)| NewPoint {
+                    id,
+                    vector,
+                    payload: payload.unwrap_or_default(),
+                })
                 .collect())
         }
-        _ => Err(Error::BadRequest("send exactly one of `points` or `batch`".into())),
+        _ => Err(Error::BadRequest(
+            "send exactly one of `points` or `batch`".into(),
+        )),
     }
 }
 
@@ -70,7 +92,9 @@ fn selector(points: Option<Vec<PointId>>, filter: Option<Filter>) -> Result<Sele
     match (points, filter) {
         (Some(ids), None) => Ok(Selector::Ids(ids)),
         (None, Some(f)) => Ok(Selector::Filter(f)),
-        _ => Err(Error::BadRequest("select points with exactly one of `points` (ids) or `filter`".into())),
+        _ => Err(Error::BadRequest(
+            "select points with exactly one of `points` (ids) or `filter`".into(),
+        )),
     }
 }
 
@@ -92,7 +116,12 @@ pub async fn upsert(
 ) -> ApiResult<UpdateResult> {
     let c = node.catalog.get(&name)?;
     let max = node.config.max_batch_points;
-    let sent = req.points.as_ref().map(Vec::len).or(req.batch.as_ref().map(|b| b.ids.len())).unwrap_or(0) as u64;
+    let sent = req
+        .points
+        .as_ref()
+        .map(Vec::len)
+        .or(req.batch.as_ref().map(|b| b.ids.len()))
+        .unwrap_or(0) as u64;
     if sent > max {
         return Err(Error::BadRequest(format!(
             "the upsert holds {sent} points; at most {max} are accepted per request (--max-batch-points): split it"
@@ -159,7 +188,18 @@ pub async fn set_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<SetPayload>,
 ) -> ApiResult<UpdateResult> {
-    change_payload(node, t, name, p, selector(req.points, req.filter), PayloadOp::Set { payload: req.payload, key: req.key }).await
+    change_payload(
+        node,
+        t,
+        name,
+        p,
+        selector(req.points, req.filter),
+        PayloadOp::Set {
+            payload: req.payload,
+            key: req.key,
+        },
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -178,7 +218,15 @@ pub async fn overwrite_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<SetPayload>,
 ) -> ApiResult<UpdateResult> {
-    change_payload(node, t, name, p, selector(req.points, req.filter), PayloadOp::Overwrite(req.payload)).await
+    change_payload(
+        node,
+        t,
+        name,
+        p,
+        selector(req.points, req.filter),
+        PayloadOp::Overwrite(req.payload),
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -197,7 +245,15 @@ pub async fn delete_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<DeletePayload>,
 ) -> ApiResult<UpdateResult> {
-    change_payload(node, t, name, p, selector(req.points, req.filter), PayloadOp::DeleteKeys(req.keys)).await
+    change_payload(
+        node,
+        t,
+        name,
+        p,
+        selector(req.points, req.filter),
+        PayloadOp::DeleteKeys(req.keys),
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -216,7 +272,15 @@ pub async fn clear_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<PointsSelector>,
 ) -> ApiResult<UpdateResult> {
-    change_payload(node, t, name, p, selector(req.points, req.filter), PayloadOp::Clear).await
+    change_payload(
+        node,
+        t,
+        name,
+        p,
+        selector(req.points, req.filter),
+        PayloadOp::Clear,
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -237,7 +301,13 @@ pub async fn retrieve(
     let c = node.catalog.get(&name)?;
     let with_vector = WithVector::wanted(&req.with_vector);
     let views = node.retrieve(&c, &req.ids, with_vector).await?;
-    Ok(Answer(t, views.into_iter().map(|v| RecordOut::from_view(v, &req.with_payload, true)).collect()))
+    Ok(Answer(
+        t,
+        views
+            .into_iter()
+            .map(|v| RecordOut::from_view(v, &req.with_payload, true))
+            .collect(),
+    ))
 }
 
 #[utoipa::path(
@@ -254,8 +324,12 @@ pub async fn get_one(
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<RecordOut> {
     let c = node.catalog.get(&name)?;
-    let id: PointId = serde_json::from_value(id.parse::<u64>().map(Value::from).unwrap_or(Value::String(id.clone())))
-        .map_err(|e| Error::BadRequest(format!("invalid point id {id:?}: {e}")))?;
+    let id: PointId = serde_json::from_value(
+        id.parse::<u64>()
+            .map(Value::from)
+            .unwrap_or(Value::String(id.clone())),
+    )
+    .map_err(|e| Error::BadRequest(format!("invalid point id {id:?}: {e}")))?;
     let view = node
         .retrieve(&c, &[id], true)
         .await?
@@ -281,17 +355,32 @@ pub async fn scroll(
 ) -> ApiResult<ScrollResponse> {
     let c = node.catalog.get(&name)?;
     if req.order_by.as_ref().is_some_and(|v| !v.is_null()) {
-        return Err(Error::BadRequest("order_by is not supported; scroll returns points in id order".into()).into());
+        return Err(Error::BadRequest(
+            "order_by is not supported; scroll returns points in id order".into(),
+        )
+        .into());
     }
     let limit = req.limit.unwrap_or(10);
     if limit == 0 || limit > MAX_SCROLL_LIMIT {
-        return Err(Error::BadRequest(format!("limit must be between 1 and {MAX_SCROLL_LIMIT}, got {limit}")).into());
+        return Err(Error::BadRequest(format!(
+            "limit must be between 1 and {MAX_SCROLL_LIMIT}, got {limit}"
+        ))
+        .into());
     }
     let with_vector = WithVector::wanted(&req.with_vector);
     let (filter, offset) = (req.filter, req.offset);
     let (views, next) = node.scroll(&c, offset, limit, filter, with_vector).await?;
-    let points = views.into_iter().map(|v| RecordOut::from_view(v, &req.with_payload, true)).collect();
-    Ok(Answer(t, ScrollResponse { points, next_page_offset: next }))
+    let points = views
+        .into_iter()
+        .map(|v| RecordOut::from_view(v, &req.with_payload, true))
+        .collect();
+    Ok(Answer(
+        t,
+        ScrollResponse {
+            points,
+            next_page_offset: next,
+        },
+    ))
 }
 
 #[utoipa::path(

@@ -53,9 +53,17 @@ pub struct ErrorStatus {
 impl<T: Serialize> IntoResponse for Answer<T> {
     fn into_response(self) -> Response {
         let Answer(Started(t), result) = self;
-        let body = Envelope { result, status: "ok", time: t.elapsed().as_secs_f64() };
+        let body = Envelope {
+            result,
+            status: "ok",
+            time: t.elapsed().as_secs_f64(),
+        };
         match serde_json::to_vec(&body) {
-            Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+            Ok(bytes) => (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                bytes,
+            )
+                .into_response(),
             Err(e) => ApiError::from(Error::Internal(e.to_string())).into_response(),
         }
     }
@@ -70,7 +78,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -88,13 +99,21 @@ impl From<Error> for ApiError {
             s if s.is_server_error() => tracing::error!(error = %e, "request failed"),
             _ => {}
         }
-        ApiError { status, message: e.to_string() }
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorResponse { status: ErrorStatus { error: self.message }, time: 0.0 };
+        let body = ErrorResponse {
+            status: ErrorStatus {
+                error: self.message,
+            },
+            time: 0.0,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -108,15 +127,23 @@ pub struct Body<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::new(e.status(), format!("could not read the request body: {}", e.body_text()))
-        })?;
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    e.status(),
+                    format!("could not read the request body: {}", e.body_text()),
+                )
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body(T::default()));
         }
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Format error in JSON body: {e}")))
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Format error in JSON body: {e}"),
+            )
+        })
     }
 }
 
@@ -128,6 +155,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| Params(q.0))
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Format error in query string: {e}")))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("Format error in query string: {e}"),
+                )
+            })
     }
 }

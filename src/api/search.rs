@@ -26,16 +26,22 @@ fn unnamed(v: std::collections::BTreeMap<String, Vec<f32>>) -> Result<Vec<f32>, 
     let mut v = v;
     match v.remove("") {
         Some(vec) if v.is_empty() => Ok(vec),
-        _ => Err(Error::BadRequest("named vectors are not supported; query with an unnamed vector".into())),
+        _ => Err(Error::BadRequest(
+            "named vectors are not supported; query with an unnamed vector".into(),
+        )),
     }
 }
 
 fn check_bounds(limit: usize, offset: usize, ef: Option<usize>) -> Result<(), Error> {
     if limit > MAX_LIMIT || offset > MAX_LIMIT {
-        return Err(Error::BadRequest(format!("limit and offset must be at most {MAX_LIMIT}")));
+        return Err(Error::BadRequest(format!(
+            "limit and offset must be at most {MAX_LIMIT}"
+        )));
     }
     if ef.is_some_and(|ef| ef == 0 || ef > MAX_EF) {
-        return Err(Error::BadRequest(format!("params.hnsw_ef must be between 1 and {MAX_EF}")));
+        return Err(Error::BadRequest(format!(
+            "params.hnsw_ef must be between 1 and {MAX_EF}"
+        )));
     }
     Ok(())
 }
@@ -49,15 +55,31 @@ fn parse_query(q: QueryPoints) -> Result<(Target, SearchRequest, Option<WithPayl
         return Err(Error::BadRequest("lookup_from is not supported".into()));
     }
     if q.using.as_deref().is_some_and(|u| !u.is_empty()) {
-        return Err(Error::BadRequest("named vectors are not supported: omit `using`".into()));
+        return Err(Error::BadRequest(
+            "named vectors are not supported: omit `using`".into(),
+        ));
     }
     let target = match q.query {
-        None => return Err(Error::BadRequest("`query` is required: a vector, {\"nearest\": vector} or a point id".into())),
-        Some(QueryInput::Vector(v)) | Some(QueryInput::Nearest { nearest: NearestInput::Vector(v) }) => Target::Vector(v),
-        Some(QueryInput::Nearest { nearest: NearestInput::Named(v) }) => Target::Vector(unnamed(v)?),
-        Some(QueryInput::Id(id)) | Some(QueryInput::Nearest { nearest: NearestInput::Id(id) }) => Target::Point(id),
+        None => {
+            return Err(Error::BadRequest(
+                "`query` is required: a vector, {\"nearest\": vector} or a point id".into(),
+            ))
+        }
+        Some(QueryInput::Vector(v))
+        | Some(QueryInput::Nearest {
+            nearest: NearestInput::Vector(v),
+        }) => Target::Vector(v),
+        Some(QueryInput::Nearest {
+            nearest: NearestInput::Named(v),
+        }) => Target::Vector(unnamed(v)?),
+        Some(QueryInput::Id(id))
+        | Some(QueryInput::Nearest {
+            nearest: NearestInput::Id(id),
+        }) => Target::Point(id),
         Some(QueryInput::Other(v)) => {
-            return Err(Error::BadRequest(format!("unsupported query {v}: shoal answers nearest-vector queries")))
+            return Err(Error::BadRequest(format!(
+                "unsupported query {v}: shoal answers nearest-vector queries"
+            )))
         }
     };
     let params = q.params.unwrap_or_default();
@@ -77,7 +99,12 @@ fn parse_query(q: QueryPoints) -> Result<(Target, SearchRequest, Option<WithPayl
 }
 
 /// Runs a query by id: that point's vector, with the point itself excluded (as Qdrant does).
-async fn resolve(node: &Node, c: &Arc<Collection>, target: Target, mut req: SearchRequest) -> Result<SearchRequest, Error> {
+async fn resolve(
+    node: &Node,
+    c: &Arc<Collection>,
+    target: Target,
+    mut req: SearchRequest,
+) -> Result<SearchRequest, Error> {
     match target {
         Target::Vector(v) => req.vector = v,
         Target::Point(id) => {
@@ -102,7 +129,10 @@ async fn resolve(node: &Node, c: &Arc<Collection>, target: Target, mut req: Sear
     Ok(req)
 }
 
-fn scored_json(points: Vec<ScoredPoint>, with_payload: &Option<WithPayload>) -> Vec<ScoredPointOut> {
+fn scored_json(
+    points: Vec<ScoredPoint>,
+    with_payload: &Option<WithPayload>,
+) -> Vec<ScoredPointOut> {
     points
         .into_iter()
         .map(|p| ScoredPointOut {
@@ -117,8 +147,15 @@ fn scored_json(points: Vec<ScoredPoint>, with_payload: &Option<WithPayload>) -> 
         .collect()
 }
 
-async fn run_queries(node: &Node, c: &Arc<Collection>, queries: Vec<QueryPoints>) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
-    let parsed = queries.into_iter().map(parse_query).collect::<Result<Vec<_>, _>>()?;
+async fn run_queries(
+    node: &Node,
+    c: &Arc<Collection>,
+    queries: Vec<QueryPoints>,
+) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
+    let parsed = queries
+        .into_iter()
+        .map(parse_query)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::with_capacity(parsed.len());
     for (target, req, with_payload) in parsed {
         let req = resolve(node, c, target, req).await?;
@@ -144,7 +181,12 @@ pub async fn query(
 ) -> ApiResult<QueryResponse> {
     let c = node.catalog.get(&name)?;
     let mut results = run_queries(&node, &c, vec![q]).await?;
-    Ok(Answer(t, QueryResponse { points: results.pop().unwrap_or_default() }))
+    Ok(Answer(
+        t,
+        QueryResponse {
+            points: results.pop().unwrap_or_default(),
+        },
+    ))
 }
 
 #[utoipa::path(
@@ -167,7 +209,13 @@ pub async fn query_batch(
         return Err(Error::BadRequest(format!("a batch holds at most {MAX_BATCH} queries")).into());
     }
     let results = run_queries(&node, &c, b.searches).await?;
-    Ok(Answer(t, results.into_iter().map(|points| QueryResponse { points }).collect()))
+    Ok(Answer(
+        t,
+        results
+            .into_iter()
+            .map(|points| QueryResponse { points })
+            .collect(),
+    ))
 }
 
 fn search_request(s: SearchPoints) -> Result<(SearchRequest, Option<WithPayload>), Error> {
@@ -175,7 +223,9 @@ fn search_request(s: SearchPoints) -> Result<(SearchRequest, Option<WithPayload>
         SearchVector::Dense(v) => v,
         SearchVector::Named { name, vector } if name.is_empty() => vector,
         SearchVector::Named { name, .. } => {
-            return Err(Error::BadRequest(format!("named vector {name:?} is not supported: send an unnamed vector")))
+            return Err(Error::BadRequest(format!(
+                "named vector {name:?} is not supported: send an unnamed vector"
+            )))
         }
     };
     let params = s.params.unwrap_or_default();
@@ -194,8 +244,15 @@ fn search_request(s: SearchPoints) -> Result<(SearchRequest, Option<WithPayload>
     Ok((req, s.with_payload))
 }
 
-async fn run_searches(node: &Node, c: &Arc<Collection>, searches: Vec<SearchPoints>) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
-    let parsed = searches.into_iter().map(search_request).collect::<Result<Vec<_>, _>>()?;
+async fn run_searches(
+    node: &Node,
+    c: &Arc<Collection>,
+    searches: Vec<SearchPoints>,
+) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
+    let parsed = searches
+        .into_iter()
+        .map(search_request)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::with_capacity(parsed.len());
     for (req, with_payload) in parsed {
         out.push(scored_json(node.search(c, &req).await?, &with_payload));
@@ -219,7 +276,9 @@ pub async fn search(
     Body(s): Body<Option<SearchPoints>>,
 ) -> ApiResult<Vec<ScoredPointOut>> {
     let c = node.catalog.get(&name)?;
-    let s = s.ok_or_else(|| Error::BadRequest("a search body with `vector` and `limit` is required".into()))?;
+    let s = s.ok_or_else(|| {
+        Error::BadRequest("a search body with `vector` and `limit` is required".into())
+    })?;
     let mut results = run_searches(&node, &c, vec![s]).await?;
     Ok(Answer(t, results.pop().unwrap_or_default()))
 }
@@ -241,7 +300,9 @@ pub async fn search_batch(
 ) -> ApiResult<Vec<Vec<ScoredPointOut>>> {
     let c = node.catalog.get(&name)?;
     if b.searches.len() > MAX_BATCH {
-        return Err(Error::BadRequest(format!("a batch holds at most {MAX_BATCH} searches")).into());
+        return Err(
+            Error::BadRequest(format!("a batch holds at most {MAX_BATCH} searches")).into(),
+        );
     }
     let results = run_searches(&node, &c, b.searches).await?;
     Ok(Answer(t, results))

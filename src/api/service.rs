@@ -4,8 +4,8 @@
 //! (it never waits on another pod, so pod 0 alone can become Ready under `OrderedReady`).
 //! `/metrics` is rendered by the `metrics` crate's Prometheus exporter.
 
-use super::response::{ApiError, Started};
 use super::models::VersionInfo;
+use super::response::{ApiError, Started};
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -29,7 +29,10 @@ impl Metrics {
         let handle = HANDLE
             .get_or_init(|| {
                 let recorder = PrometheusBuilder::new()
-                    .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                    .set_buckets(&[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0,
+                    ])
                     .map(|b| b.build_recorder())
                     .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
                 let handle = recorder.handle();
@@ -72,7 +75,11 @@ pub struct OpenApiDoc(pub axum::body::Bytes);
     responses((status = 200, description = "The OpenAPI document", body = Object), super::openapi::ApiErrors)
 )]
 pub async fn openapi_json(axum::Extension(doc): axum::Extension<OpenApiDoc>) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.0).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        doc.0,
+    )
+        .into_response()
 }
 
 #[utoipa::path(
@@ -128,19 +135,31 @@ pub async fn metrics(State(node): State<AppState>) -> Response {
         metrics::gauge!("shoal_collection_segments", &labels).set(segments as f64);
     }
     metrics::gauge!("shoal_collections").set(node.catalog.names().len() as f64);
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.handle.render()).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        node.metrics.handle.render(),
+    )
+        .into_response()
 }
 
 /// Counts requests by route, method and status, and times them.
 pub async fn track(State(_node): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("shoal_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
-    metrics::histogram!("shoal_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("shoal_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -152,5 +171,9 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response 
         .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into());
     tracing::error!(%detail, "request handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Service internal error: {detail}")).into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("Service internal error: {detail}"),
+    )
+    .into_response()
 }

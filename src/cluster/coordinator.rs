@@ -10,9 +10,11 @@
 //!   owner, then the others in placement order; an unreachable owner is skipped for the next one,
 //!   and only a shard with no live owner fails the request, with an error naming it.
 
-use super::protocol::{self, CatalogEntry, CatalogPush, ShardOp, ShardReply, WireChange, WireOp, WireReply};
-use crate::collection::ReplicaState;
+use super::protocol::{
+    self, CatalogEntry, CatalogPush, ShardOp, ShardReply, WireChange, WireOp, WireReply,
+};
 use super::PeerError;
+use crate::collection::ReplicaState;
 use crate::collection::{Collection, NewPoint, ScoredPoint, SearchRequest};
 use crate::error::{Error, Result};
 use crate::node::Node;
@@ -32,7 +34,11 @@ fn shard_path(c: &Collection, shard: u32, what: &str) -> String {
 impl Node {
     // ---------- collections ----------
 
-    pub async fn create_collection(&self, name: &str, config: crate::collection::CollectionConfig) -> Result<()> {
+    pub async fn create_collection(
+        &self,
+        name: &str,
+        config: crate::collection::CollectionConfig,
+    ) -> Result<()> {
         let local = self.cluster.local_shards(&config);
         let entry = tokio::task::block_in_place(|| self.catalog.create(name, config, &local))?;
         self.broadcast_catalog(&entry).await;
@@ -52,7 +58,10 @@ impl Node {
 
     /// Tells every peer about a create or delete; a peer that misses it learns it on its next sync.
     async fn broadcast_catalog(&self, entry: &CatalogEntry) {
-        let push = CatalogPush { entry: entry.clone(), fresh: true };
+        let push = CatalogPush {
+            entry: entry.clone(),
+            fresh: true,
+        };
         let push = &push;
         let calls = self.cluster.peers().into_iter().map(|o| async move {
             let r: std::result::Result<bool, PeerError> = self.cluster.call(o, Method::PUT, "/peer/v1/catalog", push).await;
@@ -64,10 +73,24 @@ impl Node {
     }
 
     /// Makes sure a peer knows a collection before sending it shard traffic.
-    async fn push_catalog(&self, c: &Collection, ordinal: u32) -> std::result::Result<(), PeerError> {
-        let entry = CatalogEntry { name: c.name.clone(), version: c.version, config: Some(c.config.clone()) };
-        let push = CatalogPush { entry, fresh: false };
-        self.cluster.call::<_, bool>(ordinal, Method::PUT, "/peer/v1/catalog", &push).await.map(|_| ())
+    async fn push_catalog(
+        &self,
+        c: &Collection,
+        ordinal: u32,
+    ) -> std::result::Result<(), PeerError> {
+        let entry = CatalogEntry {
+            name: c.name.clone(),
+            version: c.version,
+            config: Some(c.config.clone()),
+        };
+        let push = CatalogPush {
+            entry,
+            fresh: false,
+        };
+        self.cluster
+            .call::<_, bool>(ordinal, Method::PUT, "/peer/v1/catalog", &push)
+            .await
+            .map(|_| ())
     }
 
     // ---------- replica access ----------
@@ -79,12 +102,27 @@ impl Node {
         let owners = self.cluster.owners(&c.config, shard);
         let me = self.cluster.ordinal;
         let mut order: Vec<u32> = owners.iter().copied().filter(|o| *o == me).collect();
-        order.extend(owners.iter().copied().filter(|o| *o != me && self.cluster.is_healthy(*o)));
-        order.extend(owners.iter().copied().filter(|o| *o != me && !self.cluster.is_healthy(*o)));
+        order.extend(
+            owners
+                .iter()
+                .copied()
+                .filter(|o| *o != me && self.cluster.is_healthy(*o)),
+        );
+        order.extend(
+            owners
+                .iter()
+                .copied()
+                .filter(|o| *o != me && !self.cluster.is_healthy(*o)),
+        );
         if !order.contains(&me) && c.replica_state(shard) != ReplicaState::Absent {
             order.push(me);
         }
-        order.extend(self.cluster.peers().into_iter().filter(|o| !owners.contains(o) && self.cluster.is_healthy(*o)));
+        order.extend(
+            self.cluster
+                .peers()
+                .into_iter()
+                .filter(|o| !owners.contains(o) && self.cluster.is_healthy(*o)),
+        );
         order
     }
 
@@ -100,21 +138,40 @@ impl Node {
     ) -> std::result::Result<ShardReply, String> {
         if owner == self.cluster.ordinal {
             match c.replica_state(shard) {
-                ReplicaState::Absent => return Err(format!("node {owner} holds no replica of shard {shard}")),
-                ReplicaState::Syncing if complete_only => return Err(format!("replica of shard {shard} on node {owner} is still syncing")),
+                ReplicaState::Absent => {
+                    return Err(format!("node {owner} holds no replica of shard {shard}"))
+                }
+                ReplicaState::Syncing if complete_only => {
+                    return Err(format!(
+                        "replica of shard {shard} on node {owner} is still syncing"
+                    ))
+                }
                 _ => {}
             }
-            let replica = c.open_shard(shard).map_err(|e| format!("local replica of shard {shard}: {e:#}"))?;
+            let replica = c
+                .open_shard(shard)
+                .map_err(|e| format!("local replica of shard {shard}: {e:#}"))?;
+            if op.is_quick() {
+                return Ok(protocol::execute(&replica, op));
+            }
             let op = op.clone();
             return tokio::task::spawn_blocking(move || protocol::execute(&replica, &op))
                 .await
                 .map_err(|e| format!("local shard task failed: {e}"));
         }
         let wire = WireOp::from(op);
-        let path = format!("{}?complete_only={complete_only}", shard_path(c, shard, "op"));
-        let mut result = self.cluster.call::<_, WireReply>(owner, Method::POST, &path, &wire).await;
+        let path = format!(
+            "{}?complete_only={complete_only}",
+            shard_path(c, shard, "op")
+        );
+        let mut result = self
+            .cluster
+            .call::<_, WireReply>(owner, Method::POST, &path, &wire)
+            .await;
         if matches!(result, Err(PeerError::Refused { status: 404, .. })) {
-            self.push_catalog(c, owner).await.map_err(|e| e.to_string())?;
+            self.push_catalog(c, owner)
+                .await
+                .map_err(|e| e.to_string())?;
             result = self.cluster.call(owner, Method::POST, &path, &wire).await;
         }
         result.map(ShardReply::from).map_err(|e| e.to_string())
@@ -123,7 +180,12 @@ impl Node {
     /// Runs a read on one live replica of the shard: a complete one if any answers, else (a
     /// collection created a moment ago, whose replicas are all still confirming they are empty)
     /// any replica.
-    async fn read_shard(&self, c: &Arc<Collection>, shard: u32, op: &ShardOp) -> Result<ShardReply> {
+    async fn read_shard(
+        &self,
+        c: &Arc<Collection>,
+        shard: u32,
+        op: &ShardOp,
+    ) -> Result<ShardReply> {
         let mut errors = Vec::new();
         let order = self.read_order(c, shard);
         for complete_only in [true, false] {
@@ -142,13 +204,28 @@ impl Node {
     }
 
     /// Runs a read on every shard in parallel.
-    async fn read_all(&self, c: &Arc<Collection>, shards: Vec<u32>, op: impl Fn(u32) -> ShardOp) -> Result<Vec<ShardReply>> {
+    async fn read_all(
+        &self,
+        c: &Arc<Collection>,
+        shards: Vec<u32>,
+        op: impl Fn(u32) -> ShardOp,
+    ) -> Result<Vec<ShardReply>> {
         let ops: Vec<(u32, ShardOp)> = shards.into_iter().map(|s| (s, op(s))).collect();
-        join_all(ops.iter().map(|(s, op)| self.read_shard(c, *s, op))).await.into_iter().collect()
+        join_all(ops.iter().map(|(s, op)| self.read_shard(c, *s, op)))
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Commits changes on one owner's replica (a replica this node newly owns starts by syncing).
-    pub(crate) async fn commit_on(&self, c: &Arc<Collection>, shard: u32, owner: u32, changes: &[Change], durable: bool) -> std::result::Result<(), String> {
+    pub(crate) async fn commit_on(
+        &self,
+        c: &Arc<Collection>,
+        shard: u32,
+        owner: u32,
+        changes: &[Change],
+        durable: bool,
+    ) -> std::result::Result<(), String> {
         if owner == self.cluster.ordinal {
             let replica = c.open_syncing_if_new(shard).map_err(|e| format!("{e:#}"))?;
             let changes = changes.to_vec();
@@ -160,18 +237,34 @@ impl Node {
         }
         let wire: Vec<WireChange> = changes.iter().cloned().map(Into::into).collect();
         let path = format!("{}?durable={durable}", shard_path(c, shard, "commit"));
-        let mut result = self.cluster.call::<_, u64>(owner, Method::POST, &path, &wire).await;
+        let mut result = self
+            .cluster
+            .call::<_, u64>(owner, Method::POST, &path, &wire)
+            .await;
         if matches!(result, Err(PeerError::Refused { status: 404, .. })) {
-            self.push_catalog(c, owner).await.map_err(|e| e.to_string())?;
+            self.push_catalog(c, owner)
+                .await
+                .map_err(|e| e.to_string())?;
             result = self.cluster.call(owner, Method::POST, &path, &wire).await;
         }
         result.map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Writes changes to every owner of a shard; enough of them must acknowledge.
-    async fn write_shard(&self, c: &Arc<Collection>, shard: u32, changes: Vec<Change>, durable: bool) -> Result<()> {
+    async fn write_shard(
+        &self,
+        c: &Arc<Collection>,
+        shard: u32,
+        changes: Vec<Change>,
+        durable: bool,
+    ) -> Result<()> {
         let owners = self.cluster.owners(&c.config, shard);
-        let results = join_all(owners.iter().map(|o| self.commit_on(c, shard, *o, &changes, durable))).await;
+        let results = join_all(
+            owners
+                .iter()
+                .map(|o| self.commit_on(c, shard, *o, &changes, durable)),
+        )
+        .await;
         let acked = results.iter().filter(|r| r.is_ok()).count();
         let required = (c.config.write_consistency_factor as usize).clamp(1, owners.len());
         if acked >= required {
@@ -188,7 +281,12 @@ impl Node {
 
     // ---------- points ----------
 
-    pub async fn upsert(&self, c: &Arc<Collection>, points: Vec<NewPoint>, wait: bool) -> Result<u64> {
+    pub async fn upsert(
+        &self,
+        c: &Arc<Collection>,
+        points: Vec<NewPoint>,
+        wait: bool,
+    ) -> Result<u64> {
         let version = c.clock().next();
         let shard_number = c.config.shard_number;
         let mut per_shard: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
@@ -198,10 +296,18 @@ impl Node {
                 other => other,
             })?;
             let shard = super::placement::shard_of(&p.id, shard_number);
-            per_shard.entry(shard).or_default().push(Change::upsert(p.id, version, vector, p.payload));
+            per_shard
+                .entry(shard)
+                .or_default()
+                .push(Change::upsert(p.id, version, vector, p.payload));
         }
-        let writes = per_shard.into_iter().map(|(s, changes)| self.write_shard(c, s, changes, wait));
-        join_all(writes).await.into_iter().collect::<Result<Vec<()>>>()?;
+        let writes = per_shard
+            .into_iter()
+            .map(|(s, changes)| self.write_shard(c, s, changes, wait));
+        join_all(writes)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
         Ok(version)
     }
 
@@ -210,8 +316,10 @@ impl Node {
         match selector {
             Selector::Filter(_) => (0..c.config.shard_number).collect(),
             Selector::Ids(ids) => {
-                let set: std::collections::BTreeSet<u32> =
-                    ids.iter().map(|id| super::placement::shard_of(id, c.config.shard_number)).collect();
+                let set: std::collections::BTreeSet<u32> = ids
+                    .iter()
+                    .map(|id| super::placement::shard_of(id, c.config.shard_number))
+                    .collect();
                 set.into_iter().collect()
             }
         }
@@ -219,15 +327,25 @@ impl Node {
 
     async fn run_plan(&self, c: &Arc<Collection>, plan: Plan, wait: bool) -> Result<u64> {
         let version = c.clock().next();
-        let shards = self.shards_for(c, match &plan {
-            Plan::Delete(s) | Plan::Payload(s, _) => s,
-        });
+        let shards = self.shards_for(
+            c,
+            match &plan {
+                Plan::Delete(s) | Plan::Payload(s, _) => s,
+            },
+        );
         let work = shards.into_iter().map(|s| {
-            let op = ShardOp::Plan { plan: plan.clone(), version };
+            let op = ShardOp::Plan {
+                plan: plan.clone(),
+                version,
+            };
             async move {
                 let changes = match self.read_shard(c, s, &op).await? {
                     ShardReply::Changes(changes) => changes,
-                    _ => return Err(Error::Internal("a replica answered a plan with something else".into())),
+                    _ => {
+                        return Err(Error::Internal(
+                            "a replica answered a plan with something else".into(),
+                        ))
+                    }
                 };
                 if changes.is_empty() {
                     return Ok(());
@@ -235,28 +353,53 @@ impl Node {
                 self.write_shard(c, s, changes, wait).await
             }
         });
-        join_all(work).await.into_iter().collect::<Result<Vec<()>>>()?;
+        join_all(work)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
         Ok(version)
     }
 
-    pub async fn delete_points(&self, c: &Arc<Collection>, selector: Selector, wait: bool) -> Result<u64> {
+    pub async fn delete_points(
+        &self,
+        c: &Arc<Collection>,
+        selector: Selector,
+        wait: bool,
+    ) -> Result<u64> {
         self.run_plan(c, Plan::Delete(selector), wait).await
     }
 
-    pub async fn modify_payload(&self, c: &Arc<Collection>, selector: Selector, op: PayloadOp, wait: bool) -> Result<u64> {
+    pub async fn modify_payload(
+        &self,
+        c: &Arc<Collection>,
+        selector: Selector,
+        op: PayloadOp,
+        wait: bool,
+    ) -> Result<u64> {
         self.run_plan(c, Plan::Payload(selector, op), wait).await
     }
 
     /// Points by id in the order asked, each once; missing ids are left out.
-    pub async fn retrieve(&self, c: &Arc<Collection>, ids: &[PointId], with_vector: bool) -> Result<Vec<PointView>> {
+    pub async fn retrieve(
+        &self,
+        c: &Arc<Collection>,
+        ids: &[PointId],
+        with_vector: bool,
+    ) -> Result<Vec<PointView>> {
         let mut by_shard: BTreeMap<u32, Vec<PointId>> = BTreeMap::new();
         let mut seen = HashSet::new();
         for id in ids.iter().filter(|id| seen.insert(**id)) {
-            by_shard.entry(super::placement::shard_of(id, c.config.shard_number)).or_default().push(*id);
+            by_shard
+                .entry(super::placement::shard_of(id, c.config.shard_number))
+                .or_default()
+                .push(*id);
         }
         let shards: Vec<u32> = by_shard.keys().copied().collect();
         let replies = self
-            .read_all(c, shards, |s| ShardOp::Retrieve { ids: by_shard.get(&s).cloned().unwrap_or_default(), with_vector })
+            .read_all(c, shards, |s| ShardOp::Retrieve {
+                ids: by_shard.get(&s).cloned().unwrap_or_default(),
+                with_vector,
+            })
             .await?;
         let mut found: HashMap<PointId, PointView> = HashMap::new();
         for reply in replies {
@@ -265,7 +408,11 @@ impl Node {
             }
         }
         let mut seen = HashSet::new();
-        Ok(ids.iter().filter(|id| seen.insert(**id)).filter_map(|id| found.remove(id)).collect())
+        Ok(ids
+            .iter()
+            .filter(|id| seen.insert(**id))
+            .filter_map(|id| found.remove(id))
+            .collect())
     }
 
     /// A page of points in id order from `offset`, and where the next page starts.
@@ -279,7 +426,12 @@ impl Node {
     ) -> Result<(Vec<PointView>, Option<PointId>)> {
         let shards = (0..c.config.shard_number).collect();
         let replies = self
-            .read_all(c, shards, |_| ShardOp::Scroll { from: offset, limit: limit + 1, filter: filter.clone(), with_vector })
+            .read_all(c, shards, |_| ShardOp::Scroll {
+                from: offset,
+                limit: limit + 1,
+                filter: filter.clone(),
+                with_vector,
+            })
             .await?;
         let mut all: Vec<PointView> = replies
             .into_iter()
@@ -296,11 +448,22 @@ impl Node {
 
     pub async fn count(&self, c: &Arc<Collection>, filter: Option<Filter>) -> Result<u64> {
         let shards = (0..c.config.shard_number).collect();
-        let replies = self.read_all(c, shards, |_| ShardOp::Count { filter: filter.clone() }).await?;
-        Ok(replies.into_iter().map(|r| if let ShardReply::Count(n) = r { n } else { 0 }).sum())
+        let replies = self
+            .read_all(c, shards, |_| ShardOp::Count {
+                filter: filter.clone(),
+            })
+            .await?;
+        Ok(replies
+            .into_iter()
+            .map(|r| if let ShardReply::Count(n) = r { n } else { 0 })
+            .sum())
     }
 
-    pub async fn search(&self, c: &Arc<Collection>, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+    pub async fn search(
+        &self,
+        c: &Arc<Collection>,
+        req: &SearchRequest,
+    ) -> Result<Vec<ScoredPoint>> {
         let vector = c.prepare_vector(req.vector.clone())?;
         let k = req.offset.saturating_add(req.limit);
         let ef = req.hnsw_ef.unwrap_or(c.config.hnsw.ef_construct).max(k);
@@ -328,8 +491,14 @@ impl Node {
             .into_sorted()
             .into_iter()
             .skip(req.offset)
-            .map(|(d, point)| ScoredPoint { score: metric.score(d), point })
-            .filter(|p| req.score_threshold.is_none_or(|t| metric.passes_threshold(p.score, t)))
+            .map(|(d, point)| ScoredPoint {
+                score: metric.score(d),
+                point,
+            })
+            .filter(|p| {
+                req.score_threshold
+                    .is_none_or(|t| metric.passes_threshold(p.score, t))
+            })
             .collect())
     }
 }

@@ -30,7 +30,12 @@ pub struct Discovery {
 
 impl Discovery {
     /// A resolver on the system configuration, or on `dns_server` when given (tests).
-    pub fn new(identity: Identity, service: String, peer_port: u16, dns_server: Option<SocketAddr>) -> anyhow::Result<Self> {
+    pub fn new(
+        identity: Identity,
+        service: String,
+        peer_port: u16,
+        dns_server: Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
         let mut opts = ResolverOpts::default();
         opts.positive_max_ttl = Some(MAX_TTL);
         opts.negative_max_ttl = Some(Duration::from_millis(500));
@@ -47,12 +52,22 @@ impl Discovery {
             None => TokioResolver::builder_tokio()?,
         };
         let resolver = builder.with_options(opts).build();
-        Ok(Discovery { identity, service, peer_port, resolver, cache: RwLock::new(HashMap::new()) })
+        Ok(Discovery {
+            identity,
+            service,
+            peer_port,
+            resolver,
+            cache: RwLock::new(HashMap::new()),
+        })
     }
 
     /// The DNS name of an ordinal's pod.
     pub fn host_name(&self, ordinal: u32) -> String {
-        format!("{}.{}.", self.identity.pod_name(ordinal), self.service.trim_end_matches('.'))
+        format!(
+            "{}.{}.",
+            self.identity.pod_name(ordinal),
+            self.service.trim_end_matches('.')
+        )
     }
 
     /// The peer address of an ordinal, from the cache while fresh, else from DNS.
@@ -63,8 +78,15 @@ impl Discovery {
             }
         }
         let name = self.host_name(ordinal);
-        let lookup = self.resolver.lookup_ip(name.as_str()).await.map_err(|e| format!("cannot resolve {name}: {e}"))?;
-        let ip = lookup.iter().next().ok_or_else(|| format!("{name} has no address"))?;
+        let lookup = self
+            .resolver
+            .lookup_ip(name.as_str())
+            .await
+            .map_err(|e| format!("cannot resolve {name}: {e}"))?;
+        let ip = lookup
+            .iter()
+            .next()
+            .ok_or_else(|| format!("{name} has no address"))?;
         let addr = SocketAddr::new(ip, self.peer_port);
         let previous = self.cache.write().insert(ordinal, (addr, Instant::now()));
         if previous.is_some_and(|(old, _)| old != addr) {

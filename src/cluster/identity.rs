@@ -20,13 +20,18 @@ impl Identity {
         let (name, ordinal) = short.rsplit_once('-').ok_or_else(|| {
             format!("hostname {hostname:?} has no ordinal: a StatefulSet pod is named <statefulset>-<ordinal>, e.g. shoal-0")
         })?;
-        let ordinal = ordinal
-            .parse::<u32>()
-            .map_err(|_| format!("hostname {hostname:?} does not end in an ordinal (<statefulset>-<number>)"))?;
+        let ordinal = ordinal.parse::<u32>().map_err(|_| {
+            format!("hostname {hostname:?} does not end in an ordinal (<statefulset>-<number>)")
+        })?;
         if name.is_empty() {
-            return Err(format!("hostname {hostname:?} has no StatefulSet name before the ordinal"));
+            return Err(format!(
+                "hostname {hostname:?} has no StatefulSet name before the ordinal"
+            ));
         }
-        Ok(Identity { statefulset: name.to_string(), ordinal })
+        Ok(Identity {
+            statefulset: name.to_string(),
+            ordinal,
+        })
     }
 
     /// The pod name of another ordinal of the same StatefulSet.
@@ -49,7 +54,8 @@ mod tests {
     fn parses_statefulset_hostnames() {
         let id = Identity::from_hostname("shoal-2").unwrap();
         assert_eq!((id.statefulset.as_str(), id.ordinal), ("shoal", 2));
-        let id = Identity::from_hostname("my-vector-db-10.shoal-headless.ns.svc.cluster.local").unwrap();
+        let id =
+            Identity::from_hostname("my-vector-db-10.shoal-headless.ns.svc.cluster.local").unwrap();
         assert_eq!((id.statefulset.as_str(), id.ordinal), ("my-vector-db", 10));
         assert_eq!(id.pod_name(3), "my-vector-db-3");
         for bad in ["shoal", "shoal-", "shoal-x", "-3", "laptop.local"] {

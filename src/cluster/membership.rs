@@ -27,11 +27,18 @@ impl KubeApi {
     pub fn new(base: &str, namespace: &str, statefulset: &str) -> anyhow::Result<KubeApi> {
         let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(5));
         if let Ok(pem) = std::fs::read(format!("{SA_DIR}/ca.crt")) {
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("service account CA")?);
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem).context("service account CA")?,
+            );
         }
-        let token = std::fs::read_to_string(format!("{SA_DIR}/token")).ok().map(|t| t.trim().to_string());
+        let token = std::fs::read_to_string(format!("{SA_DIR}/token"))
+            .ok()
+            .map(|t| t.trim().to_string());
         Ok(KubeApi {
-            url: format!("{}/apis/apps/v1/namespaces/{namespace}/statefulsets/{statefulset}", base.trim_end_matches('/')),
+            url: format!(
+                "{}/apis/apps/v1/namespaces/{namespace}/statefulsets/{statefulset}",
+                base.trim_end_matches('/')
+            ),
             token,
             http: builder.build()?,
         })
@@ -42,7 +49,10 @@ impl KubeApi {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.with_context(|| format!("GET {}", self.url))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("GET {}", self.url))?;
         let status = resp.status();
         anyhow::ensure!(status.is_success(), "GET {} answered {status}", self.url);
         let body: serde_json::Value = resp.json().await?;

@@ -53,7 +53,11 @@ pub enum PeerError {
     Unreachable { ordinal: u32, message: String },
     /// The peer answered with an error.
     #[error("peer {ordinal} answered {status}: {message}")]
-    Refused { ordinal: u32, status: u16, message: String },
+    Refused {
+        ordinal: u32,
+        status: u16,
+        message: String,
+    },
 }
 
 pub struct Cluster {
@@ -81,7 +85,12 @@ impl Cluster {
         }
     }
 
-    pub fn new(identity: Identity, discovery: Discovery, size: u32, token: Option<String>) -> anyhow::Result<Cluster> {
+    pub fn new(
+        identity: Identity,
+        discovery: Discovery,
+        size: u32,
+        token: Option<String>,
+    ) -> anyhow::Result<Cluster> {
         let http = reqwest::Client::builder()
             .timeout(PEER_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
@@ -117,7 +126,9 @@ impl Cluster {
 
     /// The shards of a collection this node holds a replica of.
     pub fn local_shards(&self, config: &CollectionConfig) -> Vec<u32> {
-        (0..config.shard_number).filter(|s| self.owners(config, *s).contains(&self.ordinal)).collect()
+        (0..config.shard_number)
+            .filter(|s| self.owners(config, *s).contains(&self.ordinal))
+            .collect()
     }
 
     /// Every other ordinal of the cluster.
@@ -143,7 +154,11 @@ impl Cluster {
 
     fn record(&self, ordinal: u32, result: Result<(), String>) {
         let mut health = self.health.write();
-        let entry = health.entry(ordinal).or_insert(PeerHealth { healthy: true, last_error: None, since: None });
+        let entry = health.entry(ordinal).or_insert(PeerHealth {
+            healthy: true,
+            last_error: None,
+            since: None,
+        });
         let healthy = result.is_ok();
         if entry.healthy != healthy || entry.since.is_none() {
             entry.since = Some(Instant::now());
@@ -155,7 +170,11 @@ impl Cluster {
         }
         entry.healthy = healthy;
         entry.last_error = result.err();
-        metrics::gauge!("shoal_peer_up", "ordinal" => ordinal.to_string()).set(if healthy { 1.0 } else { 0.0 });
+        metrics::gauge!("shoal_peer_up", "ordinal" => ordinal.to_string()).set(if healthy {
+            1.0
+        } else {
+            0.0
+        });
     }
 
     /// Sends a bincode request to a peer and decodes its bincode answer. A peer that cannot be
@@ -168,7 +187,10 @@ impl Cluster {
         body: &Req,
     ) -> Result<Resp, PeerError> {
         let Some(discovery) = self.discovery.as_ref() else {
-            return Err(PeerError::Unreachable { ordinal, message: "single-node mode has no peers".into() });
+            return Err(PeerError::Unreachable {
+                ordinal,
+                message: "single-node mode has no peers".into(),
+            });
         };
         let body = protocol::encode(body);
         let mut last = String::new();
@@ -181,7 +203,9 @@ impl Cluster {
                     continue;
                 }
             };
-            let mut request = self.http.request(method.clone(), format!("http://{addr}{path}"));
+            let mut request = self
+                .http
+                .request(method.clone(), format!("http://{addr}{path}"));
             if let Some(token) = &self.token {
                 request = request.header(TOKEN_HEADER, token.as_str());
             }
@@ -194,13 +218,24 @@ impl Cluster {
             match sent {
                 Ok(resp) => {
                     let status = resp.status();
-                    let bytes = resp.bytes().await.map_err(|e| PeerError::Unreachable { ordinal, message: e.to_string() })?;
+                    let bytes = resp.bytes().await.map_err(|e| PeerError::Unreachable {
+                        ordinal,
+                        message: e.to_string(),
+                    })?;
                     self.record(ordinal, Ok(()));
                     if !status.is_success() {
                         let message = String::from_utf8_lossy(&bytes).into_owned();
-                        return Err(PeerError::Refused { ordinal, status: status.as_u16(), message });
+                        return Err(PeerError::Refused {
+                            ordinal,
+                            status: status.as_u16(),
+                            message,
+                        });
                     }
-                    return protocol::decode(&bytes).map_err(|message| PeerError::Refused { ordinal, status: 500, message });
+                    return protocol::decode(&bytes).map_err(|message| PeerError::Refused {
+                        ordinal,
+                        status: 500,
+                        message,
+                    });
                 }
                 Err(e) => {
                     last = format!("{addr}: {e}");
@@ -213,6 +248,9 @@ impl Cluster {
             }
         }
         self.record(ordinal, Err(last.clone()));
-        Err(PeerError::Unreachable { ordinal, message: last })
+        Err(PeerError::Unreachable {
+            ordinal,
+            message: last,
+        })
     }
 }

@@ -3,9 +3,12 @@
 //! Bodies are bincode ([`super::protocol`]); errors are plain text with a 4xx/5xx status. Every
 //! request must carry a protocol version this node understands.
 
-use super::protocol::{self, CatalogPush, PeerStatus, RecordsPage, RecordsRequest, ShardOp, WireChange, WireOp, WireReply};
-use crate::collection::ReplicaState;
+use super::protocol::{
+    self, CatalogPush, PeerStatus, RecordsPage, RecordsRequest, ShardOp, WireChange, WireOp,
+    WireReply,
+};
 use super::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
+use crate::collection::ReplicaState;
 use crate::node::Node;
 use crate::shard::Change;
 use axum::body::Bytes;
@@ -29,11 +32,17 @@ pub fn router(node: PeerState) -> Router {
         .route("/peer/v1/catalog", get(catalog).put(apply_catalog))
         .route("/peer/v1/shards/{collection}/{shard}/op", post(shard_op))
         .route("/peer/v1/shards/{collection}/{shard}/commit", post(commit))
-        .route("/peer/v1/shards/{collection}/{shard}/records", post(records))
+        .route(
+            "/peer/v1/shards/{collection}/{shard}/records",
+            post(records),
+        )
         .route("/peer/v1/shards/{collection}/{shard}/state", get(state))
         .route("/peer/v1/handoff", post(handoff))
         .layer(axum::middleware::from_fn(check_protocol))
-        .layer(axum::middleware::from_fn_with_state(node.clone(), check_token))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            check_token,
+        ))
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
         .with_state(node)
 }
@@ -41,9 +50,17 @@ pub fn router(node: PeerState) -> Router {
 /// Refuses requests without the cluster token, when one is configured.
 async fn check_token(State(node): State<PeerState>, req: Request, next: Next) -> Response {
     if let Some(expected) = &node.cluster.token {
-        let presented = req.headers().get(TOKEN_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let presented = req
+            .headers()
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if !crate::secret::same_secret(expected, presented) {
-            return (StatusCode::UNAUTHORIZED, format!("missing or wrong {TOKEN_HEADER}")).into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                format!("missing or wrong {TOKEN_HEADER}"),
+            )
+                .into_response();
         }
     }
     next.run(req).await
@@ -51,7 +68,11 @@ async fn check_token(State(node): State<PeerState>, req: Request, next: Next) ->
 
 /// Refuses requests without a protocol version, or from a newer protocol than this node speaks.
 async fn check_protocol(req: Request, next: Next) -> Response {
-    let version = req.headers().get(PROTOCOL_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
+    let version = req
+        .headers()
+        .get(PROTOCOL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok());
     match version {
         None => (StatusCode::BAD_REQUEST, format!("missing or invalid {PROTOCOL_HEADER} header")).into_response(),
         Some(v) if v > PROTOCOL_VERSION => (
@@ -64,7 +85,11 @@ async fn check_protocol(req: Request, next: Next) -> Response {
 }
 
 fn reply<T: Serialize>(value: &T) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], protocol::encode(value)).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        protocol::encode(value),
+    )
+        .into_response()
 }
 
 fn fail(status: StatusCode, message: impl Into<String>) -> Response {
@@ -93,8 +118,15 @@ async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Response {
         Ok(e) => e,
         Err(r) => return r,
     };
-    let local = push.entry.config.as_ref().map(|c| node.cluster.local_shards(c)).unwrap_or_default();
-    let applied = tokio::task::spawn_blocking(move || node.catalog.apply(&push.entry, &local, push.fresh)).await;
+    let local = push
+        .entry
+        .config
+        .as_ref()
+        .map(|c| node.cluster.local_shards(c))
+        .unwrap_or_default();
+    let applied =
+        tokio::task::spawn_blocking(move || node.catalog.apply(&push.entry, &local, push.fresh))
+            .await;
     match applied {
         Ok(Ok(changed)) => reply(&changed),
         Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()),
@@ -113,37 +145,72 @@ enum Want {
 
 /// The local replica a peer addresses. 404 means this node does not know the collection (the
 /// caller pushes it and retries); 409 means it holds no usable replica of that shard.
-fn replica(node: &Node, collection: &str, shard: u32, want: Want) -> Result<Arc<crate::shard::Shard>, Response> {
-    let c = node.catalog.get(collection).map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
+fn replica(
+    node: &Node,
+    collection: &str,
+    shard: u32,
+    want: Want,
+) -> Result<Arc<crate::shard::Shard>, Response> {
+    let c = node
+        .catalog
+        .get(collection)
+        .map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
     if shard >= c.config.shard_number {
-        return Err(fail(StatusCode::BAD_REQUEST, format!("collection {collection} has no shard {shard}")));
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            format!("collection {collection} has no shard {shard}"),
+        ));
     }
-    let missing = |why: &str| fail(StatusCode::CONFLICT, format!("node {} {why} shard {shard} of {collection}", node.cluster.ordinal));
+    let missing = |why: &str| {
+        fail(
+            StatusCode::CONFLICT,
+            format!(
+                "node {} {why} shard {shard} of {collection}",
+                node.cluster.ordinal
+            ),
+        )
+    };
     match (c.replica_state(shard), want) {
-        (ReplicaState::Syncing, Want::Read { complete_only: true }) => Err(missing("is still syncing")),
-        (ReplicaState::Absent, Want::Write) if node.cluster.owners(&c.config, shard).contains(&node.cluster.ordinal) => {
-            c.open_syncing(shard).map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+        (
+            ReplicaState::Syncing,
+            Want::Read {
+                complete_only: true,
+            },
+        ) => Err(missing("is still syncing")),
+        (ReplicaState::Absent, Want::Write)
+            if node
+                .cluster
+                .owners(&c.config, shard)
+                .contains(&node.cluster.ordinal) =>
+        {
+            c.open_syncing(shard)
+                .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
         }
         (ReplicaState::Absent, _) => Err(missing("holds no replica of")),
-        _ => c.open_shard(shard).map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))),
+        _ => c
+            .open_shard(shard)
+            .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))),
     }
 }
 
 /// Decodes the body, finds the replica, runs `work` on the blocking pool and encodes its answer:
 /// the common shape of every shard route.
+/// `parse` turns the body into the request; `quick` says whether it may run on the async worker
+/// (see [`ShardOp::is_quick`]).
 async fn on_replica<Req, Resp, E>(
     node: &Node,
     (collection, shard): (String, u32),
     want: Want,
-    body: &Bytes,
+    parse: impl FnOnce() -> Result<Req, Response>,
+    quick: impl FnOnce(&Req) -> bool,
     work: impl FnOnce(Arc<crate::shard::Shard>, Req) -> Result<Resp, E> + Send + 'static,
 ) -> Response
 where
-    Req: serde::de::DeserializeOwned + Send + 'static,
+    Req: Send + 'static,
     Resp: Serialize + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let request: Req = match decode(body) {
+    let request: Req = match parse() {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -151,6 +218,12 @@ where
         Ok(r) => r,
         Err(r) => return r,
     };
+    if quick(&request) {
+        return match work(replica, request) {
+            Ok(answer) => reply(&answer),
+            Err(e) => fail(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+    }
     match tokio::task::spawn_blocking(move || work(replica, request)).await {
         Ok(Ok(answer)) => reply(&answer),
         Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()),
@@ -164,10 +237,27 @@ struct OpParams {
     complete_only: bool,
 }
 
-async fn shard_op(State(node): State<PeerState>, Path(at): Path<(String, u32)>, Query(p): Query<OpParams>, body: Bytes) -> Response {
-    on_replica(&node, at, Want::Read { complete_only: p.complete_only }, &body, |replica, wire: WireOp| {
-        ShardOp::try_from(wire).map(|op| WireReply::from(protocol::execute(&replica, &op)))
-    })
+async fn shard_op(
+    State(node): State<PeerState>,
+    Path(at): Path<(String, u32)>,
+    Query(p): Query<OpParams>,
+    body: Bytes,
+) -> Response {
+    let parse = || {
+        decode::<WireOp>(&body)
+            .and_then(|w| ShardOp::try_from(w).map_err(|e| fail(StatusCode::BAD_REQUEST, e)))
+    };
+    let quick = |op: &ShardOp| op.is_quick();
+    on_replica(
+        &node,
+        at,
+        Want::Read {
+            complete_only: p.complete_only,
+        },
+        parse,
+        quick,
+        |replica, op| Ok::<_, String>(WireReply::from(protocol::execute(&replica, &op))),
+    )
     .await
 }
 
@@ -177,24 +267,56 @@ struct CommitParams {
     durable: bool,
 }
 
-async fn commit(State(node): State<PeerState>, Path(at): Path<(String, u32)>, Query(p): Query<CommitParams>, body: Bytes) -> Response {
-    on_replica(&node, at, Want::Write, &body, move |replica, changes: Vec<WireChange>| {
-        let changes: Vec<Change> = changes.into_iter().map(Into::into).collect();
-        replica.commit(changes, p.durable).map(|n| n as u64)
-    })
+async fn commit(
+    State(node): State<PeerState>,
+    Path(at): Path<(String, u32)>,
+    Query(p): Query<CommitParams>,
+    body: Bytes,
+) -> Response {
+    on_replica(
+        &node,
+        at,
+        Want::Write,
+        || decode(&body),
+        |_| false,
+        move |replica, changes: Vec<WireChange>| {
+            let changes: Vec<Change> = changes.into_iter().map(Into::into).collect();
+            replica.commit(changes, p.durable).map(|n| n as u64)
+        },
+    )
     .await
 }
 
-async fn records(State(node): State<PeerState>, Path(at): Path<(String, u32)>, body: Bytes) -> Response {
-    on_replica(&node, at, Want::Read { complete_only: false }, &body, |replica, req: RecordsRequest| {
-        let (changes, next) = replica.records_since(req.since, req.after, req.limit.clamp(1, 10_000))?;
-        let changes = changes.into_iter().map(|(id, record)| WireChange { id, record }).collect();
-        Ok::<_, crate::shard::ShardError>(RecordsPage { changes, next })
-    })
+async fn records(
+    State(node): State<PeerState>,
+    Path(at): Path<(String, u32)>,
+    body: Bytes,
+) -> Response {
+    on_replica(
+        &node,
+        at,
+        Want::Read {
+            complete_only: false,
+        },
+        || decode(&body),
+        |_| false,
+        |replica, req: RecordsRequest| {
+            let (changes, next) =
+                replica.records_since(req.since, req.after, req.limit.clamp(1, 10_000))?;
+            let changes = changes
+                .into_iter()
+                .map(|(id, record)| WireChange { id, record })
+                .collect();
+            Ok::<_, crate::shard::ShardError>(RecordsPage { changes, next })
+        },
+    )
     .await
 }
 
-async fn state(State(node): State<PeerState>, Path((collection, shard)): Path<(String, u32)>) -> Response {
+async fn state(
+    State(node): State<PeerState>,
+    Path((collection, shard)): Path<(String, u32)>,
+) -> Response {
     match node.catalog.get(&collection) {
         Ok(c) => reply(&c.replica_state(shard)),
         Err(e) => fail(StatusCode::NOT_FOUND, e.to_string()),

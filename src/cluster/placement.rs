@@ -30,7 +30,9 @@ fn splitmix64(mut z: u64) -> u64 {
 
 /// The stable hash of a point id.
 pub fn point_hash(id: &PointId) -> u64 {
-    let h = id.to_key().iter().fold(FNV_OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME));
+    let h = id.to_key().iter().fold(FNV_OFFSET, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME)
+    });
     splitmix64(h)
 }
 
@@ -76,7 +78,10 @@ mod tests {
         for i in 0..60_000u64 {
             counts[shard_of(&PointId::Num(i), 6) as usize] += 1;
         }
-        assert!(counts.iter().all(|c| (9_000..11_000).contains(c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|c| (9_000..11_000).contains(c)),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -99,7 +104,8 @@ mod tests {
                     if !before.contains(&(n - 1)) {
                         assert_eq!(before, after, "shard {shard} moved going {n}->{}", n - 1);
                     } else {
-                        let kept: BTreeSet<u32> = before.iter().copied().filter(|o| *o != n - 1).collect();
+                        let kept: BTreeSet<u32> =
+                            before.iter().copied().filter(|o| *o != n - 1).collect();
                         assert!(kept.is_subset(&after));
                     }
                 }
@@ -115,7 +121,10 @@ mod tests {
                     let before = set(owners(shard, rf, n));
                     let after = set(owners(shard, rf, n + 1));
                     let gained: Vec<_> = after.difference(&before).copied().collect();
-                    assert!(gained.is_empty() || gained == vec![n], "shard {shard}: {before:?} -> {after:?}");
+                    assert!(
+                        gained.is_empty() || gained == vec![n],
+                        "shard {shard}: {before:?} -> {after:?}"
+                    );
                     assert!(before.difference(&after).count() <= 1);
                 }
             }

@@ -10,8 +10,8 @@
 //! that bincode cannot carry.
 
 use crate::collection::CollectionConfig;
-use crate::shard::point::{PointId, Record};
 use crate::shard::filter::Filter;
+use crate::shard::point::{PointId, Record};
 use crate::shard::search::{Hit, SearchSpec};
 use crate::shard::{Change, Plan, PointView, Shard};
 use serde::{Deserialize, Serialize};
@@ -65,13 +65,20 @@ pub struct WireChange {
 
 impl From<Change> for WireChange {
     fn from(c: Change) -> Self {
-        WireChange { id: c.id, record: c.record }
+        WireChange {
+            id: c.id,
+            record: c.record,
+        }
     }
 }
 
 impl From<WireChange> for Change {
     fn from(w: WireChange) -> Self {
-        Change { id: w.id, record: w.record, payload: None }
+        Change {
+            id: w.id,
+            record: w.record,
+            payload: None,
+        }
     }
 }
 
@@ -87,14 +94,24 @@ pub struct WirePoint {
 impl From<PointView> for WirePoint {
     fn from(p: PointView) -> Self {
         let payload_json = serde_json::Value::Object((*p.payload).clone()).to_string();
-        WirePoint { id: p.id, version: p.version, payload_json, vector: p.vector }
+        WirePoint {
+            id: p.id,
+            version: p.version,
+            payload_json,
+            vector: p.vector,
+        }
     }
 }
 
 impl From<WirePoint> for PointView {
     fn from(w: WirePoint) -> Self {
         let payload = serde_json::from_str(&w.payload_json).unwrap_or_default();
-        PointView { id: w.id, version: w.version, payload: Arc::new(payload), vector: w.vector }
+        PointView {
+            id: w.id,
+            version: w.version,
+            payload: Arc::new(payload),
+            vector: w.vector,
+        }
     }
 }
 
@@ -102,11 +119,45 @@ impl From<WirePoint> for PointView {
 /// replica directly, and of a remote one through [`WireOp`].
 #[derive(Debug, Clone)]
 pub enum ShardOp {
-    Search { vector: Vec<f32>, k: usize, ef: usize, exact: bool, filter: Option<Filter>, with_vector: bool },
-    Retrieve { ids: Vec<PointId>, with_vector: bool },
-    Scroll { from: Option<PointId>, limit: usize, filter: Option<Filter>, with_vector: bool },
-    Count { filter: Option<Filter> },
-    Plan { plan: Plan, version: u64 },
+    Search {
+        vector: Vec<f32>,
+        k: usize,
+        ef: usize,
+        exact: bool,
+        filter: Option<Filter>,
+        with_vector: bool,
+    },
+    Retrieve {
+        ids: Vec<PointId>,
+        with_vector: bool,
+    },
+    Scroll {
+        from: Option<PointId>,
+        limit: usize,
+        filter: Option<Filter>,
+        with_vector: bool,
+    },
+    Count {
+        filter: Option<Filter>,
+    },
+    Plan {
+        plan: Plan,
+        version: u64,
+    },
+}
+
+impl ShardOp {
+    /// Whether the operation is short enough (an unfiltered HNSW search, a lookup of a few ids)
+    /// to run right on the async worker. Handing it to the blocking pool would cost two thread
+    /// wake-ups, about as much as the search itself; scans (exact, filtered, scroll, count, plans)
+    /// still go to the blocking pool so they never stall the worker.
+    pub fn is_quick(&self) -> bool {
+        match self {
+            ShardOp::Search { exact, filter, .. } => !exact && filter.is_none(),
+            ShardOp::Retrieve { ids, .. } => ids.len() <= 64,
+            _ => false,
+        }
+    }
 }
 
 /// What a [`ShardOp`] returns.
@@ -121,11 +172,31 @@ pub enum ShardReply {
 /// [`ShardOp`] on the wire: filters and plans travel as JSON text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum WireOp {
-    Search { vector: Vec<f32>, k: usize, ef: usize, exact: bool, filter_json: Option<String>, with_vector: bool },
-    Retrieve { ids: Vec<PointId>, with_vector: bool },
-    Scroll { from: Option<PointId>, limit: usize, filter_json: Option<String>, with_vector: bool },
-    Count { filter_json: Option<String> },
-    Plan { plan_json: String, version: u64 },
+    Search {
+        vector: Vec<f32>,
+        k: usize,
+        ef: usize,
+        exact: bool,
+        filter_json: Option<String>,
+        with_vector: bool,
+    },
+    Retrieve {
+        ids: Vec<PointId>,
+        with_vector: bool,
+    },
+    Scroll {
+        from: Option<PointId>,
+        limit: usize,
+        filter_json: Option<String>,
+        with_vector: bool,
+    },
+    Count {
+        filter_json: Option<String>,
+    },
+    Plan {
+        plan_json: String,
+        version: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,15 +222,40 @@ fn opt_from_json<T: serde::de::DeserializeOwned>(s: &Option<String>) -> Result<O
 impl From<&ShardOp> for WireOp {
     fn from(op: &ShardOp) -> Self {
         match op.clone() {
-            ShardOp::Search { vector, k, ef, exact, filter, with_vector } => {
-                WireOp::Search { vector, k, ef, exact, filter_json: filter.as_ref().map(to_json), with_vector }
-            }
+            ShardOp::Search {
+                vector,
+                k,
+                ef,
+                exact,
+                filter,
+                with_vector,
+            } => WireOp::Search {
+                vector,
+                k,
+                ef,
+                exact,
+                filter_json: filter.as_ref().map(to_json),
+                with_vector,
+            },
             ShardOp::Retrieve { ids, with_vector } => WireOp::Retrieve { ids, with_vector },
-            ShardOp::Scroll { from, limit, filter, with_vector } => {
-                WireOp::Scroll { from, limit, filter_json: filter.as_ref().map(to_json), with_vector }
-            }
-            ShardOp::Count { filter } => WireOp::Count { filter_json: filter.as_ref().map(to_json) },
-            ShardOp::Plan { plan, version } => WireOp::Plan { plan_json: to_json(&plan), version },
+            ShardOp::Scroll {
+                from,
+                limit,
+                filter,
+                with_vector,
+            } => WireOp::Scroll {
+                from,
+                limit,
+                filter_json: filter.as_ref().map(to_json),
+                with_vector,
+            },
+            ShardOp::Count { filter } => WireOp::Count {
+                filter_json: filter.as_ref().map(to_json),
+            },
+            ShardOp::Plan { plan, version } => WireOp::Plan {
+                plan_json: to_json(&plan),
+                version,
+            },
         }
     }
 }
@@ -168,15 +264,40 @@ impl TryFrom<WireOp> for ShardOp {
     type Error = String;
     fn try_from(op: WireOp) -> Result<Self, String> {
         Ok(match op {
-            WireOp::Search { vector, k, ef, exact, filter_json, with_vector } => {
-                ShardOp::Search { vector, k, ef, exact, filter: opt_from_json(&filter_json)?, with_vector }
-            }
+            WireOp::Search {
+                vector,
+                k,
+                ef,
+                exact,
+                filter_json,
+                with_vector,
+            } => ShardOp::Search {
+                vector,
+                k,
+                ef,
+                exact,
+                filter: opt_from_json(&filter_json)?,
+                with_vector,
+            },
             WireOp::Retrieve { ids, with_vector } => ShardOp::Retrieve { ids, with_vector },
-            WireOp::Scroll { from, limit, filter_json, with_vector } => {
-                ShardOp::Scroll { from, limit, filter: opt_from_json(&filter_json)?, with_vector }
-            }
-            WireOp::Count { filter_json } => ShardOp::Count { filter: opt_from_json(&filter_json)? },
-            WireOp::Plan { plan_json, version } => ShardOp::Plan { plan: from_json(&plan_json)?, version },
+            WireOp::Scroll {
+                from,
+                limit,
+                filter_json,
+                with_vector,
+            } => ShardOp::Scroll {
+                from,
+                limit,
+                filter: opt_from_json(&filter_json)?,
+                with_vector,
+            },
+            WireOp::Count { filter_json } => ShardOp::Count {
+                filter: opt_from_json(&filter_json)?,
+            },
+            WireOp::Plan { plan_json, version } => ShardOp::Plan {
+                plan: from_json(&plan_json)?,
+                version,
+            },
         })
     }
 }
@@ -184,7 +305,11 @@ impl TryFrom<WireOp> for ShardOp {
 impl From<ShardReply> for WireReply {
     fn from(r: ShardReply) -> Self {
         match r {
-            ShardReply::Hits(h) => WireReply::Hits(h.into_iter().map(|h| (h.distance, h.point.into())).collect()),
+            ShardReply::Hits(h) => WireReply::Hits(
+                h.into_iter()
+                    .map(|h| (h.distance, h.point.into()))
+                    .collect(),
+            ),
             ShardReply::Points(p) => WireReply::Points(p.into_iter().map(Into::into).collect()),
             ShardReply::Count(n) => WireReply::Count(n),
             ShardReply::Changes(c) => WireReply::Changes(c.into_iter().map(Into::into).collect()),
@@ -195,9 +320,14 @@ impl From<ShardReply> for WireReply {
 impl From<WireReply> for ShardReply {
     fn from(r: WireReply) -> Self {
         match r {
-            WireReply::Hits(h) => {
-                ShardReply::Hits(h.into_iter().map(|(distance, p)| Hit { distance, point: p.into() }).collect())
-            }
+            WireReply::Hits(h) => ShardReply::Hits(
+                h.into_iter()
+                    .map(|(distance, p)| Hit {
+                        distance,
+                        point: p.into(),
+                    })
+                    .collect(),
+            ),
             WireReply::Points(p) => ShardReply::Points(p.into_iter().map(Into::into).collect()),
             WireReply::Count(n) => ShardReply::Count(n),
             WireReply::Changes(c) => ShardReply::Changes(c.into_iter().map(Into::into).collect()),
@@ -208,14 +338,31 @@ impl From<WireReply> for ShardReply {
 /// Runs an operation on a local replica.
 pub fn execute(shard: &Shard, op: &ShardOp) -> ShardReply {
     match op {
-        ShardOp::Search { vector, k, ef, exact, filter, with_vector } => {
-            let spec = SearchSpec { vector, k: *k, ef: *ef, exact: *exact, filter: filter.as_ref(), with_vector: *with_vector };
+        ShardOp::Search {
+            vector,
+            k,
+            ef,
+            exact,
+            filter,
+            with_vector,
+        } => {
+            let spec = SearchSpec {
+                vector,
+                k: *k,
+                ef: *ef,
+                exact: *exact,
+                filter: filter.as_ref(),
+                with_vector: *with_vector,
+            };
             ShardReply::Hits(shard.search(&spec))
         }
         ShardOp::Retrieve { ids, with_vector } => ShardReply::Points(shard.get(ids, *with_vector)),
-        ShardOp::Scroll { from, limit, filter, with_vector } => {
-            ShardReply::Points(shard.scroll(*from, *limit, filter.as_ref(), *with_vector))
-        }
+        ShardOp::Scroll {
+            from,
+            limit,
+            filter,
+            with_vector,
+        } => ShardReply::Points(shard.scroll(*from, *limit, filter.as_ref(), *with_vector)),
         ShardOp::Count { filter } => ShardReply::Count(shard.count(filter.as_ref()) as u64),
         ShardOp::Plan { plan, version } => ShardReply::Changes(shard.plan(plan, *version)),
     }

@@ -93,9 +93,18 @@ pub async fn rebalance_once(node: &Arc<Node>) {
     }
 }
 
-async fn peer_state(node: &Node, c: &Collection, shard: u32, peer: u32) -> Result<ReplicaState, String> {
+async fn peer_state(
+    node: &Node,
+    c: &Collection,
+    shard: u32,
+    peer: u32,
+) -> Result<ReplicaState, String> {
     let path = format!("/peer/v1/shards/{}/{shard}/state", c.name);
-    match node.cluster.call::<_, ReplicaState>(peer, Method::GET, &path, &()).await {
+    match node
+        .cluster
+        .call::<_, ReplicaState>(peer, Method::GET, &path, &())
+        .await
+    {
         Ok(s) => Ok(s),
         Err(super::PeerError::Refused { status: 404, .. }) => Ok(ReplicaState::Absent),
         Err(e) => Err(e.to_string()),
@@ -105,12 +114,16 @@ async fn peer_state(node: &Node, c: &Collection, shard: u32, peer: u32) -> Resul
 /// Copies into a syncing replica everything its peers hold. Done once a complete replica was
 /// copied, or when every node answered and none holds a complete one (a new or empty shard).
 async fn fill(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<bool, String> {
-    let Some(replica) = c.local_shard(shard) else { return Ok(false) };
+    let Some(replica) = c.local_shard(shard) else {
+        return Ok(false);
+    };
     let since = if c.is_new_copy(shard) {
         0
     } else {
         let r = Arc::clone(&replica);
-        let max = tokio::task::spawn_blocking(move || r.max_version()).await.map_err(|e| e.to_string())?;
+        let max = tokio::task::spawn_blocking(move || r.max_version())
+            .await
+            .map_err(|e| e.to_string())?;
         super::sync::look_back(max)
     };
     let mut copied_complete = false;
@@ -118,7 +131,8 @@ async fn fill(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<bool,
     for peer in node.cluster.peers() {
         match peer_state(node, c, shard, peer).await {
             Ok(ReplicaState::Absent) => {}
-            Ok(state) => match super::sync::pull(node, &c.name, shard, peer, since, &replica).await {
+            Ok(state) => match super::sync::pull(node, &c.name, shard, peer, since, &replica).await
+            {
                 Ok(_) => copied_complete |= state == ReplicaState::Active,
                 Err(_) => all_answered = false,
             },
@@ -131,8 +145,15 @@ async fn fill(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<bool,
 /// Pushes every record of a replica this node no longer owns to the shard's owners. Done once
 /// every owner took them and holds an active replica.
 async fn hand_over(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<bool, String> {
-    let Some(replica) = c.local_shard(shard) else { return Ok(true) };
-    let owners: Vec<u32> = node.cluster.owners(&c.config, shard).into_iter().filter(|o| *o != node.cluster.ordinal).collect();
+    let Some(replica) = c.local_shard(shard) else {
+        return Ok(true);
+    };
+    let owners: Vec<u32> = node
+        .cluster
+        .owners(&c.config, shard)
+        .into_iter()
+        .filter(|o| *o != node.cluster.ordinal)
+        .collect();
     let mut after = None;
     loop {
         let r = Arc::clone(&replica);
@@ -140,8 +161,14 @@ async fn hand_over(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        let changes: Vec<Change> =
-            page.into_iter().map(|(id, record)| Change { id, record, payload: None }).collect();
+        let changes: Vec<Change> = page
+            .into_iter()
+            .map(|(id, record)| Change {
+                id,
+                record,
+                payload: None,
+            })
+            .collect();
         if !changes.is_empty() {
             for owner in &owners {
                 node.commit_on(c, shard, *owner, &changes, true).await?;
@@ -170,7 +197,11 @@ pub async fn handoff(node: &Arc<Node>) -> anyhow::Result<HandoffReport> {
     let leaving = node.cluster.ordinal >= n && !node.cluster.is_single();
     let mut handed = 0;
     if leaving {
-        tracing::info!(ordinal = node.cluster.ordinal, cluster_size = n, "scale-down: handing off every replica");
+        tracing::info!(
+            ordinal = node.cluster.ordinal,
+            cluster_size = n,
+            "scale-down: handing off every replica"
+        );
         for c in node.catalog.all() {
             for (shard, _) in c.local_shards() {
                 // Push until the owners have it; the pod's termination grace period bounds this.
@@ -178,7 +209,9 @@ pub async fn handoff(node: &Arc<Node>) -> anyhow::Result<HandoffReport> {
                     match hand_over(node, &c, shard).await {
                         Ok(true) => break,
                         Ok(false) => {}
-                        Err(e) => tracing::warn!(collection = %c.name, shard, error = %e, "hand-off retrying"),
+                        Err(e) => {
+                            tracing::warn!(collection = %c.name, shard, error = %e, "hand-off retrying")
+                        }
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
@@ -187,5 +220,9 @@ pub async fn handoff(node: &Arc<Node>) -> anyhow::Result<HandoffReport> {
         }
         tracing::info!(replicas = handed, "hand-off complete");
     }
-    Ok(HandoffReport { leaving, cluster_size: n, replicas_handed_off: handed })
+    Ok(HandoffReport {
+        leaving,
+        cluster_size: n,
+        replicas_handed_off: handed,
+    })
 }

@@ -34,18 +34,31 @@ pub struct SyncState {
 /// Applies every newer catalog entry a peer has.
 pub async fn sync_catalog(node: &Arc<Node>) {
     for peer in node.cluster.peers() {
-        let entries: Vec<CatalogEntry> = match node.cluster.call(peer, Method::GET, "/peer/v1/catalog", &()).await {
+        let entries: Vec<CatalogEntry> = match node
+            .cluster
+            .call(peer, Method::GET, "/peer/v1/catalog", &())
+            .await
+        {
             Ok(e) => e,
             Err(_) => continue,
         };
         for entry in entries {
-            let local = entry.config.as_ref().map(|c| node.cluster.local_shards(c)).unwrap_or_default();
+            let local = entry
+                .config
+                .as_ref()
+                .map(|c| node.cluster.local_shards(c))
+                .unwrap_or_default();
             let n = Arc::clone(node);
             let name = entry.name.clone();
-            match tokio::task::spawn_blocking(move || n.catalog.apply(&entry, &local, false)).await {
-                Ok(Ok(true)) => tracing::info!(collection = %name, peer, "learned a collection change from a peer"),
+            match tokio::task::spawn_blocking(move || n.catalog.apply(&entry, &local, false)).await
+            {
+                Ok(Ok(true)) => {
+                    tracing::info!(collection = %name, peer, "learned a collection change from a peer")
+                }
                 Ok(Ok(false)) => {}
-                Ok(Err(e)) => tracing::warn!(collection = %name, error = %e, "cannot apply a peer's catalog entry"),
+                Ok(Err(e)) => {
+                    tracing::warn!(collection = %name, error = %e, "cannot apply a peer's catalog entry")
+                }
                 Err(e) => tracing::warn!(error = %e, "catalog sync task failed"),
             }
         }
@@ -57,9 +70,15 @@ pub async fn catch_up(node: &Arc<Node>, state: &mut SyncState) {
     for c in node.catalog.all() {
         for shard in node.cluster.local_shards(&c.config) {
             // Syncing replicas are filled by the rebalancer.
-            let Some(replica) = c.local_shard(shard).filter(|_| !c.is_syncing(shard)) else { continue };
-            let peers: Vec<u32> =
-                node.cluster.owners(&c.config, shard).into_iter().filter(|o| *o != node.cluster.ordinal).collect();
+            let Some(replica) = c.local_shard(shard).filter(|_| !c.is_syncing(shard)) else {
+                continue;
+            };
+            let peers: Vec<u32> = node
+                .cluster
+                .owners(&c.config, shard)
+                .into_iter()
+                .filter(|o| *o != node.cluster.ordinal)
+                .collect();
             for peer in peers {
                 let key = (c.name.clone(), c.version, shard, peer);
                 let started_at = c.clock().next();
@@ -67,7 +86,11 @@ pub async fn catch_up(node: &Arc<Node>, state: &mut SyncState) {
                     Some(w) => *w,
                     None => {
                         let r = Arc::clone(&replica);
-                        look_back(tokio::task::spawn_blocking(move || r.max_version()).await.unwrap_or(0))
+                        look_back(
+                            tokio::task::spawn_blocking(move || r.max_version())
+                                .await
+                                .unwrap_or(0),
+                        )
                     }
                 };
                 match pull(node, &c.name, shard, peer, since, &replica).await {
@@ -75,9 +98,14 @@ pub async fn catch_up(node: &Arc<Node>, state: &mut SyncState) {
                         if applied > 0 {
                             tracing::info!(collection = %c.name, shard, peer, applied, "caught up from a peer");
                         }
-                        state.watermarks.insert(key, started_at.saturating_sub(version_span(Duration::from_secs(30))));
+                        state.watermarks.insert(
+                            key,
+                            started_at.saturating_sub(version_span(Duration::from_secs(30))),
+                        );
                     }
-                    Err(e) => tracing::debug!(collection = %c.name, shard, peer, error = %e, "catch-up failed"),
+                    Err(e) => {
+                        tracing::debug!(collection = %c.name, shard, peer, error = %e, "catch-up failed")
+                    }
                 }
             }
         }
@@ -103,10 +131,16 @@ pub async fn pull(
     let mut after = None;
     let mut applied = 0;
     loop {
-        let req = RecordsRequest { since, after, limit: PAGE };
+        let req = RecordsRequest {
+            since,
+            after,
+            limit: PAGE,
+        };
         let page: RecordsPage = match node.cluster.call(peer, Method::POST, &path, &req).await {
             Ok(p) => p,
-            Err(super::PeerError::Refused { status: 404 | 409, .. }) => return Ok(applied),
+            Err(super::PeerError::Refused {
+                status: 404 | 409, ..
+            }) => return Ok(applied),
             Err(e) => return Err(e.to_string()),
         };
         let changes: Vec<Change> = page.changes.into_iter().map(Into::into).collect();

@@ -50,7 +50,12 @@ pub struct Catalog {
 /// Qdrant's rule for collection names: they become directory names.
 pub fn validate_name(name: &str) -> Result<()> {
     const FORBIDDEN: &[char] = &['<', '>', ':', '"', '/', '\\', '|', '?', '*', '\0'];
-    if name.is_empty() || name.len() > 255 || name == "." || name == ".." || name.contains(FORBIDDEN) || name == TOMBSTONES
+    if name.is_empty()
+        || name.len() > 255
+        || name == "."
+        || name == ".."
+        || name.contains(FORBIDDEN)
+        || name == TOMBSTONES
     {
         return Err(Error::BadRequest(format!(
             "collection name {name:?} is invalid: it must be 1-255 characters without any of < > : \" / \\ | ? *"
@@ -62,10 +67,16 @@ pub fn validate_name(name: &str) -> Result<()> {
 impl Catalog {
     /// Opens every collection under `dir`, creating the directory if needed; `local_shards` says
     /// which shard replicas of a collection this node holds.
-    pub fn open(dir: &Path, local_shards: impl Fn(&CollectionConfig) -> Vec<u32>) -> anyhow::Result<Catalog> {
+    pub fn open(
+        dir: &Path,
+        local_shards: impl Fn(&CollectionConfig) -> Vec<u32>,
+    ) -> anyhow::Result<Catalog> {
         let root = dir.join("collections");
         std::fs::create_dir_all(&root)?;
-        let db = sled::Config::new().path(dir.join("points.sled")).flush_every_ms(Some(200)).open()?;
+        let db = sled::Config::new()
+            .path(dir.join("points.sled"))
+            .flush_every_ms(Some(200))
+            .open()?;
         let tombstones = match std::fs::read(root.join(TOMBSTONES)) {
             Ok(bytes) => serde_json::from_slice(&bytes)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
@@ -88,8 +99,9 @@ impl Catalog {
             let name = entry.file_name().to_string_lossy().into_owned();
             match std::fs::read(entry.path().join(CONFIG_FILE)) {
                 Ok(bytes) => {
-                    let s: StoredCollection = serde_json::from_slice(&bytes)
-                        .map_err(|e| anyhow::anyhow!("collection {name}: unreadable {CONFIG_FILE}: {e}"))?;
+                    let s: StoredCollection = serde_json::from_slice(&bytes).map_err(|e| {
+                        anyhow::anyhow!("collection {name}: unreadable {CONFIG_FILE}: {e}")
+                    })?;
                     stored.push((name, s));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -101,7 +113,10 @@ impl Catalog {
         }
         for tree in catalog.db.tree_names() {
             let t = String::from_utf8_lossy(&tree).into_owned();
-            let owner = t.strip_prefix("c/").and_then(|r| r.rsplit_once('/')).map(|(c, _)| c.to_string());
+            let owner = t
+                .strip_prefix("c/")
+                .and_then(|r| r.rsplit_once('/'))
+                .map(|(c, _)| c.to_string());
             if owner.is_some_and(|c| !stored.iter().any(|(n, _)| *n == c)) {
                 catalog.db.drop_tree(tree)?;
             }
@@ -115,7 +130,10 @@ impl Catalog {
             }
             let (points, indexed, _) = collection.stats();
             tracing::info!(collection = %name, points, indexed, seconds = started.elapsed().as_secs_f64(), "collection opened");
-            catalog.collections.write().insert(name, Arc::new(collection));
+            catalog
+                .collections
+                .write()
+                .insert(name, Arc::new(collection));
         }
         Ok(catalog)
     }
@@ -125,7 +143,14 @@ impl Catalog {
     }
 
     fn instantiate(&self, name: &str, config: CollectionConfig, version: u64) -> Collection {
-        Collection::new(name.to_string(), config, version, self.collection_dir(name), self.db.clone(), Arc::clone(&self.clock))
+        Collection::new(
+            name.to_string(),
+            config,
+            version,
+            self.collection_dir(name),
+            self.db.clone(),
+            Arc::clone(&self.clock),
+        )
     }
 
     pub fn clock(&self) -> &Arc<VersionClock> {
@@ -154,28 +179,46 @@ impl Catalog {
             .collections
             .read()
             .values()
-            .map(|c| CatalogEntry { name: c.name.clone(), version: c.version, config: Some(c.config.clone()) })
+            .map(|c| CatalogEntry {
+                name: c.name.clone(),
+                version: c.version,
+                config: Some(c.config.clone()),
+            })
             .collect();
-        out.extend(
-            self.tombstones.read().iter().map(|(n, v)| CatalogEntry { name: n.clone(), version: *v, config: None }),
-        );
+        out.extend(self.tombstones.read().iter().map(|(n, v)| CatalogEntry {
+            name: n.clone(),
+            version: *v,
+            config: None,
+        }));
         out
     }
 
     /// The version this node holds for a name (live or deleted), 0 when it never heard of it.
     fn held_version(&self, name: &str) -> u64 {
         let live = self.collections.read().get(name).map(|c| c.version);
-        live.or_else(|| self.tombstones.read().get(name).copied()).unwrap_or(0)
+        live.or_else(|| self.tombstones.read().get(name).copied())
+            .unwrap_or(0)
     }
 
     /// Creates a collection from a client request: fails if the name is taken.
-    pub fn create(&self, name: &str, config: CollectionConfig, local_shards: &[u32]) -> Result<CatalogEntry> {
+    pub fn create(
+        &self,
+        name: &str,
+        config: CollectionConfig,
+        local_shards: &[u32],
+    ) -> Result<CatalogEntry> {
         validate_name(name)?;
         let _ddl = self.ddl.lock();
         if self.collections.read().contains_key(name) {
-            return Err(Error::BadRequest(format!("Collection `{name}` already exists!")));
+            return Err(Error::BadRequest(format!(
+                "Collection `{name}` already exists!"
+            )));
         }
-        let entry = CatalogEntry { name: name.to_string(), version: self.clock.next(), config: Some(config) };
+        let entry = CatalogEntry {
+            name: name.to_string(),
+            version: self.clock.next(),
+            config: Some(config),
+        };
         self.apply_locked(&entry, local_shards, true)?;
         Ok(entry)
     }
@@ -186,7 +229,11 @@ impl Catalog {
         if !self.collections.read().contains_key(name) {
             return Ok(None);
         }
-        let entry = CatalogEntry { name: name.to_string(), version: self.clock.next(), config: None };
+        let entry = CatalogEntry {
+            name: name.to_string(),
+            version: self.clock.next(),
+            config: None,
+        };
         self.apply_locked(&entry, &[], true)?;
         Ok(Some(entry))
     }
@@ -229,14 +276,20 @@ impl Catalog {
                         collection.open_syncing(*shard)?;
                     }
                 }
-                let stored = StoredCollection { version: entry.version, config: config.clone() };
-                let bytes = serde_json::to_vec_pretty(&stored).map_err(|e| Error::Internal(e.to_string()))?;
+                let stored = StoredCollection {
+                    version: entry.version,
+                    config: config.clone(),
+                };
+                let bytes = serde_json::to_vec_pretty(&stored)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
                 fsutil::write_atomic(&dir.join(CONFIG_FILE), &bytes)?;
                 let mut t = self.tombstones.write();
                 if t.remove(name).is_some() {
                     self.save_tombstones(&t)?;
                 }
-                self.collections.write().insert(name.to_string(), Arc::new(collection));
+                self.collections
+                    .write()
+                    .insert(name.to_string(), Arc::new(collection));
                 tracing::info!(collection = %name, ?config, "collection created");
             }
         }
@@ -245,7 +298,10 @@ impl Catalog {
 
     fn save_tombstones(&self, t: &BTreeMap<String, u64>) -> Result<()> {
         let bytes = serde_json::to_vec(t).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(fsutil::write_atomic(&self.dir.join("collections").join(TOMBSTONES), &bytes)?)
+        Ok(fsutil::write_atomic(
+            &self.dir.join("collections").join(TOMBSTONES),
+            &bytes,
+        )?)
     }
 
     fn remove_files(&self, c: &Collection) -> Result<()> {
@@ -256,7 +312,9 @@ impl Catalog {
             Err(e) => return Err(e.into()),
         }
         for (shard, _) in c.local_shards() {
-            self.db.drop_tree(tree_name(&c.name, shard)).map_err(|e| Error::Internal(e.to_string()))?;
+            self.db
+                .drop_tree(tree_name(&c.name, shard))
+                .map_err(|e| Error::Internal(e.to_string()))?;
         }
         std::fs::remove_dir_all(&dir)?;
         Ok(())
@@ -264,6 +322,9 @@ impl Catalog {
 
     /// Makes every write so far durable (shutdown, tests).
     pub fn flush(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(|e| Error::Internal(e.to_string()))
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| Error::Internal(e.to_string()))
     }
 }

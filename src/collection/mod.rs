@@ -7,10 +7,10 @@ pub mod catalog;
 
 use crate::error::{Error, Result};
 use crate::index::{HnswParams, Metric};
+use crate::shard::filter::Filter;
 use crate::shard::point::{Payload, PointId};
 use crate::shard::version::VersionClock;
 use crate::shard::{PointView, Shard, ShardConfig};
-use crate::shard::filter::Filter;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -124,11 +124,19 @@ impl Collection {
             full_scan_threshold: crate::shard::search::FULL_SCAN_THRESHOLD,
         };
         let dir = self.shard_dir(shard);
-        let opened = Arc::new(Shard::open(&self.db, &tree_name(&self.name, shard), &dir, config, Arc::clone(&self.clock))?);
+        let opened = Arc::new(Shard::open(
+            &self.db,
+            &tree_name(&self.name, shard),
+            &dir,
+            config,
+            Arc::clone(&self.clock),
+        )?);
         if dir.join(SYNCING_MARKER).exists() {
             self.syncing.write().insert(shard);
         }
-        Ok(Arc::clone(self.local.write().entry(shard).or_insert(opened)))
+        Ok(Arc::clone(
+            self.local.write().entry(shard).or_insert(opened),
+        ))
     }
 
     /// Opens a replica that must first copy its data from peers (a shard this node newly owns).
@@ -182,7 +190,10 @@ impl Collection {
 
     /// The replica of `shard` if this node holds one.
     pub fn replica_state(&self, shard: u32) -> ReplicaState {
-        match (self.local.read().contains_key(&shard), self.is_syncing(shard)) {
+        match (
+            self.local.read().contains_key(&shard),
+            self.is_syncing(shard),
+        ) {
             (false, _) => ReplicaState::Absent,
             (true, true) => ReplicaState::Syncing,
             (true, false) => ReplicaState::Active,
@@ -204,7 +215,11 @@ impl Collection {
     }
 
     pub fn local_shards(&self) -> Vec<(u32, Arc<Shard>)> {
-        self.local.read().iter().map(|(k, v)| (*k, Arc::clone(v))).collect()
+        self.local
+            .read()
+            .iter()
+            .map(|(k, v)| (*k, Arc::clone(v)))
+            .collect()
     }
 
     pub fn clock(&self) -> &VersionClock {
@@ -221,7 +236,10 @@ impl Collection {
             )));
         }
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(Error::BadRequest(format!("vector element {i} is {} but must be a finite number", v[i])));
+            return Err(Error::BadRequest(format!(
+                "vector element {i} is {} but must be a finite number",
+                v[i]
+            )));
         }
         self.config.distance.prepare(&mut v);
         Ok(v)

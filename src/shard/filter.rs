@@ -87,12 +87,14 @@ impl<'de> Deserialize<'de> for Condition {
         use serde::de::Error;
         let value = Value::deserialize(d)?;
         let Some(obj) = value.as_object() else {
-            return Err(D::Error::custom(format!("a filter condition must be an object, got {value}")));
+            return Err(D::Error::custom(format!(
+                "a filter condition must be an object, got {value}"
+            )));
         };
         let has = |k: &str| obj.contains_key(k);
         let parsed = if has("key") {
-            let field: FieldCondition =
-                serde_json::from_value(value).map_err(|e| D::Error::custom(format!("invalid filter condition: {e}")))?;
+            let field: FieldCondition = serde_json::from_value(value)
+                .map_err(|e| D::Error::custom(format!("invalid filter condition: {e}")))?;
             if !field.has_condition() {
                 return Err(D::Error::custom(format!(
                     "field condition on {:?}: at least one field condition must be specified (match, range, values_count, is_empty, is_null)",
@@ -101,14 +103,22 @@ impl<'de> Deserialize<'de> for Condition {
             }
             Ok(Condition::Field(field))
         } else if has("has_id") {
-            serde_json::from_value::<HasIdBody>(value).map(|b| Condition::HasId { has_id: b.has_id })
+            serde_json::from_value::<HasIdBody>(value)
+                .map(|b| Condition::HasId { has_id: b.has_id })
         } else if has("is_empty") {
-            serde_json::from_value::<IsEmptyBody>(value).map(|b| Condition::IsEmpty { is_empty: b.is_empty })
+            serde_json::from_value::<IsEmptyBody>(value).map(|b| Condition::IsEmpty {
+                is_empty: b.is_empty,
+            })
         } else if has("is_null") {
-            serde_json::from_value::<IsNullBody>(value).map(|b| Condition::IsNull { is_null: b.is_null })
+            serde_json::from_value::<IsNullBody>(value)
+                .map(|b| Condition::IsNull { is_null: b.is_null })
         } else if has("nested") {
-            serde_json::from_value::<NestedBody>(value).map(|b| Condition::Nested { nested: b.nested })
-        } else if obj.keys().all(|k| ["must", "should", "must_not", "min_should"].contains(&k.as_str())) {
+            serde_json::from_value::<NestedBody>(value)
+                .map(|b| Condition::Nested { nested: b.nested })
+        } else if obj
+            .keys()
+            .all(|k| ["must", "should", "must_not", "min_should"].contains(&k.as_str()))
+        {
             serde_json::from_value(value).map(Condition::Filter)
         } else {
             let keys: Vec<&String> = obj.keys().collect();
@@ -188,9 +198,15 @@ pub enum MatchValue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Match {
-    Value { value: MatchValue },
-    Text { text: String },
-    Any { any: Vec<MatchValue> },
+    Value {
+        value: MatchValue,
+    },
+    Text {
+        text: String,
+    },
+    Any {
+        any: Vec<MatchValue>,
+    },
     Except {
         #[serde(rename = "except")]
         except: Vec<MatchValue>,
@@ -265,10 +281,14 @@ impl Condition {
         match self {
             Condition::Field(f) => f.matches(payload),
             Condition::IsEmpty { is_empty } => is_empty_at(payload, &is_empty.key),
-            Condition::IsNull { is_null } => raw_at(payload, &is_null.key).iter().any(|v| v.is_null()),
+            Condition::IsNull { is_null } => {
+                raw_at(payload, &is_null.key).iter().any(|v| v.is_null())
+            }
             Condition::HasId { has_id } => has_id.contains(id),
             Condition::Nested { nested } => raw_at(payload, &nested.key).iter().any(|v| match v {
-                Value::Array(items) => items.iter().any(|item| nested_matches(&nested.filter, id, item)),
+                Value::Array(items) => items
+                    .iter()
+                    .any(|item| nested_matches(&nested.filter, id, item)),
                 other => nested_matches(&nested.filter, id, other),
             }),
             Condition::Filter(f) => f.matches(id, payload),
@@ -285,7 +305,9 @@ fn nested_matches(filter: &Filter, id: &PointId, item: &Value) -> bool {
 
 /// Qdrant's emptiness: no value at the key, or only `null`s and `[]`s.
 fn is_empty_at(payload: &Payload, key: &str) -> bool {
-    raw_at(payload, key).iter().all(|v| v.is_null() || v.as_array().is_some_and(|a| a.is_empty()))
+    raw_at(payload, key)
+        .iter()
+        .all(|v| v.is_null() || v.as_array().is_some_and(|a| a.is_empty()))
 }
 
 impl FieldCondition {
@@ -352,10 +374,13 @@ impl Match {
         match self {
             Match::Value { value } => values.iter().any(|v| value.equals(v)),
             Match::Any { any } => values.iter().any(|v| any.iter().any(|m| m.equals(v))),
-            Match::Except { except } => {
-                values.iter().filter(|v| !v.is_null()).any(|v| !except.iter().any(|m| m.equals(v)))
-            }
-            Match::Text { text } => values.iter().any(|v| v.as_str().is_some_and(|s| s.contains(text.as_str()))),
+            Match::Except { except } => values
+                .iter()
+                .filter(|v| !v.is_null())
+                .any(|v| !except.iter().any(|m| m.equals(v))),
+            Match::Text { text } => values
+                .iter()
+                .any(|v| v.as_str().is_some_and(|s| s.contains(text.as_str()))),
         }
     }
 }
@@ -376,16 +401,21 @@ pub fn values_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
 /// The values at a dotted key without flattening the last level.
 fn raw_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
     let mut parts = key.split('.').map(|p| p.strip_suffix("[]").unwrap_or(p));
-    let Some(first) = parts.next() else { return Vec::new() };
+    let Some(first) = parts.next() else {
+        return Vec::new();
+    };
     let mut current: Vec<&Value> = payload.get(first).into_iter().collect();
     for part in parts {
         let mut next = Vec::new();
         for v in current {
             match v {
                 Value::Object(o) => next.extend(o.get(part)),
-                Value::Array(items) => {
-                    next.extend(items.iter().filter_map(|i| i.as_object()).filter_map(|o| o.get(part)))
-                }
+                Value::Array(items) => next.extend(
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_object())
+                        .filter_map(|o| o.get(part)),
+                ),
                 _ => {}
             }
         }
@@ -411,17 +441,50 @@ mod tests {
     #[test]
     fn match_value_any_except_text() {
         let p = json!({"city": "London", "tags": ["a", "b"], "n": 3, "ok": true});
-        assert!(check(json!({"must": [{"key": "city", "match": {"value": "London"}}]}), p.clone()));
-        assert!(!check(json!({"must": [{"key": "city", "match": {"value": "Berlin"}}]}), p.clone()));
-        assert!(check(json!({"must": [{"key": "tags", "match": {"value": "b"}}]}), p.clone()));
-        assert!(check(json!({"must": [{"key": "n", "match": {"any": [1, 3]}}]}), p.clone()));
-        assert!(check(json!({"must": [{"key": "ok", "match": {"value": true}}]}), p.clone()));
-        assert!(!check(json!({"must": [{"key": "city", "match": {"except": ["London"]}}]}), p.clone()));
-        assert!(!check(json!({"must": [{"key": "missing", "match": {"except": ["x"]}}]}), p.clone()));
-        assert!(check(json!({"must": [{"key": "tags", "match": {"except": ["a"]}}]}), p.clone()));
-        assert!(!check(json!({"must": [{"key": "tags", "match": {"except": ["a", "b"]}}]}), p.clone()));
-        assert!(check(json!({"must": [{"key": "ok", "match": {"except": ["x"]}}]}), p.clone()));
-        assert!(check(json!({"must": [{"key": "city", "match": {"text": "ondo"}}]}), p.clone()));
+        assert!(check(
+            json!({"must": [{"key": "city", "match": {"value": "London"}}]}),
+            p.clone()
+        ));
+        assert!(!check(
+            json!({"must": [{"key": "city", "match": {"value": "Berlin"}}]}),
+            p.clone()
+        ));
+        assert!(check(
+            json!({"must": [{"key": "tags", "match": {"value": "b"}}]}),
+            p.clone()
+        ));
+        assert!(check(
+            json!({"must": [{"key": "n", "match": {"any": [1, 3]}}]}),
+            p.clone()
+        ));
+        assert!(check(
+            json!({"must": [{"key": "ok", "match": {"value": true}}]}),
+            p.clone()
+        ));
+        assert!(!check(
+            json!({"must": [{"key": "city", "match": {"except": ["London"]}}]}),
+            p.clone()
+        ));
+        assert!(!check(
+            json!({"must": [{"key": "missing", "match": {"except": ["x"]}}]}),
+            p.clone()
+        ));
+        assert!(check(
+            json!({"must": [{"key": "tags", "match": {"except": ["a"]}}]}),
+            p.clone()
+        ));
+        assert!(!check(
+            json!({"must": [{"key": "tags", "match": {"except": ["a", "b"]}}]}),
+            p.clone()
+        ));
+        assert!(check(
+            json!({"must": [{"key": "ok", "match": {"except": ["x"]}}]}),
+            p.clone()
+        ));
+        assert!(check(
+            json!({"must": [{"key": "city", "match": {"text": "ondo"}}]}),
+            p.clone()
+        ));
     }
 
     #[test]
@@ -429,9 +492,15 @@ mod tests {
         let p = json!({"a": 1, "b": 2});
         let a1 = json!({"key": "a", "match": {"value": 1}});
         let b3 = json!({"key": "b", "match": {"value": 3}});
-        assert!(check(json!({"should": [a1.clone(), b3.clone()]}), p.clone()));
+        assert!(check(
+            json!({"should": [a1.clone(), b3.clone()]}),
+            p.clone()
+        ));
         assert!(!check(json!({"must_not": [a1.clone()]}), p.clone()));
-        assert!(!check(json!({"min_should": {"conditions": [a1.clone(), b3.clone()], "min_count": 2}}), p.clone()));
+        assert!(!check(
+            json!({"min_should": {"conditions": [a1.clone(), b3.clone()], "min_count": 2}}),
+            p.clone()
+        ));
         assert!(check(json!({"must": a1.clone()}), p.clone()));
         assert!(check(json!({}), p.clone()));
         assert!(!check(json!({"should": []}), p.clone()));
@@ -441,16 +510,46 @@ mod tests {
     #[test]
     fn range_nested_keys_and_emptiness() {
         let p = json!({"price": 10.5, "shop": {"rating": [3, 5]}, "nil": null, "empty": []});
-        assert!(check(json!({"must": [{"key": "price", "range": {"gte": 10, "lt": 11}}]}), p.clone()));
-        assert!(!check(json!({"must": [{"key": "price", "range": {"gt": 10.5}}]}), p.clone()));
-        assert!(check(json!({"must": [{"key": "shop.rating", "range": {"gte": 5}}]}), p.clone()));
-        assert!(check(json!({"must": [{"is_empty": {"key": "nil"}}]}), p.clone()));
-        assert!(check(json!({"must": [{"is_empty": {"key": "empty"}}]}), p.clone()));
-        assert!(check(json!({"must": [{"is_empty": {"key": "nope"}}]}), p.clone()));
-        assert!(!check(json!({"must": [{"is_empty": {"key": "price"}}]}), p.clone()));
-        assert!(!check(json!({"must": [{"is_empty": {"key": "nulls"}}]}), json!({"nulls": [null]})));
-        assert!(check(json!({"must": [{"is_null": {"key": "nil"}}]}), p.clone()));
-        assert!(!check(json!({"must": [{"is_null": {"key": "nope"}}]}), p.clone()));
+        assert!(check(
+            json!({"must": [{"key": "price", "range": {"gte": 10, "lt": 11}}]}),
+            p.clone()
+        ));
+        assert!(!check(
+            json!({"must": [{"key": "price", "range": {"gt": 10.5}}]}),
+            p.clone()
+        ));
+        assert!(check(
+            json!({"must": [{"key": "shop.rating", "range": {"gte": 5}}]}),
+            p.clone()
+        ));
+        assert!(check(
+            json!({"must": [{"is_empty": {"key": "nil"}}]}),
+            p.clone()
+        ));
+        assert!(check(
+            json!({"must": [{"is_empty": {"key": "empty"}}]}),
+            p.clone()
+        ));
+        assert!(check(
+            json!({"must": [{"is_empty": {"key": "nope"}}]}),
+            p.clone()
+        ));
+        assert!(!check(
+            json!({"must": [{"is_empty": {"key": "price"}}]}),
+            p.clone()
+        ));
+        assert!(!check(
+            json!({"must": [{"is_empty": {"key": "nulls"}}]}),
+            json!({"nulls": [null]})
+        ));
+        assert!(check(
+            json!({"must": [{"is_null": {"key": "nil"}}]}),
+            p.clone()
+        ));
+        assert!(!check(
+            json!({"must": [{"is_null": {"key": "nope"}}]}),
+            p.clone()
+        ));
         assert!(check(json!({"must": [{"has_id": [1, 2]}]}), p.clone()));
         assert!(!check(json!({"must_not": [{"has_id": [1]}]}), p));
     }
@@ -458,7 +557,10 @@ mod tests {
     #[test]
     fn nested_arrays_of_objects() {
         let p = json!({"items": [{"k": "x", "v": 1}, {"k": "y", "v": 2}]});
-        assert!(check(json!({"must": [{"key": "items[].k", "match": {"value": "y"}}]}), p.clone()));
+        assert!(check(
+            json!({"must": [{"key": "items[].k", "match": {"value": "y"}}]}),
+            p.clone()
+        ));
         let nested = json!({"must": [{"nested": {"key": "items", "filter": {"must": [
             {"key": "k", "match": {"value": "x"}}, {"key": "v", "match": {"value": 2}}]}}}]});
         assert!(!check(nested, p));
@@ -466,12 +568,22 @@ mod tests {
 
     #[test]
     fn malformed_filters_are_rejected() {
-        assert!(serde_json::from_value::<Filter>(json!({"must": [{"key": "a", "match": {"nope": 1}}]})).is_err());
+        assert!(serde_json::from_value::<Filter>(
+            json!({"must": [{"key": "a", "match": {"nope": 1}}]})
+        )
+        .is_err());
         assert!(serde_json::from_value::<Filter>(json!({"mustt": []})).is_err());
-        assert!(serde_json::from_value::<Filter>(json!({"must": [{"has_id": ["not-a-uuid"]}]})).is_err());
-        let e = serde_json::from_value::<Filter>(json!({"must": [{"key": "a"}]})).unwrap_err().to_string();
+        assert!(
+            serde_json::from_value::<Filter>(json!({"must": [{"has_id": ["not-a-uuid"]}]}))
+                .is_err()
+        );
+        let e = serde_json::from_value::<Filter>(json!({"must": [{"key": "a"}]}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at least one field condition"), "{e}");
-        let e = serde_json::from_value::<Filter>(json!({"must": [{"kye": "a"}]})).unwrap_err().to_string();
+        let e = serde_json::from_value::<Filter>(json!({"must": [{"kye": "a"}]}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kye"), "{e}");
     }
 }

@@ -57,13 +57,28 @@ impl Change {
         let payload_json = serde_json::Value::Object(payload.clone()).to_string();
         Change {
             id,
-            record: Record { version, vector_version: version, body: Some(RecordBody { vector, payload_json }) },
+            record: Record {
+                version,
+                vector_version: version,
+                body: Some(RecordBody {
+                    vector,
+                    payload_json,
+                }),
+            },
             payload: Some(Arc::new(payload)),
         }
     }
 
     pub fn delete(id: PointId, version: u64) -> Change {
-        Change { id, record: Record { version, vector_version: version, body: None }, payload: None }
+        Change {
+            id,
+            record: Record {
+                version,
+                vector_version: version,
+                body: None,
+            },
+            payload: None,
+        }
     }
 }
 
@@ -80,7 +95,10 @@ pub struct PointView {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum PayloadOp {
     /// Merge keys into the payload (at `key`, a nested object path, when given).
-    Set { payload: Payload, key: Option<String> },
+    Set {
+        payload: Payload,
+        key: Option<String>,
+    },
     /// Replace the whole payload.
     Overwrite(Payload),
     /// Remove these keys (dotted paths allowed).
@@ -146,7 +164,10 @@ impl Shard {
             }
         }
 
-        let mut state = ShardState { segments, ..Default::default() };
+        let mut state = ShardState {
+            segments,
+            ..Default::default()
+        };
         for item in tree.iter() {
             let (key, value) = item?;
             let (Some(id), Ok(record)) = (PointId::from_key(&key), Record::decode(&value)) else {
@@ -252,7 +273,11 @@ impl Shard {
     }
 
     fn apply_in_memory(state: &mut ShardState, change: Change) {
-        let Change { id, record, payload } = change;
+        let Change {
+            id,
+            record,
+            payload,
+        } = change;
         let previous = state.points.remove(&id);
         let Some(body) = record.body else {
             if let Some(prev) = previous {
@@ -268,10 +293,17 @@ impl Shard {
             }
             None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
         };
-        let payload = payload.unwrap_or_else(|| Arc::new(serde_json::from_str(&body.payload_json).unwrap_or_default()));
+        let payload = payload.unwrap_or_else(|| {
+            Arc::new(serde_json::from_str(&body.payload_json).unwrap_or_default())
+        });
         state.points.insert(
             id,
-            Entry { version: record.version, vector_version: record.vector_version, payload, location },
+            Entry {
+                version: record.version,
+                vector_version: record.vector_version,
+                payload,
+                location,
+            },
         );
     }
 
@@ -284,9 +316,10 @@ impl Shard {
     pub fn plan(&self, plan: &Plan, version: u64) -> Vec<Change> {
         let state = self.state.read();
         match plan {
-            Plan::Delete(selector) => {
-                select_in(&state, selector).into_iter().map(|id| Change::delete(id, version)).collect()
-            }
+            Plan::Delete(selector) => select_in(&state, selector)
+                .into_iter()
+                .map(|id| Change::delete(id, version))
+                .collect(),
             Plan::Payload(selector, op) => select_in(&state, selector)
                 .into_iter()
                 .filter_map(|id| {
@@ -317,14 +350,18 @@ impl Shard {
         limit: usize,
     ) -> Result<(Vec<(PointId, Record)>, Option<PointId>), ShardError> {
         let range = match after {
-            Some(a) => self.tree.range((std::ops::Bound::Excluded(a.to_key()), std::ops::Bound::Unbounded)),
+            Some(a) => self.tree.range((
+                std::ops::Bound::Excluded(a.to_key()),
+                std::ops::Bound::Unbounded,
+            )),
             None => self.tree.iter(),
         };
         let mut out = Vec::new();
         let mut scanned = 0usize;
         for item in range {
             let (key, value) = item?;
-            let id = PointId::from_key(&key).ok_or_else(|| ShardError::Invalid("corrupt point key".into()))?;
+            let id = PointId::from_key(&key)
+                .ok_or_else(|| ShardError::Invalid("corrupt point key".into()))?;
             let record = Record::decode(&value).map_err(ShardError::Invalid)?;
             scanned += 1;
             if record.version > since {
@@ -351,11 +388,24 @@ impl Shard {
     /// Reads points by id, in the order asked; missing ids are skipped.
     pub fn get(&self, ids: &[PointId], with_vector: bool) -> Vec<PointView> {
         let state = self.state.read();
-        ids.iter().filter_map(|id| state.points.get(id).map(|e| self.view(&state, id, e, with_vector))).collect()
+        ids.iter()
+            .filter_map(|id| {
+                state
+                    .points
+                    .get(id)
+                    .map(|e| self.view(&state, id, e, with_vector))
+            })
+            .collect()
     }
 
     /// Up to `limit` points with id ≥ `from` in id order that pass the filter.
-    pub fn scroll(&self, from: Option<PointId>, limit: usize, filter: Option<&Filter>, with_vector: bool) -> Vec<PointView> {
+    pub fn scroll(
+        &self,
+        from: Option<PointId>,
+        limit: usize,
+        filter: Option<&Filter>,
+        with_vector: bool,
+    ) -> Vec<PointView> {
         let state = self.state.read();
         let range = match from {
             Some(f) => state.points.range(f..),
@@ -373,7 +423,11 @@ impl Shard {
         let state = self.state.read();
         match filter {
             None => state.points.len(),
-            Some(f) => state.points.iter().filter(|(id, e)| f.matches(id, &e.payload)).count(),
+            Some(f) => state
+                .points
+                .iter()
+                .filter(|(id, e)| f.matches(id, &e.payload))
+                .count(),
         }
     }
 
@@ -389,21 +443,38 @@ impl Shard {
 
 fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {
     match selector {
-        Selector::Ids(ids) => ids.iter().filter(|id| state.points.contains_key(id)).copied().collect(),
-        Selector::Filter(f) => state.points.iter().filter(|(id, e)| f.matches(id, &e.payload)).map(|(id, _)| *id).collect(),
+        Selector::Ids(ids) => ids
+            .iter()
+            .filter(|id| state.points.contains_key(id))
+            .copied()
+            .collect(),
+        Selector::Filter(f) => state
+            .points
+            .iter()
+            .filter(|(id, e)| f.matches(id, &e.payload))
+            .map(|(id, _)| *id)
+            .collect(),
     }
 }
 
 /// Applies one payload operation to a payload in place.
 pub fn apply_payload_op(payload: &mut Payload, op: &PayloadOp) {
     match op {
-        PayloadOp::Set { payload: add, key: None } => {
+        PayloadOp::Set {
+            payload: add,
+            key: None,
+        } => {
             payload.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        PayloadOp::Set { payload: add, key: Some(path) } => {
+        PayloadOp::Set {
+            payload: add,
+            key: Some(path),
+        } => {
             let mut target = payload;
             for part in path.split('.') {
-                let slot = target.entry(part.to_string()).or_insert_with(|| serde_json::Value::Object(Payload::new()));
+                let slot = target
+                    .entry(part.to_string())
+                    .or_insert_with(|| serde_json::Value::Object(Payload::new()));
                 if !slot.is_object() {
                     *slot = serde_json::Value::Object(Payload::new());
                 }
@@ -440,7 +511,12 @@ fn remove_path(payload: &mut Payload, key: &str) {
 /// Builds an [`IndexedSegment`] whose live bits are all clear; the caller sets them.
 pub(crate) fn indexed_segment(id: u64, index: Segment, ids: Vec<(PointId, u64)>) -> IndexedSegment {
     let live = LiveBits::new(ids.len());
-    IndexedSegment { id, index, ids, live }
+    IndexedSegment {
+        id,
+        index,
+        ids,
+        live,
+    }
 }
 
 #[cfg(test)]

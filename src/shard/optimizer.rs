@@ -18,6 +18,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A tail build also absorbs every segment at most this many times the tail's size (size-tiered
+/// merging): searching one graph is cheaper than searching several, and a segment is rebuilt only
+/// when enough new points have arrived to be worth it.
+const TIER_FACTOR: usize = 4;
 /// Merge everything into one segment when more than this many exist.
 const MAX_SEGMENTS: usize = 4;
 /// Rebuild a segment once this fraction of its entries is dead…
@@ -53,10 +57,14 @@ pub fn load_segments(dir: &Path, metric: Metric) -> anyhow::Result<Vec<Arc<Index
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let keep = name == MANIFEST
-            || name.strip_prefix("seg-").and_then(|n| n.parse::<u64>().ok()).is_some_and(|id| manifest.segments.contains(&id));
+            || name
+                .strip_prefix("seg-")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|id| manifest.segments.contains(&id));
         if !keep {
             tracing::info!(path = %entry.path().display(), "removing leftover from an interrupted build");
-            let _ = std::fs::remove_dir_all(entry.path()).or_else(|_| std::fs::remove_file(entry.path()));
+            let _ = std::fs::remove_dir_all(entry.path())
+                .or_else(|_| std::fs::remove_file(entry.path()));
         }
     }
     let mut segments = Vec::new();
@@ -67,10 +75,17 @@ pub fn load_segments(dir: &Path, metric: Metric) -> anyhow::Result<Vec<Arc<Index
             Ok((index, ids)) => {
                 let seconds = started.elapsed().as_secs_f64();
                 metrics::histogram!("shoal_segment_reopen_seconds").record(seconds);
-                tracing::info!(segment = id, points = ids.len(), seconds, "segment reopened");
+                tracing::info!(
+                    segment = id,
+                    points = ids.len(),
+                    seconds,
+                    "segment reopened"
+                );
                 segments.push(Arc::new(indexed_segment(id, index, ids)));
             }
-            Err(e) => tracing::error!(segment = id, error = %e, "segment unreadable; its points will be re-indexed"),
+            Err(e) => {
+                tracing::error!(segment = id, error = %e, "segment unreadable; its points will be re-indexed")
+            }
         }
     }
     Ok(segments)
@@ -81,20 +96,28 @@ fn open_segment(dir: &Path, metric: Metric) -> anyhow::Result<(Segment, Vec<(Poi
     let (ids, _): (Vec<(PointId, u64)>, _) =
         bincode::serde::decode_from_slice(&bytes, bincode::config::standard())?;
     let index = Segment::open(dir, metric)?;
-    anyhow::ensure!(index.len() == ids.len(), "segment holds {} vectors but {} ids", index.len(), ids.len());
+    anyhow::ensure!(
+        index.len() == ids.len(),
+        "segment holds {} vectors but {} ids",
+        index.len(),
+        ids.len()
+    );
     Ok((index, ids))
 }
 
 impl Shard {
     /// Runs one optimisation step if one is due. Returns what it built, if anything.
     pub fn optimize(&self, indexing_threshold: usize) -> anyhow::Result<Option<BuildReport>> {
-        let Some(_building) = self.build_lock.try_lock() else { return Ok(None) };
+        let Some(_building) = self.build_lock.try_lock() else {
+            return Ok(None);
+        };
         let (merge, sources) = {
             let state = self.state.read();
             let needs_merge = state.segments.len() > MAX_SEGMENTS
                 || state.segments.iter().any(|s| {
                     let dead = s.ids.len() - s.live.count();
-                    dead >= MIN_DEAD_TO_MERGE && dead as f64 > MAX_DEAD_FRACTION * s.ids.len() as f64
+                    dead >= MIN_DEAD_TO_MERGE
+                        && dead as f64 > MAX_DEAD_FRACTION * s.ids.len() as f64
                 });
             if !needs_merge && state.tail.live_count < indexing_threshold.max(1) {
                 return Ok(None);
@@ -108,34 +131,60 @@ impl Shard {
                     vectors.extend_from_slice(state.tail.vector(slot as u32, dim));
                 }
             }
-            if needs_merge {
-                for seg in &state.segments {
-                    for (i, (id, vv)) in seg.ids.iter().enumerate() {
-                        if seg.live.get(i as u32) {
-                            ids.push((*id, *vv));
-                            vectors.extend_from_slice(seg.index.vector(i as u32));
-                        }
+            let absorbed = state.segments.iter().filter(|seg| {
+                needs_merge || seg.live.count() <= TIER_FACTOR * state.tail.live_count
+            });
+            for seg in absorbed {
+                for (i, (id, vv)) in seg.ids.iter().enumerate() {
+                    if seg.live.get(i as u32) {
+                        ids.push((*id, *vv));
+                        vectors.extend_from_slice(seg.index.vector(i as u32));
                     }
                 }
             }
             (needs_merge, (ids, vectors))
         };
         let (ids, vectors) = sources;
-        let report = BuildReport { points: ids.len(), seconds: 0.0 };
+        let report = BuildReport {
+            points: ids.len(),
+            seconds: 0.0,
+        };
         let started = Instant::now();
-        let segment = if ids.is_empty() { None } else { Some(self.build_segment(ids, vectors)?) };
+        let segment = if ids.is_empty() {
+            None
+        } else {
+            Some(self.build_segment(ids, vectors)?)
+        };
         self.install(segment)?;
-        let report = BuildReport { seconds: started.elapsed().as_secs_f64(), ..report };
-        tracing::info!(points = report.points, seconds = report.seconds, merge, "segment built");
+        let report = BuildReport {
+            seconds: started.elapsed().as_secs_f64(),
+            ..report
+        };
+        tracing::info!(
+            points = report.points,
+            seconds = report.seconds,
+            merge,
+            "segment built"
+        );
         Ok(Some(report))
     }
 
-    fn build_segment(&self, ids: Vec<(PointId, u64)>, vectors: Vec<f32>) -> anyhow::Result<IndexedSegment> {
+    fn build_segment(
+        &self,
+        ids: Vec<(PointId, u64)>,
+        vectors: Vec<f32>,
+    ) -> anyhow::Result<IndexedSegment> {
         let id = self.clock.next();
         let tmp = self.dir.join(format!("tmp-{id}"));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
-        let index = Segment::build(vectors, self.config.dim, self.config.metric, self.config.hnsw, &tmp)?;
+        let index = Segment::build(
+            vectors,
+            self.config.dim,
+            self.config.metric,
+            self.config.hnsw,
+            &tmp,
+        )?;
         let bytes = bincode::serde::encode_to_vec(&ids, bincode::config::standard())?;
         fsutil::write_atomic(&tmp.join(IDS_FILE), &bytes)?;
         fsutil::rename_dir_durably(&tmp, &self.dir.join(format!("seg-{id}")))?;
@@ -152,7 +201,9 @@ impl Shard {
             if let Some(segment) = &segment {
                 for (i, (id, vv)) in segment.ids.iter().enumerate() {
                     let current = state.points.get(id).filter(|e| e.vector_version == *vv);
-                    let Some(old) = current.map(|e| e.location.clone()) else { continue };
+                    let Some(old) = current.map(|e| e.location.clone()) else {
+                        continue;
+                    };
                     state.retire(&old);
                     segment.live.set(i as u32, true);
                     if let Some(e) = state.points.get_mut(id) {
@@ -161,8 +212,9 @@ impl Shard {
                 }
             }
             compact_tail(&mut state, self.config.dim);
-            let (keep, dropped): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut state.segments).into_iter().partition(|s| s.live.count() > 0);
+            let (keep, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut state.segments)
+                .into_iter()
+                .partition(|s| s.live.count() > 0);
             state.segments = keep;
             let mut dropped: Vec<u64> = dropped.iter().map(|s| s.id).collect();
             match segment {
@@ -171,7 +223,9 @@ impl Shard {
                 None => {}
             }
             retired = dropped;
-            let manifest = Manifest { segments: state.segments.iter().map(|s| s.id).collect() };
+            let manifest = Manifest {
+                segments: state.segments.iter().map(|s| s.id).collect(),
+            };
             fsutil::write_atomic(&self.dir.join(MANIFEST), &serde_json::to_vec(&manifest)?)?;
         }
         for id in retired {

@@ -83,12 +83,16 @@ impl<'de> Deserialize<'de> for PointId {
                 Ok(PointId::Num(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<PointId, E> {
-                u64::try_from(v)
-                    .map(PointId::Num)
-                    .map_err(|_| E::custom(format!("point id {v} is negative; ids are unsigned integers or UUIDs")))
+                u64::try_from(v).map(PointId::Num).map_err(|_| {
+                    E::custom(format!(
+                        "point id {v} is negative; ids are unsigned integers or UUIDs"
+                    ))
+                })
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<PointId, E> {
-                Err(E::custom(format!("point id {v} is not an integer; ids are unsigned integers or UUIDs")))
+                Err(E::custom(format!(
+                    "point id {v} is not an integer; ids are unsigned integers or UUIDs"
+                )))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<PointId, E> {
                 Uuid::parse_str(v)
@@ -164,7 +168,10 @@ mod tests {
     #[test]
     fn ids_parse_and_print_like_qdrant() {
         let id: PointId = serde_json::from_str("\"936DA01F9ABD4d9d80C702AF85C822A8\"").unwrap();
-        assert_eq!(serde_json::to_string(&id).unwrap(), "\"936da01f-9abd-4d9d-80c7-02af85c822a8\"");
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            "\"936da01f-9abd-4d9d-80c7-02af85c822a8\""
+        );
         assert!(serde_json::from_str::<PointId>("-1").is_err());
         assert!(serde_json::from_str::<PointId>("1.5").is_err());
         assert!(serde_json::from_str::<PointId>("\"nope\"").is_err());
@@ -172,7 +179,10 @@ mod tests {
 
     #[test]
     fn ids_roundtrip_through_bincode() {
-        let ids = vec![(PointId::Num(5), 1u64), (PointId::Uuid(Uuid::from_u128(77)), 2)];
+        let ids = vec![
+            (PointId::Num(5), 1u64),
+            (PointId::Uuid(Uuid::from_u128(77)), 2),
+        ];
         let bytes = bincode::serde::encode_to_vec(&ids, bincode::config::standard()).unwrap();
         let (back, _): (Vec<(PointId, u64)>, _) =
             bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
@@ -184,7 +194,10 @@ mod tests {
         let r = Record {
             version: 7,
             vector_version: 5,
-            body: Some(RecordBody { vector: vec![1.0, 2.0], payload_json: "{\"a\":1}".into() }),
+            body: Some(RecordBody {
+                vector: vec![1.0, 2.0],
+                payload_json: "{\"a\":1}".into(),
+            }),
         };
         assert_eq!(Record::decode(&r.encode()).unwrap(), r);
         assert!(Record::decode(&[1, 2]).is_err());

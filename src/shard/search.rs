@@ -47,7 +47,10 @@ impl Shard {
             for id in ids {
                 if let Some(e) = state.points.get(id) {
                     if spec.filter.is_none_or(|f| f.matches(id, &e.payload)) {
-                        top.push(metric.distance(spec.vector, state.vector(e, self.config.dim)), *id);
+                        top.push(
+                            metric.distance(spec.vector, state.vector(e, self.config.dim)),
+                            *id,
+                        );
                     }
                 }
             }
@@ -68,7 +71,10 @@ impl Shard {
                         _ => continue,
                     }
                 }
-                top.push(metric.distance(spec.vector, tail.vector(slot as u32, self.config.dim)), *id);
+                top.push(
+                    metric.distance(spec.vector, tail.vector(slot as u32, self.config.dim)),
+                    *id,
+                );
             }
         }
 
@@ -76,13 +82,21 @@ impl Shard {
             .into_iter()
             .filter_map(|(distance, id)| {
                 let e = state.points.get(&id)?;
-                Some(Hit { distance, point: self.view(&state, &id, e, spec.with_vector) })
+                Some(Hit {
+                    distance,
+                    point: self.view(&state, &id, e, spec.with_vector),
+                })
             })
             .collect()
     }
 }
 
-fn search_segment(state: &ShardState, seg: &IndexedSegment, spec: &SearchSpec, full_scan_threshold: usize) -> Vec<(f32, u32)> {
+fn search_segment(
+    state: &ShardState,
+    seg: &IndexedSegment,
+    spec: &SearchSpec,
+    full_scan_threshold: usize,
+) -> Vec<(f32, u32)> {
     let index = &seg.index;
     let Some(filter) = spec.filter else {
         let live = |i: u32| seg.live.get(i);
@@ -97,7 +111,11 @@ fn search_segment(state: &ShardState, seg: &IndexedSegment, spec: &SearchSpec, f
         .iter()
         .enumerate()
         .map(|(i, (id, _))| {
-            seg.live.get(i as u32) && state.points.get(id).is_some_and(|e| filter.matches(id, &e.payload))
+            seg.live.get(i as u32)
+                && state
+                    .points
+                    .get(id)
+                    .is_some_and(|e| filter.matches(id, &e.payload))
         })
         .collect();
     let count = allowed.iter().filter(|a| **a).count();
@@ -139,7 +157,10 @@ impl<T> Ord for Candidate<T> {
 
 impl<T> TopK<T> {
     pub fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
     }
 
     pub fn push(&mut self, distance: f32, item: T) {
@@ -156,7 +177,11 @@ impl<T> TopK<T> {
 
     /// The kept pairs, closest first.
     pub fn into_sorted(self) -> Vec<(f32, T)> {
-        self.heap.into_sorted_vec().into_iter().map(|Candidate(d, t)| (d, t)).collect()
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Candidate(d, t)| (d, t))
+            .collect()
     }
 }
 
@@ -176,4 +201,3 @@ mod tests {
         assert!(z.into_sorted().is_empty());
     }
 }
-

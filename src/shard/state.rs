@@ -22,12 +22,16 @@ pub struct LiveBits {
 
 impl LiveBits {
     pub fn new(len: usize) -> Self {
-        LiveBits { words: (0..len.div_ceil(64)).map(|_| AtomicU64::new(0)).collect() }
+        LiveBits {
+            words: (0..len.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
     }
     #[inline]
     pub fn get(&self, i: u32) -> bool {
         let i = i as usize;
-        self.words.get(i / 64).is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
     }
     pub fn set(&self, i: u32, live: bool) {
         let i = i as usize;
@@ -40,7 +44,10 @@ impl LiveBits {
         }
     }
     pub fn count(&self) -> usize {
-        self.words.iter().map(|w| w.load(Ordering::Relaxed).count_ones() as usize).sum()
+        self.words
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
     }
 }
 

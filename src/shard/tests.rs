@@ -6,7 +6,12 @@ use serde_json::json;
 
 fn config() -> ShardConfig {
     // A low full-scan threshold so that filtered searches here also traverse the graph.
-    ShardConfig { dim: 4, metric: Metric::Euclid, hnsw: HnswParams::default(), full_scan_threshold: 50 }
+    ShardConfig {
+        dim: 4,
+        metric: Metric::Euclid,
+        hnsw: HnswParams::default(),
+        full_scan_threshold: 50,
+    }
 }
 
 fn open(db: &sled::Db, dir: &Path) -> Shard {
@@ -19,17 +24,46 @@ fn payload(v: serde_json::Value) -> Payload {
 
 fn vec_for(i: u64) -> Vec<f32> {
     let x = i as f32;
-    vec![x, (x * 0.37).sin() * 10.0, (x * 0.11).cos() * 10.0, (i % 7) as f32]
+    vec![
+        x,
+        (x * 0.37).sin() * 10.0,
+        (x * 0.11).cos() * 10.0,
+        (i % 7) as f32,
+    ]
 }
 
 fn upserts(ids: std::ops::Range<u64>, version: u64) -> Vec<Change> {
-    ids.map(|i| Change::upsert(PointId::Num(i), version, vec_for(i), payload(json!({"i": i, "even": i % 2 == 0}))))
-        .collect()
+    ids.map(|i| {
+        Change::upsert(
+            PointId::Num(i),
+            version,
+            vec_for(i),
+            payload(json!({"i": i, "even": i % 2 == 0})),
+        )
+    })
+    .collect()
 }
 
-fn nearest(shard: &Shard, q: &[f32], k: usize, filter: Option<&Filter>, exact: bool) -> Vec<PointId> {
-    let spec = search::SearchSpec { vector: q, k, ef: 64, exact, filter, with_vector: false };
-    shard.search(&spec).into_iter().map(|h| h.point.id).collect()
+fn nearest(
+    shard: &Shard,
+    q: &[f32],
+    k: usize,
+    filter: Option<&Filter>,
+    exact: bool,
+) -> Vec<PointId> {
+    let spec = search::SearchSpec {
+        vector: q,
+        k,
+        ef: 64,
+        exact,
+        filter,
+        with_vector: false,
+    };
+    shard
+        .search(&spec)
+        .into_iter()
+        .map(|h| h.point.id)
+        .collect()
 }
 
 #[test]
@@ -40,7 +74,9 @@ fn last_writer_wins_including_tombstones() {
     assert_eq!(shard.commit(upserts(0..10, 10), true).unwrap(), 10);
     // An older write is ignored; a newer one applies.
     assert_eq!(shard.commit(upserts(0..1, 5), true).unwrap(), 0);
-    shard.commit(vec![Change::delete(PointId::Num(3), 20)], true).unwrap();
+    shard
+        .commit(vec![Change::delete(PointId::Num(3), 20)], true)
+        .unwrap();
     // A write older than the tombstone does not resurrect the point.
     assert_eq!(shard.commit(upserts(3..4, 15), true).unwrap(), 0);
     assert_eq!(shard.len(), 9);
@@ -59,12 +95,34 @@ fn updated_and_deleted_points_never_come_back_after_indexing() {
     assert_eq!((points, indexed, segments), (300, 300, 1));
 
     // Move point 7 far away, delete point 8: both were indexed in the segment.
-    shard.commit(vec![Change::upsert(PointId::Num(7), 2, vec![1e4; 4], Payload::new())], false).unwrap();
-    shard.execute(&Plan::Delete(Selector::Ids(vec![PointId::Num(8)])), 3, false).unwrap();
+    shard
+        .commit(
+            vec![Change::upsert(
+                PointId::Num(7),
+                2,
+                vec![1e4; 4],
+                Payload::new(),
+            )],
+            false,
+        )
+        .unwrap();
+    shard
+        .execute(
+            &Plan::Delete(Selector::Ids(vec![PointId::Num(8)])),
+            3,
+            false,
+        )
+        .unwrap();
     for exact in [false, true] {
         let found = nearest(&shard, &vec_for(7), 5, None, exact);
-        assert!(!found.contains(&PointId::Num(7)) && !found.contains(&PointId::Num(8)), "{found:?}");
-        assert_eq!(nearest(&shard, &[1e4; 4], 1, None, exact), vec![PointId::Num(7)]);
+        assert!(
+            !found.contains(&PointId::Num(7)) && !found.contains(&PointId::Num(8)),
+            "{found:?}"
+        );
+        assert_eq!(
+            nearest(&shard, &[1e4; 4], 1, None, exact),
+            vec![PointId::Num(7)]
+        );
     }
 }
 
@@ -75,9 +133,22 @@ fn payload_updates_keep_the_index_entry() {
     let shard = open(&db, dir.path());
     shard.commit(upserts(0..200, 1), false).unwrap();
     shard.optimize(1).unwrap();
-    let op = PayloadOp::Set { payload: payload(json!({"tag": "x"})), key: None };
-    shard.execute(&Plan::Payload(Selector::Ids(vec![PointId::Num(5)]), op), 2, false).unwrap();
-    assert_eq!(shard.stats().1, 200, "a payload change must not re-index the vector");
+    let op = PayloadOp::Set {
+        payload: payload(json!({"tag": "x"})),
+        key: None,
+    };
+    shard
+        .execute(
+            &Plan::Payload(Selector::Ids(vec![PointId::Num(5)]), op),
+            2,
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        shard.stats().1,
+        200,
+        "a payload change must not re-index the vector"
+    );
     let got = shard.get(&[PointId::Num(5)], true).pop().unwrap();
     assert_eq!(got.payload.get("tag"), Some(&json!("x")));
     assert_eq!(got.payload.get("i"), Some(&json!(5)));
@@ -91,16 +162,24 @@ fn filtered_search_returns_only_matches_and_enough_of_them() {
     let shard = open(&db, dir.path());
     shard.commit(upserts(0..500, 1), false).unwrap();
     shard.optimize(1).unwrap();
-    let even: Filter = serde_json::from_value(json!({"must": [{"key": "even", "match": {"value": true}}]})).unwrap();
+    let even: Filter =
+        serde_json::from_value(json!({"must": [{"key": "even", "match": {"value": true}}]}))
+            .unwrap();
     // 250 candidates, above the threshold of 50: the graph is traversed with the filter.
     let found = nearest(&shard, &vec_for(11), 10, Some(&even), false);
     assert_eq!(found.len(), 10);
-    assert!(found.iter().all(|id| matches!(id, PointId::Num(n) if n % 2 == 0)));
+    assert!(found
+        .iter()
+        .all(|id| matches!(id, PointId::Num(n) if n % 2 == 0)));
     let exact = nearest(&shard, &vec_for(11), 10, Some(&even), true);
     let overlap = found.iter().filter(|id| exact.contains(id)).count();
     assert!(overlap >= 9, "filtered HNSW {found:?} vs exact {exact:?}");
-    let one: Filter = serde_json::from_value(json!({"must": [{"key": "i", "match": {"value": 123}}]})).unwrap();
-    assert_eq!(nearest(&shard, &vec_for(0), 10, Some(&one), false), vec![PointId::Num(123)]);
+    let one: Filter =
+        serde_json::from_value(json!({"must": [{"key": "i", "match": {"value": 123}}]})).unwrap();
+    assert_eq!(
+        nearest(&shard, &vec_for(0), 10, Some(&one), false),
+        vec![PointId::Num(123)]
+    );
 }
 
 #[test]
@@ -116,28 +195,59 @@ fn reopen_loads_segments_and_replays_only_the_tail() {
         shard.commit(upserts(0..400, 1), true).unwrap();
         shard.optimize(1).unwrap();
         shard.commit(upserts(400..450, 2), true).unwrap();
-        shard.execute(&Plan::Delete(Selector::Ids(vec![PointId::Num(42)])), 3, true).unwrap();
+        shard
+            .execute(
+                &Plan::Delete(Selector::Ids(vec![PointId::Num(42)])),
+                3,
+                true,
+            )
+            .unwrap();
         before = nearest(&shard, &q, 10, None, false);
         assert_eq!(shard.stats(), (449, 399, 1));
     }
     let db = sled::open(&db_path).unwrap();
     let shard = open(&db, dir.path());
-    assert_eq!(shard.stats(), (449, 399, 1), "segment reloaded, 50 tail points replayed");
+    assert_eq!(
+        shard.stats(),
+        (449, 399, 1),
+        "segment reloaded, 50 tail points replayed"
+    );
     assert_eq!(nearest(&shard, &q, 10, None, false), before);
     // Merging after many deletes leaves one segment with only live points.
-    let all: Filter = serde_json::from_value(json!({"must": [{"key": "i", "range": {"lt": 1200}}]})).unwrap();
-    shard.execute(&Plan::Delete(Selector::Filter(all)), 4, true).unwrap();
+    let all: Filter =
+        serde_json::from_value(json!({"must": [{"key": "i", "range": {"lt": 1200}}]})).unwrap();
+    shard
+        .execute(&Plan::Delete(Selector::Filter(all)), 4, true)
+        .unwrap();
     assert_eq!(shard.len(), 0);
 }
 
 #[test]
 fn payload_ops() {
     let mut p = payload(json!({"a": 1, "b": {"c": 2, "d": 3}}));
-    apply_payload_op(&mut p, &PayloadOp::DeleteKeys(vec!["b.c".into(), "zz".into()]));
-    assert_eq!(serde_json::Value::Object(p.clone()), json!({"a": 1, "b": {"d": 3}}));
-    apply_payload_op(&mut p, &PayloadOp::Set { payload: payload(json!({"x": 9})), key: Some("b".into()) });
-    assert_eq!(serde_json::Value::Object(p.clone()), json!({"a": 1, "b": {"d": 3, "x": 9}}));
-    apply_payload_op(&mut p, &PayloadOp::Overwrite(payload(json!({"only": true}))));
+    apply_payload_op(
+        &mut p,
+        &PayloadOp::DeleteKeys(vec!["b.c".into(), "zz".into()]),
+    );
+    assert_eq!(
+        serde_json::Value::Object(p.clone()),
+        json!({"a": 1, "b": {"d": 3}})
+    );
+    apply_payload_op(
+        &mut p,
+        &PayloadOp::Set {
+            payload: payload(json!({"x": 9})),
+            key: Some("b".into()),
+        },
+    );
+    assert_eq!(
+        serde_json::Value::Object(p.clone()),
+        json!({"a": 1, "b": {"d": 3, "x": 9}})
+    );
+    apply_payload_op(
+        &mut p,
+        &PayloadOp::Overwrite(payload(json!({"only": true}))),
+    );
     assert_eq!(serde_json::Value::Object(p.clone()), json!({"only": true}));
     apply_payload_op(&mut p, &PayloadOp::Clear);
     assert!(p.is_empty());
@@ -150,13 +260,22 @@ fn records_since_pages_through_changes_including_tombstones() {
     let shard = open(&db, dir.path());
     shard.commit(upserts(0..100, 10), false).unwrap();
     shard.commit(upserts(50..60, 20), false).unwrap();
-    shard.execute(&Plan::Delete(Selector::Ids(vec![PointId::Num(3)])), 30, false).unwrap();
+    shard
+        .execute(
+            &Plan::Delete(Selector::Ids(vec![PointId::Num(3)])),
+            30,
+            false,
+        )
+        .unwrap();
     assert_eq!(shard.max_version(), 30);
     let mut after = None;
     let mut seen = Vec::new();
     loop {
         let (page, next) = shard.records_since(15, after, 4).unwrap();
-        seen.extend(page.into_iter().map(|(id, r)| (id, r.version, r.body.is_some())));
+        seen.extend(
+            page.into_iter()
+                .map(|(id, r)| (id, r.version, r.body.is_some())),
+        );
         match next {
             Some(n) => after = Some(n),
             None => break,

@@ -16,7 +16,10 @@ pub struct VersionClock {
 
 impl VersionClock {
     fn now() -> u64 {
-        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
         micros << 8
     }
 
@@ -26,7 +29,12 @@ impl VersionClock {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let candidate = now.max(last + 1);
-            match self.last.compare_exchange_weak(last, candidate, Ordering::AcqRel, Ordering::Relaxed) {
+            match self.last.compare_exchange_weak(
+                last,
+                candidate,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return candidate,
                 Err(seen) => last = seen,
             }

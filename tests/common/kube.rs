@@ -25,11 +25,22 @@ impl FakeKube {
                 let n = stream.read(&mut buf).unwrap_or(0);
                 let request = String::from_utf8_lossy(&buf[..n]);
                 let path = request.split_whitespace().nth(1).unwrap_or("");
-                let (status, body) = if path == "/apis/apps/v1/namespaces/default/statefulsets/shoal" {
+                let (status, body) = if path
+                    == "/apis/apps/v1/namespaces/default/statefulsets/shoal"
+                {
                     let r = served.load(Ordering::SeqCst);
-                    ("200 OK", format!(r#"{{"kind":"StatefulSet","apiVersion":"apps/v1","metadata":{{"name":"shoal","namespace":"default"}},"spec":{{"replicas":{r},"serviceName":"shoal-headless"}}}}"#))
+                    (
+                        "200 OK",
+                        format!(
+                            r#"{{"kind":"StatefulSet","apiVersion":"apps/v1","metadata":{{"name":"shoal","namespace":"default"}},"spec":{{"replicas":{r},"serviceName":"shoal-headless"}}}}"#
+                        ),
+                    )
                 } else {
-                    ("404 Not Found", r#"{"kind":"Status","status":"Failure","reason":"NotFound","code":404}"#.to_string())
+                    (
+                        "404 Not Found",
+                        r#"{"kind":"Status","status":"Failure","reason":"NotFound","code":404}"#
+                            .to_string(),
+                    )
                 };
                 let _ = write!(
                     stream,
@@ -38,7 +49,10 @@ impl FakeKube {
                 );
             }
         });
-        FakeKube { addr, replicas: count }
+        FakeKube {
+            addr,
+            replicas: count,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -11,7 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A running node and what is needed to restart it on the same data.
@@ -28,25 +31,46 @@ impl Node {
     /// Starts a node on 127.0.0.1 with a fresh port on `data_dir`.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Node {
         let ip: IpAddr = [127, 0, 0, 1].into();
-        Node::start_at(ip, free_port("127.0.0.1"), free_port("127.0.0.1"), data_dir, extra_args)
+        Node::start_at(
+            ip,
+            free_port("127.0.0.1"),
+            free_port("127.0.0.1"),
+            data_dir,
+            extra_args,
+        )
     }
 
     /// Starts a node with its public API on `ip:port` and its peer API on `ip:peer_port`.
-    pub fn start_at(ip: IpAddr, port: u16, peer_port: u16, data_dir: &Path, extra_args: &[&str]) -> Node {
+    pub fn start_at(
+        ip: IpAddr,
+        port: u16,
+        peer_port: u16,
+        data_dir: &Path,
+        extra_args: &[&str],
+    ) -> Node {
         let mut node = Node::new(ip, port, peer_port, data_dir, extra_args);
         node.spawn();
         node
     }
 
     /// A node that is not started yet.
-    pub fn new(ip: IpAddr, port: u16, peer_port: u16, data_dir: &Path, extra_args: &[&str]) -> Node {
+    pub fn new(
+        ip: IpAddr,
+        port: u16,
+        peer_port: u16,
+        data_dir: &Path,
+        extra_args: &[&str],
+    ) -> Node {
         Node {
             addr: SocketAddr::new(ip, port),
             peer_addr: SocketAddr::new(ip, peer_port),
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
-            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
         }
     }
 
@@ -82,7 +106,10 @@ impl Node {
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("shoal exited early with {status}; see {}", self.data_dir.with_extension("log").display());
+                    panic!(
+                        "shoal exited early with {status}; see {}",
+                        self.data_dir.with_extension("log").display()
+                    );
                 }
             }
             if let Ok(r) = self.http.get(self.url("/readyz")).send() {
@@ -106,7 +133,10 @@ impl Node {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let status = c.wait().expect("wait");
             assert!(status.success(), "shoal did not exit cleanly: {status}");
         }
@@ -138,15 +168,26 @@ impl Node {
         let resp = req.send().expect("request sent");
         let status = resp.status().as_u16();
         let text = resp.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub fn raw(&self, method: &str, path: &str, body: &'static [u8]) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let resp = self.http.request(m, self.url(path)).body(body).send().expect("request sent");
+        let resp = self
+            .http
+            .request(m, self.url(path))
+            .body(body)
+            .send()
+            .expect("request sent");
         let status = resp.status().as_u16();
         let text = resp.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Calls and insists on a 200, returning `result`.
@@ -158,11 +199,19 @@ impl Node {
     }
 
     pub fn create_collection(&self, name: &str, dim: usize, distance: &str) {
-        self.ok("PUT", &format!("/collections/{name}"), Some(json!({"vectors": {"size": dim, "distance": distance}})));
+        self.ok(
+            "PUT",
+            &format!("/collections/{name}"),
+            Some(json!({"vectors": {"size": dim, "distance": distance}})),
+        );
     }
 
     pub fn count(&self, name: &str) -> u64 {
-        self.ok("POST", &format!("/collections/{name}/points/count"), Some(json!({"exact": true})))["count"]
+        self.ok(
+            "POST",
+            &format!("/collections/{name}/points/count"),
+            Some(json!({"exact": true})),
+        )["count"]
             .as_u64()
             .expect("count")
     }

@@ -81,7 +81,11 @@ fn parse_fvecs(b: &[u8]) -> Result<Matrix> {
         if d != dim {
             bail!("fvecs rows of different dimensions ({d} and {dim})");
         }
-        data.extend(rec[4..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        data.extend(
+            rec[4..]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
     }
     Ok(Matrix { dim, data })
 }
@@ -100,7 +104,11 @@ fn parse_npy(b: &[u8]) -> Result<Matrix> {
     if header.contains("'fortran_order': True") {
         bail!("Fortran-order arrays are not supported");
     }
-    let shape_s = header.split("'shape':").nth(1).and_then(|s| s.split(')').next()).context("no shape")?;
+    let shape_s = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .context("no shape")?;
     let shape: Vec<usize> = shape_s
         .trim_start_matches([' ', '('])
         .split(',')
@@ -113,9 +121,15 @@ fn parse_npy(b: &[u8]) -> Result<Matrix> {
         _ => bail!("expected a 2-D array, got shape {shape:?}"),
     };
     let data: Vec<f32> = if header.contains("'<f4'") {
-        body.chunks_exact(4).take(n * dim).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        body.chunks_exact(4)
+            .take(n * dim)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     } else if header.contains("'<f8'") {
-        body.chunks_exact(8).take(n * dim).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()
+        body.chunks_exact(8)
+            .take(n * dim)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect()
     } else {
         bail!("dtype must be <f4 or <f8: {header}");
     };
@@ -127,12 +141,18 @@ fn parse_npy(b: &[u8]) -> Result<Matrix> {
 
 /// Writes a 2-D `<f4` `.npy` (version 1.0).
 pub fn write_npy(path: &Path, m: &Matrix) -> Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", m.rows(), m.dim);
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        m.rows(),
+        m.dim
+    );
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
     header.push('\n');
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
     f.write_all(b"\x93NUMPY\x01\x00")?;
     f.write_all(&(header.len() as u16).to_le_bytes())?;
     f.write_all(header.as_bytes())?;
@@ -180,7 +200,12 @@ pub fn ground_truth(
         f.read_to_end(&mut b)?;
         let rows: Vec<Vec<u32>> = b
             .chunks_exact(4 * (k + 1))
-            .map(|r| r[4..].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            .map(|r| {
+                r[4..]
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            })
             .collect();
         if rows.len() == queries.rows() {
             return Ok((rows, path, true));
@@ -191,8 +216,12 @@ pub fn ground_truth(
         .data
         .par_chunks(dim)
         .map(|q| {
-            let mut d: Vec<(f32, u32)> =
-                data.data.chunks_exact(dim).enumerate().map(|(i, v)| (metric.distance(q, v), i as u32)).collect();
+            let mut d: Vec<(f32, u32)> = data
+                .data
+                .chunks_exact(dim)
+                .enumerate()
+                .map(|(i, v)| (metric.distance(q, v), i as u32))
+                .collect();
             let kk = k.min(d.len());
             let cmp = |x: &(f32, u32), y: &(f32, u32)| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1));
             if kk > 0 && kk < d.len() {

@@ -38,18 +38,29 @@ impl Target {
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(300))
             .build()?;
-        Ok(Target { urls, collection, client })
+        Ok(Target {
+            urls,
+            collection,
+            client,
+        })
     }
 
     fn coll(&self, i: usize) -> String {
-        format!("{}/collections/{}", self.urls[i].trim_end_matches('/'), self.collection)
+        format!(
+            "{}/collections/{}",
+            self.urls[i].trim_end_matches('/'),
+            self.collection
+        )
     }
 
     async fn check(resp: reqwest::Response, what: &str) -> Result<serde_json::Value> {
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
-            bail!("{what}: HTTP {status}: {}", text.chars().take(500).collect::<String>());
+            bail!(
+                "{what}: HTTP {status}: {}",
+                text.chars().take(500).collect::<String>()
+            );
         }
         Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
     }
@@ -57,7 +68,13 @@ impl Target {
     /// Deletes the collection if present and creates it anew.
     pub async fn create(&self, body: serde_json::Value) -> Result<()> {
         let _ = self.client.delete(self.coll(0)).send().await;
-        let r = self.client.put(self.coll(0)).json(&body).send().await.context("create collection")?;
+        let r = self
+            .client
+            .put(self.coll(0))
+            .json(&body)
+            .send()
+            .await
+            .context("create collection")?;
         Self::check(r, "create collection").await?;
         Ok(())
     }
@@ -99,19 +116,31 @@ impl Target {
 
     /// Waits until every given node reports `indexed_vectors_count ≥ min_fraction · points_count`
     /// (summed over the URLs) and the counts stay put for two polls in a row.
-    pub async fn wait_indexed(&self, expect_points: usize, min_fraction: f64, timeout: Duration) -> Result<(f64, usize, usize)> {
+    pub async fn wait_indexed(
+        &self,
+        expect_points: usize,
+        min_fraction: f64,
+        timeout: Duration,
+    ) -> Result<(f64, usize, usize)> {
         let t = Instant::now();
         let mut last = (usize::MAX, usize::MAX);
         let mut stable = 0;
         loop {
             let (mut points, mut indexed) = (0usize, 0usize);
             for i in 0..self.urls.len() {
-                let v = Self::check(self.client.get(self.coll(i)).send().await?, "collection info").await?;
+                let v = Self::check(
+                    self.client.get(self.coll(i)).send().await?,
+                    "collection info",
+                )
+                .await?;
                 let r = &v["result"];
                 points += r["points_count"].as_u64().unwrap_or(0) as usize;
                 indexed += r["indexed_vectors_count"].as_u64().unwrap_or(0) as usize;
             }
-            eprint!("\r[index] {indexed}/{points} vectors indexed, {:.0} s   ", t.elapsed().as_secs_f64());
+            eprint!(
+                "\r[index] {indexed}/{points} vectors indexed, {:.0} s   ",
+                t.elapsed().as_secs_f64()
+            );
             let ready = points >= expect_points && indexed as f64 >= min_fraction * points as f64;
             if ready && (points, indexed) == last {
                 stable += 1;
@@ -132,7 +161,14 @@ impl Target {
     }
 
     /// Runs every query once (after `warmup` untimed ones) with `concurrency` in flight.
-    pub async fn sweep(&self, queries: &Matrix, k: usize, ef: usize, concurrency: usize, warmup: usize) -> Result<SweepPoint> {
+    pub async fn sweep(
+        &self,
+        queries: &Matrix,
+        k: usize,
+        ef: usize,
+        concurrency: usize,
+        warmup: usize,
+    ) -> Result<SweepPoint> {
         let url = Arc::new(format!("{}/points/search", self.coll(0)));
         let bodies: Arc<Vec<String>> = Arc::new(
             (0..queries.rows())
@@ -151,7 +187,12 @@ impl Target {
         let t = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency.max(1) {
-            let (url, bodies, next, me) = (Arc::clone(&url), Arc::clone(&bodies), Arc::clone(&next), self.client.clone());
+            let (url, bodies, next, me) = (
+                Arc::clone(&url),
+                Arc::clone(&bodies),
+                Arc::clone(&next),
+                self.client.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 loop {
@@ -176,7 +217,11 @@ impl Target {
         let wall = t.elapsed().as_secs_f64();
         lat.sort_by(f64::total_cmp);
         let _ = percentile(&lat, 0.5);
-        Ok(SweepPoint { ids, qps: queries.rows() as f64 / wall, lat_us: lat })
+        Ok(SweepPoint {
+            ids,
+            qps: queries.rows() as f64 / wall,
+            lat_us: lat,
+        })
     }
 
     /// Latencies (µs, ascending) of `n` sequential `GET {first url}{path}` on the same pool: the
@@ -206,12 +251,22 @@ impl Target {
 }
 
 async fn one(client: &reqwest::Client, url: &str, body: String) -> Result<Vec<u32>> {
-    let r = client.post(url).header("content-type", "application/json").body(body).send().await?;
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
     let status = r.status();
     let bytes = r.bytes().await?;
     if !status.is_success() {
         bail!("search: HTTP {status}: {}", String::from_utf8_lossy(&bytes));
     }
     let resp: SearchResp = serde_json::from_slice(&bytes)?;
-    Ok(resp.result.iter().filter_map(|h| h.id.as_u64()).map(|x| x as u32).collect())
+    Ok(resp
+        .result
+        .iter()
+        .filter_map(|h| h.id.as_u64())
+        .map(|x| x as u32)
+        .collect())
 }

@@ -32,7 +32,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark shoal: recall@k, QPS, latency, build/reopen time, disk, memory — in process or over HTTP")]
+#[command(
+    about = "Benchmark shoal: recall@k, QPS, latency, build/reopen time, disk, memory — in process or over HTTP"
+)]
 struct Args {
     /// Points to generate (or the first N rows of --data).
     #[arg(long)]
@@ -152,7 +154,12 @@ fn load_dataset(a: &Args) -> Result<(Matrix, Matrix, serde_json::Value)> {
         (Some(d), Some(q)) => {
             let mut data = data::load(d)?;
             let mut queries = data::load(q)?;
-            anyhow::ensure!(data.dim == queries.dim, "data dim {} != query dim {}", data.dim, queries.dim);
+            anyhow::ensure!(
+                data.dim == queries.dim,
+                "data dim {} != query dim {}",
+                data.dim,
+                queries.dim
+            );
             if let Some(n) = a.n {
                 data.truncate(n);
             }
@@ -197,22 +204,41 @@ fn main() -> Result<()> {
         std::fs::create_dir_all(dir)?;
         data::write_npy(&dir.join("data.npy"), &base)?;
         data::write_npy(&dir.join("queries.npy"), &queries)?;
-        println!("wrote {} and {}", dir.join("data.npy").display(), dir.join("queries.npy").display());
+        println!(
+            "wrote {} and {}",
+            dir.join("data.npy").display(),
+            dir.join("queries.npy").display()
+        );
         return Ok(());
     }
     for m in [&mut base, &mut queries] {
-        m.data.chunks_exact_mut(m.dim).for_each(|v| metric.prepare(v));
+        m.data
+            .chunks_exact_mut(m.dim)
+            .for_each(|v| metric.prepare(v));
     }
     let load_s = t.elapsed().as_secs_f64();
     let dim = base.dim;
 
     let t = Instant::now();
-    eprintln!("[truth] exact {}-NN of {} queries over {} points…", a.k, queries.rows(), base.rows());
+    eprintln!(
+        "[truth] exact {}-NN of {} queries over {} points…",
+        a.k,
+        queries.rows(),
+        base.rows()
+    );
     let (truth, gt_path, cached) = data::ground_truth(&base, &queries, metric, a.k, &a.gt_cache)?;
     let gt_s = t.elapsed().as_secs_f64();
-    eprintln!("[truth] {} in {gt_s:.2} s: {}", if cached { "cached" } else { "computed" }, gt_path.display());
+    eprintln!(
+        "[truth] {} in {gt_s:.2} s: {}",
+        if cached { "cached" } else { "computed" },
+        gt_path.display()
+    );
 
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let mut rows: Vec<Row> = Vec::new();
     let mut extra = serde_json::Map::new();
     let mode;
@@ -223,17 +249,32 @@ fn main() -> Result<()> {
         label = a.label.clone().unwrap_or_else(|| "shoal in-process".into());
         let (dir, remove_after) = match &a.dir {
             Some(d) => (d.clone(), false),
-            None => (std::env::temp_dir().join(format!("shoal-bench-{}", std::process::id())), true),
+            None => (
+                std::env::temp_dir().join(format!("shoal-bench-{}", std::process::id())),
+                true,
+            ),
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let params = HnswParams { m: a.m, ef_construct: a.ef_construct };
+        let params = HnswParams {
+            m: a.m,
+            ef_construct: a.ef_construct,
+        };
         let opts = BuildOptions {
             max_nb_connection: a.max_nb_connection,
-            repair: RepairOptions { reprune: a.reprune, reconnect: !a.no_reconnect },
+            repair: RepairOptions {
+                reprune: a.reprune,
+                reconnect: !a.no_reconnect,
+            },
         };
-        eprintln!("[build] {} × {dim}, m={} ef_construct={}…", base.rows(), a.m, a.ef_construct);
+        eprintln!(
+            "[build] {} × {dim}, m={} ef_construct={}…",
+            base.rows(),
+            a.m,
+            a.ef_construct
+        );
         let t = Instant::now();
-        let built = Segment::build_with_options(base.data.clone(), dim, metric, params, &dir, opts)?;
+        let built =
+            Segment::build_with_options(base.data.clone(), dim, metric, params, &dir, opts)?;
         let build_s = t.elapsed().as_secs_f64();
         let stats = built.repair_stats();
         drop(built);
@@ -242,10 +283,15 @@ fn main() -> Result<()> {
         let seg = Segment::open(&dir, metric)?;
         let reopen_s = t.elapsed().as_secs_f64();
         let disk = report::dir_size(&dir);
-        eprintln!("[build] {build_s:.2} s, reopen {reopen_s:.3} s, disk {:.1} MB", disk as f64 / 1e6);
+        eprintln!(
+            "[build] {build_s:.2} s, reopen {reopen_s:.3} s, disk {:.1} MB",
+            disk as f64 / 1e6
+        );
 
         let qs: Vec<&[f32]> = queries.data.chunks_exact(dim).collect();
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
         let mut p = Progress::new("search", a.ef.len() * 2);
         for (i, &ef) in a.ef.iter().enumerate() {
             for q in qs.iter().take(a.warmup) {
@@ -263,7 +309,13 @@ fn main() -> Result<()> {
             let wall = t.elapsed().as_secs_f64();
             lat.sort_by(f64::total_cmp);
             let recall = data::recall(&got, &truth, a.k);
-            rows.push(Row { ef, series: "1 thread".into(), recall, qps: qs.len() as f64 / wall, lat });
+            rows.push(Row {
+                ef,
+                series: "1 thread".into(),
+                recall,
+                qps: qs.len() as f64 / wall,
+                lat,
+            });
             p.set(2 * i + 1);
 
             // All cores: every query once, spread over the pool (latency per query as seen by its thread).
@@ -273,7 +325,10 @@ fn main() -> Result<()> {
                     .map(|q| {
                         let s = Instant::now();
                         let r = seg.search(q, a.k, ef, |_| true);
-                        (s.elapsed().as_secs_f64() * 1e6, r.into_iter().map(|x| x.1).collect())
+                        (
+                            s.elapsed().as_secs_f64() * 1e6,
+                            r.into_iter().map(|x| x.1).collect(),
+                        )
                     })
                     .collect()
             });
@@ -282,7 +337,13 @@ fn main() -> Result<()> {
             lat.sort_by(f64::total_cmp);
             let got: Vec<Vec<u32>> = res.into_iter().map(|x| x.1).collect();
             let recall = data::recall(&got, &truth, a.k);
-            rows.push(Row { ef, series: format!("{threads} threads"), recall, qps: qs.len() as f64 / wall, lat });
+            rows.push(Row {
+                ef,
+                series: format!("{threads} threads"),
+                recall,
+                qps: qs.len() as f64 / wall,
+                lat,
+            });
             p.set(2 * i + 2);
         }
         p.done();
@@ -308,7 +369,9 @@ fn main() -> Result<()> {
         label = a.label.clone().unwrap_or_else(|| "shoal".into());
         let maxc = a.concurrency.iter().copied().max().unwrap_or(1);
         let target = http::Target::new(a.url.clone(), a.collection.clone(), maxc)?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let n = base.rows();
         rt.block_on(async {
             if !a.skip_upload {
@@ -326,7 +389,11 @@ fn main() -> Result<()> {
                 extra.insert("upload_points_per_s".into(), json!(n as f64 / up));
             }
             let (wait_s, points, indexed) = target
-                .wait_indexed(a.expect_points.unwrap_or(n), a.min_indexed, Duration::from_secs(a.index_timeout_s))
+                .wait_indexed(
+                    a.expect_points.unwrap_or(n),
+                    a.min_indexed,
+                    Duration::from_secs(a.index_timeout_s),
+                )
                 .await?;
             extra.insert("index_wait_s".into(), json!(wait_s));
             extra.insert("points_reported".into(), json!(points));
@@ -343,7 +410,13 @@ fn main() -> Result<()> {
                 for &ef in &a.ef {
                     let r = target.sweep(&queries, a.k, ef, c, a.warmup).await?;
                     let recall = data::recall(&r.ids, &truth, a.k);
-                    rows.push(Row { ef, series: format!("HTTP c={c}"), recall, qps: r.qps, lat: r.lat_us });
+                    rows.push(Row {
+                        ef,
+                        series: format!("HTTP c={c}"),
+                        recall,
+                        qps: r.qps,
+                        lat: r.lat_us,
+                    });
                     done += 1;
                     p.set(done);
                 }
@@ -359,22 +432,41 @@ fn main() -> Result<()> {
         "# shoal-bench {mode}: {} | metric={:?} m={} ef_construct={} k={} | load {load_s:.2} s, ground truth {gt_s:.2} s{}",
         dataset, metric, a.m, a.ef_construct, a.k, if cached { " (cached)" } else { "" }
     );
-    if let (Some(b), Some(r), Some(d)) = (extra.get("build_s"), extra.get("reopen_s"), extra.get("disk_bytes")) {
+    if let (Some(b), Some(r), Some(d)) = (
+        extra.get("build_s"),
+        extra.get("reopen_s"),
+        extra.get("disk_bytes"),
+    ) {
         println!(
             "# build {:.2} s, reopen {:.3} s, disk {:.1} MB, peak RSS {:.0} MB",
             b.as_f64().unwrap_or(0.0),
             r.as_f64().unwrap_or(0.0),
             d.as_f64().unwrap_or(0.0) / 1e6,
-            extra.get("peak_rss_bytes").and_then(|x| x.as_f64()).unwrap_or(0.0) / 1e6
+            extra
+                .get("peak_rss_bytes")
+                .and_then(|x| x.as_f64())
+                .unwrap_or(0.0)
+                / 1e6
         );
     }
     if let Some(u) = extra.get("upload_s") {
-        println!("# upload {:.1} s, index wait {:.1} s", u.as_f64().unwrap_or(0.0), extra["index_wait_s"].as_f64().unwrap_or(0.0));
+        println!(
+            "# upload {:.1} s, index wait {:.1} s",
+            u.as_f64().unwrap_or(0.0),
+            extra["index_wait_s"].as_f64().unwrap_or(0.0)
+        );
     }
     if let (Some(b50), Some(b99)) = (extra.get("readyz_p50_us"), extra.get("readyz_p99_us")) {
-        println!("# HTTP round trip of GET /readyz: p50 {:.0} µs, p99 {:.0} µs", b50.as_f64().unwrap_or(0.0), b99.as_f64().unwrap_or(0.0));
+        println!(
+            "# HTTP round trip of GET /readyz: p50 {:.0} µs, p99 {:.0} µs",
+            b50.as_f64().unwrap_or(0.0),
+            b99.as_f64().unwrap_or(0.0)
+        );
     }
-    println!("| series | ef | recall@{} | QPS | p50 µs | p95 µs | p99 µs |", a.k);
+    println!(
+        "| series | ef | recall@{} | QPS | p50 µs | p95 µs | p99 µs |",
+        a.k
+    );
     println!("|---|---|---|---|---|---|---|");
     let mut series: Vec<String> = Vec::new();
     for r in &rows {
@@ -418,10 +510,16 @@ fn main() -> Result<()> {
 
 /// Draws recall vs QPS with `scripts/plot_bench.py` when a Python with matplotlib is at hand.
 fn plot(a: &Args, json_path: &Path) {
-    let python = a.python.clone().unwrap_or_else(|| PathBuf::from("bench-out/venv/bin/python"));
-    let script = [Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/plot_bench.py"), PathBuf::from("scripts/plot_bench.py")]
-        .into_iter()
-        .find(|p| p.exists());
+    let python = a
+        .python
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("bench-out/venv/bin/python"));
+    let script = [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/plot_bench.py"),
+        PathBuf::from("scripts/plot_bench.py"),
+    ]
+    .into_iter()
+    .find(|p| p.exists());
     let png = json_path.with_extension("png");
     let Some(script) = script.filter(|_| python.exists()) else {
         eprintln!(
@@ -430,7 +528,13 @@ fn plot(a: &Args, json_path: &Path) {
         );
         return;
     };
-    match std::process::Command::new(&python).arg(&script).arg("--out").arg(&png).arg(json_path).status() {
+    match std::process::Command::new(&python)
+        .arg(&script)
+        .arg("--out")
+        .arg(&png)
+        .arg(json_path)
+        .status()
+    {
         Ok(s) if s.success() => eprintln!("wrote {}", png.display()),
         Ok(s) => eprintln!("(plot failed: {s})"),
         Err(e) => eprintln!("(plot failed: {e})"),

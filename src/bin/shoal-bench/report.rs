@@ -15,15 +15,28 @@ pub struct Progress {
 impl Progress {
     pub fn new(what: &str, total: usize) -> Progress {
         let now = Instant::now();
-        Progress { what: what.to_string(), total, start: now, last: now, shown: usize::MAX }
+        Progress {
+            what: what.to_string(),
+            total,
+            start: now,
+            last: now,
+            shown: usize::MAX,
+        }
     }
     pub fn set(&mut self, done: usize) {
         if (self.last.elapsed().as_millis() >= 200 || done == self.total) && done != self.shown {
             self.last = Instant::now();
             self.shown = done;
             let frac = done as f64 / self.total.max(1) as f64;
-            let bar: String = (0..30).map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' }).collect();
-            eprint!("\r[{}] [{bar}] {done}/{} {:.1} s   ", self.what, self.total, self.start.elapsed().as_secs_f64());
+            let bar: String = (0..30)
+                .map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' })
+                .collect();
+            eprint!(
+                "\r[{}] [{bar}] {done}/{} {:.1} s   ",
+                self.what,
+                self.total,
+                self.start.elapsed().as_secs_f64()
+            );
             let _ = std::io::stderr().flush();
         }
     }
@@ -50,7 +63,9 @@ pub fn proc_status_bytes(pid: &str, field: &str) -> Option<u64> {
 }
 
 pub fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(it) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(it) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     it.filter_map(|e| e.ok())
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_size(&e.path()),
@@ -63,7 +78,11 @@ pub fn dir_size(dir: &std::path::Path) -> u64 {
 pub fn machine() -> serde_json::Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     serde_json::json!({
