@@ -159,22 +159,32 @@ impl Node {
                 .await
                 .map_err(|e| format!("local shard task failed: {e}"));
         }
-        let wire = WireOp::from(op);
         let path = format!(
             "{}?complete_only={complete_only}",
             shard_path(c, shard, "op")
         );
-        let mut result = self
-            .cluster
-            .call::<_, WireReply>(owner, Method::POST, &path, &wire)
-            .await;
+        self.call_knowing(c, owner, &path, &WireOp::from(op))
+            .await
+            .map(|r: WireReply| ShardReply::from(r))
+    }
+
+    /// Sends shard traffic to a peer; a peer that does not know the collection yet (404) is told
+    /// about it and asked again.
+    async fn call_knowing<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        c: &Collection,
+        owner: u32,
+        path: &str,
+        body: &Req,
+    ) -> std::result::Result<Resp, String> {
+        let mut result = self.cluster.call(owner, Method::POST, path, body).await;
         if matches!(result, Err(PeerError::Refused { status: 404, .. })) {
             self.push_catalog(c, owner)
                 .await
                 .map_err(|e| e.to_string())?;
-            result = self.cluster.call(owner, Method::POST, &path, &wire).await;
+            result = self.cluster.call(owner, Method::POST, path, body).await;
         }
-        result.map(ShardReply::from).map_err(|e| e.to_string())
+        result.map_err(|e| e.to_string())
     }
 
     /// Runs a read on one live replica of the shard: a complete one if any answers, else (a
@@ -237,17 +247,9 @@ impl Node {
         }
         let wire: Vec<WireChange> = changes.iter().cloned().map(Into::into).collect();
         let path = format!("{}?durable={durable}", shard_path(c, shard, "commit"));
-        let mut result = self
-            .cluster
-            .call::<_, u64>(owner, Method::POST, &path, &wire)
-            .await;
-        if matches!(result, Err(PeerError::Refused { status: 404, .. })) {
-            self.push_catalog(c, owner)
-                .await
-                .map_err(|e| e.to_string())?;
-            result = self.cluster.call(owner, Method::POST, &path, &wire).await;
-        }
-        result.map(|_| ()).map_err(|e| e.to_string())
+        self.call_knowing(c, owner, &path, &wire)
+            .await
+            .map(|_: u64| ())
     }
 
     /// Writes changes to every owner of a shard; enough of them must acknowledge.
