@@ -147,6 +147,20 @@ fn scored_json(
         .collect()
 }
 
+/// Answers parsed queries one after the other.
+async fn run_all(
+    node: &Node,
+    c: &Arc<Collection>,
+    parsed: Vec<(Target, SearchRequest, Option<WithPayload>)>,
+) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
+    let mut out = Vec::with_capacity(parsed.len());
+    for (target, req, with_payload) in parsed {
+        let req = resolve(node, c, target, req).await?;
+        out.push(scored_json(node.search(c, &req).await?, &with_payload));
+    }
+    Ok(out)
+}
+
 async fn run_queries(
     node: &Node,
     c: &Arc<Collection>,
@@ -156,12 +170,7 @@ async fn run_queries(
         .into_iter()
         .map(parse_query)
         .collect::<Result<Vec<_>, _>>()?;
-    let mut out = Vec::with_capacity(parsed.len());
-    for (target, req, with_payload) in parsed {
-        let req = resolve(node, c, target, req).await?;
-        out.push(scored_json(node.search(c, &req).await?, &with_payload));
-    }
-    Ok(out)
+    run_all(node, c, parsed).await
 }
 
 #[utoipa::path(
@@ -251,13 +260,12 @@ async fn run_searches(
 ) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
     let parsed = searches
         .into_iter()
-        .map(search_request)
+        .map(|s| {
+            search_request(s)
+                .map(|(mut req, wp)| (Target::Vector(std::mem::take(&mut req.vector)), req, wp))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut out = Vec::with_capacity(parsed.len());
-    for (req, with_payload) in parsed {
-        out.push(scored_json(node.search(c, &req).await?, &with_payload));
-    }
-    Ok(out)
+    run_all(node, c, parsed).await
 }
 
 #[utoipa::path(
