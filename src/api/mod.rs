@@ -14,6 +14,7 @@ pub mod request_id;
 pub mod response;
 pub mod search;
 pub mod service;
+mod vector_de;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;

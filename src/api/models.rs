@@ -63,7 +63,8 @@ pub struct HnswConfigDiff {
 // ---------- points ----------
 
 /// A vector as sent: a plain list, or the named form with the default (`""`) name.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Deserialized by hand in `vector_de` (the first token decides); the schema is the untagged one.
+#[derive(Debug, ToSchema)]
 #[serde(untagged)]
 pub enum VectorInput {
     Dense(Vec<f32>),
@@ -78,7 +79,8 @@ pub struct PointStruct {
     pub payload: Option<Payload>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// Deserialized by hand in `vector_de` (the first token decides); the schema is the untagged one.
+#[derive(Debug, ToSchema)]
 #[serde(untagged)]
 pub enum BatchVectors {
     Dense(Vec<Vec<f32>>),
@@ -158,6 +160,11 @@ impl WithVector {
 }
 
 impl WithPayload {
+    /// Whether any of the payload is shown, where the default is none (search and query).
+    pub fn wanted(sel: &Option<WithPayload>) -> bool {
+        !matches!(sel, None | Some(WithPayload::All(false)))
+    }
+
     /// The payload to return for one point under this selector; `None` means `null`.
     pub fn select(sel: &Option<WithPayload>, default: bool, payload: &Payload) -> Option<Payload> {
         match sel {
@@ -226,8 +233,7 @@ pub struct SearchParams {
 
 /// `query` of the Query API: a vector, `{"nearest": vector}`, or a point id (search by that point's
 /// vector). Other query kinds (recommend, fusion, …) are kept raw and rejected by the handler.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum QueryInput {
     Vector(Vec<f32>),
     Id(PointId),
@@ -235,7 +241,8 @@ pub enum QueryInput {
     Other(Value),
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// Deserialized by hand in `vector_de` (the first token decides); the schema is the untagged one.
+#[derive(Debug, ToSchema)]
 #[serde(untagged)]
 pub enum NearestInput {
     Vector(Vec<f32>),
@@ -264,7 +271,8 @@ pub struct QueryBatch {
 }
 
 /// The older search API: `vector` plain or `{"name": …, "vector": …}`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Deserialized by hand in `vector_de` (the first token decides); the schema is the untagged one.
+#[derive(Debug, ToSchema)]
 #[serde(untagged)]
 pub enum SearchVector {
     Dense(Vec<f32>),

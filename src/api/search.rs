@@ -94,6 +94,7 @@ fn parse_query(q: QueryPoints) -> Result<(Target, SearchRequest, Option<WithPayl
         exact: params.exact.unwrap_or(false),
         score_threshold: q.score_threshold,
         with_vector: WithVector::wanted(&q.with_vector),
+        with_payload: WithPayload::wanted(&q.with_payload),
     };
     Ok((target, req, q.with_payload))
 }
@@ -249,6 +250,7 @@ fn search_request(s: SearchPoints) -> Result<(SearchRequest, Option<WithPayload>
         exact: params.exact.unwrap_or(false),
         score_threshold: s.score_threshold,
         with_vector: WithVector::wanted(&s.with_vector),
+        with_payload: WithPayload::wanted(&s.with_payload),
     };
     Ok((req, s.with_payload))
 }

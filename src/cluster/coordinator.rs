@@ -478,6 +478,7 @@ impl Node {
                 exact: req.exact,
                 filter: req.filter.clone(),
                 with_vector: req.with_vector,
+                with_payload: req.with_payload,
             })
             .await?;
         let metric = c.config.distance;

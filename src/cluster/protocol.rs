@@ -126,6 +126,9 @@ pub enum ShardOp {
         exact: bool,
         filter: Option<Filter>,
         with_vector: bool,
+        /// Local replicas only: a peer always answers with payloads (the wire shape of
+        /// protocol version 1 has no such field).
+        with_payload: bool,
     },
     Retrieve {
         ids: Vec<PointId>,
@@ -229,6 +232,7 @@ impl From<&ShardOp> for WireOp {
                 exact,
                 filter,
                 with_vector,
+                with_payload: _,
             } => WireOp::Search {
                 vector,
                 k,
@@ -278,6 +282,7 @@ impl TryFrom<WireOp> for ShardOp {
                 exact,
                 filter: opt_from_json(&filter_json)?,
                 with_vector,
+                with_payload: true,
             },
             WireOp::Retrieve { ids, with_vector } => ShardOp::Retrieve { ids, with_vector },
             WireOp::Scroll {
@@ -345,6 +350,7 @@ pub fn execute(shard: &Shard, op: &ShardOp) -> ShardReply {
             exact,
             filter,
             with_vector,
+            with_payload,
         } => {
             let spec = SearchSpec {
                 vector,
@@ -353,6 +359,7 @@ pub fn execute(shard: &Shard, op: &ShardOp) -> ShardReply {
                 exact: *exact,
                 filter: filter.as_ref(),
                 with_vector: *with_vector,
+                with_payload: *with_payload,
             };
             ShardReply::Hits(shard.search(&spec))
         }

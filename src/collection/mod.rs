@@ -48,6 +48,8 @@ pub struct SearchRequest {
     pub exact: bool,
     pub score_threshold: Option<f32>,
     pub with_vector: bool,
+    /// Whether the caller shows any payload (local shards then skip fetching it).
+    pub with_payload: bool,
 }
 
 /// A search result with Qdrant's score.

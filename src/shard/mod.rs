@@ -179,7 +179,7 @@ impl Shard {
             let location = match indexed.get(&id) {
                 Some(&(s, i, vv)) if vv == record.vector_version => {
                     let seg = &state.segments[s];
-                    seg.live.set(i, true);
+                    seg.admit(i, record.version);
                     Location::Segment(Arc::clone(seg), i)
                 }
                 _ => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
@@ -286,7 +286,12 @@ impl Shard {
             return;
         };
         let location = match previous {
-            Some(prev) if prev.vector_version == record.vector_version => prev.location,
+            Some(prev) if prev.vector_version == record.vector_version => {
+                if let Location::Segment(seg, i) = &prev.location {
+                    seg.set_version(*i, record.version);
+                }
+                prev.location
+            }
             Some(prev) => {
                 state.retire(&prev.location);
                 Location::Tail(state.tail.push(id, record.vector_version, &body.vector))
@@ -393,7 +398,7 @@ impl Shard {
                 state
                     .points
                     .get(id)
-                    .map(|e| self.view(&state, id, e, with_vector))
+                    .map(|e| self.view(&state, id, e, with_vector, true))
             })
             .collect()
     }
@@ -407,14 +412,12 @@ impl Shard {
         with_vector: bool,
     ) -> Vec<PointView> {
         let state = self.state.read();
-        let range = match from {
-            Some(f) => state.points.range(f..),
-            None => state.points.range(..),
-        };
-        range
+        state
+            .points
+            .ordered_from(from)
             .filter(|(id, e)| filter.is_none_or(|f| f.matches(id, &e.payload)))
             .take(limit)
-            .map(|(id, e)| self.view(&state, id, e, with_vector))
+            .map(|(id, e)| self.view(&state, id, e, with_vector, true))
             .collect()
     }
 
@@ -431,11 +434,24 @@ impl Shard {
         }
     }
 
-    fn view(&self, state: &ShardState, id: &PointId, e: &Entry, with_vector: bool) -> PointView {
+    /// What a reader gets of a point. Without `with_payload` the payload is the shared empty
+    /// one: cloning the point's own `Arc` would touch a cold cache line per hit.
+    fn view(
+        &self,
+        state: &ShardState,
+        id: &PointId,
+        e: &Entry,
+        with_vector: bool,
+        with_payload: bool,
+    ) -> PointView {
         PointView {
             id: *id,
             version: e.version,
-            payload: Arc::clone(&e.payload),
+            payload: if with_payload {
+                Arc::clone(&e.payload)
+            } else {
+                point::empty_payload()
+            },
             vector: with_vector.then(|| state.vector(e, self.config.dim).to_vec()),
         }
     }
@@ -511,11 +527,13 @@ fn remove_path(payload: &mut Payload, key: &str) {
 /// Builds an [`IndexedSegment`] whose live bits are all clear; the caller sets them.
 pub(crate) fn indexed_segment(id: u64, index: Segment, ids: Vec<(PointId, u64)>) -> IndexedSegment {
     let live = LiveBits::new(ids.len());
+    let versions = ids.iter().map(|_| Default::default()).collect();
     IndexedSegment {
         id,
         index,
         ids,
         live,
+        versions,
     }
 }
 

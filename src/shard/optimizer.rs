@@ -201,11 +201,12 @@ impl Shard {
             if let Some(segment) = &segment {
                 for (i, (id, vv)) in segment.ids.iter().enumerate() {
                     let current = state.points.get(id).filter(|e| e.vector_version == *vv);
-                    let Some(old) = current.map(|e| e.location.clone()) else {
+                    let Some((old, version)) = current.map(|e| (e.location.clone(), e.version))
+                    else {
                         continue;
                     };
                     state.retire(&old);
-                    segment.live.set(i as u32, true);
+                    segment.admit(i as u32, version);
                     if let Some(e) = state.points.get_mut(id) {
                         e.location = Location::Segment(Arc::clone(segment), i as u32);
                     }

@@ -114,6 +114,13 @@ impl<'de> Deserialize<'de> for PointId {
 /// JSON payload of a point: an object of arbitrary values.
 pub type Payload = serde_json::Map<String, serde_json::Value>;
 
+/// One shared empty payload, for answers that show none.
+pub fn empty_payload() -> std::sync::Arc<Payload> {
+    static EMPTY: std::sync::LazyLock<std::sync::Arc<Payload>> =
+        std::sync::LazyLock::new(Default::default);
+    std::sync::Arc::clone(&EMPTY)
+}
+
 /// What sled stores for a point id. A deleted point stays as a tombstone so that a replica
 /// that hears of the delete before the write it supersedes still converges.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,10 +8,11 @@
 //! nodes may enter the result. A filter pinning ids with `has_id` goes straight to those points.
 
 use super::filter::Filter;
-use super::state::{IndexedSegment, ShardState};
-use super::{PointView, Shard};
+use super::state::{IndexedSegment, Location, ShardState};
+use super::{point, PointView, Shard};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 /// Filtered candidate counts at or below this are searched exactly, unless a shard says otherwise.
 pub const FULL_SCAN_THRESHOLD: usize = 10_000;
@@ -25,6 +26,8 @@ pub struct SearchSpec<'a> {
     pub exact: bool,
     pub filter: Option<&'a Filter>,
     pub with_vector: bool,
+    /// Without it, hits carry an empty payload (and the search never touches the payloads).
+    pub with_payload: bool,
 }
 
 /// A found point with its internal distance (lower is closer).
@@ -49,15 +52,17 @@ impl Shard {
                     if spec.filter.is_none_or(|f| f.matches(id, &e.payload)) {
                         top.push(
                             metric.distance(spec.vector, state.vector(e, self.config.dim)),
-                            *id,
+                            (*id, None),
                         );
                     }
                 }
             }
         } else {
-            for seg in &state.segments {
-                for (d, i) in search_segment(&state, seg, spec, self.config.full_scan_threshold) {
-                    top.push(d, seg.ids[i as usize].0);
+            let allowed = spec.filter.map(|f| allowed_by_segment(&state, f));
+            for (s, seg) in state.segments.iter().enumerate() {
+                let allowed = allowed.as_ref().map(|a| a[s].as_slice());
+                for (d, i) in search_segment(seg, allowed, spec, self.config.full_scan_threshold) {
+                    top.push(d, (seg.ids[i as usize].0, Some(seg.version(i))));
                 }
             }
             let tail = &state.tail;
@@ -73,32 +78,66 @@ impl Shard {
                 }
                 top.push(
                     metric.distance(spec.vector, tail.vector(slot as u32, self.config.dim)),
-                    *id,
+                    (*id, None),
                 );
             }
         }
 
+        // A segment hit knows its point's version; only payloads and vectors need the point table.
+        let bare = !spec.with_payload && !spec.with_vector;
         top.into_sorted()
             .into_iter()
-            .filter_map(|(distance, id)| {
-                let e = state.points.get(&id)?;
-                Some(Hit {
-                    distance,
-                    point: self.view(&state, &id, e, spec.with_vector),
-                })
+            .filter_map(|(distance, (id, version))| {
+                let point = match version {
+                    Some(version) if bare => PointView {
+                        id,
+                        version,
+                        payload: point::empty_payload(),
+                        vector: None,
+                    },
+                    _ => {
+                        let e = state.points.get(&id)?;
+                        self.view(&state, &id, e, spec.with_vector, spec.with_payload)
+                    }
+                };
+                Some(Hit { distance, point })
             })
             .collect()
     }
 }
 
+/// Which entries of each segment are live and pass the filter, found in one pass over the points
+/// (their payloads are there, and a live point's location names its segment slot).
+fn allowed_by_segment(state: &ShardState, filter: &Filter) -> Vec<Vec<bool>> {
+    let mut allowed: Vec<Vec<bool>> = state
+        .segments
+        .iter()
+        .map(|s| vec![false; s.ids.len()])
+        .collect();
+    for (id, e) in state.points.iter() {
+        if let Location::Segment(seg, i) = &e.location {
+            let Some(s) = state.segments.iter().position(|s| Arc::ptr_eq(s, seg)) else {
+                continue;
+            };
+            if filter.matches(id, &e.payload) {
+                if let Some(slot) = allowed[s].get_mut(*i as usize) {
+                    *slot = true;
+                }
+            }
+        }
+    }
+    allowed
+}
+
+/// Searches one segment: by graph, or exactly when the filter leaves few candidates.
 fn search_segment(
-    state: &ShardState,
     seg: &IndexedSegment,
+    allowed: Option<&[bool]>,
     spec: &SearchSpec,
     full_scan_threshold: usize,
 ) -> Vec<(f32, u32)> {
     let index = &seg.index;
-    let Some(filter) = spec.filter else {
+    let Some(allowed) = allowed else {
         let live = |i: u32| seg.live.get(i);
         return if spec.exact {
             index.exact(spec.vector, spec.k, live)
@@ -106,18 +145,6 @@ fn search_segment(
             index.search(spec.vector, spec.k, spec.ef, live)
         };
     };
-    let allowed: Vec<bool> = seg
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, (id, _))| {
-            seg.live.get(i as u32)
-                && state
-                    .points
-                    .get(id)
-                    .is_some_and(|e| filter.matches(id, &e.payload))
-        })
-        .collect();
     let count = allowed.iter().filter(|a| **a).count();
     if count == 0 {
         return Vec::new();

@@ -10,7 +10,7 @@
 
 use super::point::{Payload, PointId};
 use crate::index::Segment;
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -59,6 +59,27 @@ pub struct IndexedSegment {
     /// `(point id, vector version)` of each internal id, as written in the segment's `ids.bin`.
     pub ids: Vec<(PointId, u64)>,
     pub live: LiveBits,
+    /// The current version of each live entry's point (a payload update changes it without
+    /// moving the vector), so a search hit needs no lookup in the point table.
+    pub versions: Vec<AtomicU64>,
+}
+
+impl IndexedSegment {
+    /// Makes entry `i` live, holding a point now at `version`.
+    pub fn admit(&self, i: u32, version: u64) {
+        self.set_version(i, version);
+        self.live.set(i, true);
+    }
+    pub fn set_version(&self, i: u32, version: u64) {
+        if let Some(v) = self.versions.get(i as usize) {
+            v.store(version, Ordering::Relaxed);
+        }
+    }
+    pub fn version(&self, i: u32) -> u64 {
+        self.versions
+            .get(i as usize)
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    }
 }
 
 /// Where a point's current vector can be read and searched.
@@ -111,10 +132,67 @@ impl Tail {
     }
 }
 
+/// The live points by id: a hash map for lookups (every search hit, every filter check) and a
+/// sorted set of the same ids for scroll, which pages in id order. A `BTreeMap` alone did both,
+/// but looking up the ten hits of a search walked ~6 cold tree levels each: 5 % of a search
+/// request's CPU on 100k points.
+#[derive(Default)]
+pub struct PointTable {
+    by_id: HashMap<PointId, Entry>,
+    order: BTreeSet<PointId>,
+}
+
+impl PointTable {
+    #[inline]
+    pub fn get(&self, id: &PointId) -> Option<&Entry> {
+        self.by_id.get(id)
+    }
+    pub fn get_mut(&mut self, id: &PointId) -> Option<&mut Entry> {
+        self.by_id.get_mut(id)
+    }
+    pub fn contains_key(&self, id: &PointId) -> bool {
+        self.by_id.contains_key(id)
+    }
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+    /// Adds or replaces a point; returns the entry it replaced.
+    pub fn insert(&mut self, id: PointId, entry: Entry) -> Option<Entry> {
+        let previous = self.by_id.insert(id, entry);
+        if previous.is_none() {
+            self.order.insert(id);
+        }
+        previous
+    }
+    pub fn remove(&mut self, id: &PointId) -> Option<Entry> {
+        let previous = self.by_id.remove(id)?;
+        self.order.remove(id);
+        Some(previous)
+    }
+    /// Every point, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&PointId, &Entry)> {
+        self.by_id.iter()
+    }
+    /// Points in id order, starting at `from` (inclusive) or at the smallest id.
+    pub fn ordered_from(
+        &self,
+        from: Option<PointId>,
+    ) -> impl Iterator<Item = (&PointId, &Entry)> + '_ {
+        let ids = match from {
+            Some(f) => self.order.range(f..),
+            None => self.order.range(..),
+        };
+        ids.filter_map(|id| Some((id, self.by_id.get(id)?)))
+    }
+}
+
 /// Everything a search needs, behind the shard's RwLock.
 #[derive(Default)]
 pub struct ShardState {
-    pub points: BTreeMap<PointId, Entry>,
+    pub points: PointTable,
     pub segments: Vec<Arc<IndexedSegment>>,
     pub tail: Tail,
 }
@@ -156,6 +234,42 @@ mod tests {
         assert_eq!(b.count(), 2);
         b.set(0, false);
         assert_eq!(b.count(), 1);
+    }
+
+    #[test]
+    fn point_table_orders_ids_and_replaces_in_place() {
+        let entry = |version| Entry {
+            version,
+            vector_version: version,
+            payload: Arc::default(),
+            location: Location::Tail(0),
+        };
+        let mut t = PointTable::default();
+        for n in [5, 1, 3] {
+            assert!(t.insert(PointId::Num(n), entry(n)).is_none());
+        }
+        assert_eq!(
+            t.insert(PointId::Num(3), entry(9)).map(|e| e.version),
+            Some(3)
+        );
+        assert_eq!(t.len(), 3);
+        let ids = |t: &PointTable, from| {
+            t.ordered_from(from)
+                .map(|(id, e)| (*id, e.version))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(&t, None),
+            vec![
+                (PointId::Num(1), 1),
+                (PointId::Num(3), 9),
+                (PointId::Num(5), 5)
+            ]
+        );
+        assert_eq!(ids(&t, Some(PointId::Num(2))).len(), 2);
+        assert!(t.remove(&PointId::Num(1)).is_some() && t.remove(&PointId::Num(1)).is_none());
+        assert_eq!(ids(&t, None).len(), 2);
+        assert_eq!(t.iter().count(), 2);
     }
 
     #[test]

@@ -58,6 +58,7 @@ fn nearest(
         exact,
         filter,
         with_vector: false,
+        with_payload: false,
     };
     shard
         .search(&spec)
@@ -153,6 +154,29 @@ fn payload_updates_keep_the_index_entry() {
     assert_eq!(got.payload.get("tag"), Some(&json!("x")));
     assert_eq!(got.payload.get("i"), Some(&json!(5)));
     assert_eq!(got.vector.unwrap(), vec_for(5));
+    // Search hits report the point's current version, with and without the payload, from the
+    // segment and after a reopen.
+    let hit_version = |shard: &Shard, with_payload: bool| {
+        let spec = search::SearchSpec {
+            vector: &vec_for(5),
+            k: 1,
+            ef: 64,
+            exact: false,
+            filter: None,
+            with_vector: false,
+            with_payload,
+        };
+        let hit = shard.search(&spec).pop().unwrap();
+        assert_eq!(hit.point.id, PointId::Num(5));
+        assert_eq!(hit.point.payload.is_empty(), !with_payload);
+        hit.point.version
+    };
+    assert_eq!(hit_version(&shard, false), 2);
+    assert_eq!(hit_version(&shard, true), 2);
+    drop(shard);
+    let shard = open(&db, dir.path());
+    assert_eq!(shard.stats().1, 200);
+    assert_eq!(hit_version(&shard, false), 2);
 }
 
 #[test]
