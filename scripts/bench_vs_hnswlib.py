@@ -157,6 +157,22 @@ def compare(a):
             q = qps_at([{"recall": r["recall"], "qps": r["qps"]} for r in rs], 0.95)
             sq = qps_at(sp, 0.95)
             print(f"| 0.95 via {e.get('label')} {name} | | {fmt(q, '.0f')} | {fmt(q / sq if q and sq else None, '.2f')} of in-process 1 thread |")
+    for e in extras:
+        by = {}
+        for r in e["runs"]:
+            by.setdefault(r["series"], {})[r["ef"]] = r
+        names = sorted(by)
+        print(f"\n## over HTTP ({e.get('mode', '')} {', '.join(e.get('extra', {}).get('urls', []))}) vs in process, 1 thread")
+        print("| ef | recall in process / HTTP | QPS in process | " + " | ".join(f"{n} QPS | {n} / in process | {n} p50/p99 µs" for n in names) + " |")
+        print("|---|---|---|" + "---|---|---|" * len(names))
+        for ef in sorted(set(sr) & set().union(*[set(v) for v in by.values()])):
+            y = sr[ef]
+            cells = []
+            for n in names:
+                r = by[n].get(ef)
+                cells += ["—", "—", "—"] if r is None else [f"{r['qps']:.0f}", f"{r['qps'] / y['qps']:.2f}", f"{r['p50_us']:.0f} / {r['p99_us']:.0f}"]
+            rec = next((by[n][ef]["recall"] for n in names if ef in by[n]), None)
+            print(f"| {ef} | {y['recall']:.3f} / {fmt(rec, '.3f')} | {y['qps']:.0f} | " + " | ".join(cells) + " |")
     if a.png:
         import subprocess
 

@@ -3,7 +3,8 @@
 //! reqwest client, so the client takes as little CPU as possible from the node on the same box.
 
 use crate::data::Matrix;
-use crate::report::{percentile, Progress};
+use crate::report::Progress;
+use crate::spin::Answer;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -160,34 +161,82 @@ impl Target {
         }
     }
 
-    /// Runs every query once (after `warmup` untimed ones) with `concurrency` in flight.
+    /// Runs every query (after one untimed pass) with `concurrency` in flight, on the spinning
+    /// socket client ([`crate::spin`]) or, with `spin` off, on the reqwest pool. The timed pass
+    /// repeats the query set until it lasts at least `min_secs`, so short sets still give stable
+    /// figures; recall is taken from each query's first answer.
     pub async fn sweep(
         &self,
         queries: &Matrix,
         k: usize,
         ef: usize,
         concurrency: usize,
-        warmup: usize,
+        min_secs: f64,
+        spin: bool,
     ) -> Result<SweepPoint> {
-        let url = Arc::new(format!("{}/points/search", self.coll(0)));
-        let bodies: Arc<Vec<String>> = Arc::new(
-            (0..queries.rows())
-                .map(|i| {
-                    format!(
-                        "{{\"vector\":{},\"limit\":{k},\"params\":{{\"hnsw_ef\":{ef}}}}}",
-                        serde_json::to_string(queries.row(i)).unwrap_or_default()
-                    )
-                })
-                .collect(),
-        );
-        for b in bodies.iter().take(warmup) {
-            self.one(&url, b.clone()).await?;
+        let path = format!("/collections/{}/points/search", self.collection);
+        let bodies: Vec<String> = (0..queries.rows())
+            .map(|i| {
+                format!(
+                    "{{\"vector\":{},\"limit\":{k},\"params\":{{\"hnsw_ef\":{ef}}}}}",
+                    serde_json::to_string(queries.row(i)).unwrap_or_default()
+                )
+            })
+            .collect();
+        let n = bodies.len();
+        let spin_endpoint = if spin {
+            Some(Arc::new(crate::spin::Endpoint::parse(&self.urls[0])?))
+        } else {
+            None
+        };
+        let url = format!("{}{path}", self.urls[0].trim_end_matches('/'));
+        let run = |bodies: Vec<String>| {
+            let (endpoint, path, url) = (spin_endpoint.clone(), path.clone(), url.clone());
+            async move {
+                match endpoint {
+                    Some(e) => {
+                        tokio::task::spawn_blocking(move || {
+                            crate::spin::run(&e, &path, &bodies, concurrency)
+                        })
+                        .await?
+                    }
+                    None => self.run_pooled(&url, &bodies, concurrency).await,
+                }
+            }
+        };
+        let (_, once) = run(bodies.clone()).await?;
+        let repeats = ((min_secs / once.max(1e-6)).ceil() as usize).clamp(1, 1000);
+        let timed: Vec<String> = (0..repeats).flat_map(|_| bodies.iter().cloned()).collect();
+        let (answers, wall) = run(timed).await?;
+        let mut ids = vec![Vec::new(); n];
+        let mut lat = Vec::with_capacity(answers.len());
+        for a in &answers {
+            if a.query < n {
+                ids[a.query] = hit_ids(&a.body)?;
+            }
+            lat.push(a.latency_us);
         }
+        lat.sort_by(f64::total_cmp);
+        Ok(SweepPoint {
+            ids,
+            qps: answers.len() as f64 / wall,
+            lat_us: lat,
+        })
+    }
+
+    /// [`crate::spin::run`] on the reqwest pool: tasks on this runtime, each one request at a time.
+    async fn run_pooled(
+        &self,
+        url: &str,
+        bodies: &[String],
+        concurrency: usize,
+    ) -> Result<(Vec<Answer>, f64)> {
+        let (url, bodies) = (Arc::new(url.to_string()), Arc::new(bodies.to_vec()));
         let next = Arc::new(AtomicUsize::new(0));
         let t = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency.max(1) {
-            let (url, bodies, next, me) = (
+            let (url, bodies, next, client) = (
                 Arc::clone(&url),
                 Arc::clone(&bodies),
                 Arc::clone(&next),
@@ -196,32 +245,35 @@ impl Target {
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= bodies.len() {
+                    let query = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(query) else {
                         return Ok::<_, anyhow::Error>(out);
-                    }
+                    };
                     let s = Instant::now();
-                    let ids = one(&me, &url, bodies[i].clone()).await?;
-                    out.push((i, s.elapsed().as_secs_f64() * 1e6, ids));
+                    let r = client
+                        .post(url.as_str())
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await?;
+                    let status = r.status();
+                    let body = r.bytes().await?.to_vec();
+                    if !status.is_success() {
+                        bail!("search: HTTP {status}: {}", String::from_utf8_lossy(&body));
+                    }
+                    out.push(Answer {
+                        query,
+                        latency_us: s.elapsed().as_secs_f64() * 1e6,
+                        body,
+                    });
                 }
             }));
         }
-        let mut ids = vec![Vec::new(); queries.rows()];
-        let mut lat = Vec::with_capacity(queries.rows());
+        let mut answers = Vec::with_capacity(bodies.len());
         for task in tasks {
-            for (i, l, got) in task.await?? {
-                ids[i] = got;
-                lat.push(l);
-            }
+            answers.extend(task.await??);
         }
-        let wall = t.elapsed().as_secs_f64();
-        lat.sort_by(f64::total_cmp);
-        let _ = percentile(&lat, 0.5);
-        Ok(SweepPoint {
-            ids,
-            qps: queries.rows() as f64 / wall,
-            lat_us: lat,
-        })
+        Ok((answers, t.elapsed().as_secs_f64()))
     }
 
     /// Latencies (µs, ascending) of `n` sequential `GET {first url}{path}` on the same pool: the
@@ -244,25 +296,11 @@ impl Target {
         lat.sort_by(f64::total_cmp);
         Ok(lat)
     }
-
-    async fn one(&self, url: &str, body: String) -> Result<Vec<u32>> {
-        one(&self.client, url, body).await
-    }
 }
 
-async fn one(client: &reqwest::Client, url: &str, body: String) -> Result<Vec<u32>> {
-    let r = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await?;
-    let status = r.status();
-    let bytes = r.bytes().await?;
-    if !status.is_success() {
-        bail!("search: HTTP {status}: {}", String::from_utf8_lossy(&bytes));
-    }
-    let resp: SearchResp = serde_json::from_slice(&bytes)?;
+/// The ids of a search answer's hits, in order.
+fn hit_ids(body: &[u8]) -> Result<Vec<u32>> {
+    let resp: SearchResp = serde_json::from_slice(body)?;
     Ok(resp
         .result
         .iter()

@@ -20,6 +20,7 @@
 mod data;
 mod http;
 mod report;
+mod spin;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -110,6 +111,13 @@ struct Args {
     /// Comma-separated numbers of requests in flight.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     concurrency: Vec<usize>,
+    /// Time queries with the reqwest client (sleeps between answers) instead of the spinning
+    /// socket client (keeps one core busy so the node is never charged for waking it).
+    #[arg(long)]
+    no_spin: bool,
+    /// Each HTTP measurement repeats the query set until it has run this long.
+    #[arg(long, default_value_t = 3.0)]
+    min_secs: f64,
     /// Points per upsert request.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
@@ -120,6 +128,9 @@ struct Args {
     /// Reuse the collection as it is (no delete, create, upload).
     #[arg(long)]
     skip_upload: bool,
+    /// Create, upload and wait for indexing, then stop (a later run measures with --skip-upload).
+    #[arg(long)]
+    upload_only: bool,
     /// Start measuring once this fraction of the points is in HNSW segments (and counts are stable).
     #[arg(long, default_value_t = 1.0)]
     min_indexed: f64,
@@ -404,11 +415,16 @@ fn main() -> Result<()> {
             eprintln!("[http] GET /readyz round trip: p50 {b50:.0} µs, p99 {b99:.0} µs");
             extra.insert("readyz_p50_us".into(), json!(b50));
             extra.insert("readyz_p99_us".into(), json!(b99));
+            if a.upload_only {
+                return Ok(());
+            }
             let mut p = Progress::new("http search", a.ef.len() * a.concurrency.len());
             let mut done = 0;
             for &c in &a.concurrency {
                 for &ef in &a.ef {
-                    let r = target.sweep(&queries, a.k, ef, c, a.warmup).await?;
+                    let r = target
+                        .sweep(&queries, a.k, ef, c, a.min_secs, !a.no_spin)
+                        .await?;
                     let recall = data::recall(&r.ids, &truth, a.k);
                     rows.push(Row {
                         ef,
