@@ -60,6 +60,7 @@
 pub mod distance;
 mod flat;
 mod hnsw_build;
+mod hugepages;
 mod persist;
 mod repair;
 mod scratch;
@@ -220,11 +221,7 @@ impl Segment {
             upper: graph.upper.clone(),
         };
         persist::write_segment_file(dir, &file)?;
-        Ok(Segment {
-            graph,
-            metric,
-            repair_stats,
-        })
+        Ok(Segment::searchable(graph, metric, repair_stats))
     }
 
     /// Reopens a segment written by [`Segment::build`] without rebuilding it.
@@ -276,11 +273,18 @@ impl Segment {
             "reloaded hnsw_rs entry point disagrees with segment file"
         );
         let graph = file.graph_with_vectors(reloaded.vectors);
-        Ok(Segment {
+        Ok(Segment::searchable(graph, metric, RepairStats::default()))
+    }
+
+    /// The finished segment, its big arrays moved onto huge pages (see [`hugepages`]).
+    fn searchable(mut graph: FlatGraph, metric: Metric, repair_stats: RepairStats) -> Segment {
+        graph.vectors = hugepages::on_huge_pages(std::mem::take(&mut graph.vectors));
+        graph.layer0 = hugepages::on_huge_pages(std::mem::take(&mut graph.layer0));
+        Segment {
             graph,
             metric,
-            repair_stats: RepairStats::default(),
-        })
+            repair_stats,
+        }
     }
 
     pub fn len(&self) -> usize {
