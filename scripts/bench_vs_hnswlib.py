@@ -149,6 +149,13 @@ def compare(a):
     for target in (0.90, 0.95, 0.98):
         hq, sq = qps_at(hp, target), qps_at(sp, target)
         print(f"| {target:.2f} | {fmt(hq, '.0f')} | {fmt(sq, '.0f')} | {fmt(sq / hq if hq and sq else None, '.2f')} |")
+    # HTTP runs compare with the in-process run on the node's own segment when there is one: the
+    # graph is then the same, and the ratio is the HTTP path's alone (hnsw_rs builds vary).
+    if a.same_segment:
+        same = json.load(open(a.same_segment))
+        sr = {r["ef"]: r for r in same["runs"] if r["series"] == "1 thread"}
+        sp = [{"recall": r["recall"], "qps": r["qps"]} for r in sr.values()]
+        print(f"| 0.95 in process on the node's segment | | {fmt(qps_at(sp, 0.95), '.0f')} | |")
     for e in extras:
         by = {}
         for r in e["runs"]:
@@ -162,7 +169,8 @@ def compare(a):
         for r in e["runs"]:
             by.setdefault(r["series"], {})[r["ef"]] = r
         names = sorted(by)
-        print(f"\n## over HTTP ({e.get('mode', '')} {', '.join(e.get('extra', {}).get('urls', []))}) vs in process, 1 thread")
+        what = "the same segment" if a.same_segment else "its own build"
+        print(f"\n## over HTTP ({', '.join(e.get('extra', {}).get('urls', []))}) vs in process on {what}, 1 thread")
         print("| ef | recall in process / HTTP | QPS in process | " + " | ".join(f"{n} QPS | {n} / in process | {n} p50/p99 µs" for n in names) + " |")
         print("|---|---|---|" + "---|---|---|" * len(names))
         for ef in sorted(set(sr) & set().union(*[set(v) for v in by.values()])):
@@ -200,6 +208,7 @@ def main():
     c.add_argument("--hnswlib", required=True)
     c.add_argument("--extra", nargs="*", default=[])
     c.add_argument("--png")
+    c.add_argument("--same-segment", help="shoal-bench --segment result on the HTTP node's segment")
     a = ap.parse_args()
     run_hnswlib(a) if a.cmd == "hnswlib" else compare(a)
 

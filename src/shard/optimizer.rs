@@ -91,7 +91,8 @@ pub fn load_segments(dir: &Path, metric: Metric) -> anyhow::Result<Vec<Arc<Index
     Ok(segments)
 }
 
-fn open_segment(dir: &Path, metric: Metric) -> anyhow::Result<(Segment, Vec<(PointId, u64)>)> {
+/// Opens one segment directory with its `ids.bin` (internal id → point id and vector version).
+pub fn open_segment(dir: &Path, metric: Metric) -> anyhow::Result<(Segment, Vec<(PointId, u64)>)> {
     let bytes = std::fs::read(dir.join(IDS_FILE))?;
     let (ids, _): (Vec<(PointId, u64)>, _) =
         bincode::serde::decode_from_slice(&bytes, bincode::config::standard())?;

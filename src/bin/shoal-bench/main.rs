@@ -100,6 +100,10 @@ struct Args {
     /// Where to build the segment (default: a temporary directory, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Measure a segment a node built (`…/shards/<n>/segments/seg-<id>`) instead of building
+    /// one: in process and over HTTP then search the very same graph.
+    #[arg(long)]
+    segment: Option<PathBuf>,
 
     // ---- HTTP mode ----
     /// Benchmark a running node or cluster instead: comma-separated base URLs. Writes and queries
@@ -139,6 +143,38 @@ struct Args {
     expect_points: Option<usize>,
     #[arg(long, default_value_t = 1200)]
     index_timeout_s: u64,
+}
+
+/// The "1 thread" figure at one `ef`: every query in turn on this thread, after `warmup`.
+fn one_thread_sweep(
+    qs: &[&[f32]],
+    ef: usize,
+    warmup: usize,
+    truth: &[Vec<u32>],
+    k: usize,
+    search: impl Fn(&[f32]) -> Vec<u32>,
+) -> Row {
+    for q in qs.iter().take(warmup) {
+        std::hint::black_box(search(q));
+    }
+    let mut lat = Vec::with_capacity(qs.len());
+    let mut got = Vec::with_capacity(qs.len());
+    let t = Instant::now();
+    for q in qs {
+        let s = Instant::now();
+        let r = search(q);
+        lat.push(s.elapsed().as_secs_f64() * 1e6);
+        got.push(r);
+    }
+    let wall = t.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    Row {
+        ef,
+        series: "1 thread".into(),
+        recall: data::recall(&got, truth, k),
+        qps: qs.len() as f64 / wall,
+        lat,
+    }
 }
 
 fn parse_metric(s: &str) -> Result<Metric> {
@@ -255,7 +291,39 @@ fn main() -> Result<()> {
     let mode;
     let label;
 
-    if a.url.is_empty() {
+    if let (true, Some(sdir)) = (a.url.is_empty(), &a.segment) {
+        mode = "in-process";
+        label = a
+            .label
+            .clone()
+            .unwrap_or_else(|| "shoal in-process (node's segment)".into());
+        let t = Instant::now();
+        let (seg, ids) = shoal::shard::optimizer::open_segment(sdir, metric)
+            .with_context(|| format!("opening {}", sdir.display()))?;
+        extra.insert("reopen_s".into(), json!(t.elapsed().as_secs_f64()));
+        extra.insert("segment".into(), json!(sdir));
+        // Internal ids → point ids (the bench's point ids are row numbers).
+        let point: Vec<u32> = ids
+            .iter()
+            .map(|(id, _)| match id {
+                shoal::shard::point::PointId::Num(n) => *n as u32,
+                _ => u32::MAX,
+            })
+            .collect();
+        let qs: Vec<&[f32]> = queries.data.chunks_exact(dim).collect();
+        let mut p = Progress::new("search", a.ef.len());
+        for (i, &ef) in a.ef.iter().enumerate() {
+            let search = |q: &[f32]| {
+                seg.search(q, a.k, ef, |_| true)
+                    .into_iter()
+                    .map(|x| point[x.1 as usize])
+                    .collect()
+            };
+            rows.push(one_thread_sweep(&qs, ef, a.warmup, &truth, a.k, search));
+            p.set(i + 1);
+        }
+        p.done();
+    } else if a.url.is_empty() {
         mode = "in-process";
         label = a.label.clone().unwrap_or_else(|| "shoal in-process".into());
         let (dir, remove_after) = match &a.dir {
@@ -305,28 +373,13 @@ fn main() -> Result<()> {
             .build()?;
         let mut p = Progress::new("search", a.ef.len() * 2);
         for (i, &ef) in a.ef.iter().enumerate() {
-            for q in qs.iter().take(a.warmup) {
-                std::hint::black_box(seg.search(q, a.k, ef, |_| true));
-            }
-            let mut lat = Vec::with_capacity(qs.len());
-            let mut got = Vec::with_capacity(qs.len());
-            let t = Instant::now();
-            for q in &qs {
-                let s = Instant::now();
-                let r = seg.search(q, a.k, ef, |_| true);
-                lat.push(s.elapsed().as_secs_f64() * 1e6);
-                got.push(r.into_iter().map(|x| x.1).collect::<Vec<u32>>());
-            }
-            let wall = t.elapsed().as_secs_f64();
-            lat.sort_by(f64::total_cmp);
-            let recall = data::recall(&got, &truth, a.k);
-            rows.push(Row {
-                ef,
-                series: "1 thread".into(),
-                recall,
-                qps: qs.len() as f64 / wall,
-                lat,
-            });
+            let search = |q: &[f32]| {
+                seg.search(q, a.k, ef, |_| true)
+                    .into_iter()
+                    .map(|x| x.1)
+                    .collect()
+            };
+            rows.push(one_thread_sweep(&qs, ef, a.warmup, &truth, a.k, search));
             p.set(2 * i + 1);
 
             // All cores: every query once, spread over the pool (latency per query as seen by its thread).
