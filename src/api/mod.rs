@@ -105,10 +105,6 @@ pub fn router(node: AppState) -> Router {
             node.clone(),
             auth::require_key,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            node.clone(),
-            service::track,
-        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             service::panic_response,

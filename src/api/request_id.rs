@@ -52,11 +52,14 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         path = %req.uri().path(),
     );
     let quiet = QUIET_PATHS.contains(&req.uri().path());
+    let (route, method) = (super::service::route_of(&req), req.method().clone());
     async move {
         let started = Instant::now();
         let mut response = next.run(req).await;
         let status = response.status().as_u16();
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let seconds = started.elapsed().as_secs_f64();
+        super::service::record_request(route, method.as_str(), status, seconds);
+        let ms = seconds * 1000.0;
         // One access line per request at info (as Qdrant logs them); probes and scrapes at debug.
         if response.status().is_server_error() {
             tracing::warn!(status, ms, "request finished");

@@ -9,13 +9,11 @@ use super::response::{ApiError, Started};
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 /// The process-wide Prometheus recorder (installed once, shared by every router built).
 #[derive(Clone)]
@@ -145,22 +143,20 @@ pub async fn metrics(State(node): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Counts requests by route, method and status, and times them.
-pub async fn track(State(_node): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req
-        .extensions()
+/// The route pattern a request matched (`/collections/{name}/points/query`), for metrics.
+pub fn route_of(req: &Request) -> String {
+    req.extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("shoal_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .unwrap_or_else(|| "unmatched".into())
+}
+
+/// Counts a finished request by route, method and status, and records how long it took
+/// (called by [`super::request_id::request_id`], the one middleware every request passes).
+pub fn record_request(route: String, method: &str, status: u16, seconds: f64) {
+    metrics::counter!("shoal_http_requests_total", "route" => route.clone(), "method" => method.to_owned(), "status" => status.to_string())
         .increment(1);
-    metrics::histogram!("shoal_http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
+    metrics::histogram!("shoal_http_request_duration_seconds", "route" => route).record(seconds);
 }
 
 /// What a request that panicked gets: a 500 in Qdrant's shape; the node keeps serving.

@@ -22,6 +22,10 @@ struct SearchResp {
     result: Vec<Hit>,
 }
 #[derive(Deserialize)]
+struct BatchResp {
+    result: Vec<Vec<Hit>>,
+}
+#[derive(Deserialize)]
 struct Hit {
     id: serde_json::Value,
 }
@@ -164,7 +168,9 @@ impl Target {
     /// Runs every query (after one untimed pass) with `concurrency` in flight, on the spinning
     /// socket client ([`crate::spin`]) or, with `spin` off, on the reqwest pool. The timed pass
     /// repeats the query set until it lasts at least `min_secs`, so short sets still give stable
-    /// figures; recall is taken from each query's first answer.
+    /// figures; recall is taken from each query's first answer. With `batch` > 1 each request
+    /// is a `/points/search/batch` of that many queries.
+    #[allow(clippy::too_many_arguments)]
     pub async fn sweep(
         &self,
         queries: &Matrix,
@@ -173,16 +179,30 @@ impl Target {
         concurrency: usize,
         min_secs: f64,
         spin: bool,
+        batch: usize,
     ) -> Result<SweepPoint> {
-        let path = format!("/collections/{}/points/search", self.collection);
-        let bodies: Vec<String> = (0..queries.rows())
-            .map(|i| {
-                format!(
-                    "{{\"vector\":{},\"limit\":{k},\"params\":{{\"hnsw_ef\":{ef}}}}}",
-                    serde_json::to_string(queries.row(i)).unwrap_or_default()
-                )
-            })
-            .collect();
+        let batch = batch.max(1);
+        let search = |i: usize| {
+            format!(
+                "{{\"vector\":{},\"limit\":{k},\"params\":{{\"hnsw_ef\":{ef}}}}}",
+                serde_json::to_string(queries.row(i)).unwrap_or_default()
+            )
+        };
+        let nq = queries.rows();
+        let (path, bodies): (String, Vec<String>) = if batch == 1 {
+            let path = format!("/collections/{}/points/search", self.collection);
+            (path, (0..nq).map(search).collect())
+        } else {
+            let path = format!("/collections/{}/points/search/batch", self.collection);
+            let bodies = (0..nq)
+                .step_by(batch)
+                .map(|s| {
+                    let items: Vec<String> = (s..(s + batch).min(nq)).map(search).collect();
+                    format!("{{\"searches\":[{}]}}", items.join(","))
+                })
+                .collect();
+            (path, bodies)
+        };
         let n = bodies.len();
         let spin_endpoint = if spin {
             Some(Arc::new(crate::spin::Endpoint::parse(&self.urls[0])?))
@@ -208,18 +228,29 @@ impl Target {
         let repeats = ((min_secs / once.max(1e-6)).ceil() as usize).clamp(1, 1000);
         let timed: Vec<String> = (0..repeats).flat_map(|_| bodies.iter().cloned()).collect();
         let (answers, wall) = run(timed).await?;
-        let mut ids = vec![Vec::new(); n];
+        let mut ids = vec![Vec::new(); nq];
         let mut lat = Vec::with_capacity(answers.len());
+        let mut answered = 0;
         for a in &answers {
+            let per_query = if batch == 1 {
+                vec![hit_ids(&a.body)?]
+            } else {
+                batch_hit_ids(&a.body)?
+            };
+            answered += per_query.len();
             if a.query < n {
-                ids[a.query] = hit_ids(&a.body)?;
+                for (j, got) in per_query.into_iter().enumerate() {
+                    if let Some(slot) = ids.get_mut(a.query * batch + j) {
+                        *slot = got;
+                    }
+                }
             }
             lat.push(a.latency_us);
         }
         lat.sort_by(f64::total_cmp);
         Ok(SweepPoint {
             ids,
-            qps: answers.len() as f64 / wall,
+            qps: answered as f64 / wall,
             lat_us: lat,
         })
     }
@@ -298,13 +329,21 @@ impl Target {
     }
 }
 
+fn ids_of(hits: &[Hit]) -> Vec<u32> {
+    hits.iter()
+        .filter_map(|h| h.id.as_u64())
+        .map(|x| x as u32)
+        .collect()
+}
+
 /// The ids of a search answer's hits, in order.
 fn hit_ids(body: &[u8]) -> Result<Vec<u32>> {
     let resp: SearchResp = serde_json::from_slice(body)?;
-    Ok(resp
-        .result
-        .iter()
-        .filter_map(|h| h.id.as_u64())
-        .map(|x| x as u32)
-        .collect())
+    Ok(ids_of(&resp.result))
+}
+
+/// The hit ids of each search of a batch answer.
+fn batch_hit_ids(body: &[u8]) -> Result<Vec<Vec<u32>>> {
+    let resp: BatchResp = serde_json::from_slice(body)?;
+    Ok(resp.result.iter().map(|h| ids_of(h)).collect())
 }

@@ -119,6 +119,9 @@ struct Args {
     /// socket client (keeps one core busy so the node is never charged for waking it).
     #[arg(long)]
     no_spin: bool,
+    /// Queries per request: 1 posts /points/search, more post /points/search/batch.
+    #[arg(long, default_value_t = 1)]
+    query_batch: usize,
     /// Each HTTP measurement repeats the query set until it has run this long.
     #[arg(long, default_value_t = 3.0)]
     min_secs: f64,
@@ -476,12 +479,16 @@ fn main() -> Result<()> {
             for &c in &a.concurrency {
                 for &ef in &a.ef {
                     let r = target
-                        .sweep(&queries, a.k, ef, c, a.min_secs, !a.no_spin)
+                        .sweep(&queries, a.k, ef, c, a.min_secs, !a.no_spin, a.query_batch)
                         .await?;
                     let recall = data::recall(&r.ids, &truth, a.k);
                     rows.push(Row {
                         ef,
-                        series: format!("HTTP c={c}"),
+                        series: if a.query_batch > 1 {
+                            format!("HTTP c={c} batch {}", a.query_batch)
+                        } else {
+                            format!("HTTP c={c}")
+                        },
                         recall,
                         qps: r.qps,
                         lat: r.lat_us,
