@@ -11,7 +11,10 @@
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// An answer slower than this ends the run with an error instead of spinning forever.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A parsed base URL: where to connect and what to send as `Host`.
 pub struct Endpoint {
@@ -162,6 +165,9 @@ pub fn run(
                 continue;
             };
             let Some((status, body)) = c.poll(&mut scratch)? else {
+                if sent.elapsed() > ANSWER_TIMEOUT {
+                    bail!("no answer to query {query} within {ANSWER_TIMEOUT:?}");
+                }
                 continue;
             };
             let latency_us = sent.elapsed().as_secs_f64() * 1e6;
