@@ -3,6 +3,9 @@
 use clap::Parser;
 use shoal::config::Config;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
     let _log = shoal::logging::init(&config.log_format);
