@@ -144,19 +144,54 @@ pub async fn metrics(State(node): State<AppState>) -> Response {
 }
 
 /// The route pattern a request matched (`/collections/{name}/points/query`), for metrics.
-pub fn route_of(req: &Request) -> String {
-    req.extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into())
+pub fn route_of(req: &Request) -> Option<MatchedPath> {
+    req.extensions().get::<MatchedPath>().cloned()
+}
+
+/// One (route, method, status) series: its request counter and the route's latency histogram.
+struct Series {
+    method: axum::http::Method,
+    status: u16,
+    requests: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+thread_local! {
+    /// Handles by route, resolved once per thread: `counter!` with dynamic labels builds and
+    /// hashes a key and looks it up in the registry on every call (~1 µs a request).
+    static SERIES: std::cell::RefCell<std::collections::HashMap<String, Vec<Series>>> =
+        Default::default();
 }
 
 /// Counts a finished request by route, method and status, and records how long it took
 /// (called by [`super::request_id::request_id`], the one middleware every request passes).
-pub fn record_request(route: String, method: &str, status: u16, seconds: f64) {
-    metrics::counter!("shoal_http_requests_total", "route" => route.clone(), "method" => method.to_owned(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!("shoal_http_request_duration_seconds", "route" => route).record(seconds);
+pub fn record_request(
+    route: Option<&MatchedPath>,
+    method: &axum::http::Method,
+    status: u16,
+    seconds: f64,
+) {
+    let route = route.map_or("unmatched", |r| r.as_str());
+    SERIES.with_borrow_mut(|by_route| {
+        let series = match by_route.get_mut(route) {
+            Some(s) => s,
+            None => by_route.entry(route.to_owned()).or_default(),
+        };
+        let i = match series.iter().position(|s| s.status == status && s.method == method) {
+            Some(i) => i,
+            None => {
+                series.push(Series {
+                    method: method.clone(),
+                    status,
+                    requests: metrics::counter!("shoal_http_requests_total", "route" => route.to_owned(), "method" => method.as_str().to_owned(), "status" => status.to_string()),
+                    seconds: metrics::histogram!("shoal_http_request_duration_seconds", "route" => route.to_owned()),
+                });
+                series.len() - 1
+            }
+        };
+        series[i].requests.increment(1);
+        series[i].seconds.record(seconds);
+    });
 }
 
 /// What a request that panicked gets: a 500 in Qdrant's shape; the node keeps serving.
