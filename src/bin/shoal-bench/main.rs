@@ -18,6 +18,8 @@
 //!   shoal-bench --url http://127.0.0.1:6333 --concurrency 1,2
 
 // The node's allocator, so that in-process figures measure the code the node runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod data;
 mod http;
