@@ -210,24 +210,25 @@ impl Target {
             None
         };
         let url = format!("{}{path}", self.urls[0].trim_end_matches('/'));
-        let run = |bodies: Vec<String>| {
+        let bodies = Arc::new(bodies);
+        let run = |total: usize| {
             let (endpoint, path, url) = (spin_endpoint.clone(), path.clone(), url.clone());
+            let bodies = Arc::clone(&bodies);
             async move {
                 match endpoint {
                     Some(e) => {
                         tokio::task::spawn_blocking(move || {
-                            crate::spin::run(&e, &path, &bodies, concurrency)
+                            crate::spin::run(&e, &path, &bodies, total, concurrency)
                         })
                         .await?
                     }
-                    None => self.run_pooled(&url, &bodies, concurrency).await,
+                    None => self.run_pooled(&url, bodies, total, concurrency).await,
                 }
             }
         };
-        let (_, once) = run(bodies.clone()).await?;
+        let (_, once) = run(n).await?;
         let repeats = ((min_secs / once.max(1e-6)).ceil() as usize).clamp(1, 1000);
-        let timed: Vec<String> = (0..repeats).flat_map(|_| bodies.iter().cloned()).collect();
-        let (answers, wall) = run(timed).await?;
+        let (answers, wall) = run(n * repeats).await?;
         let mut ids = vec![Vec::new(); nq];
         let mut lat = Vec::with_capacity(answers.len());
         let mut answered = 0;
@@ -259,10 +260,12 @@ impl Target {
     async fn run_pooled(
         &self,
         url: &str,
-        bodies: &[String],
+        bodies: Arc<Vec<String>>,
+        total: usize,
         concurrency: usize,
     ) -> Result<(Vec<Answer>, f64)> {
-        let (url, bodies) = (Arc::new(url.to_string()), Arc::new(bodies.to_vec()));
+        let url = Arc::new(url.to_string());
+        let total = if bodies.is_empty() { 0 } else { total };
         let next = Arc::new(AtomicUsize::new(0));
         let t = Instant::now();
         let mut tasks = Vec::new();
@@ -277,9 +280,10 @@ impl Target {
                 let mut out = Vec::new();
                 loop {
                     let query = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = bodies.get(query) else {
+                    if query >= total {
                         return Ok::<_, anyhow::Error>(out);
-                    };
+                    }
+                    let body = &bodies[query % bodies.len()];
                     let s = Instant::now();
                     let r = client
                         .post(url.as_str())
@@ -300,7 +304,7 @@ impl Target {
                 }
             }));
         }
-        let mut answers = Vec::with_capacity(bodies.len());
+        let mut answers = Vec::with_capacity(total);
         for task in tasks {
             answers.extend(task.await??);
         }

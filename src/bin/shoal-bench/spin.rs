@@ -116,12 +116,15 @@ fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, usize)>> {
     Ok(Some((status, end + 4, length)))
 }
 
-/// Sends `POST {path}` with each body once, `concurrency` at a time; answers in completion order.
-/// Returns them with the wall time in seconds. Any non-2xx answer is an error.
+/// Sends `total` requests `POST {path}`, request `i` with body `i % bodies.len()` (so the set
+/// repeats without being copied), `concurrency` at a time; answers in completion order, each
+/// numbered by its request. Returns them with the wall time in seconds. Any non-2xx answer is an
+/// error.
 pub fn run(
     endpoint: &Endpoint,
     path: &str,
     bodies: &[String],
+    total: usize,
     concurrency: usize,
 ) -> Result<(Vec<Answer>, f64)> {
     let requests: Vec<Vec<u8>> = bodies
@@ -137,8 +140,9 @@ pub fn run(
             r
         })
         .collect();
+    let total = if requests.is_empty() { 0 } else { total };
     let mut conns = Vec::new();
-    for _ in 0..concurrency.clamp(1, requests.len().max(1)) {
+    for _ in 0..concurrency.clamp(1, total.max(1)) {
         let stream = TcpStream::connect(endpoint.addr)
             .with_context(|| format!("connect {}", endpoint.addr))?;
         stream.set_nodelay(true)?;
@@ -149,17 +153,17 @@ pub fn run(
             busy: None,
         });
     }
-    let mut answers = Vec::with_capacity(requests.len());
+    let mut answers = Vec::with_capacity(total);
     let mut scratch = vec![0u8; 64 * 1024];
     let started = Instant::now();
     let mut next = 0;
     for c in conns.iter_mut() {
-        if next < requests.len() {
-            c.send(&requests[next], next)?;
+        if next < total {
+            c.send(&requests[next % requests.len()], next)?;
             next += 1;
         }
     }
-    while answers.len() < requests.len() {
+    while answers.len() < total {
         for c in conns.iter_mut() {
             let Some((query, sent)) = c.busy else {
                 continue;
@@ -180,8 +184,8 @@ pub fn run(
                 body,
             });
             c.busy = None;
-            if next < requests.len() {
-                c.send(&requests[next], next)?;
+            if next < total {
+                c.send(&requests[next % requests.len()], next)?;
                 next += 1;
             }
         }
