@@ -4,12 +4,10 @@
 //! in constant time and never logged.
 
 use super::response::ApiError;
-use super::AppState;
+use crate::config::Config;
 use crate::secret::same_secret;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 /// Routes the kubelet probes without credentials.
 const OPEN_PATHS: &[&str] = &["/healthz", "/livez", "/readyz"];
@@ -42,35 +40,37 @@ fn presented_key(req: &Request) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-pub async fn require_key(State(node): State<AppState>, req: Request, next: Next) -> Response {
+/// Whether the request may pass: the key it presents, for what it asks.
+pub fn check(config: &Config, req: &Request) -> Result<(), ApiError> {
     let (full, read_only) = (
-        node.config.api_key.as_deref(),
-        node.config.read_only_api_key.as_deref(),
+        config.api_key.as_deref(),
+        config.read_only_api_key.as_deref(),
     );
     if (full.is_none() && read_only.is_none()) || OPEN_PATHS.contains(&req.uri().path()) {
-        return next.run(req).await;
+        return Ok(());
     }
-    let Some(key) = presented_key(&req) else {
-        return ApiError::new(
+    let Some(key) = presented_key(req) else {
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "Unauthorized: an API key is required (api-key header or Authorization: Bearer)",
-        )
-        .into_response();
+        ));
     };
     if full.is_some_and(|k| same_secret(k, key)) {
-        return next.run(req).await;
+        return Ok(());
     }
     if read_only.is_some_and(|k| same_secret(k, key)) {
         if is_read(req.method(), req.uri().path()) {
-            return next.run(req).await;
+            return Ok(());
         }
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "Forbidden: the read-only API key cannot write",
-        )
-        .into_response();
+        ));
     }
-    ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized: invalid API key").into_response()
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized: invalid API key",
+    ))
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 pub mod auth;
 pub mod cluster;
 pub mod collections;
+pub mod fast_json;
+pub mod gate;
 pub mod limits;
 pub mod models;
 pub mod openapi;
@@ -35,18 +37,15 @@ pub type AppState = Arc<Node>;
 /// `routes!`, which takes its path and method from the handler's `#[utoipa::path]`: a route cannot
 /// be served without being described.
 ///
-/// The probes and `/metrics` stay outside `limits` (see [`limits`]); `None` builds the routes
-/// without limits (for tools that only want the document).
-pub fn api(limits: Option<limits::Limits>) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use utoipa::OpenApi;
     use utoipa_axum::router::OpenApiRouter;
     use utoipa_axum::routes;
-    let unlimited = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
+    let (routes, mut doc) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(service::healthz))
         .routes(routes!(service::livez))
         .routes(routes!(service::readyz))
-        .routes(routes!(service::metrics));
-    let limited = OpenApiRouter::<AppState>::new()
+        .routes(routes!(service::metrics))
         .routes(routes!(service::root))
         .routes(routes!(service::openapi_json))
         .routes(routes!(cluster::status))
@@ -69,15 +68,8 @@ pub fn api(limits: Option<limits::Limits>) -> (Router<AppState>, utoipa::openapi
         .routes(routes!(search::query))
         .routes(routes!(search::query_batch))
         .routes(routes!(search::search))
-        .routes(routes!(search::search_batch));
-    let (limited, limited_doc) = limited.split_for_parts();
-    let limited = match limits {
-        Some(l) => l.apply(limited),
-        None => limited,
-    };
-    let (unlimited, mut doc) = unlimited.split_for_parts();
-    doc.merge(limited_doc);
-    let routes = unlimited.merge(limited);
+        .routes(routes!(search::search_batch))
+        .split_for_parts();
     doc.components
         .get_or_insert_with(Default::default)
         .schemas
@@ -96,20 +88,13 @@ pub fn api(limits: Option<limits::Limits>) -> (Router<AppState>, utoipa::openapi
 
 pub fn router(node: AppState) -> Router {
     let body_limit = node.config.max_request_bytes;
-    let (routes, doc) = api(Some(limits::Limits::from_config(&node.config)));
-    let doc = service::OpenApiDoc(openapi::render(&doc));
+    let gate = gate::GateLayer::new(node.clone(), limits::Limits::from_config(&node.config));
+    let (routes, doc) = api();
+    service::publish_openapi(|| openapi::render(&doc));
     routes
         .fallback(not_found)
-        .layer(axum::Extension(doc))
-        .layer(axum::middleware::from_fn_with_state(
-            node.clone(),
-            auth::require_key,
-        ))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            service::panic_response,
-        ))
-        .layer(axum::middleware::from_fn(request_id::request_id))
+        .layer(gate)
         .with_state(node)
 }
 

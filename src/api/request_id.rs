@@ -7,13 +7,6 @@
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
-use std::time::Instant;
-use tracing::Instrument;
-
-/// Polled every few seconds by the kubelet and Prometheus: logged at debug only.
-const QUIET_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/metrics"];
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -23,7 +16,7 @@ fn acceptable(v: &HeaderValue) -> bool {
     !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
 }
 
-/// The id of this request, set by [`request_id`] in the request's extensions.
+/// The id of this request, set by [`assign`] in the request's extensions.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub HeaderValue);
 
@@ -38,40 +31,38 @@ fn fresh_id() -> String {
         .to_owned()
 }
 
-pub async fn request_id(mut req: Request, next: Next) -> Response {
+/// The request's id (the client's if acceptable, else a fresh one), set in its headers and
+/// extensions for the handlers.
+pub fn assign(req: &mut Request) -> HeaderValue {
     let id = match req.headers().get(&X_REQUEST_ID) {
         Some(v) if acceptable(v) => v.clone(),
         _ => HeaderValue::try_from(fresh_id()).unwrap_or(HeaderValue::from_static("unknown")),
     };
     req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!(
+    id
+}
+
+/// The span the whole request runs in.
+pub fn span(id: &HeaderValue, req: &Request) -> tracing::Span {
+    tracing::info_span!(
         "request",
         request_id = %id.to_str().unwrap_or_default(),
         method = %req.method(),
         path = %req.uri().path(),
-    );
-    let quiet = QUIET_PATHS.contains(&req.uri().path());
-    let (route, method) = (super::service::route_of(&req), req.method().clone());
-    async move {
-        let started = Instant::now();
-        let mut response = next.run(req).await;
-        let status = response.status().as_u16();
-        let seconds = started.elapsed().as_secs_f64();
-        super::service::record_request(route.as_ref(), &method, status, seconds);
-        // Milliseconds to the microsecond: `ms=0.105`, not f64's `0.10513700000000001`.
-        let ms = format_args!("{:.3}", seconds * 1000.0);
-        // One access line per request at info (as Qdrant logs them); probes and scrapes at debug.
-        if response.status().is_server_error() {
-            tracing::warn!(status, ms = %ms, "request finished");
-        } else if quiet {
-            tracing::debug!(status, ms = %ms, "request finished");
-        } else {
-            tracing::info!(status, ms = %ms, "request finished");
-        }
-        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-        response
+    )
+}
+
+/// The access line: at info (as Qdrant logs requests), at debug for the probes and scrapes, at
+/// warn for a server error.
+pub fn finished(status: u16, seconds: f64, quiet: bool) {
+    // Milliseconds to the microsecond: `ms=0.105`, not f64's `0.10513700000000001`.
+    let ms = format_args!("{:.3}", seconds * 1000.0);
+    if status >= 500 {
+        tracing::warn!(status, ms = %ms, "request finished");
+    } else if quiet {
+        tracing::debug!(status, ms = %ms, "request finished");
+    } else {
+        tracing::info!(status, ms = %ms, "request finished");
     }
-    .instrument(span)
-    .await
 }

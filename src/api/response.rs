@@ -4,6 +4,7 @@
 //! Success: `{"result": …, "status": "ok", "time": seconds}`.
 //! Failure: `{"status": {"error": "…"}, "time": seconds}` with a 4xx/5xx status.
 
+use super::fast_json::FastParse;
 use crate::error::Error;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -129,24 +130,50 @@ pub struct Body<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    e.status(),
-                    format!("could not read the request body: {}", e.body_text()),
-                )
-            })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Body(T::default()));
+        let bytes = body_bytes(req, state).await?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+/// A search or query body: read by [`FastParse`] when it has the common shape, else exactly as
+/// [`Body`] reads it.
+pub struct SearchBody<T>(pub T);
+
+impl<S: Send + Sync, T: FastParse + DeserializeOwned + Default> FromRequest<S> for SearchBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        match T::fast(&bytes) {
+            Some(value) => Ok(SearchBody(value)),
+            None => parse_json(&bytes).map(SearchBody),
         }
-        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+    }
+}
+
+async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Format error in JSON body: {e}"),
+                e.status(),
+                format!("could not read the request body: {}", e.body_text()),
             )
         })
+}
+
+fn parse_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
     }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Format error in JSON body: {e}"),
+        )
+    })
 }
 
 /// Query-string parameters, with Qdrant's error shape on failure.

@@ -2,7 +2,7 @@
 //! (`/points/search`, `/points/search/batch`). Both become a [`SearchRequest`] on the collection.
 
 use super::models::*;
-use super::response::{Answer, ApiResult, Body, Started};
+use super::response::{Answer, ApiResult, SearchBody, Started};
 use super::{AppState, Node};
 use crate::collection::{Collection, ScoredPoint, SearchRequest};
 use crate::error::Error;
@@ -187,7 +187,7 @@ pub async fn query(
     State(node): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    Body(q): Body<QueryPoints>,
+    SearchBody(q): SearchBody<QueryPoints>,
 ) -> ApiResult<QueryResponse> {
     let c = node.catalog.get(&name)?;
     let mut results = run_queries(&node, &c, vec![q]).await?;
@@ -212,7 +212,7 @@ pub async fn query_batch(
     State(node): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    Body(b): Body<QueryBatch>,
+    SearchBody(b): SearchBody<QueryBatch>,
 ) -> ApiResult<Vec<QueryResponse>> {
     let c = node.catalog.get(&name)?;
     if b.searches.len() > MAX_BATCH {
@@ -283,7 +283,7 @@ pub async fn search(
     State(node): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    Body(s): Body<Option<SearchPoints>>,
+    SearchBody(s): SearchBody<Option<SearchPoints>>,
 ) -> ApiResult<Vec<ScoredPointOut>> {
     let c = node.catalog.get(&name)?;
     let s = s.ok_or_else(|| {
@@ -306,7 +306,7 @@ pub async fn search_batch(
     State(node): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    Body(b): Body<SearchBatch>,
+    SearchBody(b): SearchBody<SearchBatch>,
 ) -> ApiResult<Vec<Vec<ScoredPointOut>>> {
     let c = node.catalog.get(&name)?;
     if b.searches.len() > MAX_BATCH {

@@ -61,9 +61,13 @@ pub async fn root(started: Started) -> impl IntoResponse {
     axum::Json(body)
 }
 
-/// The rendered OpenAPI document (see [`super::openapi`]).
-#[derive(Clone)]
-pub struct OpenApiDoc(pub axum::body::Bytes);
+/// The rendered OpenAPI document (see [`super::openapi`]): the same for every router a process
+/// builds, so rendered once.
+static OPENAPI_DOC: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+
+pub fn publish_openapi(render: impl FnOnce() -> axum::body::Bytes) {
+    OPENAPI_DOC.get_or_init(render);
+}
 
 #[utoipa::path(
     get,
@@ -72,12 +76,9 @@ pub struct OpenApiDoc(pub axum::body::Bytes);
     summary = "This API's OpenAPI 3.1 description",
     responses((status = 200, description = "The OpenAPI document", body = Object), super::openapi::ApiErrors)
 )]
-pub async fn openapi_json(axum::Extension(doc): axum::Extension<OpenApiDoc>) -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        doc.0,
-    )
-        .into_response()
+pub async fn openapi_json() -> Response {
+    let doc = OPENAPI_DOC.get().cloned().unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc).into_response()
 }
 
 #[utoipa::path(
