@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod points;
 pub mod request_id;
 pub mod response;
+pub mod scored;
 pub mod search;
 pub mod service;
 mod vector_de;

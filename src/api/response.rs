@@ -53,23 +53,45 @@ pub struct ErrorStatus {
 
 impl<T: Serialize> IntoResponse for Answer<T> {
     fn into_response(self) -> Response {
-        let Answer(Started(t), result) = self;
-        let body = Envelope {
-            result,
-            status: "ok",
-            time: t.elapsed().as_secs_f64(),
-        };
-        // Room for a typical answer (ten hits without payloads are ~1.3 KB) in one allocation.
-        let mut bytes = Vec::with_capacity(2048);
-        match serde_json::to_writer(&mut bytes, &body) {
-            Ok(()) => (
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                bytes,
-            )
-                .into_response(),
-            Err(e) => ApiError::from(Error::Internal(e.to_string())).into_response(),
-        }
+        let Answer(started, result) = self;
+        envelope(started, 2048, |body| serde_json::to_writer(body, &result))
     }
+}
+
+/// A successful answer whose `result` is JSON text already (search hits: see [`super::scored`]).
+pub struct RawAnswer(pub Started, pub Vec<u8>);
+
+impl IntoResponse for RawAnswer {
+    fn into_response(self) -> Response {
+        let RawAnswer(started, result) = self;
+        envelope(started, result.len() + 64, |body| {
+            body.extend_from_slice(&result);
+            Ok(())
+        })
+    }
+}
+
+/// [`Envelope`] around the `result` that `write` appends, written field by field in its order.
+fn envelope(
+    Started(t): Started,
+    capacity: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> Response {
+    let mut body = Vec::with_capacity(capacity);
+    body.extend_from_slice(b"{\"result\":");
+    let written = write(&mut body).and_then(|()| {
+        body.extend_from_slice(b",\"status\":\"ok\",\"time\":");
+        serde_json::to_writer(&mut body, &t.elapsed().as_secs_f64())
+    });
+    if let Err(e) = written {
+        return ApiError::from(Error::Internal(e.to_string())).into_response();
+    }
+    body.push(b'}');
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// An error in Qdrant's shape.

@@ -2,7 +2,8 @@
 //! (`/points/search`, `/points/search/batch`). Both become a [`SearchRequest`] on the collection.
 
 use super::models::*;
-use super::response::{Answer, ApiResult, SearchBody, Started};
+use super::response::{ApiError, RawAnswer, SearchBody, Started};
+use super::scored::{self, Shape};
 use super::{AppState, Node};
 use crate::collection::{Collection, ScoredPoint, SearchRequest};
 use crate::error::Error;
@@ -148,6 +149,20 @@ fn scored_json(
         .collect()
 }
 
+/// What the search routes answer: their `result` is written by [`scored`].
+type HitsResult = Result<RawAnswer, ApiError>;
+
+fn answer(t: Started, result: serde_json::Result<Vec<u8>>) -> HitsResult {
+    result
+        .map(|json| RawAnswer(t, json))
+        .map_err(|e| Error::Internal(e.to_string()).into())
+}
+
+/// The hits of a request that held one search.
+fn only(results: &[Vec<ScoredPointOut>]) -> &[ScoredPointOut] {
+    results.first().map_or(&[], Vec::as_slice)
+}
+
 /// Answers parsed queries one after the other.
 async fn run_all(
     node: &Node,
@@ -188,15 +203,10 @@ pub async fn query(
     t: Started,
     Path(name): Path<String>,
     SearchBody(q): SearchBody<QueryPoints>,
-) -> ApiResult<QueryResponse> {
+) -> HitsResult {
     let c = node.catalog.get(&name)?;
-    let mut results = run_queries(&node, &c, vec![q]).await?;
-    Ok(Answer(
-        t,
-        QueryResponse {
-            points: results.pop().unwrap_or_default(),
-        },
-    ))
+    let results = run_queries(&node, &c, vec![q]).await?;
+    answer(t, scored::single(only(&results), Shape::Points))
 }
 
 #[utoipa::path(
@@ -213,19 +223,13 @@ pub async fn query_batch(
     t: Started,
     Path(name): Path<String>,
     SearchBody(b): SearchBody<QueryBatch>,
-) -> ApiResult<Vec<QueryResponse>> {
+) -> HitsResult {
     let c = node.catalog.get(&name)?;
     if b.searches.len() > MAX_BATCH {
         return Err(Error::BadRequest(format!("a batch holds at most {MAX_BATCH} queries")).into());
     }
     let results = run_queries(&node, &c, b.searches).await?;
-    Ok(Answer(
-        t,
-        results
-            .into_iter()
-            .map(|points| QueryResponse { points })
-            .collect(),
-    ))
+    answer(t, scored::batch(&results, Shape::Points))
 }
 
 fn search_request(s: SearchPoints) -> Result<(SearchRequest, Option<WithPayload>), Error> {
@@ -284,13 +288,13 @@ pub async fn search(
     t: Started,
     Path(name): Path<String>,
     SearchBody(s): SearchBody<Option<SearchPoints>>,
-) -> ApiResult<Vec<ScoredPointOut>> {
+) -> HitsResult {
     let c = node.catalog.get(&name)?;
     let s = s.ok_or_else(|| {
         Error::BadRequest("a search body with `vector` and `limit` is required".into())
     })?;
-    let mut results = run_searches(&node, &c, vec![s]).await?;
-    Ok(Answer(t, results.pop().unwrap_or_default()))
+    let results = run_searches(&node, &c, vec![s]).await?;
+    answer(t, scored::single(only(&results), Shape::Hits))
 }
 
 #[utoipa::path(
@@ -307,7 +311,7 @@ pub async fn search_batch(
     t: Started,
     Path(name): Path<String>,
     SearchBody(b): SearchBody<SearchBatch>,
-) -> ApiResult<Vec<Vec<ScoredPointOut>>> {
+) -> HitsResult {
     let c = node.catalog.get(&name)?;
     if b.searches.len() > MAX_BATCH {
         return Err(
@@ -315,5 +319,5 @@ pub async fn search_batch(
         );
     }
     let results = run_searches(&node, &c, b.searches).await?;
-    Ok(Answer(t, results))
+    answer(t, scored::batch(&results, Shape::Hits))
 }

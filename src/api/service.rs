@@ -78,7 +78,11 @@ pub fn publish_openapi(render: impl FnOnce() -> axum::body::Bytes) {
 )]
 pub async fn openapi_json() -> Response {
     let doc = OPENAPI_DOC.get().cloned().unwrap_or_default();
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        doc,
+    )
+        .into_response()
 }
 
 #[utoipa::path(
