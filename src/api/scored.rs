@@ -15,24 +15,23 @@ pub fn write_hits(out: &mut Vec<u8>, hits: &[ScoredPointOut]) -> serde_json::Res
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(b"{\"id\":");
-        serde_json::to_writer(&mut *out, &hit.id)?;
-        out.extend_from_slice(b",\"version\":");
-        serde_json::to_writer(&mut *out, &hit.version)?;
-        out.extend_from_slice(b",\"score\":");
-        serde_json::to_writer(&mut *out, &hit.score)?;
-        out.extend_from_slice(b",\"payload\":");
-        serde_json::to_writer(&mut *out, &hit.payload)?;
-        out.extend_from_slice(b",\"vector\":");
-        serde_json::to_writer(&mut *out, &hit.vector)?;
-        out.extend_from_slice(b",\"shard_key\":");
-        serde_json::to_writer(&mut *out, &hit.shard_key)?;
-        out.extend_from_slice(b",\"order_value\":");
-        serde_json::to_writer(&mut *out, &hit.order_value)?;
+        value(out, b"{\"id\":", &hit.id)?;
+        value(out, b",\"version\":", &hit.version)?;
+        value(out, b",\"score\":", &hit.score)?;
+        value(out, b",\"payload\":", &hit.payload)?;
+        value(out, b",\"vector\":", &hit.vector)?;
+        value(out, b",\"shard_key\":", &hit.shard_key)?;
+        value(out, b",\"order_value\":", &hit.order_value)?;
         out.push(b'}');
     }
     out.push(b']');
     Ok(())
+}
+
+/// `prefix` (punctuation and a key), then `v` as serde_json writes it.
+fn value<T: serde::Serialize>(out: &mut Vec<u8>, prefix: &[u8], v: &T) -> serde_json::Result<()> {
+    out.extend_from_slice(prefix);
+    serde_json::to_writer(&mut *out, v)
 }
 
 /// The `result` of the four search routes, as JSON text.
