@@ -116,9 +116,18 @@ impl<'a> Cursor<'a> {
     }
 
     /// An array, each element read by `item`.
-    pub fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+    pub fn array<T>(&mut self, item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        self.array_with(0, item)
+    }
+
+    /// [`Self::array`] into a vector with room for `capacity` elements.
+    fn array_with<T>(
+        &mut self,
+        capacity: usize,
+        mut item: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<Vec<T>> {
         self.eat(b'[')?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(capacity);
         if self.eat(b']').is_some() {
             return Some(out);
         }
@@ -175,30 +184,9 @@ impl<'a> Cursor<'a> {
 
     /// A list of numbers as `f32`s, with room reserved for all of them up front.
     pub fn f32_list(&mut self) -> Option<Vec<f32>> {
-        self.eat(b'[')?;
-        // A number takes at least two bytes with its comma: the list's length bounds the count.
-        let mut out = Vec::with_capacity(self.b.len().saturating_sub(self.i).min(1 << 16) / 8);
-        if self.eat(b']').is_some() {
-            return Some(out);
-        }
-        loop {
-            out.push(self.f32()?);
-            match self.b.get(self.i) {
-                Some(b',') => self.i += 1,
-                Some(b']') => {
-                    self.i += 1;
-                    return Some(out);
-                }
-                _ => match self.peek()? {
-                    b',' => self.i += 1,
-                    b']' => {
-                        self.i += 1;
-                        return Some(out);
-                    }
-                    _ => return None,
-                },
-            }
-        }
+        // Clients write eight or more bytes a number with its comma: the text left bounds the count.
+        let capacity = self.b.len().saturating_sub(self.i).min(1 << 16) / 8;
+        self.array_with(capacity, Cursor::f32)
     }
 
     /// A JSON number as serde reads an `f32`: integers through `u64`/`i64`, others through

@@ -37,7 +37,6 @@ pub type AppState = Arc<Node>;
 /// The public router and the OpenAPI document describing it. Every route is registered through
 /// `routes!`, which takes its path and method from the handler's `#[utoipa::path]`: a route cannot
 /// be served without being described.
-///
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use utoipa::OpenApi;
     use utoipa_axum::router::OpenApiRouter;

@@ -169,7 +169,7 @@ thread_local! {
 }
 
 /// Counts a finished request by route, method and status, and records how long it took
-/// (called by [`super::request_id::request_id`], the one middleware every request passes).
+/// (called by [`super::gate`], the one middleware every request passes).
 pub fn record_request(
     route: Option<&MatchedPath>,
     method: &axum::http::Method,
