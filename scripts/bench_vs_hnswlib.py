@@ -118,6 +118,15 @@ def qps_at(points, target):
     return None
 
 
+def ratio_at(points, target):
+    """A ratio at recall `target`, linear between the two (recall, ratio) points around it."""
+    pts = sorted(points)
+    for (r0, v0), (r1, v1) in zip(pts, pts[1:]):
+        if r0 <= target <= r1:
+            return v0 if r1 == r0 else v0 + (target - r0) / (r1 - r0) * (v1 - v0)
+    return None
+
+
 def fmt(x, spec):
     return "—" if x is None else format(x, spec)
 
@@ -161,21 +170,35 @@ def compare(a):
         sr = {r["ef"]: r for r in same["runs"] if r["series"] == "1 thread"}
         sp = [{"recall": r["recall"], "qps": r["qps"]} for r in sr.values()]
         print(f"| 0.95 in process on the node's segment | | {fmt(qps_at(sp, 0.95), '.0f')} | |")
+    # A paired run (shoal-bench --url --segment) holds its own in-process series: that is the
+    # --same-segment side, not an HTTP series.
+    http_runs = lambda e: [r for r in e["runs"] if r["series"] != "1 thread"]
     for e in extras:
         by = {}
-        for r in e["runs"]:
+        for r in http_runs(e):
             by.setdefault(r["series"], []).append(r)
+        pairs = {(p["series"], p["ef"]): p for p in e.get("extra", {}).get("pairs", [])}
         for name, rs in by.items():
             q = qps_at([{"recall": r["recall"], "qps": r["qps"]} for r in rs], 0.95)
             sq = qps_at(sp, 0.95)
-            print(f"| 0.95 via {e.get('label')} {name} | | {fmt(q, '.0f')} | {fmt(q / sq if q and sq else None, '.2f')} of in-process 1 thread |")
+            ratio = q / sq if q and sq else None
+            how = "of in-process 1 thread"
+            if all((name, r["ef"]) in pairs for r in rs):
+                # Interleaved: the median of each ef's per-round ratios, interpolated to 0.95.
+                ratio = ratio_at([(r["recall"], pairs[(name, r["ef"])]["median_ratio"]) for r in rs], 0.95)
+                how = "of in process (median of interleaved rounds)"
+            print(f"| 0.95 via {e.get('label')} {name} | | {fmt(q, '.0f')} | {fmt(ratio, '.2f')} {how} |")
     for e in extras:
         by = {}
-        for r in e["runs"]:
+        for r in http_runs(e):
             by.setdefault(r["series"], {})[r["ef"]] = r
+        # Paired runs: each round's HTTP / in-process ratio, for its spread.
+        spread = {(p["series"], p["ef"]): p["ratios"] for p in e.get("extra", {}).get("pairs", [])}
         names = sorted(by)
         what = "the same segment" if a.same_segment else "its own build"
-        print(f"\n## over HTTP ({', '.join(e.get('extra', {}).get('urls', []))}) vs in process on {what}, 1 thread")
+        rounds = e.get("extra", {}).get("rounds")
+        how = f", interleaved, medians of {rounds} rounds (per-round ratios min–max)" if spread else ""
+        print(f"\n## over HTTP ({', '.join(e.get('extra', {}).get('urls', []))}) vs in process on {what}, 1 thread{how}")
         print("| ef | recall in process / HTTP | QPS in process | " + " | ".join(f"{n} QPS | {n} / in process | {n} p50/p99 µs" for n in names) + " |")
         print("|---|---|---|" + "---|---|---|" * len(names))
         for ef in sorted(set(sr) & set().union(*[set(v) for v in by.values()])):
@@ -183,7 +206,13 @@ def compare(a):
             cells = []
             for n in names:
                 r = by[n].get(ef)
-                cells += ["—", "—", "—"] if r is None else [f"{r['qps']:.0f}", f"{r['qps'] / y['qps']:.2f}", f"{r['p50_us']:.0f} / {r['p99_us']:.0f}"]
+                rs = spread.get((n, ef))
+                ratio = "—"
+                if rs:
+                    ratio = f"{float(np.median(rs)):.2f} ({min(rs):.2f}–{max(rs):.2f})"
+                elif r:
+                    ratio = f"{r['qps'] / y['qps']:.2f}"
+                cells += ["—", "—", "—"] if r is None else [f"{r['qps']:.0f}", ratio, f"{r['p50_us']:.0f} / {r['p99_us']:.0f}"]
             rec = next((by[n][ef]["recall"] for n in names if ef in by[n]), None)
             print(f"| {ef} | {y['recall']:.3f} / {fmt(rec, '.3f')} | {y['qps']:.0f} | " + " | ".join(cells) + " |")
     if a.png:

@@ -16,6 +16,7 @@
 //!   shoal-bench --write-data bench-out/data               # write data.npy / queries.npy, exit
 //!   shoal-bench --data d.npy --queries q.npy --out r.json
 //!   shoal-bench --url http://127.0.0.1:6333 --concurrency 1,2
+//!   shoal-bench --url http://127.0.0.1:6333 --segment …/segments/seg-<id> --local-cpu 0   # paired
 
 // The node's allocator, so that in-process figures measure the code the node runs.
 #[global_allocator]
@@ -23,6 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod data;
 mod http;
+mod paired;
 mod report;
 mod spin;
 
@@ -140,6 +142,13 @@ struct Args {
     /// Reuse the collection as it is (no delete, create, upload).
     #[arg(long)]
     skip_upload: bool,
+    /// With both --url and --segment: alternate in-process and HTTP slices this many times at
+    /// every ef and report medians (see paired.rs).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// With both --url and --segment: the CPU the in-process slices run on (the node's core).
+    #[arg(long)]
+    local_cpu: Option<usize>,
     /// Create, upload and wait for indexing, then stop (a later run measures with --skip-upload).
     #[arg(long)]
     upload_only: bool,
@@ -197,6 +206,37 @@ fn one_thread_sweep(
         qps: done as f64 / wall,
         lat,
     }
+}
+
+/// The name of an HTTP series: its concurrency, and its batch size when queries are batched.
+fn http_series(concurrency: usize, query_batch: usize) -> String {
+    if query_batch > 1 {
+        format!("HTTP c={concurrency} batch {query_batch}")
+    } else {
+        format!("HTTP c={concurrency}")
+    }
+}
+
+/// A segment a node built, with the map from its internal ids to the bench's point ids (row
+/// numbers); notes its reopen time in `extra`.
+fn open_node_segment(
+    dir: &Path,
+    metric: Metric,
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(Segment, Vec<u32>)> {
+    let t = Instant::now();
+    let (seg, ids) = shoal::shard::optimizer::open_segment(dir, metric)
+        .with_context(|| format!("opening {}", dir.display()))?;
+    extra.insert("reopen_s".into(), json!(t.elapsed().as_secs_f64()));
+    extra.insert("segment".into(), json!(dir));
+    let point = ids
+        .iter()
+        .map(|(id, _)| match id {
+            shoal::shard::point::PointId::Num(n) => *n as u32,
+            _ => u32::MAX,
+        })
+        .collect();
+    Ok((seg, point))
 }
 
 fn parse_metric(s: &str) -> Result<Metric> {
@@ -313,25 +353,48 @@ fn main() -> Result<()> {
     let mode;
     let label;
 
-    if let (true, Some(sdir)) = (a.url.is_empty(), &a.segment) {
+    if let (false, Some(sdir)) = (a.url.is_empty(), &a.segment) {
+        mode = "paired";
+        label = a
+            .label
+            .clone()
+            .unwrap_or_else(|| "shoal paired (node's segment)".into());
+        let (seg, point) = open_node_segment(sdir, metric, &mut extra)?;
+        let target = http::Target::new(a.url.clone(), a.collection.clone(), 4)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let expect = a.expect_points.unwrap_or(base.rows());
+        rt.block_on(target.wait_indexed(
+            expect,
+            a.min_indexed,
+            Duration::from_secs(a.index_timeout_s),
+        ))?;
+        let setup = paired::Setup {
+            seg: &seg,
+            point: &point,
+            queries: &queries,
+            truth: &truth,
+            k: a.k,
+            warmup: a.warmup,
+            min_secs: a.min_secs,
+            rounds: a.rounds,
+            local_cpu: a.local_cpu,
+            spin: !a.no_spin,
+            query_batch: a.query_batch,
+        };
+        let (paired_rows, pairs) = paired::run(&setup, &target, &rt, &a.ef, &a.concurrency)?;
+        rows = paired_rows;
+        extra.insert("pairs".into(), pairs);
+        extra.insert("rounds".into(), json!(a.rounds));
+        extra.insert("urls".into(), json!(a.url));
+    } else if let (true, Some(sdir)) = (a.url.is_empty(), &a.segment) {
         mode = "in-process";
         label = a
             .label
             .clone()
             .unwrap_or_else(|| "shoal in-process (node's segment)".into());
-        let t = Instant::now();
-        let (seg, ids) = shoal::shard::optimizer::open_segment(sdir, metric)
-            .with_context(|| format!("opening {}", sdir.display()))?;
-        extra.insert("reopen_s".into(), json!(t.elapsed().as_secs_f64()));
-        extra.insert("segment".into(), json!(sdir));
-        // Internal ids → point ids (the bench's point ids are row numbers).
-        let point: Vec<u32> = ids
-            .iter()
-            .map(|(id, _)| match id {
-                shoal::shard::point::PointId::Num(n) => *n as u32,
-                _ => u32::MAX,
-            })
-            .collect();
+        let (seg, point) = open_node_segment(sdir, metric, &mut extra)?;
         let qs: Vec<&[f32]> = queries.data.chunks_exact(dim).collect();
         let mut p = Progress::new("search", a.ef.len());
         for (i, &ef) in a.ef.iter().enumerate() {
@@ -507,11 +570,7 @@ fn main() -> Result<()> {
                     let recall = data::recall(&r.ids, &truth, a.k);
                     rows.push(Row {
                         ef,
-                        series: if a.query_batch > 1 {
-                            format!("HTTP c={c} batch {}", a.query_batch)
-                        } else {
-                            format!("HTTP c={c}")
-                        },
+                        series: http_series(c, a.query_batch),
                         recall,
                         qps: r.qps,
                         lat: r.lat_us,
