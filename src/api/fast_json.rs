@@ -18,15 +18,17 @@ use super::models::{
     WithPayload, WithVector,
 };
 
+/// The powers of ten an `f64` holds exactly.
+const EXACT_POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
 /// serde_json's table of powers of ten, `1e0` to `1e308` (each literal's nearest `f64`): the
 /// head as constants, the rest computed once.
 fn pow10(exp: u32) -> Option<f64> {
-    const EXACT: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-    ];
     static REST: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
-    if let Some(&p) = EXACT.get(exp as usize) {
+    if let Some(&p) = EXACT_POW10.get(exp as usize) {
         return Some(p);
     }
     let rest = REST.get_or_init(|| {
@@ -319,24 +321,32 @@ fn short_decimal(b: &[u8], i: usize) -> Option<(f32, usize)> {
     let i = i + usize::from(neg);
     let word = load8(b, i)?;
     let n1 = leading_digits(word);
-    // One digit to eight, and no leading zero before another digit (JSON forbids `01`).
-    if n1 == 0 || n1 == 8 || (n1 > 1 && word & 0xFF == u64::from(b'0')) {
+    // One digit to seven, no leading zero before another digit (JSON forbids `01`), then the
+    // dot, which is in the same word.
+    if n1 == 0
+        || n1 == 8
+        || (n1 > 1 && word & 0xFF == u64::from(b'0'))
+        || (word >> (8 * n1)) as u8 != b'.'
+    {
         return None;
     }
     let dot = i + n1 as usize;
-    if b.get(dot) != Some(&b'.') {
-        return None;
-    }
     let fraction = load8(b, dot + 1)?;
     let n2 = leading_digits(fraction);
     let end = dot + 1 + n2 as usize;
-    if n2 == 0 || matches!(b.get(end), Some(b'0'..=b'9' | b'e' | b'E')) {
+    // The byte after the fraction: in the word already unless all eight bytes were digits.
+    let next = if n2 < 8 {
+        (fraction >> (8 * n2)) as u8
+    } else {
+        b.get(end).copied().unwrap_or(b' ')
+    };
+    if n2 == 0 || next.is_ascii_digit() || next | 0x20 == b'e' {
         return None;
     }
     // At most 16 digits: the significand is exact, as in serde_json, which divides it by the
     // power of ten of the fraction's length.
     let m = digit_value(word, n1) * TEN_TO[n2 as usize] + digit_value(fraction, n2);
-    let f = m as f64 / pow10(n2)?;
+    let f = m as f64 / EXACT_POW10[n2 as usize];
     Some(((if neg { -f } else { f }) as f32, end))
 }
 
