@@ -98,12 +98,12 @@ impl Drop for InFlight<'_> {
 }
 
 impl Shared {
-    async fn pass<S>(&self, inner: S, mut req: Request) -> Response
+    async fn pass<S>(&self, inner: S, req: Request) -> Response
     where
         S: Service<Request, Response = Response, Error = Infallible> + Send,
         S::Future: Send,
     {
-        let id = request_id::assign(&mut req);
+        let id = request_id::of(&req);
         let span = request_id::span(&id, &req);
         let unlimited = UNLIMITED_PATHS.contains(&req.uri().path());
         let (route, method) = (service::route_of(&req), req.method().clone());

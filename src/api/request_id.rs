@@ -2,8 +2,9 @@
 //! 128 visible ASCII characters), else a fresh UUID. The whole request runs inside a `request`
 //! span carrying the id, method and path, so every log line it produces (text or JSON) names it;
 //! the id is returned in the response's `x-request-id` header. Each request ends with one
-//! `request finished` line (status, milliseconds) at info, at debug for the probes and `/metrics`. Headers are never logged, so API
-//! keys cannot leak into logs; the query string is not logged either.
+//! `request finished` line (status, milliseconds) at info, at debug for the probes and
+//! `/metrics`. Headers are never logged, so API keys cannot leak into logs; the query string is
+//! not logged either.
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
@@ -16,10 +17,6 @@ fn acceptable(v: &HeaderValue) -> bool {
     !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
 }
 
-/// The id of this request, set by [`assign`] in the request's extensions.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub HeaderValue);
-
 /// A random (v4) UUID from the thread's seeded generator: `Uuid::new_v4` asks the kernel for
 /// every one, a syscall per request.
 fn fresh_id() -> String {
@@ -31,16 +28,13 @@ fn fresh_id() -> String {
         .to_owned()
 }
 
-/// The request's id (the client's if acceptable, else a fresh one), set in its headers and
-/// extensions for the handlers.
-pub fn assign(req: &mut Request) -> HeaderValue {
-    let id = match req.headers().get(&X_REQUEST_ID) {
+/// The request's id: the client's if acceptable, else a fresh one. Only the span, the access
+/// line and the response header carry it, so the request itself is left as it came.
+pub fn of(req: &Request) -> HeaderValue {
+    match req.headers().get(&X_REQUEST_ID) {
         Some(v) if acceptable(v) => v.clone(),
         _ => HeaderValue::try_from(fresh_id()).unwrap_or(HeaderValue::from_static("unknown")),
-    };
-    req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    id
+    }
 }
 
 /// The span the whole request runs in.
