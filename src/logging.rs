@@ -169,7 +169,7 @@ impl FormatTime for CachedTime {
 
 /// `YYYY-MM-DDTHH:MM:SS` of a count of seconds since the Unix epoch (UTC, proleptic Gregorian;
 /// days to a civil date as in Howard Hinnant's `civil_from_days`).
-fn write_utc_seconds(out: &mut String, secs: u64) -> std::fmt::Result {
+pub(crate) fn write_utc_seconds(out: &mut String, secs: u64) -> std::fmt::Result {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);

@@ -61,28 +61,17 @@ pub async fn status(State(node): State<AppState>, t: Started) -> ApiResult<Value
     ))
 }
 
-/// The current UTC time in RFC 3339 (civil-from-days, so no date crate is needed).
+/// The current UTC time in RFC 3339, to the second.
 fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let mut text = String::with_capacity(20);
+    // Writing to a String cannot fail.
+    let _ = crate::logging::write_utc_seconds(&mut text, secs);
+    text.push('Z');
+    text
 }
 
 #[utoipa::path(

@@ -352,13 +352,12 @@ fn main() -> Result<()> {
     let mut extra = serde_json::Map::new();
     let mode;
     let label;
+    // The run's name: --label, else what the mode is called.
+    let label_or = |default: &str| a.label.clone().unwrap_or_else(|| default.to_string());
 
     if let (false, Some(sdir)) = (a.url.is_empty(), &a.segment) {
         mode = "paired";
-        label = a
-            .label
-            .clone()
-            .unwrap_or_else(|| "shoal paired (node's segment)".into());
+        label = label_or("shoal paired (node's segment)");
         let (seg, point) = open_node_segment(sdir, metric, &mut extra)?;
         let target = http::Target::new(a.url.clone(), a.collection.clone(), 4)?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -390,10 +389,7 @@ fn main() -> Result<()> {
         extra.insert("urls".into(), json!(a.url));
     } else if let (true, Some(sdir)) = (a.url.is_empty(), &a.segment) {
         mode = "in-process";
-        label = a
-            .label
-            .clone()
-            .unwrap_or_else(|| "shoal in-process (node's segment)".into());
+        label = label_or("shoal in-process (node's segment)");
         let (seg, point) = open_node_segment(sdir, metric, &mut extra)?;
         let qs: Vec<&[f32]> = queries.data.chunks_exact(dim).collect();
         let mut p = Progress::new("search", a.ef.len());
@@ -412,7 +408,7 @@ fn main() -> Result<()> {
         p.done();
     } else if a.url.is_empty() {
         mode = "in-process";
-        label = a.label.clone().unwrap_or_else(|| "shoal in-process".into());
+        label = label_or("shoal in-process");
         let (dir, remove_after) = match &a.dir {
             Some(d) => (d.clone(), false),
             None => (
@@ -519,7 +515,7 @@ fn main() -> Result<()> {
         }
     } else {
         mode = "http";
-        label = a.label.clone().unwrap_or_else(|| "shoal".into());
+        label = label_or("shoal");
         let maxc = a.concurrency.iter().copied().max().unwrap_or(1);
         let target = http::Target::new(a.url.clone(), a.collection.clone(), maxc)?;
         let rt = tokio::runtime::Builder::new_current_thread()
