@@ -259,7 +259,7 @@ fn scale_down_scale_up_and_rolling_restart_lose_nothing() {
                     .find(|k| up[*k].load(Ordering::SeqCst));
                 let Some(target) = target else { continue };
                 let base = &bases[target];
-                if i % 10 == 0 {
+                if i.is_multiple_of(10) {
                     let (id, v) = (20_000 + i as u64, vectors(1, DIM, i as u64).remove(0));
                     let body = json!({"points": [{"id": id, "vector": v}]});
                     match http

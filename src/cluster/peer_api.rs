@@ -92,11 +92,21 @@ fn reply<T: Serialize>(value: &T) -> Response {
         .into_response()
 }
 
-fn fail(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, message.into()).into_response()
+/// A refused peer request: its status and why, answered as plain text. Small, so that the
+/// `Result`s carrying it stay small (a `Response` is 128 bytes).
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+fn fail(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal(status, message.into())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
     protocol::decode(body).map_err(|e| fail(StatusCode::BAD_REQUEST, e))
 }
 
@@ -116,7 +126,7 @@ async fn catalog(State(node): State<PeerState>) -> Response {
 async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Response {
     let push: CatalogPush = match decode(&body) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let local = push
         .entry
@@ -129,8 +139,8 @@ async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Response {
             .await;
     match applied {
         Ok(Ok(changed)) => reply(&changed),
-        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
@@ -150,7 +160,7 @@ fn replica(
     collection: &str,
     shard: u32,
     want: Want,
-) -> Result<Arc<crate::shard::Shard>, Response> {
+) -> Result<Arc<crate::shard::Shard>, Refusal> {
     let c = node
         .catalog
         .get(collection)
@@ -201,7 +211,7 @@ async fn on_replica<Req, Resp, E>(
     node: &Node,
     (collection, shard): (String, u32),
     want: Want,
-    parse: impl FnOnce() -> Result<Req, Response>,
+    parse: impl FnOnce() -> Result<Req, Refusal>,
     quick: impl FnOnce(&Req) -> bool,
     work: impl FnOnce(Arc<crate::shard::Shard>, Req) -> Result<Resp, E> + Send + 'static,
 ) -> Response
@@ -212,22 +222,22 @@ where
 {
     let request: Req = match parse() {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let replica = match replica(node, &collection, shard, want) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if quick(&request) {
         return match work(replica, request) {
             Ok(answer) => reply(&answer),
-            Err(e) => fail(StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e) => fail(StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         };
     }
     match tokio::task::spawn_blocking(move || work(replica, request)).await {
         Ok(Ok(answer)) => reply(&answer),
-        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
@@ -319,7 +329,7 @@ async fn state(
 ) -> Response {
     match node.catalog.get(&collection) {
         Ok(c) => reply(&c.replica_state(shard)),
-        Err(e) => fail(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => fail(StatusCode::NOT_FOUND, e.to_string()).into_response(),
     }
 }
 
@@ -327,6 +337,6 @@ async fn state(
 async fn handoff(State(node): State<PeerState>) -> Response {
     match super::rebalance::handoff(&node).await {
         Ok(report) => reply(&report),
-        Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }

@@ -34,6 +34,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use version::VersionClock;
 
+/// A page of [`Shard::records_since`]: the records, and the id the next page starts after.
+pub type RecordPage = (Vec<(PointId, Record)>, Option<PointId>);
+
 /// What a shard needs to know about its collection.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardConfig {
@@ -353,7 +356,7 @@ impl Shard {
         since: u64,
         after: Option<PointId>,
         limit: usize,
-    ) -> Result<(Vec<(PointId, Record)>, Option<PointId>), ShardError> {
+    ) -> Result<RecordPage, ShardError> {
         let range = match after {
             Some(a) => self.tree.range((
                 std::ops::Bound::Excluded(a.to_key()),
