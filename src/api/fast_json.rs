@@ -312,9 +312,11 @@ const TEN_TO: [u64; 9] = [
     100_000_000,
 ];
 
-/// The number at `b[i..]` if it has the shape clients write vector components in, `-?d+.d+`
-/// with at most 8 digits on either side and no exponent, read with two 8-byte loads and no
-/// branch per digit; `None` (for the general path) for any other shape.
+/// The number at `b[i..]` if it has the shape clients write vector components in: `-?d+.d+`
+/// with one to seven digits before the dot, one to sixteen after it (Rust writes a float32 in up
+/// to nine significant digits, Python in the 16-17 of the double it widens it to), at most 19
+/// in all, and no exponent; read with 8-byte loads and no branch per digit. `None` (for the
+/// general path) for any other shape, or when fewer than eight bytes follow the digits read.
 #[inline(always)]
 fn short_decimal(b: &[u8], i: usize) -> Option<(f32, usize)> {
     let neg = b.get(i) == Some(&b'-');
@@ -333,21 +335,42 @@ fn short_decimal(b: &[u8], i: usize) -> Option<(f32, usize)> {
     let dot = i + n1 as usize;
     let fraction = load8(b, dot + 1)?;
     let n2 = leading_digits(fraction);
-    let end = dot + 1 + n2 as usize;
-    // The byte after the fraction: in the word already unless all eight bytes were digits.
-    let next = if n2 < 8 {
-        (fraction >> (8 * n2)) as u8
-    } else {
-        b.get(end).copied().unwrap_or(b' ')
-    };
-    if n2 == 0 || next.is_ascii_digit() || next | 0x20 == b'e' {
+    if n2 == 0 {
         return None;
     }
-    // At most 16 digits: the significand is exact, as in serde_json, which divides it by the
-    // power of ten of the fraction's length.
-    let m = digit_value(word, n1) * TEN_TO[n2 as usize] + digit_value(fraction, n2);
-    let f = m as f64 / EXACT_POW10[n2 as usize];
-    Some(((if neg { -f } else { f }) as f32, end))
+    let head = digit_value(word, n1);
+    // The significand, the fraction's length, and the byte after it.
+    let (m, digits, next) = if n2 < 8 {
+        let m = head * TEN_TO[n2 as usize] + digit_value(fraction, n2);
+        (m, n2, (fraction >> (8 * n2)) as u8)
+    } else {
+        let more = load8(b, dot + 9)?;
+        let n3 = leading_digits(more);
+        // At most 19 digits in all, so the significand fits a u64 as serde_json accumulates it.
+        if n1 + 8 + n3 > 19 {
+            return None;
+        }
+        let m = head * TEN_TO[8] + digit_value(fraction, 8);
+        let m = if n3 == 0 {
+            m
+        } else {
+            m * TEN_TO[n3 as usize] + digit_value(more, n3)
+        };
+        let next = if n3 < 8 {
+            (more >> (8 * n3)) as u8
+        } else {
+            b.get(dot + 17).copied().unwrap_or(b' ')
+        };
+        (m, 8 + n3, next)
+    };
+    // More than sixteen fraction digits, or an exponent: the general path's.
+    if next.is_ascii_digit() || next | 0x20 == b'e' {
+        return None;
+    }
+    // As serde_json: the significand as an f64 (rounded past 2^53, as there), divided by the
+    // power of ten of the fraction's length (exact up to 1e22).
+    let f = m as f64 / EXACT_POW10[digits as usize];
+    Some(((if neg { -f } else { f }) as f32, dot + 1 + digits as usize))
 }
 
 /// The eight bytes at `b[i..]` as a little-endian word, if there are eight.
@@ -552,14 +575,23 @@ mod tests {
         whole(text.as_bytes(), |c| c.f32())
     }
 
-    /// Where the fast path answers, serde answers the same bits.
+    /// Where the fast path answers, serde answers the same bits. The number is read alone and as
+    /// the first of a list, where eight-byte loads past it succeed (as they do in a body).
     fn agrees_f32(text: &str) -> bool {
+        let listed = format!("[{text},1,2,3,4,5]");
+        let first = whole(listed.as_bytes(), |c| c.f32_list()).map(|v| v[0]);
         let Some(fast) = fast_f32(text) else {
+            assert_eq!(first, None, "{text} read in a list but not alone");
             return false;
         };
         let serde: f32 = serde_json::from_str(text)
             .unwrap_or_else(|e| panic!("fast path accepted {text:?}, serde refused: {e}"));
         assert_eq!(fast.to_bits(), serde.to_bits(), "{text}");
+        assert_eq!(
+            first.map(f32::to_bits),
+            Some(serde.to_bits()),
+            "{text} in a list"
+        );
         true
     }
 
@@ -777,6 +809,33 @@ mod tests {
                     digit_value(word, n),
                     text[..n as usize].parse::<u64>().unwrap()
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn short_decimals_cover_rust_and_python_floats() {
+        // (text, its length if the word-wise reader takes it, else None for the general path)
+        for (text, len) in [
+            ("9.330677", Some(8)),            // Rust's shortest float32
+            ("0.10116947", Some(10)),         // eight fraction digits
+            ("0.7748751044273376", Some(18)), // Python's repr of the widened float32
+            ("-7.3602294921875", Some(16)),
+            ("-12.3456789012345678", Some(20)), // 19 digits in all: still exact in a u64
+            ("123.45678901234567", Some(18)),
+            ("1234.5678901234567", Some(18)),
+            ("1234.5678901234567890", None), // 20 digits
+            ("0.12345678901234567", None),   // 17 fraction digits
+            ("1.5e-3", None),
+            ("1.23456789e-3", None),
+            ("12345678.5", None), // eight digits before the dot
+        ] {
+            let padded = format!("{text},0,0,0,0,0");
+            let got = short_decimal(padded.as_bytes(), 0);
+            assert_eq!(got.map(|(_, end)| end), len, "{text}");
+            if let Some((x, _)) = got {
+                let serde: f32 = serde_json::from_str(text).unwrap();
+                assert_eq!(x.to_bits(), serde.to_bits(), "{text}");
             }
         }
     }
