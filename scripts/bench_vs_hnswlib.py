@@ -173,11 +173,13 @@ def compare(a):
     # A paired run (shoal-bench --url --segment) holds its own in-process series: that is the
     # --same-segment side, not an HTTP series.
     http_runs = lambda e: [r for r in e["runs"] if r["series"] != "1 thread"]
+    # A paired run's per-(series, ef) rounds: their ratios and median ratio.
+    pairs_of = lambda e: {(p["series"], p["ef"]): p for p in e.get("extra", {}).get("pairs", [])}
     for e in extras:
         by = {}
         for r in http_runs(e):
             by.setdefault(r["series"], []).append(r)
-        pairs = {(p["series"], p["ef"]): p for p in e.get("extra", {}).get("pairs", [])}
+        pairs = pairs_of(e)
         for name, rs in by.items():
             q = qps_at([{"recall": r["recall"], "qps": r["qps"]} for r in rs], 0.95)
             sq = qps_at(sp, 0.95)
@@ -192,8 +194,8 @@ def compare(a):
         by = {}
         for r in http_runs(e):
             by.setdefault(r["series"], {})[r["ef"]] = r
-        # Paired runs: each round's HTTP / in-process ratio, for its spread.
-        spread = {(p["series"], p["ef"]): p["ratios"] for p in e.get("extra", {}).get("pairs", [])}
+        # Paired runs: each ef's median ratio, with the spread of its rounds.
+        spread = pairs_of(e)
         names = sorted(by)
         what = "the same segment" if a.same_segment else "its own build"
         rounds = e.get("extra", {}).get("rounds")
@@ -206,10 +208,11 @@ def compare(a):
             cells = []
             for n in names:
                 r = by[n].get(ef)
-                rs = spread.get((n, ef))
+                p = spread.get((n, ef))
                 ratio = "—"
-                if rs:
-                    ratio = f"{float(np.median(rs)):.2f} ({min(rs):.2f}–{max(rs):.2f})"
+                if p:
+                    rs = p["ratios"]
+                    ratio = f"{p['median_ratio']:.2f} ({min(rs):.2f}–{max(rs):.2f})"
                 elif r:
                     ratio = f"{r['qps'] / y['qps']:.2f}"
                 cells += ["—", "—", "—"] if r is None else [f"{r['qps']:.0f}", ratio, f"{r['p50_us']:.0f} / {r['p99_us']:.0f}"]

@@ -218,25 +218,42 @@ fn http_series(concurrency: usize, query_batch: usize) -> String {
 }
 
 /// A segment a node built, with the map from its internal ids to the bench's point ids (row
-/// numbers); notes its reopen time in `extra`.
-fn open_node_segment(
-    dir: &Path,
-    metric: Metric,
-    extra: &mut serde_json::Map<String, serde_json::Value>,
-) -> Result<(Segment, Vec<u32>)> {
-    let t = Instant::now();
-    let (seg, ids) = shoal::shard::optimizer::open_segment(dir, metric)
-        .with_context(|| format!("opening {}", dir.display()))?;
-    extra.insert("reopen_s".into(), json!(t.elapsed().as_secs_f64()));
-    extra.insert("segment".into(), json!(dir));
-    let point = ids
-        .iter()
-        .map(|(id, _)| match id {
-            shoal::shard::point::PointId::Num(n) => *n as u32,
-            _ => u32::MAX,
-        })
-        .collect();
-    Ok((seg, point))
+/// numbers).
+struct NodeSegment {
+    seg: Segment,
+    point: Vec<u32>,
+}
+
+impl NodeSegment {
+    /// Opens `dir`; notes its reopen time in `extra`.
+    fn open(
+        dir: &Path,
+        metric: Metric,
+        extra: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<NodeSegment> {
+        let t = Instant::now();
+        let (seg, ids) = shoal::shard::optimizer::open_segment(dir, metric)
+            .with_context(|| format!("opening {}", dir.display()))?;
+        extra.insert("reopen_s".into(), json!(t.elapsed().as_secs_f64()));
+        extra.insert("segment".into(), json!(dir));
+        let point = ids
+            .iter()
+            .map(|(id, _)| match id {
+                shoal::shard::point::PointId::Num(n) => *n as u32,
+                _ => u32::MAX,
+            })
+            .collect();
+        Ok(NodeSegment { seg, point })
+    }
+
+    /// The point ids of the `k` nearest to `q` at beam width `ef`.
+    fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<u32> {
+        self.seg
+            .search(q, k, ef, |_| true)
+            .into_iter()
+            .map(|x| self.point[x.1 as usize])
+            .collect()
+    }
 }
 
 fn parse_metric(s: &str) -> Result<Metric> {
@@ -358,7 +375,7 @@ fn main() -> Result<()> {
     if let (false, Some(sdir)) = (a.url.is_empty(), &a.segment) {
         mode = "paired";
         label = label_or("shoal paired (node's segment)");
-        let (seg, point) = open_node_segment(sdir, metric, &mut extra)?;
+        let node_segment = NodeSegment::open(sdir, metric, &mut extra)?;
         let target = http::Target::new(a.url.clone(), a.collection.clone(), 4)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -370,8 +387,7 @@ fn main() -> Result<()> {
             Duration::from_secs(a.index_timeout_s),
         ))?;
         let setup = paired::Setup {
-            seg: &seg,
-            point: &point,
+            segment: &node_segment,
             queries: &queries,
             truth: &truth,
             k: a.k,
@@ -390,16 +406,11 @@ fn main() -> Result<()> {
     } else if let (true, Some(sdir)) = (a.url.is_empty(), &a.segment) {
         mode = "in-process";
         label = label_or("shoal in-process (node's segment)");
-        let (seg, point) = open_node_segment(sdir, metric, &mut extra)?;
+        let node_segment = NodeSegment::open(sdir, metric, &mut extra)?;
         let qs: Vec<&[f32]> = queries.data.chunks_exact(dim).collect();
         let mut p = Progress::new("search", a.ef.len());
         for (i, &ef) in a.ef.iter().enumerate() {
-            let search = |q: &[f32]| {
-                seg.search(q, a.k, ef, |_| true)
-                    .into_iter()
-                    .map(|x| point[x.1 as usize])
-                    .collect()
-            };
+            let search = |q: &[f32]| node_segment.search(q, a.k, ef);
             rows.push(one_thread_sweep(
                 &qs, ef, a.warmup, a.min_secs, &truth, a.k, search,
             ));

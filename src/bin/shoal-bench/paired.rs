@@ -14,16 +14,13 @@
 use crate::data::{self, Matrix};
 use crate::http::Target;
 use crate::report::Progress;
-use crate::{one_thread_sweep, Row};
+use crate::{one_thread_sweep, NodeSegment, Row};
 use anyhow::{anyhow, bail, Result};
 use serde_json::json;
-use shoal::index::Segment;
 
 /// What [`run`] measures on.
 pub struct Setup<'a> {
-    pub seg: &'a Segment,
-    /// Segment-internal id → the bench's point id (its row number).
-    pub point: &'a [u32],
+    pub segment: &'a NodeSegment,
     pub queries: &'a Matrix,
     pub truth: &'a [Vec<u32>],
     pub k: usize,
@@ -54,13 +51,7 @@ pub fn run(
         for &c in concurrency {
             let mut remote: Vec<Row> = Vec::new();
             for _ in 0..rounds {
-                let search = |q: &[f32]| -> Vec<u32> {
-                    s.seg
-                        .search(q, s.k, ef, |_| true)
-                        .into_iter()
-                        .map(|x| s.point[x.1 as usize])
-                        .collect()
-                };
+                let search = |q: &[f32]| s.segment.search(q, s.k, ef);
                 local.push(on_cpu(s.local_cpu, || {
                     one_thread_sweep(&qs, ef, s.warmup, s.min_secs, s.truth, s.k, search)
                 })?);
@@ -115,7 +106,7 @@ fn merge(mut runs: Vec<Row>) -> Row {
 }
 
 /// The middle value (the mean of the two middle ones for an even count); 0 for none.
-pub fn median(mut v: Vec<f64>) -> f64 {
+fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
