@@ -50,22 +50,28 @@ impl BufferedStderr {
     fn line(&self, urgent: bool) -> LineWriter {
         LineWriter {
             target: self.clone(),
-            line: Vec::with_capacity(256),
             urgent,
         }
     }
 }
 
-/// One log line being written; it lands in the buffer when dropped.
+/// Where one log line is written. tracing-subscriber formats a line whole and hands it over in
+/// one `write_all`, so the line goes straight into the shared buffer: no copy of its own.
 pub struct LineWriter {
     target: BufferedStderr,
-    line: Vec<u8>,
     urgent: bool,
 }
 
 impl Write for LineWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.line.extend_from_slice(bytes);
+        let full = {
+            let mut buf = self.target.buf.lock();
+            buf.extend_from_slice(bytes);
+            buf.len() >= FLUSH_BYTES
+        };
+        if full {
+            self.target.flush();
+        }
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -75,12 +81,7 @@ impl Write for LineWriter {
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        let full = {
-            let mut buf = self.target.buf.lock();
-            buf.extend_from_slice(&self.line);
-            buf.len() >= FLUSH_BYTES
-        };
-        if full || self.urgent {
+        if self.urgent {
             self.target.flush();
         }
     }
@@ -215,63 +216,85 @@ struct PlainVisitor<'w> {
 
 impl Visit for PlainVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.record_debug(field, &format_args!("{value}"))
-        } else {
-            self.record_debug(field, &value)
+        if field.name() != "message" {
+            return self.record_debug(field, &value);
         }
+        if self.start(field) {
+            self.result = Escaping(&mut self.writer).write_str(value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.record_digits(field, itoa::Buffer::new().format(value))
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record_digits(field, itoa::Buffer::new().format(value))
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let name = field.name();
-        if self.result.is_err() || name.starts_with("log.") {
-            return;
+        if self.start(field) {
+            // One formatting pass: the value's text runs through the escaping writer.
+            self.result = write!(Escaping(&mut self.writer), "{value:?}");
         }
-        let value = Escaped(value);
-        self.result = if name == "message" {
-            write!(self.writer, "{}{value:?}", self.separator)
-        } else {
-            let name = name.strip_prefix("r#").unwrap_or(name);
-            write!(self.writer, "{}{name}={value:?}", self.separator)
-        };
-        self.separator = " ";
     }
 }
 
-/// A value's `Debug` text with the control characters a terminal could act on escaped (as
-/// tracing-subscriber does), checked a whole piece at a time.
-struct Escaped<'a>(&'a dyn std::fmt::Debug);
+impl PlainVisitor<'_> {
+    /// Writes the separator and `name=` (nothing before a message); false to skip the field.
+    fn start(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("log.") {
+            return false;
+        }
+        let separator = std::mem::replace(&mut self.separator, " ");
+        self.result = if name == "message" {
+            self.writer.write_str(separator)
+        } else {
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            (self.writer.write_str(separator))
+                .and_then(|()| self.writer.write_str(name))
+                .and_then(|()| self.writer.write_char('='))
+        };
+        self.result.is_ok()
+    }
 
-impl std::fmt::Debug for Escaped<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        struct Escaping<'a, 'b>(&'a mut std::fmt::Formatter<'b>);
-        impl std::fmt::Write for Escaping<'_, '_> {
-            fn write_str(&mut self, s: &str) -> std::fmt::Result {
-                let risky = |c: char| {
-                    matches!(
-                        c,
-                        '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}'
-                    )
-                };
-                // Byte-wise first, without an early exit so that it vectorises: a risky ASCII
-                // byte, or 0xC2, the lead byte of U+0080..U+00BF.
-                let suspect = s.bytes().fold(false, |any, b| {
-                    any | matches!(b, 0x07 | 0x08 | 0x0c | 0x1b | 0x7f | 0xc2)
-                });
-                if !suspect || !s.contains(risky) {
-                    return self.0.write_str(s);
-                }
-                for c in s.chars() {
-                    match c {
-                        '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", c as u32)?,
-                        c if risky(c) => write!(self.0, "\\x{:02x}", c as u32)?,
-                        c => self.0.write_char(c)?,
-                    }
-                }
-                Ok(())
+    /// An integer's digits, which need no escaping.
+    fn record_digits(&mut self, field: &Field, digits: &str) {
+        if self.start(field) {
+            self.result = self.writer.write_str(digits);
+        }
+    }
+}
+
+/// Writes text through to `W` with the control characters a terminal could act on escaped (as
+/// tracing-subscriber does), checked a whole piece at a time.
+struct Escaping<W>(W);
+
+impl<W: std::fmt::Write> std::fmt::Write for Escaping<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let risky = |c: char| {
+            matches!(
+                c,
+                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}'
+            )
+        };
+        // Byte-wise first, without an early exit so that it vectorises: a risky ASCII byte, or
+        // 0xC2, the lead byte of U+0080..U+00BF.
+        let suspect = s.bytes().fold(false, |any, b| {
+            any | matches!(b, 0x07 | 0x08 | 0x0c | 0x1b | 0x7f | 0xc2)
+        });
+        if !suspect || !s.contains(risky) {
+            return self.0.write_str(s);
+        }
+        for c in s.chars() {
+            match c {
+                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", c as u32)?,
+                c if risky(c) => write!(self.0, "\\x{:02x}", c as u32)?,
+                c => self.0.write_char(c)?,
             }
         }
-        write!(Escaping(f), "{:?}", self.0)
+        Ok(())
     }
 }
 
@@ -284,14 +307,14 @@ mod tests {
         let out = BufferedStderr::default();
         {
             let mut w = out.line(false);
-            w.write_all(b"one ").unwrap();
-            w.write_all(b"line\n").unwrap();
-            assert!(
-                out.buf.lock().is_empty(),
-                "nothing lands before the line ends"
-            );
+            w.write_all(b"one line\n").unwrap();
+            assert_eq!(out.buf.lock().as_slice(), b"one line\n");
         }
-        assert_eq!(out.buf.lock().as_slice(), b"one line\n");
+        assert_eq!(
+            out.buf.lock().as_slice(),
+            b"one line\n",
+            "an info line waits for the flusher"
+        );
         drop(out.make_writer()); // urgent: flushes everything
         assert!(out.buf.lock().is_empty());
     }

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod collections;
 pub mod fast_json;
 pub mod gate;
+pub mod hot;
 pub mod limits;
 pub mod models;
 pub mod openapi;
@@ -24,6 +25,7 @@ use axum::http::StatusCode;
 use axum::Router;
 use response::ApiError;
 use std::sync::Arc;
+use tower::Layer;
 
 pub use crate::node::Node;
 
@@ -86,16 +88,20 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (routes, doc)
 }
 
-pub fn router(node: AppState) -> Router {
+/// The public API as served: the [`gate`], then the body limit, then the [`hot`] routes in front
+/// of the router, each wrapping the whole router once (see the gate's doc for why not per route).
+pub type Public = gate::Gate<<DefaultBodyLimit as Layer<hot::HotRoutes<Router>>>::Service>;
+
+pub fn router(node: AppState) -> Public {
     let body_limit = node.config.max_request_bytes;
-    let gate = gate::GateLayer::new(node.clone(), limits::Limits::from_config(&node.config));
+    let limits = limits::Limits::from_config(&node.config);
     let (routes, doc) = api();
+    let table = service::RouteTable::install(doc.paths.paths.keys().map(String::as_str));
     service::publish_openapi(|| openapi::render(&doc));
-    routes
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(gate)
-        .with_state(node)
+    let router = routes.fallback(not_found).with_state(node.clone());
+    let hot = hot::HotRoutes::new(node.clone(), router);
+    let gate = gate::GateLayer::new(node, limits, table);
+    gate.layer(DefaultBodyLimit::max(body_limit).layer(hot))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -18,10 +18,16 @@ use std::time::Instant;
 #[derive(Clone, Copy)]
 pub struct Started(pub Instant);
 
+impl Started {
+    pub fn now() -> Started {
+        Started(Instant::now())
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Started {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Started(Instant::now()))
+        Ok(Started::now())
     }
 }
 

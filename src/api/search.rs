@@ -9,7 +9,8 @@ use crate::collection::{Collection, ScoredPoint, SearchRequest};
 use crate::error::Error;
 use crate::shard::filter::{Condition, OneOrMany};
 use crate::shard::point::PointId;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 /// Bounds on what one query may ask for.
@@ -204,8 +205,12 @@ pub async fn query(
     Path(name): Path<String>,
     SearchBody(q): SearchBody<QueryPoints>,
 ) -> HitsResult {
-    let c = node.catalog.get(&name)?;
-    let results = run_queries(&node, &c, vec![q]).await?;
+    query_points(&node, t, &name, q).await
+}
+
+async fn query_points(node: &Node, t: Started, name: &str, q: QueryPoints) -> HitsResult {
+    let c = node.catalog.get(name)?;
+    let results = run_queries(node, &c, vec![q]).await?;
     answer(t, scored::single(only(&results), Shape::Points))
 }
 
@@ -289,12 +294,41 @@ pub async fn search(
     Path(name): Path<String>,
     SearchBody(s): SearchBody<Option<SearchPoints>>,
 ) -> HitsResult {
-    let c = node.catalog.get(&name)?;
+    search_points(&node, t, &name, s).await
+}
+
+async fn search_points(node: &Node, t: Started, name: &str, s: Option<SearchPoints>) -> HitsResult {
+    let c = node.catalog.get(name)?;
     let s = s.ok_or_else(|| {
         Error::BadRequest("a search body with `vector` and `limit` is required".into())
     })?;
-    let results = run_searches(&node, &c, vec![s]).await?;
+    let results = run_searches(node, &c, vec![s]).await?;
     answer(t, scored::single(only(&results), Shape::Hits))
+}
+
+/// The single-query routes [`super::hot`] serves without the router.
+#[derive(Debug, Clone, Copy)]
+pub enum HotRoute {
+    /// `POST /collections/{name}/points/search`: [`search`].
+    Search,
+    /// `POST /collections/{name}/points/query`: [`query`].
+    Query,
+}
+
+/// Serves a hot route exactly as its handler does, from the request as it left the body limit.
+pub async fn hot(node: &Node, route: HotRoute, name: &str, req: Request) -> Response {
+    let t = Started::now();
+    let answer = match route {
+        HotRoute::Search => match SearchBody::from_request(req, &()).await {
+            Ok(SearchBody(s)) => search_points(node, t, name, s).await,
+            Err(e) => Err(e),
+        },
+        HotRoute::Query => match SearchBody::from_request(req, &()).await {
+            Ok(SearchBody(q)) => query_points(node, t, name, q).await,
+            Err(e) => Err(e),
+        },
+    };
+    answer.into_response()
 }
 
 #[utoipa::path(

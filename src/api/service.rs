@@ -7,7 +7,7 @@
 use super::models::VersionInfo;
 use super::response::{ApiError, Started};
 use super::AppState;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -37,10 +37,29 @@ impl Metrics {
                 if metrics::set_global_recorder(recorder).is_err() {
                     tracing::warn!("a metrics recorder was already installed");
                 }
+                spawn_upkeep(handle.clone());
                 handle
             })
             .clone();
         Metrics { handle }
+    }
+}
+
+/// How often histogram samples are folded into their buckets when nobody scrapes `/metrics`.
+const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The exporter keeps every histogram sample until `/metrics` is rendered: without a scraper
+/// that grew the node by ~25 bytes a request (measured: ~250 KB/s at 10k searches/s). A thread
+/// folds them into their buckets every few seconds, as the exporter's own `install` does.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(METRICS_UPKEEP_EVERY);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms grow until scraped");
     }
 }
 
@@ -148,12 +167,47 @@ pub async fn metrics(State(node): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The route pattern a request matched (`/collections/{name}/points/query`), for metrics.
-pub fn route_of(req: &Request) -> Option<MatchedPath> {
-    req.extensions().get::<MatchedPath>().cloned()
+/// The API's route patterns (`/collections/{name}/points/query`), to label each request's
+/// metrics. The gate sits in front of the router, so it finds the pattern itself: one lookup in
+/// this table, whose index also picks the metric handles without hashing the pattern.
+pub struct RouteTable {
+    patterns: Vec<String>,
+    matcher: matchit::Router<usize>,
 }
 
-/// One (route, method, status) series: its request counter and the route's latency histogram.
+/// The label of requests no route matches.
+const UNMATCHED: &str = "unmatched";
+
+impl RouteTable {
+    /// The process-wide table, built from the API's patterns the first time a router is built;
+    /// every router built after that serves the same patterns.
+    pub fn install<'a>(patterns: impl IntoIterator<Item = &'a str>) -> &'static RouteTable {
+        static TABLE: OnceLock<RouteTable> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            let mut table = RouteTable {
+                patterns: Vec::new(),
+                matcher: matchit::Router::new(),
+            };
+            for pattern in patterns {
+                match table.matcher.insert(pattern, table.patterns.len()) {
+                    Ok(()) => table.patterns.push(pattern.to_owned()),
+                    Err(e) => tracing::warn!(pattern, error = %e, "route left out of the metrics"),
+                }
+            }
+            table.patterns.push(UNMATCHED.to_owned());
+            table
+        })
+    }
+
+    /// The index of the pattern `path` matches (the last index for none).
+    pub fn of(&self, path: &str) -> usize {
+        self.matcher
+            .at(path)
+            .map_or(self.patterns.len() - 1, |m| *m.value)
+    }
+}
+
+/// One (method, status) series of a route: its request counter and the route's latency histogram.
 struct Series {
     method: axum::http::Method,
     status: u16,
@@ -162,34 +216,36 @@ struct Series {
 }
 
 thread_local! {
-    /// Handles by route, resolved once per thread: `counter!` with dynamic labels builds and
-    /// hashes a key and looks it up in the registry on every call (~1 µs a request).
-    static SERIES: std::cell::RefCell<std::collections::HashMap<String, Vec<Series>>> =
-        Default::default();
+    /// Handles by route index, resolved once per thread: `counter!` with dynamic labels builds
+    /// and hashes a key and looks it up in the registry on every call (~1 µs a request).
+    static SERIES: std::cell::RefCell<Vec<Vec<Series>>> = Default::default();
 }
 
 /// Counts a finished request by route, method and status, and records how long it took
 /// (called by [`super::gate`], the one middleware every request passes).
 pub fn record_request(
-    route: Option<&MatchedPath>,
+    table: &RouteTable,
+    route: usize,
     method: &axum::http::Method,
     status: u16,
     seconds: f64,
 ) {
-    let route = route.map_or("unmatched", |r| r.as_str());
+    let Some(pattern) = table.patterns.get(route) else {
+        return;
+    };
     SERIES.with_borrow_mut(|by_route| {
-        let series = match by_route.get_mut(route) {
-            Some(s) => s,
-            None => by_route.entry(route.to_owned()).or_default(),
-        };
+        if by_route.len() <= route {
+            by_route.resize_with(table.patterns.len(), Vec::new);
+        }
+        let series = &mut by_route[route];
         let i = match series.iter().position(|s| s.status == status && s.method == method) {
             Some(i) => i,
             None => {
                 series.push(Series {
                     method: method.clone(),
                     status,
-                    requests: metrics::counter!("shoal_http_requests_total", "route" => route.to_owned(), "method" => method.as_str().to_owned(), "status" => status.to_string()),
-                    seconds: metrics::histogram!("shoal_http_request_duration_seconds", "route" => route.to_owned()),
+                    requests: metrics::counter!("shoal_http_requests_total", "route" => pattern.clone(), "method" => method.as_str().to_owned(), "status" => status.to_string()),
+                    seconds: metrics::histogram!("shoal_http_request_duration_seconds", "route" => pattern.clone()),
                 });
                 series.len() - 1
             }
