@@ -220,6 +220,10 @@ impl Node {
         shards: Vec<u32>,
         op: impl Fn(u32) -> ShardOp,
     ) -> Result<Vec<ShardReply>> {
+        // One shard (the default collection): no join, no vectors of futures and operations.
+        if let [shard] = shards[..] {
+            return Ok(vec![self.read_shard(c, shard, &op(shard)).await?]);
+        }
         let ops: Vec<(u32, ShardOp)> = shards.into_iter().map(|s| (s, op(s))).collect();
         join_all(ops.iter().map(|(s, op)| self.read_shard(c, *s, op)))
             .await
@@ -482,16 +486,25 @@ impl Node {
             })
             .await?;
         let metric = c.config.distance;
-        let mut top = TopK::new(k);
-        for reply in replies {
-            if let ShardReply::Hits(hits) = reply {
-                for h in hits {
-                    top.push(h.distance, h.point);
-                }
+        let nearest = match <[ShardReply; 1]>::try_from(replies) {
+            // One shard's hits are its nearest k already, nearest first.
+            Ok([ShardReply::Hits(hits)]) => {
+                hits.into_iter().map(|h| (h.distance, h.point)).collect()
             }
-        }
-        Ok(top
-            .into_sorted()
+            Ok(_) => Vec::new(),
+            Err(replies) => {
+                let mut top = TopK::new(k);
+                for reply in replies {
+                    if let ShardReply::Hits(hits) = reply {
+                        for h in hits {
+                            top.push(h.distance, h.point);
+                        }
+                    }
+                }
+                top.into_sorted()
+            }
+        };
+        Ok(nearest
             .into_iter()
             .skip(req.offset)
             .map(|(d, point)| ScoredPoint {

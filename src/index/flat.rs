@@ -18,6 +18,7 @@
 //! only stops early once the result set holds `ef` accepted nodes.
 
 use super::distance::{kernels::DistFn, Metric};
+use super::prefetch;
 use super::scratch::{pack, unpack, with_scratch};
 use std::collections::BinaryHeap;
 
@@ -39,18 +40,6 @@ pub(crate) struct FlatGraph {
     pub upper: Vec<u32>,
     pub entry: u32,
     pub top_level: u8,
-}
-
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch never faults, whatever the address.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 impl FlatGraph {

@@ -69,6 +69,20 @@ mod scratch;
 mod tests;
 
 pub use distance::Metric;
+
+/// Asks the CPU to start loading the cache line at `p`: a hint, never a fault, whatever the
+/// address.
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch never faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 pub use repair::{RepairOptions, RepairStats};
 
 use anyhow::{bail, ensure, Context, Result};

@@ -61,6 +61,7 @@ thread_local! {
 
 /// Runs `f` with this thread's scratch. Re-entrant: a nested call (e.g. an `accept` callback
 /// that itself searches) gets a fresh scratch instead of a borrow panic.
+#[inline(always)]
 pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     let mut s = SCRATCH.with(|c| c.take()).unwrap_or_default();
     let r = f(&mut s);

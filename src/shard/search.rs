@@ -61,7 +61,9 @@ impl Shard {
             let allowed = spec.filter.map(|f| allowed_by_segment(&state, f));
             for (s, seg) in state.segments.iter().enumerate() {
                 let allowed = allowed.as_ref().map(|a| a[s].as_slice());
-                for (d, i) in search_segment(seg, allowed, spec, self.config.full_scan_threshold) {
+                let hits = search_segment(seg, allowed, spec, self.config.full_scan_threshold);
+                hits.iter().for_each(|&(_, i)| seg.prefetch_entry(i));
+                for (d, i) in hits {
                     top.push(d, (seg.ids[i as usize].0, Some(seg.version(i))));
                 }
             }

@@ -80,6 +80,12 @@ impl IndexedSegment {
             .get(i as usize)
             .map_or(0, |v| v.load(Ordering::Relaxed))
     }
+    /// Starts loading entry `i`'s id and version: a search's hits are scattered over both
+    /// tables, and reading them one by one took a cache miss after another (~1 µs a search).
+    pub fn prefetch_entry(&self, i: u32) {
+        crate::index::prefetch(self.ids.as_ptr().wrapping_add(i as usize));
+        crate::index::prefetch(self.versions.as_ptr().wrapping_add(i as usize));
+    }
 }
 
 /// Where a point's current vector can be read and searched.
