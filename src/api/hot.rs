@@ -13,7 +13,7 @@ use super::search::{self, HotRoute};
 use super::AppState;
 use axum::extract::Request;
 use axum::http::Method;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures::future::{BoxFuture, Either};
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -49,7 +49,7 @@ where
             Some((route, name)) => {
                 let (node, name) = (self.node.clone(), name.to_owned());
                 Either::Left(Box::pin(async move {
-                    Ok(search::hot(&node, route, &name, req).await)
+                    Ok(search::hot(&node, route, &name, req).await.into_response())
                 }))
             }
             None => Either::Right(self.inner.call(req)),

@@ -10,7 +10,6 @@ use crate::error::Error;
 use crate::shard::filter::{Condition, OneOrMany};
 use crate::shard::point::PointId;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 /// Bounds on what one query may ask for.
@@ -316,19 +315,18 @@ pub enum HotRoute {
 }
 
 /// Serves a hot route exactly as its handler does, from the request as it left the body limit.
-pub async fn hot(node: &Node, route: HotRoute, name: &str, req: Request) -> Response {
+pub async fn hot(node: &Node, route: HotRoute, name: &str, req: Request) -> HitsResult {
     let t = Started::now();
-    let answer = match route {
-        HotRoute::Search => match SearchBody::from_request(req, &()).await {
-            Ok(SearchBody(s)) => search_points(node, t, name, s).await,
-            Err(e) => Err(e),
-        },
-        HotRoute::Query => match SearchBody::from_request(req, &()).await {
-            Ok(SearchBody(q)) => query_points(node, t, name, q).await,
-            Err(e) => Err(e),
-        },
-    };
-    answer.into_response()
+    match route {
+        HotRoute::Search => {
+            let SearchBody(s) = SearchBody::from_request(req, &()).await?;
+            search_points(node, t, name, s).await
+        }
+        HotRoute::Query => {
+            let SearchBody(q) = SearchBody::from_request(req, &()).await?;
+            query_points(node, t, name, q).await
+        }
+    }
 }
 
 #[utoipa::path(

@@ -102,6 +102,9 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// What a peer route answers: the encoded reply, or why it refused.
+type Answer = Result<Response, Refusal>;
+
 fn fail(status: StatusCode, message: impl Into<String>) -> Refusal {
     Refusal(status, message.into())
 }
@@ -123,11 +126,8 @@ async fn catalog(State(node): State<PeerState>) -> Response {
     reply(&node.catalog.entries())
 }
 
-async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Response {
-    let push: CatalogPush = match decode(&body) {
-        Ok(e) => e,
-        Err(r) => return r.into_response(),
-    };
+async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Answer {
+    let push: CatalogPush = decode(&body)?;
     let local = push
         .entry
         .config
@@ -137,11 +137,10 @@ async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Response {
     let applied =
         tokio::task::spawn_blocking(move || node.catalog.apply(&push.entry, &local, push.fresh))
             .await;
-    match applied {
-        Ok(Ok(changed)) => reply(&changed),
-        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    let changed = applied
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(reply(&changed))
 }
 
 /// How a request wants the local replica.
@@ -214,31 +213,24 @@ async fn on_replica<Req, Resp, E>(
     parse: impl FnOnce() -> Result<Req, Refusal>,
     quick: impl FnOnce(&Req) -> bool,
     work: impl FnOnce(Arc<crate::shard::Shard>, Req) -> Result<Resp, E> + Send + 'static,
-) -> Response
+) -> Answer
 where
     Req: Send + 'static,
     Resp: Serialize + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let request: Req = match parse() {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
+    let request = parse()?;
+    let replica = replica(node, &collection, shard, want)?;
+    let worked = if quick(&request) {
+        work(replica, request)
+    } else {
+        tokio::task::spawn_blocking(move || work(replica, request))
+            .await
+            .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     };
-    let replica = match replica(node, &collection, shard, want) {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
-    if quick(&request) {
-        return match work(replica, request) {
-            Ok(answer) => reply(&answer),
-            Err(e) => fail(StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-        };
-    }
-    match tokio::task::spawn_blocking(move || work(replica, request)).await {
-        Ok(Ok(answer)) => reply(&answer),
-        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    worked
+        .map(|answer| reply(&answer))
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 #[derive(serde::Deserialize)]
@@ -252,7 +244,7 @@ async fn shard_op(
     Path(at): Path<(String, u32)>,
     Query(p): Query<OpParams>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let parse = || {
         decode::<WireOp>(&body)
             .and_then(|w| ShardOp::try_from(w).map_err(|e| fail(StatusCode::BAD_REQUEST, e)))
@@ -282,7 +274,7 @@ async fn commit(
     Path(at): Path<(String, u32)>,
     Query(p): Query<CommitParams>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     on_replica(
         &node,
         at,
@@ -301,7 +293,7 @@ async fn records(
     State(node): State<PeerState>,
     Path(at): Path<(String, u32)>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     on_replica(
         &node,
         at,
@@ -326,17 +318,15 @@ async fn records(
 async fn state(
     State(node): State<PeerState>,
     Path((collection, shard)): Path<(String, u32)>,
-) -> Response {
-    match node.catalog.get(&collection) {
-        Ok(c) => reply(&c.replica_state(shard)),
-        Err(e) => fail(StatusCode::NOT_FOUND, e.to_string()).into_response(),
-    }
+) -> Answer {
+    let c =
+        (node.catalog.get(&collection)).map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
+    Ok(reply(&c.replica_state(shard)))
 }
 
 /// The scale-down hand-off, asked for by this pod's own `preStop` hook (`shoal handoff`).
-async fn handoff(State(node): State<PeerState>) -> Response {
-    match super::rebalance::handoff(&node).await {
-        Ok(report) => reply(&report),
-        Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-    }
+async fn handoff(State(node): State<PeerState>) -> Answer {
+    let report = (super::rebalance::handoff(&node).await)
+        .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(reply(&report))
 }

@@ -69,6 +69,13 @@ mod scratch;
 mod tests;
 
 pub use distance::Metric;
+pub use repair::{RepairOptions, RepairStats};
+
+use anyhow::{bail, ensure, Context, Result};
+use flat::FlatGraph;
+use persist::{FileCheck, SegmentFile};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// Asks the CPU to start loading the cache line at `p`: a hint, never a fault, whatever the
 /// address.
@@ -83,13 +90,6 @@ pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
-pub use repair::{RepairOptions, RepairStats};
-
-use anyhow::{bail, ensure, Context, Result};
-use flat::FlatGraph;
-use persist::{FileCheck, SegmentFile};
-use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// Qdrant's `hnsw_config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
