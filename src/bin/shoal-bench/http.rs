@@ -233,20 +233,29 @@ impl Target {
         let mut lat = Vec::with_capacity(answers.len());
         let mut answered = 0;
         for a in &answers {
+            // Request i carries queries i·batch onwards, up to `batch` of them.
+            let first = (a.query % n) * batch;
+            let carried = batch.min(nq - first);
+            answered += carried;
+            lat.push(a.latency_us);
+            if !Answer::keeps_body(a.query, n) {
+                continue;
+            }
             let per_query = if batch == 1 {
                 vec![hit_ids(&a.body)?]
             } else {
                 batch_hit_ids(&a.body)?
             };
-            answered += per_query.len();
-            if a.query < n {
-                for (j, got) in per_query.into_iter().enumerate() {
-                    if let Some(slot) = ids.get_mut(a.query * batch + j) {
-                        *slot = got;
-                    }
-                }
+            if per_query.len() != carried {
+                bail!(
+                    "request {} carried {carried} queries but was answered {} times",
+                    a.query,
+                    per_query.len()
+                );
             }
-            lat.push(a.latency_us);
+            for (j, got) in per_query.into_iter().enumerate() {
+                ids[first + j] = got;
+            }
         }
         lat.sort_by(f64::total_cmp);
         Ok(SweepPoint {
@@ -292,9 +301,12 @@ impl Target {
                         .send()
                         .await?;
                     let status = r.status();
-                    let body = r.bytes().await?.to_vec();
+                    let mut body = r.bytes().await?.to_vec();
                     if !status.is_success() {
                         bail!("search: HTTP {status}: {}", String::from_utf8_lossy(&body));
+                    }
+                    if !Answer::keeps_body(query, bodies.len()) {
+                        body = Vec::new();
                     }
                     out.push(Answer {
                         query,
