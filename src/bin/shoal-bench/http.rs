@@ -301,17 +301,15 @@ impl Target {
                         .send()
                         .await?;
                     let status = r.status();
-                    let mut body = r.bytes().await?.to_vec();
+                    let bytes = r.bytes().await?;
                     if !status.is_success() {
-                        bail!("search: HTTP {status}: {}", String::from_utf8_lossy(&body));
+                        bail!("search: HTTP {status}: {}", String::from_utf8_lossy(&bytes));
                     }
-                    if !Answer::keeps_body(query, bodies.len()) {
-                        body = Vec::new();
-                    }
+                    let keep = Answer::keeps_body(query, bodies.len());
                     out.push(Answer {
                         query,
                         latency_us: s.elapsed().as_secs_f64() * 1e6,
-                        body,
+                        body: if keep { bytes.to_vec() } else { Vec::new() },
                     });
                 }
             }));
