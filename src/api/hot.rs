@@ -14,7 +14,7 @@ use super::AppState;
 use axum::extract::Request;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use futures::future::{BoxFuture, Either};
+use futures::future::BoxFuture;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 use tower::Service;
@@ -35,10 +35,13 @@ impl<S> HotRoutes<S> {
 impl<S> Service<Request> for HotRoutes<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<BoxFuture<'static, Result<Response, Infallible>>, S::Future>;
+    // The router's future boxed too: inline, its size would be every hot request's to carry
+    // and copy through the layers outside.
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -48,11 +51,11 @@ where
         match hot_route(req.method(), req.uri().path()) {
             Some((route, name)) => {
                 let (node, name) = (self.node.clone(), name.to_owned());
-                Either::Left(Box::pin(async move {
-                    Ok(search::hot(&node, route, &name, req).await.into_response())
-                }))
+                Box::pin(
+                    async move { Ok(search::hot(&node, route, &name, req).await.into_response()) },
+                )
             }
-            None => Either::Right(self.inner.call(req)),
+            None => Box::pin(self.inner.call(req)),
         }
     }
 }

@@ -110,8 +110,8 @@ async fn resolve(
     match target {
         Target::Vector(v) => req.vector = v,
         Target::Point(id) => {
-            let point = node
-                .retrieve(c, &[id], true)
+            // Boxed, so that the rare query by id does not make every search's future larger.
+            let point = Box::pin(node.retrieve(c, &[id], true))
                 .await?
                 .pop()
                 .ok_or_else(|| Error::NotFound(format!("No point with id {id} found")))?;

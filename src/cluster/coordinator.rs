@@ -163,7 +163,10 @@ impl Node {
             "{}?complete_only={complete_only}",
             shard_path(c, shard, "op")
         );
-        self.call_knowing(c, owner, &path, &WireOp::from(op))
+        // Boxed: the peer call's future is ~1.8 KB, and inline it would make every local read's
+        // future (and each future awaiting it, up to the request's) that large, copied as it
+        // is built and moved on every request.
+        Box::pin(self.call_knowing(c, owner, &path, &WireOp::from(op)))
             .await
             .map(|r: WireReply| ShardReply::from(r))
     }

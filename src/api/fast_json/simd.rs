@@ -1,0 +1,257 @@
+//! The short decimals of a vector, read sixteen bytes at a time with SSSE3.
+//!
+//! Nearly every number in a search body has the shape `-?d{1,7}.d+` in at most fifteen bytes
+//! (Rust clients write an `f32` in up to nine significant digits). The scalar reader
+//! ([`super::short_decimal`]) spends ~195 instructions on one: eight-byte words, a branch for
+//! each word the digits spill into. Here one load and one compare find the dot and the end, one
+//! byte shuffle (its mask looked up by the two digit counts) right-aligns the digits with the dot
+//! taken out, and three multiply-adds fold them into two eight-digit halves: ~40 instructions and
+//! no branch on the digits.
+//!
+//! The significand and the fraction's length are the ones the scalar reader finds, and the `f32`
+//! is computed from them with the same operations, so the two agree bit for bit (and with
+//! serde_json). Anything else — an exponent, more digits, fewer than sixteen bytes left — is
+//! `None`, for the scalar reader.
+
+use super::EXACT_POW10;
+use std::arch::x86_64::{
+    __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cvtsi128_si32, _mm_loadu_si128,
+    _mm_madd_epi16, _mm_maddubs_epi16, _mm_min_epu8, _mm_movemask_epi8, _mm_packs_epi32,
+    _mm_set1_epi16, _mm_set1_epi32, _mm_set1_epi8, _mm_setr_epi8, _mm_shuffle_epi8, _mm_srli_si128,
+    _mm_sub_epi8,
+};
+
+/// Integer digits this reader takes (as the scalar reader: up to seven).
+const MAX_INT_DIGITS: usize = 7;
+/// Fraction digits that fit in sixteen bytes after one integer digit, the dot and the byte that
+/// ends the number: the most [`GATHER`] is for.
+const MAX_FRACTION_DIGITS: usize = 13;
+/// Significant digits serde_json reads into a `u64` (and so this reader).
+const MAX_DIGITS: usize = 19;
+
+/// `POW10[k]` is 10ᵏ.
+const POW10: [u64; MAX_DIGITS] = {
+    let mut p = [1u64; MAX_DIGITS];
+    let mut k = 1;
+    while k < MAX_DIGITS {
+        p[k] = p[k - 1] * 10;
+        k += 1;
+    }
+    p
+};
+
+/// Whether this CPU runs [`short_decimal`] (checked once; the answer is cached by std).
+pub fn available() -> bool {
+    std::arch::is_x86_feature_detected!("ssse3")
+}
+
+/// `GATHER[n1][n2]`: the `pshufb` mask that moves the `n1` integer digits (bytes `0..n1`) and
+/// the `n2` fraction digits (after the dot at byte `n1`) to the last `n1 + n2` of sixteen lanes,
+/// in order; the lanes before them get zero.
+static GATHER: [[[u8; 16]; MAX_FRACTION_DIGITS + 1]; MAX_INT_DIGITS + 1] = gather_masks();
+
+const fn gather_masks() -> [[[u8; 16]; MAX_FRACTION_DIGITS + 1]; MAX_INT_DIGITS + 1] {
+    let mut masks = [[[0x80u8; 16]; MAX_FRACTION_DIGITS + 1]; MAX_INT_DIGITS + 1];
+    let mut n1 = 1;
+    while n1 <= MAX_INT_DIGITS {
+        let mut n2 = 1;
+        while n2 <= MAX_FRACTION_DIGITS && n1 + n2 <= 16 {
+            let first_lane = 16 - (n1 + n2);
+            let mut k = 0;
+            while k < n1 + n2 {
+                // The k-th digit sits at byte k before the dot and one byte later after it.
+                let byte = if k < n1 { k } else { k + 1 };
+                masks[n1][n2][first_lane + k] = byte as u8;
+                k += 1;
+            }
+            n2 += 1;
+        }
+        n1 += 1;
+    }
+    masks
+}
+
+/// The number at `b[i..]` if it is `-?d{1,7}.d+` with at most 19 digits (no leading zero
+/// before another digit, no exponent) and ends within the thirty-two bytes after its sign, with
+/// sixteen bytes readable past its start (thirty-two for a number longer than fifteen bytes):
+/// its value as serde_json reads an `f32`, and the index of the byte after it.
+#[inline]
+#[target_feature(enable = "ssse3")]
+pub fn short_decimal(b: &[u8], i: usize) -> Option<(f32, usize)> {
+    let neg = b.get(i) == Some(&b'-');
+    let start = i + usize::from(neg);
+    let head: &[u8; 16] = b.get(start..start + 16)?.try_into().ok()?;
+    let values = digit_values(head);
+    let is_digit = digit_mask(values);
+    let n1 = (!is_digit).trailing_zeros() as usize;
+    if n1 == 0 || n1 > MAX_INT_DIGITS || head[n1] != b'.' || (n1 > 1 && head[0] == b'0') {
+        return None;
+    }
+    // The bits past the sixteenth are ones, so the count stops within the sixteen bytes.
+    let n2 = (!(is_digit >> (n1 + 1))).trailing_zeros() as usize;
+    let (m, n2, len) = if n1 + 1 + n2 < 16 {
+        if n2 == 0 || n2 > MAX_FRACTION_DIGITS {
+            return None;
+        }
+        // SAFETY: a `[u8; 16]` is sixteen readable bytes.
+        let gather = unsafe { _mm_loadu_si128(GATHER[n1][n2].as_ptr().cast::<__m128i>()) };
+        (
+            sixteen_digits(_mm_shuffle_epi8(values, gather)),
+            n2,
+            n1 + 1 + n2,
+        )
+    } else {
+        long_decimal(b, start, head, is_digit, n1)?
+    };
+    if b.get(start + len)? | 0x20 == b'e' {
+        return None;
+    }
+    // As serde_json (and the scalar reader): the significand as an f64 divided by the power of
+    // ten of the fraction's length, then cast.
+    let f = m as f64 / EXACT_POW10[n2];
+    Some(((if neg { -f } else { f }) as f32, start + len))
+}
+
+/// A number whose fraction runs past the first sixteen bytes (Python clients write an `f32`
+/// widened to `f64`, 16-17 significant digits): the end found in the next sixteen bytes, the
+/// integer digits read as a word, the last sixteen bytes of the fraction loaded where they end
+/// (the bytes before the fraction zeroed when it is shorter) and the one to three fraction digits
+/// before those read one by one. The significand, the fraction's length and the number's length.
+#[inline]
+#[target_feature(enable = "ssse3")]
+fn long_decimal(
+    b: &[u8],
+    start: usize,
+    head: &[u8; 16],
+    head_digits: u32,
+    n1: usize,
+) -> Option<(u64, usize, usize)> {
+    let next: &[u8; 16] = b.get(start + 16..start + 32)?.try_into().ok()?;
+    let is_digit = head_digits | digit_mask(digit_values(next)) << 16;
+    let n2 = (!(is_digit >> (n1 + 1))).trailing_zeros() as usize;
+    let len = n1 + 1 + n2;
+    // As serde_json, at most 19 significant digits in a u64; beyond, the general path's.
+    if len >= 32 || n1 + n2 > MAX_DIGITS {
+        return None;
+    }
+    let tail: &[u8; 16] = b.get(start + len - 16..start + len)?.try_into().ok()?;
+    // Lanes `0..16 - n2` hold the dot and integer digits when the fraction is shorter.
+    let fraction_lanes = _mm_cmpgt_epi8(
+        _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm_set1_epi8(15 - n2 as i8),
+    );
+    let low = sixteen_digits(_mm_and_si128(digit_values(tail), fraction_lanes));
+    let above = (n1 + 1..len.saturating_sub(16)).fold(0, |v, k| v * 10 + u64::from(head[k] - b'0'));
+    let integer = super::digit_value(u64::from_le_bytes(*head.first_chunk()?), n1 as u32);
+    let fraction = above * POW10[16] + low;
+    Some((integer * POW10[n2] + fraction, n2, len))
+}
+
+/// Each byte minus `'0'`: a digit's value, and above 9 (as an unsigned byte) for any other byte.
+#[inline]
+#[target_feature(enable = "ssse3")]
+fn digit_values(bytes: &[u8; 16]) -> __m128i {
+    // SAFETY: `bytes` is sixteen readable bytes; the load takes any alignment.
+    let raw = unsafe { _mm_loadu_si128(bytes.as_ptr().cast::<__m128i>()) };
+    _mm_sub_epi8(raw, _mm_set1_epi8(b'0' as i8))
+}
+
+/// Bit `k` set when byte `k` is a digit, from [`digit_values`].
+#[inline]
+#[target_feature(enable = "ssse3")]
+fn digit_mask(values: __m128i) -> u32 {
+    let digits = _mm_cmpeq_epi8(_mm_min_epu8(values, _mm_set1_epi8(9)), values);
+    _mm_movemask_epi8(digits) as u32
+}
+
+/// The number sixteen digit values spell, the first most significant.
+#[inline]
+#[target_feature(enable = "ssse3")]
+fn sixteen_digits(values: __m128i) -> u64 {
+    // Pairs of digits (×10, ×1), then pairs of pairs (×100, ×1): four 4-digit numbers.
+    let pairs = _mm_maddubs_epi16(values, _mm_set1_epi16(0x010A));
+    let quads = _mm_madd_epi16(pairs, _mm_set1_epi32(0x0001_0064));
+    // Each fits an i16 (at most 9999); then (×10000, ×1): the high and low eight digits.
+    let eights = _mm_madd_epi16(_mm_packs_epi32(quads, quads), _mm_set1_epi32(0x0001_2710));
+    let high = _mm_cvtsi128_si32(eights) as u32;
+    let low = _mm_cvtsi128_si32(_mm_srli_si128::<4>(eights)) as u32;
+    u64::from(high) * 100_000_000 + u64::from(low)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reading of `text` followed by enough bytes for both sixteen-byte loads.
+    fn read(text: &str) -> Option<(f32, usize)> {
+        let padded = format!("{text},{}", "0".repeat(32));
+        assert!(available(), "the test machine has SSSE3");
+        // SAFETY: checked just above.
+        unsafe { short_decimal(padded.as_bytes(), 0) }
+    }
+
+    #[test]
+    fn reads_rust_and_python_floats_as_serde_does() {
+        for text in [
+            "0.5",
+            "-0.125",
+            "1234567.25",
+            "0.0000000000001",
+            "-3.1415927",
+            "9.9999999999999",
+            "0.1",
+            "-2.7182817",
+            // Past the first sixteen bytes: Python's f64 text of an f32, and other lengths.
+            "0.12345678359270096",
+            "-2.7182817459106445",
+            "1.2345678901234567",
+            "12.345678901234567",
+            "123.4567890123456",
+            "1234567.123456789012",
+            "0.000000000000000001",
+            "9.999999999999999999",
+        ] {
+            let (x, end) = read(text).unwrap_or_else(|| panic!("{text}"));
+            let serde: f32 = serde_json::from_str(text).expect("a JSON number");
+            assert_eq!(x.to_bits(), serde.to_bits(), "{text}");
+            assert_eq!(end, text.len(), "{text}");
+        }
+    }
+
+    #[test]
+    fn leaves_every_other_shape_to_the_scalar_reader() {
+        for text in [
+            "1",
+            "-1",
+            ".5",
+            "-.5",
+            "1.",
+            "01.5",
+            "-00.5",
+            "1.5e3",
+            "1.5E-3",
+            "0.12345678359270096e-5",
+            "12345678.5",
+            "0.1234567890123456789",
+            "0.000000000000000000000000000001",
+            "x",
+            "-",
+            "",
+        ] {
+            assert_eq!(read(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn reads_only_as_far_as_the_body_goes() {
+        assert!(available());
+        // SAFETY: checked just above.
+        unsafe {
+            assert_eq!(short_decimal(b"-0.5,00000000000", 0), None);
+            assert!(short_decimal(b"-0.5,000000000000", 0).is_some());
+            let long = b"0.12345678359270096,000000000000";
+            assert_eq!(short_decimal(&long[..31], 0), None);
+            assert!(short_decimal(long, 0).is_some());
+        }
+    }
+}
