@@ -205,15 +205,13 @@ impl<'a> Cursor<'a> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "ssse3")]
     fn f32_list_ssse3(&mut self, capacity: usize) -> Option<Vec<f32>> {
-        self.array_with(capacity, |c| {
-            c.ws();
-            match simd::short_decimal(c.b, c.i) {
-                Some((x, end)) => {
-                    c.i = end;
-                    Some(x)
-                }
-                None => c.f32(),
+        // No whitespace skipped first: a number with whitespace before it is the scalar reader's.
+        self.array_with(capacity, |c| match simd::short_decimal(c.b, c.i) {
+            Some((x, end)) => {
+                c.i = end;
+                Some(x)
             }
+            None => c.f32(),
         })
     }
 

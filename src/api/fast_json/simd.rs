@@ -15,10 +15,10 @@
 
 use super::EXACT_POW10;
 use std::arch::x86_64::{
-    __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cvtsi128_si32, _mm_loadu_si128,
-    _mm_madd_epi16, _mm_maddubs_epi16, _mm_min_epu8, _mm_movemask_epi8, _mm_packs_epi32,
-    _mm_set1_epi16, _mm_set1_epi32, _mm_set1_epi8, _mm_setr_epi8, _mm_shuffle_epi8, _mm_srli_si128,
-    _mm_sub_epi8,
+    __m128i, _mm_add_epi8, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cvtsi128_si32,
+    _mm_loadu_si128, _mm_madd_epi16, _mm_maddubs_epi16, _mm_min_epu8, _mm_movemask_epi8,
+    _mm_packs_epi32, _mm_set1_epi16, _mm_set1_epi32, _mm_set1_epi8, _mm_setr_epi8,
+    _mm_shuffle_epi8, _mm_srli_si128, _mm_sub_epi8,
 };
 
 /// Integer digits this reader takes (as the scalar reader: up to seven).
@@ -72,79 +72,86 @@ const fn gather_masks() -> [[[u8; 16]; MAX_FRACTION_DIGITS + 1]; MAX_INT_DIGITS 
 }
 
 /// The number at `b[i..]` if it is `-?d{1,7}.d+` with at most 19 digits (no leading zero
-/// before another digit, no exponent) and ends within the thirty-two bytes after its sign, with
-/// sixteen bytes readable past its start (thirty-two for a number longer than fifteen bytes):
-/// its value as serde_json reads an `f32`, and the index of the byte after it.
+/// before another digit, no exponent) and ends within the thirty-two bytes from `i`, with sixteen
+/// bytes readable from `i` (thirty-two for a number longer than fifteen bytes): its value as
+/// serde_json reads an `f32`, and the index of the byte after it. The sign is read from the same
+/// sixteen bytes as the digits, so that one load follows from the last number's end.
 #[inline]
 #[target_feature(enable = "ssse3")]
 pub fn short_decimal(b: &[u8], i: usize) -> Option<(f32, usize)> {
-    let neg = b.get(i) == Some(&b'-');
-    let start = i + usize::from(neg);
-    let head: &[u8; 16] = b.get(start..start + 16)?.try_into().ok()?;
-    let values = digit_values(head);
-    let is_digit = digit_mask(values);
+    let window: &[u8; 16] = b.get(i..i + 16)?.try_into().ok()?;
+    let values = digit_values(window);
+    let window_digits = digit_mask(values);
+    let sign = usize::from(window[0] == b'-');
+    // Bit k: byte `sign + k` is a digit; the bits shifted in are zeros, so counts stop there.
+    let is_digit = window_digits >> sign;
     let n1 = (!is_digit).trailing_zeros() as usize;
-    if n1 == 0 || n1 > MAX_INT_DIGITS || head[n1] != b'.' || (n1 > 1 && head[0] == b'0') {
+    let dot = sign + n1;
+    if n1 == 0 || n1 > MAX_INT_DIGITS || window[dot] != b'.' || (n1 > 1 && window[sign] == b'0') {
         return None;
     }
-    // The bits past the sixteenth are ones, so the count stops within the sixteen bytes.
     let n2 = (!(is_digit >> (n1 + 1))).trailing_zeros() as usize;
-    let (m, n2, len) = if n1 + 1 + n2 < 16 {
+    let (m, n2, len) = if dot + 1 + n2 < 16 {
         if n2 == 0 || n2 > MAX_FRACTION_DIGITS {
             return None;
         }
         // SAFETY: a `[u8; 16]` is sixteen readable bytes.
         let gather = unsafe { _mm_loadu_si128(GATHER[n1][n2].as_ptr().cast::<__m128i>()) };
-        (
-            sixteen_digits(_mm_shuffle_epi8(values, gather)),
-            n2,
-            n1 + 1 + n2,
-        )
+        // Past a sign every index moves up one; the zeroing lanes' 0x80 stays 0x81, still zero.
+        let gather = _mm_add_epi8(gather, _mm_set1_epi8(sign as i8));
+        let m = sixteen_digits(_mm_shuffle_epi8(values, gather));
+        (m, n2, dot + 1 + n2)
     } else {
-        long_decimal(b, start, head, is_digit, n1)?
+        long_decimal(b, i, sign, window_digits, n1)?
     };
-    if b.get(start + len)? | 0x20 == b'e' {
+    if b.get(i + len)? | 0x20 == b'e' {
         return None;
     }
     // As serde_json (and the scalar reader): the significand as an f64 divided by the power of
     // ten of the fraction's length, then cast.
     let f = m as f64 / EXACT_POW10[n2];
-    Some(((if neg { -f } else { f }) as f32, start + len))
+    Some(((if sign == 1 { -f } else { f }) as f32, i + len))
 }
 
 /// A number whose fraction runs past the first sixteen bytes (Python clients write an `f32`
 /// widened to `f64`, 16-17 significant digits): the end found in the next sixteen bytes, the
 /// integer digits read as a word, the last sixteen bytes of the fraction loaded where they end
 /// (the bytes before the fraction zeroed when it is shorter) and the one to three fraction digits
-/// before those read one by one. The significand, the fraction's length and the number's length.
+/// before those read one by one. The significand, the fraction's length and the number's length
+/// from `i`.
 #[inline]
 #[target_feature(enable = "ssse3")]
 fn long_decimal(
     b: &[u8],
-    start: usize,
-    head: &[u8; 16],
-    head_digits: u32,
+    i: usize,
+    sign: usize,
+    window_digits: u32,
     n1: usize,
 ) -> Option<(u64, usize, usize)> {
-    let next: &[u8; 16] = b.get(start + 16..start + 32)?.try_into().ok()?;
-    let is_digit = head_digits | digit_mask(digit_values(next)) << 16;
+    let next: &[u8; 16] = b.get(i + 16..i + 32)?.try_into().ok()?;
+    let is_digit =
+        (u64::from(window_digits) | u64::from(digit_mask(digit_values(next))) << 16) >> sign;
     let n2 = (!(is_digit >> (n1 + 1))).trailing_zeros() as usize;
+    let start = i + sign;
     let len = n1 + 1 + n2;
     // As serde_json, at most 19 significant digits in a u64; beyond, the general path's.
-    if len >= 32 || n1 + n2 > MAX_DIGITS {
+    if sign + len >= 32 || n1 + n2 > MAX_DIGITS {
         return None;
     }
     let tail: &[u8; 16] = b.get(start + len - 16..start + len)?.try_into().ok()?;
-    // Lanes `0..16 - n2` hold the dot and integer digits when the fraction is shorter.
+    // Lanes `0..16 - n2` hold the dot, integer digits or sign when the fraction is shorter.
     let fraction_lanes = _mm_cmpgt_epi8(
         _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm_set1_epi8(15 - n2 as i8),
     );
     let low = sixteen_digits(_mm_and_si128(digit_values(tail), fraction_lanes));
-    let above = (n1 + 1..len.saturating_sub(16)).fold(0, |v, k| v * 10 + u64::from(head[k] - b'0'));
-    let integer = super::digit_value(u64::from_le_bytes(*head.first_chunk()?), n1 as u32);
+    let above = b
+        .get(start + n1 + 1..(start + len).saturating_sub(16).max(start + n1 + 1))?
+        .iter()
+        .fold(0, |v, &d| v * 10 + u64::from(d - b'0'));
+    let integer = super::digit_value(super::load8(b, start)?, n1 as u32);
     let fraction = above * POW10[16] + low;
-    Some((integer * POW10[n2] + fraction, n2, len))
+    Some((integer * POW10[n2] + fraction, n2, sign + len))
 }
 
 /// Each byte minus `'0'`: a digit's value, and above 9 (as an unsigned byte) for any other byte.
@@ -184,6 +191,20 @@ mod tests {
 
     /// The reading of `text` followed by enough bytes for both sixteen-byte loads.
     fn read(text: &str) -> Option<(f32, usize)> {
+        // Negated too: the sign shifts every byte of the number by one.
+        if !text.starts_with('-') && !text.is_empty() {
+            let negated = read_alone(&format!("-{text}"));
+            let read = read_alone(text);
+            assert_eq!(
+                negated.map(|(x, end)| ((-x).to_bits(), end - 1)),
+                read.map(|(x, end)| (x.to_bits(), end)),
+                "-{text}"
+            );
+        }
+        read_alone(text)
+    }
+
+    fn read_alone(text: &str) -> Option<(f32, usize)> {
         let padded = format!("{text},{}", "0".repeat(32));
         assert!(available(), "the test machine has SSSE3");
         // SAFETY: checked just above.
@@ -247,11 +268,15 @@ mod tests {
         assert!(available());
         // SAFETY: checked just above.
         unsafe {
-            assert_eq!(short_decimal(b"-0.5,00000000000", 0), None);
-            assert!(short_decimal(b"-0.5,000000000000", 0).is_some());
-            let long = b"0.12345678359270096,000000000000";
-            assert_eq!(short_decimal(&long[..31], 0), None);
-            assert!(short_decimal(long, 0).is_some());
+            assert_eq!(short_decimal(b"-0.5,0000000000", 0), None);
+            assert!(short_decimal(b"-0.5,00000000000", 0).is_some());
+            for long in [
+                &b"0.12345678359270096,000000000000"[..],
+                &b"-0.1234567835927009,000000000000"[..],
+            ] {
+                assert_eq!(short_decimal(&long[..31], 0), None);
+                assert!(short_decimal(long, 0).is_some());
+            }
         }
     }
 }
