@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use std::convert::Infallible;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -90,8 +91,7 @@ where
         // The service that was polled ready serves this request; a clone waits for the next.
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move { Ok(shared.pass(inner, req).await) })
+        Box::pin(Arc::clone(&self.shared).pass(inner, req).map(Ok))
     }
 }
 
@@ -105,10 +105,13 @@ impl Drop for InFlight<'_> {
 }
 
 impl Shared {
-    async fn pass<S>(&self, inner: S, req: Request) -> Response
+    /// The request's way through the gate, in its span. One future, with the route's boxed
+    /// future inside it: each `async fn` level in between would carry its own copy of the
+    /// request (~240 bytes) and be built and moved as the request goes down.
+    fn pass<S>(self: Arc<Self>, inner: S, req: Request) -> impl Future<Output = Response> + Send
     where
-        S: Service<Request, Response = Response, Error = Infallible> + Send,
-        S::Future: Send,
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
     {
         let id = request_id::of(&req);
         let span = request_id::span(&id, &req);
@@ -116,10 +119,21 @@ impl Shared {
         let (route, method) = (self.routes.of(req.uri().path()), req.method().clone());
         async move {
             let started = Instant::now();
+            // Past the key check, a limited route sheds the request at once when too many are
+            // in flight, and answers 504 when it overruns.
+            let limit = self.limits.timeout.filter(|_| !unlimited);
             let mut response = match auth::check(&self.node.config, &req) {
                 Err(refused) => refused.into_response(),
-                Ok(()) if unlimited => guarded(inner, req).await,
-                Ok(()) => self.limited(inner, req).await,
+                // Held until the route answers; the probes and scrapes take no place.
+                Ok(()) => match (!unlimited).then(|| self.admit()) {
+                    Some(None) => self.limits.overloaded().into_response(),
+                    _in_flight => match limit {
+                        None => guarded(inner, req).await,
+                        Some(limit) => tokio::time::timeout(limit, guarded(inner, req))
+                            .await
+                            .unwrap_or_else(|_| self.limits.timed_out().into_response()),
+                    },
+                },
             };
             let seconds = started.elapsed().as_secs_f64();
             let status = response.status().as_u16();
@@ -131,25 +145,6 @@ impl Shared {
             response
         }
         .instrument(span)
-        .await
-    }
-
-    /// Sheds the request at once when too many are in flight, and answers 504 when it overruns.
-    async fn limited<S>(&self, inner: S, req: Request) -> Response
-    where
-        S: Service<Request, Response = Response, Error = Infallible> + Send,
-        S::Future: Send,
-    {
-        let Some(_in_flight) = self.admit() else {
-            return self.limits.overloaded().into_response();
-        };
-        match self.limits.timeout {
-            None => guarded(inner, req).await,
-            Some(limit) => match tokio::time::timeout(limit, guarded(inner, req)).await {
-                Ok(response) => response,
-                Err(_) => self.limits.timed_out().into_response(),
-            },
-        }
     }
 
     fn admit(&self) -> Option<InFlight<'_>> {
@@ -160,13 +155,15 @@ impl Shared {
 }
 
 /// Runs the route; a panic in it becomes a 500 in Qdrant's shape and the node keeps serving.
-async fn guarded<S>(inner: S, req: Request) -> Response
+fn guarded<S>(inner: S, req: Request) -> impl Future<Output = Response>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    match AssertUnwindSafe(inner.oneshot(req)).catch_unwind().await {
-        Ok(Ok(response)) => response,
-        Ok(Err(never)) => match never {},
-        Err(panic) => service::panic_response(panic),
-    }
+    AssertUnwindSafe(inner.oneshot(req))
+        .catch_unwind()
+        .map(|outcome| match outcome {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(panic) => service::panic_response(panic),
+        })
 }

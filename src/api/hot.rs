@@ -15,6 +15,7 @@ use axum::extract::Request;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 use tower::Service;
@@ -50,10 +51,8 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         match hot_route(req.method(), req.uri().path()) {
             Some((route, name)) => {
-                let (node, name) = (self.node.clone(), name.to_owned());
-                Box::pin(
-                    async move { Ok(search::hot(&node, route, &name, req).await.into_response()) },
-                )
+                let hot = search::hot(self.node.clone(), route, name.to_owned(), req);
+                Box::pin(hot.map(|answer| Ok(answer.into_response())))
             }
             None => Box::pin(self.inner.call(req)),
         }

@@ -10,8 +10,10 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::future::Future;
 use std::time::Instant;
 
 /// When the handler started, for the envelope's `time`.
@@ -169,13 +171,28 @@ pub struct SearchBody<T>(pub T);
 
 impl<S: Send + Sync, T: FastParse + DeserializeOwned + Default> FromRequest<S> for SearchBody<T> {
     type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = body_bytes(req, state).await?;
-        match T::fast(&bytes) {
-            Some(value) => Ok(SearchBody(value)),
-            None => parse_json(&bytes).map(SearchBody),
-        }
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        read_search_body(req).await.map(SearchBody)
     }
+}
+
+/// A search or query body read and parsed: the fast path when it has the common shape, else
+/// serde_json. A plain future over axum's body read, with no `async fn` level of its own.
+pub fn read_search_body<T: FastParse + DeserializeOwned + Default>(
+    req: Request,
+) -> impl Future<Output = Result<T, ApiError>> {
+    axum::body::Bytes::from_request(req, &()).map(|read| {
+        let bytes = read.map_err(body_error)?;
+        T::fast(&bytes).map_or_else(|| parse_json(&bytes), Ok)
+    })
+}
+
+/// A body that could not be read (too large, or the connection failed), in Qdrant's shape.
+fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    ApiError::new(
+        e.status(),
+        format!("could not read the request body: {}", e.body_text()),
+    )
 }
 
 async fn body_bytes<S: Send + Sync>(
@@ -184,12 +201,7 @@ async fn body_bytes<S: Send + Sync>(
 ) -> Result<axum::body::Bytes, ApiError> {
     axum::body::Bytes::from_request(req, state)
         .await
-        .map_err(|e| {
-            ApiError::new(
-                e.status(),
-                format!("could not read the request body: {}", e.body_text()),
-            )
-        })
+        .map_err(body_error)
 }
 
 fn parse_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {

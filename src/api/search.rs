@@ -2,15 +2,20 @@
 //! (`/points/search`, `/points/search/batch`). Both become a [`SearchRequest`] on the collection.
 
 use super::models::*;
-use super::response::{ApiError, RawAnswer, SearchBody, Started};
+use super::response::{read_search_body, ApiError, RawAnswer, SearchBody, Started};
 use super::scored::{self, Shape};
 use super::{AppState, Node};
 use crate::collection::{Collection, ScoredPoint, SearchRequest};
 use crate::error::Error;
 use crate::shard::filter::{Condition, OneOrMany};
 use crate::shard::point::PointId;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use std::sync::Arc;
+
+/// A query validated, with what its answer should carry.
+type Parsed = (Target, SearchRequest, Option<WithPayload>);
+/// The collection a request searches and its parsed queries.
+type Prepared = (Arc<Collection>, Vec<Parsed>);
 
 /// Bounds on what one query may ask for.
 const MAX_LIMIT: usize = 10_000;
@@ -167,7 +172,7 @@ fn only(results: &[Vec<ScoredPointOut>]) -> &[ScoredPointOut] {
 async fn run_all(
     node: &Node,
     c: &Arc<Collection>,
-    parsed: Vec<(Target, SearchRequest, Option<WithPayload>)>,
+    parsed: Vec<Parsed>,
 ) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
     let mut out = Vec::with_capacity(parsed.len());
     for (target, req, with_payload) in parsed {
@@ -177,16 +182,8 @@ async fn run_all(
     Ok(out)
 }
 
-async fn run_queries(
-    node: &Node,
-    c: &Arc<Collection>,
-    queries: Vec<QueryPoints>,
-) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
-    let parsed = queries
-        .into_iter()
-        .map(parse_query)
-        .collect::<Result<Vec<_>, _>>()?;
-    run_all(node, c, parsed).await
+fn parse_queries(queries: Vec<QueryPoints>) -> Result<Vec<Parsed>, Error> {
+    queries.into_iter().map(parse_query).collect()
 }
 
 #[utoipa::path(
@@ -207,9 +204,15 @@ pub async fn query(
     query_points(&node, t, &name, q).await
 }
 
-async fn query_points(node: &Node, t: Started, name: &str, q: QueryPoints) -> HitsResult {
+/// A single query's collection and parsed form.
+fn prepare_query(node: &Node, name: &str, q: QueryPoints) -> Result<Prepared, Error> {
     let c = node.catalog.get(name)?;
-    let results = run_queries(node, &c, vec![q]).await?;
+    Ok((c, parse_queries(vec![q])?))
+}
+
+async fn query_points(node: &Node, t: Started, name: &str, q: QueryPoints) -> HitsResult {
+    let (c, parsed) = prepare_query(node, name, q)?;
+    let results = run_all(node, &c, parsed).await?;
     answer(t, scored::single(only(&results), Shape::Points))
 }
 
@@ -232,7 +235,7 @@ pub async fn query_batch(
     if b.searches.len() > MAX_BATCH {
         return Err(Error::BadRequest(format!("a batch holds at most {MAX_BATCH} queries")).into());
     }
-    let results = run_queries(&node, &c, b.searches).await?;
+    let results = run_all(&node, &c, parse_queries(b.searches)?).await?;
     answer(t, scored::batch(&results, Shape::Points))
 }
 
@@ -263,19 +266,14 @@ fn search_request(s: SearchPoints) -> Result<(SearchRequest, Option<WithPayload>
     Ok((req, s.with_payload))
 }
 
-async fn run_searches(
-    node: &Node,
-    c: &Arc<Collection>,
-    searches: Vec<SearchPoints>,
-) -> Result<Vec<Vec<ScoredPointOut>>, Error> {
-    let parsed = searches
+fn parse_searches(searches: Vec<SearchPoints>) -> Result<Vec<Parsed>, Error> {
+    searches
         .into_iter()
         .map(|s| {
             search_request(s)
                 .map(|(mut req, wp)| (Target::Vector(std::mem::take(&mut req.vector)), req, wp))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    run_all(node, c, parsed).await
+        .collect()
 }
 
 #[utoipa::path(
@@ -296,12 +294,18 @@ pub async fn search(
     search_points(&node, t, &name, s).await
 }
 
-async fn search_points(node: &Node, t: Started, name: &str, s: Option<SearchPoints>) -> HitsResult {
+/// A single search's collection and parsed form.
+fn prepare_search(node: &Node, name: &str, s: Option<SearchPoints>) -> Result<Prepared, Error> {
     let c = node.catalog.get(name)?;
     let s = s.ok_or_else(|| {
         Error::BadRequest("a search body with `vector` and `limit` is required".into())
     })?;
-    let results = run_searches(node, &c, vec![s]).await?;
+    Ok((c, parse_searches(vec![s])?))
+}
+
+async fn search_points(node: &Node, t: Started, name: &str, s: Option<SearchPoints>) -> HitsResult {
+    let (c, parsed) = prepare_search(node, name, s)?;
+    let results = run_all(node, &c, parsed).await?;
     answer(t, scored::single(only(&results), Shape::Hits))
 }
 
@@ -314,19 +318,23 @@ pub enum HotRoute {
     Query,
 }
 
-/// Serves a hot route exactly as its handler does, from the request as it left the body limit.
-pub async fn hot(node: &Node, route: HotRoute, name: &str, req: Request) -> HitsResult {
+/// Serves a hot route exactly as its handler does, from the request as it left the body limit:
+/// the body read, the query prepared and then run, each one future deep, so that the request's
+/// future stays small (it is boxed and moved as a whole).
+pub async fn hot(node: AppState, route: HotRoute, name: String, req: Request) -> HitsResult {
     let t = Started::now();
-    match route {
-        HotRoute::Search => {
-            let SearchBody(s) = SearchBody::from_request(req, &()).await?;
-            search_points(node, t, name, s).await
-        }
-        HotRoute::Query => {
-            let SearchBody(q) = SearchBody::from_request(req, &()).await?;
-            query_points(node, t, name, q).await
-        }
-    }
+    let ((c, parsed), shape) = match route {
+        HotRoute::Search => (
+            prepare_search(&node, &name, read_search_body(req).await?)?,
+            Shape::Hits,
+        ),
+        HotRoute::Query => (
+            prepare_query(&node, &name, read_search_body(req).await?)?,
+            Shape::Points,
+        ),
+    };
+    let results = run_all(&node, &c, parsed).await?;
+    answer(t, scored::single(only(&results), shape))
 }
 
 #[utoipa::path(
@@ -350,6 +358,6 @@ pub async fn search_batch(
             Error::BadRequest(format!("a batch holds at most {MAX_BATCH} searches")).into(),
         );
     }
-    let results = run_searches(&node, &c, b.searches).await?;
+    let results = run_all(&node, &c, parse_searches(b.searches)?).await?;
     answer(t, scored::batch(&results, Shape::Hits))
 }
