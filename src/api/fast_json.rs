@@ -323,18 +323,16 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// `TEN_TO[n]` is 10ⁿ.
-const TEN_TO: [u64; 9] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-];
+/// `TEN_TO[n]` is 10ⁿ, up to the most significant digits serde_json reads into a `u64`.
+const TEN_TO: [u64; 19] = {
+    let mut p = [1u64; 19];
+    let mut k = 1;
+    while k < p.len() {
+        p[k] = p[k - 1] * 10;
+        k += 1;
+    }
+    p
+};
 
 /// The number at `b[i..]` if it has the shape clients write vector components in: `-?d+.d+`
 /// with one to seven digits before the dot, one to sixteen after it (Rust writes a float32 in up

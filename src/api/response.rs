@@ -159,8 +159,8 @@ pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = body_bytes(req, state).await?;
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req).await?;
         parse_json(&bytes).map(Body)
     }
 }
@@ -177,31 +177,27 @@ impl<S: Send + Sync, T: FastParse + DeserializeOwned + Default> FromRequest<S> f
 }
 
 /// A search or query body read and parsed: the fast path when it has the common shape, else
-/// serde_json. A plain future over axum's body read, with no `async fn` level of its own.
+/// serde_json. A plain future over the body read, with no `async fn` level of its own.
 pub fn read_search_body<T: FastParse + DeserializeOwned + Default>(
     req: Request,
 ) -> impl Future<Output = Result<T, ApiError>> {
-    axum::body::Bytes::from_request(req, &()).map(|read| {
-        let bytes = read.map_err(body_error)?;
+    body_bytes(req).map(|read| {
+        let bytes = read?;
         T::fast(&bytes).map_or_else(|| parse_json(&bytes), Ok)
     })
 }
 
-/// A body that could not be read (too large, or the connection failed), in Qdrant's shape.
-fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
-    ApiError::new(
-        e.status(),
-        format!("could not read the request body: {}", e.body_text()),
-    )
-}
-
-async fn body_bytes<S: Send + Sync>(
-    req: Request,
-    state: &S,
-) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::Bytes::from_request(req, state)
-        .await
-        .map_err(body_error)
+/// The whole body (within the body limit); a body that could not be read (too large, or the
+/// connection failed) is an error in Qdrant's shape.
+fn body_bytes(req: Request) -> impl Future<Output = Result<axum::body::Bytes, ApiError>> {
+    axum::body::Bytes::from_request(req, &()).map(|read| {
+        read.map_err(|e| {
+            ApiError::new(
+                e.status(),
+                format!("could not read the request body: {}", e.body_text()),
+            )
+        })
+    })
 }
 
 fn parse_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -201,7 +201,7 @@ pub async fn query(
     Path(name): Path<String>,
     SearchBody(q): SearchBody<QueryPoints>,
 ) -> HitsResult {
-    query_points(&node, t, &name, q).await
+    run_one(&node, t, prepare_query(&node, &name, q)?, Shape::Points).await
 }
 
 /// A single query's collection and parsed form.
@@ -210,10 +210,10 @@ fn prepare_query(node: &Node, name: &str, q: QueryPoints) -> Result<Prepared, Er
     Ok((c, parse_queries(vec![q])?))
 }
 
-async fn query_points(node: &Node, t: Started, name: &str, q: QueryPoints) -> HitsResult {
-    let (c, parsed) = prepare_query(node, name, q)?;
+/// Runs a prepared single search or query and writes its answer in the route's shape.
+async fn run_one(node: &Node, t: Started, (c, parsed): Prepared, shape: Shape) -> HitsResult {
     let results = run_all(node, &c, parsed).await?;
-    answer(t, scored::single(only(&results), Shape::Points))
+    answer(t, scored::single(only(&results), shape))
 }
 
 #[utoipa::path(
@@ -291,7 +291,7 @@ pub async fn search(
     Path(name): Path<String>,
     SearchBody(s): SearchBody<Option<SearchPoints>>,
 ) -> HitsResult {
-    search_points(&node, t, &name, s).await
+    run_one(&node, t, prepare_search(&node, &name, s)?, Shape::Hits).await
 }
 
 /// A single search's collection and parsed form.
@@ -301,12 +301,6 @@ fn prepare_search(node: &Node, name: &str, s: Option<SearchPoints>) -> Result<Pr
         Error::BadRequest("a search body with `vector` and `limit` is required".into())
     })?;
     Ok((c, parse_searches(vec![s])?))
-}
-
-async fn search_points(node: &Node, t: Started, name: &str, s: Option<SearchPoints>) -> HitsResult {
-    let (c, parsed) = prepare_search(node, name, s)?;
-    let results = run_all(node, &c, parsed).await?;
-    answer(t, scored::single(only(&results), Shape::Hits))
 }
 
 /// The single-query routes [`super::hot`] serves without the router.
@@ -323,7 +317,7 @@ pub enum HotRoute {
 /// future stays small (it is boxed and moved as a whole).
 pub async fn hot(node: AppState, route: HotRoute, name: String, req: Request) -> HitsResult {
     let t = Started::now();
-    let ((c, parsed), shape) = match route {
+    let (prepared, shape) = match route {
         HotRoute::Search => (
             prepare_search(&node, &name, read_search_body(req).await?)?,
             Shape::Hits,
@@ -333,8 +327,7 @@ pub async fn hot(node: AppState, route: HotRoute, name: String, req: Request) ->
             Shape::Points,
         ),
     };
-    let results = run_all(&node, &c, parsed).await?;
-    answer(t, scored::single(only(&results), shape))
+    run_one(&node, t, prepared, shape).await
 }
 
 #[utoipa::path(

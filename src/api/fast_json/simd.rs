@@ -1,19 +1,20 @@
-//! The short decimals of a vector, read sixteen bytes at a time with SSSE3.
+//! The decimals of a vector, read sixteen bytes at a time with SSSE3.
 //!
-//! Nearly every number in a search body has the shape `-?d{1,7}.d+` in at most fifteen bytes
-//! (Rust clients write an `f32` in up to nine significant digits). The scalar reader
-//! ([`super::short_decimal`]) spends ~195 instructions on one: eight-byte words, a branch for
-//! each word the digits spill into. Here one load and one compare find the dot and the end, one
-//! byte shuffle (its mask looked up by the two digit counts) right-aligns the digits with the dot
-//! taken out, and three multiply-adds fold them into two eight-digit halves: ~40 instructions and
-//! no branch on the digits.
+//! Nearly every number in a search body has the shape `-?d{1,7}.d+` (Rust clients write an `f32`
+//! in up to nine significant digits, Python clients the 16-17 of the `f64` it widens to). The
+//! scalar reader ([`super::short_decimal`]) spent ~195 instructions on one: eight-byte words, a
+//! branch for each word the digits spill into. Here one load and one compare find the sign, the
+//! dot and the end, one byte shuffle (its mask looked up by the two digit counts) right-aligns the
+//! digits with the dot taken out, and three multiply-adds fold them into two eight-digit halves;
+//! a number longer than fifteen bytes takes a second load to find its end and a third for its
+//! fraction's last sixteen digits. There is no branch on the digits.
 //!
 //! The significand and the fraction's length are the ones the scalar reader finds, and the `f32`
 //! is computed from them with the same operations, so the two agree bit for bit (and with
-//! serde_json). Anything else — an exponent, more digits, fewer than sixteen bytes left — is
-//! `None`, for the scalar reader.
+//! serde_json). Anything else — an exponent, more than 19 digits, whitespace before the number,
+//! too few bytes left to load — is `None`, for the scalar reader.
 
-use super::EXACT_POW10;
+use super::{EXACT_POW10, TEN_TO};
 use std::arch::x86_64::{
     __m128i, _mm_add_epi8, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cvtsi128_si32,
     _mm_loadu_si128, _mm_madd_epi16, _mm_maddubs_epi16, _mm_min_epu8, _mm_movemask_epi8,
@@ -27,18 +28,7 @@ const MAX_INT_DIGITS: usize = 7;
 /// ends the number: the most [`GATHER`] is for.
 const MAX_FRACTION_DIGITS: usize = 13;
 /// Significant digits serde_json reads into a `u64` (and so this reader).
-const MAX_DIGITS: usize = 19;
-
-/// `POW10[k]` is 10ᵏ.
-const POW10: [u64; MAX_DIGITS] = {
-    let mut p = [1u64; MAX_DIGITS];
-    let mut k = 1;
-    while k < MAX_DIGITS {
-        p[k] = p[k - 1] * 10;
-        k += 1;
-    }
-    p
-};
+const MAX_DIGITS: usize = TEN_TO.len();
 
 /// Whether this CPU runs [`short_decimal`] (checked once; the answer is cached by std).
 pub fn available() -> bool {
@@ -150,8 +140,8 @@ fn long_decimal(
         .iter()
         .fold(0, |v, &d| v * 10 + u64::from(d - b'0'));
     let integer = super::digit_value(super::load8(b, start)?, n1 as u32);
-    let fraction = above * POW10[16] + low;
-    Some((integer * POW10[n2] + fraction, n2, sign + len))
+    let fraction = above * TEN_TO[16] + low;
+    Some((integer * TEN_TO[n2] + fraction, n2, sign + len))
 }
 
 /// Each byte minus `'0'`: a digit's value, and above 9 (as an unsigned byte) for any other byte.
