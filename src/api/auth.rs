@@ -37,7 +37,16 @@ fn presented_key(req: &Request) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 9110 §11.1), so `bearer` and `BEARER` are accepted as Qdrant accepts them.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// Whether the request may pass: the key it presents, for what it asks.
@@ -85,5 +94,15 @@ mod tests {
         assert!(!is_read(&Method::POST, "/collections/c/points/delete"));
         assert!(!is_read(&Method::POST, "/collections/c/points/payload"));
         assert!(!is_read(&Method::DELETE, "/collections/c"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer k", "bearer k", "BEARER k", "bEaReR  k"] {
+            assert_eq!(bearer_token(value), Some("k"), "{value}");
+        }
+        for value in ["Basic k", "Bearerk", "Bearer", "Token k"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
     }
 }

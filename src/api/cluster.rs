@@ -3,9 +3,10 @@
 //! them), with shoal's ordinals and addresses added.
 
 use super::models::{ClusterStatus, CollectionClusterInfo};
+use super::response::Path;
 use super::response::{Answer, ApiResult, Started};
 use super::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::{json, Value};
 
 #[utoipa::path(

@@ -4,12 +4,13 @@ use super::models::{
     CollectionDescription, CollectionExists, CollectionInfo, CollectionsList, CreateCollection,
     VectorsConfig, WaitParams,
 };
+use super::response::Path;
 use super::response::{Answer, ApiResult, Body, Params, Started};
 use super::AppState;
 use crate::collection::{Collection, CollectionConfig};
 use crate::error::Error;
 use crate::index::HnswParams;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::json;
 
 /// Largest vector dimension accepted (Qdrant's limit).

@@ -1,14 +1,16 @@
 //! Point routes: upsert, retrieve, delete, payload changes, scroll and count.
 
 use super::models::*;
+use super::response::Path;
 use super::response::{Answer, ApiResult, Body, Params, Started};
 use super::AppState;
 use crate::collection::NewPoint;
 use crate::error::Error;
 use crate::shard::filter::Filter;
+use crate::shard::payload::check_payload;
 use crate::shard::point::PointId;
 use crate::shard::{PayloadOp, Selector};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::Value;
 
 /// Largest page a scroll returns at once.
@@ -129,6 +131,9 @@ pub async fn upsert(
         .into());
     }
     let points = new_points(req)?;
+    for p in &points {
+        check_payload(&p.payload).map_err(|e| Error::BadRequest(format!("point {}: {e}", p.id)))?;
+    }
     let wait = p.wait.unwrap_or(false);
     let op = node.upsert(&c, points, wait).await?;
     Ok(Answer(t, UpdateResult::new(op, wait)))
@@ -167,6 +172,7 @@ async fn change_payload(
     op: PayloadOp,
 ) -> ApiResult<UpdateResult> {
     let (sel, wait) = (selected?, p.wait.unwrap_or(false));
+    op.validate().map_err(Error::BadRequest)?;
     let c = node.catalog.get(&name)?;
     let op = node.modify_payload(&c, sel, op, wait).await?;
     Ok(Answer(t, UpdateResult::new(op, wait)))

@@ -228,3 +228,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
             })
     }
 }
+
+/// Path parameters, with Qdrant's error shape on failure: a path segment that does not decode
+/// to UTF-8 (`/collections/%FF`) is a 400 in JSON, like every other bad request.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(ApiError::new(
+                match rejection.status() {
+                    s if s.is_client_error() => s,
+                    _ => StatusCode::BAD_REQUEST,
+                },
+                format!("Bad request: invalid path: {}", rejection.body_text()),
+            )),
+        }
+    }
+}

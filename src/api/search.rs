@@ -2,6 +2,7 @@
 //! (`/points/search`, `/points/search/batch`). Both become a [`SearchRequest`] on the collection.
 
 use super::models::*;
+use super::response::Path;
 use super::response::{read_search_body, ApiError, RawAnswer, SearchBody, Started};
 use super::scored::{self, Shape};
 use super::{AppState, Node};
@@ -9,7 +10,7 @@ use crate::collection::{Collection, ScoredPoint, SearchRequest};
 use crate::error::Error;
 use crate::shard::filter::{Condition, OneOrMany};
 use crate::shard::point::PointId;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use std::sync::Arc;
 
 /// A query validated, with what its answer should carry.
@@ -136,6 +137,17 @@ async fn resolve(
     Ok(req)
 }
 
+/// A score as JSON can carry it: never `null`. Vectors are bounded at upsert so that scores are
+/// finite ([`crate::collection::MAX_VECTOR_NORM`]); only a point stored before that bound could
+/// still score infinity or NaN, and it is then answered as the largest finite number (or 0).
+fn finite(score: f32) -> f32 {
+    if score.is_nan() {
+        0.0
+    } else {
+        score.clamp(-f32::MAX, f32::MAX)
+    }
+}
+
 fn scored_json(
     points: Vec<ScoredPoint>,
     with_payload: &Option<WithPayload>,
@@ -145,7 +157,7 @@ fn scored_json(
         .map(|p| ScoredPointOut {
             id: p.point.id,
             version: p.point.version,
-            score: p.score,
+            score: finite(p.score),
             payload: WithPayload::select(with_payload, false, &p.point.payload),
             vector: p.point.vector,
             shard_key: None,

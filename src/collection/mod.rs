@@ -17,6 +17,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The largest Euclidean norm a Dot, Euclid or Manhattan vector may have. Between two such
+/// vectors every score is finite in `f32` with room to spare: a dot product is at most
+/// `1e18 · 1e18 = 1e36`, a squared distance at most `(2e18)² = 4e36`, a Manhattan distance at
+/// most `√65536 · 2e18 ≈ 5e20`, and so is every partial sum a kernel adds up (`f32::MAX` is
+/// `3.4e38`). Elements as large as `1.8e19` would already overflow when squared. Cosine vectors
+/// are normalised (in `f64`, so huge elements normalise correctly) and need no bound.
+pub const MAX_VECTOR_NORM: f64 = 1e18;
+
+/// The Euclidean norm, summed in `f64` so that no finite `f32` vector overflows it.
+fn norm_f64(v: &[f32]) -> f64 {
+    v.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+}
+
 /// The persisted configuration of a collection (`config.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionConfig {
@@ -228,7 +244,9 @@ impl Collection {
         &self.clock
     }
 
-    /// Checks a vector against the collection and prepares it for the metric.
+    /// Checks a vector against the collection and prepares it for the metric: the dimension,
+    /// finite elements, and a norm small enough that every score is a finite number (see
+    /// [`MAX_VECTOR_NORM`]). Query vectors pass the same check as stored ones.
     pub fn prepare_vector(&self, mut v: Vec<f32>) -> Result<Vec<f32>> {
         if v.len() != self.config.size {
             return Err(Error::BadRequest(format!(
@@ -241,6 +259,14 @@ impl Collection {
             return Err(Error::BadRequest(format!(
                 "vector element {i} is {} but must be a finite number",
                 v[i]
+            )));
+        }
+        let norm = norm_f64(&v);
+        if self.config.distance != Metric::Cosine && norm > MAX_VECTOR_NORM {
+            return Err(Error::BadRequest(format!(
+                "vector norm {norm:e} is above {MAX_VECTOR_NORM:e}, the largest a {:?} vector may have: \
+                 scores between such vectors overflow 32-bit floats",
+                self.config.distance
             )));
         }
         self.config.distance.prepare(&mut v);

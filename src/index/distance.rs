@@ -25,12 +25,18 @@ pub enum Metric {
 impl Metric {
     /// Prepares a vector for storage: Cosine vectors are normalised once so that search is a dot
     /// product. Qdrant does the same and returns the normalised vector to clients.
+    /// The norm is computed in `f64`: in `f32` a vector of elements near `3e38` has an infinite
+    /// norm and would be stored as zeros.
     pub fn prepare(self, v: &mut [f32]) {
         if self == Metric::Cosine {
-            let norm = kernels::dot(v, v).sqrt();
-            if norm > f32::EPSILON {
-                let inv = 1.0 / norm;
-                v.iter_mut().for_each(|x| *x *= inv);
+            let norm = v
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt();
+            if norm > f64::from(f32::EPSILON) {
+                v.iter_mut()
+                    .for_each(|x| *x = (f64::from(*x) / norm) as f32);
             }
         }
     }

@@ -19,6 +19,7 @@
 
 pub mod filter;
 pub mod optimizer;
+pub mod payload;
 pub mod point;
 pub mod search;
 pub mod state;
@@ -27,6 +28,7 @@ pub mod version;
 use crate::index::{HnswParams, Metric, Segment};
 use filter::Filter;
 use parking_lot::{Mutex, RwLock};
+pub use payload::apply_payload_op;
 use point::{Payload, PointId, Record, RecordBody};
 use state::{Entry, IndexedSegment, LiveBits, Location, ShardState};
 use std::collections::{BTreeMap, HashMap};
@@ -178,7 +180,8 @@ impl Shard {
             };
             clock.observe(record.version);
             let Some(body) = record.body else { continue };
-            let payload: Payload = serde_json::from_str(&body.payload_json).unwrap_or_default();
+            let payload = point::parse_payload(&body.payload_json)
+                .map_err(|e| anyhow::anyhow!("point {id} in {tree_name}: {e}"))?;
             let location = match indexed.get(&id) {
                 Some(&(s, i, vv)) if vv == record.vector_version => {
                     let seg = &state.segments[s];
@@ -248,9 +251,19 @@ impl Shard {
                 if held.is_some_and(|v| v >= change.record.version) {
                     continue;
                 }
+                // A change from a peer carries its payload as text only: read it now, so that
+                // one that cannot be read is refused before anything is written.
+                let payload = match (change.payload, &change.record.body) {
+                    (Some(payload), _) => payload,
+                    (None, Some(body)) => Arc::new(
+                        point::parse_payload(&body.payload_json)
+                            .map_err(|e| ShardError::Invalid(format!("point {id}: {e}")))?,
+                    ),
+                    (None, None) => point::empty_payload(),
+                };
                 self.clock.observe(change.record.version);
                 batch.insert(id.to_key(), change.record.encode());
-                accepted.push(change);
+                accepted.push((id, change.record, payload));
             }
         }
         if accepted.is_empty() {
@@ -262,8 +275,8 @@ impl Shard {
         }
         let mut state = self.state.write();
         let n = accepted.len();
-        for change in accepted {
-            Self::apply_in_memory(&mut state, change);
+        for (id, record, payload) in accepted {
+            Self::apply_in_memory(&mut state, id, record, payload);
         }
         Ok(n)
     }
@@ -275,12 +288,9 @@ impl Shard {
         })
     }
 
-    fn apply_in_memory(state: &mut ShardState, change: Change) {
-        let Change {
-            id,
-            record,
-            payload,
-        } = change;
+    /// Makes a committed record visible; `payload` is the record's, parsed (unused for a
+    /// tombstone).
+    fn apply_in_memory(state: &mut ShardState, id: PointId, record: Record, payload: Arc<Payload>) {
         let previous = state.points.remove(&id);
         let Some(body) = record.body else {
             if let Some(prev) = previous {
@@ -301,9 +311,6 @@ impl Shard {
             }
             None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
         };
-        let payload = payload.unwrap_or_else(|| {
-            Arc::new(serde_json::from_str(&body.payload_json).unwrap_or_default())
-        });
         state.points.insert(
             id,
             Entry {
@@ -473,57 +480,6 @@ fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {
             .filter(|(id, e)| f.matches(id, &e.payload))
             .map(|(id, _)| *id)
             .collect(),
-    }
-}
-
-/// Applies one payload operation to a payload in place.
-pub fn apply_payload_op(payload: &mut Payload, op: &PayloadOp) {
-    match op {
-        PayloadOp::Set {
-            payload: add,
-            key: None,
-        } => {
-            payload.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        PayloadOp::Set {
-            payload: add,
-            key: Some(path),
-        } => {
-            let mut target = payload;
-            for part in path.split('.') {
-                let slot = target
-                    .entry(part.to_string())
-                    .or_insert_with(|| serde_json::Value::Object(Payload::new()));
-                if !slot.is_object() {
-                    *slot = serde_json::Value::Object(Payload::new());
-                }
-                match slot.as_object_mut() {
-                    Some(obj) => target = obj,
-                    None => return,
-                }
-            }
-            target.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        PayloadOp::Overwrite(new) => *payload = new.clone(),
-        PayloadOp::DeleteKeys(keys) => {
-            for key in keys {
-                remove_path(payload, key);
-            }
-        }
-        PayloadOp::Clear => payload.clear(),
-    }
-}
-
-fn remove_path(payload: &mut Payload, key: &str) {
-    match key.split_once('.') {
-        None => {
-            payload.remove(key);
-        }
-        Some((head, rest)) => {
-            if let Some(serde_json::Value::Object(inner)) = payload.get_mut(head) {
-                remove_path(inner, rest);
-            }
-        }
     }
 }
 

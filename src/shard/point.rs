@@ -114,6 +114,41 @@ impl<'de> Deserialize<'de> for PointId {
 /// JSON payload of a point: an object of arbitrary values.
 pub type Payload = serde_json::Map<String, serde_json::Value>;
 
+/// Reads a payload stored as JSON text (a record's `payload_json`). Never falls back to an
+/// empty payload: a payload that cannot be read is an error the caller reports. Payloads are
+/// refused beyond 100 levels at the API ([`super::payload::MAX_PAYLOAD_DEPTH`]), well within
+/// serde_json's 128; one stored deeper by an older shoal (which lost it as `{}` on restart) is
+/// read without the recursion limit, on a thread whose stack has room for it.
+pub fn parse_payload(text: &str) -> Result<Payload, String> {
+    match serde_json::from_str(text) {
+        Ok(payload) => Ok(payload),
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => parse_deep(text),
+        Err(e) => Err(format!("unreadable payload: {e}")),
+    }
+}
+
+/// Stack for reading a payload nested beyond serde_json's limit: ~100 bytes a level in a
+/// release build, several times that in a debug build, for up to a few hundred thousand levels.
+const DEEP_PARSE_STACK: usize = 256 << 20;
+
+fn parse_deep(text: &str) -> Result<Payload, String> {
+    use serde::Deserialize as _;
+    let text = text.to_owned();
+    let parse = move || {
+        let mut de = serde_json::Deserializer::from_str(&text);
+        de.disable_recursion_limit();
+        Payload::deserialize(&mut de).and_then(|p| de.end().map(|()| p))
+    };
+    std::thread::Builder::new()
+        .name("deep-payload".into())
+        .stack_size(DEEP_PARSE_STACK)
+        .spawn(parse)
+        .map_err(|e| format!("cannot start a thread to read a deep payload: {e}"))?
+        .join()
+        .map_err(|_| "reading a deep payload failed".to_string())?
+        .map_err(|e| format!("unreadable payload: {e}"))
+}
+
 /// One shared empty payload, for answers that show none.
 pub fn empty_payload() -> std::sync::Arc<Payload> {
     static EMPTY: std::sync::LazyLock<std::sync::Arc<Payload>> =

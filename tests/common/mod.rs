@@ -126,20 +126,52 @@ impl Node {
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
-            let _ = c.wait();
+            let _ = wait_exit(&mut c, Duration::from_secs(30));
         }
     }
 
-    /// SIGTERM and wait for a clean exit.
+    /// SIGTERM and wait for a clean exit (status 0) within Kubernetes' 30 s grace period.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let status = c.wait().expect("wait");
-            assert!(status.success(), "shoal did not exit cleanly: {status}");
+        let status = self.terminate(Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "shoal did not exit cleanly: {status}; see {}",
+            self.data_dir.with_extension("log").display()
+        );
+    }
+
+    /// SIGTERM, then the exit status; a node still running after `grace` is killed and the
+    /// test fails, as the kubelet would kill it.
+    pub fn terminate(&mut self, grace: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("the node is running");
+        signal(&c, libc::SIGTERM);
+        match wait_exit(&mut c, grace) {
+            Some(status) => status,
+            None => {
+                let _ = c.kill();
+                let _ = wait_exit(&mut c, Duration::from_secs(30));
+                panic!("shoal did not exit within {grace:?} of SIGTERM");
+            }
         }
+    }
+
+    /// Sends a signal to the running node (SIGSTOP, SIGCONT, ...).
+    pub fn signal(&self, sig: libc::c_int) {
+        signal(self.child.as_ref().expect("the node is running"), sig);
+    }
+
+    /// The node's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten();
+        if status.is_some() {
+            self.child = None;
+        }
+        status
     }
 
     pub fn restart(&mut self) {
@@ -214,6 +246,28 @@ impl Node {
         )["count"]
             .as_u64()
             .expect("count")
+    }
+}
+
+/// Sends `sig` to a child process with `kill(2)`: no `kill` binary needed.
+pub fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) with the pid of a child this process spawned and has not reaped yet.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
+/// Waits for a child to exit, at most `limit`; `None` if it is still running then.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
