@@ -83,6 +83,27 @@ pub struct Config {
     #[arg(long, env = "SHOAL_REQUEST_TIMEOUT_SECS", default_value_t = 60.0)]
     pub request_timeout_secs: f64,
 
+    /// Seconds a client may take to send a request's headers (and that an idle keep-alive
+    /// connection stays open); slower connections are closed (0 disables).
+    #[arg(long, env = "SHOAL_HEADER_READ_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub header_read_timeout_secs: f64,
+
+    /// Seconds a client may take to send a request's body once its handler reads it; slower
+    /// bodies get a 408 and the connection is closed (0 disables).
+    #[arg(long, env = "SHOAL_BODY_READ_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub body_read_timeout_secs: f64,
+
+    /// Connections one client (source IP) may hold open on the public port; further ones get a
+    /// 503 and are closed (0: no limit). Behind a proxy every client shares its IP: raise it.
+    #[arg(long, env = "SHOAL_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: u32,
+
+    /// Requests one client (source IP) may have in flight; more get a 503 at once, so that one
+    /// client never takes every slot of --max-concurrent-requests [default: half of it; 0: no
+    /// limit].
+    #[arg(long, env = "SHOAL_MAX_REQUESTS_PER_CLIENT")]
+    pub max_requests_per_client: Option<u32>,
+
     /// Points one upsert request may carry; larger batches get a 400.
     #[arg(long, env = "SHOAL_MAX_BATCH_POINTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batch_points: u64,

@@ -11,8 +11,6 @@ use crate::collection::catalog::Catalog;
 use crate::config::Config;
 use crate::node::Node;
 use anyhow::Context;
-use axum::serve::ListenerExt;
-use axum::ServiceExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,16 +119,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let app = peer_api::router(Arc::clone(&node));
         async move { axum::serve(peer, app).await }
     });
-    // No Nagle delay on answers: a response hyper writes in more than one piece (a large or
-    // streamed body) must not wait for the client's ACK of the first.
-    let public = public.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(public, api::router(Arc::clone(&node)).into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    api::serve::serve(
+        public,
+        api::router(Arc::clone(&node)),
+        &node.config,
+        shutdown_signal(),
+    )
+    .await;
     node.ready.store(false, Ordering::Release);
     for task in background {
         task.abort();

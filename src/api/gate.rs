@@ -1,6 +1,6 @@
 //! The one middleware every public request passes. In order: a request id and the `request` span
-//! ([`request_id`]), the API key ([`auth`]), the overload limits ([`limits`], not for the probes
-//! and `/metrics`), and a guard that turns a handler's panic into a 500; on the way out, the
+//! ([`request_id`]), the API key ([`auth`]), the overload limits ([`limits`]: the node's and the
+//! client's share of it; not for the probes and `/metrics`), and a guard that turns a handler's panic into a 500; on the way out, the
 //! request metrics, the access line and the `x-request-id` header.
 //!
 //! One hand-written layer instead of a stack of `from_fn` middlewares and tower layers, and it
@@ -11,6 +11,7 @@
 //! ~8 allocations. In front of the router it has no `MatchedPath`, so it looks the route's
 //! pattern up for the metrics in the [`RouteTable`].
 
+use super::response::ApiError;
 use super::service::{self, RouteTable};
 use super::{auth, limits, request_id, AppState};
 use axum::extract::Request;
@@ -64,6 +65,7 @@ impl<S> Layer<S> for GateLayer {
         Gate {
             inner,
             shared: Arc::clone(&self.shared),
+            client: None,
         }
     }
 }
@@ -72,6 +74,19 @@ impl<S> Layer<S> for GateLayer {
 pub struct Gate<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// The client of the connection this gate serves (set per connection by [`super::serve`]).
+    client: Option<Arc<limits::ClientLoad>>,
+}
+
+impl<S: Clone> Gate<S> {
+    /// This gate for one connection of `client`: its requests count against the client's share.
+    pub fn for_client(&self, client: Arc<limits::ClientLoad>) -> Gate<S> {
+        Gate {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            client: Some(client),
+        }
+    }
 }
 
 impl<S> Service<Request> for Gate<S>
@@ -91,7 +106,8 @@ where
         // The service that was polled ready serves this request; a clone waits for the next.
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
-        Box::pin(Arc::clone(&self.shared).pass(inner, req).map(Ok))
+        let client = self.client.clone();
+        Box::pin(Arc::clone(&self.shared).pass(inner, req, client).map(Ok))
     }
 }
 
@@ -108,7 +124,12 @@ impl Shared {
     /// The request's way through the gate, in its span. One future, with the route's boxed
     /// future inside it: each `async fn` level in between would carry its own copy of the
     /// request (~240 bytes) and be built and moved as the request goes down.
-    fn pass<S>(self: Arc<Self>, inner: S, req: Request) -> impl Future<Output = Response> + Send
+    fn pass<S>(
+        self: Arc<Self>,
+        inner: S,
+        req: Request,
+        client: Option<Arc<limits::ClientLoad>>,
+    ) -> impl Future<Output = Response> + Send
     where
         S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
@@ -125,8 +146,8 @@ impl Shared {
             let mut response = match auth::check(&self.node.config, &req) {
                 Err(refused) => refused.into_response(),
                 // Held until the route answers; the probes and scrapes take no place.
-                Ok(()) => match (!unlimited).then(|| self.admit()) {
-                    Some(None) => self.limits.overloaded().into_response(),
+                Ok(()) => match (!unlimited).then(|| self.admit(client.as_ref())) {
+                    Some(Err(refused)) => refused.into_response(),
                     _in_flight => match limit {
                         None => guarded(inner, req).await,
                         Some(limit) => tokio::time::timeout(limit, guarded(inner, req))
@@ -147,10 +168,25 @@ impl Shared {
         .instrument(span)
     }
 
-    fn admit(&self) -> Option<InFlight<'_>> {
+    /// A place for one request: the client's first (so one client's flood takes none of the
+    /// node's places), then the node's.
+    fn admit(
+        &self,
+        client: Option<&Arc<limits::ClientLoad>>,
+    ) -> Result<(Option<limits::ClientSlot>, InFlight<'_>), ApiError> {
+        let slot = match client {
+            Some(c) => match c.admit(self.limits.max_per_client) {
+                Some(slot) => Some(slot),
+                None => return Err(self.limits.client_overloaded(c.ip)),
+            },
+            None => None,
+        };
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let place = InFlight(&self.in_flight);
-        (before < self.limits.max_concurrent).then_some(place)
+        if before >= self.limits.max_concurrent {
+            return Err(self.limits.overloaded());
+        }
+        Ok((slot, place))
     }
 }
 

@@ -17,6 +17,7 @@ pub mod request_id;
 pub mod response;
 pub mod scored;
 pub mod search;
+pub mod serve;
 pub mod service;
 mod vector_de;
 
@@ -95,6 +96,7 @@ pub type Public = gate::Gate<<DefaultBodyLimit as Layer<hot::HotRoutes<Router>>>
 pub fn router(node: AppState) -> Public {
     let body_limit = node.config.max_request_bytes;
     let limits = limits::Limits::from_config(&node.config);
+    response::set_body_read_timeout(limits::seconds(node.config.body_read_timeout_secs));
     let (routes, doc) = api();
     let table = service::RouteTable::install(doc.paths.paths.keys().map(String::as_str));
     service::publish_openapi(|| openapi::render(&doc));

@@ -187,17 +187,44 @@ pub fn read_search_body<T: FastParse + DeserializeOwned + Default>(
     })
 }
 
-/// The whole body (within the body limit); a body that could not be read (too large, or the
-/// connection failed) is an error in Qdrant's shape.
+/// How long reading a body may take (`--body-read-timeout-secs`): set once by
+/// [`super::router`], the same for every router a process builds.
+static BODY_READ_TIMEOUT: std::sync::OnceLock<Option<std::time::Duration>> =
+    std::sync::OnceLock::new();
+
+pub fn set_body_read_timeout(limit: Option<std::time::Duration>) {
+    BODY_READ_TIMEOUT.get_or_init(|| limit);
+}
+
+/// The whole body (within the body limit and the body read timeout); a body that could not be
+/// read (too large, too slow, or the connection failed) is an error in Qdrant's shape.
 fn body_bytes(req: Request) -> impl Future<Output = Result<axum::body::Bytes, ApiError>> {
-    axum::body::Bytes::from_request(req, &()).map(|read| {
+    let read = axum::body::Bytes::from_request(req, &()).map(|read| {
         read.map_err(|e| {
             ApiError::new(
                 e.status(),
                 format!("could not read the request body: {}", e.body_text()),
             )
         })
-    })
+    });
+    // A body already received completes on the first poll, before any timer is registered.
+    let limit = BODY_READ_TIMEOUT.get().copied().flatten();
+    async move {
+        match limit {
+            None => read.await,
+            Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or_else(|_| {
+                metrics::counter!("shoal_http_rejected_total", "reason" => "body_timeout")
+                    .increment(1);
+                Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "Request timeout: the body was not received within {}s (--body-read-timeout-secs)",
+                        limit.as_secs_f64()
+                    ),
+                ))
+            }),
+        }
+    }
 }
 
 fn parse_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
