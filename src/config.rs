@@ -104,6 +104,16 @@ pub struct Config {
     #[arg(long, env = "SHOAL_MAX_REQUESTS_PER_CLIENT")]
     pub max_requests_per_client: Option<u32>,
 
+    /// Memory one read request may hold (its hits, vectors and payloads, estimated before it
+    /// runs); larger requests get a 400 (0: no limit).
+    #[arg(long, env = "SHOAL_REQUEST_MEMORY_BUDGET_BYTES", default_value_t = 64 << 20)]
+    pub request_memory_budget_bytes: u64,
+
+    /// Memory all read requests in flight may hold together; a request that would go over gets
+    /// a 503 at once (0: no limit).
+    #[arg(long, env = "SHOAL_NODE_MEMORY_BUDGET_BYTES", default_value_t = 256 << 20)]
+    pub node_memory_budget_bytes: u64,
+
     /// Points one upsert request may carry; larger batches get a 400.
     #[arg(long, env = "SHOAL_MAX_BATCH_POINTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batch_points: u64,

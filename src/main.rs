@@ -26,7 +26,11 @@ fn main() -> std::process::ExitCode {
             None => shoal::server::run(config).await,
         }
     };
-    match runtime.block_on(work) {
+    let outcome = runtime.block_on(work);
+    // Blocking tasks still running (a peer sync's read, say) are not waited for: dropping the
+    // runtime would, and a stop must end within the pod's grace period.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("shoal cannot start: {e:#}");

@@ -18,6 +18,8 @@ pub struct Node {
     pub metrics: Metrics,
     /// Where the cluster size comes from, in cluster mode.
     pub size_source: Option<Arc<SizeSource>>,
+    /// What read requests in flight may hold in memory.
+    pub memory: crate::api::budget::MemoryBudget,
 }
 
 impl Node {

@@ -9,11 +9,13 @@ use crate::cluster::membership::{KubeApi, SizeSource};
 use crate::cluster::{peer_api, rebalance, sync, Cluster};
 use crate::collection::catalog::Catalog;
 use crate::config::Config;
+use crate::index::BuildCancelled;
 use crate::node::Node;
 use anyhow::Context;
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the optimizer looks for tails to index and segments to merge.
 const OPTIMIZER_INTERVAL: Duration = Duration::from_millis(500);
@@ -91,7 +93,12 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let peer = tokio::net::TcpListener::bind(peer_addr)
         .await
         .with_context(|| format!("cannot listen for peers on {peer_addr}"))?;
+    let memory = api::budget::MemoryBudget::new(
+        config.request_memory_budget_bytes,
+        config.node_memory_budget_bytes,
+    );
     let node = Arc::new(Node {
+        memory,
         config,
         catalog,
         cluster,
@@ -104,14 +111,16 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     Ok(Started { node, public, peer })
 }
 
-/// Serves until SIGTERM or Ctrl-C, then drains and flushes.
+/// Serves until SIGTERM or Ctrl-C, then drains and flushes. A stop cancels a running index
+/// build at once (it starts again after the restart), waits at most
+/// [`api::serve::DRAIN_LIMIT`] for requests in flight, and flushes: well within Kubernetes'
+/// 30 s grace period.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let Started { node, public, peer } = start(config).await?;
     tracing::info!(listen = %node.config.listen, peer = %node.config.peer_addr(), data_dir = %node.config.data_dir.display(), "shoal is serving");
-    let mut background = vec![
-        tokio::spawn(optimize_forever(Arc::clone(&node))),
-        tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL)),
-    ];
+    let stopping = Arc::new(AtomicBool::new(false));
+    let optimizer = tokio::spawn(optimize_forever(Arc::clone(&node), Arc::clone(&stopping)));
+    let mut background = vec![tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL))];
     if let Some(source) = node.size_source() {
         background.push(tokio::spawn(rebalance::run(Arc::clone(&node), source)));
     }
@@ -119,42 +128,82 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let app = peer_api::router(Arc::clone(&node));
         async move { axum::serve(peer, app).await }
     });
-    api::serve::serve(
-        public,
-        api::router(Arc::clone(&node)),
-        &node.config,
-        shutdown_signal(),
-    )
-    .await;
+    let stop = {
+        let stopping = Arc::clone(&stopping);
+        async move {
+            shutdown_signal().await;
+            stopping.store(true, Ordering::Release);
+        }
+    };
+    api::serve::serve(public, api::router(Arc::clone(&node)), &node.config, stop).await;
     node.ready.store(false, Ordering::Release);
     for task in background {
         task.abort();
     }
     peer_server.abort();
+    // The optimizer sees the flag between shards; a build in progress stops at its next chunk.
+    if let Err(e) = optimizer.await {
+        tracing::warn!(error = %e, "the optimizer task failed");
+    }
     let flushing = Arc::clone(&node);
     tokio::task::spawn_blocking(move || flushing.catalog.flush()).await??;
     tracing::info!("shut down cleanly");
     Ok(())
 }
 
+/// How long a shard whose build failed waits before the next try: doubling from
+/// [`OPTIMIZER_INTERVAL`] up to this, so that a failing build (a full disk) does not retry in a
+/// loop.
+const MAX_BUILD_BACKOFF: Duration = Duration::from_secs(300);
+
 /// Builds segments in the background, one shard at a time, so searches keep the other core.
-async fn optimize_forever(node: Arc<Node>) {
+/// Returns once `stopping` is set, after the build in progress (if any) has given up.
+async fn optimize_forever(node: Arc<Node>, stopping: Arc<AtomicBool>) {
     let threshold = node.config.indexing_threshold;
-    loop {
+    let mut backoff: HashMap<(String, u32), (Duration, Instant)> = HashMap::new();
+    while !stopping.load(Ordering::Acquire) {
         tokio::time::sleep(OPTIMIZER_INTERVAL).await;
         for collection in node.catalog.all() {
-            for (_, shard) in collection.local_shards() {
-                let result = tokio::task::spawn_blocking(move || shard.optimize(threshold)).await;
-                match result {
+            for (shard_id, shard) in collection.local_shards() {
+                if stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                let key = (collection.name.clone(), shard_id);
+                if backoff
+                    .get(&key)
+                    .is_some_and(|(_, until)| Instant::now() < *until)
+                {
+                    continue;
+                }
+                let cancel = Arc::clone(&stopping);
+                let result = tokio::task::spawn_blocking(move || {
+                    shard.optimize_cancellable(threshold, &cancel)
+                })
+                .await;
+                let failure = match result {
                     Ok(Ok(Some(report))) => {
                         metrics::histogram!("shoal_index_build_seconds").record(report.seconds);
+                        None
                     }
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => {
-                        tracing::error!(collection = %collection.name, error = %e, "segment build failed")
+                    Ok(Ok(None)) => None,
+                    Ok(Err(e)) if e.is::<BuildCancelled>() => {
+                        tracing::info!(collection = %collection.name, shard = shard_id, "index build cancelled: the node is stopping; it starts again after the restart");
+                        return;
                     }
-                    Err(e) => {
-                        tracing::error!(collection = %collection.name, error = %e, "segment build task failed")
+                    Ok(Err(e)) => Some(format!("{e:#}")),
+                    Err(e) => Some(e.to_string()),
+                };
+                match failure {
+                    None => {
+                        backoff.remove(&key);
+                    }
+                    Some(error) => {
+                        let wait = backoff
+                            .get(&key)
+                            .map_or(OPTIMIZER_INTERVAL, |(last, _)| *last * 2)
+                            .min(MAX_BUILD_BACKOFF);
+                        tracing::error!(collection = %collection.name, shard = shard_id, %error, retry_in_secs = wait.as_secs_f64(), "segment build failed");
+                        backoff.insert(key, (wait, Instant::now() + wait));
                     }
                 }
             }

@@ -4,6 +4,7 @@
 //! replicas on the blocking pool, or on peers), and wrap the answer in Qdrant's envelope.
 
 pub mod auth;
+pub mod budget;
 pub mod cluster;
 pub mod collections;
 pub mod fast_json;

@@ -1,5 +1,6 @@
 //! Point routes: upsert, retrieve, delete, payload changes, scroll and count.
 
+use super::budget;
 use super::models::*;
 use super::response::Path;
 use super::response::{Answer, ApiResult, Body, Params, Started};
@@ -306,6 +307,9 @@ pub async fn retrieve(
 ) -> ApiResult<Vec<RecordOut>> {
     let c = node.catalog.get(&name)?;
     let with_vector = WithVector::wanted(&req.with_vector);
+    let with_payload = !matches!(req.with_payload, Some(WithPayload::All(false)));
+    let bytes = budget::points_bytes(req.ids.len(), c.config.size, with_vector, with_payload);
+    let _memory = node.memory.reserve(bytes, "this retrieve")?;
     let views = node.retrieve(&c, &req.ids, with_vector).await?;
     Ok(Answer(
         t,
@@ -374,6 +378,11 @@ pub async fn scroll(
         .into());
     }
     let with_vector = WithVector::wanted(&req.with_vector);
+    let with_payload = !matches!(req.with_payload, Some(WithPayload::All(false)));
+    // Every shard returns a page, merged here.
+    let held = (limit + 1).saturating_mul(c.config.shard_number.max(1) as usize);
+    let bytes = budget::points_bytes(held, c.config.size, with_vector, with_payload);
+    let _memory = node.memory.reserve(bytes, "this scroll")?;
     let (filter, offset) = (req.filter, req.offset);
     let (views, next) = node.scroll(&c, offset, limit, filter, with_vector).await?;
     let points = views

@@ -1,6 +1,7 @@
 //! Search routes: the Query API (`/points/query`, `/points/query/batch`) and the older search API
 //! (`/points/search`, `/points/search/batch`). Both become a [`SearchRequest`] on the collection.
 
+use super::budget::{self, Grant};
 use super::models::*;
 use super::response::Path;
 use super::response::{read_search_body, ApiError, RawAnswer, SearchBody, Started};
@@ -224,8 +225,22 @@ fn prepare_query(node: &Node, name: &str, q: QueryPoints) -> Result<Prepared, Er
 
 /// Runs a prepared single search or query and writes its answer in the route's shape.
 async fn run_one(node: &Node, t: Started, (c, parsed): Prepared, shape: Shape) -> HitsResult {
+    let _memory = reserve(node, &c, &parsed)?;
     let results = run_all(node, &c, parsed).await?;
     answer(t, scored::single(only(&results), shape))
+}
+
+/// The memory the searches of one request will hold until their answer is written.
+fn reserve<'a>(node: &'a Node, c: &Collection, parsed: &[Parsed]) -> Result<Grant<'a>, ApiError> {
+    let bytes = parsed
+        .iter()
+        .map(|(_, req, _)| budget::search_bytes(c, req))
+        .fold(0, usize::saturating_add);
+    let what = match parsed.len() {
+        1 => "this search".to_string(),
+        n => format!("this batch of {n} searches"),
+    };
+    node.memory.reserve(bytes, &what)
 }
 
 #[utoipa::path(
@@ -247,7 +262,9 @@ pub async fn query_batch(
     if b.searches.len() > MAX_BATCH {
         return Err(Error::BadRequest(format!("a batch holds at most {MAX_BATCH} queries")).into());
     }
-    let results = run_all(&node, &c, parse_queries(b.searches)?).await?;
+    let parsed = parse_queries(b.searches)?;
+    let _memory = reserve(&node, &c, &parsed)?;
+    let results = run_all(&node, &c, parsed).await?;
     answer(t, scored::batch(&results, Shape::Points))
 }
 
@@ -363,6 +380,8 @@ pub async fn search_batch(
             Error::BadRequest(format!("a batch holds at most {MAX_BATCH} searches")).into(),
         );
     }
-    let results = run_all(&node, &c, parse_searches(b.searches)?).await?;
+    let parsed = parse_searches(b.searches)?;
+    let _memory = reserve(&node, &c, &parsed)?;
+    let results = run_all(&node, &c, parsed).await?;
     answer(t, scored::batch(&results, Shape::Hits))
 }

@@ -76,6 +76,7 @@ use flat::FlatGraph;
 use persist::{FileCheck, SegmentFile};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 /// Asks the CPU to start loading the cache line at `p`: a hint, never a fault, whatever the
 /// address.
@@ -118,6 +119,12 @@ impl HnswParams {
     }
 }
 
+/// What a build cancelled by [`Segment::build_cancellable`] fails with (downcast it from the
+/// `anyhow::Error` to tell a stop from a failure).
+#[derive(Debug, thiserror::Error)]
+#[error("index build cancelled")]
+pub struct BuildCancelled;
+
 /// Knobs for experiments (the bench); the defaults are what `Segment::build` uses.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -156,7 +163,29 @@ impl Segment {
         params: HnswParams,
         dir: &Path,
     ) -> Result<Segment> {
-        Self::build_with_options(vectors, dim, metric, params, dir, BuildOptions::default())
+        Self::build_cancellable(vectors, dim, metric, params, dir, &AtomicBool::new(false))
+    }
+
+    /// [`Segment::build`] that stops when `cancel` is set (a node shutting down): the flag is
+    /// checked between chunks of [`hnsw_build::CANCEL_CHUNK`] insertions and before the dump,
+    /// and the build then fails with [`BuildCancelled`], leaving `dir` for the caller to remove.
+    pub fn build_cancellable(
+        vectors: Vec<f32>,
+        dim: usize,
+        metric: Metric,
+        params: HnswParams,
+        dir: &Path,
+        cancel: &AtomicBool,
+    ) -> Result<Segment> {
+        Self::build_inner(
+            vectors,
+            dim,
+            metric,
+            params,
+            dir,
+            BuildOptions::default(),
+            cancel,
+        )
     }
 
     #[doc(hidden)]
@@ -167,6 +196,19 @@ impl Segment {
         params: HnswParams,
         dir: &Path,
         opts: BuildOptions,
+    ) -> Result<Segment> {
+        let never = AtomicBool::new(false);
+        Self::build_inner(vectors, dim, metric, params, dir, opts, &never)
+    }
+
+    fn build_inner(
+        vectors: Vec<f32>,
+        dim: usize,
+        metric: Metric,
+        params: HnswParams,
+        dir: &Path,
+        opts: BuildOptions,
+        cancel: &AtomicBool,
     ) -> Result<Segment> {
         ensure!(dim > 0, "vector dimension must be positive");
         ensure!(
@@ -207,7 +249,8 @@ impl Segment {
                 RepairStats::default(),
             )
         } else {
-            let mut g = hnsw_build::build_and_dump(vectors, dim, metric, mnc, ef_construct, dir)?;
+            let mut g =
+                hnsw_build::build_and_dump(vectors, dim, metric, mnc, ef_construct, dir, cancel)?;
             let mut dump = Vec::new();
             for name in dump_files() {
                 persist::fsync_file(&dir.join(&name))?;

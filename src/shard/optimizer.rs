@@ -15,6 +15,7 @@ use crate::fsutil;
 use crate::index::{Metric, Segment};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -109,6 +110,17 @@ pub fn open_segment(dir: &Path, metric: Metric) -> anyhow::Result<(Segment, Vec<
 impl Shard {
     /// Runs one optimisation step if one is due. Returns what it built, if anything.
     pub fn optimize(&self, indexing_threshold: usize) -> anyhow::Result<Option<BuildReport>> {
+        self.optimize_cancellable(indexing_threshold, &AtomicBool::new(false))
+    }
+
+    /// [`Shard::optimize`] that gives up when `cancel` is set (the node is stopping): the build
+    /// fails with [`crate::index::BuildCancelled`], its directory is removed, and the points
+    /// stay in the tail, to be built again after the restart.
+    pub fn optimize_cancellable(
+        &self,
+        indexing_threshold: usize,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<Option<BuildReport>> {
         let Some(_building) = self.build_lock.try_lock() else {
             return Ok(None);
         };
@@ -154,7 +166,7 @@ impl Shard {
         let segment = if ids.is_empty() {
             None
         } else {
-            Some(self.build_segment(ids, vectors)?)
+            Some(self.build_segment(ids, vectors, cancel)?)
         };
         self.install(segment)?;
         let report = BuildReport {
@@ -170,26 +182,38 @@ impl Shard {
         Ok(Some(report))
     }
 
+    /// Builds and dumps a segment into `tmp-<id>/`, then renames it `seg-<id>/`. A build that
+    /// fails (a full disk, a stop) removes its directory, so that nothing it wrote is left to
+    /// fill the disk until the next restart.
     fn build_segment(
         &self,
         ids: Vec<(PointId, u64)>,
         vectors: Vec<f32>,
+        cancel: &AtomicBool,
     ) -> anyhow::Result<IndexedSegment> {
         let id = self.clock.next();
         let tmp = self.dir.join(format!("tmp-{id}"));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)?;
-        let index = Segment::build(
-            vectors,
-            self.config.dim,
-            self.config.metric,
-            self.config.hnsw,
-            &tmp,
-        )?;
-        let bytes = bincode::serde::encode_to_vec(&ids, bincode::config::standard())?;
-        fsutil::write_atomic(&tmp.join(IDS_FILE), &bytes)?;
-        fsutil::rename_dir_durably(&tmp, &self.dir.join(format!("seg-{id}")))?;
-        Ok(indexed_segment(id, index, ids))
+        let built = (|| {
+            std::fs::create_dir_all(&tmp)?;
+            let (dim, metric, hnsw) = (self.config.dim, self.config.metric, self.config.hnsw);
+            let index = Segment::build_cancellable(vectors, dim, metric, hnsw, &tmp, cancel)?;
+            let bytes = bincode::serde::encode_to_vec(&ids, bincode::config::standard())?;
+            fsutil::write_atomic(&tmp.join(IDS_FILE), &bytes)?;
+            fsutil::rename_dir_durably(&tmp, &self.dir.join(format!("seg-{id}")))?;
+            Ok(index)
+        })();
+        match built {
+            Ok(index) => Ok(indexed_segment(id, index, ids)),
+            Err(e) => {
+                if let Err(rm) = std::fs::remove_dir_all(&tmp) {
+                    if rm.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %tmp.display(), error = %rm, "cannot remove a failed build");
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Moves every point whose vector is unchanged since the copy into the new segment, compacts
