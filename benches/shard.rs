@@ -29,7 +29,7 @@ fn bench_upsert(c: &mut Criterion) {
         full_scan_threshold: shoal::shard::search::FULL_SCAN_THRESHOLD,
     };
     let shard = Shard::open(
-        &db,
+        &shoal::store::Store::from_db(db.clone()),
         "bench_0",
         &dir.path().join("shard"),
         config,

@@ -114,6 +114,12 @@ pub struct Config {
     #[arg(long, env = "SHOAL_NODE_MEMORY_BUDGET_BYTES", default_value_t = 256 << 20)]
     pub node_memory_budget_bytes: u64,
 
+    /// Bytes kept free on the data volume: a write that would leave less gets a 503 (reads go
+    /// on; writes resume once space is freed), and index builds wait. A ballast file of a quarter
+    /// of it (1-16 MiB) lets the node open on a full volume (0: no reserve, no ballast).
+    #[arg(long, env = "SHOAL_DISK_RESERVE_BYTES", default_value_t = 64 << 20)]
+    pub disk_reserve_bytes: u64,
+
     /// Points one upsert request may carry; larger batches get a 400.
     #[arg(long, env = "SHOAL_MAX_BATCH_POINTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batch_points: u64,

@@ -28,7 +28,8 @@ impl From<ShardError> for Error {
     fn from(e: ShardError) -> Self {
         match e {
             ShardError::Invalid(m) => Error::BadRequest(m),
-            ShardError::Storage(s) => Error::Internal(s.to_string()),
+            ShardError::Unavailable(m) => Error::Unavailable(m),
+            ShardError::Storage(s) => Error::Internal(s),
         }
     }
 }

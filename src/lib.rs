@@ -16,3 +16,4 @@ pub mod node;
 pub mod secret;
 pub mod server;
 pub mod shard;
+pub mod store;

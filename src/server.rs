@@ -74,7 +74,9 @@ pub struct Started {
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let (cluster, size_source) = cluster(&config).await?;
     let catalog = tokio::task::block_in_place(|| {
-        Catalog::open(&config.data_dir, |c| cluster.local_shards(c))
+        Catalog::open(&config.data_dir, config.disk_reserve_bytes, |c| {
+            cluster.local_shards(c)
+        })
     })
     .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
     if !cluster.is_single() {
@@ -146,15 +148,44 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "the optimizer task failed");
     }
     let flushing = Arc::clone(&node);
-    tokio::task::spawn_blocking(move || flushing.catalog.flush()).await??;
+    let flushed = tokio::task::spawn_blocking(move || flushing.catalog.flush()).await?;
+    if let Err(e) = flushed {
+        // A full disk: what was acknowledged with wait=true is on disk already; only writes
+        // acknowledged without it since the last flush can be lost.
+        let at_risk = node.catalog.store().unflushed();
+        anyhow::ensure!(
+            at_risk == 0,
+            "cannot flush {at_risk} write(s) acknowledged without wait=true: {e}"
+        );
+        tracing::warn!(error = %e, "the final flush failed, but every acknowledged write was already on disk");
+    }
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Disk bytes a build of the shard's unindexed points will write, generously: the vectors, the
+/// hnsw_rs dump's links (~20 bytes each, 3m per point), shoal's adjacency and ids.
+fn build_bytes(shard: &crate::shard::Shard) -> u64 {
+    let (points, indexed, _) = shard.stats();
+    let per_point = 4 * shard.config.dim + 60 * shard.config.hnsw.m + 64;
+    (points.saturating_sub(indexed) as u64).saturating_mul(per_point as u64)
 }
 
 /// How long a shard whose build failed waits before the next try: doubling from
 /// [`OPTIMIZER_INTERVAL`] up to this, so that a failing build (a full disk) does not retry in a
 /// loop.
 const MAX_BUILD_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The wait before a shard's next build try: doubling since its last failure.
+fn next_backoff(
+    backoff: &HashMap<(String, u32), (Duration, Instant)>,
+    key: &(String, u32),
+) -> Duration {
+    backoff
+        .get(key)
+        .map_or(OPTIMIZER_INTERVAL, |(last, _)| *last * 2)
+        .min(MAX_BUILD_BACKOFF)
+}
 
 /// Builds segments in the background, one shard at a time, so searches keep the other core.
 /// Returns once `stopping` is set, after the build in progress (if any) has given up.
@@ -163,6 +194,8 @@ async fn optimize_forever(node: Arc<Node>, stopping: Arc<AtomicBool>) {
     let mut backoff: HashMap<(String, u32), (Duration, Instant)> = HashMap::new();
     while !stopping.load(Ordering::Acquire) {
         tokio::time::sleep(OPTIMIZER_INTERVAL).await;
+        let upkeep = Arc::clone(&node);
+        let _ = tokio::task::spawn_blocking(move || upkeep.catalog.store().maintain()).await;
         for collection in node.catalog.all() {
             for (shard_id, shard) in collection.local_shards() {
                 if stopping.load(Ordering::Acquire) {
@@ -174,6 +207,16 @@ async fn optimize_forever(node: Arc<Node>, stopping: Arc<AtomicBool>) {
                     .is_some_and(|(_, until)| Instant::now() < *until)
                 {
                     continue;
+                }
+                // A build must not eat into the disk reserve the writes keep free.
+                if let Err(e) = node.catalog.store().has_room(build_bytes(&shard)) {
+                    let (points, indexed, _) = shard.stats();
+                    if points.saturating_sub(indexed) >= threshold.max(1) {
+                        let wait = next_backoff(&backoff, &key);
+                        tracing::warn!(collection = %collection.name, shard = shard_id, error = %e, retry_in_secs = wait.as_secs_f64(), "index build postponed");
+                        backoff.insert(key, (wait, Instant::now() + wait));
+                        continue;
+                    }
                 }
                 let cancel = Arc::clone(&stopping);
                 let result = tokio::task::spawn_blocking(move || {
@@ -198,10 +241,7 @@ async fn optimize_forever(node: Arc<Node>, stopping: Arc<AtomicBool>) {
                         backoff.remove(&key);
                     }
                     Some(error) => {
-                        let wait = backoff
-                            .get(&key)
-                            .map_or(OPTIMIZER_INTERVAL, |(last, _)| *last * 2)
-                            .min(MAX_BUILD_BACKOFF);
+                        let wait = next_backoff(&backoff, &key);
                         tracing::error!(collection = %collection.name, shard = shard_id, %error, retry_in_secs = wait.as_secs_f64(), "segment build failed");
                         backoff.insert(key, (wait, Instant::now() + wait));
                     }

@@ -20,6 +20,7 @@ use crate::cluster::protocol::CatalogEntry;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::shard::version::VersionClock;
+use crate::store::Store;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,7 +40,7 @@ struct StoredCollection {
 
 pub struct Catalog {
     dir: PathBuf,
-    db: sled::Db,
+    store: Store,
     clock: Arc<VersionClock>,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     tombstones: RwLock<BTreeMap<String, u64>>,
@@ -67,16 +68,15 @@ pub fn validate_name(name: &str) -> Result<()> {
 impl Catalog {
     /// Opens every collection under `dir`, creating the directory if needed; `local_shards` says
     /// which shard replicas of a collection this node holds.
+    /// `disk_reserve` bytes are kept free on the data volume (see [`crate::store`]).
     pub fn open(
         dir: &Path,
+        disk_reserve: u64,
         local_shards: impl Fn(&CollectionConfig) -> Vec<u32>,
     ) -> anyhow::Result<Catalog> {
+        let store = Store::open(dir, disk_reserve)?;
         let root = dir.join("collections");
         std::fs::create_dir_all(&root)?;
-        let db = sled::Config::new()
-            .path(dir.join("points.sled"))
-            .flush_every_ms(Some(200))
-            .open()?;
         let tombstones = match std::fs::read(root.join(TOMBSTONES)) {
             Ok(bytes) => serde_json::from_slice(&bytes)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
@@ -84,7 +84,7 @@ impl Catalog {
         };
         let catalog = Catalog {
             dir: dir.to_path_buf(),
-            db,
+            store,
             clock: Arc::new(VersionClock::default()),
             collections: RwLock::new(BTreeMap::new()),
             tombstones: RwLock::new(tombstones),
@@ -111,14 +111,13 @@ impl Catalog {
                 Err(e) => return Err(e.into()),
             }
         }
-        for tree in catalog.db.tree_names() {
-            let t = String::from_utf8_lossy(&tree).into_owned();
+        for t in catalog.store.tree_names()? {
             let owner = t
                 .strip_prefix("c/")
                 .and_then(|r| r.rsplit_once('/'))
                 .map(|(c, _)| c.to_string());
             if owner.is_some_and(|c| !stored.iter().any(|(n, _)| *n == c)) {
-                catalog.db.drop_tree(tree)?;
+                catalog.store.drop_tree(&t)?;
             }
         }
         for (name, s) in stored {
@@ -148,7 +147,7 @@ impl Catalog {
             config,
             version,
             self.collection_dir(name),
-            self.db.clone(),
+            self.store.clone(),
             Arc::clone(&self.clock),
         )
     }
@@ -208,6 +207,9 @@ impl Catalog {
         local_shards: &[u32],
     ) -> Result<CatalogEntry> {
         validate_name(name)?;
+        self.store
+            .has_room(1 << 20)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
         let _ddl = self.ddl.lock();
         if self.collections.read().contains_key(name) {
             return Err(Error::BadRequest(format!(
@@ -312,8 +314,8 @@ impl Catalog {
             Err(e) => return Err(e.into()),
         }
         for (shard, _) in c.local_shards() {
-            self.db
-                .drop_tree(tree_name(&c.name, shard))
+            self.store
+                .drop_tree(&tree_name(&c.name, shard))
                 .map_err(|e| Error::Internal(e.to_string()))?;
         }
         std::fs::remove_dir_all(&dir)?;
@@ -322,9 +324,13 @@ impl Catalog {
 
     /// Makes every write so far durable (shutdown, tests).
     pub fn flush(&self) -> Result<()> {
-        self.db
+        self.store
             .flush()
-            .map(|_| ())
             .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// The record store (its disk reserve, its upkeep).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 }

@@ -11,6 +11,7 @@ use crate::shard::filter::Filter;
 use crate::shard::point::{Payload, PointId};
 use crate::shard::version::VersionClock;
 use crate::shard::{PointView, Shard, ShardConfig};
+use crate::store::Store;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,7 +90,7 @@ pub struct Collection {
     /// Version of the create that made this collection (catalog last-writer-wins).
     pub version: u64,
     dir: PathBuf,
-    db: sled::Db,
+    store: Store,
     clock: Arc<VersionClock>,
     local: RwLock<BTreeMap<u32, Arc<Shard>>>,
     /// Local replicas still copying their data from peers: they take writes but serve no reads
@@ -111,7 +112,7 @@ impl Collection {
         config: CollectionConfig,
         version: u64,
         dir: PathBuf,
-        db: sled::Db,
+        store: Store,
         clock: Arc<VersionClock>,
     ) -> Self {
         Collection {
@@ -119,7 +120,7 @@ impl Collection {
             config,
             version,
             dir,
-            db,
+            store,
             clock,
             local: RwLock::new(BTreeMap::new()),
             syncing: RwLock::new(BTreeSet::new()),
@@ -143,7 +144,7 @@ impl Collection {
         };
         let dir = self.shard_dir(shard);
         let opened = Arc::new(Shard::open(
-            &self.db,
+            &self.store,
             &tree_name(&self.name, shard),
             &dir,
             config,
@@ -222,7 +223,7 @@ impl Collection {
     pub fn drop_shard(&self, shard: u32) -> anyhow::Result<()> {
         if self.local.write().remove(&shard).is_some() {
             self.syncing.write().remove(&shard);
-            self.db.drop_tree(tree_name(&self.name, shard))?;
+            self.store.drop_tree(&tree_name(&self.name, shard))?;
             let _ = std::fs::remove_dir_all(self.shard_dir(shard));
         }
         Ok(())

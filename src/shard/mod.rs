@@ -26,6 +26,7 @@ pub mod state;
 pub mod version;
 
 use crate::index::{HnswParams, Metric, Segment};
+use crate::store::{Store, StoreError};
 use filter::Filter;
 use parking_lot::{Mutex, RwLock};
 pub use payload::apply_payload_op;
@@ -129,15 +130,27 @@ pub enum Plan {
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
     #[error("storage error: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(String),
+    /// The write cannot be taken now (the disk reserve, a store being reopened): a 503.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Invalid(String),
 }
 
+impl From<StoreError> for ShardError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => ShardError::Unavailable(m),
+            StoreError::Failed(m) => ShardError::Storage(m),
+        }
+    }
+}
+
 pub struct Shard {
     pub config: ShardConfig,
-    db: sled::Db,
-    tree: sled::Tree,
+    store: Store,
+    tree: String,
     dir: PathBuf,
     clock: Arc<VersionClock>,
     state: RwLock<ShardState>,
@@ -150,13 +163,12 @@ pub struct Shard {
 impl Shard {
     /// Opens (or creates) a shard: reloads its segments and replays the records written since.
     pub fn open(
-        db: &sled::Db,
+        store: &Store,
         tree_name: &str,
         dir: &Path,
         config: ShardConfig,
         clock: Arc<VersionClock>,
     ) -> anyhow::Result<Shard> {
-        let tree = db.open_tree(tree_name)?;
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir)?;
         let segments = optimizer::load_segments(&seg_dir, config.metric)?;
@@ -173,31 +185,16 @@ impl Shard {
             segments,
             ..Default::default()
         };
-        for item in tree.iter() {
-            let (key, value) = item?;
-            let (Some(id), Ok(record)) = (PointId::from_key(&key), Record::decode(&value)) else {
-                anyhow::bail!("unreadable point record in {tree_name}");
-            };
-            clock.observe(record.version);
-            let Some(body) = record.body else { continue };
-            let payload = point::parse_payload(&body.payload_json)
-                .map_err(|e| anyhow::anyhow!("point {id} in {tree_name}: {e}"))?;
-            let location = match indexed.get(&id) {
-                Some(&(s, i, vv)) if vv == record.vector_version => {
-                    let seg = &state.segments[s];
-                    seg.admit(i, record.version);
-                    Location::Segment(Arc::clone(seg), i)
+        let replay = |tree: &sled::Tree| -> sled::Result<anyhow::Result<()>> {
+            for item in tree.iter() {
+                let (key, value) = item?;
+                if let Err(e) = replay_record(&mut state, &indexed, &clock, &key, &value) {
+                    return Ok(Err(e.context(format!("in {tree_name}"))));
                 }
-                _ => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
-            };
-            let entry = Entry {
-                version: record.version,
-                vector_version: record.vector_version,
-                payload: Arc::new(payload),
-                location,
-            };
-            state.points.insert(id, entry);
-        }
+            }
+            Ok(Ok(()))
+        };
+        store.with_tree(tree_name, replay)??;
         tracing::debug!(
             tree = tree_name,
             points = state.points.len(),
@@ -207,8 +204,8 @@ impl Shard {
         );
         Ok(Shard {
             config,
-            db: db.clone(),
-            tree,
+            store: store.clone(),
+            tree: tree_name.to_string(),
             dir: seg_dir,
             clock,
             state: RwLock::new(state),
@@ -216,7 +213,45 @@ impl Shard {
             build_lock: Mutex::new(()),
         })
     }
+}
 
+/// Replays one stored record into the state being opened: a live point goes where its vector
+/// is indexed, or to the tail.
+fn replay_record(
+    state: &mut ShardState,
+    indexed: &HashMap<PointId, (usize, u32, u64)>,
+    clock: &VersionClock,
+    key: &[u8],
+    value: &[u8],
+) -> anyhow::Result<()> {
+    let (Some(id), Ok(record)) = (PointId::from_key(key), Record::decode(value)) else {
+        anyhow::bail!("unreadable point record");
+    };
+    clock.observe(record.version);
+    let Some(body) = record.body else {
+        return Ok(());
+    };
+    let payload =
+        point::parse_payload(&body.payload_json).map_err(|e| anyhow::anyhow!("point {id}: {e}"))?;
+    let location = match indexed.get(&id) {
+        Some(&(s, i, vv)) if vv == record.vector_version => {
+            let seg = &state.segments[s];
+            seg.admit(i, record.version);
+            Location::Segment(Arc::clone(seg), i)
+        }
+        _ => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
+    };
+    let entry = Entry {
+        version: record.version,
+        vector_version: record.vector_version,
+        payload: Arc::new(payload),
+        location,
+    };
+    state.points.insert(id, entry);
+    Ok(())
+}
+
+impl Shard {
     pub fn len(&self) -> usize {
         self.state.read().points.len()
     }
@@ -235,12 +270,14 @@ impl Shard {
     /// call a later change to the same id replaces an earlier one. Returns how many took effect.
     pub fn commit(&self, changes: Vec<Change>, durable: bool) -> Result<usize, ShardError> {
         let _writer = self.write_lock.lock();
+        self.store.recover()?;
         let mut latest: BTreeMap<PointId, Change> = BTreeMap::new();
         for c in changes {
             latest.insert(c.id, c);
         }
         let mut accepted = Vec::with_capacity(latest.len());
         let mut batch = sled::Batch::default();
+        let mut batch_bytes = 0u64;
         {
             let state = self.state.read();
             for (id, change) in latest {
@@ -262,16 +299,22 @@ impl Shard {
                     (None, None) => point::empty_payload(),
                 };
                 self.clock.observe(change.record.version);
-                batch.insert(id.to_key(), change.record.encode());
+                let encoded = change.record.encode();
+                batch_bytes += encoded.len() as u64 + 32;
+                batch.insert(id.to_key(), encoded);
                 accepted.push((id, change.record, payload));
             }
         }
         if accepted.is_empty() {
             return Ok(0);
         }
-        self.tree.apply_batch(batch)?;
+        // Room for the records and sled's log of them, with the disk reserve still free.
+        let _room = self.store.admit(2 * batch_bytes)?;
+        self.store.with_tree(&self.tree, |t| t.apply_batch(batch))?;
         if durable {
-            self.db.flush()?;
+            self.store.flush()?;
+        } else {
+            self.store.note_unflushed();
         }
         let mut state = self.state.write();
         let n = accepted.len();
@@ -282,7 +325,8 @@ impl Shard {
     }
 
     fn stored_version(&self, id: &PointId) -> Result<Option<u64>, ShardError> {
-        Ok(match self.tree.get(id.to_key())? {
+        let stored = self.store.with_tree(&self.tree, |t| t.get(id.to_key()))?;
+        Ok(match stored {
             Some(bytes) => Some(Record::decode(&bytes).map_err(ShardError::Invalid)?.version),
             None => None,
         })
@@ -364,40 +408,50 @@ impl Shard {
         after: Option<PointId>,
         limit: usize,
     ) -> Result<RecordPage, ShardError> {
-        let range = match after {
-            Some(a) => self.tree.range((
-                std::ops::Bound::Excluded(a.to_key()),
-                std::ops::Bound::Unbounded,
-            )),
-            None => self.tree.iter(),
+        let page = |tree: &sled::Tree| -> sled::Result<Result<RecordPage, ShardError>> {
+            let range = match after {
+                Some(a) => tree.range((
+                    std::ops::Bound::Excluded(a.to_key()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => tree.iter(),
+            };
+            let mut out = Vec::new();
+            let mut scanned = 0usize;
+            for item in range {
+                let (key, value) = item?;
+                let Some(id) = PointId::from_key(&key) else {
+                    return Ok(Err(ShardError::Invalid("corrupt point key".into())));
+                };
+                let record = match Record::decode(&value) {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Err(ShardError::Invalid(e))),
+                };
+                scanned += 1;
+                if record.version > since {
+                    out.push((id, record));
+                }
+                if out.len() >= limit || scanned >= limit * 20 {
+                    return Ok(Ok((out, Some(id))));
+                }
+            }
+            Ok(Ok((out, None)))
         };
-        let mut out = Vec::new();
-        let mut scanned = 0usize;
-        for item in range {
-            let (key, value) = item?;
-            let id = PointId::from_key(&key)
-                .ok_or_else(|| ShardError::Invalid("corrupt point key".into()))?;
-            let record = Record::decode(&value).map_err(ShardError::Invalid)?;
-            scanned += 1;
-            if record.version > since {
-                out.push((id, record));
-            }
-            if out.len() >= limit || scanned >= limit * 20 {
-                return Ok((out, Some(id)));
-            }
-        }
-        Ok((out, None))
+        self.store.with_tree(&self.tree, page)?
     }
 
     /// The highest version of any record held, tombstones included.
     pub fn max_version(&self) -> u64 {
-        self.tree
-            .iter()
-            .values()
-            .filter_map(|v| v.ok().and_then(|b| Record::decode(&b).ok()))
-            .map(|r| r.version)
-            .max()
-            .unwrap_or(0)
+        let highest = |tree: &sled::Tree| -> sled::Result<u64> {
+            Ok(tree
+                .iter()
+                .values()
+                .filter_map(|v| v.ok().and_then(|b| Record::decode(&b).ok()))
+                .map(|r| r.version)
+                .max()
+                .unwrap_or(0))
+        };
+        self.store.with_tree(&self.tree, highest).unwrap_or(0)
     }
 
     /// Reads points by id, in the order asked; missing ids are skipped.

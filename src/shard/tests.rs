@@ -15,7 +15,15 @@ fn config() -> ShardConfig {
 }
 
 fn open(db: &sled::Db, dir: &Path) -> Shard {
-    Shard::open(db, "t", dir, config(), Arc::new(VersionClock::default())).expect("open shard")
+    let store = Store::from_db(db.clone());
+    Shard::open(
+        &store,
+        "t",
+        dir,
+        config(),
+        Arc::new(VersionClock::default()),
+    )
+    .expect("open shard")
 }
 
 fn payload(v: serde_json::Value) -> Payload {

@@ -1,0 +1,427 @@
+//! The node's sled database, and the disk it lives on.
+//!
+//! **A free-space reserve.** Every write is admitted only while the data volume keeps
+//! `--disk-reserve-bytes` free after it (what is being written counted), so sled never meets a
+//! full disk in the normal course: a write that would eat into the reserve is refused with a 503
+//! that says so, reads go on, and writes resume by themselves once space is freed. Index builds
+//! check the same reserve before they start ([`Store::has_room`]).
+//!
+//! **Recovery from an I/O error.** If sled does hit an error while writing (the disk filled from
+//! outside between the check and the write), sled 0.34 records it as a "global error" and fails
+//! every later write and flush until it is reopened: this is why writes used to keep failing after
+//! space was freed. An I/O error therefore marks the store as failed, and the next write once the
+//! reserve is free again reopens the database: the handle is dropped (no operation holds a tree
+//! outside [`Store::with_tree`]) and sled recovers from its log as after a crash. Writes that were
+//! acknowledged without `wait=true` and not yet flushed may be lost then, as after a crash; writes
+//! acknowledged with `wait=true` were fsynced before their answer and are kept.
+//!
+//! **A ballast file.** sled cannot open on a completely full volume (it zeroes the rest of its
+//! log segment on open). The store keeps `<data-dir>/disk-ballast`, a file of
+//! [`ballast_bytes`] allocated on disk; when the volume is full at start it is deleted first,
+//! which gives sled room to open: the node then serves reads and refuses writes (the reserve is
+//! not free) until space is freed, and the ballast is recreated once the reserve allows.
+
+use parking_lot::RwLock;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The store's sled directory under the data dir.
+const SLED_DIR: &str = "points.sled";
+/// The ballast file under the data dir.
+pub const BALLAST_FILE: &str = "disk-ballast";
+/// What sled needs free to open: one log segment (512 KiB) and its metadata, with margin.
+const OPEN_MIN_FREE: u64 = 2 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Writes are refused until space is freed (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// sled failed in a way a retry will not fix (500).
+    #[error("storage error: {0}")]
+    Failed(String),
+}
+
+/// The ballast kept for a reserve: a quarter of it, between 1 and 16 MiB (none without a reserve).
+pub fn ballast_bytes(reserve: u64) -> u64 {
+    match reserve {
+        0 => 0,
+        r => (r / 4).clamp(1 << 20, 16 << 20),
+    }
+}
+
+/// The node's record store (cheap to clone: one shared handle).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The data dir (the volume measured, where the ballast lives); `None` for a store made from
+    /// an existing sled handle, which has no reserve and cannot reopen.
+    volume: Option<PathBuf>,
+    reserve: u64,
+    /// `None` only while a reopen after an I/O error is under way.
+    db: RwLock<Option<sled::Db>>,
+    /// Set by an I/O error from sled: it fails every write until reopened.
+    failed: AtomicBool,
+    /// Bytes admitted and not yet written.
+    pending: AtomicU64,
+    /// Commits acknowledged without a flush, and how many of them the last flush covered.
+    unflushed: AtomicU64,
+    flushed: AtomicU64,
+}
+
+/// Room taken by a write until it is written (see [`Store::admit`]).
+pub struct Admission<'a> {
+    store: &'a Inner,
+    bytes: u64,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.store.pending.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(path)
+        .flush_every_ms(Some(200))
+        .open()
+}
+
+/// Free bytes on the volume holding `path` (what an unprivileged writer may use).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: a NUL-terminated path and a buffer the size of `statvfs`, filled on success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+impl Store {
+    /// Opens `<data_dir>/points.sled` keeping `reserve` bytes free on its volume (0: no reserve).
+    /// On a full volume the ballast is given up first so that sled can open.
+    pub fn open(data_dir: &Path, reserve: u64) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(data_dir)?;
+        let ballast = data_dir.join(BALLAST_FILE);
+        let short = free_bytes(data_dir).is_some_and(|f| f < OPEN_MIN_FREE);
+        if short && release_ballast(&ballast) {
+            tracing::warn!("the data volume is full: gave up the disk ballast so that the node can open (writes stay refused until space is freed)");
+        }
+        let path = data_dir.join(SLED_DIR);
+        let db = match open_sled(&path) {
+            Ok(db) => db,
+            Err(e) if release_ballast(&ballast) => {
+                tracing::warn!(error = %e, "cannot open the records: gave up the disk ballast and retrying");
+                open_sled(&path)?
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot open {} ({} free on its volume)",
+                    path.display(),
+                    free_bytes(data_dir).map_or("unknown".into(), mib)
+                )))
+            }
+        };
+        let store = Store::with(Some(data_dir.to_path_buf()), reserve, db);
+        store.maintain();
+        Ok(store)
+    }
+
+    /// A store around an open sled database, with no reserve (tests and benchmarks).
+    pub fn from_db(db: sled::Db) -> Store {
+        Store::with(None, 0, db)
+    }
+
+    fn with(volume: Option<PathBuf>, reserve: u64, db: sled::Db) -> Store {
+        Store {
+            inner: Arc::new(Inner {
+                volume,
+                reserve,
+                db: RwLock::new(Some(db)),
+                failed: AtomicBool::new(false),
+                pending: AtomicU64::new(0),
+                unflushed: AtomicU64::new(0),
+                flushed: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Free bytes on the data volume, if it can be measured.
+    pub fn free(&self) -> Option<u64> {
+        self.inner.volume.as_deref().and_then(free_bytes)
+    }
+
+    /// Whether `bytes` more can be written now with the reserve still free.
+    pub fn has_room(&self, bytes: u64) -> Result<(), StoreError> {
+        let Some(free) = self.free() else {
+            return Ok(());
+        };
+        let pending = self.inner.pending.load(Ordering::Acquire);
+        let needed = self
+            .inner
+            .reserve
+            .saturating_add(pending)
+            .saturating_add(bytes);
+        if self.inner.reserve > 0 && free < needed {
+            metrics::counter!("shoal_writes_refused_total", "reason" => "disk_reserve")
+                .increment(1);
+            return Err(StoreError::Unavailable(format!(
+                "the data volume is full: {} free, and {} must stay free (--disk-reserve-bytes) after this write of {}; writes are refused until space is freed, reads are served",
+                mib(free),
+                mib(self.inner.reserve),
+                mib(bytes)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Admits a write of about `bytes`: refused while the reserve would not stay free; after an
+    /// I/O error, reopens the database first once there is room. Held until the write is done.
+    pub fn admit(&self, bytes: u64) -> Result<Admission<'_>, StoreError> {
+        self.has_room(bytes)?;
+        self.recover()?;
+        self.inner.pending.fetch_add(bytes, Ordering::AcqRel);
+        Ok(Admission {
+            store: &self.inner,
+            bytes,
+        })
+    }
+
+    /// Runs `f` on the tree `name` (opened or created). No tree handle outlives the call, which
+    /// is what lets a reopen drop the database.
+    pub fn with_tree<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&sled::Tree) -> sled::Result<T>,
+    ) -> Result<T, StoreError> {
+        let db = self.inner.db.read();
+        let db = db.as_ref().ok_or_else(reopening)?;
+        let result = db.open_tree(name).and_then(|tree| f(&tree));
+        result.map_err(|e| self.failure(e))
+    }
+
+    /// Removes a tree and its records.
+    pub fn drop_tree(&self, name: &str) -> Result<bool, StoreError> {
+        let db = self.inner.db.read();
+        let db = db.as_ref().ok_or_else(reopening)?;
+        let result = db.drop_tree(name);
+        result.map_err(|e| self.failure(e))
+    }
+
+    /// The names of every tree.
+    pub fn tree_names(&self) -> Result<Vec<String>, StoreError> {
+        let db = self.inner.db.read();
+        let db = db.as_ref().ok_or_else(reopening)?;
+        Ok(db
+            .tree_names()
+            .iter()
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+            .collect())
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let covered = self.inner.unflushed.load(Ordering::Acquire);
+        let db = self.inner.db.read();
+        let db = db.as_ref().ok_or_else(reopening)?;
+        let result = db.flush();
+        result.map_err(|e| self.failure(e))?;
+        self.inner.flushed.fetch_max(covered, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Notes a commit acknowledged before a flush (a write without `wait=true`).
+    pub fn note_unflushed(&self) {
+        self.inner.unflushed.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Commits acknowledged since the last flush that succeeded.
+    pub fn unflushed(&self) -> u64 {
+        let (all, covered) = (
+            self.inner.unflushed.load(Ordering::Acquire),
+            self.inner.flushed.load(Ordering::Acquire),
+        );
+        all.saturating_sub(covered)
+    }
+
+    /// Whether sled failed on an I/O error and waits to be reopened.
+    pub fn is_failed(&self) -> bool {
+        self.inner.failed.load(Ordering::Acquire)
+    }
+
+    /// Periodic upkeep: flushes what was acknowledged without a flush, and recreates the ballast
+    /// once the reserve and the ballast both fit.
+    pub fn maintain(&self) {
+        if self.unflushed() > 0 && !self.is_failed() {
+            if let Err(e) = self.flush() {
+                tracing::warn!(error = %e, "cannot flush the records");
+            }
+        }
+        let Some(volume) = &self.inner.volume else {
+            return;
+        };
+        let size = ballast_bytes(self.inner.reserve);
+        let ballast = volume.join(BALLAST_FILE);
+        if size == 0 || ballast.metadata().is_ok_and(|m| m.len() >= size) {
+            return;
+        }
+        let room = self.free().is_some_and(|f| f >= self.inner.reserve + size);
+        if room {
+            match make_ballast(&ballast, size) {
+                Ok(()) => tracing::info!(bytes = size, "disk ballast in place"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create the disk ballast");
+                    let _ = std::fs::remove_file(&ballast);
+                }
+            }
+        }
+    }
+
+    /// Turns a sled error into the store's, marking the store failed on an I/O error.
+    fn failure(&self, e: sled::Error) -> StoreError {
+        match e {
+            sled::Error::Io(io) => {
+                if !self.inner.failed.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %io, "the record store hit an I/O error: writes are refused until it is reopened, once the disk has room");
+                }
+                StoreError::Unavailable(format!("storage I/O error: {io}"))
+            }
+            other => StoreError::Failed(other.to_string()),
+        }
+    }
+
+    /// Makes the store ready for a write: after an I/O error, reopens it once the reserve (and
+    /// what sled needs to open) is free; a refusal says why not yet.
+    pub fn recover(&self) -> Result<(), StoreError> {
+        if !self.inner.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Some(free) = self.free() {
+            let needed = self.inner.reserve.saturating_add(OPEN_MIN_FREE);
+            if free < needed {
+                return Err(StoreError::Unavailable(format!(
+                    "the record store failed on a full disk: writes resume once {} are free on the data volume (now {})",
+                    mib(needed),
+                    mib(free)
+                )));
+            }
+        }
+        self.reopen()
+    }
+
+    /// Reopens sled after an I/O error: drops the handle (waiting for the operations using it)
+    /// and opens it again, which replays its log as after a crash.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let Some(volume) = &self.inner.volume else {
+            return Err(StoreError::Unavailable(
+                "the record store failed and cannot be reopened".into(),
+            ));
+        };
+        let mut db = self.inner.db.write();
+        if !self.inner.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        drop(db.take());
+        let path = volume.join(SLED_DIR);
+        // sled's own threads may hold its file lock for a moment after the handle is dropped.
+        let mut last = None;
+        for _ in 0..25 {
+            match open_sled(&path) {
+                Ok(reopened) => {
+                    *db = Some(reopened);
+                    self.inner.failed.store(false, Ordering::Release);
+                    tracing::warn!(
+                        "the record store was reopened after an I/O error: writes resume"
+                    );
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let error = last.map_or_else(String::new, |e| e.to_string());
+        tracing::error!(%error, "cannot reopen the record store");
+        Err(StoreError::Unavailable(format!(
+            "the record store cannot be reopened yet: {error}"
+        )))
+    }
+}
+
+fn reopening() -> StoreError {
+    StoreError::Unavailable("the record store is being reopened; retry".into())
+}
+
+/// Deletes the ballast; whether there was one.
+fn release_ballast(path: &Path) -> bool {
+    std::fs::remove_file(path).is_ok()
+}
+
+/// Writes a ballast of `size` bytes whose blocks are really allocated (not a sparse file).
+fn make_ballast(path: &Path, size: u64) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    let len = libc::off_t::try_from(size).map_err(std::io::Error::other)?;
+    // SAFETY: an open file descriptor and a non-negative length.
+    let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, len) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ballast_follows_the_reserve() {
+        assert_eq!(ballast_bytes(0), 0);
+        assert_eq!(ballast_bytes(64 << 20), 16 << 20);
+        assert_eq!(ballast_bytes(1 << 20), 1 << 20);
+        assert_eq!(ballast_bytes(1 << 30), 16 << 20);
+    }
+
+    #[test]
+    fn store_writes_flushes_and_counts_unflushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 0).unwrap();
+        let admitted = store.admit(10).unwrap();
+        store
+            .with_tree("t", |t| t.insert(b"k", b"v".to_vec()))
+            .unwrap();
+        drop(admitted);
+        store.note_unflushed();
+        assert_eq!(store.unflushed(), 1);
+        store.flush().unwrap();
+        assert_eq!(store.unflushed(), 0);
+        assert_eq!(
+            store
+                .tree_names()
+                .unwrap()
+                .iter()
+                .filter(|n| *n == "t")
+                .count(),
+            1
+        );
+        assert!(free_bytes(dir.path()).is_some());
+    }
+}
