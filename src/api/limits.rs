@@ -35,9 +35,13 @@ impl Limits {
     pub fn from_config(config: &crate::config::Config) -> Limits {
         let max_concurrent = config.max_concurrent_requests.max(1) as usize;
         let max_per_client = match config.max_requests_per_client {
-            None => (max_concurrent / 2).max(1),
-            Some(0) => usize::MAX,
+            None => max_concurrent / 2,
             Some(n) => n as usize,
+        };
+        // A share of 0, or one as large as the node's, is no share.
+        let max_per_client = match max_per_client {
+            n if n == 0 || n >= max_concurrent => usize::MAX,
+            n => n,
         };
         Limits {
             max_concurrent,
