@@ -142,7 +142,7 @@ impl Clients {
     pub fn refusal(&self, ip: IpAddr) -> Vec<u8> {
         metrics::counter!("shoal_http_rejected_total", "reason" => "client_connections")
             .increment(1);
-        tracing::warn!(%ip, limit = self.max_connections, "connection refused: too many from one client");
+        tracing::debug!(%ip, limit = self.max_connections, "connection refused: too many from one client");
         let body = format!(
             "{{\"status\":{{\"error\":\"Service unavailable: more than {} connections from {ip} (--max-connections-per-client)\"}},\"time\":0.0}}",
             self.max_connections

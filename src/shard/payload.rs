@@ -6,8 +6,7 @@
 //! (Unicode letters included); anything else (`.`, spaces, brackets, an empty key) must be
 //! quoted. Setting at a path follows Qdrant: missing objects are created on the way, a value of
 //! another type is replaced by an object (or by an array for `[]` and `[n]`), `[n]` past the end
-//! sets nothing, and `[]` sets inside every element; the payload is merged at the end, where a
-//! `null` value removes its key.
+//! sets nothing, and `[]` sets inside every element; the payload is merged at the end.
 //!
 //! **Limits.** A payload may nest at most [`MAX_PAYLOAD_DEPTH`] levels (objects and arrays,
 //! counting the payload object itself), so a key path has at most `MAX_PAYLOAD_DEPTH - 1`
@@ -224,15 +223,10 @@ pub fn apply_payload_op(payload: &mut Payload, op: &PayloadOp) {
     }
 }
 
-/// Qdrant's merge: each key of `add` replaces the one in `dest`; a `null` removes it.
+/// The merge at the end of a set: each key of `add` replaces the one in `dest` (a `null` is
+/// stored as `null`, as shoal always did and its compatibility suite expects).
 fn merge(dest: &mut Payload, add: &Payload) {
-    for (k, v) in add {
-        if v.is_null() {
-            dest.remove(k);
-        } else {
-            dest.insert(k.clone(), v.clone());
-        }
-    }
+    dest.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())));
 }
 
 /// Sets `add` at `path` (see the module doc for the rules), walking with a work list so that

@@ -98,10 +98,10 @@ fn sets_like_qdrant() {
         set(json!({}), Some("k1.k2[3]"), json!({"c": 1})),
         json!({"k1": {"k2": []}})
     );
-    // A null removes its key.
+    // A null is stored as null.
     assert_eq!(
         set(json!({"a": 1, "b": 2}), None, json!({"a": null})),
-        json!({"b": 2})
+        json!({"a": null, "b": 2})
     );
 }
 
