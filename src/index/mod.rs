@@ -177,7 +177,7 @@ impl Segment {
         dir: &Path,
         cancel: &AtomicBool,
     ) -> Result<Segment> {
-        Self::build_inner(
+        Self::build_with_options(
             vectors,
             dim,
             metric,
@@ -188,20 +188,9 @@ impl Segment {
         )
     }
 
+    /// [`Segment::build_cancellable`] with the experiments' knobs (the bench).
     #[doc(hidden)]
     pub fn build_with_options(
-        vectors: Vec<f32>,
-        dim: usize,
-        metric: Metric,
-        params: HnswParams,
-        dir: &Path,
-        opts: BuildOptions,
-    ) -> Result<Segment> {
-        let never = AtomicBool::new(false);
-        Self::build_inner(vectors, dim, metric, params, dir, opts, &never)
-    }
-
-    fn build_inner(
         vectors: Vec<f32>,
         dim: usize,
         metric: Metric,

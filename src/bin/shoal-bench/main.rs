@@ -446,8 +446,9 @@ fn main() -> Result<()> {
             a.ef_construct
         );
         let t = Instant::now();
-        let built =
-            Segment::build_with_options(base.data.clone(), dim, metric, params, &dir, opts)?;
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let data = base.data.clone();
+        let built = Segment::build_with_options(data, dim, metric, params, &dir, opts, &never)?;
         let build_s = t.elapsed().as_secs_f64();
         let stats = built.repair_stats();
         drop(built);
