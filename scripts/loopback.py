@@ -65,13 +65,13 @@ def wait_ready(url, proc, log, limit=120):
     sys.exit(f"{url} not ready; see {log}")
 
 
-def start(shoal, args, data_dir, fresh=True):
+def start(shoal, args, data_dir, fresh=True, log=None):
     """Starts `shoal --data-dir data_dir args...` (clearing the dir first when `fresh`), logging
-    to `<data_dir>.log`; returns the process and the log's path."""
+    to `log` (default `<data_dir>.log`); returns the process and the log's path."""
     if fresh:
         shutil.rmtree(data_dir, ignore_errors=True)
     os.makedirs(data_dir, exist_ok=True)
-    log = data_dir.rstrip("/") + ".log"
+    log = log or data_dir.rstrip("/") + ".log"
     p = subprocess.Popen([shoal, "--data-dir", data_dir, *args], stdout=subprocess.DEVNULL, stderr=open(log, "a"))
     return p, log
 
