@@ -1,12 +1,13 @@
 //! Starting and stopping a node: work out who it is, open the data dir, serve the public API and
-//! the peer API, run the background optimizer and anti-entropy, and on SIGTERM stop accepting,
-//! finish in-flight requests and flush everything to disk.
+//! (in cluster mode only) the peer API, run the background optimizer, the peer probes and
+//! anti-entropy, and on SIGTERM stop accepting, finish in-flight requests and flush everything
+//! to disk.
 
 use crate::api::{self, service::Metrics};
 use crate::cluster::discovery::Discovery;
 use crate::cluster::identity::Identity;
 use crate::cluster::membership::{KubeApi, SizeSource};
-use crate::cluster::{peer_api, rebalance, sync, Cluster};
+use crate::cluster::{peer_api, rebalance, sync, Cluster, PeerToken};
 use crate::collection::catalog::Catalog;
 use crate::config::Config;
 use crate::node::Node;
@@ -39,6 +40,12 @@ async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSou
     };
     let identity = Identity::from_hostname(&hostname(config))
         .map_err(|e| anyhow::anyhow!("{e} (--service is set)"))?;
+    // Secure by default: a cluster never runs with an open peer port.
+    let token = PeerToken::new(
+        config.cluster_token.as_deref(),
+        config.cluster_token_accept.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let source = match (config.cluster_size, config.kube_api_url()) {
         (Some(n), _) => SizeSource::Fixed(n),
         (None, Some(url)) => SizeSource::Kubernetes(KubeApi::new(&url, &config.namespace, &identity.statefulset)?),
@@ -58,7 +65,7 @@ async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSou
     )?;
     tracing::info!(%identity, size, "joining the cluster");
     Ok((
-        Cluster::new(identity, discovery, size, config.cluster_token.clone())?,
+        Cluster::new(identity, discovery, size, token)?,
         Some(Arc::new(source)),
     ))
 }
@@ -67,7 +74,8 @@ async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSou
 pub struct Started {
     pub node: Arc<Node>,
     pub public: tokio::net::TcpListener,
-    pub peer: tokio::net::TcpListener,
+    /// The peer port, in cluster mode only: a single node has no peers to serve.
+    pub peer: Option<tokio::net::TcpListener>,
 }
 
 /// Opens the node's data and binds its listeners; fails with one clear message if any fails.
@@ -90,9 +98,14 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let peer_addr = config.peer_addr();
-    let peer = tokio::net::TcpListener::bind(peer_addr)
-        .await
-        .with_context(|| format!("cannot listen for peers on {peer_addr}"))?;
+    let peer = if cluster.is_single() {
+        None
+    } else {
+        let bound = tokio::net::TcpListener::bind(peer_addr)
+            .await
+            .with_context(|| format!("cannot listen for peers on {peer_addr}"))?;
+        Some(bound)
+    };
     let node = Arc::new(Node {
         config,
         catalog,
@@ -109,18 +122,29 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
 /// Serves until SIGTERM or Ctrl-C, then drains and flushes.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let Started { node, public, peer } = start(config).await?;
-    tracing::info!(listen = %node.config.listen, peer = %node.config.peer_addr(), data_dir = %node.config.data_dir.display(), "shoal is serving");
-    let mut background = vec![
-        tokio::spawn(optimize_forever(Arc::clone(&node))),
-        tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL)),
-    ];
+    let peer_listen = peer.as_ref().map(|_| node.config.peer_addr().to_string());
+    tracing::info!(listen = %node.config.listen, peer = peer_listen.as_deref().unwrap_or("closed (single-node mode)"), data_dir = %node.config.data_dir.display(), "shoal is serving");
+    let mut background = vec![tokio::spawn(optimize_forever(Arc::clone(&node)))];
     if let Some(source) = node.size_source() {
         background.push(tokio::spawn(rebalance::run(Arc::clone(&node), source)));
     }
-    let peer_server = tokio::spawn({
+    if let Some(peer) = peer {
         let app = peer_api::router(Arc::clone(&node));
-        async move { axum::serve(peer, app).await }
-    });
+        let serve = axum::serve(
+            peer,
+            app.into_make_service_with_connect_info::<peer_api::PeerConnection>(),
+        );
+        let watching = Arc::clone(&node);
+        background.extend([
+            tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the peer port stopped serving");
+                }
+            }),
+            tokio::spawn(async move { watching.cluster.watch_peers().await }),
+            tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL)),
+        ]);
+    }
     // No Nagle delay on answers: a response hyper writes in more than one piece (a large or
     // streamed body) must not wait for the client's ACK of the first.
     let public = public.tap_io(|tcp| {
@@ -135,7 +159,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for task in background {
         task.abort();
     }
-    peer_server.abort();
     let flushing = Arc::clone(&node);
     tokio::task::spawn_blocking(move || flushing.catalog.flush()).await??;
     tracing::info!("shut down cleanly");
@@ -193,16 +216,25 @@ async fn shutdown_signal() {
 }
 
 /// `shoal handoff`: asks the node in this pod (on its peer port) to hand off if it is leaving.
+/// A single node (no `--service`) has no peers to hand anything to and no peer port: a no-op.
 pub async fn handoff(config: Config) -> anyhow::Result<()> {
     use crate::cluster::protocol::{self, HandoffReport, PROTOCOL_HEADER, PROTOCOL_VERSION};
+    if config.service.is_none() {
+        tracing::info!("single-node mode (no --service): nothing to hand off");
+        return Ok(());
+    }
+    let token = PeerToken::new(
+        config.cluster_token.as_deref(),
+        config.cluster_token_accept.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let mut addr = config.peer_addr();
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let mut request = reqwest::Client::new().post(format!("http://{addr}/peer/v1/handoff"));
-    if let Some(token) = &config.cluster_token {
-        request = request.header(protocol::TOKEN_HEADER, token.as_str());
-    }
+    let request = reqwest::Client::new()
+        .post(format!("http://{addr}/peer/v1/handoff"))
+        .header(protocol::TOKEN_HEADER, token.sent());
     let resp = request
         .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
         .timeout(Duration::from_secs(24 * 3600))

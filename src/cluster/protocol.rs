@@ -8,6 +8,9 @@
 //!
 //! Filters and payloads are JSON inside the bincode envelope: they are self-describing values
 //! that bincode cannot carry.
+//!
+//! Collection names travel percent-encoded in request paths ([`shard_path`]): a name may hold
+//! any character Qdrant allows, `#`, `%`, spaces and non-ASCII letters included.
 
 use crate::collection::CollectionConfig;
 use crate::shard::filter::Filter;
@@ -21,6 +24,27 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const PROTOCOL_HEADER: &str = "x-shoal-peer-protocol";
 /// Carries the cluster token when one is configured.
 pub const TOKEN_HEADER: &str = "x-shoal-cluster-token";
+
+/// Everything but unreserved characters (RFC 3986) is percent-encoded in a path segment.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The peer route of one shard of a collection: `/peer/v1/shards/<collection>/<shard>/<what>`,
+/// the name percent-encoded so that it arrives as it was sent.
+pub fn shard_path(collection: &str, shard: u32, what: &str) -> String {
+    let name = percent_encoding::utf8_percent_encode(collection, PATH_SEGMENT);
+    format!("/peer/v1/shards/{name}/{shard}/{what}")
+}
+
+/// Largest request body the peer port reads: a commit carries at most one client request's
+/// points (bincode floats take up to twice their shortest JSON form), and the coordinator cuts
+/// larger writes (a payload change over a whole shard) into bodies of half this size.
+pub fn peer_body_limit(max_request_bytes: usize) -> usize {
+    max_request_bytes.saturating_mul(2).saturating_add(1 << 20)
+}
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Plain data structures always encode.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
+pub mod cluster;
 pub mod dns;
 pub mod kube;
 
@@ -128,6 +129,19 @@ impl Node {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The process id while the node runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends a signal (`libc::SIGSTOP`, `libc::SIGCONT`, ...) to the running process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.pid().expect("node is running") as libc::pid_t;
+        // SAFETY: kill(2) with a pid this test spawned and still owns (not yet waited for).
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
     }
 
     /// SIGTERM and wait for a clean exit.
