@@ -396,7 +396,11 @@ fn collections_with_any_name_replicate() {
         assert_eq!(replicas_agree(&cluster, name, 3, 2), Ok(30), "{name:?}");
     }
     // Deleting through another node removes it everywhere; the others stay.
-    cluster.nodes[2].ok("DELETE", &format!("/collections/{}", enc("with#hash")), None);
+    cluster.nodes[2].ok(
+        "DELETE",
+        &format!("/collections/{}", enc("with#hash")),
+        None,
+    );
     for node in &cluster.nodes {
         let exists = |name: &str| {
             node.ok("GET", &format!("/collections/{}/exists", enc(name)), None)["exists"] == true

@@ -51,8 +51,14 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
 }
 
+/// Most bytes one message's strings and byte arrays may claim. bincode allocates a string's
+/// length as announced before it reads the bytes: without a limit, a message announcing an
+/// exabyte aborts the process. A real message claims no more than its own size.
+const DECODE_LIMIT: usize = 1 << 32;
+
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+    bincode::serde::decode_from_slice(bytes, config)
         .map(|(v, _)| v)
         .map_err(|e| format!("undecodable peer message: {e}"))
 }
@@ -421,4 +427,38 @@ pub struct PeerStatus {
     pub protocol: u32,
     pub ready: bool,
     pub cluster_size: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_announced_length_is_an_error_not_an_abort() {
+        // A string announcing 2^60 bytes (bincode varint: 253, then a u64).
+        let mut bytes = vec![253u8];
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode::<String>(&bytes).is_err());
+        let push = CatalogPush {
+            entry: CatalogEntry {
+                name: String::new(),
+                version: 1,
+                config: None,
+            },
+            fresh: false,
+        };
+        let mut forged = bytes.clone();
+        forged.extend_from_slice(&encode(&push)[1..]);
+        assert!(decode::<CatalogPush>(&forged).is_err());
+        assert_eq!(
+            decode::<CatalogPush>(&encode(&push)).unwrap().entry,
+            push.entry
+        );
+    }
+
+    #[test]
+    fn names_survive_the_path() {
+        let path = shard_path("a#b %c/ü?", 3, "commit");
+        assert_eq!(path, "/peer/v1/shards/a%23b%20%25c%2F%C3%BC%3F/3/commit");
+    }
 }

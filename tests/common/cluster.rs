@@ -87,6 +87,19 @@ impl PeerClient {
         token: Option<&str>,
         body: Vec<u8>,
     ) -> (u16, Vec<u8>) {
+        self.try_send(method, path, token, body)
+            .expect("peer request sent")
+    }
+
+    /// As [`PeerClient::send`], but a connection the node closes before the whole body is sent
+    /// (it refused the request from its headers) is an `Err`.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), reqwest::Error> {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self
             .http
@@ -96,9 +109,9 @@ impl PeerClient {
         if let Some(t) = token {
             req = req.header(TOKEN_HEADER, t);
         }
-        let resp = req.send().expect("peer request sent");
+        let resp = req.send()?;
         let status = resp.status().as_u16();
-        (status, resp.bytes().map(|b| b.to_vec()).unwrap_or_default())
+        Ok((status, resp.bytes().map(|b| b.to_vec()).unwrap_or_default()))
     }
 
     /// A call with the cluster token that must succeed.
