@@ -445,7 +445,7 @@ fn a_frozen_peer_stalls_neither_writes_nor_reads_and_catches_up() {
             Some(json!({"points": [{"id": id, "vector": extra[written], "payload": {"id": id}}]})),
         );
         written += 1;
-        if written % 25 == 0 {
+        if written.is_multiple_of(25) {
             // Reads through either healthy node see every write so far.
             assert_eq!(
                 nodes[written % 2].count("c") as usize,
