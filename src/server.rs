@@ -216,12 +216,17 @@ async fn shutdown_signal() {
 }
 
 /// `shoal handoff`: asks the node in this pod (on its peer port) to hand off if it is leaving.
-/// A single node (no `--service`) has no peers to hand anything to and no peer port: a no-op.
+/// A single node has no peers to hand anything to and no peer port: without `--service` the
+/// hand-off is a no-op that says so (when no token is given, or the port is closed).
 pub async fn handoff(config: Config) -> anyhow::Result<()> {
     use crate::cluster::protocol::{self, HandoffReport, PROTOCOL_HEADER, PROTOCOL_VERSION};
-    if config.service.is_none() {
+    let single = config.service.is_none();
+    let nothing_to_do = || {
         tracing::info!("single-node mode (no --service): nothing to hand off");
-        return Ok(());
+        Ok(())
+    };
+    if single && config.cluster_token.is_none() {
+        return nothing_to_do();
     }
     let token = PeerToken::new(
         config.cluster_token.as_deref(),
@@ -232,15 +237,17 @@ pub async fn handoff(config: Config) -> anyhow::Result<()> {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let request = reqwest::Client::new()
+    let sent = reqwest::Client::new()
         .post(format!("http://{addr}/peer/v1/handoff"))
-        .header(protocol::TOKEN_HEADER, token.sent());
-    let resp = request
+        .header(protocol::TOKEN_HEADER, token.sent())
         .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
         .timeout(Duration::from_secs(24 * 3600))
         .send()
-        .await
-        .with_context(|| format!("cannot reach the node on {addr}"))?;
+        .await;
+    let resp = match sent {
+        Err(e) if single && e.is_connect() => return nothing_to_do(),
+        other => other.with_context(|| format!("cannot reach the node on {addr}"))?,
+    };
     let status = resp.status();
     let bytes = resp.bytes().await?;
     anyhow::ensure!(

@@ -97,18 +97,24 @@ fn a_single_node_opens_no_peer_port_and_hands_nothing_off() {
         "a single node must not listen on its peer port {}",
         node.peer_addr
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args([
+    // The preStop hook runs with the container's environment, token or not.
+    for token in [None, Some(TOKEN)] {
+        let mut handoff = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+        handoff.args([
             "--peer-listen",
             &node.peer_addr.to_string(),
             "handoff",
             "--wait",
-        ])
-        .output()
-        .expect("run shoal handoff");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("nothing to hand off"), "{stderr}");
+        ]);
+        handoff.env_remove("SHOAL_CLUSTER_TOKEN");
+        if let Some(t) = token {
+            handoff.env("SHOAL_CLUSTER_TOKEN", t);
+        }
+        let out = handoff.output().expect("run shoal handoff");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("nothing to hand off"), "{stderr}");
+    }
 }
 
 #[test]

@@ -95,7 +95,7 @@ impl Health {
         });
         let healthy = match &result {
             Ok(()) => {
-                entry.failures = 0;
+                (entry.failures, entry.hangs) = (0, false);
                 true
             }
             Err(failure) => {

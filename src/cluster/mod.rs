@@ -226,18 +226,24 @@ impl Cluster {
         let body = protocol::encode(body);
         let result = if self.health.is_up(ordinal) {
             tokio::select! {
-                r = self.exchange(ordinal, method, path, body, PEER_TIMEOUT) => r,
+                r = self.exchange(ordinal, method, path, body, PEER_TIMEOUT) => {
+                    self.health.record(ordinal, Seen::Call, failure(&r));
+                    r
+                }
+                // Not recorded: whatever marked the peer down said why.
                 () = self.health.went_down(ordinal) => Err(PeerError::Unreachable {
                     ordinal,
-                    message: "stopped answering its health probes".into(),
+                    message: "went down while this call waited".into(),
                     timed_out: true,
                 }),
             }
         } else {
-            self.exchange(ordinal, method, path, body, DOWN_PEER_TIMEOUT)
-                .await
+            let r = self
+                .exchange(ordinal, method, path, body, DOWN_PEER_TIMEOUT)
+                .await;
+            self.health.record(ordinal, Seen::Call, failure(&r));
+            r
         };
-        self.health.record(ordinal, Seen::Call, failure(&result));
         protocol::decode(&result?).map_err(|message| PeerError::Refused {
             ordinal,
             status: 500,
