@@ -72,8 +72,11 @@ impl PeerClient {
     pub fn new(addr: SocketAddr) -> PeerClient {
         PeerClient {
             addr,
+            // A fresh connection per request: the node closes one whose body it refused, and
+            // a pooled connection could be reused just as it closes.
             http: reqwest::blocking::Client::builder()
                 .timeout(std::time::Duration::from_secs(60))
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("client"),
         }
