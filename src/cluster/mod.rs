@@ -256,15 +256,23 @@ impl Cluster {
     pub async fn watch_peers(&self) {
         loop {
             let probes = self.peers().into_iter().map(|ordinal| async move {
-                let answered = self
-                    .exchange(
-                        ordinal,
-                        reqwest::Method::GET,
-                        "/peer/v1/status",
-                        protocol::encode(&()),
-                        PROBE_TIMEOUT,
-                    )
-                    .await;
+                let status = self.exchange(
+                    ordinal,
+                    reqwest::Method::GET,
+                    "/peer/v1/status",
+                    protocol::encode(&()),
+                    PROBE_TIMEOUT,
+                );
+                // The deadline covers the DNS lookup too.
+                let answered = tokio::time::timeout(PROBE_TIMEOUT, status)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(PeerError::Unreachable {
+                            ordinal,
+                            message: format!("no status within {PROBE_TIMEOUT:?}"),
+                            timed_out: true,
+                        })
+                    });
                 // A peer that refuses its status (the token, above all) is of no use either.
                 let seen = match answered {
                     Err(PeerError::Refused {
