@@ -56,10 +56,16 @@ pub struct Config {
     #[arg(long, env = "SHOAL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
-    /// Shared secret required on the peer port (from a Kubernetes Secret); unset: peers are not
-    /// authenticated (keep the peer port off the client Service).
+    /// Shared secret every node of a cluster sends and requires on the peer port (from a
+    /// Kubernetes Secret; at least 16 characters, e.g. `openssl rand -hex 32`). Required with
+    /// --service; a single node opens no peer port.
     #[arg(long, env = "SHOAL_CLUSTER_TOKEN", hide_env_values = true)]
     pub cluster_token: Option<String>,
+
+    /// One more token the peer port accepts (but does not send), to rotate the cluster token
+    /// without downtime (see deploy/README.md).
+    #[arg(long, env = "SHOAL_CLUSTER_TOKEN_ACCEPT", hide_env_values = true)]
+    pub cluster_token_accept: Option<String>,
 
     /// A key that may only read.
     #[arg(long, env = "SHOAL_READ_ONLY_API_KEY", hide_env_values = true)]

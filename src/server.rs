@@ -1,12 +1,13 @@
 //! Starting and stopping a node: work out who it is, open the data dir, serve the public API and
-//! the peer API, run the background optimizer and anti-entropy, and on SIGTERM stop accepting,
-//! finish in-flight requests and flush everything to disk.
+//! (in cluster mode only) the peer API, run the background optimizer, the peer probes and
+//! anti-entropy, and on SIGTERM stop accepting, finish in-flight requests and flush everything
+//! to disk.
 
 use crate::api::{self, service::Metrics};
 use crate::cluster::discovery::Discovery;
 use crate::cluster::identity::Identity;
 use crate::cluster::membership::{KubeApi, SizeSource};
-use crate::cluster::{peer_api, rebalance, sync, Cluster};
+use crate::cluster::{peer_api, rebalance, sync, Cluster, PeerToken};
 use crate::collection::catalog::Catalog;
 use crate::config::Config;
 use crate::index::BuildCancelled;
@@ -39,6 +40,12 @@ async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSou
     };
     let identity = Identity::from_hostname(&hostname(config))
         .map_err(|e| anyhow::anyhow!("{e} (--service is set)"))?;
+    // Secure by default: a cluster never runs with an open peer port.
+    let token = PeerToken::new(
+        config.cluster_token.as_deref(),
+        config.cluster_token_accept.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let source = match (config.cluster_size, config.kube_api_url()) {
         (Some(n), _) => SizeSource::Fixed(n),
         (None, Some(url)) => SizeSource::Kubernetes(KubeApi::new(&url, &config.namespace, &identity.statefulset)?),
@@ -58,7 +65,7 @@ async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSou
     )?;
     tracing::info!(%identity, size, "joining the cluster");
     Ok((
-        Cluster::new(identity, discovery, size, config.cluster_token.clone())?,
+        Cluster::new(identity, discovery, size, token)?,
         Some(Arc::new(source)),
     ))
 }
@@ -67,7 +74,8 @@ async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSou
 pub struct Started {
     pub node: Arc<Node>,
     pub public: tokio::net::TcpListener,
-    pub peer: tokio::net::TcpListener,
+    /// The peer port, in cluster mode only: a single node has no peers to serve.
+    pub peer: Option<tokio::net::TcpListener>,
 }
 
 /// Opens the node's data and binds its listeners; fails with one clear message if any fails.
@@ -92,9 +100,14 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let peer_addr = config.peer_addr();
-    let peer = tokio::net::TcpListener::bind(peer_addr)
-        .await
-        .with_context(|| format!("cannot listen for peers on {peer_addr}"))?;
+    let peer = if cluster.is_single() {
+        None
+    } else {
+        let bound = tokio::net::TcpListener::bind(peer_addr)
+            .await
+            .with_context(|| format!("cannot listen for peers on {peer_addr}"))?;
+        Some(bound)
+    };
     let memory = api::budget::MemoryBudget::new(
         config.request_memory_budget_bytes,
         config.node_memory_budget_bytes,
@@ -119,17 +132,31 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
 /// 30 s grace period.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let Started { node, public, peer } = start(config).await?;
-    tracing::info!(listen = %node.config.listen, peer = %node.config.peer_addr(), data_dir = %node.config.data_dir.display(), "shoal is serving");
+    let peer_listen = peer.as_ref().map(|_| node.config.peer_addr().to_string());
+    tracing::info!(listen = %node.config.listen, peer = peer_listen.as_deref().unwrap_or("closed (single-node mode)"), data_dir = %node.config.data_dir.display(), "shoal is serving");
     let stopping = Arc::new(AtomicBool::new(false));
     let optimizer = tokio::spawn(optimize_forever(Arc::clone(&node), Arc::clone(&stopping)));
-    let mut background = vec![tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL))];
+    let mut background = Vec::new();
     if let Some(source) = node.size_source() {
         background.push(tokio::spawn(rebalance::run(Arc::clone(&node), source)));
     }
-    let peer_server = tokio::spawn({
+    if let Some(peer) = peer {
         let app = peer_api::router(Arc::clone(&node));
-        async move { axum::serve(peer, app).await }
-    });
+        let serve = axum::serve(
+            peer,
+            app.into_make_service_with_connect_info::<peer_api::PeerConnection>(),
+        );
+        let watching = Arc::clone(&node);
+        background.extend([
+            tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the peer port stopped serving");
+                }
+            }),
+            tokio::spawn(async move { watching.cluster.watch_peers().await }),
+            tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL)),
+        ]);
+    }
     let stop = {
         let stopping = Arc::clone(&stopping);
         async move {
@@ -142,7 +169,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for task in background {
         task.abort();
     }
-    peer_server.abort();
     // The optimizer sees the flag between shards; a build in progress stops at its next chunk.
     if let Err(e) = optimizer.await {
         tracing::warn!(error = %e, "the optimizer task failed");
@@ -277,22 +303,38 @@ async fn shutdown_signal() {
 }
 
 /// `shoal handoff`: asks the node in this pod (on its peer port) to hand off if it is leaving.
+/// A single node has no peers to hand anything to and no peer port: without `--service` the
+/// hand-off is a no-op that says so (when no token is given, or the port is closed).
 pub async fn handoff(config: Config) -> anyhow::Result<()> {
     use crate::cluster::protocol::{self, HandoffReport, PROTOCOL_HEADER, PROTOCOL_VERSION};
+    let single = config.service.is_none();
+    let nothing_to_do = || {
+        tracing::info!("single-node mode (no --service): nothing to hand off");
+        Ok(())
+    };
+    if single && config.cluster_token.is_none() {
+        return nothing_to_do();
+    }
+    let token = PeerToken::new(
+        config.cluster_token.as_deref(),
+        config.cluster_token_accept.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let mut addr = config.peer_addr();
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let mut request = reqwest::Client::new().post(format!("http://{addr}/peer/v1/handoff"));
-    if let Some(token) = &config.cluster_token {
-        request = request.header(protocol::TOKEN_HEADER, token.as_str());
-    }
-    let resp = request
+    let sent = reqwest::Client::new()
+        .post(format!("http://{addr}/peer/v1/handoff"))
+        .header(protocol::TOKEN_HEADER, token.sent())
         .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
         .timeout(Duration::from_secs(24 * 3600))
         .send()
-        .await
-        .with_context(|| format!("cannot reach the node on {addr}"))?;
+        .await;
+    let resp = match sent {
+        Err(e) if single && e.is_connect() => return nothing_to_do(),
+        other => other.with_context(|| format!("cannot reach the node on {addr}"))?,
+    };
     let status = resp.status();
     let bytes = resp.bytes().await?;
     anyhow::ensure!(

@@ -3,61 +3,18 @@
 //! headless Service's names. Any node answers any request like one node holding all the data.
 
 mod common;
-use common::dns::TestDns;
-use common::{free_port, vectors, Node};
+use common::cluster::{PeerClient, TestCluster, SERVICE};
+use common::{vectors, Node};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-const SERVICE: &str = "shoal-headless.default.svc.cluster.local";
 const DIM: usize = 16;
 const N: usize = 3000;
 
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
-}
-
-struct Cluster {
-    dns: TestDns,
-    nodes: Vec<Node>,
-}
-
-impl Cluster {
-    /// Starts shoal-0, shoal-1, shoal-2 in order, each only once the previous one is Ready
-    /// (what `podManagementPolicy: OrderedReady` does).
-    fn start(root: &Path) -> Cluster {
-        let dns = TestDns::start();
-        let (port, peer_port) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
-        let dns_arg = dns.addr.to_string();
-        let mut nodes = Vec::new();
-        for i in 0..3u8 {
-            dns.set(&format!("shoal-{i}.{SERVICE}"), &[ip(11 + i)]);
-            let hostname = format!("shoal-{i}");
-            let args = [
-                "--hostname",
-                &hostname,
-                "--service",
-                SERVICE,
-                "--cluster-size",
-                "3",
-                "--dns-server",
-                &dns_arg,
-                "--indexing-threshold",
-                "400",
-            ];
-            let dir = root.join(&hostname);
-            nodes.push(Node::start_at(
-                IpAddr::V4(ip(11 + i)),
-                port,
-                peer_port,
-                &dir,
-                &args,
-            ));
-        }
-        Cluster { dns, nodes }
-    }
 }
 
 fn brute_force(
@@ -142,7 +99,7 @@ fn assert_exact_everywhere(nodes: &[&Node], data: &[(u64, Vec<f32>)], queries: &
 #[test]
 fn three_nodes_answer_like_one_and_survive_a_node_loss() {
     let root = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(root.path());
+    let mut cluster = TestCluster::start(root.path(), 3, 11, &["--indexing-threshold", "400"]);
 
     // A collection created through one node exists on all of them.
     cluster.nodes[2].ok(
@@ -330,12 +287,14 @@ fn a_pod_without_an_ordinal_refuses_to_start() {
     assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
 }
 
-/// Node-to-node routes answer on the peer port only, and refuse a protocol they do not know.
+/// Node-to-node routes answer on the peer port only, with the cluster token, and refuse a
+/// protocol they do not know.
 fn assert_peer_api_only_on_peer_port(node: &Node) {
     let http = reqwest::blocking::Client::new();
     let public = http
         .get(node.url("/peer/v1/catalog"))
         .header("x-shoal-peer-protocol", "1")
+        .header("x-shoal-cluster-token", common::cluster::TOKEN)
         .send()
         .unwrap();
     assert_eq!(
@@ -343,21 +302,182 @@ fn assert_peer_api_only_on_peer_port(node: &Node) {
         404,
         "peer routes must not exist on the public port"
     );
-    let peer = |version: &str| {
-        let r = http
+    let peer = |version: &str, token: Option<&str>| {
+        let mut r = http
             .get(format!("http://{}/peer/v1/status", node.peer_addr))
-            .header("x-shoal-peer-protocol", version)
-            .send()
-            .unwrap();
+            .header("x-shoal-peer-protocol", version);
+        if let Some(t) = token {
+            r = r.header("x-shoal-cluster-token", t);
+        }
+        let r = r.send().unwrap();
         (r.status().as_u16(), r.text().unwrap_or_default())
     };
-    assert_eq!(peer("1").0, 200);
-    let (status, message) = peer("999");
+    let token = Some(common::cluster::TOKEN);
+    assert_eq!(peer("1", token).0, 200);
+    assert_eq!(peer("1", None).0, 401);
+    let (status, message) = peer("999", token);
     assert_eq!(status, 400);
     assert!(message.contains("newer"), "{message}");
     let no_header = http
         .get(format!("http://{}/peer/v1/status", node.peer_addr))
+        .header("x-shoal-cluster-token", common::cluster::TOKEN)
         .send()
         .unwrap();
     assert_eq!(no_header.status().as_u16(), 400);
+}
+
+/// A collection name as a path segment of the public API.
+fn enc(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Every replica of every shard of a collection, read from each node's peer port: the nodes
+/// that hold a shard must be `copies` and hold the same records. Answers the live points.
+fn replicas_agree(
+    cluster: &TestCluster,
+    collection: &str,
+    shards: u32,
+    copies: usize,
+) -> Result<usize, String> {
+    let mut points = 0;
+    for shard in 0..shards {
+        let replicas: Vec<_> = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| PeerClient::new(n.peer_addr).records(collection, shard))
+            .collect();
+        if replicas.len() != copies {
+            return Err(format!("shard {shard}: {} replicas", replicas.len()));
+        }
+        if replicas[1..].iter().any(|r| *r != replicas[0]) {
+            return Err(format!("shard {shard}: replicas differ"));
+        }
+        points += replicas[0].values().filter(|r| r.body.is_some()).count();
+    }
+    Ok(points)
+}
+
+#[test]
+fn collections_with_any_name_replicate() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::start(root.path(), 3, 61, &[]);
+    let names = [
+        "with#hash",
+        "100%",
+        "two words",
+        "ünïcødé-名前",
+        "q&a=1;x+y",
+        "tombstones.json",
+        ".tombstones.json.tmp",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let path = format!("/collections/{}", enc(name));
+        cluster.nodes[i % 3].ok(
+            "PUT",
+            &path,
+            Some(json!({"vectors": {"size": 4, "distance": "Euclid"}, "shard_number": 3, "replication_factor": 2})),
+        );
+        let points: Vec<Value> = (0..30)
+            .map(|id| json!({"id": id, "vector": [id as f32, 1.0, 2.0, 3.0], "payload": {"name": name}}))
+            .collect();
+        cluster.nodes[(i + 1) % 3].ok(
+            "PUT",
+            &format!("{path}/points?wait=true"),
+            Some(json!({ "points": points })),
+        );
+        for node in &cluster.nodes {
+            let count = node.ok(
+                "POST",
+                &format!("{path}/points/count"),
+                Some(json!({"exact": true})),
+            );
+            assert_eq!(count["count"], 30, "{name:?} through {}", node.addr);
+        }
+        assert_eq!(replicas_agree(&cluster, name, 3, 2), Ok(30), "{name:?}");
+    }
+    // Deleting through another node removes it everywhere; the others stay.
+    cluster.nodes[2].ok(
+        "DELETE",
+        &format!("/collections/{}", enc("with#hash")),
+        None,
+    );
+    for node in &cluster.nodes {
+        let exists = |name: &str| {
+            node.ok("GET", &format!("/collections/{}/exists", enc(name)), None)["exists"] == true
+        };
+        eventually("the deletion reached every node", || {
+            (!exists("with#hash"), node.addr)
+        });
+        for name in &names[1..] {
+            assert!(exists(name), "{name:?} on {}", node.addr);
+        }
+    }
+}
+
+#[test]
+fn a_frozen_peer_stalls_neither_writes_nor_reads_and_catches_up() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::start(root.path(), 3, 51, &[]);
+    let nodes = &cluster.nodes;
+    nodes[0].ok(
+        "PUT",
+        "/collections/c",
+        Some(json!({"vectors": {"size": 8, "distance": "Dot"}, "shard_number": 6, "replication_factor": 2})),
+    );
+    let data: Vec<(u64, Vec<f32>)> = vectors(200, 8, 5)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, v))
+        .collect();
+    upsert(&nodes[0], &data);
+
+    // SIGSTOP keeps shoal-2's sockets open: calls to it hang instead of failing.
+    nodes[2].signal(libc::SIGSTOP);
+    let window = Duration::from_secs(10);
+    let started = Instant::now();
+    let extra = vectors(2000, 8, 6);
+    let mut written = 0usize;
+    while started.elapsed() < window && written < extra.len() {
+        let id = 10_000 + written as u64;
+        nodes[written % 2].ok(
+            "PUT",
+            "/collections/c/points?wait=true",
+            Some(json!({"points": [{"id": id, "vector": extra[written], "payload": {"id": id}}]})),
+        );
+        written += 1;
+        if written.is_multiple_of(25) {
+            // Reads through either healthy node see every write so far.
+            assert_eq!(
+                nodes[written % 2].count("c") as usize,
+                data.len() + written,
+                "count through {}",
+                nodes[written % 2].addr
+            );
+        }
+    }
+    // With the frozen replica waited for (10 s per call) this would be one or two writes.
+    assert!(
+        written >= 50,
+        "only {written} writes completed in {window:?} with a peer frozen"
+    );
+    let peers = nodes[0].ok("GET", "/cluster", None);
+    assert_eq!(peers["peers"]["2"]["state"], "down", "{peers}");
+    let q = vectors(1, 8, 7).remove(0);
+    for node in &nodes[..2] {
+        let hits = node.ok(
+            "POST",
+            "/collections/c/points/query",
+            Some(json!({"query": q, "limit": 5, "params": {"exact": true}})),
+        );
+        assert_eq!(hits["points"].as_array().map(Vec::len), Some(5), "{hits}");
+    }
+
+    // Thawed, shoal-2 catches up on everything it missed: every replica holds the same records.
+    nodes[2].signal(libc::SIGCONT);
+    let total = data.len() + written;
+    eventually("shoal-2 caught up", || {
+        let agree = replicas_agree(&cluster, "c", 6, 2);
+        (agree == Ok(total), agree)
+    });
+    assert_eq!(nodes[2].count("c") as usize, total);
 }

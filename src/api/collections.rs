@@ -7,14 +7,12 @@ use super::models::{
 use super::response::Path;
 use super::response::{Answer, ApiResult, Body, Params, Started};
 use super::AppState;
+use crate::collection::catalog::validate_config;
 use crate::collection::{Collection, CollectionConfig};
 use crate::error::Error;
 use crate::index::HnswParams;
 use axum::extract::State;
 use serde_json::json;
-
-/// Largest vector dimension accepted (Qdrant's limit).
-const MAX_DIM: u64 = 65_536;
 
 #[utoipa::path(
     get,
@@ -140,30 +138,12 @@ fn collection_config(req: CreateCollection, node: &AppState) -> Result<Collectio
     {
         return Err(bad("sparse vectors are not supported".into()));
     }
-    if params.size == 0 || params.size > MAX_DIM {
-        return Err(bad(format!(
-            "vector size must be between 1 and {MAX_DIM}, got {}",
-            params.size
-        )));
-    }
     let defaults = HnswParams::default();
     let diff = params.hnsw_config.or(req.hnsw_config).unwrap_or_default();
     let hnsw = HnswParams {
         m: diff.m.unwrap_or(defaults.m),
         ef_construct: diff.ef_construct.unwrap_or(defaults.ef_construct),
     };
-    if !(2..=128).contains(&hnsw.m) {
-        return Err(bad(format!(
-            "hnsw_config.m must be between 2 and 128, got {}",
-            hnsw.m
-        )));
-    }
-    if !(4..=4096).contains(&hnsw.ef_construct) {
-        return Err(bad(format!(
-            "hnsw_config.ef_construct must be between 4 and 4096, got {}",
-            hnsw.ef_construct
-        )));
-    }
     // Default: one shard on a single node; in a cluster two per node, so that a scale-up has
     // shards to give the new pods (shard_number is fixed at creation).
     let default_shards = if node.cluster.is_single() {
@@ -175,32 +155,20 @@ fn collection_config(req: CreateCollection, node: &AppState) -> Result<Collectio
         .shard_number
         .or(node.config.default_shard_number)
         .unwrap_or(default_shards);
-    if !(1..=1024).contains(&shard_number) {
-        return Err(bad(format!(
-            "shard_number must be between 1 and 1024, got {shard_number}"
-        )));
-    }
     let replication_factor = req
         .replication_factor
         .unwrap_or(node.config.default_replication_factor);
-    if replication_factor == 0 {
-        return Err(bad("replication_factor must be at least 1".into()));
-    }
-    let write_consistency_factor = req.write_consistency_factor.unwrap_or(1);
-    if write_consistency_factor == 0 || write_consistency_factor > replication_factor {
-        return Err(bad(format!(
-            "write_consistency_factor must be between 1 and replication_factor ({replication_factor}), got {write_consistency_factor}"
-        )));
-    }
-    Ok(CollectionConfig {
-        size: params.size as usize,
+    let config = CollectionConfig {
+        size: usize::try_from(params.size).unwrap_or(usize::MAX),
         distance: params.distance,
         hnsw,
         shard_number,
         replication_factor,
-        write_consistency_factor,
+        write_consistency_factor: req.write_consistency_factor.unwrap_or(1),
         on_disk_payload: req.on_disk_payload.unwrap_or(true),
-    })
+    };
+    validate_config(&config)?;
+    Ok(config)
 }
 
 /// `GET /collections/{name}` in the shape of Qdrant's `CollectionInfo`.

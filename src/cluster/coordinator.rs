@@ -3,7 +3,9 @@
 //!
 //! - **Writes** are split by shard and sent to every owner of each shard in parallel; the request
 //!   succeeds once `write_consistency_factor` owners of every shard applied it (fsynced when the
-//!   client asked `wait=true`). Owners that missed it catch up later ([`super::sync`]).
+//!   client asked `wait=true`). An owner that stopped answering ([`super::health`]) is skipped
+//!   when the others are enough, so a frozen peer does not slow writes down; owners that missed
+//!   a write catch up later ([`super::sync`]).
 //! - **Deletes and payload changes** are read-modify-write: one live replica computes the new
 //!   records (a [`Plan`]), then they are written like any other change, so replicas converge.
 //! - **Reads** go to one live owner of every shard in parallel, this node first when it is an
@@ -28,7 +30,31 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 fn shard_path(c: &Collection, shard: u32, what: &str) -> String {
-    format!("/peer/v1/shards/{}/{shard}/{what}", c.name)
+    protocol::shard_path(&c.name, shard, what)
+}
+
+/// Cuts changes into runs whose encoded size stays within `budget` bytes (a change larger than
+/// that goes alone), so that no commit body outgrows the peer port's limit.
+fn runs_within(changes: &[Change], budget: usize) -> Vec<&[Change]> {
+    let size = |c: &Change| {
+        64 + c.record.body.as_ref().map_or(0, |b| {
+            b.vector.len() * std::mem::size_of::<f32>() + b.payload_json.len()
+        })
+    };
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, c) in changes.iter().enumerate() {
+        let n = size(c);
+        if i > start && bytes + n > budget {
+            runs.push(&changes[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    if start < changes.len() {
+        runs.push(&changes[start..]);
+    }
+    runs
 }
 
 impl Node {
@@ -252,14 +278,20 @@ impl Node {
                 .map(|_| ())
                 .map_err(|e| e.to_string());
         }
-        let wire: Vec<WireChange> = changes.iter().cloned().map(Into::into).collect();
         let path = format!("{}?durable={durable}", shard_path(c, shard, "commit"));
-        self.call_knowing(c, owner, &path, &wire)
-            .await
-            .map(|_: u64| ())
+        let budget = protocol::peer_body_limit(self.config.max_request_bytes) / 2;
+        for run in runs_within(changes, budget) {
+            let wire: Vec<WireChange> = run.iter().cloned().map(Into::into).collect();
+            self.call_knowing(c, owner, &path, &wire)
+                .await
+                .map(|_: u64| ())?;
+        }
+        Ok(())
     }
 
-    /// Writes changes to every owner of a shard; enough of them must acknowledge.
+    /// Writes changes to every owner of a shard; enough of them must acknowledge. Owners whose
+    /// calls hang are left out when the others are enough (they catch up once they answer
+    /// again); owners that fail at once are tried, as they may be back already.
     async fn write_shard(
         &self,
         c: &Arc<Collection>,
@@ -268,14 +300,27 @@ impl Node {
         durable: bool,
     ) -> Result<()> {
         let owners = self.cluster.owners(&c.config, shard);
+        let required = (c.config.write_consistency_factor as usize).clamp(1, owners.len());
+        let up: Vec<u32> = owners
+            .iter()
+            .copied()
+            .filter(|o| !self.cluster.hangs(*o))
+            .collect();
+        let targets = if up.len() >= required {
+            if up.len() < owners.len() {
+                metrics::counter!("shoal_replica_writes_deferred_total").increment(1);
+            }
+            &up
+        } else {
+            &owners
+        };
         let results = join_all(
-            owners
+            targets
                 .iter()
                 .map(|o| self.commit_on(c, shard, *o, &changes, durable)),
         )
         .await;
         let acked = results.iter().filter(|r| r.is_ok()).count();
-        let required = (c.config.write_consistency_factor as usize).clamp(1, owners.len());
         if acked >= required {
             return Ok(());
         }

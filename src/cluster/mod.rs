@@ -5,14 +5,20 @@
 //! - [`placement`]: which shard a point lives in and which ordinals own a shard (pure functions);
 //! - [`discovery`]: peer addresses from the headless Service's DNS;
 //! - [`protocol`]: the messages on the peer port; [`peer_api`] serves them, [`Cluster::call`] sends them;
+//! - [`admission`]: what a node accepts from its peers;
+//! - [`health`]: which peers answer (probes, and every call's outcome);
 //! - [`coordinator`]: turns one client request into work on every shard replica involved;
 //! - [`sync`]: collections and records that a node missed while it was away;
 //! - [`membership`] and [`rebalance`]: the cluster size, and moving replicas when it changes.
 //!
-//! In single-node mode (no `--service`) the cluster has one member, ordinal 0, that owns everything.
+//! In single-node mode (no `--service`) the cluster has one member, ordinal 0, that owns
+//! everything, and the peer port is not opened. In cluster mode every peer request carries the
+//! cluster token ([`PeerToken`]), which the node requires before it starts.
 
+pub mod admission;
 pub mod coordinator;
 pub mod discovery;
+pub mod health;
 pub mod identity;
 pub mod membership;
 pub mod peer_api;
@@ -23,34 +29,32 @@ pub mod sync;
 
 use crate::collection::CollectionConfig;
 use discovery::Discovery;
+pub use health::PeerHealth;
+use health::{Failure, Health, Seen, DOWN_PEER_TIMEOUT, PROBE_EVERY, PROBE_TIMEOUT};
 use identity::Identity;
-use parking_lot::RwLock;
 use protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Deadline for one peer call.
+/// Deadline for one peer call to a peer that answers its probes.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the last call to a peer showed.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PeerHealth {
-    pub healthy: bool,
-    pub last_error: Option<String>,
-    #[serde(skip)]
-    pub since: Option<Instant>,
-}
+/// Shortest cluster token accepted: a guessable token is no better than none.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Why a call to a peer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     /// The peer could not be reached or did not answer: try another replica.
     #[error("peer {ordinal} unreachable: {message}")]
-    Unreachable { ordinal: u32, message: String },
+    Unreachable {
+        ordinal: u32,
+        message: String,
+        /// No answer before the deadline, rather than a failure at once.
+        timed_out: bool,
+    },
     /// The peer answered with an error.
     #[error("peer {ordinal} answered {status}: {message}")]
     Refused {
@@ -60,15 +64,65 @@ pub enum PeerError {
     },
 }
 
+/// The cluster token: sent with every peer call and required on every peer request. One more
+/// token may be accepted (not sent) while the token is being rotated.
+#[derive(Clone)]
+pub struct PeerToken {
+    token: String,
+    also_accepted: Option<String>,
+}
+
+impl PeerToken {
+    /// Checks the configured token (`--cluster-token`) and the one also accepted
+    /// (`--cluster-token-accept`), if any.
+    pub fn new(token: Option<&str>, also_accepted: Option<&str>) -> Result<PeerToken, String> {
+        let token = token.unwrap_or("").trim();
+        if token.is_empty() {
+            return Err("--service is set but --cluster-token (SHOAL_CLUSTER_TOKEN) is not: every node of a cluster needs the same secret to guard its peer port, e.g. `openssl rand -hex 32` in a Kubernetes Secret".into());
+        }
+        let also_accepted = also_accepted.map(str::trim).filter(|t| !t.is_empty());
+        for (flag, t) in [
+            ("--cluster-token", Some(token)),
+            ("--cluster-token-accept", also_accepted),
+        ] {
+            if let Some(t) = t.filter(|t| t.len() < MIN_TOKEN_LEN) {
+                return Err(format!(
+                    "{flag} is too short ({} characters): use at least {MIN_TOKEN_LEN}, e.g. `openssl rand -hex 32`",
+                    t.len()
+                ));
+            }
+        }
+        Ok(PeerToken {
+            token: token.to_string(),
+            also_accepted: also_accepted.map(str::to_string),
+        })
+    }
+
+    /// What this node sends.
+    pub fn sent(&self) -> &str {
+        &self.token
+    }
+
+    /// Whether a request may pass, compared in constant time.
+    pub fn admits(&self, presented: &str) -> bool {
+        let current = crate::secret::same_secret(&self.token, presented);
+        let other = self
+            .also_accepted
+            .as_deref()
+            .is_some_and(|t| crate::secret::same_secret(t, presented));
+        current | other
+    }
+}
+
 pub struct Cluster {
     pub identity: Option<Identity>,
     pub ordinal: u32,
     size: AtomicU32,
     discovery: Option<Discovery>,
     http: reqwest::Client,
-    health: RwLock<HashMap<u32, PeerHealth>>,
-    /// Sent with, and required on, every peer request when set.
-    pub token: Option<String>,
+    health: Health,
+    /// Sent with, and required on, every peer request; `None` only in single-node mode.
+    pub token: Option<PeerToken>,
 }
 
 impl Cluster {
@@ -80,7 +134,7 @@ impl Cluster {
             size: AtomicU32::new(1),
             discovery: None,
             http: reqwest::Client::new(),
-            health: RwLock::new(HashMap::new()),
+            health: Health::default(),
             token: None,
         }
     }
@@ -89,7 +143,7 @@ impl Cluster {
         identity: Identity,
         discovery: Discovery,
         size: u32,
-        token: Option<String>,
+        token: PeerToken,
     ) -> anyhow::Result<Cluster> {
         let http = reqwest::Client::builder()
             .timeout(PEER_TIMEOUT)
@@ -102,8 +156,8 @@ impl Cluster {
             size: AtomicU32::new(size.max(1)),
             discovery: Some(discovery),
             http,
-            health: RwLock::new(HashMap::new()),
-            token,
+            health: Health::default(),
+            token: Some(token),
         })
     }
 
@@ -137,11 +191,18 @@ impl Cluster {
     }
 
     pub fn health(&self, ordinal: u32) -> Option<PeerHealth> {
-        self.health.read().get(&ordinal).cloned()
+        self.health.get(ordinal)
     }
 
+    /// This node, or a peer that answers its probes and calls.
     pub fn is_healthy(&self, ordinal: u32) -> bool {
-        ordinal == self.ordinal || self.health(ordinal).is_none_or(|h| h.healthy)
+        ordinal == self.ordinal || self.health.is_up(ordinal)
+    }
+
+    /// A peer that is down and whose calls hang (frozen, or its host gone) rather than fail at
+    /// once: not worth waiting for.
+    pub fn hangs(&self, ordinal: u32) -> bool {
+        ordinal != self.ordinal && self.health.hangs(ordinal)
     }
 
     pub fn peer_address(&self, ordinal: u32) -> Option<SocketAddr> {
@@ -152,33 +213,9 @@ impl Cluster {
         self.discovery.as_ref().map(|d| d.host_name(ordinal))
     }
 
-    fn record(&self, ordinal: u32, result: Result<(), String>) {
-        let mut health = self.health.write();
-        let entry = health.entry(ordinal).or_insert(PeerHealth {
-            healthy: true,
-            last_error: None,
-            since: None,
-        });
-        let healthy = result.is_ok();
-        if entry.healthy != healthy || entry.since.is_none() {
-            entry.since = Some(Instant::now());
-            if healthy {
-                tracing::info!(ordinal, "peer is reachable");
-            } else {
-                tracing::warn!(ordinal, error = ?result.as_ref().err(), "peer is unreachable");
-            }
-        }
-        entry.healthy = healthy;
-        entry.last_error = result.err();
-        metrics::gauge!("shoal_peer_up", "ordinal" => ordinal.to_string()).set(if healthy {
-            1.0
-        } else {
-            0.0
-        });
-    }
-
     /// Sends a bincode request to a peer and decodes its bincode answer. A peer that cannot be
-    /// reached is re-resolved in DNS and tried once more before the call fails.
+    /// reached is re-resolved in DNS and tried once more before the call fails; a peer that goes
+    /// down while the call waits (see [`health`]) fails it at once.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         ordinal: u32,
@@ -186,14 +223,93 @@ impl Cluster {
         path: &str,
         body: &Req,
     ) -> Result<Resp, PeerError> {
+        let body = protocol::encode(body);
+        let result = if self.health.is_up(ordinal) {
+            tokio::select! {
+                r = self.exchange(ordinal, method, path, body, PEER_TIMEOUT) => {
+                    self.health.record(ordinal, Seen::Call, failure(&r));
+                    r
+                }
+                // Not recorded: whatever marked the peer down said why.
+                () = self.health.went_down(ordinal) => Err(PeerError::Unreachable {
+                    ordinal,
+                    message: "went down while this call waited".into(),
+                    timed_out: true,
+                }),
+            }
+        } else {
+            let r = self
+                .exchange(ordinal, method, path, body, DOWN_PEER_TIMEOUT)
+                .await;
+            self.health.record(ordinal, Seen::Call, failure(&r));
+            r
+        };
+        protocol::decode(&result?).map_err(|message| PeerError::Refused {
+            ordinal,
+            status: 500,
+            message,
+        })
+    }
+
+    /// Probes every peer's status, forever: how a peer that stops answering is noticed within
+    /// about a second and a half even when no request is waiting on it.
+    pub async fn watch_peers(&self) {
+        loop {
+            let probes = self.peers().into_iter().map(|ordinal| async move {
+                let status = self.exchange(
+                    ordinal,
+                    reqwest::Method::GET,
+                    "/peer/v1/status",
+                    protocol::encode(&()),
+                    PROBE_TIMEOUT,
+                );
+                // The deadline covers the DNS lookup too.
+                let answered = tokio::time::timeout(PROBE_TIMEOUT, status)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(PeerError::Unreachable {
+                            ordinal,
+                            message: format!("no status within {PROBE_TIMEOUT:?}"),
+                            timed_out: true,
+                        })
+                    });
+                // A peer that refuses its status (the token, above all) is of no use either.
+                let seen = match answered {
+                    Err(PeerError::Refused {
+                        status, message, ..
+                    }) => Err(Failure {
+                        error: match status {
+                            401 => "refuses this node's cluster token".into(),
+                            _ => format!("status answered {status}: {message}"),
+                        },
+                        timed_out: false,
+                    }),
+                    other => failure(&other),
+                };
+                self.health.record(ordinal, Seen::Probe, seen);
+            });
+            futures::future::join_all(probes).await;
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    }
+
+    /// One request and its answer's body; a non-2xx answer is a [`PeerError::Refused`].
+    async fn exchange(
+        &self,
+        ordinal: u32,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<axum::body::Bytes, PeerError> {
         let Some(discovery) = self.discovery.as_ref() else {
             return Err(PeerError::Unreachable {
                 ordinal,
                 message: "single-node mode has no peers".into(),
+                timed_out: false,
             });
         };
-        let body = protocol::encode(body);
-        let mut last = String::new();
+        let (mut last, mut timed_out) = (String::new(), false);
         for attempt in 0..2 {
             let addr = match discovery.resolve(ordinal).await {
                 Ok(a) => a,
@@ -205,9 +321,10 @@ impl Cluster {
             };
             let mut request = self
                 .http
-                .request(method.clone(), format!("http://{addr}{path}"));
+                .request(method.clone(), format!("http://{addr}{path}"))
+                .timeout(timeout);
             if let Some(token) = &self.token {
-                request = request.header(TOKEN_HEADER, token.as_str());
+                request = request.header(TOKEN_HEADER, token.sent());
             }
             let sent = request
                 .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
@@ -221,8 +338,8 @@ impl Cluster {
                     let bytes = resp.bytes().await.map_err(|e| PeerError::Unreachable {
                         ordinal,
                         message: e.to_string(),
+                        timed_out: e.is_timeout(),
                     })?;
-                    self.record(ordinal, Ok(()));
                     if !status.is_success() {
                         let message = String::from_utf8_lossy(&bytes).into_owned();
                         return Err(PeerError::Refused {
@@ -231,26 +348,37 @@ impl Cluster {
                             message,
                         });
                     }
-                    return protocol::decode(&bytes).map_err(|message| PeerError::Refused {
-                        ordinal,
-                        status: 500,
-                        message,
-                    });
+                    return Ok(bytes);
                 }
                 Err(e) => {
                     last = format!("{addr}: {e}");
+                    timed_out = e.is_timeout();
                     discovery.invalidate(ordinal);
-                    if attempt == 0 && !e.is_timeout() {
+                    if attempt == 0 && !timed_out {
                         continue;
                     }
                     break;
                 }
             }
         }
-        self.record(ordinal, Err(last.clone()));
         Err(PeerError::Unreachable {
             ordinal,
             message: last,
+            timed_out,
         })
+    }
+}
+
+/// What a call's result says about the peer's health: only a peer that could not be reached
+/// failed (one that answered with an error is up).
+fn failure<T>(result: &Result<T, PeerError>) -> Result<(), Failure> {
+    match result {
+        Err(PeerError::Unreachable {
+            message, timed_out, ..
+        }) => Err(Failure {
+            error: message.clone(),
+            timed_out: *timed_out,
+        }),
+        _ => Ok(()),
     }
 }

@@ -1,32 +1,41 @@
-//! The peer port's server: what other nodes ask of this one. Never mounted on the public port.
+//! The peer port's server: what other nodes ask of this one. Never mounted on the public port,
+//! and not opened at all in single-node mode.
 //!
 //! Bodies are bincode ([`super::protocol`]); errors are plain text with a 4xx/5xx status. Every
-//! request must carry a protocol version this node understands.
+//! request — unknown routes included — must carry the cluster token ([`super::PeerToken`], else
+//! 401, before its body is read) and a protocol version this node understands. Bodies are
+//! bounded by [`protocol::peer_body_limit`] (413 beyond), and what they carry is checked like a
+//! client's request ([`super::admission`], [`crate::collection::catalog::check_entry`]): a
+//! refused request changes nothing. The hand-off route answers only connections from this
+//! pod itself (its `preStop` hook).
 
+use super::admission;
 use super::protocol::{
     self, CatalogPush, PeerStatus, RecordsPage, RecordsRequest, ShardOp, WireChange, WireOp,
     WireReply,
 };
 use super::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
-use crate::collection::ReplicaState;
+use crate::collection::catalog::check_entry;
+use crate::collection::{Collection, ReplicaState};
 use crate::node::Node;
 use crate::shard::Change;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use axum::Router;
 use serde::Serialize;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 type PeerState = Arc<Node>;
 
-/// Peer messages can carry whole shards' worth of records.
-const PEER_BODY_LIMIT: usize = 512 * 1024 * 1024;
-
 pub fn router(node: PeerState) -> Router {
+    let body_limit = protocol::peer_body_limit(node.config.max_request_bytes);
     Router::new()
         .route("/peer/v1/status", get(status))
         .route("/peer/v1/catalog", get(catalog).put(apply_catalog))
@@ -38,30 +47,59 @@ pub fn router(node: PeerState) -> Router {
         )
         .route("/peer/v1/shards/{collection}/{shard}/state", get(state))
         .route("/peer/v1/handoff", post(handoff))
+        // Before the layers, so that unknown routes want the token too.
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such peer route") })
         .layer(axum::middleware::from_fn(check_protocol))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             check_token,
         ))
-        .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(node)
 }
 
-/// Refuses requests without the cluster token, when one is configured.
-async fn check_token(State(node): State<PeerState>, req: Request, next: Next) -> Response {
-    if let Some(expected) = &node.cluster.token {
-        let presented = req
-            .headers()
-            .get(TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !crate::secret::same_secret(expected, presented) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                format!("missing or wrong {TOKEN_HEADER}"),
-            )
-                .into_response();
+/// Both ends of a peer connection: the hand-off route serves only this pod itself.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerConnection {
+    pub remote: SocketAddr,
+    pub local: Option<SocketAddr>,
+}
+
+impl PeerConnection {
+    /// A connection from this host: loopback, or from the very address it reached.
+    fn is_local(&self) -> bool {
+        self.remote.ip().is_loopback() || self.local.is_some_and(|l| l.ip() == self.remote.ip())
+    }
+}
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for PeerConnection {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        PeerConnection {
+            remote: *stream.remote_addr(),
+            local: stream.io().local_addr().ok(),
         }
+    }
+}
+
+/// Refuses every request without the cluster token (all of them when none is configured).
+async fn check_token(State(node): State<PeerState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let admitted = node
+        .cluster
+        .token
+        .as_ref()
+        .is_some_and(|t| t.admits(presented));
+    if !admitted {
+        metrics::counter!("shoal_peer_refused_total", "reason" => "token").increment(1);
+        return (
+            StatusCode::UNAUTHORIZED,
+            format!("missing or wrong {TOKEN_HEADER}"),
+        )
+            .into_response();
     }
     next.run(req).await
 }
@@ -128,6 +166,7 @@ async fn catalog(State(node): State<PeerState>) -> Response {
 
 async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Answer {
     let push: CatalogPush = decode(&body)?;
+    check_entry(&push.entry).map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))?;
     let local = push
         .entry
         .config
@@ -152,14 +191,15 @@ enum Want {
     Write,
 }
 
-/// The local replica a peer addresses. 404 means this node does not know the collection (the
-/// caller pushes it and retries); 409 means it holds no usable replica of that shard.
+/// The local replica a peer addresses, and its collection. 404 means this node does not know
+/// the collection (the caller pushes it and retries); 409 means it holds no usable replica of
+/// that shard.
 fn replica(
     node: &Node,
     collection: &str,
     shard: u32,
     want: Want,
-) -> Result<Arc<crate::shard::Shard>, Refusal> {
+) -> Result<(Arc<Collection>, Arc<crate::shard::Shard>), Refusal> {
     let c = node
         .catalog
         .get(collection)
@@ -179,13 +219,13 @@ fn replica(
             ),
         )
     };
-    match (c.replica_state(shard), want) {
+    let opened = match (c.replica_state(shard), want) {
         (
             ReplicaState::Syncing,
             Want::Read {
                 complete_only: true,
             },
-        ) => Err(missing("is still syncing")),
+        ) => return Err(missing("is still syncing")),
         (ReplicaState::Absent, Want::Write)
             if node
                 .cluster
@@ -193,24 +233,24 @@ fn replica(
                 .contains(&node.cluster.ordinal) =>
         {
             c.open_syncing(shard)
-                .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
         }
-        (ReplicaState::Absent, _) => Err(missing("holds no replica of")),
-        _ => c
-            .open_shard(shard)
-            .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))),
-    }
+        (ReplicaState::Absent, _) => return Err(missing("holds no replica of")),
+        _ => c.open_shard(shard),
+    };
+    let replica = opened.map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    Ok((c, replica))
 }
 
-/// Decodes the body, finds the replica, runs `work` on the blocking pool and encodes its answer:
-/// the common shape of every shard route.
-/// `parse` turns the body into the request; `quick` says whether it may run on the async worker
-/// (see [`ShardOp::is_quick`]).
+/// The common shape of every shard route: decode the body (`parse`), find the replica, check
+/// the request against the collection (`check`), run `work` — on the blocking pool unless
+/// `quick` says it is short enough for the async worker (see [`ShardOp::is_quick`]) — and
+/// encode its answer.
 async fn on_replica<Req, Resp, E>(
     node: &Node,
     (collection, shard): (String, u32),
     want: Want,
     parse: impl FnOnce() -> Result<Req, Refusal>,
+    check: impl FnOnce(&Collection, &Req) -> Result<(), String>,
     quick: impl FnOnce(&Req) -> bool,
     work: impl FnOnce(Arc<crate::shard::Shard>, Req) -> Result<Resp, E> + Send + 'static,
 ) -> Answer
@@ -220,7 +260,11 @@ where
     E: std::fmt::Display + Send + 'static,
 {
     let request = parse()?;
-    let replica = replica(node, &collection, shard, want)?;
+    let (c, replica) = replica(node, &collection, shard, want)?;
+    check(&c, &request).map_err(|e| {
+        metrics::counter!("shoal_peer_refused_total", "reason" => "invalid").increment(1);
+        fail(StatusCode::BAD_REQUEST, e)
+    })?;
     let worked = if quick(&request) {
         work(replica, request)
     } else {
@@ -257,6 +301,7 @@ async fn shard_op(
             complete_only: p.complete_only,
         },
         parse,
+        admission::check_op,
         quick,
         |replica, op| Ok::<_, String>(WireReply::from(protocol::execute(&replica, &op))),
     )
@@ -275,16 +320,18 @@ async fn commit(
     Query(p): Query<CommitParams>,
     body: Bytes,
 ) -> Answer {
+    let parse = || {
+        decode::<Vec<WireChange>>(&body)
+            .map(|changes| changes.into_iter().map(Change::from).collect::<Vec<_>>())
+    };
     on_replica(
         &node,
         at,
         Want::Write,
-        || decode(&body),
+        parse,
+        |c, changes: &Vec<Change>| admission::check_changes(c, changes),
         |_| false,
-        move |replica, changes: Vec<WireChange>| {
-            let changes: Vec<Change> = changes.into_iter().map(Into::into).collect();
-            replica.commit(changes, p.durable).map(|n| n as u64)
-        },
+        move |replica, changes| replica.commit(changes, p.durable).map(|n| n as u64),
     )
     .await
 }
@@ -301,6 +348,7 @@ async fn records(
             complete_only: false,
         },
         || decode(&body),
+        |_, _| Ok(()),
         |_| false,
         |replica, req: RecordsRequest| {
             let (changes, next) =
@@ -324,9 +372,39 @@ async fn state(
     Ok(reply(&c.replica_state(shard)))
 }
 
-/// The scale-down hand-off, asked for by this pod's own `preStop` hook (`shoal handoff`).
-async fn handoff(State(node): State<PeerState>) -> Answer {
+/// One hand-off at a time: a second request waits for the first and then finds nothing left.
+static HANDOFF: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The scale-down hand-off, asked for by this pod's own `preStop` hook (`shoal handoff`): other
+/// hosts get a 403 even with the token.
+async fn handoff(State(node): State<PeerState>, req: Request) -> Answer {
+    let connection = req.extensions().get::<ConnectInfo<PeerConnection>>();
+    if !connection.is_some_and(|c| c.0.is_local()) {
+        return Err(fail(
+            StatusCode::FORBIDDEN,
+            "the hand-off is asked for by the pod itself (its preStop hook), not by a peer",
+        ));
+    }
+    let _one_at_a_time = HANDOFF.lock().await;
     let report = (super::rebalance::handoff(&node).await)
         .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(reply(&report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_host_is_local() {
+        let at = |remote: &str, local: Option<&str>| PeerConnection {
+            remote: remote.parse().unwrap(),
+            local: local.map(|l| l.parse().unwrap()),
+        };
+        assert!(at("127.0.0.1:5000", None).is_local());
+        assert!(at("[::1]:5000", None).is_local());
+        assert!(at("10.1.2.3:5000", Some("10.1.2.3:6335")).is_local());
+        assert!(!at("10.1.2.4:5000", Some("10.1.2.3:6335")).is_local());
+        assert!(!at("10.1.2.4:5000", None).is_local());
+    }
 }

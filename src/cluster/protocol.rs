@@ -8,6 +8,9 @@
 //!
 //! Filters and payloads are JSON inside the bincode envelope: they are self-describing values
 //! that bincode cannot carry.
+//!
+//! Collection names travel percent-encoded in request paths ([`shard_path`]): a name may hold
+//! any character Qdrant allows, `#`, `%`, spaces and non-ASCII letters included.
 
 use crate::collection::CollectionConfig;
 use crate::shard::filter::Filter;
@@ -22,13 +25,40 @@ pub const PROTOCOL_HEADER: &str = "x-shoal-peer-protocol";
 /// Carries the cluster token when one is configured.
 pub const TOKEN_HEADER: &str = "x-shoal-cluster-token";
 
+/// Everything but unreserved characters (RFC 3986) is percent-encoded in a path segment.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The peer route of one shard of a collection: `/peer/v1/shards/<collection>/<shard>/<what>`,
+/// the name percent-encoded so that it arrives as it was sent.
+pub fn shard_path(collection: &str, shard: u32, what: &str) -> String {
+    let name = percent_encoding::utf8_percent_encode(collection, PATH_SEGMENT);
+    format!("/peer/v1/shards/{name}/{shard}/{what}")
+}
+
+/// Largest request body the peer port reads: a commit carries at most one client request's
+/// points (bincode floats take up to twice their shortest JSON form), and the coordinator cuts
+/// larger writes (a payload change over a whole shard) into bodies of half this size.
+pub fn peer_body_limit(max_request_bytes: usize) -> usize {
+    max_request_bytes.saturating_mul(2).saturating_add(1 << 20)
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Plain data structures always encode.
     bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
 }
 
+/// Most bytes one message's strings and byte arrays may claim. bincode allocates a string's
+/// length as announced before it reads the bytes: without a limit, a message announcing an
+/// exabyte aborts the process. A real message claims no more than its own size.
+const DECODE_LIMIT: usize = 1 << 32;
+
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+    bincode::serde::decode_from_slice(bytes, config)
         .map(|(v, _)| v)
         .map_err(|e| format!("undecodable peer message: {e}"))
 }
@@ -397,4 +427,38 @@ pub struct PeerStatus {
     pub protocol: u32,
     pub ready: bool,
     pub cluster_size: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_announced_length_is_an_error_not_an_abort() {
+        // A string announcing 2^60 bytes (bincode varint: 253, then a u64).
+        let mut bytes = vec![253u8];
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode::<String>(&bytes).is_err());
+        let push = CatalogPush {
+            entry: CatalogEntry {
+                name: String::new(),
+                version: 1,
+                config: None,
+            },
+            fresh: false,
+        };
+        let mut forged = bytes.clone();
+        forged.extend_from_slice(&encode(&push)[1..]);
+        assert!(decode::<CatalogPush>(&forged).is_err());
+        assert_eq!(
+            decode::<CatalogPush>(&encode(&push)).unwrap().entry,
+            push.entry
+        );
+    }
+
+    #[test]
+    fn names_survive_the_path() {
+        let path = shard_path("a#b %c/ü?", 3, "commit");
+        assert_eq!(path, "/peer/v1/shards/a%23b%20%25c%2F%C3%BC%3F/3/commit");
+    }
 }

@@ -99,7 +99,7 @@ async fn peer_state(
     shard: u32,
     peer: u32,
 ) -> Result<ReplicaState, String> {
-    let path = format!("/peer/v1/shards/{}/{shard}/state", c.name);
+    let path = super::protocol::shard_path(&c.name, shard, "state");
     match node
         .cluster
         .call::<_, ReplicaState>(peer, Method::GET, &path, &())

@@ -4,26 +4,26 @@
 //!   whatever is newer than its own (last writer wins on versions).
 //! - **Records**: for every local shard replica, the node asks another owner for the records
 //!   (tombstones included) with a version above what it has, and commits them; versions make this
-//!   idempotent and order-independent. The first pass after start looks back from the highest
+//!   idempotent and order-independent. What a peer sends is checked as a commit from it would
+//!   be ([`super::admission`]). The first pass after start looks back from the highest
 //!   version the replica holds, minus [`CLOCK_SKEW_MARGIN`] for writes coordinated by a node whose
 //!   clock was behind; later passes look back from the previous pass.
 
-use super::protocol::{CatalogEntry, RecordsPage, RecordsRequest};
+use super::protocol::{self, CatalogEntry, RecordsPage, RecordsRequest};
+use crate::collection::catalog::check_entry;
 use crate::node::Node;
+use crate::shard::version::{version_span, MAX_SKEW};
 use crate::shard::Change;
 use reqwest::Method;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How far back (in wall-clock time) a catch-up looks before the replica's own newest record.
-const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(600);
+/// How far back (in wall-clock time) a catch-up looks before the replica's own newest record:
+/// twice the clock skew peers' versions may have.
+const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(2 * MAX_SKEW.as_secs());
 /// Records per catch-up page.
 const PAGE: usize = 2000;
-
-fn version_span(d: Duration) -> u64 {
-    (d.as_micros() as u64) << 8
-}
 
 /// Where the last catch-up of (collection, shard) from a peer started, by collection version.
 #[derive(Default)]
@@ -43,6 +43,10 @@ pub async fn sync_catalog(node: &Arc<Node>) {
             Err(_) => continue,
         };
         for entry in entries {
+            if let Err(e) = check_entry(&entry) {
+                tracing::warn!(peer, error = %e, "refusing a peer's catalog entry");
+                continue;
+            }
             let local = entry
                 .config
                 .as_ref()
@@ -127,7 +131,8 @@ pub async fn pull(
     since: u64,
     replica: &Arc<crate::shard::Shard>,
 ) -> Result<usize, String> {
-    let path = format!("/peer/v1/shards/{collection}/{shard}/records");
+    let path = protocol::shard_path(collection, shard, "records");
+    let c = node.catalog.get(collection).map_err(|e| e.to_string())?;
     let mut after = None;
     let mut applied = 0;
     loop {
@@ -144,6 +149,8 @@ pub async fn pull(
             Err(e) => return Err(e.to_string()),
         };
         let changes: Vec<Change> = page.changes.into_iter().map(Into::into).collect();
+        super::admission::check_changes(&c, &changes)
+            .map_err(|e| format!("peer {peer} sent a record this node refuses: {e}"))?;
         if !changes.is_empty() {
             let r = Arc::clone(replica);
             applied += tokio::task::spawn_blocking(move || r.commit(changes, true))

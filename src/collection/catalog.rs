@@ -5,8 +5,14 @@
 //! points.sled/                              point records of every shard (a sled tree per shard)
 //! collections/<name>/config.json            collection configuration and version, written atomically
 //! collections/<name>/shards/<i>/segments/   HNSW segments of this node's replica of shard i
-//! collections/tombstones.json               versions of deleted collections
+//! catalog/tombstones.json                   versions of deleted collections
 //! ```
+//! `collections/` holds one directory per collection, named exactly as the collection, and
+//! nothing else: the node's own files live in `catalog/`, so no collection name can collide with
+//! them (Qdrant's name rule allows names such as `tombstones.json` or `.x.tmp`). Data dirs
+//! written before this layout kept the tombstones in `collections/tombstones.json`; opening one
+//! moves the file.
+//!
 //! `config.json` is the commit point of a collection: written last on create and removed first on
 //! delete; a directory without it (a crash mid-create or mid-delete) is cleared on open along
 //! with its sled trees.
@@ -14,6 +20,7 @@
 //! Creates and deletes carry versions so that every node converges on the same set of
 //! collections whatever order it hears of them in: an entry applies only over an older one, and a
 //! deletion is remembered as a tombstone so that a node that was down cannot resurrect it.
+//! Entries from peers are checked like a client's create ([`check_entry`]).
 
 use super::{tree_name, Collection, CollectionConfig};
 use crate::cluster::protocol::CatalogEntry;
@@ -29,6 +36,8 @@ use std::sync::Arc;
 
 const CONFIG_FILE: &str = "config.json";
 const TOMBSTONES: &str = "tombstones.json";
+/// Largest vector dimension accepted (Qdrant's limit).
+pub const MAX_DIM: usize = 65_536;
 
 #[derive(Serialize, Deserialize)]
 struct StoredCollection {
@@ -48,21 +57,114 @@ pub struct Catalog {
     ddl: Mutex<()>,
 }
 
-/// Qdrant's rule for collection names: they become directory names.
+/// Qdrant's rule for collection names: 1-255 bytes, none of `< > : " / \ | ? *`, NUL or U+001F,
+/// and not `.` or `..` (names are directory names).
 pub fn validate_name(name: &str) -> Result<()> {
-    const FORBIDDEN: &[char] = &['<', '>', ':', '"', '/', '\\', '|', '?', '*', '\0'];
+    const FORBIDDEN: &[char] = &['<', '>', ':', '"', '/', '\\', '|', '?', '*', '\0', '\u{1F}'];
     if name.is_empty()
         || name.len() > 255
         || name == "."
         || name == ".."
         || name.contains(FORBIDDEN)
-        || name == TOMBSTONES
     {
         return Err(Error::BadRequest(format!(
-            "collection name {name:?} is invalid: it must be 1-255 characters without any of < > : \" / \\ | ? *"
+            "collection name {name:?} is invalid: it must be 1-255 bytes without any of < > : \" / \\ | ? *"
         )));
     }
     Ok(())
+}
+
+/// The bounds every collection configuration keeps, whether a client or a peer asks for it.
+pub fn validate_config(c: &CollectionConfig) -> Result<()> {
+    let bad = |m: String| Err(Error::BadRequest(m));
+    if c.size == 0 || c.size > MAX_DIM {
+        return bad(format!(
+            "vector size must be between 1 and {MAX_DIM}, got {}",
+            c.size
+        ));
+    }
+    if !(2..=128).contains(&c.hnsw.m) {
+        return bad(format!(
+            "hnsw_config.m must be between 2 and 128, got {}",
+            c.hnsw.m
+        ));
+    }
+    if !(4..=4096).contains(&c.hnsw.ef_construct) {
+        return bad(format!(
+            "hnsw_config.ef_construct must be between 4 and 4096, got {}",
+            c.hnsw.ef_construct
+        ));
+    }
+    if !(1..=1024).contains(&c.shard_number) {
+        return bad(format!(
+            "shard_number must be between 1 and 1024, got {}",
+            c.shard_number
+        ));
+    }
+    if c.replication_factor == 0 {
+        return bad("replication_factor must be at least 1".into());
+    }
+    if c.write_consistency_factor == 0 || c.write_consistency_factor > c.replication_factor {
+        return bad(format!(
+            "write_consistency_factor must be between 1 and replication_factor ({}), got {}",
+            c.replication_factor, c.write_consistency_factor
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a catalog entry heard from a peer as a client's create or delete would be checked:
+/// its name, its configuration, and a version no further ahead of this node's clock than
+/// clocks drift.
+pub fn check_entry(entry: &CatalogEntry) -> Result<()> {
+    validate_name(&entry.name)?;
+    if let Some(config) = &entry.config {
+        validate_config(config)?;
+    }
+    VersionClock::check_from_peer(entry.version)
+        .map_err(|e| Error::BadRequest(format!("collection {:?}: {e}", entry.name)))
+}
+
+/// Reads the tombstones, moving them out of `collections/` where data dirs written before the
+/// `catalog/` directory kept them.
+fn open_tombstones(dir: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
+    let path = dir.join("catalog").join(TOMBSTONES);
+    let legacy = dir.join("collections").join(TOMBSTONES);
+    let read = |p: &Path| -> anyhow::Result<Option<BTreeMap<String, u64>>> {
+        match std::fs::read(p) {
+            Ok(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
+                    anyhow::anyhow!("unreadable {}: {e}", p.display())
+                })?))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    };
+    let tombstones = match read(&path)? {
+        Some(t) => t,
+        None => {
+            let t = if legacy.is_file() {
+                read(&legacy)?
+            } else {
+                None
+            };
+            let t = t.unwrap_or_default();
+            fsutil::write_atomic(&path, &serde_json::to_vec(&t)?)?;
+            t
+        }
+    };
+    // The old file (and an old interrupted write of it) go once the new one is durable.
+    for old in [
+        legacy,
+        dir.join("collections").join(format!(".{TOMBSTONES}.tmp")),
+    ] {
+        if old.is_file() {
+            std::fs::remove_file(&old)?;
+            tracing::info!(file = %old.display(), "moved the catalog's tombstones to catalog/");
+        }
+    }
+    Ok(tombstones)
 }
 
 impl Catalog {
@@ -77,11 +179,8 @@ impl Catalog {
         let store = Store::open(dir, disk_reserve)?;
         let root = dir.join("collections");
         std::fs::create_dir_all(&root)?;
-        let tombstones = match std::fs::read(root.join(TOMBSTONES)) {
-            Ok(bytes) => serde_json::from_slice(&bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e.into()),
-        };
+        std::fs::create_dir_all(dir.join("catalog"))?;
+        let tombstones = open_tombstones(dir)?;
         let catalog = Catalog {
             dir: dir.to_path_buf(),
             store,
@@ -207,6 +306,7 @@ impl Catalog {
         local_shards: &[u32],
     ) -> Result<CatalogEntry> {
         validate_name(name)?;
+        validate_config(&config)?;
         self.store
             .has_room(1 << 20)
             .map_err(|e| Error::Unavailable(e.to_string()))?;
@@ -245,7 +345,7 @@ impl Catalog {
     /// replicas start empty and complete; otherwise data may already exist elsewhere and the
     /// local replicas start by copying it. Returns whether anything changed.
     pub fn apply(&self, entry: &CatalogEntry, local_shards: &[u32], fresh: bool) -> Result<bool> {
-        validate_name(&entry.name)?;
+        check_entry(entry)?;
         let _ddl = self.ddl.lock();
         if entry.version <= self.held_version(&entry.name) {
             return Ok(false);
@@ -301,7 +401,7 @@ impl Catalog {
     fn save_tombstones(&self, t: &BTreeMap<String, u64>) -> Result<()> {
         let bytes = serde_json::to_vec(t).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(fsutil::write_atomic(
-            &self.dir.join("collections").join(TOMBSTONES),
+            &self.dir.join("catalog").join(TOMBSTONES),
             &bytes,
         )?)
     }
@@ -332,5 +432,129 @@ impl Catalog {
     /// The record store (its disk reserve, its upkeep).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{HnswParams, Metric};
+
+    fn config() -> CollectionConfig {
+        CollectionConfig {
+            size: 2,
+            distance: Metric::Dot,
+            hnsw: HnswParams::default(),
+            shard_number: 1,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            on_disk_payload: true,
+        }
+    }
+
+    #[test]
+    fn names_never_collide_with_the_catalogs_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "tombstones.json",
+            ".tombstones.json.tmp",
+            "catalog",
+            "x.tmp",
+            "a#b %c ü",
+        ];
+        {
+            let catalog = Catalog::open(dir.path(), |_| vec![0]).unwrap();
+            for name in names {
+                catalog.create(name, config(), &[0]).unwrap();
+            }
+            catalog.create("gone", config(), &[0]).unwrap();
+            assert!(catalog.delete("gone").unwrap().is_some());
+            assert!(catalog.delete(".tombstones.json.tmp").unwrap().is_some());
+            catalog.flush().unwrap();
+        }
+        let catalog = Catalog::open(dir.path(), |_| vec![0]).unwrap();
+        let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        expected.retain(|n| n != ".tombstones.json.tmp");
+        expected.sort();
+        assert_eq!(catalog.names(), expected);
+        let deleted: Vec<String> = catalog
+            .entries()
+            .into_iter()
+            .filter(|e| e.config.is_none())
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(deleted, [".tombstones.json.tmp", "gone"]);
+    }
+
+    #[test]
+    fn old_data_dirs_open_with_their_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let catalog = Catalog::open(dir.path(), |_| vec![0]).unwrap();
+            catalog.create("kept", config(), &[0]).unwrap();
+            catalog.flush().unwrap();
+        }
+        // The layout before catalog/: tombstones inside collections/.
+        std::fs::remove_dir_all(dir.path().join("catalog")).unwrap();
+        std::fs::write(
+            dir.path().join("collections").join(TOMBSTONES),
+            br#"{"old": 12345}"#,
+        )
+        .unwrap();
+        let catalog = Catalog::open(dir.path(), |_| vec![0]).unwrap();
+        assert_eq!(catalog.names(), ["kept"]);
+        assert!(catalog.entries().contains(&CatalogEntry {
+            name: "old".into(),
+            version: 12345,
+            config: None
+        }));
+        assert!(!dir.path().join("collections").join(TOMBSTONES).exists());
+        assert!(dir.path().join("catalog").join(TOMBSTONES).is_file());
+    }
+
+    #[test]
+    fn entries_from_peers_are_checked_like_creates() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path(), |_| vec![0]).unwrap();
+        let entry = |name: &str, version: u64, config: Option<CollectionConfig>| CatalogEntry {
+            name: name.into(),
+            version,
+            config,
+        };
+        let now = catalog.clock().next();
+        let zero_shards = CollectionConfig {
+            shard_number: 0,
+            ..config()
+        };
+        let bad = [
+            entry("a/b", now, Some(config())),
+            entry("", now, Some(config())),
+            entry("ok", now, Some(zero_shards)),
+            entry(
+                "ok",
+                now,
+                Some(CollectionConfig {
+                    size: 0,
+                    ..config()
+                }),
+            ),
+            entry(
+                "ok",
+                now,
+                Some(CollectionConfig {
+                    write_consistency_factor: 2,
+                    ..config()
+                }),
+            ),
+            entry("ok", u64::MAX, Some(config())),
+            entry("ok", u64::MAX, None),
+        ];
+        for e in bad {
+            assert!(catalog.apply(&e, &[0], true).is_err(), "{e:?}");
+        }
+        assert!(catalog.entries().is_empty(), "nothing changed");
+        assert!(catalog
+            .apply(&entry("ok", now, Some(config())), &[0], true)
+            .unwrap());
     }
 }

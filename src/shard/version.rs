@@ -5,9 +5,23 @@
 //! come from wall-clock microseconds shifted left by 8 bits, never going backwards on one node
 //! (`max(last + 1, now)`), and every version a node sees from elsewhere pushes its clock forward,
 //! so a later write through any node wins over an earlier one.
+//!
+//! A version from elsewhere (a peer's record or catalog entry) is accepted only up to
+//! [`MAX_SKEW`] ahead of this node's wall clock ([`VersionClock::check_from_peer`]): a version far
+//! in the future would win over every later write, turning them into silent no-ops, and would
+//! drag every clock of the cluster along with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How far ahead of this node's wall clock a version from a peer may be: clocks of a cluster
+/// are NTP-synchronised to well within this.
+pub const MAX_SKEW: Duration = Duration::from_secs(300);
+
+/// The span of versions that `d` of wall-clock time covers.
+pub fn version_span(d: Duration) -> u64 {
+    (d.as_micros() as u64) << 8
+}
 
 #[derive(Debug, Default)]
 pub struct VersionClock {
@@ -28,7 +42,7 @@ impl VersionClock {
         let now = Self::now();
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
-            let candidate = now.max(last + 1);
+            let candidate = now.max(last.saturating_add(1));
             match self.last.compare_exchange_weak(
                 last,
                 candidate,
@@ -45,6 +59,21 @@ impl VersionClock {
     pub fn observe(&self, version: u64) {
         self.last.fetch_max(version, Ordering::AcqRel);
     }
+
+    /// Refuses a version from a peer that lies more than [`MAX_SKEW`] ahead of this node's
+    /// wall clock.
+    pub fn check_from_peer(version: u64) -> Result<(), String> {
+        let bound = Self::now().saturating_add(version_span(MAX_SKEW));
+        if version > bound {
+            let ahead = Duration::from_micros((version - Self::now()) >> 8);
+            return Err(format!(
+                "version {version} is {}s ahead of this node's clock (at most {}s are accepted): check the nodes' clocks",
+                ahead.as_secs(),
+                MAX_SKEW.as_secs()
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -59,5 +88,23 @@ mod tests {
         assert!(b > a);
         c.observe(u64::MAX / 2);
         assert!(c.next() > u64::MAX / 2);
+        c.observe(u64::MAX);
+        assert_eq!(
+            c.next(),
+            u64::MAX,
+            "saturates instead of wrapping to the past"
+        );
+    }
+
+    #[test]
+    fn peer_versions_are_bounded_by_the_skew() {
+        let c = VersionClock::default();
+        assert!(VersionClock::check_from_peer(c.next()).is_ok());
+        let near = VersionClock::now() + version_span(MAX_SKEW / 2);
+        assert!(VersionClock::check_from_peer(near).is_ok());
+        let far = VersionClock::now() + version_span(MAX_SKEW * 2);
+        let e = VersionClock::check_from_peer(far).unwrap_err();
+        assert!(e.contains("ahead of this node's clock"), "{e}");
+        assert!(VersionClock::check_from_peer(u64::MAX).is_err());
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
+pub mod cluster;
 pub mod dns;
 pub mod kube;
 

@@ -17,6 +17,8 @@ from support import (METRICS, ShoalNode, assert_exact_results, free_port, make_d
                      upload)
 
 SERVICE = "shoal-headless.default.svc.cluster.local"
+# The peer port's shared secret: a cluster node does not start without one.
+CLUSTER_TOKEN = "compat-cluster-token-5d1e"
 METRIC = models.Distance.EUCLID
 
 
@@ -72,7 +74,7 @@ def cluster(tmp_path_factory):
     try:
         for i in range(3):  # OrderedReady: each pod starts once the previous one is Ready
             args = ("--hostname", f"shoal-{i}", "--service", SERVICE, "--cluster-size", "3",
-                    "--dns-server", f"127.0.0.1:{dns.port}")
+                    "--dns-server", f"127.0.0.1:{dns.port}", "--cluster-token", CLUSTER_TOKEN)
             node = ShoalNode(base / f"shoal-{i}", base / f"shoal-{i}.log", 200, host=ips[i], port=port,
                              peer_port=peer_port, extra_args=args)
             node.start()

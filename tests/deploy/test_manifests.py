@@ -350,6 +350,17 @@ def check_env(objs):
     ):
         ref = (env_entry(objs, var) or {}).get("valueFrom", {}).get("secretKeyRef")
         assert ref == {"name": "shoal-api-keys", "key": key, "optional": True}, f"{var}: {ref}"
+    # Secure by default: the cluster token is required, never optional.
+    ref = (env_entry(objs, "SHOAL_CLUSTER_TOKEN") or {}).get("valueFrom", {}).get("secretKeyRef")
+    assert ref is not None, "SHOAL_CLUSTER_TOKEN must come from a Secret"
+    assert ref.get("optional", False) is False, "the cluster token must be required"
+    assert (ref["name"], ref["key"]) == ("shoal-cluster-token", "cluster-token"), ref
+    ref = (env_entry(objs, "SHOAL_CLUSTER_TOKEN_ACCEPT") or {}).get("valueFrom", {})
+    assert ref.get("secretKeyRef") == {
+        "name": "shoal-cluster-token",
+        "key": "cluster-token-accept",
+        "optional": True,
+    }, ref
     assert env_value(objs, "SHOAL_CLUSTER_SIZE") is None, (
         "SHOAL_CLUSTER_SIZE must stay unset: the node reads spec.replicas"
     )
@@ -357,6 +368,46 @@ def check_env(objs):
     assert ports == {"http": API_PORT, "peer": PEER_PORT}, ports
     # service links would inject SHOAL_PORT, SHOAL_SERVICE_HOST, ... for Service `shoal`
     assert pod_spec(objs).get("enableServiceLinks") is False
+
+
+def policy_admits(objs, rule: dict, port: int) -> bool:
+    """Whether a NetworkPolicy ingress rule covers a container port (no ports: all of them)."""
+    ports = rule.get("ports")
+    if not ports:
+        return True
+    for p in ports:
+        if "port" not in p:
+            return True
+        if p.get("protocol", "TCP") == "TCP" and container_port(objs, p["port"]) == port:
+            return True
+    return False
+
+
+def check_network_policy(objs):
+    policy = one(objs, "NetworkPolicy")["spec"]
+    labels = pod_labels(objs)
+    assert selector_matches(policy["podSelector"], labels), "the policy must select the pods"
+    assert "Ingress" in policy.get("policyTypes", ["Ingress"]), policy
+    rules = policy.get("ingress", [])
+    # The API (clients, probes) stays open: some rule admits 6333 from anywhere.
+    assert any(policy_admits(objs, r, API_PORT) and not r.get("from") for r in rules), (
+        f"{API_PORT} must stay open to clients"
+    )
+    # The peer port: every rule that admits it names this StatefulSet's pods, and only them.
+    peer_rules = [r for r in rules if policy_admits(objs, r, PEER_PORT)]
+    assert peer_rules, f"{PEER_PORT} must be admitted from the StatefulSet's own pods"
+    for r in peer_rules:
+        peers = r.get("from")
+        assert peers, f"{PEER_PORT} is open to everyone: {r}"
+        for peer in peers:
+            assert set(peer) == {"podSelector"}, (
+                f"{PEER_PORT} admits more than this namespace's shoal pods: {peer}"
+            )
+            selector = peer["podSelector"]
+            assert selector_matches(selector, labels), f"{PEER_PORT} admits other pods: {peer}"
+            assert set(selector["matchLabels"]) >= SELECTOR_KEYS, (
+                f"{PEER_PORT} must be admitted by the identity labels: {peer}"
+            )
 
 
 def check_shutdown(objs):
@@ -420,6 +471,7 @@ ALL_CHECKS = [
     check_pdb,
     check_rbac,
     check_env,
+    check_network_policy,
     check_shutdown,
     check_resources,
     check_anti_affinity,
@@ -455,6 +507,7 @@ def test_expected_objects(objs):
     assert [k for k, _ in kinds] == sorted(
         [
             "ConfigMap",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
@@ -594,6 +647,45 @@ MUTATIONS = {
     ),
     "cluster-size-pinned": (check_env, lambda o: _set_env(o, "SHOAL_CLUSTER_SIZE", "3")),
     "service-links-on": (check_env, lambda o: pod_spec(o).pop("enableServiceLinks")),
+    "cluster-token-optional": (
+        check_env,
+        lambda o: env_entry(o, "SHOAL_CLUSTER_TOKEN")["valueFrom"]["secretKeyRef"].update(
+            optional=True
+        ),
+    ),
+    "cluster-token-literal": (check_env, lambda o: _set_env(o, "SHOAL_CLUSTER_TOKEN", "x" * 32)),
+    "no-network-policy": (
+        check_network_policy,
+        lambda o: o.remove(one(o, "NetworkPolicy")),
+    ),
+    "peer-port-open-to-all": (
+        check_network_policy,
+        lambda o: one(o, "NetworkPolicy")["spec"]["ingress"].append({"ports": [{"port": 6335}]}),
+    ),
+    "peer-port-by-name-open-to-all": (
+        check_network_policy,
+        lambda o: one(o, "NetworkPolicy")["spec"]["ingress"].append({"ports": [{"port": "peer"}]}),
+    ),
+    "peer-port-from-any-namespace": (
+        check_network_policy,
+        lambda o: one(o, "NetworkPolicy")["spec"]["ingress"][1]["from"][0].update(
+            namespaceSelector={}
+        ),
+    ),
+    "peer-port-from-other-pods": (
+        check_network_policy,
+        lambda o: one(o, "NetworkPolicy")["spec"]["ingress"][1]["from"].append(
+            {"podSelector": {"matchLabels": {"app": "client"}}}
+        ),
+    ),
+    "all-ports-open": (
+        check_network_policy,
+        lambda o: one(o, "NetworkPolicy")["spec"]["ingress"].append({}),
+    ),
+    "api-port-closed": (
+        check_network_policy,
+        lambda o: one(o, "NetworkPolicy")["spec"]["ingress"].pop(0),
+    ),
     "no-prestop": (check_shutdown, lambda o: container(o).pop("lifecycle")),
     "short-grace": (
         check_shutdown,
