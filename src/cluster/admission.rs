@@ -117,7 +117,7 @@ mod tests {
             config,
             1,
             dir.path().join("c"),
-            db,
+            crate::store::Store::from_db(db),
             Arc::new(VersionClock::default()),
         );
         (dir, c)

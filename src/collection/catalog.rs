@@ -463,7 +463,7 @@ mod tests {
             "a#b %c ü",
         ];
         {
-            let catalog = Catalog::open(dir.path(), |_| vec![0]).unwrap();
+            let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
             for name in names {
                 catalog.create(name, config(), &[0]).unwrap();
             }
@@ -472,7 +472,7 @@ mod tests {
             assert!(catalog.delete(".tombstones.json.tmp").unwrap().is_some());
             catalog.flush().unwrap();
         }
-        let catalog = Catalog::open(dir.path(), |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
         let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         expected.retain(|n| n != ".tombstones.json.tmp");
         expected.sort();
@@ -490,7 +490,7 @@ mod tests {
     fn old_data_dirs_open_with_their_tombstones() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let catalog = Catalog::open(dir.path(), |_| vec![0]).unwrap();
+            let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
             catalog.create("kept", config(), &[0]).unwrap();
             catalog.flush().unwrap();
         }
@@ -501,7 +501,7 @@ mod tests {
             br#"{"old": 12345}"#,
         )
         .unwrap();
-        let catalog = Catalog::open(dir.path(), |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
         assert_eq!(catalog.names(), ["kept"]);
         assert!(catalog.entries().contains(&CatalogEntry {
             name: "old".into(),
@@ -515,7 +515,7 @@ mod tests {
     #[test]
     fn entries_from_peers_are_checked_like_creates() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
         let entry = |name: &str, version: u64, config: Option<CollectionConfig>| CatalogEntry {
             name: name.into(),
             version,
