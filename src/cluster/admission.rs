@@ -16,7 +16,7 @@
 use super::protocol::ShardOp;
 use crate::collection::Collection;
 use crate::shard::version::VersionClock;
-use crate::shard::Change;
+use crate::shard::{Change, Plan};
 
 /// Most neighbours one search asks of a shard: a client's `offset + limit` (at most 20 000 on
 /// the public API) and its `hnsw_ef` (at most 100 000), with room to spare.
@@ -50,9 +50,9 @@ fn check_change(c: &Collection, change: &Change) -> Result<(), String> {
     if !body.payload_json.trim_start().starts_with('{') {
         return Err("the payload must be a JSON object".into());
     }
-    serde_json::from_str::<serde::de::IgnoredAny>(&body.payload_json)
+    let payload: crate::shard::point::Payload = serde_json::from_str(&body.payload_json)
         .map_err(|e| format!("the payload is not valid JSON: {e}"))?;
-    Ok(())
+    crate::shard::payload::check_payload(&payload)
 }
 
 /// A vector as the collection stores it: what the public path accepts, already prepared.
@@ -86,7 +86,13 @@ pub fn check_op(c: &Collection, op: &ShardOp) -> Result<(), String> {
         ShardOp::Scroll { limit, .. } if *limit > MAX_SCROLL => Err(format!(
             "a scroll may ask at most {MAX_SCROLL} points, not {limit}"
         )),
-        ShardOp::Plan { version, .. } => VersionClock::check_from_peer(*version),
+        ShardOp::Plan { version, plan } => {
+            VersionClock::check_from_peer(*version)?;
+            match plan {
+                Plan::Payload(_, op) => op.validate(),
+                Plan::Delete(_) => Ok(()),
+            }
+        }
         ShardOp::Scroll { .. } | ShardOp::Retrieve { .. } | ShardOp::Count { .. } => Ok(()),
     }
 }
