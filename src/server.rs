@@ -73,8 +73,15 @@ pub struct Started {
 /// Opens the node's data and binds its listeners; fails with one clear message if any fails.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let (cluster, size_source) = cluster(&config).await?;
+    tracing::info!(
+        memory_limit_mb = crate::memory::limit_bytes() >> 20,
+        sled_cache_mb = config.sled_cache_bytes() >> 20,
+        "memory budget"
+    );
     let catalog = tokio::task::block_in_place(|| {
-        Catalog::open(&config.data_dir, |c| cluster.local_shards(c))
+        Catalog::open(&config.data_dir, config.sled_cache_bytes(), |c| {
+            cluster.local_shards(c)
+        })
     })
     .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
     if !cluster.is_single() {

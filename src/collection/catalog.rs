@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::shard::version::VersionClock;
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use std::sync::Arc;
 const CONFIG_FILE: &str = "config.json";
 const TOMBSTONES: &str = "tombstones.json";
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredCollection {
     #[serde(default)]
     version: u64,
@@ -67,14 +67,17 @@ pub fn validate_name(name: &str) -> Result<()> {
 impl Catalog {
     /// Opens every collection under `dir`, creating the directory if needed; `local_shards` says
     /// which shard replicas of a collection this node holds.
+    /// sled keeps at most `sled_cache_bytes` of its pages in memory (its default is 1 GB).
     pub fn open(
         dir: &Path,
+        sled_cache_bytes: u64,
         local_shards: impl Fn(&CollectionConfig) -> Vec<u32>,
     ) -> anyhow::Result<Catalog> {
         let root = dir.join("collections");
         std::fs::create_dir_all(&root)?;
         let db = sled::Config::new()
             .path(dir.join("points.sled"))
+            .cache_capacity(sled_cache_bytes)
             .flush_every_ms(Some(200))
             .open()?;
         let tombstones = match std::fs::read(root.join(TOMBSTONES)) {
@@ -115,6 +118,7 @@ impl Catalog {
             let t = String::from_utf8_lossy(&tree).into_owned();
             let owner = t
                 .strip_prefix("c/")
+                .or_else(|| t.strip_prefix("d/"))
                 .and_then(|r| r.rsplit_once('/'))
                 .map(|(c, _)| c.to_string());
             if owner.is_some_and(|c| !stored.iter().any(|(n, _)| *n == c)) {
@@ -276,10 +280,10 @@ impl Catalog {
                         collection.open_syncing(*shard)?;
                     }
                 }
-                let stored = StoredCollection {
-                    version: entry.version,
-                    config: config.clone(),
-                };
+                let mut stored = config.to_json();
+                if let Some(obj) = stored.as_object_mut() {
+                    obj.insert("version".into(), entry.version.into());
+                }
                 let bytes = serde_json::to_vec_pretty(&stored)
                     .map_err(|e| Error::Internal(e.to_string()))?;
                 fsutil::write_atomic(&dir.join(CONFIG_FILE), &bytes)?;
@@ -312,9 +316,12 @@ impl Catalog {
             Err(e) => return Err(e.into()),
         }
         for (shard, _) in c.local_shards() {
-            self.db
-                .drop_tree(tree_name(&c.name, shard))
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let records = tree_name(&c.name, shard);
+            for tree in [crate::shard::dirty_tree_name(&records), records] {
+                self.db
+                    .drop_tree(tree)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+            }
         }
         std::fs::remove_dir_all(&dir)?;
         Ok(())

@@ -220,7 +220,7 @@ fn http_series(concurrency: usize, query_batch: usize) -> String {
 /// A segment a node built, with the map from its internal ids to the bench's point ids (row
 /// numbers).
 struct NodeSegment {
-    seg: Segment,
+    seg: shoal::shard::sealed::SealedSegment,
     point: Vec<u32>,
 }
 
@@ -232,14 +232,13 @@ impl NodeSegment {
         extra: &mut serde_json::Map<String, serde_json::Value>,
     ) -> Result<NodeSegment> {
         let t = Instant::now();
-        let (seg, ids) = shoal::shard::optimizer::open_segment(dir, metric)
+        let seg = shoal::shard::sealed::SealedSegment::open(0, dir, metric)
             .with_context(|| format!("opening {}", dir.display()))?;
         extra.insert("reopen_s".into(), json!(t.elapsed().as_secs_f64()));
         extra.insert("segment".into(), json!(dir));
-        let point = ids
-            .iter()
-            .map(|(id, _)| match id {
-                shoal::shard::point::PointId::Num(n) => *n as u32,
+        let point = (0..seg.len() as u32)
+            .map(|i| match seg.point_id(i) {
+                shoal::shard::point::PointId::Num(n) => n as u32,
                 _ => u32::MAX,
             })
             .collect();
@@ -249,6 +248,7 @@ impl NodeSegment {
     /// The point ids of the `k` nearest to `q` at beam width `ef`.
     fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<u32> {
         self.seg
+            .index
             .search(q, k, ef, |_| true)
             .into_iter()
             .map(|x| self.point[x.1 as usize])
