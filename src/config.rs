@@ -87,11 +87,12 @@ pub struct Config {
     #[arg(long, env = "SHOAL_MAX_BATCH_POINTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batch_points: u64,
 
-    /// Unindexed points a shard holds before they are built into an HNSW segment.
+    /// Unindexed points a shard holds before they are built into an HNSW segment (once writes
+    /// stop for a few seconds, a tail of 256 or more is built anyway); 0 disables indexing.
     #[arg(long, env = "SHOAL_INDEXING_THRESHOLD", default_value_t = 20_000)]
     pub indexing_threshold: usize,
 
-    /// sled's page cache in MiB [default: an eighth of the memory limit (the cgroup's, else the
+    /// sled's page cache in MiB [default: a sixteenth of the memory limit (the cgroup's, else the
     /// machine's), between 16 and 256].
     #[arg(long, env = "SHOAL_SLED_CACHE_MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub sled_cache_mb: Option<u64>,

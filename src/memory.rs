@@ -9,11 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// What a build needs per point besides the vector itself (hnsw_rs's point record, neighbour
-/// lists of `Arc`s behind locks, our extraction buffers), measured in docs/storage.md.
-pub const BUILD_BYTES_PER_POINT: usize = 1_700;
-/// hnsw_rs also copies each vector, and the build starts from a copy of its own.
-pub const BUILD_VECTOR_COPIES: usize = 3;
+/// What a build needs per point besides the vectors (hnsw_rs's point record and neighbour lists
+/// of `Arc`s behind locks, our extraction buffers, the flat graph before it is written).
+/// Measured (docs/storage.md): peak RSS grows by 4.5 KB a point at 128 dimensions and 15.4 KB at
+/// 768, i.e. about 2.3 KB plus 4.3 copies of the vector; rounded up.
+pub const BUILD_BYTES_PER_POINT: usize = 2_400;
+/// Copies of each vector alive during a build: the build's input, hnsw_rs's own, the flat copy
+/// written to the file, and that file's pages as the segment is reopened.
+pub const BUILD_VECTOR_COPIES: usize = 4;
 
 /// The memory limit of this process: its cgroup's (v1 or v2), else the machine's total, else
 /// 1 GiB.
@@ -87,23 +90,44 @@ fn mem_total() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// This process's resident set (`VmRSS`), 0 where unknown.
+pub fn process_resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// Bytes one point costs while a segment of vectors of `dim` is built.
 pub fn build_bytes_per_point(dim: usize) -> usize {
     BUILD_BYTES_PER_POINT + BUILD_VECTOR_COPIES * 4 * dim
 }
 
-/// The largest segment a build may make by default: what fits in a quarter of the node's
-/// memory (the rest is for the mapped segments, sled, the tail and requests), between 10 000
-/// and 2 000 000 points.
+/// The largest segment a build may make by default: what fits in a third of the node's memory
+/// (the rest is for the mapped segments, sled, the tail and requests), between 10 000 and
+/// 2 000 000 points.
 pub fn default_max_segment_points(dim: usize) -> usize {
-    let budget = (limit_bytes() / 4) as usize;
+    let budget = (limit_bytes() / 3) as usize;
     (budget / build_bytes_per_point(dim.max(1))).clamp(10_000, 2_000_000)
 }
 
-/// sled's page cache by default: an eighth of the node's memory, between 16 MiB and 256 MiB
+/// What one tail point costs in RAM besides its vector: the point-table entry, the tail slot,
+/// a small parsed payload (docs/storage.md).
+pub const TAIL_BYTES_PER_POINT: usize = 400;
+
+/// The most points the unindexed tail holds by default: an eighth of the node's memory.
+pub fn default_max_tail_points(dim: usize) -> usize {
+    ((limit_bytes() / 8) as usize / (TAIL_BYTES_PER_POINT + 4 * dim.max(1))).max(20_000)
+}
+
+/// sled's page cache by default: a sixteenth of the node's memory, between 16 MiB and 256 MiB
 /// (sled's own default is 1 GB, all of a small pod).
 pub fn default_sled_cache_bytes() -> u64 {
-    (limit_bytes() / 8).clamp(16 << 20, 256 << 20)
+    (limit_bytes() / 16).clamp(16 << 20, 256 << 20)
 }
 
 #[cfg(test)]

@@ -434,7 +434,6 @@ pub struct CollectionInfo {
     #[schema(example = "green")]
     pub status: String,
     /// `"ok"`, or `{"error": "..."}` when the last build failed.
-    #[schema(value_type = Object)]
     pub optimizer_status: Value,
     pub indexed_vectors_count: u64,
     pub points_count: u64,

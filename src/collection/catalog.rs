@@ -327,6 +327,11 @@ impl Catalog {
         Ok(())
     }
 
+    /// Bytes of sled's files.
+    pub fn sled_size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
     /// Makes every write so far durable (shutdown, tests).
     pub fn flush(&self) -> Result<()> {
         self.db

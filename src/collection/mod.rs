@@ -135,6 +135,7 @@ impl CollectionConfig {
         let opt = &self.optimizers;
         if let Some(kb) = opt.max_segment_size_kb {
             o.max_segment_points = (kb.saturating_mul(1024) / (4 * self.size.max(1))).max(1);
+            o.max_tail_points = o.max_tail_points.max(2 * o.max_segment_points);
         }
         o.indexing_threshold = opt.indexing_threshold;
         if let Some(t) = opt.deleted_threshold {
@@ -377,6 +378,15 @@ impl Collection {
         let busy = shards.iter().any(|(_, s)| s.optimizing(node_threshold));
         let error = shards.iter().find_map(|(_, s)| s.last_error.lock().clone());
         (busy, error)
+    }
+
+    /// Resident bytes of the local replicas' structures.
+    pub fn memory(&self) -> crate::shard::MemoryReport {
+        let mut total = crate::shard::MemoryReport::default();
+        for (_, s) in self.local_shards() {
+            total += s.memory();
+        }
+        total
     }
 
     /// Live points, points inside HNSW segments, and segments, over the local replicas.

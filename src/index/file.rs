@@ -201,7 +201,6 @@ pub(crate) fn write(dir: &Path, mut header: Header, sections: &[(String, &[u8])]
             at = put(bytes)?;
         }
         put(&zeros[..(at.next_multiple_of(ALIGN) - at) as usize])?;
-        drop(put);
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()
     })();

@@ -48,7 +48,7 @@ impl<T: Copy + 'static> Slab<T> {
     pub(crate) fn mapped(map: &Arc<Mmap>, offset: usize, len: usize) -> Option<Slab<T>> {
         let bytes = len.checked_mul(std::mem::size_of::<T>())?;
         if offset.checked_add(bytes)? > map.len()
-            || (map.as_ptr() as usize + offset) % std::mem::align_of::<T>() != 0
+            || !(map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<T>())
         {
             return None;
         }

@@ -86,6 +86,9 @@ impl ShardConfig {
     }
 }
 
+/// The longest a writer waits for room in a full tail.
+const TAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The sled tree of a shard's dirty ids, next to its records tree `c/<collection>/<shard>`.
 pub fn dirty_tree_name(records_tree: &str) -> String {
     format!(
@@ -195,6 +198,9 @@ pub struct Shard {
     build_lock: Mutex<()>,
     /// Whether a build of this shard is running (collection status `yellow`).
     building: AtomicBool,
+    /// Whether the optimizer indexes this shard (its threshold is not 0): writers then wait
+    /// for room in the tail.
+    indexing: AtomicBool,
     /// When the last change was applied (the optimizer indexes a small tail once writes stop).
     last_write: Mutex<Instant>,
     /// The last build error, cleared by the next success (collection `optimizer_status`).
@@ -229,6 +235,7 @@ impl Shard {
             write_lock: Mutex::new(()),
             build_lock: Mutex::new(()),
             building: AtomicBool::new(false),
+            indexing: AtomicBool::new(false),
             last_write: Mutex::new(Instant::now()),
             last_error: Mutex::new(None),
             built_points: AtomicU64::new(0),
@@ -319,13 +326,12 @@ impl Shard {
             }
             None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
         };
-        let payload: Payload = serde_json::from_str(&body.payload_json).unwrap_or_default();
         state.points.insert(
             id,
             Entry {
                 version: record.version,
                 vector_version: record.vector_version,
-                payload: Arc::new(payload),
+                payload: body.payload_json.into_boxed_str(),
                 location,
             },
         );
@@ -366,6 +372,31 @@ impl Shard {
         self.len() == 0
     }
 
+    /// Resident bytes of this shard's structures (see [`MemoryReport`]).
+    pub fn memory(&self) -> MemoryReport {
+        let s = self.state.read();
+        let mut r = MemoryReport::default();
+        for seg in &s.segments {
+            let m = seg.index.memory();
+            r.vectors += m.vectors.1;
+            r.graph += m.graph.1;
+            r.codes += m.codes.1;
+            let (ids, payloads) = seg.table_memory();
+            r.point_table += ids.1 + 2 * seg.len().div_ceil(8);
+            r.payloads += payloads.1;
+        }
+        r.vectors += s.tail.vectors.capacity() * 4;
+        r.point_table += s.tail.ids.capacity() * 33
+            + s.points.len() * TABLE_ENTRY_BYTES
+            + s.deleted_dirty.len() * 40;
+        r.payloads += s
+            .points
+            .iter()
+            .map(|(_, e)| PAYLOAD_OVERHEAD + e.payload.len())
+            .sum::<usize>();
+        r
+    }
+
     /// (live points, points inside HNSW segments, segment count)
     pub fn stats(&self) -> (usize, usize, usize) {
         let s = self.state.read();
@@ -375,6 +406,7 @@ impl Shard {
     /// Applies versioned changes: each one wins only over an older version of its point. Within one
     /// call a later change to the same id replaces an earlier one. Returns how many took effect.
     pub fn commit(&self, changes: Vec<Change>, durable: bool) -> Result<usize, ShardError> {
+        self.wait_for_tail_room();
         let _writer = self.write_lock.lock();
         let mut latest: BTreeMap<PointId, Change> = BTreeMap::new();
         for c in changes {
@@ -419,6 +451,21 @@ impl Shard {
         Ok(n)
     }
 
+    /// Backpressure: while the unindexed tail (held in RAM) is at its bound and the optimizer is
+    /// indexing, a writer waits for builds to catch up — up to [`TAIL_WAIT`], then it proceeds
+    /// anyway. A bulk load thus runs at the speed of indexing instead of filling the pod's memory
+    /// with a tail that would take minutes to index after it.
+    fn wait_for_tail_room(&self) {
+        let limit = self.config.optimizer.max_tail_points;
+        let started = Instant::now();
+        while self.indexing.load(std::sync::atomic::Ordering::Relaxed)
+            && self.state.read().tail.live_count >= limit
+            && started.elapsed() < TAIL_WAIT
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     fn stored_version(&self, id: &PointId) -> Result<Option<u64>, ShardError> {
         Ok(match self.tree.get(id.to_key())? {
             Some(bytes) => Some(Record::decode(&bytes).map_err(ShardError::Invalid)?.version),
@@ -460,15 +507,13 @@ impl Shard {
             None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
         };
         state.deleted_dirty.remove(&id);
-        let payload = payload.unwrap_or_else(|| {
-            Arc::new(serde_json::from_str(&body.payload_json).unwrap_or_default())
-        });
+        drop(payload);
         state.points.insert(
             id,
             Entry {
                 version: record.version,
                 vector_version: record.vector_version,
-                payload,
+                payload: body.payload_json.into_boxed_str(),
                 location,
             },
         );
@@ -611,10 +656,37 @@ impl Shard {
     }
 }
 
+/// Resident bytes by component. Mapped parts count the pages in core (`mincore`); heap parts
+/// are estimated from their sizes (docs/storage.md has the per-entry figures).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryReport {
+    pub vectors: usize,
+    pub codes: usize,
+    pub graph: usize,
+    pub point_table: usize,
+    pub payloads: usize,
+}
+
+impl std::ops::AddAssign for MemoryReport {
+    fn add_assign(&mut self, o: MemoryReport) {
+        self.vectors += o.vectors;
+        self.codes += o.codes;
+        self.graph += o.graph;
+        self.point_table += o.point_table;
+        self.payloads += o.payloads;
+    }
+}
+
+/// A point-table entry of the tail or an overlay: the hash map slot (id 24 B, entry 56 B, control
+/// byte, load factor) and the ordered set's share (measured, docs/storage.md).
+const TABLE_ENTRY_BYTES: usize = 150;
+/// A payload's text allocation beyond its length.
+const PAYLOAD_OVERHEAD: usize = 16;
+
 /// Whether a live point passes a filter (a sealed payload is parsed from its file for it).
 pub(crate) fn matches_found(filter: &Filter, id: &PointId, found: Found<'_>) -> bool {
     match found {
-        Found::Table(e) => filter.matches(id, &e.payload),
+        Found::Table(e) => filter.matches(id, &e.parsed_payload()),
         Found::Sealed(seg, i) => filter.matches(id, &seg.payload(i)),
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! # Policy (checked every half second per shard, first match wins)
 //! 1. **Tail**: once the tail holds `indexing_threshold` points — or, after [`QUIET`] without
-//!    writes, at least [`QUIET_MIN_TAIL`] — it is built into a segment of at most
+//!    writes, at least [`QUIET_MIN_TAIL`] (a threshold of 0 disables indexing, as in Qdrant) —
+//!    it is built into a segment of at most
 //!    `max_segment_points`, absorbing the segments no larger than [`TIER_FACTOR`] times it
 //!    (size-tiered: a point is rebuilt only when enough new points join it, and a build never
 //!    exceeds the maximum, so a tail never rebuilds the whole shard).
@@ -65,6 +66,8 @@ pub struct OptimizerConfig {
     pub indexing_threshold: Option<usize>,
     /// The most points one segment may hold.
     pub max_segment_points: usize,
+    /// The most points the (in-RAM) tail holds before writers wait for builds.
+    pub max_tail_points: usize,
     pub deleted_threshold: f64,
     pub vacuum_min_vector_number: usize,
 }
@@ -73,9 +76,12 @@ impl OptimizerConfig {
     /// Defaults for vectors of `dim` on this node: Qdrant's vacuum settings, and the largest
     /// segment a build can make within a quarter of the node's memory.
     pub fn for_dim(dim: usize) -> OptimizerConfig {
+        let max_segment_points = crate::memory::default_max_segment_points(dim);
         OptimizerConfig {
             indexing_threshold: None,
-            max_segment_points: crate::memory::default_max_segment_points(dim),
+            max_segment_points,
+            max_tail_points: crate::memory::default_max_tail_points(dim)
+                .max(2 * max_segment_points),
             deleted_threshold: 0.2,
             vacuum_min_vector_number: 1000,
         }
@@ -242,13 +248,13 @@ struct Job {
 }
 
 impl Shard {
-    /// The indexing threshold in force: the collection's, else the node's.
+    /// The indexing threshold in force: the collection's, else the node's; 0 disables
+    /// indexing (Qdrant's meaning).
     fn threshold(&self, node_threshold: usize) -> usize {
         self.config
             .optimizer
             .indexing_threshold
             .unwrap_or(node_threshold)
-            .max(1)
     }
 
     /// Whether the shard has optimization work due or running (collection status `yellow`).
@@ -264,7 +270,8 @@ impl Shard {
         let max = self.config.optimizer.max_segment_points.max(1);
         let tail = state.tail.live_count;
         let quiet = quiet_now || self.last_write.lock().elapsed() >= QUIET;
-        if tail >= threshold || (quiet && tail >= QUIET_MIN_TAIL.min(threshold)) {
+        let due = tail >= threshold || (quiet && tail >= QUIET_MIN_TAIL.min(threshold));
+        if threshold > 0 && tail > 0 && due {
             let tail_slots: Vec<u32> = (0..state.tail.ids.len() as u32)
                 .filter(|&s| state.tail.live[s as usize])
                 .take(max)
@@ -393,7 +400,7 @@ impl Shard {
                     id,
                     vector_version: vv,
                     version: e.version,
-                    payload_json: serde_json::to_vec(&*e.payload).unwrap_or_default(),
+                    payload_json: e.payload.as_bytes().to_vec(),
                 },
                 state.tail.vector(slot, dim),
             ));
@@ -405,10 +412,7 @@ impl Shard {
                 }
                 let id = seg.point_id(i);
                 let (version, payload_json) = match state.points.get(&id) {
-                    Some(e) if seg.overlaid.get(i) => (
-                        e.version,
-                        serde_json::to_vec(&*e.payload).unwrap_or_default(),
-                    ),
+                    Some(e) if seg.overlaid.get(i) => (e.version, e.payload.as_bytes().to_vec()),
                     _ => (seg.sealed_version(i), seg.payload_json(i).to_vec()),
                 };
                 picked.push((

@@ -84,7 +84,7 @@ impl Shard {
                 }
                 if let Some(f) = spec.filter {
                     match state.points.get(id) {
-                        Some(e) if f.matches(id, &e.payload) => {}
+                        Some(e) if f.matches(id, &e.parsed_payload()) => {}
                         _ => continue,
                     }
                 }

@@ -310,9 +310,11 @@ fn records_since_pages_through_changes_including_tombstones() {
     assert_eq!(seen, expected);
 }
 
-/// Everything a reader can see of a shard: every point in id order with version, payload and
-/// vector, plus the counts.
-fn snapshot(shard: &Shard) -> (Vec<(PointId, u64, String, Vec<f32>)>, (usize, usize, usize)) {
+/// Every point in id order with version, payload and vector, plus the counts.
+type Snapshot = (Vec<(PointId, u64, String, Vec<f32>)>, (usize, usize, usize));
+
+/// Everything a reader can see of a shard.
+fn snapshot(shard: &Shard) -> Snapshot {
     let points = shard
         .scroll(None, usize::MAX, None, true)
         .into_iter()
@@ -333,7 +335,7 @@ fn reopen_replays_only_dirty_ids_and_matches_the_state_before() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("db");
-    let reopen = |expected: &(Vec<(PointId, u64, String, Vec<f32>)>, (usize, usize, usize))| {
+    let reopen = |expected: &Snapshot| {
         let db = sled::open(&db_path).unwrap();
         let shard = open(&db, dir.path());
         assert_eq!(&snapshot(&shard), expected);

@@ -160,6 +160,15 @@ struct Args {
     expect_points: Option<usize>,
     #[arg(long, default_value_t = 1200)]
     index_timeout_s: u64,
+    /// Upload two small payload fields with every point.
+    #[arg(long)]
+    payloads: bool,
+    /// JSON merged into the create-collection body, e.g. '{"quantization_config": …}'.
+    #[arg(long)]
+    create_extra: Option<String>,
+    /// Wait for status green (every build done) as well as the indexed fraction.
+    #[arg(long)]
+    until_green: bool,
 }
 
 /// The "1 thread" figure at one `ef`: every query in turn on this thread, after `warmup`.
@@ -528,7 +537,9 @@ fn main() -> Result<()> {
         mode = "http";
         label = label_or("shoal");
         let maxc = a.concurrency.iter().copied().max().unwrap_or(1);
-        let target = http::Target::new(a.url.clone(), a.collection.clone(), maxc)?;
+        let mut target = http::Target::new(a.url.clone(), a.collection.clone(), maxc)?;
+        target.payloads = a.payloads;
+        target.until_green = a.until_green;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -542,6 +553,13 @@ fn main() -> Result<()> {
                 }
                 if let Some(r) = a.replication_factor {
                     body["replication_factor"] = json!(r);
+                }
+                if let Some(extra) = &a.create_extra {
+                    let extra: serde_json::Value =
+                        serde_json::from_str(extra).context("--create-extra is not JSON")?;
+                    for (k, v) in extra.as_object().into_iter().flatten() {
+                        body[k] = v.clone();
+                    }
                 }
                 target.create(body).await?;
                 let up = target.upload(&base, a.batch).await?;
