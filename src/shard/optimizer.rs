@@ -341,6 +341,7 @@ impl Shard {
             return Ok(None);
         };
         let threshold = self.threshold(indexing_threshold);
+        self.indexing.store(threshold > 0, Ordering::Relaxed);
         if self
             .plan_build(&self.state.read(), threshold, false)
             .is_none()
