@@ -75,6 +75,15 @@ impl Drop for Cgroup {
     }
 }
 
+fn scrape(node: &Node) -> String {
+    node.http
+        .get(node.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text")
+}
+
 fn info(node: &Node) -> Value {
     node.ok("GET", "/collections/c", None)
 }
@@ -115,13 +124,7 @@ fn node_in_a_memory_cgroup_ingests_indexes_survives_kill_9_and_answers_exactly()
     node.cgroup = Some(cgroup.dir.clone());
     node.spawn();
     // The node sized itself from the cgroup's limit.
-    let metrics = node
-        .http
-        .get(node.url("/metrics"))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let metrics = scrape(&node);
     assert!(
         metrics.contains(&format!("shoal_memory_limit_bytes {LIMIT}")),
         "the node did not read its cgroup limit"
@@ -164,13 +167,7 @@ fn node_in_a_memory_cgroup_ingests_indexes_survives_kill_9_and_answers_exactly()
         assert!(Instant::now() < deadline, "never fully indexed: {i}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let resident = node
-        .http
-        .get(node.url("/metrics"))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let resident = scrape(&node);
     for component in ["vectors", "graph", "point_table", "payloads", "sled_cache"] {
         assert!(
             resident.contains(&format!(

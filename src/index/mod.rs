@@ -221,16 +221,7 @@ impl Segment {
         params: HnswParams,
         dir: &Path,
     ) -> Result<Segment> {
-        Self::build_full(
-            vectors,
-            dim,
-            metric,
-            params,
-            None,
-            Attachments::default(),
-            dir,
-            BuildOptions::default(),
-        )
+        Self::build_with_options(vectors, dim, metric, params, dir, BuildOptions::default())
     }
 
     #[doc(hidden)]

@@ -240,7 +240,8 @@ impl Shard {
             last_error: Mutex::new(None),
             built_points: AtomicU64::new(0),
         };
-        let loaded = optimizer::load_segments(&shard.dir, shard.config.metric)?;
+        let codes_in_ram = shard.config.int8.is_some_and(|q| q.always_ram);
+        let loaded = optimizer::load_segments(&shard.dir, shard.config.metric, codes_in_ram)?;
         let state = match loaded {
             optimizer::Loaded::Current {
                 segments,

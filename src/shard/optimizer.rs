@@ -119,7 +119,7 @@ pub struct BuildReport {
 }
 
 /// Maps the segments named by the manifest; removes leftovers of interrupted builds.
-pub fn load_segments(dir: &Path, metric: Metric) -> anyhow::Result<Loaded> {
+pub fn load_segments(dir: &Path, metric: Metric, codes_in_ram: bool) -> anyhow::Result<Loaded> {
     let manifest: Manifest = match std::fs::read(dir.join(MANIFEST)) {
         Ok(bytes) => serde_json::from_slice(&bytes)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Fresh),
@@ -140,7 +140,7 @@ pub fn load_segments(dir: &Path, metric: Metric) -> anyhow::Result<Loaded> {
             return Ok(Loaded::Rebuild);
         }
         let started = Instant::now();
-        match SealedSegment::open(id, &seg_dir, metric) {
+        match SealedSegment::open(id, &seg_dir, metric, codes_in_ram) {
             Ok(seg) => {
                 let seconds = started.elapsed().as_secs_f64();
                 metrics::histogram!("shoal_segment_reopen_seconds").record(seconds);

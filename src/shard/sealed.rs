@@ -112,16 +112,20 @@ impl SealedSegment {
             dir,
             Default::default(),
         )?;
-        Self::wrap(id, index)
+        Self::wrap(id, index, int8.is_some_and(|q| q.always_ram))
     }
 
     /// Opens a segment directory written by [`SealedSegment::build`]. Every entry starts live;
-    /// the shard then settles which are.
-    pub fn open(id: u64, dir: &Path, metric: Metric) -> Result<SealedSegment> {
-        Self::wrap(id, Segment::open(dir, metric)?)
+    /// the shard then settles which are. `codes_in_ram`: copy int8 codes into the heap
+    /// (Qdrant's `always_ram`).
+    pub fn open(id: u64, dir: &Path, metric: Metric, codes_in_ram: bool) -> Result<SealedSegment> {
+        Self::wrap(id, Segment::open(dir, metric)?, codes_in_ram)
     }
 
-    fn wrap(id: u64, index: Segment) -> Result<SealedSegment> {
+    fn wrap(id: u64, mut index: Segment, codes_in_ram: bool) -> Result<SealedSegment> {
+        if codes_in_ram {
+            index.keep_codes_in_ram();
+        }
         let n = index.len();
         let numeric = index
             .header()

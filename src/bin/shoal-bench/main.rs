@@ -241,7 +241,7 @@ impl NodeSegment {
         extra: &mut serde_json::Map<String, serde_json::Value>,
     ) -> Result<NodeSegment> {
         let t = Instant::now();
-        let seg = shoal::shard::sealed::SealedSegment::open(0, dir, metric)
+        let seg = shoal::shard::sealed::SealedSegment::open(0, dir, metric, false)
             .with_context(|| format!("opening {}", dir.display()))?;
         extra.insert("reopen_s".into(), json!(t.elapsed().as_secs_f64()));
         extra.insert("segment".into(), json!(dir));
