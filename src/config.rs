@@ -92,7 +92,7 @@ pub struct Config {
     #[arg(long, env = "SHOAL_INDEXING_THRESHOLD", default_value_t = 20_000)]
     pub indexing_threshold: usize,
 
-    /// sled's page cache in MiB [default: a sixteenth of the memory limit (the cgroup's, else the
+    /// sled's page cache in MiB [default: a thirty-second of the memory limit (the cgroup's, else the
     /// machine's), between 16 and 256].
     #[arg(long, env = "SHOAL_SLED_CACHE_MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub sled_cache_mb: Option<u64>,

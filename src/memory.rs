@@ -107,11 +107,11 @@ pub fn build_bytes_per_point(dim: usize) -> usize {
     BUILD_BYTES_PER_POINT + BUILD_VECTOR_COPIES * 4 * dim
 }
 
-/// The largest segment a build may make by default: what fits in a third of the node's memory
-/// (the rest is for the mapped segments, sled, the tail and requests), between 10 000 and
-/// 2 000 000 points.
+/// The largest segment a build may make by default: what fits in a quarter of the node's
+/// memory (the rest is for the mapped segments, sled, the tail and requests), between 10 000
+/// and 2 000 000 points.
 pub fn default_max_segment_points(dim: usize) -> usize {
-    let budget = (limit_bytes() / 3) as usize;
+    let budget = (limit_bytes() / 4) as usize;
     (budget / build_bytes_per_point(dim.max(1))).clamp(10_000, 2_000_000)
 }
 
@@ -119,15 +119,16 @@ pub fn default_max_segment_points(dim: usize) -> usize {
 /// a small parsed payload (docs/storage.md).
 pub const TAIL_BYTES_PER_POINT: usize = 400;
 
-/// The most points the unindexed tail holds by default: an eighth of the node's memory.
+/// The most points the unindexed tail holds by default: a tenth of the node's memory.
 pub fn default_max_tail_points(dim: usize) -> usize {
-    ((limit_bytes() / 8) as usize / (TAIL_BYTES_PER_POINT + 4 * dim.max(1))).max(20_000)
+    ((limit_bytes() / 10) as usize / (TAIL_BYTES_PER_POINT + 4 * dim.max(1))).max(20_000)
 }
 
-/// sled's page cache by default: a sixteenth of the node's memory, between 16 MiB and 256 MiB
-/// (sled's own default is 1 GB, all of a small pod).
+/// sled's page cache by default: a thirty-second of the node's memory, between 16 MiB and
+/// 256 MiB (sled's own default is 1 GB, all of a small pod; and sled's memory beyond its cache
+/// grows with the write rate).
 pub fn default_sled_cache_bytes() -> u64 {
-    (limit_bytes() / 16).clamp(16 << 20, 256 << 20)
+    (limit_bytes() / 32).clamp(16 << 20, 256 << 20)
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ impl CollectionConfig {
         let opt = &self.optimizers;
         if let Some(kb) = opt.max_segment_size_kb {
             o.max_segment_points = (kb.saturating_mul(1024) / (4 * self.size.max(1))).max(1);
-            o.max_tail_points = o.max_tail_points.max(2 * o.max_segment_points);
+            o.max_tail_points = o.max_tail_points.max(o.max_segment_points);
         }
         o.indexing_threshold = opt.indexing_threshold;
         if let Some(t) = opt.deleted_threshold {

@@ -86,8 +86,9 @@ impl ShardConfig {
     }
 }
 
-/// The longest a writer waits for room in a full tail.
-const TAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest a writer waits for room in a full tail: under the default request timeout (60 s),
+/// so a slow build makes upserts slow rather than failed.
+const TAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(50);
 
 /// The sled tree of a shard's dirty ids, next to its records tree `c/<collection>/<shard>`.
 pub fn dirty_tree_name(records_tree: &str) -> String {
@@ -454,7 +455,7 @@ impl Shard {
 
     /// Backpressure: while the unindexed tail (held in RAM) is at its bound and the optimizer is
     /// indexing, a writer waits for builds to catch up — up to [`TAIL_WAIT`], then it proceeds
-    /// anyway. A bulk load thus runs at the speed of indexing instead of filling the pod's memory
+    /// anyway (a build that slow means a starved machine, and refusing the write would not help). A bulk load thus runs at the speed of indexing instead of filling the pod's memory
     /// with a tail that would take minutes to index after it.
     fn wait_for_tail_room(&self) {
         let limit = self.config.optimizer.max_tail_points;

@@ -80,8 +80,7 @@ impl OptimizerConfig {
         OptimizerConfig {
             indexing_threshold: None,
             max_segment_points,
-            max_tail_points: crate::memory::default_max_tail_points(dim)
-                .max(2 * max_segment_points),
+            max_tail_points: crate::memory::default_max_tail_points(dim).max(max_segment_points),
             deleted_threshold: 0.2,
             vacuum_min_vector_number: 1000,
         }
