@@ -319,9 +319,11 @@ fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
     let (optimizing, error) = c.optimizer_state(indexing_threshold);
     let dim_bytes = 4 * cfg.size.max(1);
     let threshold_points = optimizer.indexing_threshold.unwrap_or(indexing_threshold);
-    let quantization = cfg.quantization.map(
-        |q| json!({"scalar": {"type": "int8", "quantile": q.quantile, "always_ram": q.always_ram}}),
-    );
+    let quantization = cfg.quantization.map(|q| {
+        // Kept as f32: its shortest decimal form is what the client sent (0.99, not 0.99000001).
+        let quantile: f64 = q.quantile.to_string().parse().unwrap_or(q.quantile as f64);
+        json!({"scalar": {"type": "int8", "quantile": quantile, "always_ram": q.always_ram}})
+    });
     CollectionInfo {
         status: if optimizing { "yellow" } else { "green" }.into(),
         optimizer_status: match error {
