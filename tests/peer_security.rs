@@ -47,6 +47,8 @@ fn config(size: usize, shard_number: u32) -> CollectionConfig {
         on_disk_payload: true,
         quantization: None,
         optimizers: Default::default(),
+        payload_schema: Default::default(),
+        incarnation: 0,
     }
 }
 

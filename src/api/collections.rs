@@ -176,6 +176,8 @@ fn collection_config(req: CreateCollection, node: &AppState) -> Result<Collectio
         on_disk_payload: req.on_disk_payload.unwrap_or(true),
         quantization,
         optimizers,
+        payload_schema: Default::default(),
+        incarnation: 0,
     };
     validate_config(&config)?;
     Ok(config)

@@ -190,6 +190,7 @@ fn memory_gauges(node: &AppState) -> Vec<(&'static str, u64)> {
         ("graph", total.graph as u64),
         ("point_table", total.point_table as u64),
         ("payloads", total.payloads as u64),
+        ("payload_index", total.payload_index as u64),
         ("sled_cache", sled),
         ("process", crate::memory::process_resident_bytes()),
     ]

@@ -119,6 +119,8 @@ mod tests {
             on_disk_payload: true,
             quantization: None,
             optimizers: Default::default(),
+            payload_schema: Default::default(),
+            incarnation: 0,
         };
         let c = Collection::new(
             "c".into(),

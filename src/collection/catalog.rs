@@ -26,6 +26,7 @@ use super::{tree_name, Collection, CollectionConfig};
 use crate::cluster::protocol::CatalogEntry;
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::shard::payload_index::FieldSchema;
 use crate::shard::version::VersionClock;
 use crate::store::Store;
 use parking_lot::{Mutex, RwLock};
@@ -118,11 +119,19 @@ pub fn validate_config(c: &CollectionConfig) -> Result<()> {
             ));
         }
     }
+    for (key, field) in &c.payload_schema {
+        if key.is_empty() {
+            return bad("a payload index needs a field name".into());
+        }
+        field.check().map_err(Error::BadRequest)?;
+    }
     let o = &c.optimizers;
     if o.max_segment_size_kb == Some(0) {
         return bad("optimizers_config.max_segment_size must be positive (KB)".into());
     }
-    if o.deleted_threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+    if o.deleted_threshold
+        .is_some_and(|t| !(0.0..=1.0).contains(&t))
+    {
         return bad(format!(
             "optimizers_config.deleted_threshold must be between 0 and 1, got {:?}",
             o.deleted_threshold
@@ -141,6 +150,16 @@ pub fn check_entry(entry: &CatalogEntry) -> Result<()> {
     }
     VersionClock::check_from_peer(entry.version)
         .map_err(|e| Error::BadRequest(format!("collection {:?}: {e}", entry.name)))
+}
+
+/// Writes `config.json` (atomically: the commit point of a create or a change).
+fn save_config(dir: &Path, config: &CollectionConfig, version: u64) -> Result<()> {
+    let mut stored = config.to_json();
+    if let Some(obj) = stored.as_object_mut() {
+        obj.insert("version".into(), version.into());
+    }
+    let bytes = serde_json::to_vec_pretty(&stored).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(fsutil::write_atomic(&dir.join(CONFIG_FILE), &bytes)?)
 }
 
 /// Reads the tombstones, moving them out of `collections/` where data dirs written before the
@@ -243,7 +262,12 @@ impl Catalog {
         for (name, s) in stored {
             let started = std::time::Instant::now();
             catalog.clock.observe(s.version);
-            let collection = catalog.instantiate(&name, s.config, s.version);
+            let mut config = s.config;
+            if config.incarnation == 0 {
+                // Written before configurations could change in place: its create is its version.
+                config.incarnation = s.version;
+            }
+            let collection = catalog.instantiate(&name, config, s.version);
             for shard in local_shards(&collection.config) {
                 collection.open_shard(shard)?;
             }
@@ -337,12 +361,41 @@ impl Catalog {
                 "Collection `{name}` already exists!"
             )));
         }
+        let version = self.clock.next();
+        let entry = CatalogEntry {
+            name: name.to_string(),
+            version,
+            config: Some(CollectionConfig {
+                incarnation: version,
+                ..config
+            }),
+        };
+        self.apply_locked(&entry, local_shards, true)?;
+        Ok(entry)
+    }
+
+    /// Changes an existing collection's configuration (the payload index routes; Qdrant's
+    /// `PATCH /collections/{c}` later): `change` edits a copy, which is checked like a create's
+    /// and becomes a newer catalog entry of the same incarnation. Peers apply it like a create
+    /// (last writer wins by version), in place: the data stays, open replicas follow it.
+    /// Returns the entry to broadcast.
+    pub fn update_config(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut CollectionConfig) -> Result<()>,
+    ) -> Result<CatalogEntry> {
+        let _ddl = self.ddl.lock();
+        let current = self.get(name)?;
+        let mut config = current.config.clone();
+        change(&mut config)?;
+        config.incarnation = current.config.incarnation;
+        validate_config(&config)?;
         let entry = CatalogEntry {
             name: name.to_string(),
             version: self.clock.next(),
             config: Some(config),
         };
-        self.apply_locked(&entry, local_shards, true)?;
+        self.apply_locked(&entry, &[], false)?;
         Ok(entry)
     }
 
@@ -376,8 +429,39 @@ impl Catalog {
         Ok(true)
     }
 
+    /// Qdrant's `PUT /collections/{c}/index`: indexes `field` with `field_schema` (a type
+    /// name or `{"type": …, params}`) on every replica. Returns the entry to broadcast.
+    pub fn create_payload_index(
+        &self,
+        collection: &str,
+        field: &str,
+        field_schema: &serde_json::Value,
+    ) -> Result<CatalogEntry> {
+        let schema = FieldSchema::parse(field_schema).map_err(Error::BadRequest)?;
+        self.update_config(collection, |c| {
+            c.payload_schema.insert(field.to_string(), schema);
+            Ok(())
+        })
+    }
+
+    /// Qdrant's `DELETE /collections/{c}/index/{field}` (a field without an index is no error).
+    pub fn delete_payload_index(&self, collection: &str, field: &str) -> Result<CatalogEntry> {
+        self.update_config(collection, |c| {
+            c.payload_schema.remove(field);
+            Ok(())
+        })
+    }
+
     fn apply_locked(&self, entry: &CatalogEntry, local_shards: &[u32], fresh: bool) -> Result<()> {
         let name = entry.name.as_str();
+        if let Some(config) = &entry.config {
+            let current = self.collections.read().get(name).cloned();
+            if let Some(current) = current
+                .filter(|c| config.incarnation != 0 && c.config.incarnation == config.incarnation)
+            {
+                return self.reconfigure(&current, config, entry.version);
+            }
+        }
         if let Some(old) = self.collections.write().remove(name) {
             self.remove_files(&old)?;
         }
@@ -399,13 +483,7 @@ impl Catalog {
                         collection.open_syncing(*shard)?;
                     }
                 }
-                let mut stored = config.to_json();
-                if let Some(obj) = stored.as_object_mut() {
-                    obj.insert("version".into(), entry.version.into());
-                }
-                let bytes = serde_json::to_vec_pretty(&stored)
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                fsutil::write_atomic(&dir.join(CONFIG_FILE), &bytes)?;
+                save_config(&dir, config, entry.version)?;
                 let mut t = self.tombstones.write();
                 if t.remove(name).is_some() {
                     self.save_tombstones(&t)?;
@@ -416,6 +494,23 @@ impl Catalog {
                 tracing::info!(collection = %name, ?config, "collection created");
             }
         }
+        Ok(())
+    }
+
+    /// A newer configuration of the same collection, applied in place.
+    fn reconfigure(
+        &self,
+        current: &Collection,
+        config: &CollectionConfig,
+        version: u64,
+    ) -> Result<()> {
+        let name = current.name.clone();
+        save_config(&self.collection_dir(&name), config, version)?;
+        let next = current.reconfigured(config.clone(), version);
+        self.collections
+            .write()
+            .insert(name.clone(), Arc::new(next));
+        tracing::info!(collection = %name, version, ?config, "collection configuration changed");
         Ok(())
     }
 
@@ -480,7 +575,80 @@ mod tests {
             on_disk_payload: true,
             quantization: None,
             optimizers: Default::default(),
+            payload_schema: Default::default(),
+            incarnation: 0,
         }
+    }
+
+    #[test]
+    fn config_updates_apply_in_place_replicate_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let peer_dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let peer = Catalog::open(peer_dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let created = catalog.create("c", config(), &[0]).unwrap();
+        assert!(peer.apply(&created, &[0], true).unwrap());
+        let shard = catalog.get("c").unwrap().open_shard(0).unwrap();
+        let point = crate::shard::Change::upsert(
+            crate::shard::point::PointId::Num(1),
+            catalog.clock().next(),
+            vec![1.0, 0.0],
+            serde_json::json!({"k": "a"}).as_object().cloned().unwrap(),
+        );
+        shard.commit(vec![point], true).unwrap();
+
+        let update = catalog
+            .create_payload_index("c", "k", &serde_json::json!("keyword"))
+            .unwrap();
+        assert!(update.version > created.version);
+        let c = catalog.get("c").unwrap();
+        assert_eq!(c.version, update.version);
+        assert_eq!(c.stats().0, 1, "the data stays");
+        assert_eq!(c.payload_index_info()["k"].1, 1);
+        assert!(
+            Arc::ptr_eq(&c.local_shard(0).unwrap(), &shard),
+            "the replica stays open"
+        );
+        assert_eq!(shard.payload_schema().len(), 1);
+        assert!(catalog
+            .create_payload_index("c", "k", &serde_json::json!("geo"))
+            .is_err());
+        assert!(catalog
+            .create_payload_index("nope", "k", &serde_json::json!("keyword"))
+            .is_err());
+
+        // A peer applies it in place; an older update (or a replay) changes nothing.
+        assert!(peer.apply(&update, &[0], false).unwrap());
+        assert!(!peer.apply(&update, &[0], false).unwrap());
+        assert_eq!(peer.get("c").unwrap().config.payload_schema.len(), 1);
+        let removed = catalog.delete_payload_index("c", "k").unwrap();
+        assert!(shard.payload_schema().is_empty());
+        assert!(peer.apply(&removed, &[0], false).unwrap());
+        assert!(
+            !peer.apply(&update, &[0], false).unwrap(),
+            "last writer wins"
+        );
+        assert!(peer.get("c").unwrap().config.payload_schema.is_empty());
+
+        // Persisted: a reopen has the schema of the last update.
+        let again = catalog
+            .create_payload_index(
+                "c",
+                "n",
+                &serde_json::json!({"type": "integer", "range": false}),
+            )
+            .unwrap();
+        catalog.flush().unwrap();
+        drop((c, shard, catalog));
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let c = catalog.get("c").unwrap();
+        assert_eq!(c.version, again.version);
+        assert_eq!(c.config.incarnation, created.version);
+        assert_eq!(c.open_shard(0).unwrap().payload_schema().len(), 1);
+        // A re-create (a new incarnation) still replaces the collection.
+        catalog.delete("c").unwrap();
+        catalog.create("c", config(), &[0]).unwrap();
+        assert_eq!(catalog.get("c").unwrap().stats().0, 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::index::{HnswParams, Metric, ScalarInt8};
 use crate::shard::filter::Filter;
 use crate::shard::optimizer::OptimizerConfig;
+use crate::shard::payload_index::{FieldSchema, PayloadSchema};
 use crate::shard::point::{Payload, PointId};
 use crate::shard::version::VersionClock;
 use crate::shard::{PointView, Shard, ShardConfig};
@@ -51,6 +52,12 @@ pub struct CollectionConfig {
     pub quantization: Option<ScalarInt8>,
     /// Qdrant's `optimizers_config`: what the collection sets (unset fields take the node's).
     pub optimizers: OptimizersConfig,
+    /// Payload indexes (Qdrant's `PUT /collections/{c}/index`), built on every replica.
+    pub payload_schema: PayloadSchema,
+    /// The version of the create this configuration descends from. A catalog entry with a
+    /// newer version and the same incarnation changes the collection in place (see
+    /// `Catalog::update_config`); any other replaces it. 0: not known (an older peer's entry).
+    pub incarnation: u64,
 }
 
 /// The `optimizers_config` fields shoal honours; `None` is the node's default.
@@ -81,6 +88,14 @@ struct ConfigFields {
     quantization: Option<ScalarInt8>,
     #[serde(default)]
     optimizers: OptimizersConfig,
+    #[serde(default, skip_serializing_if = "PayloadSchema::is_empty")]
+    payload_schema: PayloadSchema,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    incarnation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl From<ConfigFields> for CollectionConfig {
@@ -95,6 +110,8 @@ impl From<ConfigFields> for CollectionConfig {
             on_disk_payload: f.on_disk_payload,
             quantization: f.quantization,
             optimizers: f.optimizers,
+            payload_schema: f.payload_schema,
+            incarnation: f.incarnation,
         }
     }
 }
@@ -111,6 +128,8 @@ impl From<CollectionConfig> for ConfigFields {
             on_disk_payload: c.on_disk_payload,
             quantization: c.quantization,
             optimizers: c.optimizers,
+            payload_schema: c.payload_schema,
+            incarnation: c.incarnation,
         }
     }
 }
@@ -213,11 +232,12 @@ pub struct Collection {
     dir: PathBuf,
     store: Store,
     clock: Arc<VersionClock>,
-    local: RwLock<BTreeMap<u32, Arc<Shard>>>,
+    /// Shared with the collection's next configuration ([`Collection::reconfigured`]).
+    local: Arc<RwLock<BTreeMap<u32, Arc<Shard>>>>,
     /// Local replicas still copying their data from peers: they take writes but serve no reads
     /// while a complete replica is reachable. Marked on disk by a `SYNCING` file so a restart
     /// resumes the copy.
-    syncing: RwLock<BTreeSet<u32>>,
+    syncing: Arc<RwLock<BTreeSet<u32>>>,
 }
 
 /// Marker file of a replica still copying from its peers.
@@ -243,9 +263,46 @@ impl Collection {
             dir,
             store,
             clock,
-            local: RwLock::new(BTreeMap::new()),
-            syncing: RwLock::new(BTreeSet::new()),
+            local: Default::default(),
+            syncing: Default::default(),
         }
+    }
+
+    /// The same collection under a newer configuration of the same incarnation: it shares
+    /// the open replicas, and applies what they can change while open (the payload indexes).
+    pub(crate) fn reconfigured(&self, config: CollectionConfig, version: u64) -> Collection {
+        let next = Collection {
+            name: self.name.clone(),
+            config,
+            version,
+            dir: self.dir.clone(),
+            store: self.store.clone(),
+            clock: Arc::clone(&self.clock),
+            local: Arc::clone(&self.local),
+            syncing: Arc::clone(&self.syncing),
+        };
+        for (_, shard) in next.local_shards() {
+            shard.set_payload_schema(next.config.payload_schema.clone());
+        }
+        next
+    }
+
+    /// Per indexed field: its schema and the live points of the local replicas holding it.
+    pub fn payload_index_info(&self) -> BTreeMap<String, (FieldSchema, usize)> {
+        let mut out: BTreeMap<String, (FieldSchema, usize)> = self
+            .config
+            .payload_schema
+            .iter()
+            .map(|(k, f)| (k.clone(), (f.clone(), 0)))
+            .collect();
+        for (_, shard) in self.local_shards() {
+            for (key, (_, points)) in shard.payload_index_info() {
+                if let Some(e) = out.get_mut(&key) {
+                    e.1 += points;
+                }
+            }
+        }
+        out
     }
 
     fn shard_dir(&self, shard: u32) -> PathBuf {
@@ -273,6 +330,7 @@ impl Collection {
             config,
             Arc::clone(&self.clock),
         )?);
+        opened.set_payload_schema(self.config.payload_schema.clone());
         if dir.join(SYNCING_MARKER).exists() {
             self.syncing.write().insert(shard);
         }
@@ -347,7 +405,8 @@ impl Collection {
         if self.local.write().remove(&shard).is_some() {
             self.syncing.write().remove(&shard);
             let records = tree_name(&self.name, shard);
-            self.store.drop_tree(&crate::shard::dirty_tree_name(&records))?;
+            self.store
+                .drop_tree(&crate::shard::dirty_tree_name(&records))?;
             self.store.drop_tree(&records)?;
             let _ = std::fs::remove_dir_all(self.shard_dir(shard));
         }

@@ -296,14 +296,20 @@ pub(crate) fn exact_scan<S: Scorer, F: Fn(u32) -> bool>(
     k: usize,
     accept: F,
 ) -> Vec<(f32, u32)> {
-    if n == 0 || k == 0 {
+    exact_among(sc, (0..n as u32).filter(|&id| accept(id)), k)
+}
+
+/// Exact k-NN among `ids` with distances from `sc`.
+pub(crate) fn exact_among<S: Scorer>(
+    sc: &S,
+    ids: impl IntoIterator<Item = u32>,
+    k: usize,
+) -> Vec<(f32, u32)> {
+    if k == 0 {
         return Vec::new();
     }
     let mut heap: BinaryHeap<u64> = BinaryHeap::with_capacity(k + 1);
-    for id in 0..n as u32 {
-        if !accept(id) {
-            continue;
-        }
+    for id in ids {
         let key = pack(sc.dist(id), id);
         if heap.len() < k {
             heap.push(key);

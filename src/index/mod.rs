@@ -553,6 +553,18 @@ impl Segment {
         self.graph.exact(self.metric, query, k, accept)
     }
 
+    /// Exact k-NN among the given ids (a payload index's candidates), out-of-range ids skipped.
+    pub fn exact_among(
+        &self,
+        query: &[f32],
+        k: usize,
+        ids: impl IntoIterator<Item = u32>,
+    ) -> Vec<(f32, u32)> {
+        let n = self.len() as u32;
+        let sc = self.graph.float_scorer(self.metric, query);
+        flat::exact_among(&sc, ids.into_iter().filter(|&i| i < n), k)
+    }
+
     /// What the parts of this segment take, and how much of each is resident (`mincore`).
     pub fn memory(&self) -> SegmentMemory {
         let part = |bytes: &[u8], mapped: bool| {

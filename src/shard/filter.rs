@@ -16,6 +16,7 @@
 //!   explicit `null`;
 //! - `should: []` matches nothing; a field condition must name at least one condition.
 
+use super::payload_index::TextParams;
 use super::point::{Payload, PointId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,7 +55,14 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for OneOrMany<T> {
 }
 
 impl<T> OneOrMany<T> {
-    fn as_slice(&self) -> &[T] {
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        match self {
+            OneOrMany::Many(v) => v,
+            OneOrMany::One(b) => std::slice::from_mut(b.as_mut()),
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[T] {
         match self {
             OneOrMany::Many(v) => v,
             OneOrMany::One(b) => std::slice::from_ref(b.as_ref()),
@@ -211,6 +219,13 @@ pub enum Match {
         #[serde(rename = "except")]
         except: Vec<MatchValue>,
     },
+    /// `match.text` on a field with a full-text index (never parsed: the shard rewrites `Text`
+    /// into it): every token of the query is among the value's tokens.
+    #[serde(skip)]
+    Tokens {
+        tokens: Vec<String>,
+        params: TextParams,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -223,7 +238,7 @@ pub struct Range {
 }
 
 impl Range {
-    fn holds(&self, x: f64) -> bool {
+    pub(crate) fn holds(&self, x: f64) -> bool {
         self.lt.is_none_or(|b| x < b)
             && self.gt.is_none_or(|b| x > b)
             && self.lte.is_none_or(|b| x <= b)
@@ -265,6 +280,60 @@ impl Filter {
             }
         }
         true
+    }
+
+    /// Adds the top-level payload keys this filter reads (`a` for `a.b` or `a[].b`): a
+    /// condition never looks outside its key, so the rest of a payload can go unread.
+    pub fn top_level_keys(&self, out: &mut Vec<String>) {
+        let clauses = [&self.must, &self.should, &self.must_not];
+        let conditions = clauses
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c.as_slice())
+            .chain(self.min_should.iter().flat_map(|m| &m.conditions));
+        for c in conditions {
+            let key = match c {
+                Condition::Field(f) => &f.key,
+                Condition::IsEmpty { is_empty: k } | Condition::IsNull { is_null: k } => &k.key,
+                Condition::Nested { nested } => &nested.key,
+                Condition::HasId { .. } => continue,
+                Condition::Filter(f) => {
+                    f.top_level_keys(out);
+                    continue;
+                }
+            };
+            let first = key.split('.').next().unwrap_or(key);
+            out.push(first.strip_suffix("[]").unwrap_or(first).to_string());
+        }
+    }
+
+    /// Turns `match.text` on the fields `text_index` names into token matches (see
+    /// `payload_index::with_text_indexes`). Nested filters' keys are relative: left alone.
+    pub(crate) fn rewrite_text(&mut self, text_index: &dyn Fn(&str) -> Option<TextParams>) {
+        let clauses = [&mut self.must, &mut self.should, &mut self.must_not];
+        let conditions = clauses
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c.as_mut_slice().iter_mut())
+            .chain(
+                self.min_should
+                    .iter_mut()
+                    .flat_map(|m| m.conditions.iter_mut()),
+            );
+        for c in conditions {
+            match c {
+                Condition::Field(f) => {
+                    if let (Some(Match::Text { text }), Some(params)) =
+                        (&f.matches, text_index(&f.key))
+                    {
+                        let tokens = params.tokens(text);
+                        f.matches = Some(Match::Tokens { tokens, params });
+                    }
+                }
+                Condition::Filter(inner) => inner.rewrite_text(text_index),
+                _ => {}
+            }
+        }
     }
 
     /// Ids a filter can only match, when it pins them with a top-level `must` `has_id`.
@@ -381,6 +450,15 @@ impl Match {
             Match::Text { text } => values
                 .iter()
                 .any(|v| v.as_str().is_some_and(|s| s.contains(text.as_str()))),
+            Match::Tokens { tokens, params } => {
+                !tokens.is_empty()
+                    && values.iter().any(|v| {
+                        v.as_str().is_some_and(|s| {
+                            let have = params.tokens(s);
+                            tokens.iter().all(|t| have.binary_search(t).is_ok())
+                        })
+                    })
+            }
         }
     }
 }

@@ -34,9 +34,11 @@
 //! See [`state`] for how updates and deletes stay correct although hnsw_rs cannot remove points,
 //! and [`optimizer`] for how the tail and dead entries are folded away.
 
+pub mod check;
 pub mod filter;
 pub mod optimizer;
 pub mod payload;
+pub mod payload_index;
 pub mod point;
 pub mod sealed;
 pub mod search;
@@ -48,9 +50,11 @@ use crate::store::{Store, StoreError};
 use filter::Filter;
 use parking_lot::{Mutex, RwLock};
 pub use payload::apply_payload_op;
+use payload_index::{FieldSchema, PayloadSchema};
 use point::{Payload, PointId, Record, RecordBody};
 use sealed::SealedSegment;
 use state::{Entry, Found, Location, ShardState};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -226,6 +230,11 @@ pub struct Shard {
     pub(crate) last_error: Mutex<Option<String>>,
     /// Points indexed by builds, for the metrics.
     pub(crate) built_points: AtomicU64,
+    /// The payload indexes asked for (readers take a snapshot).
+    schema: RwLock<Arc<PayloadSchema>>,
+    /// Serialises changes to the segments' payload indexes, so that the last one follows the
+    /// latest schema.
+    schema_update: Mutex<()>,
 }
 
 impl Shard {
@@ -256,6 +265,8 @@ impl Shard {
             last_write: Mutex::new(Instant::now()),
             last_error: Mutex::new(None),
             built_points: AtomicU64::new(0),
+            schema: Default::default(),
+            schema_update: Mutex::new(()),
         };
         let codes_in_ram = shard.config.int8.is_some_and(|q| q.always_ram);
         let loaded = optimizer::load_segments(&shard.dir, shard.config.metric, codes_in_ram)?;
@@ -264,7 +275,9 @@ impl Shard {
                 segments,
                 max_version,
             } => shard.settle(segments, max_version)?,
-            optimizer::Loaded::Fresh if shard.store.with_tree(&shard.tree, |t| t.first())?.is_none() => {
+            optimizer::Loaded::Fresh
+                if shard.store.with_tree(&shard.tree, |t| t.first())?.is_none() =>
+            {
                 optimizer::write_manifest(&shard.dir, &[], 0)?;
                 ShardState::default()
             }
@@ -393,7 +406,8 @@ impl Shard {
         self.store.with_tree(&self.tree, scan)??;
         // Marks first (durably), then the manifest that drops the old segments: a crash between
         // the two finds the old manifest and scans again.
-        self.store.with_tree(&self.dirty, |t| t.apply_batch(marks))?;
+        self.store
+            .with_tree(&self.dirty, |t| t.apply_batch(marks))?;
         self.store.flush()?;
         optimizer::write_manifest(&self.dir, &[], state.max_version)?;
         optimizer::remove_unlisted(&self.dir, &[])?;
@@ -402,6 +416,98 @@ impl Shard {
 
     pub fn len(&self) -> usize {
         self.state.read().live_count()
+    }
+
+    /// The payload indexes asked for.
+    pub fn payload_schema(&self) -> Arc<PayloadSchema> {
+        Arc::clone(&self.schema.read())
+    }
+
+    /// Indexes exactly the fields of `schema`: builds the indexes every segment lacks (a pass
+    /// over its payloads per new field) and drops the others. Idempotent; the collection calls
+    /// it after open and whenever its configuration changes.
+    pub fn set_payload_schema(&self, schema: PayloadSchema) {
+        let _one_at_a_time = self.schema_update.lock();
+        *self.schema.write() = Arc::new(schema);
+        let segments = self.state.read().segments.clone();
+        for seg in segments {
+            self.follow_schema(&seg);
+        }
+    }
+
+    /// Brings one segment's payload indexes to the current schema.
+    pub(crate) fn index_segment(&self, seg: &SealedSegment) {
+        let _one_at_a_time = self.schema_update.lock();
+        self.follow_schema(seg);
+    }
+
+    fn follow_schema(&self, seg: &SealedSegment) {
+        let schema = self.payload_schema();
+        let started = Instant::now();
+        let built = seg.follow_schema(&schema);
+        if built > 0 {
+            tracing::debug!(
+                segment = seg.id,
+                fields = built,
+                points = seg.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "payload indexes built"
+            );
+        }
+    }
+
+    /// Per indexed field: its schema and how many live points hold a value for it (Qdrant's
+    /// `payload_schema` in collection info).
+    pub fn payload_index_info(&self) -> BTreeMap<String, (FieldSchema, usize)> {
+        let schema = self.payload_schema();
+        let state = self.state.read();
+        let mut out = BTreeMap::new();
+        for (key, field) in schema.iter() {
+            let mut points = 0;
+            for seg in &state.segments {
+                let index = seg.payload_index();
+                match index.fields.get(key) {
+                    Some(f) => {
+                        points += (0..seg.len() as u32)
+                            .filter(|&i| seg.plain(i) && f.has_value(i))
+                            .count()
+                    }
+                    None => {
+                        let keys = [key.clone()];
+                        points += (0..seg.len() as u32)
+                            .filter(|&i| seg.plain(i))
+                            .filter(|&i| {
+                                has_value(&check::project(seg.payload_json(i), &keys), key)
+                            })
+                            .count()
+                    }
+                }
+            }
+            let top = [key
+                .split('.')
+                .next()
+                .unwrap_or(key)
+                .trim_end_matches("[]")
+                .to_string()];
+            points += state
+                .points
+                .iter()
+                .filter(|(_, e)| has_value(&check::project(e.payload.as_bytes(), &top), key))
+                .count();
+            out.insert(key.clone(), (field.clone(), points));
+        }
+        out
+    }
+
+    /// A filter as this shard evaluates it: `match.text` on a field with a full-text index
+    /// tests tokens.
+    pub fn prepare_filter<'f>(&self, filter: &'f Filter) -> Cow<'f, Filter> {
+        let schema = self.payload_schema();
+        if schema.values().any(|f| f.text().is_some()) {
+            Cow::Owned(payload_index::with_text_indexes(filter, &schema))
+        } else {
+            Cow::Borrowed(filter)
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -420,6 +526,7 @@ impl Shard {
             let (ids, payloads) = seg.table_memory();
             r.point_table += ids.1 + 2 * seg.len().div_ceil(8);
             r.payloads += payloads.1;
+            r.payload_index += seg.payload_index().bytes();
         }
         r.vectors += s.tail.vectors.capacity() * 4;
         r.point_table += s.tail.ids.capacity() * 33
@@ -485,7 +592,8 @@ impl Shard {
         // still free.
         let _room = self.store.admit(2 * batch_bytes)?;
         // Dirty marks before the records: a mark without its change only costs a replay.
-        self.store.with_tree(&self.dirty, |t| t.apply_batch(marks))?;
+        self.store
+            .with_tree(&self.dirty, |t| t.apply_batch(marks))?;
         self.store.with_tree(&self.tree, |t| t.apply_batch(batch))?;
         if durable {
             self.store.flush()?;
@@ -573,18 +681,29 @@ impl Shard {
 
     /// Ids of live points the selector names (ids that do not exist are left out).
     pub fn select(&self, selector: &Selector) -> Vec<PointId> {
-        select_in(&self.state.read(), selector)
+        let selector = self.prepare_selector(selector);
+        select_in(&self.state.read(), &selector)
+    }
+
+    fn prepare_selector<'s>(&self, selector: &'s Selector) -> Cow<'s, Selector> {
+        match selector {
+            Selector::Filter(f) => match self.prepare_filter(f) {
+                Cow::Owned(f) => Cow::Owned(Selector::Filter(f)),
+                Cow::Borrowed(_) => Cow::Borrowed(selector),
+            },
+            Selector::Ids(_) => Cow::Borrowed(selector),
+        }
     }
 
     /// The changes `plan` makes at `version`, computed from this replica's current records.
     pub fn plan(&self, plan: &Plan, version: u64) -> Vec<Change> {
         let state = self.state.read();
         match plan {
-            Plan::Delete(selector) => select_in(&state, selector)
+            Plan::Delete(selector) => select_in(&state, &self.prepare_selector(selector))
                 .into_iter()
                 .map(|id| Change::delete(id, version))
                 .collect(),
-            Plan::Payload(selector, op) => select_in(&state, selector)
+            Plan::Payload(selector, op) => select_in(&state, &self.prepare_selector(selector))
                 .into_iter()
                 .filter_map(|id| {
                     let found = state.find(&id)?;
@@ -671,10 +790,12 @@ impl Shard {
         filter: Option<&Filter>,
         with_vector: bool,
     ) -> Vec<PointView> {
+        let filter = filter.map(|f| self.prepare_filter(f));
         let state = self.state.read();
+        let check = filter.as_deref().map(check::FilterCheck::new);
         state
             .ordered_from(from)
-            .filter(|(id, f)| filter.is_none_or(|flt| matches_found(flt, id, *f)))
+            .filter(|(id, f)| check.as_ref().is_none_or(|c| c.found(id, *f)))
             .take(limit)
             .map(|(id, f)| self.view(&state, &id, f, with_vector, true))
             .collect()
@@ -685,10 +806,14 @@ impl Shard {
         let state = self.state.read();
         match filter {
             None => state.live_count(),
-            Some(flt) => state
-                .iter_live()
-                .filter(|(id, f)| matches_found(flt, id, *f))
-                .count(),
+            Some(flt) => {
+                let flt = self.prepare_filter(flt);
+                let check = check::FilterCheck::new(&flt);
+                state
+                    .iter_live()
+                    .filter(|(id, f)| check.found(id, *f))
+                    .count()
+            }
         }
     }
 
@@ -724,6 +849,8 @@ pub struct MemoryReport {
     pub graph: usize,
     pub point_table: usize,
     pub payloads: usize,
+    /// Payload indexes of the sealed segments (heap).
+    pub payload_index: usize,
 }
 
 impl std::ops::AddAssign for MemoryReport {
@@ -733,6 +860,7 @@ impl std::ops::AddAssign for MemoryReport {
         self.graph += o.graph;
         self.point_table += o.point_table;
         self.payloads += o.payloads;
+        self.payload_index += o.payload_index;
     }
 }
 
@@ -742,12 +870,9 @@ const TABLE_ENTRY_BYTES: usize = 150;
 /// A payload's text allocation beyond its length.
 const PAYLOAD_OVERHEAD: usize = 16;
 
-/// Whether a live point passes a filter (a sealed payload is parsed from its file for it).
-pub(crate) fn matches_found(filter: &Filter, id: &PointId, found: Found<'_>) -> bool {
-    match found {
-        Found::Table(e) => filter.matches(id, &e.parsed_payload()),
-        Found::Sealed(seg, i) => filter.matches(id, &seg.payload(i)),
-    }
+/// Whether a payload holds a value at `key` (Qdrant counts points with a value, `null` aside).
+fn has_value(payload: &Payload, key: &str) -> bool {
+    filter::values_at(payload, key).iter().any(|v| !v.is_null())
 }
 
 fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {
@@ -757,13 +882,18 @@ fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {
             .filter(|id| state.find(id).is_some())
             .copied()
             .collect(),
-        Selector::Filter(f) => state
-            .iter_live()
-            .filter(|(id, found)| matches_found(f, id, *found))
-            .map(|(id, _)| id)
-            .collect(),
+        Selector::Filter(f) => {
+            let check = check::FilterCheck::new(f);
+            state
+                .iter_live()
+                .filter(|(id, found)| check.found(id, *found))
+                .map(|(id, _)| id)
+                .collect()
+        }
     }
 }
 
+#[cfg(test)]
+mod filtered_tests;
 #[cfg(test)]
 mod tests;

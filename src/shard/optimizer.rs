@@ -387,10 +387,17 @@ impl Shard {
         let segment = if entries.is_empty() {
             None
         } else {
-            Some(self.build_segment(&entries, vectors, cancel)?)
+            let seg = Arc::new(self.build_segment(&entries, vectors, cancel)?);
+            // Payload indexes before the segment serves searches, and again after: the schema
+            // may have changed in between (a no-op otherwise).
+            self.index_segment(&seg);
+            Some(seg)
         };
         drop(entries);
-        self.install(segment)?;
+        self.install(segment.clone())?;
+        if let Some(seg) = &segment {
+            self.index_segment(seg);
+        }
         let report = BuildReport {
             points,
             seconds: started.elapsed().as_secs_f64(),
@@ -486,8 +493,7 @@ impl Shard {
     /// Admits every entry whose point still has the copied vector, compacts the tail, drops
     /// segments left with nothing live, records the result in the manifest, and only then
     /// clears the dirty marks the new segment covers.
-    fn install(&self, segment: Option<SealedSegment>) -> anyhow::Result<()> {
-        let segment = segment.map(Arc::new);
+    fn install(&self, segment: Option<Arc<SealedSegment>>) -> anyhow::Result<()> {
         let _writer = self.write_lock.lock();
         let mut cleaned: Vec<PointId> = Vec::new();
         let retired: Vec<u64>;
@@ -552,7 +558,8 @@ impl Shard {
         for id in cleaned {
             unmark.remove(id.to_key());
         }
-        self.store.with_tree(&self.dirty, |t| t.apply_batch(unmark))?;
+        self.store
+            .with_tree(&self.dirty, |t| t.apply_batch(unmark))?;
         drop(_writer);
         for id in retired {
             let _ = std::fs::remove_dir_all(self.dir.join(format!("seg-{id}")));

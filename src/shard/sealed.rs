@@ -21,12 +21,16 @@
 //! ids) can be built from this table at seal time, and a filter can read one payload by internal
 //! id without going through the point id.
 
+use super::payload_index::{FieldIndex, PayloadSchema, SegmentIndex};
 use super::point::{Payload, PointId};
 use super::state::LiveBits;
 use crate::index::{self, AttachedArray, Attachments, HnswParams, Metric, ScalarInt8, Segment};
 use anyhow::{ensure, Context, Result};
+use parking_lot::RwLock;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use uuid::Uuid;
 
 const IDS: &str = "points.ids";
@@ -58,6 +62,8 @@ pub struct SealedSegment {
     payload_offsets: AttachedArray<u64>,
     pub live: LiveBits,
     pub overlaid: LiveBits,
+    /// Payload indexes over the entries as sealed (replaced whole when the schema changes).
+    payload_index: RwLock<Arc<SegmentIndex>>,
 }
 
 impl SealedSegment {
@@ -144,6 +150,7 @@ impl SealedSegment {
             payload_offsets: index.attachment_array(PAYLOAD_OFFSETS, n + 1)?,
             live: LiveBits::new(n),
             overlaid: LiveBits::new(n),
+            payload_index: Default::default(),
             index,
         };
         let data_len = seg.index.attachment(PAYLOAD_DATA).map_or(0, <[u8]>::len) as u64;
@@ -222,6 +229,34 @@ impl SealedSegment {
     /// The payload as sealed, parsed.
     pub fn payload(&self, i: u32) -> Payload {
         super::point::read_held_payload(self.payload_json(i))
+    }
+
+    /// The payload indexes as they are now.
+    pub fn payload_index(&self) -> Arc<SegmentIndex> {
+        Arc::clone(&self.payload_index.read())
+    }
+
+    /// Makes the segment's payload indexes follow `schema`: builds the missing ones (a pass over
+    /// the segment's payloads per field), drops the ones no longer asked for. Returns how many
+    /// fields it built.
+    pub fn follow_schema(&self, schema: &PayloadSchema) -> usize {
+        let current = self.payload_index();
+        let mut fields = HashMap::new();
+        let mut built = 0;
+        for (key, field) in schema {
+            let index = match current.fields.get(key) {
+                Some(idx) if idx.schema() == field => Arc::clone(idx),
+                _ => {
+                    built += 1;
+                    Arc::new(FieldIndex::build(self, key, field))
+                }
+            };
+            fields.insert(key.clone(), index);
+        }
+        if built > 0 || fields.len() != current.fields.len() {
+            *self.payload_index.write() = Arc::new(SegmentIndex { fields });
+        }
+        built
     }
 
     /// Live entries that are not overlaid (their state is all in the file).

@@ -1,20 +1,27 @@
 //! Nearest-neighbour search over one shard: every segment's HNSW graph (or an exact scan of it),
 //! plus an exact scan of the tail, merged into one top-k.
 //!
-//! Filters are applied during traversal, as Qdrant does: a segment's entries are first checked
-//! against the filter (payloads are in memory), which also counts how many pass. When few pass — at
-//! most the shard's `full_scan_threshold` ([`FULL_SCAN_THRESHOLD`] by default) or under a tenth of the segment — an exact scan of just those is
-//! both cheaper and complete; otherwise the graph is traversed with the filter deciding only which
-//! nodes may enter the result. A filter pinning ids with `has_id` goes straight to those points.
+//! Filtered search plans per segment, the way Qdrant's query planner does, and never checks the
+//! filter on the whole shard:
+//! - the payload indexes of the segment (`payload_index.rs`) give the entries passing its indexed
+//!   `must` conditions, as a bitset; when at most `full_scan_threshold` ([`FULL_SCAN_THRESHOLD`]
+//!   by default) do, exactly those are scored; otherwise the graph is traversed accepting only
+//!   them (and checking the filter's other conditions on the ones it visits);
+//! - with no indexed condition, a 64-entry sample estimates how many pass: few, an exact scan;
+//!   otherwise graph traversal checks the filter only on the entries it visits, reading only the
+//!   payload keys the filter names (`check.rs`).
+//!
+//! The point table (the tail and overlays: sealed entries whose payload changed after the build)
+//! is small and checked in full; segments answer only for their plain entries. A filter
+//! pinning ids with `has_id` goes straight to those points.
 
+use super::check::FilterCheck;
 use super::filter::Filter;
 use super::sealed::SealedSegment;
-use super::state::{Found, ShardState};
-use super::{matches_found, point, PointView, Shard};
+use super::{point, PointView, Shard};
 use crate::index::QuantSearch;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
 
 /// Filtered candidate counts at or below this are searched exactly, unless a shard says otherwise.
 pub const FULL_SCAN_THRESHOLD: usize = 10_000;
@@ -46,14 +53,16 @@ impl Shard {
         if spec.k == 0 {
             return Vec::new();
         }
+        let filter = spec.filter.map(|f| self.prepare_filter(f));
         let state = self.state.read();
         let metric = self.config.metric;
         let mut top = TopK::new(spec.k);
+        let check = filter.as_deref().map(FilterCheck::new);
 
         if let Some(ids) = spec.filter.and_then(|f| f.pinned_ids()) {
             for id in ids {
                 if let Some(found) = state.find(id) {
-                    if spec.filter.is_none_or(|f| matches_found(f, id, found)) {
+                    if check.as_ref().is_none_or(|c| c.found(id, found)) {
                         top.push(
                             metric.distance(spec.vector, state.vector(found, self.config.dim)),
                             (*id, None),
@@ -63,13 +72,8 @@ impl Shard {
             }
         } else {
             for seg in &state.segments {
-                let allowed = spec.filter.map(|f| allowed_in(&state, seg, f));
-                let hits = search_segment(
-                    seg,
-                    allowed.as_deref(),
-                    spec,
-                    self.config.full_scan_threshold,
-                );
+                let hits =
+                    search_segment(seg, check.as_ref(), spec, self.config.full_scan_threshold);
                 hits.iter().for_each(|&(_, i)| seg.prefetch_entry(i));
                 for (d, i) in hits {
                     // An overlaid entry's version is in the point table: leave it to the lookup.
@@ -78,20 +82,25 @@ impl Shard {
                 }
             }
             let tail = &state.tail;
-            for (slot, (id, _)) in tail.ids.iter().enumerate() {
-                if !tail.live[slot] {
-                    continue;
-                }
-                if let Some(f) = spec.filter {
-                    match state.points.get(id) {
-                        Some(e) if f.matches(id, &e.parsed_payload()) => {}
-                        _ => continue,
+            match &check {
+                // Filtered: the point table holds the tail and the overlays (sealed entries
+                // whose payload changed, which the segments leave out), each checked once.
+                Some(c) => {
+                    for (id, e) in state.points.iter() {
+                        if c.json(id, e.payload.as_bytes()) {
+                            let v = state.location_vector(&e.location, self.config.dim);
+                            top.push(metric.distance(spec.vector, v), (*id, None));
+                        }
                     }
                 }
-                top.push(
-                    metric.distance(spec.vector, tail.vector(slot as u32, self.config.dim)),
-                    (*id, None),
-                );
+                None => {
+                    for (slot, (id, _)) in tail.ids.iter().enumerate() {
+                        if tail.live[slot] {
+                            let v = tail.vector(slot as u32, self.config.dim);
+                            top.push(metric.distance(spec.vector, v), (*id, None));
+                        }
+                    }
+                }
             }
         }
 
@@ -118,33 +127,22 @@ impl Shard {
     }
 }
 
-/// Which entries of a segment are live and pass the filter (payloads of plain entries are read
-/// from the segment's file, overlaid ones from the point table).
-fn allowed_in(state: &ShardState, seg: &Arc<SealedSegment>, filter: &Filter) -> Vec<bool> {
-    (0..seg.len() as u32)
-        .map(|i| {
-            if !seg.live.get(i) {
-                return false;
-            }
-            let id = seg.point_id(i);
-            let found = match state.points.get(&id) {
-                Some(e) if seg.overlaid.get(i) => Found::Table(e),
-                _ => Found::Sealed(seg, i),
-            };
-            matches_found(filter, &id, found)
-        })
-        .collect()
-}
-
-/// Searches one segment: by graph, or exactly when the filter leaves few candidates.
+/// Searches one segment's plain entries (live, not overlaid: overlays are searched with the
+/// point table). Unfiltered, or filtered the way Qdrant's planner does:
+/// - when the payload indexes answer part of the filter, they give the candidates; few of them
+///   (at most `full_scan_threshold`) are scored exactly, more are found by graph traversal that
+///   accepts only candidates — and checks the rest of the filter on those it visits, unless the
+///   indexes answered all of it;
+/// - otherwise the filter is checked only on the entries the search visits, after a small
+///   sample estimated how many pass (few: an exact scan is complete and cheaper).
 fn search_segment(
     seg: &SealedSegment,
-    allowed: Option<&[bool]>,
+    check: Option<&FilterCheck>,
     spec: &SearchSpec,
     full_scan_threshold: usize,
 ) -> Vec<(f32, u32)> {
     let index = &seg.index;
-    let Some(allowed) = allowed else {
+    let Some(check) = check else {
         let live = |i: u32| seg.live.get(i);
         return if spec.exact {
             index.exact(spec.vector, spec.k, live)
@@ -152,16 +150,41 @@ fn search_segment(
             index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, live)
         };
     };
-    let count = allowed.iter().filter(|a| **a).count();
-    if count == 0 {
-        return Vec::new();
+    let passes = |i: u32| check.json(&seg.point_id(i), seg.payload_json(i));
+    if let Some(c) = seg.payload_index().candidates(check.filter, seg.len()) {
+        let ids = &c.ids;
+        let accept = |i: u32| seg.plain(i) && ids.contains(i) && (c.exact || passes(i));
+        return if spec.exact || ids.len() <= full_scan_threshold {
+            index.exact_among(spec.vector, spec.k, ids.iter().filter(|&i| accept(i)))
+        } else {
+            index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
+        };
     }
-    let accept = |i: u32| allowed[i as usize];
-    if spec.exact || count <= full_scan_threshold || count * 10 < allowed.len() {
+    let accept = |i: u32| seg.plain(i) && passes(i);
+    if spec.exact || few_pass(seg.len(), &accept, full_scan_threshold) {
         index.exact(spec.vector, spec.k, accept)
     } else {
         index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
     }
+}
+
+/// Entries sampled to estimate how many pass a filter no index answers.
+const SAMPLES: usize = 64;
+
+/// Whether an exact scan beats graph traversal for a filter no index answers: both cost a check
+/// per entry they look at, and a graph walk looks at ~1/selectivity times the nodes of an
+/// unfiltered one, so the scan wins only when at most `threshold` entries and under ~3 % of
+/// them pass (at most one hit in 64 samples). Estimated from an evenly spread sample.
+fn few_pass(n: usize, accept: &impl Fn(u32) -> bool, threshold: usize) -> bool {
+    if n <= threshold {
+        return true;
+    }
+    let samples = SAMPLES.min(n);
+    let stride = n / samples;
+    let hits = (0..samples)
+        .filter(|&j| accept((j * stride + (j * 7919) % stride.max(1)) as u32))
+        .count();
+    hits * n / samples <= threshold && hits * 32 < samples
 }
 
 /// The k smallest (distance, id) pairs seen, kept in a bounded max-heap.

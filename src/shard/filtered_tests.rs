@@ -1,0 +1,289 @@
+//! Filtered search through the planner: with and without payload indexes, over segments, the
+//! tail and overlays, it returns what exact filtered search returns (recall measured, not timed).
+
+use super::payload_index::{FieldSchema, PayloadSchema};
+use super::*;
+use crate::index::Metric;
+use serde_json::{json, Value};
+
+fn shard(db: &sled::Db, dir: &Path) -> Shard {
+    let config = ShardConfig {
+        // Low, so that most filters here traverse the graph and a few score candidates.
+        full_scan_threshold: 60,
+        ..ShardConfig::new(8, Metric::Euclid, HnswParams::default())
+    };
+    let store = Store::from_db(db.clone());
+    Shard::open(&store, "f", dir, config, Arc::new(VersionClock::default())).expect("open")
+}
+
+/// Distinct vectors (no ties: exact results must compare equal across runs).
+fn vector(i: u64) -> Vec<f32> {
+    (0..8)
+        .map(|j| {
+            ((i * 31 + j * 17) % 97) as f32 / 9.0 + (i % 5) as f32 + (i * (j + 1)) as f32 * 1e-4
+        })
+        .collect()
+}
+
+fn payload_of(i: u64) -> Payload {
+    let p = json!({
+        "kw": format!("k{}", i % 10),
+        "n": i % 100,
+        "f": (i % 1000) as f64 / 10.0,
+        "b": i % 3 == 0,
+        "text": format!("Alpha beta-gamma{} delta", i % 7),
+        "tags": [format!("t{}", i % 4), format!("t{}", i % 6)],
+        "when": format!("2024-01-{:02}T10:00:00Z", 1 + i % 28),
+        "maybe": if i % 9 == 0 { Value::Null } else { json!(i) },
+    });
+    p.as_object().cloned().unwrap_or_default()
+}
+
+fn load(shard: &Shard) {
+    let changes = (0..3000)
+        .map(|i| Change::upsert(PointId::Num(i), 1, vector(i), payload_of(i)))
+        .collect();
+    shard.commit(changes, false).expect("commit");
+    while shard.optimize(1).expect("optimize").is_some() {}
+    // Overlays (payload-only changes of sealed points), deletes, and a tail.
+    let mut later = Vec::new();
+    for i in (0..3000).step_by(37) {
+        let mut p = payload_of(i);
+        p.insert("kw".into(), json!("k3"));
+        p.insert("n".into(), json!(7));
+        p.insert("text".into(), json!("overlaid gamma3 words"));
+        let mut c = Change::upsert(PointId::Num(i), 2, vector(i), p);
+        c.record.vector_version = 1;
+        later.push(c);
+    }
+    for i in (5..3000).step_by(41) {
+        later.push(Change::delete(PointId::Num(i), 3));
+    }
+    for i in 3000..3100 {
+        later.push(Change::upsert(PointId::Num(i), 4, vector(i), payload_of(i)));
+    }
+    shard.commit(later, false).expect("commit");
+}
+
+fn filters() -> Vec<Value> {
+    vec![
+        json!({"must": [{"key": "kw", "match": {"value": "k3"}}]}),
+        json!({"must": [{"key": "kw", "match": {"any": ["k1", "k2"]}}]}),
+        json!({"must": [{"key": "n", "match": {"value": 7}}]}),
+        json!({"must": [{"key": "n", "range": {"gte": 10, "lt": 13}}]}),
+        json!({"must": [{"key": "f", "range": {"gt": 50.0}}]}),
+        json!({"must": [{"key": "b", "match": {"value": true}}]}),
+        json!({"must": [{"key": "tags", "match": {"value": "t5"}}]}),
+        json!({"must": [{"key": "text", "match": {"text": "gamma3"}}]}),
+        json!({"must": [{"key": "kw", "match": {"value": "k3"}}, {"key": "b", "match": {"value": false}}]}),
+        json!({"must": [{"key": "kw", "match": {"value": "k4"}}], "must_not": [{"key": "n", "match": {"value": 14}}]}),
+        json!({"must": [{"key": "n", "range": {"lt": 50}}, {"is_empty": {"key": "maybe"}}]}),
+        json!({"should": [{"key": "kw", "match": {"value": "k0"}}, {"key": "n", "match": {"value": 1}}]}),
+        json!({"must": [{"key": "kw", "match": {"except": ["k0", "k1"]}}]}),
+        json!({"must": [{"key": "kw", "match": {"value": "nothing"}}]}),
+        json!({"must": [{"key": "n", "match": {"value": 42}}, {"key": "kw", "match": {"value": "k2"}}]}),
+    ]
+}
+
+fn schema() -> PayloadSchema {
+    [
+        ("kw", json!("keyword")),
+        (
+            "n",
+            json!({"type": "integer", "lookup": true, "range": true}),
+        ),
+        ("f", json!("float")),
+        ("b", json!("bool")),
+        ("tags", json!("keyword")),
+        (
+            "text",
+            json!({"type": "text", "tokenizer": "word", "lowercase": true}),
+        ),
+        ("when", json!("datetime")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), FieldSchema::parse(&v).expect("schema")))
+    .collect()
+}
+
+fn search(shard: &Shard, q: &[f32], filter: &Filter, exact: bool) -> Vec<(PointId, Payload)> {
+    let spec = search::SearchSpec {
+        vector: q,
+        k: 10,
+        ef: 64,
+        exact,
+        filter: Some(filter),
+        with_vector: false,
+        with_payload: true,
+        quantization: Default::default(),
+    };
+    shard
+        .search(&spec)
+        .into_iter()
+        .map(|h| (h.point.id, (*h.point.payload).clone()))
+        .collect()
+}
+
+/// Mean recall@10 of the planner against exact filtered search over a few queries; checks that
+/// every hit passes the filter as the shard evaluates it.
+fn recall(shard: &Shard, filter: &Filter) -> f64 {
+    let prepared = shard.prepare_filter(filter).into_owned();
+    let (mut hit, mut total) = (0, 0);
+    for q in [3u64, 777, 1500, 2999, 3050] {
+        let q = vector(q);
+        let exact: Vec<PointId> = search(shard, &q, filter, true)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let found = search(shard, &q, filter, false);
+        for (id, p) in &found {
+            assert!(prepared.matches(id, p), "{id} does not pass {filter:?}");
+        }
+        hit += found.iter().filter(|(id, _)| exact.contains(id)).count();
+        total += exact.len();
+    }
+    if total == 0 {
+        1.0
+    } else {
+        hit as f64 / total as f64
+    }
+}
+
+#[test]
+fn indexed_and_unindexed_filters_equal_exact_filtered_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = shard(&db, dir.path());
+    load(&shard);
+    let q = vector(1234);
+    let mut unindexed = Vec::new();
+    for f in filters() {
+        let filter: Filter = serde_json::from_value(f.clone()).expect("filter");
+        let r = recall(&shard, &filter);
+        assert!(r >= 0.9, "unindexed {f}: recall {r}");
+        unindexed.push((
+            search(&shard, &q, &filter, true),
+            shard.count(Some(&filter)),
+        ));
+    }
+    shard.set_payload_schema(schema());
+    for (f, (exact_before, count_before)) in filters().into_iter().zip(unindexed) {
+        let filter: Filter = serde_json::from_value(f.clone()).expect("filter");
+        let r = recall(&shard, &filter);
+        assert!(r >= 0.9, "indexed {f}: recall {r}");
+        if !f.to_string().contains("\"text\"") {
+            // Same answers with the indexes (exact search scores the indexes' candidates).
+            let ids = |v: &[(PointId, Payload)]| v.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+            assert_eq!(
+                ids(&search(&shard, &q, &filter, true)),
+                ids(&exact_before),
+                "{f}"
+            );
+            assert_eq!(shard.count(Some(&filter)), count_before, "{f}");
+        }
+    }
+}
+
+#[test]
+fn full_text_index_matches_tokens_instead_of_substrings() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = shard(&db, dir.path());
+    load(&shard);
+    let by_text = |t: &str| {
+        let f: Filter =
+            serde_json::from_value(json!({"must": [{"key": "text", "match": {"text": t}}]}))
+                .expect("filter");
+        shard.count(Some(&f))
+    };
+    // Without an index: substrings ("gamma" is inside "beta-gamma3", "ALPHA" is not "Alpha").
+    assert!(by_text("gamma") > 3000);
+    assert_eq!(by_text("ALPHA"), 0);
+    shard.set_payload_schema(schema());
+    // With the word tokenizer and lowercase: whole tokens, any case, all of them.
+    assert_eq!(by_text("gamma"), 0);
+    assert_eq!(by_text("ALPHA"), by_text("alpha delta"));
+    assert!(by_text("alpha") > 2900);
+    assert_eq!(
+        by_text("gamma3 overlaid"),
+        82 - 2,
+        "the overlays, less the deleted ones"
+    );
+}
+
+#[test]
+fn payload_index_info_counts_live_points_with_a_value_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("db");
+    let exact_before;
+    let filter: Filter =
+        serde_json::from_value(json!({"must": [{"key": "kw", "match": {"value": "k3"}}]}))
+            .expect("filter");
+    {
+        let db = sled::open(&db_path).unwrap();
+        let shard = shard(&db, dir.path());
+        load(&shard);
+        shard.set_payload_schema(schema());
+        let info = shard.payload_index_info();
+        let live = shard.len();
+        assert_eq!(info["kw"].1, live);
+        assert_eq!(info["kw"].0.data_type, payload_index::FieldType::Keyword);
+        let with_maybe = shard.count(Some(
+            &serde_json::from_value(json!({"must_not": [{"is_empty": {"key": "maybe"}}]}))
+                .expect("filter"),
+        ));
+        assert_eq!(shard.payload_index_info().len(), 7);
+        assert!(with_maybe < live);
+        assert!(shard.memory().payload_index > 0);
+        exact_before = search(&shard, &vector(9), &filter, true);
+        db.flush().unwrap();
+    }
+    let db = sled::open(&db_path).unwrap();
+    let shard = shard(&db, dir.path());
+    shard.set_payload_schema(schema());
+    assert_eq!(search(&shard, &vector(9), &filter, true), exact_before);
+    shard.set_payload_schema(PayloadSchema::new());
+    assert_eq!(shard.memory().payload_index, 0);
+    assert_eq!(search(&shard, &vector(9), &filter, true), exact_before);
+}
+
+#[test]
+fn field_schemas_parse_like_qdrants() {
+    let ok = [
+        json!("keyword"),
+        json!("integer"),
+        json!({"type": "integer", "lookup": false, "range": true}),
+        json!({"type": "text", "tokenizer": "whitespace", "min_token_len": 2, "max_token_len": 10, "lowercase": false}),
+        json!({"type": "keyword", "is_tenant": true}),
+        json!("uuid"),
+        json!("datetime"),
+        json!("bool"),
+        json!("float"),
+    ];
+    for v in ok {
+        FieldSchema::parse(&v).unwrap_or_else(|e| panic!("{v}: {e}"));
+    }
+    let bad = [
+        json!("geo"),
+        json!("nope"),
+        json!(3),
+        json!({"lookup": true}),
+        json!({"type": "integer", "lookup": false, "range": false}),
+        json!({"type": "text", "tokenizer": "prefix"}),
+        json!({"type": "keyword", "lookup": true}),
+        json!({"type": "text", "min_token_len": "x"}),
+    ];
+    for v in bad {
+        let e = FieldSchema::parse(&v).expect_err("refused");
+        assert!(e.starts_with("invalid field_schema"), "{e}");
+    }
+    assert_eq!(
+        payload_index::datetime_micros("1970-01-02T00:00:01Z"),
+        Some(86_401e6)
+    );
+    assert_eq!(
+        payload_index::datetime_micros("2024-03-01T01:00:00+01:00"),
+        payload_index::datetime_micros("2024-03-01")
+    );
+    assert_eq!(payload_index::datetime_micros("2024-13-01"), None);
+}
