@@ -3,7 +3,7 @@
 //! and with a `match` on a field passing 0.1 %, 1 %, 10 % and 50 % of the points. Reports QPS on
 //! one thread and recall@10 against exact filtered search (the same shard with `exact: true`).
 //!
-//! `cargo run --release --example filtered_bench -- [points] [dim] [indexed]`
+//! `cargo run --release --example filtered_bench -- [points] [dim] [indexed] [max segment points]`
 //!
 //! With `indexed`, the four keyword fields get a keyword payload index.
 //!
@@ -83,7 +83,11 @@ fn main() -> anyhow::Result<()> {
     let (n, dim) = (arg(1, 100_000), arg(2, 64));
     let dir = std::env::temp_dir().join(format!("shoal-filtered-bench-{n}x{dim}"));
     let db = sled::Config::new().path(dir.join("db")).open()?;
-    let config = ShardConfig::new(dim, Metric::Euclid, HnswParams::default());
+    let mut config = ShardConfig::new(dim, Metric::Euclid, HnswParams::default());
+    // Segments as a pod with a memory limit would build them (default: this machine's).
+    if let Some(points) = std::env::args().nth(4).and_then(|s| s.parse().ok()) {
+        config.optimizer.max_segment_points = points;
+    }
     let shard = Shard::open(
         &shoal::store::Store::from_db(db),
         "bench",
@@ -105,6 +109,9 @@ fn main() -> anyhow::Result<()> {
                 })
                 .collect();
             shard.commit(changes, false)?;
+            if (b + 1) % 100 == 0 {
+                while shard.optimize(1)?.is_some() {}
+            }
         }
         while shard.optimize(1)?.is_some() {}
         eprintln!("loaded and indexed {n} points in {:?}", t.elapsed());

@@ -318,7 +318,10 @@ impl Collection {
             dim: self.config.size,
             metric: self.config.distance,
             hnsw: self.config.hnsw,
-            full_scan_threshold: crate::shard::search::FULL_SCAN_THRESHOLD,
+            full_scan_threshold: crate::shard::search::full_scan_points(
+                crate::shard::search::FULL_SCAN_THRESHOLD,
+                self.config.size,
+            ),
             int8: self.config.quantization,
             optimizer: self.config.optimizer(),
         };

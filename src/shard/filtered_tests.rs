@@ -287,3 +287,78 @@ fn field_schemas_parse_like_qdrants() {
     );
     assert_eq!(payload_index::datetime_micros("2024-13-01"), None);
 }
+
+#[test]
+fn facet_counts_and_order_by_are_exact_and_need_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = shard(&db, dir.path());
+    load(&shard);
+    assert!(shard.facet("kw", None).is_err(), "no index yet");
+    assert!(shard
+        .scroll_ordered("f", facet::Direction::Asc, None, 5, None, false)
+        .is_err());
+    shard.set_payload_schema(schema());
+    // Facet: the counts a full count per value gives.
+    let mut hits = shard.facet("kw", None).expect("facet");
+    hits.sort_by_key(|(v, _)| v.to_string());
+    assert_eq!(hits.len(), 10);
+    for (v, n) in &hits {
+        let f: Filter =
+            serde_json::from_value(json!({"must": [{"key": "kw", "match": {"value": v}}]}))
+                .expect("filter");
+        assert_eq!(shard.count(Some(&f)), *n, "{v}");
+    }
+    let even: Filter =
+        serde_json::from_value(json!({"must": [{"key": "b", "match": {"value": true}}]}))
+            .expect("filter");
+    let total: usize = shard
+        .facet("b", Some(&even))
+        .expect("facet")
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(total, shard.count(Some(&even)));
+    let tags = shard.facet("tags", None).expect("facet");
+    assert_eq!(
+        tags.len(),
+        6,
+        "t0..t5, a point counted once per distinct value"
+    );
+
+    // order_by: the values in order, from start_from, filter applied.
+    let ordered = |direction, start, filter: Option<&Filter>| {
+        shard
+            .scroll_ordered("f", direction, start, 50, filter, false)
+            .expect("order_by")
+            .into_iter()
+            .map(|(x, p)| (x, p.id))
+            .collect::<Vec<_>>()
+    };
+    let mut all: Vec<(f64, PointId)> = Vec::new();
+    for (id, p) in shard
+        .scroll(None, 10_000, None, false)
+        .into_iter()
+        .map(|p| (p.id, p.payload))
+    {
+        if let Some(x) = p.get("f").and_then(Value::as_f64) {
+            all.push((x, id));
+        }
+    }
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    assert_eq!(
+        ordered(facet::Direction::Asc, None, None),
+        all[..50].to_vec()
+    );
+    let from: Vec<_> = all
+        .iter()
+        .filter(|(x, _)| *x >= 42.0)
+        .take(50)
+        .cloned()
+        .collect();
+    assert_eq!(ordered(facet::Direction::Asc, Some(42.0), None), from);
+    let desc = ordered(facet::Direction::Desc, Some(42.0), Some(&even));
+    assert!(desc.windows(2).all(|w| w[0].0 >= w[1].0));
+    assert!(desc.iter().all(|(x, _)| *x <= 42.0));
+    assert_eq!(desc.len(), 50);
+}

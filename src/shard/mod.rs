@@ -35,6 +35,7 @@
 //! and [`optimizer`] for how the tail and dead entries are folded away.
 
 pub mod check;
+pub mod facet;
 pub mod filter;
 pub mod optimizer;
 pub mod payload;
@@ -71,7 +72,8 @@ pub struct ShardConfig {
     pub dim: usize,
     pub metric: Metric,
     pub hnsw: HnswParams,
-    /// Filtered searches with at most this many candidates in a segment scan them exactly.
+    /// Filtered searches with at most this many candidates in a segment score them exactly
+    /// (points: the collection converts Qdrant's KB, [`search::full_scan_points`]).
     pub full_scan_threshold: usize,
     /// Scalar int8 quantization of the segments built from now on.
     pub int8: Option<ScalarInt8>,
@@ -86,7 +88,7 @@ impl ShardConfig {
             dim,
             metric,
             hnsw,
-            full_scan_threshold: search::FULL_SCAN_THRESHOLD,
+            full_scan_threshold: search::full_scan_points(search::FULL_SCAN_THRESHOLD, dim),
             int8: None,
             optimizer: optimizer::OptimizerConfig::for_dim(dim),
         }

@@ -254,7 +254,7 @@ impl SealedSegment {
             fields.insert(key.clone(), index);
         }
         if built > 0 || fields.len() != current.fields.len() {
-            *self.payload_index.write() = Arc::new(SegmentIndex { fields });
+            *self.payload_index.write() = Arc::new(SegmentIndex::new(fields));
         }
         built
     }
