@@ -805,18 +805,13 @@ impl Shard {
 
     /// Number of live points passing the filter.
     pub fn count(&self, filter: Option<&Filter>) -> usize {
-        let state = self.state.read();
-        match filter {
-            None => state.live_count(),
-            Some(flt) => {
-                let flt = self.prepare_filter(flt);
-                let check = check::FilterCheck::new(&flt);
-                state
-                    .iter_live()
-                    .filter(|(id, f)| check.found(id, *f))
-                    .count()
-            }
-        }
+        let Some(flt) = filter else {
+            return self.state.read().live_count();
+        };
+        let flt = self.prepare_filter(flt);
+        let mut n = 0;
+        for_each_match(&self.state.read(), &flt, |_| n += 1);
+        n
     }
 
     /// What a reader gets of a point. Without `with_payload` the payload is the shared empty
@@ -885,12 +880,32 @@ fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {
             .copied()
             .collect(),
         Selector::Filter(f) => {
-            let check = check::FilterCheck::new(f);
-            state
-                .iter_live()
-                .filter(|(id, found)| check.found(id, *found))
-                .map(|(id, _)| id)
-                .collect()
+            let mut ids = Vec::new();
+            for_each_match(state, f, |id| ids.push(id));
+            ids
+        }
+    }
+}
+
+/// Calls `f` with every live point passing a (prepared) filter: the point table's, then each
+/// segment's plain entries — those the payload indexes give, without reading their payloads
+/// when the indexes answer the whole filter.
+fn for_each_match(state: &ShardState, filter: &Filter, mut f: impl FnMut(PointId)) {
+    let check = check::FilterCheck::new(filter);
+    for (id, e) in state.points.iter() {
+        if check.json(id, e.payload.as_bytes()) {
+            f(*id);
+        }
+    }
+    for seg in &state.segments {
+        let passes = |i: u32| seg.plain(i) && check.json(&seg.point_id(i), seg.payload_json(i));
+        let mut take = |i: u32| f(seg.point_id(i));
+        match seg.payload_index().candidates(filter, seg) {
+            Some(c) if c.exact => c.ids.iter().filter(|&i| seg.plain(i)).for_each(&mut take),
+            Some(c) => c.ids.iter().filter(|&i| passes(i)).for_each(&mut take),
+            None => (0..seg.len() as u32)
+                .filter(|&i| passes(i))
+                .for_each(&mut take),
         }
     }
 }

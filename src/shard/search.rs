@@ -92,12 +92,14 @@ impl Shard {
             let tail = &state.tail;
             match &check {
                 // Filtered: the point table holds the tail and the overlays (sealed entries
-                // whose payload changed, which the segments leave out), each checked once.
+                // whose payload changed, which the segments leave out). The segments' hits are
+                // in `top` already, so most entries are too far to matter and are never checked.
                 Some(c) => {
                     for (id, e) in state.points.iter() {
-                        if c.json(id, e.payload.as_bytes()) {
-                            let v = state.location_vector(&e.location, self.config.dim);
-                            top.push(metric.distance(spec.vector, v), (*id, None));
+                        let v = state.location_vector(&e.location, self.config.dim);
+                        let d = metric.distance(spec.vector, v);
+                        if top.admits(d) && c.json(id, e.payload.as_bytes()) {
+                            top.push(d, (*id, None));
                         }
                     }
                 }
@@ -240,6 +242,13 @@ impl<T> TopK<T> {
         }
     }
 
+    /// Whether a pair at this distance would be kept now.
+    pub fn admits(&self, distance: f32) -> bool {
+        self.k > 0
+            && (self.heap.len() < self.k
+                || self.heap.peek().is_some_and(|worst| distance < worst.0))
+    }
+
     /// The kept pairs, closest first.
     pub fn into_sorted(self) -> Vec<(f32, T)> {
         self.heap
@@ -261,7 +270,13 @@ mod tests {
             t.push(d, i);
         }
         assert_eq!(t.into_sorted(), vec![(1.0, 1), (2.0, 2), (3.0, 3)]);
+        let mut t = TopK::new(2);
+        assert!(t.admits(9.0));
+        t.push(1.0, 1);
+        t.push(3.0, 3);
+        assert!(t.admits(2.0) && !t.admits(3.0) && !t.admits(4.0));
         let mut z = TopK::new(0);
+        assert!(!z.admits(0.0));
         z.push(1.0, 1);
         assert!(z.into_sorted().is_empty());
     }
