@@ -7,9 +7,10 @@
 //! for its own points; the collection merges shards.
 
 use super::check::{project, FilterCheck};
-use super::filter::{values_at, Filter};
+use super::filter::{top_level_key, values_at, Filter};
 use super::payload_index::{datetime_micros, FieldType};
-use super::point::PointId;
+use super::point::{Payload, PointId};
+use super::state::ShardState;
 use super::{PointView, Shard, ShardError};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -84,7 +85,7 @@ impl Shard {
                 }),
                 None => {
                     // Being built (a new segment): read the values from the payloads.
-                    let top = [top_key(key)];
+                    let top = [top_level_key(key)];
                     for i in (0..seg.len() as u32).filter(|&i| passes(i)) {
                         for v in distinct(values_at(&project(seg.payload_json(i), &top), key), kind)
                         {
@@ -94,16 +95,9 @@ impl Shard {
                 }
             }
         }
-        let top = [top_key(key)];
-        for (id, e) in state.points.iter() {
-            if check
-                .as_ref()
-                .is_none_or(|c| c.json(id, e.payload.as_bytes()))
-            {
-                let payload = project(e.payload.as_bytes(), &top);
-                for v in distinct(values_at(&payload, key), kind) {
-                    add(&v, 1);
-                }
+        for (_, payload) in table_payloads(&state, check.as_ref(), key) {
+            for v in distinct(values_at(&payload, key), kind) {
+                add(&v, 1);
             }
         }
         Ok(counts.into_values().collect())
@@ -163,7 +157,7 @@ impl Shard {
             match index.fields.get(key) {
                 Some(f) => f.walk_numbers(direction == Direction::Desc, &mut take),
                 None => {
-                    let top = [top_key(key)];
+                    let top = [top_level_key(key)];
                     for i in 0..seg.len() as u32 {
                         for x in numbers(values_at(&project(seg.payload_json(i), &top), key), kind)
                         {
@@ -173,17 +167,10 @@ impl Shard {
                 }
             }
         }
-        let top = [top_key(key)];
-        for (id, e) in state.points.iter() {
-            if check
-                .as_ref()
-                .is_none_or(|c| c.json(id, e.payload.as_bytes()))
-            {
-                let payload = project(e.payload.as_bytes(), &top);
-                for x in numbers(values_at(&payload, key), kind) {
-                    if in_range(x) {
-                        found.push((x, *id));
-                    }
+        for (id, payload) in table_payloads(&state, check.as_ref(), key) {
+            for x in numbers(values_at(&payload, key), kind) {
+                if in_range(x) {
+                    found.push((x, id));
                 }
             }
         }
@@ -202,9 +189,20 @@ impl Shard {
     }
 }
 
-fn top_key(key: &str) -> String {
-    let first = key.split('.').next().unwrap_or(key);
-    first.strip_suffix("[]").unwrap_or(first).to_string()
+/// The point table's entries (tail and overlays) passing the filter, each with its payload
+/// restricted to `key`'s top level.
+fn table_payloads<'s>(
+    state: &'s ShardState,
+    check: Option<&'s FilterCheck>,
+    key: &str,
+) -> impl Iterator<Item = (PointId, Payload)> + 's {
+    let top = [top_level_key(key)];
+    state.points.iter().filter_map(move |(id, e)| {
+        let json = e.payload.as_bytes();
+        check
+            .is_none_or(|c| c.json(id, json))
+            .then(|| (*id, project(json, &top)))
+    })
 }
 
 /// The distinct values of a facet field's kind among `values`.

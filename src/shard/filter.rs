@@ -302,8 +302,7 @@ impl Filter {
                     continue;
                 }
             };
-            let first = key.split('.').next().unwrap_or(key);
-            out.push(first.strip_suffix("[]").unwrap_or(first).to_string());
+            out.push(top_level_key(key));
         }
     }
 
@@ -461,6 +460,12 @@ impl Match {
             }
         }
     }
+}
+
+/// The top-level payload key a dotted key starts with (`a` for `a.b` or `a[].b`).
+pub fn top_level_key(key: &str) -> String {
+    let first = key.split('.').next().unwrap_or(key);
+    first.strip_suffix("[]").unwrap_or(first).to_string()
 }
 
 /// The values at a dotted key, with arrays flattened: `{"a":[{"b":1},{"b":[2,3]}]}` at `a.b`

@@ -475,26 +475,17 @@ impl Shard {
                             .count()
                     }
                     None => {
-                        let keys = [key.clone()];
                         points += (0..seg.len() as u32)
                             .filter(|&i| seg.plain(i))
-                            .filter(|&i| {
-                                has_value(&check::project(seg.payload_json(i), &keys), key)
-                            })
+                            .filter(|&i| has_value(seg.payload_json(i), key))
                             .count()
                     }
                 }
             }
-            let top = [key
-                .split('.')
-                .next()
-                .unwrap_or(key)
-                .trim_end_matches("[]")
-                .to_string()];
             points += state
                 .points
                 .iter()
-                .filter(|(_, e)| has_value(&check::project(e.payload.as_bytes(), &top), key))
+                .filter(|(_, e)| has_value(e.payload.as_bytes(), key))
                 .count();
             out.insert(key.clone(), (field.clone(), points));
         }
@@ -867,9 +858,13 @@ const TABLE_ENTRY_BYTES: usize = 150;
 /// A payload's text allocation beyond its length.
 const PAYLOAD_OVERHEAD: usize = 16;
 
-/// Whether a payload holds a value at `key` (Qdrant counts points with a value, `null` aside).
-fn has_value(payload: &Payload, key: &str) -> bool {
-    filter::values_at(payload, key).iter().any(|v| !v.is_null())
+/// Whether a stored payload holds a value at `key` (Qdrant counts points with a value, `null`
+/// aside).
+fn has_value(json: &[u8], key: &str) -> bool {
+    let payload = check::project(json, &[filter::top_level_key(key)]);
+    filter::values_at(&payload, key)
+        .iter()
+        .any(|v| !v.is_null())
 }
 
 fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {

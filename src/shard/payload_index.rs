@@ -249,8 +249,7 @@ impl FieldIndex {
             has_value: LiveBits::new(n),
             bytes: n.div_ceil(8),
         };
-        let top = key.split('.').next().unwrap_or(key);
-        let top = vec![top.strip_suffix("[]").unwrap_or(top).to_string()];
+        let top = [super::filter::top_level_key(key)];
         let text = schema.text();
         let lookup = schema.flag("lookup", true);
         let range = schema.flag("range", true);
