@@ -4,7 +4,9 @@
 //! A [`Filter`] is `must` (all), `should` (at least one, when present), `must_not` (none) and
 //! `min_should` (at least `min_count` of its conditions). Conditions test payload fields by key —
 //! `a.b` walks nested objects and fans out over arrays, so an array field matches when any element
-//! does — or the point id (`has_id`), or nest a whole filter.
+//! does — or the point id (`has_id`), or nest a whole filter. Keys are Qdrant's key paths, read by
+//! the parser `set_payload` uses ([`FieldKey`]): `a."b.c"` names the key `b.c`, `a[0]` one
+//! element; a key that is not a key path is refused.
 //!
 //! Semantics follow Qdrant's condition checker where its documentation is terse (tested below,
 //! and against the official client in `tests/compat`):
@@ -16,6 +18,7 @@
 //!   explicit `null`;
 //! - `should: []` matches nothing; a field condition must name at least one condition.
 
+use super::payload::{KeyPath, PathItem};
 use super::point::{Payload, PointId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -153,20 +156,58 @@ struct NestedBody {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyRef {
-    pub key: String,
+    pub key: FieldKey,
 }
 
 /// `{"nested": {"key": "items", "filter": …}}`: the filter must hold for one element of the array.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NestedCondition {
-    pub key: String,
+    pub key: FieldKey,
     pub filter: Filter,
+}
+
+/// A payload key as a filter names it: Qdrant's key path syntax, the one `set_payload` reads
+/// ([`KeyPath`]: `a.b`, `a."b.c"`, `a[0]`, `a[]`), parsed once when the filter is read. A key
+/// that is not a key path is refused (Qdrant refuses it too) rather than matching nothing.
+/// It travels as the text it was sent as.
+#[derive(Clone, PartialEq)]
+pub struct FieldKey {
+    text: String,
+    path: KeyPath,
+}
+
+impl FieldKey {
+    pub fn parse(text: &str) -> Result<FieldKey, String> {
+        Ok(FieldKey {
+            text: text.to_string(),
+            path: KeyPath::parse(text)?,
+        })
+    }
+}
+
+impl std::fmt::Debug for FieldKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.text, f)
+    }
+}
+
+impl Serialize for FieldKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        FieldKey::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldCondition {
-    pub key: String,
+    pub key: FieldKey,
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<Match>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,7 +345,7 @@ fn nested_matches(filter: &Filter, id: &PointId, item: &Value) -> bool {
 }
 
 /// Qdrant's emptiness: no value at the key, or only `null`s and `[]`s.
-fn is_empty_at(payload: &Payload, key: &str) -> bool {
+fn is_empty_at(payload: &Payload, key: &FieldKey) -> bool {
     raw_at(payload, key)
         .iter()
         .all(|v| v.is_null() || v.as_array().is_some_and(|a| a.is_empty()))
@@ -385,9 +426,10 @@ impl Match {
     }
 }
 
-/// The values at a dotted key, with arrays flattened: `{"a":[{"b":1},{"b":[2,3]}]}` at `a.b`
-/// gives 1, 2, 3. A `[]` suffix on a segment (`a[].b`) is accepted and means the same.
-pub fn values_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
+/// The values at a key, with arrays flattened: `{"a":[{"b":1},{"b":[2,3]}]}` at `a.b` gives
+/// 1, 2, 3. A key steps into every object of an array it meets (`a.b` and `a[].b` are the
+/// same), `[n]` takes one element of an array, and a trailing `[]` changes nothing.
+fn values_at<'a>(payload: &'a Payload, key: &FieldKey) -> Vec<&'a Value> {
     let mut out = Vec::new();
     for v in raw_at(payload, key) {
         match v {
@@ -398,24 +440,27 @@ pub fn values_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
     out
 }
 
-/// The values at a dotted key without flattening the last level.
-fn raw_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
-    let mut parts = key.split('.').map(|p| p.strip_suffix("[]").unwrap_or(p));
-    let Some(first) = parts.next() else {
-        return Vec::new();
-    };
+/// The values at a key without flattening the last level.
+fn raw_at<'a>(payload: &'a Payload, key: &FieldKey) -> Vec<&'a Value> {
+    let KeyPath { first, rest } = &key.path;
     let mut current: Vec<&Value> = payload.get(first).into_iter().collect();
-    for part in parts {
+    let last = rest.len();
+    for (i, item) in rest.iter().enumerate() {
         let mut next = Vec::new();
         for v in current {
-            match v {
-                Value::Object(o) => next.extend(o.get(part)),
-                Value::Array(items) => next.extend(
+            match (item, v) {
+                (PathItem::Key(k), Value::Object(o)) => next.extend(o.get(k)),
+                (PathItem::Key(k), Value::Array(items)) => next.extend(
                     items
                         .iter()
                         .filter_map(|i| i.as_object())
-                        .filter_map(|o| o.get(part)),
+                        .filter_map(|o| o.get(k)),
                 ),
+                (PathItem::Index(n), Value::Array(items)) => next.extend(items.get(*n)),
+                // `[]` before a key steps into every element (as a key alone does); at the end
+                // it leaves the array whole, as the key without it would.
+                (PathItem::Each, Value::Array(items)) if i + 1 < last => next.extend(items),
+                (PathItem::Each, other) => next.push(other),
                 _ => {}
             }
         }
@@ -564,6 +609,59 @@ mod tests {
         let nested = json!({"must": [{"nested": {"key": "items", "filter": {"must": [
             {"key": "k", "match": {"value": "x"}}, {"key": "v", "match": {"value": 2}}]}}}]});
         assert!(!check(nested, p));
+    }
+
+    #[test]
+    fn keys_are_qdrant_key_paths() {
+        // Qdrant's key syntax, as set_payload reads it: a quoted key is one key whatever it
+        // holds, [n] one element of an array. Keys were split at every dot, so a quoted key,
+        // an index or an empty key silently matched nothing.
+        let p = json!({"a.b": 1, "a": {"b": 2, "c.d": 3}, "x": [{"y": 1}, {"y": 2}],
+                       "x[0]": 4, "": 5, " ": 6, "日本": {"語": 7}, "n": [10, 20]});
+        let holds = |key: &str, value: i64| {
+            check(
+                json!({"must": [{"key": key, "match": {"value": value}}]}),
+                p.clone(),
+            )
+        };
+        assert!(holds("\"a.b\"", 1));
+        assert!(holds("a.b", 2));
+        assert!(holds("a.\"c.d\"", 3));
+        assert!(holds("x[1].y", 2) && !holds("x[0].y", 2) && holds("x[0].y", 1));
+        assert!(holds("x[].y", 2) && holds("x.y", 2));
+        assert!(holds("\"x[0]\"", 4));
+        assert!(holds("\"\"", 5) && holds("\" \"", 6));
+        assert!(holds("日本.語", 7));
+        assert!(holds("n[1]", 20) && !holds("n[1]", 10) && !holds("n[2]", 20));
+        assert!(holds("n[]", 10) && holds("n", 10));
+        assert!(check(
+            json!({"must": [{"is_empty": {"key": "x[5]"}}]}),
+            p.clone()
+        ));
+        let null_at_quoted = json!({"must": [{"is_null": {"key": "\"a.b\""}}]});
+        assert!(check(null_at_quoted.clone(), json!({"a.b": null})));
+        assert!(!check(null_at_quoted, json!({"a": {"b": null}})));
+        // What is not a key path is refused, as Qdrant refuses it, instead of matching nothing.
+        for bad in ["a..b", "a b", "[0]", "a[", ".a", "a.", "\"open", "a[x]", ""] {
+            for cond in [
+                json!({"key": bad, "match": {"value": 1}}),
+                json!({"is_empty": {"key": bad}}),
+                json!({"is_null": {"key": bad}}),
+                json!({"nested": {"key": bad, "filter": {}}}),
+            ] {
+                let e = serde_json::from_value::<Filter>(json!({"must": [cond]}));
+                assert!(e.is_err(), "{bad:?} was accepted");
+            }
+        }
+        // A key keeps its text on the wire (filters travel to peers as JSON).
+        let f: Filter =
+            serde_json::from_value(json!({"must": [{"key": "a.\"c.d\"", "match": {"value": 3}}]}))
+                .unwrap();
+        let again: Filter = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+        assert_eq!(f, again);
+        assert!(serde_json::to_string(&f)
+            .unwrap()
+            .contains(r#""key":"a.\"c.d\"""#));
     }
 
     #[test]
