@@ -372,12 +372,20 @@ impl Shard {
     }
 
     /// The changes `plan` makes at `version`, computed from this replica's current records.
+    ///
+    /// Each change is made from the record it replaces, so it must win over it: a record
+    /// written through a node whose clock runs ahead of the coordinator's (clocks may differ by
+    /// up to [`version::MAX_SKEW`]) holds a version above `version`, and a change at `version`
+    /// would be dropped as stale (a delete answered "completed" and changed nothing) or refused
+    /// (a payload change older than the vector version it keeps). Such a change takes the
+    /// record's version plus one instead.
     pub fn plan(&self, plan: &Plan, version: u64) -> Vec<Change> {
         let state = self.state.read();
+        let over = |e: &Entry| version.max(e.version.saturating_add(1));
         match plan {
             Plan::Delete(selector) => select_in(&state, selector)
                 .into_iter()
-                .map(|id| Change::delete(id, version))
+                .filter_map(|id| Some(Change::delete(id, over(state.points.get(&id)?))))
                 .collect(),
             Plan::Payload(selector, op) => select_in(&state, selector)
                 .into_iter()
@@ -386,7 +394,7 @@ impl Shard {
                     let mut payload = (*e.payload).clone();
                     apply_payload_op(&mut payload, op);
                     let vector = state.vector(e, self.config.dim).to_vec();
-                    let mut change = Change::upsert(id, version, vector, payload);
+                    let mut change = Change::upsert(id, over(e), vector, payload);
                     change.record.vector_version = e.vector_version;
                     Some(change)
                 })
