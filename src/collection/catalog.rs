@@ -22,7 +22,7 @@
 //! deletion is remembered as a tombstone so that a node that was down cannot resurrect it.
 //! Entries from peers are checked like a client's create ([`check_entry`]).
 
-use super::{tree_name, Collection, CollectionConfig};
+use super::{Collection, CollectionConfig};
 use crate::cluster::protocol::CatalogEntry;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -413,11 +413,7 @@ impl Catalog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        for (shard, _) in c.local_shards() {
-            self.store
-                .drop_tree(&tree_name(&c.name, shard))
-                .map_err(|e| Error::Internal(e.to_string()))?;
-        }
+        c.remove_replicas()?;
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }
@@ -510,6 +506,31 @@ mod tests {
         }));
         assert!(!dir.path().join("collections").join(TOMBSTONES).exists());
         assert!(dir.path().join("catalog").join(TOMBSTONES).is_file());
+    }
+
+    #[test]
+    fn a_write_that_waited_through_a_delete_never_reaches_the_next_collection_of_that_name() {
+        use crate::shard::point::PointId;
+        use crate::shard::Change;
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+        catalog.create("c", config(), &[0]).unwrap();
+        // A request holds the collection (and its shard) while another deletes it.
+        let old = catalog.get("c").unwrap().open_shard(0).unwrap();
+        catalog.delete("c").unwrap();
+        let write = |id| Change::upsert(PointId::Num(id), 1, vec![1.0, 0.0], Default::default());
+        assert!(
+            old.commit(vec![write(7)], true).is_err(),
+            "a write to a deleted collection must fail, not be acknowledged"
+        );
+        // It used to write into a fresh sled tree of the same name, which the next collection
+        // called `c` then opened and served (and kept across restarts).
+        catalog.create("c", config(), &[0]).unwrap();
+        assert_eq!(catalog.get("c").unwrap().open_shard(0).unwrap().len(), 0);
+        catalog.flush().unwrap();
+        drop((old, catalog));
+        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+        assert_eq!(catalog.get("c").unwrap().open_shard(0).unwrap().len(), 0);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The largest Euclidean norm a Dot, Euclid or Manhattan vector may have. Between two such
@@ -97,6 +98,8 @@ pub struct Collection {
     /// while a complete replica is reachable. Marked on disk by a `SYNCING` file so a restart
     /// resumes the copy.
     syncing: RwLock<BTreeSet<u32>>,
+    /// Set (under `local`'s write lock) once the collection is deleted: no replica opens after.
+    removed: AtomicBool,
 }
 
 /// Marker file of a replica still copying from its peers.
@@ -124,6 +127,7 @@ impl Collection {
             clock,
             local: RwLock::new(BTreeMap::new()),
             syncing: RwLock::new(BTreeSet::new()),
+            removed: AtomicBool::new(false),
         }
     }
 
@@ -153,9 +157,27 @@ impl Collection {
         if dir.join(SYNCING_MARKER).exists() {
             self.syncing.write().insert(shard);
         }
-        Ok(Arc::clone(
-            self.local.write().entry(shard).or_insert(opened),
-        ))
+        let mut local = self.local.write();
+        if self.removed.load(Ordering::Acquire) {
+            // Deleted while this replica opened: its (new, empty) records go too.
+            opened.retire()?;
+            anyhow::bail!("collection `{}` was deleted", self.name);
+        }
+        Ok(Arc::clone(local.entry(shard).or_insert(opened)))
+    }
+
+    /// Drops the records of every local replica, for good: the collection is deleted. Writes
+    /// still in flight to it fail from now on, and no replica of it opens again, so nothing of
+    /// it reaches a collection created later with the same name ([`Shard::retire`]).
+    pub fn remove_replicas(&self) -> Result<()> {
+        let local = self.local.write();
+        self.removed.store(true, Ordering::Release);
+        for replica in local.values() {
+            replica
+                .retire()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Opens a replica that must first copy its data from peers (a shard this node newly owns).
@@ -221,9 +243,9 @@ impl Collection {
 
     /// Removes this node's replica of `shard` and its files (after it moved elsewhere).
     pub fn drop_shard(&self, shard: u32) -> anyhow::Result<()> {
-        if self.local.write().remove(&shard).is_some() {
+        if let Some(replica) = self.local.write().remove(&shard) {
             self.syncing.write().remove(&shard);
-            self.store.drop_tree(&tree_name(&self.name, shard))?;
+            replica.retire()?;
             let _ = std::fs::remove_dir_all(self.shard_dir(shard));
         }
         Ok(())

@@ -34,6 +34,7 @@ use point::{Payload, PointId, Record, RecordBody};
 use state::{Entry, IndexedSegment, LiveBits, Location, ShardState};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use version::VersionClock;
 
@@ -136,6 +137,10 @@ pub enum ShardError {
     Unavailable(String),
     #[error("{0}")]
     Invalid(String),
+    /// The replica was removed (its collection deleted, or the replica moved to another node)
+    /// while the write waited.
+    #[error("this replica was removed: its collection was deleted or the replica moved")]
+    Removed,
 }
 
 impl From<StoreError> for ShardError {
@@ -156,6 +161,8 @@ pub struct Shard {
     state: RwLock<ShardState>,
     /// Serialises writers so the version check and the sled batch see the same state.
     write_lock: Mutex<()>,
+    /// Set, under `write_lock`, when the replica's records are dropped ([`Shard::retire`]).
+    retired: AtomicBool,
     /// Serialises segment builds of this shard.
     build_lock: Mutex<()>,
 }
@@ -210,6 +217,7 @@ impl Shard {
             clock,
             state: RwLock::new(state),
             write_lock: Mutex::new(()),
+            retired: AtomicBool::new(false),
             build_lock: Mutex::new(()),
         })
     }
@@ -270,6 +278,9 @@ impl Shard {
     /// call a later change to the same id replaces an earlier one. Returns how many took effect.
     pub fn commit(&self, changes: Vec<Change>, durable: bool) -> Result<usize, ShardError> {
         let _writer = self.write_lock.lock();
+        if self.is_retired() {
+            return Err(ShardError::Removed);
+        }
         self.store.recover()?;
         let mut latest: BTreeMap<PointId, Change> = BTreeMap::new();
         for c in changes {
@@ -322,6 +333,21 @@ impl Shard {
             Self::apply_in_memory(&mut state, id, record, payload);
         }
         Ok(n)
+    }
+
+    /// Drops this replica's records for good (its collection is deleted, or the replica moved
+    /// elsewhere). Commits waiting for the write lock fail afterwards with
+    /// [`ShardError::Removed`]: a store operation opens its tree by name, creating it if it is
+    /// missing, so a write that waited through the drop used to land in a new tree of the same
+    /// name — which the next collection created with that name opened and served.
+    pub fn retire(&self) -> Result<(), StoreError> {
+        let _writer = self.write_lock.lock();
+        self.retired.store(true, Ordering::Release);
+        self.store.drop_tree(&self.tree).map(drop)
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     fn stored_version(&self, id: &PointId) -> Result<Option<u64>, ShardError> {

@@ -124,6 +124,9 @@ impl Shard {
         let Some(_building) = self.build_lock.try_lock() else {
             return Ok(None);
         };
+        if self.is_retired() {
+            return Ok(None);
+        }
         let (merge, sources) = {
             let state = self.state.read();
             let needs_merge = state.segments.len() > MAX_SEGMENTS
@@ -168,6 +171,14 @@ impl Shard {
         } else {
             Some(self.build_segment(ids, vectors, cancel)?)
         };
+        if self.is_retired() {
+            // Removed while it built: leave nothing in a directory that a collection created
+            // again with the same name may be using by now.
+            if let Some(seg) = &segment {
+                let _ = std::fs::remove_dir_all(self.dir.join(format!("seg-{}", seg.id)));
+            }
+            return Ok(None);
+        }
         self.install(segment)?;
         let report = BuildReport {
             seconds: started.elapsed().as_secs_f64(),
