@@ -12,6 +12,7 @@ pub mod error;
 pub mod fsutil;
 pub mod index;
 pub mod logging;
+pub mod memory;
 pub mod node;
 pub mod secret;
 pub mod server;

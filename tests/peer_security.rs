@@ -45,6 +45,8 @@ fn config(size: usize, shard_number: u32) -> CollectionConfig {
         replication_factor: 1,
         write_consistency_factor: 1,
         on_disk_payload: true,
+        quantization: None,
+        optimizers: Default::default(),
     }
 }
 
@@ -343,6 +345,7 @@ fn peer_messages_are_checked_like_client_requests() {
                 exact: true,
                 filter_json: None,
                 with_vector: false,
+                quantization: (false, true, 1.0),
             }),
         ),
         (
@@ -355,6 +358,7 @@ fn peer_messages_are_checked_like_client_requests() {
                 exact: false,
                 filter_json: None,
                 with_vector: false,
+                quantization: (false, true, 1.0),
             }),
         ),
         (

@@ -1,5 +1,6 @@
 //! Collection routes: create, inspect, list, check and delete.
 
+use super::models::OptimizersConfigDiff;
 use super::models::{
     CollectionDescription, CollectionExists, CollectionInfo, CollectionsList, CreateCollection,
     VectorsConfig, WaitParams,
@@ -8,9 +9,9 @@ use super::response::Path;
 use super::response::{Answer, ApiResult, Body, Params, Started};
 use super::AppState;
 use crate::collection::catalog::validate_config;
-use crate::collection::{Collection, CollectionConfig};
+use crate::collection::{Collection, CollectionConfig, OptimizersConfig};
 use crate::error::Error;
-use crate::index::HnswParams;
+use crate::index::{HnswParams, ScalarInt8};
 use axum::extract::State;
 use serde_json::json;
 
@@ -158,26 +159,146 @@ fn collection_config(req: CreateCollection, node: &AppState) -> Result<Collectio
     let replication_factor = req
         .replication_factor
         .unwrap_or(node.config.default_replication_factor);
+    let quantization = match (&params.quantization_config, &req.quantization_config) {
+        (Some(v), _) if !v.is_null() => quantization_config(v)?,
+        (_, Some(v)) => quantization_config(v)?,
+        _ => None,
+    };
+    let size = usize::try_from(params.size).unwrap_or(usize::MAX);
+    let optimizers = optimizers_config(req.optimizers_config.unwrap_or_default(), size)?;
     let config = CollectionConfig {
-        size: usize::try_from(params.size).unwrap_or(usize::MAX),
+        size,
         distance: params.distance,
         hnsw,
         shard_number,
         replication_factor,
         write_consistency_factor: req.write_consistency_factor.unwrap_or(1),
         on_disk_payload: req.on_disk_payload.unwrap_or(true),
+        quantization,
+        optimizers,
     };
     validate_config(&config)?;
     Ok(config)
 }
 
-/// `GET /collections/{name}` in the shape of Qdrant's `CollectionInfo`.
+/// Qdrant's `quantization_config`: scalar int8 is supported; product and binary are refused
+/// rather than silently ignored.
+fn quantization_config(v: &serde_json::Value) -> Result<Option<ScalarInt8>, Error> {
+    let bad = |m: String| Error::BadRequest(m);
+    if v.is_null() {
+        return Ok(None);
+    }
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("quantization_config must be an object".into()))?;
+    if let Some(kind) = obj.keys().find(|k| *k != "scalar") {
+        return Err(bad(format!(
+            "quantization_config.{kind} is not supported: shoal supports scalar int8 quantization"
+        )));
+    }
+    let Some(scalar) = obj.get("scalar").and_then(|s| s.as_object()) else {
+        return Err(bad("quantization_config.scalar must be an object".into()));
+    };
+    for key in scalar.keys() {
+        if !["type", "quantile", "always_ram"].contains(&key.as_str()) {
+            return Err(bad(format!(
+                "unknown field quantization_config.scalar.{key}"
+            )));
+        }
+    }
+    match scalar.get("type").and_then(|t| t.as_str()) {
+        Some("int8") => {}
+        other => {
+            return Err(bad(format!(
+                "quantization_config.scalar.type must be \"int8\", got {}",
+                other.map_or("nothing".to_string(), |t| format!("{t:?}"))
+            )))
+        }
+    }
+    let quantile = match scalar.get("quantile") {
+        None | Some(serde_json::Value::Null) => 0.99,
+        Some(q) => q
+            .as_f64()
+            .filter(|q| (0.5..=1.0).contains(q))
+            .ok_or_else(|| {
+                bad(format!(
+                    "quantization_config.scalar.quantile must be between 0.5 and 1, got {q}"
+                ))
+            })? as f32,
+    };
+    let always_ram = match scalar.get("always_ram") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(b) => b
+            .as_bool()
+            .ok_or_else(|| bad("quantization_config.scalar.always_ram must be a boolean".into()))?,
+    };
+    Ok(Some(ScalarInt8 {
+        quantile,
+        always_ram,
+    }))
+}
+
+/// The `optimizers_config` fields shoal honours (see [`OptimizersConfigDiff`]).
+fn optimizers_config(o: OptimizersConfigDiff, dim: usize) -> Result<OptimizersConfig, Error> {
+    let refuse = |field: &str| {
+        Err(Error::BadRequest(format!(
+            "optimizers_config.{field} is not supported by shoal (leave it unset)"
+        )))
+    };
+    if o.default_segment_number.is_some() {
+        return refuse("default_segment_number");
+    }
+    if o.flush_interval_sec.is_some() {
+        return refuse("flush_interval_sec");
+    }
+    if o.max_optimization_threads
+        .as_ref()
+        .is_some_and(|v| !v.is_null())
+    {
+        return refuse("max_optimization_threads");
+    }
+    if let Some(t) = o.deleted_threshold {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(Error::BadRequest(format!(
+                "optimizers_config.deleted_threshold must be between 0 and 1, got {t}"
+            )));
+        }
+    }
+    if o.max_segment_size.is_some_and(|kb| kb == 0) {
+        return Err(Error::BadRequest(
+            "optimizers_config.max_segment_size must be positive (KB)".into(),
+        ));
+    }
+    let kb_to_points = |kb: usize| (kb.saturating_mul(1024) / (4 * dim.max(1))).max(1);
+    Ok(OptimizersConfig {
+        max_segment_size_kb: o.max_segment_size,
+        indexing_threshold: o.indexing_threshold.map(kb_to_points),
+        deleted_threshold: o.deleted_threshold,
+        vacuum_min_vector_number: o.vacuum_min_vector_number,
+    })
+}
+
+/// `GET /collections/{name}` in the shape of Qdrant's `CollectionInfo`: `status` is `yellow`
+/// while a local shard is building or has a build due, `green` once none has; `optimizer_status`
+/// carries the last build error, if the last build failed.
 fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
     let (points, indexed, segments) = c.stats();
     let cfg = &c.config;
+    let optimizer = cfg.optimizer();
+    let (optimizing, error) = c.optimizer_state(indexing_threshold);
+    let dim_bytes = 4 * cfg.size.max(1);
+    let threshold_points = optimizer.indexing_threshold.unwrap_or(indexing_threshold);
+    let quantization = cfg.quantization.map(|q| {
+        // Kept as f32: its shortest decimal form is what the client sent (0.99, not 0.99000001).
+        let quantile: f64 = q.quantile.to_string().parse().unwrap_or(q.quantile as f64);
+        json!({"scalar": {"type": "int8", "quantile": quantile, "always_ram": q.always_ram}})
+    });
     CollectionInfo {
-        status: "green".into(),
-        optimizer_status: "ok".into(),
+        status: if optimizing { "yellow" } else { "green" }.into(),
+        optimizer_status: match error {
+            None => json!("ok"),
+            Some(e) => json!({ "error": e }),
+        },
         indexed_vectors_count: indexed as u64,
         points_count: points as u64,
         segments_count: segments as u64,
@@ -194,20 +315,20 @@ fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
                 "ef_construct": cfg.hnsw.ef_construct,
                 "full_scan_threshold": crate::shard::search::FULL_SCAN_THRESHOLD,
                 "max_indexing_threads": 0,
-                "on_disk": false,
+                "on_disk": true,
             },
             "optimizer_config": {
-                "deleted_threshold": 0.25,
-                "vacuum_min_vector_number": 1000,
+                "deleted_threshold": optimizer.deleted_threshold,
+                "vacuum_min_vector_number": optimizer.vacuum_min_vector_number,
                 "default_segment_number": 0,
-                "max_segment_size": null,
-                "memmap_threshold": null,
-                "indexing_threshold": indexing_threshold,
-                "flush_interval_sec": 1,
-                "max_optimization_threads": null,
+                "max_segment_size": optimizer.max_segment_points * dim_bytes / 1024,
+                "memmap_threshold": 0,
+                "indexing_threshold": threshold_points * dim_bytes / 1024,
+                "flush_interval_sec": 0,
+                "max_optimization_threads": 1,
             },
             "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
-            "quantization_config": null,
+            "quantization_config": quantization,
         }),
         payload_schema: json!({}),
     }

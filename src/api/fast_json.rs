@@ -480,6 +480,7 @@ fn search_params(c: &mut Cursor) -> Option<SearchParams> {
     Some(SearchParams {
         hnsw_ef: hnsw_ef.flatten(),
         exact: exact.flatten(),
+        ..Default::default()
     })
 }
 

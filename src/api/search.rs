@@ -54,6 +54,29 @@ fn check_bounds(limit: usize, offset: usize, ef: Option<usize>) -> Result<(), Er
     Ok(())
 }
 
+/// Qdrant's `params.quantization`, checked.
+fn quantization(params: &SearchParams) -> Result<crate::index::QuantSearch, Error> {
+    if params.indexed_only == Some(true) {
+        return Err(Error::BadRequest(
+            "params.indexed_only is not supported: shoal always searches its small unindexed tail exactly".into(),
+        ));
+    }
+    let mut how = crate::index::QuantSearch::default();
+    if let Some(q) = &params.quantization {
+        how.ignore = q.ignore.unwrap_or(false);
+        how.rescore = q.rescore.unwrap_or(true);
+        if let Some(o) = q.oversampling {
+            if !(1.0..=100.0).contains(&o) {
+                return Err(Error::BadRequest(format!(
+                    "params.quantization.oversampling must be between 1 and 100, got {o}"
+                )));
+            }
+            how.oversampling = o as f32;
+        }
+    }
+    Ok(how)
+}
+
 /// Validates a Query API request into a target and a search request (vector filled in later).
 fn parse_query(q: QueryPoints) -> Result<(Target, SearchRequest, Option<WithPayload>), Error> {
     if q.prefetch.as_ref().is_some_and(|v| !v.is_null()) {
@@ -100,6 +123,7 @@ fn parse_query(q: QueryPoints) -> Result<(Target, SearchRequest, Option<WithPayl
         offset,
         hnsw_ef: params.hnsw_ef,
         exact: params.exact.unwrap_or(false),
+        quantization: quantization(&params)?,
         score_threshold: q.score_threshold,
         with_vector: WithVector::wanted(&q.with_vector),
         with_payload: WithPayload::wanted(&q.with_payload),
@@ -288,6 +312,7 @@ fn search_request(s: SearchPoints) -> Result<(SearchRequest, Option<WithPayload>
         offset,
         hnsw_ef: params.hnsw_ef,
         exact: params.exact.unwrap_or(false),
+        quantization: quantization(&params)?,
         score_threshold: s.score_threshold,
         with_vector: WithVector::wanted(&s.with_vector),
         with_payload: WithPayload::wanted(&s.with_payload),

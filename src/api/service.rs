@@ -157,6 +157,11 @@ pub async fn metrics(State(node): State<AppState>) -> Response {
         metrics::gauge!("shoal_collection_segments", &labels).set(segments as f64);
     }
     metrics::gauge!("shoal_collections").set(node.catalog.names().len() as f64);
+    let memory = tokio::task::block_in_place(|| memory_gauges(&node));
+    for (component, bytes) in memory {
+        metrics::gauge!("shoal_memory_resident_bytes", "component" => component).set(bytes as f64);
+    }
+    metrics::gauge!("shoal_memory_limit_bytes").set(crate::memory::limit_bytes() as f64);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -165,6 +170,29 @@ pub async fn metrics(State(node): State<AppState>) -> Response {
         node.metrics.handle.render(),
     )
         .into_response()
+}
+
+/// Resident bytes by component over every collection, the sled cache (its configured bound,
+/// or less while sled's files are smaller: sled does not report its cache's fill) and the
+/// process as a whole (`VmRSS`).
+fn memory_gauges(node: &AppState) -> Vec<(&'static str, u64)> {
+    let mut total = crate::shard::MemoryReport::default();
+    for c in node.catalog.all() {
+        total += c.memory();
+    }
+    let sled = node
+        .config
+        .sled_cache_bytes()
+        .min(node.catalog.sled_size_on_disk());
+    vec![
+        ("vectors", total.vectors as u64),
+        ("quantized_codes", total.codes as u64),
+        ("graph", total.graph as u64),
+        ("point_table", total.point_table as u64),
+        ("payloads", total.payloads as u64),
+        ("sled_cache", sled),
+        ("process", crate::memory::process_resident_bytes()),
+    ]
 }
 
 /// The API's route patterns (`/collections/{name}/points/query`), to label each request's

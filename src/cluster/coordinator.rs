@@ -544,6 +544,7 @@ impl Node {
                 filter: req.filter.clone(),
                 with_vector: req.with_vector,
                 with_payload: req.with_payload,
+                quantization: req.quantization,
             })
             .await?;
         let metric = c.config.distance;

@@ -20,7 +20,8 @@ use crate::shard::{Change, Plan, PointView, Shard};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: collection configs travel as JSON text; searches carry their quantization parameters.
+pub const PROTOCOL_VERSION: u32 = 2;
 pub const PROTOCOL_HEADER: &str = "x-shoal-peer-protocol";
 /// Carries the cluster token when one is configured.
 pub const TOKEN_HEADER: &str = "x-shoal-cluster-token";
@@ -159,6 +160,7 @@ pub enum ShardOp {
         /// Local replicas only: a peer always answers with payloads (the wire shape of
         /// protocol version 1 has no such field).
         with_payload: bool,
+        quantization: crate::index::QuantSearch,
     },
     Retrieve {
         ids: Vec<PointId>,
@@ -212,6 +214,8 @@ pub enum WireOp {
         exact: bool,
         filter_json: Option<String>,
         with_vector: bool,
+        /// `(ignore, rescore, oversampling)`.
+        quantization: (bool, bool, f32),
     },
     Retrieve {
         ids: Vec<PointId>,
@@ -308,6 +312,7 @@ impl From<&ShardOp> for WireOp {
                 filter,
                 with_vector,
                 with_payload: _,
+                quantization: q,
             } => WireOp::Search {
                 vector,
                 k,
@@ -315,6 +320,7 @@ impl From<&ShardOp> for WireOp {
                 exact,
                 filter_json: filter.as_ref().map(to_json),
                 with_vector,
+                quantization: (q.ignore, q.rescore, q.oversampling),
             },
             ShardOp::Retrieve { ids, with_vector } => WireOp::Retrieve { ids, with_vector },
             ShardOp::Scroll {
@@ -350,6 +356,7 @@ impl TryFrom<WireOp> for ShardOp {
                 exact,
                 filter_json,
                 with_vector,
+                quantization: (ignore, rescore, oversampling),
             } => ShardOp::Search {
                 vector,
                 k,
@@ -358,6 +365,11 @@ impl TryFrom<WireOp> for ShardOp {
                 filter: opt_from_json(&filter_json)?,
                 with_vector,
                 with_payload: true,
+                quantization: crate::index::QuantSearch {
+                    ignore,
+                    rescore,
+                    oversampling,
+                },
             },
             WireOp::Retrieve { ids, with_vector } => ShardOp::Retrieve { ids, with_vector },
             WireOp::Scroll {
@@ -426,6 +438,7 @@ pub fn execute(shard: &Shard, op: &ShardOp) -> ShardReply {
             filter,
             with_vector,
             with_payload,
+            quantization,
         } => {
             let spec = SearchSpec {
                 vector,
@@ -435,6 +448,7 @@ pub fn execute(shard: &Shard, op: &ShardOp) -> ShardReply {
                 filter: filter.as_ref(),
                 with_vector: *with_vector,
                 with_payload: *with_payload,
+                quantization: *quantization,
             };
             ShardReply::Hits(shard.search(&spec))
         }

@@ -29,7 +29,7 @@ use crate::fsutil;
 use crate::shard::version::VersionClock;
 use crate::store::Store;
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,7 +39,7 @@ const TOMBSTONES: &str = "tombstones.json";
 /// Largest vector dimension accepted (Qdrant's limit).
 pub const MAX_DIM: usize = 65_536;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredCollection {
     #[serde(default)]
     version: u64,
@@ -110,6 +110,24 @@ pub fn validate_config(c: &CollectionConfig) -> Result<()> {
             c.replication_factor, c.write_consistency_factor
         ));
     }
+    if let Some(q) = &c.quantization {
+        if !(0.5..=1.0).contains(&q.quantile) {
+            return bad(format!(
+                "quantization_config.scalar.quantile must be between 0.5 and 1, got {}",
+                q.quantile
+            ));
+        }
+    }
+    let o = &c.optimizers;
+    if o.max_segment_size_kb == Some(0) {
+        return bad("optimizers_config.max_segment_size must be positive (KB)".into());
+    }
+    if o.deleted_threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+        return bad(format!(
+            "optimizers_config.deleted_threshold must be between 0 and 1, got {:?}",
+            o.deleted_threshold
+        ));
+    }
     Ok(())
 }
 
@@ -170,13 +188,15 @@ fn open_tombstones(dir: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
 impl Catalog {
     /// Opens every collection under `dir`, creating the directory if needed; `local_shards` says
     /// which shard replicas of a collection this node holds.
-    /// `disk_reserve` bytes are kept free on the data volume (see [`crate::store`]).
+    /// `disk_reserve` bytes are kept free on the data volume (see [`crate::store`]); sled keeps
+    /// at most `sled_cache_bytes` of its pages in memory (its default is 1 GB).
     pub fn open(
         dir: &Path,
         disk_reserve: u64,
+        sled_cache_bytes: u64,
         local_shards: impl Fn(&CollectionConfig) -> Vec<u32>,
     ) -> anyhow::Result<Catalog> {
-        let store = Store::open(dir, disk_reserve)?;
+        let store = Store::open(dir, disk_reserve, sled_cache_bytes)?;
         let root = dir.join("collections");
         std::fs::create_dir_all(&root)?;
         std::fs::create_dir_all(dir.join("catalog"))?;
@@ -213,6 +233,7 @@ impl Catalog {
         for t in catalog.store.tree_names()? {
             let owner = t
                 .strip_prefix("c/")
+                .or_else(|| t.strip_prefix("d/"))
                 .and_then(|r| r.rsplit_once('/'))
                 .map(|(c, _)| c.to_string());
             if owner.is_some_and(|c| !stored.iter().any(|(n, _)| *n == c)) {
@@ -378,10 +399,10 @@ impl Catalog {
                         collection.open_syncing(*shard)?;
                     }
                 }
-                let stored = StoredCollection {
-                    version: entry.version,
-                    config: config.clone(),
-                };
+                let mut stored = config.to_json();
+                if let Some(obj) = stored.as_object_mut() {
+                    obj.insert("version".into(), entry.version.into());
+                }
                 let bytes = serde_json::to_vec_pretty(&stored)
                     .map_err(|e| Error::Internal(e.to_string()))?;
                 fsutil::write_atomic(&dir.join(CONFIG_FILE), &bytes)?;
@@ -418,6 +439,11 @@ impl Catalog {
         Ok(())
     }
 
+    /// Bytes of sled's files.
+    pub fn sled_size_on_disk(&self) -> u64 {
+        self.store.size_on_disk()
+    }
+
     /// Makes every write so far durable (shutdown, tests).
     pub fn flush(&self) -> Result<()> {
         self.store
@@ -445,6 +471,8 @@ mod tests {
             replication_factor: 1,
             write_consistency_factor: 1,
             on_disk_payload: true,
+            quantization: None,
+            optimizers: Default::default(),
         }
     }
 
@@ -459,7 +487,7 @@ mod tests {
             "a#b %c ü",
         ];
         {
-            let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+            let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
             for name in names {
                 catalog.create(name, config(), &[0]).unwrap();
             }
@@ -468,7 +496,7 @@ mod tests {
             assert!(catalog.delete(".tombstones.json.tmp").unwrap().is_some());
             catalog.flush().unwrap();
         }
-        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
         let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         expected.retain(|n| n != ".tombstones.json.tmp");
         expected.sort();
@@ -486,7 +514,7 @@ mod tests {
     fn old_data_dirs_open_with_their_tombstones() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+            let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
             catalog.create("kept", config(), &[0]).unwrap();
             catalog.flush().unwrap();
         }
@@ -497,7 +525,7 @@ mod tests {
             br#"{"old": 12345}"#,
         )
         .unwrap();
-        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
         assert_eq!(catalog.names(), ["kept"]);
         assert!(catalog.entries().contains(&CatalogEntry {
             name: "old".into(),
@@ -513,7 +541,7 @@ mod tests {
         use crate::shard::point::PointId;
         use crate::shard::Change;
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
         catalog.create("c", config(), &[0]).unwrap();
         // A request holds the collection (and its shard) while another deletes it.
         let old = catalog.get("c").unwrap().open_shard(0).unwrap();
@@ -529,14 +557,14 @@ mod tests {
         assert_eq!(catalog.get("c").unwrap().open_shard(0).unwrap().len(), 0);
         catalog.flush().unwrap();
         drop((old, catalog));
-        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
         assert_eq!(catalog.get("c").unwrap().open_shard(0).unwrap().len(), 0);
     }
 
     #[test]
     fn entries_from_peers_are_checked_like_creates() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
         let entry = |name: &str, version: u64, config: Option<CollectionConfig>| CatalogEntry {
             name: name.into(),
             version,

@@ -8,8 +8,10 @@
 //! nodes may enter the result. A filter pinning ids with `has_id` goes straight to those points.
 
 use super::filter::Filter;
-use super::state::{IndexedSegment, Location, ShardState};
-use super::{point, PointView, Shard};
+use super::sealed::SealedSegment;
+use super::state::{Found, ShardState};
+use super::{matches_found, point, PointView, Shard};
+use crate::index::QuantSearch;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub struct SearchSpec<'a> {
     pub with_vector: bool,
     /// Without it, hits carry an empty payload (and the search never touches the payloads).
     pub with_payload: bool,
+    /// How quantized segments are searched (Qdrant's `params.quantization`).
+    pub quantization: QuantSearch,
 }
 
 /// A found point with its internal distance (lower is closer).
@@ -48,23 +52,29 @@ impl Shard {
 
         if let Some(ids) = spec.filter.and_then(|f| f.pinned_ids()) {
             for id in ids {
-                if let Some(e) = state.points.get(id) {
-                    if spec.filter.is_none_or(|f| f.matches(id, &e.payload)) {
+                if let Some(found) = state.find(id) {
+                    if spec.filter.is_none_or(|f| matches_found(f, id, found)) {
                         top.push(
-                            metric.distance(spec.vector, state.vector(e, self.config.dim)),
+                            metric.distance(spec.vector, state.vector(found, self.config.dim)),
                             (*id, None),
                         );
                     }
                 }
             }
         } else {
-            let allowed = spec.filter.map(|f| allowed_by_segment(&state, f));
-            for (s, seg) in state.segments.iter().enumerate() {
-                let allowed = allowed.as_ref().map(|a| a[s].as_slice());
-                let hits = search_segment(seg, allowed, spec, self.config.full_scan_threshold);
+            for seg in &state.segments {
+                let allowed = spec.filter.map(|f| allowed_in(&state, seg, f));
+                let hits = search_segment(
+                    seg,
+                    allowed.as_deref(),
+                    spec,
+                    self.config.full_scan_threshold,
+                );
                 hits.iter().for_each(|&(_, i)| seg.prefetch_entry(i));
                 for (d, i) in hits {
-                    top.push(d, (seg.ids[i as usize].0, Some(seg.version(i))));
+                    // An overlaid entry's version is in the point table: leave it to the lookup.
+                    let version = (!seg.overlaid.get(i)).then(|| seg.sealed_version(i));
+                    top.push(d, (seg.point_id(i), version));
                 }
             }
             let tail = &state.tail;
@@ -74,7 +84,7 @@ impl Shard {
                 }
                 if let Some(f) = spec.filter {
                     match state.points.get(id) {
-                        Some(e) if f.matches(id, &e.payload) => {}
+                        Some(e) if f.matches(id, &e.parsed_payload()) => {}
                         _ => continue,
                     }
                 }
@@ -85,7 +95,7 @@ impl Shard {
             }
         }
 
-        // A segment hit knows its point's version; only payloads and vectors need the point table.
+        // A plain segment hit knows its point's version; payloads and vectors need a lookup.
         let bare = !spec.with_payload && !spec.with_vector;
         top.into_sorted()
             .into_iter()
@@ -98,8 +108,8 @@ impl Shard {
                         vector: None,
                     },
                     _ => {
-                        let e = state.points.get(&id)?;
-                        self.view(&state, &id, e, spec.with_vector, spec.with_payload)
+                        let found = state.find(&id)?;
+                        self.view(&state, &id, found, spec.with_vector, spec.with_payload)
                     }
                 };
                 Some(Hit { distance, point })
@@ -108,32 +118,27 @@ impl Shard {
     }
 }
 
-/// Which entries of each segment are live and pass the filter, found in one pass over the points
-/// (their payloads are there, and a live point's location names its segment slot).
-fn allowed_by_segment(state: &ShardState, filter: &Filter) -> Vec<Vec<bool>> {
-    let mut allowed: Vec<Vec<bool>> = state
-        .segments
-        .iter()
-        .map(|s| vec![false; s.ids.len()])
-        .collect();
-    for (id, e) in state.points.iter() {
-        if let Location::Segment(seg, i) = &e.location {
-            let Some(s) = state.segments.iter().position(|s| Arc::ptr_eq(s, seg)) else {
-                continue;
-            };
-            if filter.matches(id, &e.payload) {
-                if let Some(slot) = allowed[s].get_mut(*i as usize) {
-                    *slot = true;
-                }
+/// Which entries of a segment are live and pass the filter (payloads of plain entries are read
+/// from the segment's file, overlaid ones from the point table).
+fn allowed_in(state: &ShardState, seg: &Arc<SealedSegment>, filter: &Filter) -> Vec<bool> {
+    (0..seg.len() as u32)
+        .map(|i| {
+            if !seg.live.get(i) {
+                return false;
             }
-        }
-    }
-    allowed
+            let id = seg.point_id(i);
+            let found = match state.points.get(&id) {
+                Some(e) if seg.overlaid.get(i) => Found::Table(e),
+                _ => Found::Sealed(seg, i),
+            };
+            matches_found(filter, &id, found)
+        })
+        .collect()
 }
 
 /// Searches one segment: by graph, or exactly when the filter leaves few candidates.
 fn search_segment(
-    seg: &IndexedSegment,
+    seg: &SealedSegment,
     allowed: Option<&[bool]>,
     spec: &SearchSpec,
     full_scan_threshold: usize,
@@ -144,7 +149,7 @@ fn search_segment(
         return if spec.exact {
             index.exact(spec.vector, spec.k, live)
         } else {
-            index.search(spec.vector, spec.k, spec.ef, live)
+            index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, live)
         };
     };
     let count = allowed.iter().filter(|a| **a).count();
@@ -155,7 +160,7 @@ fn search_segment(
     if spec.exact || count <= full_scan_threshold || count * 10 < allowed.len() {
         index.exact(spec.vector, spec.k, accept)
     } else {
-        index.search(spec.vector, spec.k, spec.ef, accept)
+        index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
     }
 }
 
