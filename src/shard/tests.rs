@@ -257,11 +257,22 @@ fn reopen_loads_segments_and_replays_only_the_tail() {
 #[test]
 fn plans_win_over_the_records_they_change() {
     // Records written at version 100 (through a node whose clock runs ahead); payload changes
-    // and deletes planned at version 50 are computed from those records and must apply.
+    // and deletes planned at version 50 are computed from those records and must apply,
+    // whether the points are in the tail or only in an indexed segment.
+    for indexed in [false, true] {
+        plans_win_over_the_records_they_change_in(indexed);
+    }
+}
+
+fn plans_win_over_the_records_they_change_in(indexed: bool) {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new().temporary(true).open().unwrap();
     let shard = open(&db, dir.path());
     shard.commit(upserts(0..4, 100), true).unwrap();
+    if indexed {
+        while shard.optimize(1).unwrap().is_some() {}
+        assert_eq!(shard.stats().1, 4, "every point in a segment");
+    }
     let set = PayloadOp::Set {
         payload: payload(json!({"tag": "later"})),
         key: None,
@@ -284,7 +295,8 @@ fn plans_win_over_the_records_they_change() {
         [
             (PointId::Num(0), Some(&json!("later"))),
             (PointId::Num(2), None)
-        ]
+        ],
+        "indexed: {indexed}"
     );
 }
 
