@@ -562,6 +562,21 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_collection_opens_no_replica_in_the_directory_of_the_next_one() {
+        // A request holding a deleted collection that opens a replica it did not have yet (a
+        // shard this node newly owns) created its records tree and directory by name — those
+        // of a collection created again with the same name.
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        catalog.create("c", CollectionConfig { shard_number: 2, ..config() }, &[0]).unwrap();
+        let old = catalog.get("c").unwrap();
+        catalog.delete("c").unwrap();
+        catalog.create("c", CollectionConfig { shard_number: 2, ..config() }, &[0]).unwrap();
+        assert!(old.open_shard(1).is_err());
+        assert!(!old.shard_dir(1).exists(), "a directory was created for a deleted collection");
+    }
+
+    #[test]
     fn entries_from_peers_are_checked_like_creates() {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();

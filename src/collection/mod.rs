@@ -261,6 +261,11 @@ impl Collection {
         if let Some(s) = self.local.read().get(&shard) {
             return Ok(Arc::clone(s));
         }
+        if self.removed.load(Ordering::Acquire) {
+            // Opening would create the records tree (and directory) by name: those of a
+            // collection created again with this name, if there is one by now.
+            anyhow::bail!("collection `{}` was deleted", self.name);
+        }
         let config = ShardConfig {
             dim: self.config.size,
             metric: self.config.distance,
