@@ -30,6 +30,7 @@ impl From<ShardError> for Error {
             ShardError::Invalid(m) => Error::BadRequest(m),
             ShardError::Unavailable(m) => Error::Unavailable(m),
             ShardError::Storage(s) => Error::Internal(s),
+            ShardError::Removed => Error::NotFound(e.to_string()),
         }
     }
 }

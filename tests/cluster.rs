@@ -481,3 +481,92 @@ fn a_frozen_peer_stalls_neither_writes_nor_reads_and_catches_up() {
     });
     assert_eq!(nodes[2].count("c") as usize, total);
 }
+
+/// A version as a node whose clock runs `ahead` of this host's issues it.
+fn version_ahead(ahead: Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        + ahead;
+    (now.as_micros() as u64) << 8
+}
+
+#[test]
+fn payload_changes_and_deletes_apply_over_a_write_from_a_clock_ahead() {
+    use shoal::cluster::protocol::{encode, shard_path, WireChange};
+    use shoal::shard::point::{PointId, Record, RecordBody};
+    let root = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::start(root.path(), 3, 81, &[]);
+    cluster.nodes[0].ok(
+        "PUT",
+        "/collections/skew",
+        Some(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 1, "replication_factor": 1})),
+    );
+    let owner = || {
+        cluster
+            .nodes
+            .iter()
+            .position(|n| PeerClient::new(n.peer_addr).records("skew", 0).is_some())
+    };
+    eventually("the shard has an owner", || (owner().is_some(), ()));
+    let owner = owner().unwrap();
+    let other = &cluster.nodes[(owner + 1) % 3];
+    // Points 1-3 last written through a node whose clock runs 60 s ahead (clocks may differ by
+    // up to 5 minutes): each record holds a version this node's clock has not reached.
+    let ahead = version_ahead(Duration::from_secs(60));
+    let records: Vec<WireChange> = (1..=3u64)
+        .map(|id| WireChange {
+            id: PointId::Num(id),
+            record: Record {
+                version: ahead,
+                vector_version: ahead,
+                body: Some(RecordBody {
+                    vector: vec![1.0, id as f32],
+                    payload_json: format!(r#"{{"v":"ahead","id":{id}}}"#),
+                }),
+            },
+        })
+        .collect();
+    let peer = PeerClient::new(cluster.nodes[owner].peer_addr);
+    let (status, body) = peer.send(
+        "POST",
+        &format!("{}?durable=true", shard_path("skew", 0, "commit")),
+        Some(common::cluster::TOKEN),
+        encode(&records),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // A client then changes them through a node that does not hold the shard: the changes are
+    // computed from the records they change, so they must win over them. The payload change
+    // answered 503 (its version was older than the vector version it kept) and the deletes
+    // answered "completed" and changed nothing.
+    let changed = other.call(
+        "POST",
+        "/collections/skew/points/payload?wait=true",
+        Some(json!({"payload": {"v": "later"}, "points": [1]})),
+    );
+    assert_eq!(changed.0, 200, "{}", changed.1);
+    other.ok(
+        "POST",
+        "/collections/skew/points/delete?wait=true",
+        Some(json!({"points": [2]})),
+    );
+    other.ok(
+        "POST",
+        "/collections/skew/points/delete?wait=true",
+        Some(json!({"filter": {"must": [{"key": "id", "match": {"value": 3}}]}})),
+    );
+    for node in &cluster.nodes {
+        let got = node.ok(
+            "POST",
+            "/collections/skew/points",
+            Some(json!({"ids": [1, 2, 3], "with_payload": true})),
+        );
+        assert_eq!(
+            got,
+            json!([{"id": 1, "payload": {"v": "later", "id": 1}, "vector": null,
+                    "shard_key": null, "order_value": null}]),
+            "through {}",
+            node.addr
+        );
+    }
+}

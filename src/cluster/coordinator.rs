@@ -235,11 +235,24 @@ impl Node {
                 }
             }
         }
-        Err(Error::Unavailable(format!(
-            "shard {shard} of collection `{}` has no live replica: {}",
-            c.name,
-            errors.join("; ")
-        )))
+        Err(self.gone_or(
+            c,
+            Error::Unavailable(format!(
+                "shard {shard} of collection `{}` has no live replica: {}",
+                c.name,
+                errors.join("; ")
+            )),
+        ))
+    }
+
+    /// A shard that failed because its collection was deleted (or deleted and created again)
+    /// under the request: the client's 404, as if the request had come a moment later, rather
+    /// than a 503 that tells it to retry.
+    fn gone_or(&self, c: &Collection, error: Error) -> Error {
+        match self.catalog.get(&c.name) {
+            Ok(current) if std::ptr::eq(current.as_ref(), c) => error,
+            _ => Error::NotFound(format!("Collection `{}` doesn't exist!", c.name)),
+        }
     }
 
     /// Runs a read on every shard in parallel.
@@ -325,12 +338,12 @@ impl Node {
             return Ok(());
         }
         let errors: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
-        Err(Error::Unavailable(format!(
+        Err(self.gone_or(c, Error::Unavailable(format!(
             "shard {shard} of collection `{}`: {acked} of {} replicas acknowledged the write, {required} required: {}",
             c.name,
             owners.len(),
             errors.join("; ")
-        )))
+        ))))
     }
 
     // ---------- points ----------

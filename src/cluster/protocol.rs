@@ -248,8 +248,53 @@ fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// How deep JSON inside a peer message may nest. A client's body nests at most 127 levels
+/// (serde_json's limit), and a message wraps what it carries from it in a few more (a plan
+/// wraps a filter in three), so serde_json's own limit would refuse what the client was allowed
+/// to send: a `set_payload` with a deep filter answered 503 through any node that had to ask
+/// a peer.
+const PEER_JSON_DEPTH: usize = 136;
+
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
-    serde_json::from_str(s).map_err(|e| format!("bad JSON in peer message: {e}"))
+    let depth = json_depth(s);
+    if depth > PEER_JSON_DEPTH {
+        return Err(format!(
+            "bad JSON in peer message: it nests {depth} levels, more than {PEER_JSON_DEPTH}"
+        ));
+    }
+    // Bounded by the check above instead of by serde_json's limit.
+    let mut de = serde_json::Deserializer::from_str(s);
+    de.disable_recursion_limit();
+    T::deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| format!("bad JSON in peer message: {e}"))
+}
+
+/// How deeply JSON text nests objects and arrays, read byte by byte without parsing it.
+fn json_depth(s: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in s.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn opt_from_json<T: serde::de::DeserializeOwned>(s: &Option<String>) -> Result<Option<T>, String> {
@@ -468,6 +513,69 @@ mod tests {
             decode::<CatalogPush>(&encode(&push)).unwrap().entry,
             push.entry
         );
+    }
+
+    /// The deepest filter a client body can hold (the body nests at most 127 levels, serde_json's
+    /// limit, one of them the body object): 126 levels.
+    fn deepest_public_filter() -> Filter {
+        let text = format!(
+            "{}{}{}",
+            "{\"must\":".repeat(124),
+            r#"{"key":"i","match":{"value":1}}"#,
+            "}".repeat(124)
+        );
+        let body = format!("{{\"filter\":{text}}}");
+        let parsed: serde_json::Value = serde_json::from_str(&body).expect("a client may send it");
+        serde_json::from_value(parsed["filter"].clone()).expect("a filter")
+    }
+
+    #[test]
+    fn every_filter_a_client_may_send_crosses_the_peer_port() {
+        // Plans wrap the filter in two or three more levels; they used to be refused by the
+        // replica ("recursion limit exceeded"), so a set_payload or delete with such a filter
+        // answered 503 through any node that was not an owner of every shard.
+        use crate::shard::{PayloadOp, Selector};
+        let filter = deepest_public_filter();
+        let select = || Selector::Filter(filter.clone());
+        let ops = [
+            (
+                "delete",
+                ShardOp::Plan {
+                    plan: Plan::Delete(select()),
+                    version: 1,
+                },
+            ),
+            (
+                "payload",
+                ShardOp::Plan {
+                    plan: Plan::Payload(select(), PayloadOp::Clear),
+                    version: 1,
+                },
+            ),
+            (
+                "count",
+                ShardOp::Count {
+                    filter: Some(filter.clone()),
+                },
+            ),
+        ];
+        for (what, op) in ops {
+            let wire = decode::<WireOp>(&encode(&WireOp::from(&op))).unwrap();
+            let back = ShardOp::try_from(wire).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(format!("{back:?}"), format!("{op:?}"), "{what}");
+        }
+        // Still bounded: a message nesting far deeper is refused, not parsed.
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = ShardOp::try_from(WireOp::Plan {
+            plan_json: deep,
+            version: 1,
+        })
+        .unwrap_err();
+        assert!(e.contains("nests"), "{e}");
+        // Brackets and escaped quotes inside strings do not count.
+        let text = r#"{"a":["[{\"\\", {"b": []}]}"#;
+        assert_eq!(json_depth(text), 4);
+        assert!(serde_json::from_str::<serde_json::Value>(text).is_ok());
     }
 
     #[test]

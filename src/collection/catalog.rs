@@ -22,11 +22,11 @@
 //! deletion is remembered as a tombstone so that a node that was down cannot resurrect it.
 //! Entries from peers are checked like a client's create ([`check_entry`]).
 
-use super::{tree_name, Collection, CollectionConfig};
+use super::{Collection, CollectionConfig};
 use crate::cluster::protocol::CatalogEntry;
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::shard::payload_index::FieldSchema;
+use crate::shard::payload_index::{field_path, FieldSchema};
 use crate::shard::version::VersionClock;
 use crate::store::Store;
 use parking_lot::{Mutex, RwLock};
@@ -120,9 +120,7 @@ pub fn validate_config(c: &CollectionConfig) -> Result<()> {
         }
     }
     for (key, field) in &c.payload_schema {
-        if key.is_empty() {
-            return bad("a payload index needs a field name".into());
-        }
+        field_path(key).map_err(Error::BadRequest)?;
         field.check().map_err(Error::BadRequest)?;
     }
     let o = &c.optimizers;
@@ -429,25 +427,34 @@ impl Catalog {
         Ok(true)
     }
 
-    /// Qdrant's `PUT /collections/{c}/index`: indexes `field` with `field_schema` (a type
-    /// name or `{"type": …, params}`) on every replica. Returns the entry to broadcast.
+    /// Qdrant's `PUT /collections/{c}/index`: indexes `field` (a key path, as filters read
+    /// it) with `field_schema` (a type name or `{"type": …, params}`) on every replica. A field
+    /// has one index, as in Qdrant: an index already on the same path, however its name was
+    /// written (`a.b`, `"a".b`), is replaced; the definition keeps the name as sent. Returns the
+    /// entry to broadcast.
     pub fn create_payload_index(
         &self,
         collection: &str,
         field: &str,
         field_schema: &serde_json::Value,
     ) -> Result<CatalogEntry> {
+        let path = field_path(field).map_err(Error::BadRequest)?;
         let schema = FieldSchema::parse(field_schema).map_err(Error::BadRequest)?;
         self.update_config(collection, |c| {
+            c.payload_schema
+                .retain(|k, _| !field_path(k).is_ok_and(|p| p == path));
             c.payload_schema.insert(field.to_string(), schema);
             Ok(())
         })
     }
 
-    /// Qdrant's `DELETE /collections/{c}/index/{field}` (a field without an index is no error).
+    /// Qdrant's `DELETE /collections/{c}/index/{field}`: drops the index on that key path
+    /// (a field without an index is no error; a name that is not a key path is).
     pub fn delete_payload_index(&self, collection: &str, field: &str) -> Result<CatalogEntry> {
+        let path = field_path(field).map_err(Error::BadRequest)?;
         self.update_config(collection, |c| {
-            c.payload_schema.remove(field);
+            c.payload_schema
+                .retain(|k, _| !field_path(k).is_ok_and(|p| p == path));
             Ok(())
         })
     }
@@ -529,14 +536,7 @@ impl Catalog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        for (shard, _) in c.local_shards() {
-            let records = tree_name(&c.name, shard);
-            for tree in [crate::shard::dirty_tree_name(&records), records] {
-                self.store
-                    .drop_tree(&tree)
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-            }
-        }
+        c.remove_replicas()?;
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }
@@ -645,8 +645,40 @@ mod tests {
         assert_eq!(c.version, again.version);
         assert_eq!(c.config.incarnation, created.version);
         assert_eq!(c.open_shard(0).unwrap().payload_schema().len(), 1);
+        // Index names are key paths, matched by path: one index per field however it is
+        // written, and a name that is not a key path is refused.
+        for bad in ["", "a..b", "a b", "[0]", "\"open"] {
+            assert!(
+                catalog
+                    .create_payload_index("c", bad, &serde_json::json!("keyword"))
+                    .is_err(),
+                "{bad:?}"
+            );
+            assert!(catalog.delete_payload_index("c", bad).is_err(), "{bad:?}");
+        }
+        catalog
+            .create_payload_index("c", "\"n\"", &serde_json::json!("keyword"))
+            .unwrap();
+        let schema = catalog.get("c").unwrap().config.payload_schema.clone();
+        assert_eq!(schema.keys().collect::<Vec<_>>(), ["\"n\""], "replaced n");
+        catalog
+            .create_payload_index("c", "\"a.b\"", &serde_json::json!("keyword"))
+            .unwrap();
+        catalog.delete_payload_index("c", "a.b").unwrap();
+        assert_eq!(catalog.get("c").unwrap().config.payload_schema.len(), 2);
+        catalog.delete_payload_index("c", "n").unwrap();
+        let schema = catalog.get("c").unwrap().config.payload_schema.clone();
+        assert_eq!(schema.keys().collect::<Vec<_>>(), ["\"a.b\""]);
+
+        // A delete reaches the collection as it was before its last reconfiguration too: no
+        // replica of it opens after (it would create the records of a later "c").
+        let before = catalog.get("c").unwrap();
+        catalog
+            .create_payload_index("c", "k", &serde_json::json!("keyword"))
+            .unwrap();
         // A re-create (a new incarnation) still replaces the collection.
         catalog.delete("c").unwrap();
+        assert!(before.open_shard(7).is_err());
         catalog.create("c", config(), &[0]).unwrap();
         assert_eq!(catalog.get("c").unwrap().stats().0, 0);
     }
@@ -709,6 +741,67 @@ mod tests {
         }));
         assert!(!dir.path().join("collections").join(TOMBSTONES).exists());
         assert!(dir.path().join("catalog").join(TOMBSTONES).is_file());
+    }
+
+    #[test]
+    fn a_write_that_waited_through_a_delete_never_reaches_the_next_collection_of_that_name() {
+        use crate::shard::point::PointId;
+        use crate::shard::Change;
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        catalog.create("c", config(), &[0]).unwrap();
+        // A request holds the collection (and its shard) while another deletes it.
+        let old = catalog.get("c").unwrap().open_shard(0).unwrap();
+        catalog.delete("c").unwrap();
+        let write = |id| Change::upsert(PointId::Num(id), 1, vec![1.0, 0.0], Default::default());
+        assert!(
+            old.commit(vec![write(7)], true).is_err(),
+            "a write to a deleted collection must fail, not be acknowledged"
+        );
+        // It used to write into a fresh sled tree of the same name, which the next collection
+        // called `c` then opened and served (and kept across restarts).
+        catalog.create("c", config(), &[0]).unwrap();
+        assert_eq!(catalog.get("c").unwrap().open_shard(0).unwrap().len(), 0);
+        catalog.flush().unwrap();
+        drop((old, catalog));
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        assert_eq!(catalog.get("c").unwrap().open_shard(0).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_deleted_collection_opens_no_replica_in_the_directory_of_the_next_one() {
+        // A request holding a deleted collection that opens a replica it did not have yet (a
+        // shard this node newly owns) created its records tree and directory by name — those
+        // of a collection created again with the same name.
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        catalog
+            .create(
+                "c",
+                CollectionConfig {
+                    shard_number: 2,
+                    ..config()
+                },
+                &[0],
+            )
+            .unwrap();
+        let old = catalog.get("c").unwrap();
+        catalog.delete("c").unwrap();
+        catalog
+            .create(
+                "c",
+                CollectionConfig {
+                    shard_number: 2,
+                    ..config()
+                },
+                &[0],
+            )
+            .unwrap();
+        assert!(old.open_shard(1).is_err());
+        assert!(
+            !old.shard_dir(1).exists(),
+            "a directory was created for a deleted collection"
+        );
     }
 
     #[test]

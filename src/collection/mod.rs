@@ -18,6 +18,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The largest Euclidean norm a Dot, Euclid or Manhattan vector may have. Between two such
@@ -238,6 +239,10 @@ pub struct Collection {
     /// while a complete replica is reachable. Marked on disk by a `SYNCING` file so a restart
     /// resumes the copy.
     syncing: Arc<RwLock<BTreeSet<u32>>>,
+    /// Set (under `local`'s write lock) once the collection is deleted: no replica opens after.
+    /// Shared like `local` with the reconfigured collections of the same incarnation, so a
+    /// delete seen through any of them stops all of them.
+    removed: Arc<AtomicBool>,
 }
 
 /// Marker file of a replica still copying from its peers.
@@ -265,6 +270,7 @@ impl Collection {
             clock,
             local: Default::default(),
             syncing: Default::default(),
+            removed: Default::default(),
         }
     }
 
@@ -280,6 +286,7 @@ impl Collection {
             clock: Arc::clone(&self.clock),
             local: Arc::clone(&self.local),
             syncing: Arc::clone(&self.syncing),
+            removed: Arc::clone(&self.removed),
         };
         for (_, shard) in next.local_shards() {
             shard.set_payload_schema(next.config.payload_schema.clone());
@@ -314,6 +321,11 @@ impl Collection {
         if let Some(s) = self.local.read().get(&shard) {
             return Ok(Arc::clone(s));
         }
+        if self.removed.load(Ordering::Acquire) {
+            // Opening would create the records tree (and directory) by name: those of a
+            // collection created again with this name, if there is one by now.
+            anyhow::bail!("collection `{}` was deleted", self.name);
+        }
         let config = ShardConfig {
             dim: self.config.size,
             metric: self.config.distance,
@@ -337,9 +349,27 @@ impl Collection {
         if dir.join(SYNCING_MARKER).exists() {
             self.syncing.write().insert(shard);
         }
-        Ok(Arc::clone(
-            self.local.write().entry(shard).or_insert(opened),
-        ))
+        let mut local = self.local.write();
+        if self.removed.load(Ordering::Acquire) {
+            // Deleted while this replica opened: its (new, empty) records go too.
+            opened.retire()?;
+            anyhow::bail!("collection `{}` was deleted", self.name);
+        }
+        Ok(Arc::clone(local.entry(shard).or_insert(opened)))
+    }
+
+    /// Drops the records of every local replica, for good: the collection is deleted. Writes
+    /// still in flight to it fail from now on, and no replica of it opens again, so nothing of
+    /// it reaches a collection created later with the same name ([`Shard::retire`]).
+    pub fn remove_replicas(&self) -> Result<()> {
+        let local = self.local.write();
+        self.removed.store(true, Ordering::Release);
+        for replica in local.values() {
+            replica
+                .retire()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Opens a replica that must first copy its data from peers (a shard this node newly owns).
@@ -405,12 +435,9 @@ impl Collection {
 
     /// Removes this node's replica of `shard` and its files (after it moved elsewhere).
     pub fn drop_shard(&self, shard: u32) -> anyhow::Result<()> {
-        if self.local.write().remove(&shard).is_some() {
+        if let Some(replica) = self.local.write().remove(&shard) {
             self.syncing.write().remove(&shard);
-            let records = tree_name(&self.name, shard);
-            self.store
-                .drop_tree(&crate::shard::dirty_tree_name(&records))?;
-            self.store.drop_tree(&records)?;
+            replica.retire()?;
             let _ = std::fs::remove_dir_all(self.shard_dir(shard));
         }
         Ok(())

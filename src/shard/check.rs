@@ -136,15 +136,17 @@ mod tests {
     fn projection_gives_the_full_payloads_answer() {
         let p = json!({"doc": "a long text \"quoted\" {not json}", "city": "Lon\u{e9}don",
                        "tags": ["a", "b"], "shop": {"rating": [3, 5]}, "items": [{"k": "x"}],
-                       "esc\"aped": 1, "nil": null});
+                       "esc\"aped": 1, "nil": null, "a.b": 1, "a": {"b": 2}});
         let filters = [
             json!({"must": [{"key": "city", "match": {"value": "Lon\u{e9}don"}}]}),
             json!({"must": [{"key": "shop.rating", "range": {"gte": 5}}]}),
             json!({"must": [{"key": "items[].k", "match": {"value": "x"}}]}),
             json!({"must": [{"nested": {"key": "items", "filter": {"must": [{"key": "k", "match": {"value": "x"}}]}}}]}),
             json!({"must_not": [{"is_empty": {"key": "tags"}}], "should": [{"is_null": {"key": "nil"}}]}),
-            json!({"must": [{"key": "esc\"aped", "match": {"value": 1}}]}),
             json!({"must": [{"is_empty": {"key": "missing"}}]}),
+            json!({"must": [{"key": "\"a.b\"", "match": {"value": 1}}]}),
+            json!({"must": [{"key": "a.b", "match": {"value": 2}}]}),
+            json!({"must": [{"key": "\"a.b\"", "match": {"value": 2}}]}),
             json!({"must": [{"has_id": [1]}]}),
             json!({"must": [{"has_id": [2]}]}),
             json!({"min_should": {"conditions": [{"key": "tags", "match": {"value": "a"}},
@@ -154,6 +156,11 @@ mod tests {
             let (projected, full) = check(f.clone(), p.clone());
             assert_eq!(projected, full, "{f}");
         }
+        // A quoted key is one top-level key: the projection keeps `a.b`, not `a`.
+        let quoted = json!({"must": [{"key": "\"a.b\"", "match": {"value": 1}}]});
+        assert_eq!(check(quoted, p.clone()), (true, true));
+        let nested = json!({"must": [{"key": "a.b", "match": {"value": 2}}]});
+        assert_eq!(check(nested, p), (true, true));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! for its own points; the collection merges shards.
 
 use super::check::{project, FilterCheck};
-use super::filter::{top_level_key, values_at, Filter};
-use super::payload_index::{datetime_micros, FieldType};
+use super::filter::{values_at, Filter};
+use super::payload::KeyPath;
+use super::payload_index::{datetime_micros, definitions_on, FieldSchema, FieldType};
 use super::point::{Payload, PointId};
 use super::state::ShardState;
 use super::{PointView, Shard, ShardError};
@@ -24,17 +25,33 @@ pub enum Direction {
     Desc,
 }
 
+/// The field a facet or `order_by` reads: its key path, and the index definition (as the
+/// schema names it) serving it.
+struct IndexedField {
+    path: KeyPath,
+    definition: String,
+    schema: FieldSchema,
+}
+
 impl Shard {
-    /// The index of `key`, if its type is one of `types`; else the error Qdrant gives.
-    fn index_type(
+    /// The index on `key` (a key path, matched to the definitions by path, as filters are), if
+    /// its type is one of `types`; else the error Qdrant gives.
+    fn indexed_field(
         &self,
         key: &str,
         types: &[FieldType],
         what: &str,
-    ) -> Result<FieldType, ShardError> {
-        match self.payload_schema().get(key) {
-            Some(f) if types.contains(&f.data_type) => Ok(f.data_type),
-            _ => Err(ShardError::Invalid(format!(
+    ) -> Result<IndexedField, ShardError> {
+        let path = KeyPath::parse(key).map_err(ShardError::Invalid)?;
+        let schema = self.payload_schema();
+        let found = definitions_on(&schema, &path).find(|(_, f)| types.contains(&f.data_type));
+        match found {
+            Some((definition, f)) => Ok(IndexedField {
+                path,
+                definition: definition.clone(),
+                schema: f.clone(),
+            }),
+            None => Err(ShardError::Invalid(format!(
                 "Bad request: Index required but not found for \"{key}\" of one of the following types: [{}]. Help: Create an index for this key or use a different {what}.",
                 types
                     .iter()
@@ -58,7 +75,8 @@ impl Shard {
             FieldType::Bool,
             FieldType::Uuid,
         ];
-        let kind = self.index_type(key, &kinds, "key")?;
+        let field = self.indexed_field(key, &kinds, "key")?;
+        let (kind, path) = (field.schema.data_type, &field.path);
         let filter = filter.map(|f| self.prepare_filter(f));
         let check = filter.as_deref().map(FilterCheck::new);
         let state = self.state.read();
@@ -79,15 +97,15 @@ impl Shard {
                         .as_ref()
                         .is_none_or(|c| c.json(&seg.point_id(i), seg.payload_json(i)))
             };
-            match index.fields.get(key) {
+            match index.fields.get(&field.definition) {
                 Some(f) => f.for_each_value(|v, ids| {
                     add(&v, ids.iter().filter(|&&i| passes(i)).count());
                 }),
                 None => {
                     // Being built (a new segment): read the values from the payloads.
-                    let top = [top_level_key(key)];
+                    let top = std::slice::from_ref(&path.first);
                     for i in (0..seg.len() as u32).filter(|&i| passes(i)) {
-                        for v in distinct(values_at(&project(seg.payload_json(i), &top), key), kind)
+                        for v in distinct(values_at(&project(seg.payload_json(i), top), path), kind)
                         {
                             add(&v, 1);
                         }
@@ -95,8 +113,8 @@ impl Shard {
                 }
             }
         }
-        for (_, payload) in table_payloads(&state, check.as_ref(), key) {
-            for v in distinct(values_at(&payload, key), kind) {
+        for (_, payload) in table_payloads(&state, check.as_ref(), path) {
+            for v in distinct(values_at(&payload, path), kind) {
                 add(&v, 1);
             }
         }
@@ -116,8 +134,9 @@ impl Shard {
         with_vector: bool,
     ) -> Result<Vec<(f64, PointView)>, ShardError> {
         let kinds = [FieldType::Integer, FieldType::Float, FieldType::Datetime];
-        let kind = self.index_type(key, &kinds, "order_by key")?;
-        if kind == FieldType::Integer && !self.payload_schema()[key].flag("range", true) {
+        let field = self.indexed_field(key, &kinds, "order_by key")?;
+        let (kind, path) = (field.schema.data_type, &field.path);
+        if kind == FieldType::Integer && !field.schema.flag("range", true) {
             return Err(ShardError::Invalid(format!(
                 "Bad request: the integer index of \"{key}\" has range disabled: order_by needs it"
             )));
@@ -154,12 +173,12 @@ impl Shard {
                 }
                 false
             };
-            match index.fields.get(key) {
+            match index.fields.get(&field.definition) {
                 Some(f) => f.walk_numbers(direction == Direction::Desc, &mut take),
                 None => {
-                    let top = [top_level_key(key)];
+                    let top = std::slice::from_ref(&path.first);
                     for i in 0..seg.len() as u32 {
-                        for x in numbers(values_at(&project(seg.payload_json(i), &top), key), kind)
+                        for x in numbers(values_at(&project(seg.payload_json(i), top), path), kind)
                         {
                             take(x, i);
                         }
@@ -167,8 +186,8 @@ impl Shard {
                 }
             }
         }
-        for (id, payload) in table_payloads(&state, check.as_ref(), key) {
-            for x in numbers(values_at(&payload, key), kind) {
+        for (id, payload) in table_payloads(&state, check.as_ref(), path) {
+            for x in numbers(values_at(&payload, path), kind) {
                 if in_range(x) {
                     found.push((x, id));
                 }
@@ -194,9 +213,9 @@ impl Shard {
 fn table_payloads<'s>(
     state: &'s ShardState,
     check: Option<&'s FilterCheck>,
-    key: &str,
+    key: &KeyPath,
 ) -> impl Iterator<Item = (PointId, Payload)> + 's {
-    let top = [top_level_key(key)];
+    let top = [key.first.clone()];
     state.points.iter().filter_map(move |(id, e)| {
         let json = e.payload.as_bytes();
         check

@@ -4,7 +4,9 @@
 //! A [`Filter`] is `must` (all), `should` (at least one, when present), `must_not` (none) and
 //! `min_should` (at least `min_count` of its conditions). Conditions test payload fields by key —
 //! `a.b` walks nested objects and fans out over arrays, so an array field matches when any element
-//! does — or the point id (`has_id`), or nest a whole filter.
+//! does — or the point id (`has_id`), or nest a whole filter. Keys are Qdrant's key paths, read by
+//! the parser `set_payload` uses ([`FieldKey`]): `a."b.c"` names the key `b.c`, `a[0]` one
+//! element; a key that is not a key path is refused.
 //!
 //! Semantics follow Qdrant's condition checker where its documentation is terse (tested below,
 //! and against the official client in `tests/compat`):
@@ -16,6 +18,7 @@
 //!   explicit `null`;
 //! - `should: []` matches nothing; a field condition must name at least one condition.
 
+use super::payload::{KeyPath, PathItem};
 use super::payload_index::TextParams;
 use super::point::{Payload, PointId};
 use serde::{Deserialize, Serialize};
@@ -161,20 +164,69 @@ struct NestedBody {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyRef {
-    pub key: String,
+    pub key: FieldKey,
 }
 
 /// `{"nested": {"key": "items", "filter": …}}`: the filter must hold for one element of the array.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NestedCondition {
-    pub key: String,
+    pub key: FieldKey,
     pub filter: Filter,
+}
+
+/// A payload key as a filter names it: Qdrant's key path syntax, the one `set_payload` reads
+/// ([`KeyPath`]: `a.b`, `a."b.c"`, `a[0]`, `a[]`), parsed once when the filter is read. A key
+/// that is not a key path is refused (Qdrant refuses it too) rather than matching nothing.
+/// It travels as the text it was sent as.
+#[derive(Clone, PartialEq)]
+pub struct FieldKey {
+    text: String,
+    path: KeyPath,
+}
+
+impl FieldKey {
+    pub fn parse(text: &str) -> Result<FieldKey, String> {
+        Ok(FieldKey {
+            text: text.to_string(),
+            path: KeyPath::parse(text)?,
+        })
+    }
+
+    /// The parsed path: what every reader of the key (the check, the payload indexes, the
+    /// planner) goes by. Two keys naming the same path (`a.b`, `"a".b`) are the same field.
+    pub fn path(&self) -> &KeyPath {
+        &self.path
+    }
+
+    /// The key as the client wrote it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Debug for FieldKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.text, f)
+    }
+}
+
+impl Serialize for FieldKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        FieldKey::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldCondition {
-    pub key: String,
+    pub key: FieldKey,
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<Match>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,8 +334,9 @@ impl Filter {
         true
     }
 
-    /// Adds the top-level payload keys this filter reads (`a` for `a.b` or `a[].b`): a
-    /// condition never looks outside its key, so the rest of a payload can go unread.
+    /// Adds the top-level payload keys this filter reads (`a` for `a.b` or `a[].b`, `a.b` for
+    /// `"a.b"`): a condition never looks outside its key, so the rest of a payload can go
+    /// unread.
     pub fn top_level_keys(&self, out: &mut Vec<String>) {
         let clauses = [&self.must, &self.should, &self.must_not];
         let conditions = clauses
@@ -302,13 +355,13 @@ impl Filter {
                     continue;
                 }
             };
-            out.push(top_level_key(key));
+            out.push(key.path.first.clone());
         }
     }
 
-    /// Turns `match.text` on the fields `text_index` names into token matches (see
-    /// `payload_index::with_text_indexes`). Nested filters' keys are relative: left alone.
-    pub(crate) fn rewrite_text(&mut self, text_index: &dyn Fn(&str) -> Option<TextParams>) {
+    /// Turns `match.text` on the fields `text_index` names (by key path) into token matches
+    /// (see `payload_index::with_text_indexes`). Nested filters' keys are relative: left alone.
+    pub(crate) fn rewrite_text(&mut self, text_index: &dyn Fn(&KeyPath) -> Option<TextParams>) {
         let clauses = [&mut self.must, &mut self.should, &mut self.must_not];
         let conditions = clauses
             .into_iter()
@@ -323,7 +376,7 @@ impl Filter {
             match c {
                 Condition::Field(f) => {
                     if let (Some(Match::Text { text }), Some(params)) =
-                        (&f.matches, text_index(&f.key))
+                        (&f.matches, text_index(&f.key.path))
                     {
                         let tokens = params.tokens(text);
                         f.matches = Some(Match::Tokens { tokens, params });
@@ -348,17 +401,19 @@ impl Condition {
     fn matches(&self, id: &PointId, payload: &Payload) -> bool {
         match self {
             Condition::Field(f) => f.matches(payload),
-            Condition::IsEmpty { is_empty } => is_empty_at(payload, &is_empty.key),
-            Condition::IsNull { is_null } => {
-                raw_at(payload, &is_null.key).iter().any(|v| v.is_null())
-            }
+            Condition::IsEmpty { is_empty } => is_empty_at(payload, &is_empty.key.path),
+            Condition::IsNull { is_null } => raw_at(payload, &is_null.key.path)
+                .iter()
+                .any(|v| v.is_null()),
             Condition::HasId { has_id } => has_id.contains(id),
-            Condition::Nested { nested } => raw_at(payload, &nested.key).iter().any(|v| match v {
-                Value::Array(items) => items
-                    .iter()
-                    .any(|item| nested_matches(&nested.filter, id, item)),
-                other => nested_matches(&nested.filter, id, other),
-            }),
+            Condition::Nested { nested } => {
+                raw_at(payload, &nested.key.path).iter().any(|v| match v {
+                    Value::Array(items) => items
+                        .iter()
+                        .any(|item| nested_matches(&nested.filter, id, item)),
+                    other => nested_matches(&nested.filter, id, other),
+                })
+            }
             Condition::Filter(f) => f.matches(id, payload),
         }
     }
@@ -372,7 +427,7 @@ fn nested_matches(filter: &Filter, id: &PointId, item: &Value) -> bool {
 }
 
 /// Qdrant's emptiness: no value at the key, or only `null`s and `[]`s.
-fn is_empty_at(payload: &Payload, key: &str) -> bool {
+fn is_empty_at(payload: &Payload, key: &KeyPath) -> bool {
     raw_at(payload, key)
         .iter()
         .all(|v| v.is_null() || v.as_array().is_some_and(|a| a.is_empty()))
@@ -391,7 +446,7 @@ impl FieldCondition {
     }
 
     fn matches(&self, payload: &Payload) -> bool {
-        let values = values_at(payload, &self.key);
+        let values = values_at(payload, &self.key.path);
         if let Some(m) = &self.matches {
             if !m.matches(&values) {
                 return false;
@@ -413,12 +468,12 @@ impl FieldCondition {
             }
         }
         if let Some(want_empty) = self.is_empty {
-            if is_empty_at(payload, &self.key) != want_empty {
+            if is_empty_at(payload, &self.key.path) != want_empty {
                 return false;
             }
         }
         if let Some(want_null) = self.is_null {
-            if raw_at(payload, &self.key).iter().any(|v| v.is_null()) != want_null {
+            if raw_at(payload, &self.key.path).iter().any(|v| v.is_null()) != want_null {
                 return false;
             }
         }
@@ -462,15 +517,12 @@ impl Match {
     }
 }
 
-/// The top-level payload key a dotted key starts with (`a` for `a.b` or `a[].b`).
-pub fn top_level_key(key: &str) -> String {
-    let first = key.split('.').next().unwrap_or(key);
-    first.strip_suffix("[]").unwrap_or(first).to_string()
-}
-
-/// The values at a dotted key, with arrays flattened: `{"a":[{"b":1},{"b":[2,3]}]}` at `a.b`
-/// gives 1, 2, 3. A `[]` suffix on a segment (`a[].b`) is accepted and means the same.
-pub fn values_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
+/// The values at a key path, with arrays flattened: `{"a":[{"b":1},{"b":[2,3]}]}` at `a.b`
+/// gives 1, 2, 3. A key steps into every object of an array it meets (`a.b` and `a[].b` are
+/// the same), `[n]` takes one element of an array, and a trailing `[]` changes nothing. The
+/// payload indexes, facets and `order_by` read fields with it too, so that they see exactly
+/// the values a filter sees.
+pub fn values_at<'a>(payload: &'a Payload, key: &KeyPath) -> Vec<&'a Value> {
     let mut out = Vec::new();
     for v in raw_at(payload, key) {
         match v {
@@ -481,24 +533,27 @@ pub fn values_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
     out
 }
 
-/// The values at a dotted key without flattening the last level.
-fn raw_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
-    let mut parts = key.split('.').map(|p| p.strip_suffix("[]").unwrap_or(p));
-    let Some(first) = parts.next() else {
-        return Vec::new();
-    };
+/// The values at a key without flattening the last level.
+fn raw_at<'a>(payload: &'a Payload, key: &KeyPath) -> Vec<&'a Value> {
+    let KeyPath { first, rest } = key;
     let mut current: Vec<&Value> = payload.get(first).into_iter().collect();
-    for part in parts {
+    let last = rest.len();
+    for (i, item) in rest.iter().enumerate() {
         let mut next = Vec::new();
         for v in current {
-            match v {
-                Value::Object(o) => next.extend(o.get(part)),
-                Value::Array(items) => next.extend(
+            match (item, v) {
+                (PathItem::Key(k), Value::Object(o)) => next.extend(o.get(k)),
+                (PathItem::Key(k), Value::Array(items)) => next.extend(
                     items
                         .iter()
                         .filter_map(|i| i.as_object())
-                        .filter_map(|o| o.get(part)),
+                        .filter_map(|o| o.get(k)),
                 ),
+                (PathItem::Index(n), Value::Array(items)) => next.extend(items.get(*n)),
+                // `[]` before a key steps into every element (as a key alone does); at the end
+                // it leaves the array whole, as the key without it would.
+                (PathItem::Each, Value::Array(items)) if i + 1 < last => next.extend(items),
+                (PathItem::Each, other) => next.push(other),
                 _ => {}
             }
         }
@@ -647,6 +702,59 @@ mod tests {
         let nested = json!({"must": [{"nested": {"key": "items", "filter": {"must": [
             {"key": "k", "match": {"value": "x"}}, {"key": "v", "match": {"value": 2}}]}}}]});
         assert!(!check(nested, p));
+    }
+
+    #[test]
+    fn keys_are_qdrant_key_paths() {
+        // Qdrant's key syntax, as set_payload reads it: a quoted key is one key whatever it
+        // holds, [n] one element of an array. Keys were split at every dot, so a quoted key,
+        // an index or an empty key silently matched nothing.
+        let p = json!({"a.b": 1, "a": {"b": 2, "c.d": 3}, "x": [{"y": 1}, {"y": 2}],
+                       "x[0]": 4, "": 5, " ": 6, "日本": {"語": 7}, "n": [10, 20]});
+        let holds = |key: &str, value: i64| {
+            check(
+                json!({"must": [{"key": key, "match": {"value": value}}]}),
+                p.clone(),
+            )
+        };
+        assert!(holds("\"a.b\"", 1));
+        assert!(holds("a.b", 2));
+        assert!(holds("a.\"c.d\"", 3));
+        assert!(holds("x[1].y", 2) && !holds("x[0].y", 2) && holds("x[0].y", 1));
+        assert!(holds("x[].y", 2) && holds("x.y", 2));
+        assert!(holds("\"x[0]\"", 4));
+        assert!(holds("\"\"", 5) && holds("\" \"", 6));
+        assert!(holds("日本.語", 7));
+        assert!(holds("n[1]", 20) && !holds("n[1]", 10) && !holds("n[2]", 20));
+        assert!(holds("n[]", 10) && holds("n", 10));
+        assert!(check(
+            json!({"must": [{"is_empty": {"key": "x[5]"}}]}),
+            p.clone()
+        ));
+        let null_at_quoted = json!({"must": [{"is_null": {"key": "\"a.b\""}}]});
+        assert!(check(null_at_quoted.clone(), json!({"a.b": null})));
+        assert!(!check(null_at_quoted, json!({"a": {"b": null}})));
+        // What is not a key path is refused, as Qdrant refuses it, instead of matching nothing.
+        for bad in ["a..b", "a b", "[0]", "a[", ".a", "a.", "\"open", "a[x]", ""] {
+            for cond in [
+                json!({"key": bad, "match": {"value": 1}}),
+                json!({"is_empty": {"key": bad}}),
+                json!({"is_null": {"key": bad}}),
+                json!({"nested": {"key": bad, "filter": {}}}),
+            ] {
+                let e = serde_json::from_value::<Filter>(json!({"must": [cond]}));
+                assert!(e.is_err(), "{bad:?} was accepted");
+            }
+        }
+        // A key keeps its text on the wire (filters travel to peers as JSON).
+        let f: Filter =
+            serde_json::from_value(json!({"must": [{"key": "a.\"c.d\"", "match": {"value": 3}}]}))
+                .unwrap();
+        let again: Filter = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+        assert_eq!(f, again);
+        assert!(serde_json::to_string(&f)
+            .unwrap()
+            .contains(r#""key":"a.\"c.d\"""#));
     }
 
     #[test]

@@ -362,3 +362,131 @@ fn facet_counts_and_order_by_are_exact_and_need_an_index() {
     assert!(desc.iter().all(|(x, _)| *x <= 42.0));
     assert_eq!(desc.len(), 50);
 }
+
+#[test]
+fn quoted_keys_with_dots_give_the_same_answers_with_and_without_an_index() {
+    // `"a.b"` is the top-level key `a.b`; `a.b` is `b` inside `a`. Both are in every payload,
+    // with different values, so an index or a column keyed by the wrong one answers wrong.
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = shard(&db, dir.path());
+    let payload = |i: u64, v: u64| {
+        json!({"a.b": format!("q{}", i % 10), "a": {"b": format!("q{}", (i + 3) % 10)},
+               "x.y": (i * 7) % 50, "x": {"y": i % 50}, "v": v})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    };
+    let changes = (0..1500)
+        .map(|i| Change::upsert(PointId::Num(i), 1, vector(i), payload(i, 1)))
+        .collect();
+    shard.commit(changes, false).expect("commit");
+    while shard.optimize(1).expect("optimize").is_some() {}
+    // Overlays (a payload change of sealed points) and a tail.
+    let mut later: Vec<Change> = (0..1500)
+        .step_by(29)
+        .map(|i| {
+            let mut c = Change::upsert(PointId::Num(i), 2, vector(i), payload(i + 1, 2));
+            c.record.vector_version = 1;
+            c
+        })
+        .collect();
+    later
+        .extend((1500..1600).map(|i| Change::upsert(PointId::Num(i), 3, vector(i), payload(i, 3))));
+    shard.commit(later, false).expect("commit");
+    assert!(!shard.state.read().segments.is_empty());
+
+    let filters = [
+        json!({"must": [{"key": "\"a.b\"", "match": {"value": "q3"}}]}),
+        json!({"must": [{"key": "\"a.b\"", "match": {"any": ["q1", "q7"]}}]}),
+        json!({"must": [{"key": "a.b", "match": {"value": "q3"}}]}),
+        json!({"must": [{"key": "\"a\".\"b\"", "match": {"value": "q3"}}]}),
+        json!({"must": [{"key": "\"x.y\"", "range": {"gte": 10, "lt": 14}}]}),
+        json!({"must": [{"key": "x.y", "range": {"gte": 10, "lt": 14}}]}),
+        json!({"must": [{"key": "\"a.b\"", "match": {"value": "q3"}}, {"key": "x.y", "match": {"value": 3}}]}),
+    ];
+    // What the filter means, from the stored payloads (no index, no column, no projection).
+    let expected = |f: &Filter| -> Vec<PointId> {
+        shard
+            .scroll(None, 10_000, None, false)
+            .into_iter()
+            .filter(|p| f.matches(&p.id, &p.payload))
+            .map(|p| p.id)
+            .collect()
+    };
+    let answers = |shard: &Shard| -> Vec<(Vec<PointId>, usize, Vec<PointId>)> {
+        filters
+            .iter()
+            .map(|f| {
+                let f: Filter = serde_json::from_value(f.clone()).expect("filter");
+                let mut all = shard.select(&Selector::Filter(f.clone()));
+                all.sort();
+                let top = search(shard, &vector(700), &f, true);
+                (
+                    all,
+                    shard.count(Some(&f)),
+                    top.into_iter().map(|(id, _)| id).collect(),
+                )
+            })
+            .collect()
+    };
+    // Unindexed (implicit columns, keyed by the parsed path).
+    let before = answers(&shard);
+    for (f, (all, count, _)) in filters.iter().zip(&before) {
+        let filter: Filter = serde_json::from_value(f.clone()).expect("filter");
+        assert_eq!(*all, expected(&filter), "{f}");
+        assert_eq!(*count, all.len(), "{f}");
+        assert!(!all.is_empty(), "{f} matches something");
+    }
+    assert_ne!(
+        before[0].0, before[2].0,
+        "\"a.b\" and a.b are different fields"
+    );
+    assert_eq!(before[2].0, before[3].0, "\"a\".\"b\" is a.b");
+
+    // Declared indexes on the quoted keys, named as a client writes them.
+    let schema: PayloadSchema = [("\"a.b\"", json!("keyword")), ("\"x.y\"", json!("integer"))]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), FieldSchema::parse(&v).expect("schema")))
+        .collect();
+    shard.set_payload_schema(schema);
+    let quoted: Filter = serde_json::from_value(filters[0].clone()).expect("filter");
+    for seg in &shard.state.read().segments {
+        let c = seg
+            .payload_index()
+            .candidates(&quoted, seg)
+            .expect("indexed");
+        assert!(c.exact);
+        let by_hand = (0..seg.len() as u32)
+            .filter(|&i| seg.payload(i).get("a.b") == Some(&json!("q3")))
+            .count();
+        assert_eq!(
+            c.ids.len(),
+            by_hand,
+            "the index holds the top-level key a.b"
+        );
+    }
+    assert_eq!(answers(&shard), before);
+    for f in &filters {
+        let filter: Filter = serde_json::from_value(f.clone()).expect("filter");
+        assert!(recall(&shard, &filter) >= 0.9, "{f}");
+    }
+    // Facets and order_by find the index by path, as filters do.
+    let facet = shard
+        .facet("\"a.b\"", None)
+        .expect("facet on the quoted key");
+    let q3 = facet
+        .iter()
+        .find(|(v, _)| *v == json!("q3"))
+        .map(|(_, n)| *n);
+    assert_eq!(q3, Some(before[0].1));
+    assert!(shard.facet("a.b", None).is_err(), "a.b has no index");
+    assert!(shard.facet("a..b", None).is_err(), "not a key path");
+    let ordered = shard
+        .scroll_ordered("\"x.y\"", facet::Direction::Asc, Some(10.0), 5, None, false)
+        .expect("order_by on the quoted key");
+    assert!(ordered
+        .iter()
+        .all(|(x, p)| *x >= 10.0 && p.payload["x.y"] == json!(*x as u64)));
+    assert_eq!(shard.payload_index_info()["\"a.b\""].1, shard.len());
+}

@@ -58,7 +58,7 @@ use state::{Entry, Found, Location, ShardState};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use version::VersionClock;
@@ -193,6 +193,10 @@ pub enum ShardError {
     Unavailable(String),
     #[error("{0}")]
     Invalid(String),
+    /// The replica was removed (its collection deleted, or the replica moved to another node)
+    /// while the write waited.
+    #[error("this replica was removed: its collection was deleted or the replica moved")]
+    Removed,
 }
 
 impl From<StoreError> for ShardError {
@@ -219,6 +223,8 @@ pub struct Shard {
     /// Serialises writers so the version check and the sled batch see the same state; a segment
     /// install takes it too, so no change is between sled and memory while dirty marks go.
     write_lock: Mutex<()>,
+    /// Set, under `write_lock`, when the replica's records are dropped ([`Shard::retire`]).
+    retired: AtomicBool,
     /// Serialises segment builds of this shard.
     build_lock: Mutex<()>,
     /// Whether a build of this shard is running (collection status `yellow`).
@@ -261,6 +267,7 @@ impl Shard {
             clock,
             state: RwLock::new(ShardState::default()),
             write_lock: Mutex::new(()),
+            retired: AtomicBool::new(false),
             build_lock: Mutex::new(()),
             building: AtomicBool::new(false),
             indexing: AtomicBool::new(false),
@@ -465,6 +472,10 @@ impl Shard {
         let state = self.state.read();
         let mut out = BTreeMap::new();
         for (key, field) in schema.iter() {
+            let Ok(path) = payload_index::field_path(key) else {
+                out.insert(key.clone(), (field.clone(), 0));
+                continue;
+            };
             let mut points = 0;
             for seg in &state.segments {
                 let index = seg.payload_index();
@@ -477,7 +488,7 @@ impl Shard {
                     None => {
                         points += (0..seg.len() as u32)
                             .filter(|&i| seg.plain(i))
-                            .filter(|&i| has_value(seg.payload_json(i), key))
+                            .filter(|&i| has_value(seg.payload_json(i), &path))
                             .count()
                     }
                 }
@@ -485,7 +496,7 @@ impl Shard {
             points += state
                 .points
                 .iter()
-                .filter(|(_, e)| has_value(e.payload.as_bytes(), key))
+                .filter(|(_, e)| has_value(e.payload.as_bytes(), &path))
                 .count();
             out.insert(key.clone(), (field.clone(), points));
         }
@@ -545,6 +556,9 @@ impl Shard {
         self.store.recover()?;
         self.wait_for_tail_room();
         let _writer = self.write_lock.lock();
+        if self.is_retired() {
+            return Err(ShardError::Removed);
+        }
         let mut latest: BTreeMap<PointId, Change> = BTreeMap::new();
         for c in changes {
             latest.insert(c.id, c);
@@ -601,6 +615,23 @@ impl Shard {
         drop(state);
         *self.last_write.lock() = Instant::now();
         Ok(n)
+    }
+
+    /// Drops this replica's records and dirty marks for good (its collection is deleted, or
+    /// the replica moved elsewhere). Commits waiting for the write lock fail afterwards with
+    /// [`ShardError::Removed`], and a build running now installs nothing: a store operation
+    /// opens its tree by name, creating it if it is missing, so a write that waited through the
+    /// drop used to land in a new tree of the same name — which the next collection created
+    /// with that name opened and served.
+    pub fn retire(&self) -> Result<(), StoreError> {
+        let _writer = self.write_lock.lock();
+        self.retired.store(true, Ordering::Release);
+        self.store.drop_tree(&self.dirty)?;
+        self.store.drop_tree(&self.tree).map(drop)
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// Backpressure: while the unindexed tail (held in RAM) is at its bound and the optimizer is
@@ -689,12 +720,20 @@ impl Shard {
     }
 
     /// The changes `plan` makes at `version`, computed from this replica's current records.
+    ///
+    /// Each change is made from the record it replaces, so it must win over it: a record
+    /// written through a node whose clock runs ahead of the coordinator's (clocks may differ by
+    /// up to [`version::MAX_SKEW`]) holds a version above `version`, and a change at `version`
+    /// would be dropped as stale (a delete answered "completed" and changed nothing) or refused
+    /// (a payload change older than the vector version it keeps). Such a change takes the
+    /// record's version plus one instead.
     pub fn plan(&self, plan: &Plan, version: u64) -> Vec<Change> {
         let state = self.state.read();
+        let over = |found: Found<'_>| version.max(ShardState::version(found).saturating_add(1));
         match plan {
             Plan::Delete(selector) => select_in(&state, &self.prepare_selector(selector))
                 .into_iter()
-                .map(|id| Change::delete(id, version))
+                .filter_map(|id| Some(Change::delete(id, over(state.find(&id)?))))
                 .collect(),
             Plan::Payload(selector, op) => select_in(&state, &self.prepare_selector(selector))
                 .into_iter()
@@ -703,7 +742,7 @@ impl Shard {
                     let mut payload = (*ShardState::payload(found)).clone();
                     apply_payload_op(&mut payload, op);
                     let vector = state.vector(found, self.config.dim).to_vec();
-                    let mut change = Change::upsert(id, version, vector, payload);
+                    let mut change = Change::upsert(id, over(found), vector, payload);
                     change.record.vector_version = ShardState::vector_version(found);
                     Some(change)
                 })
@@ -860,8 +899,8 @@ const PAYLOAD_OVERHEAD: usize = 16;
 
 /// Whether a stored payload holds a value at `key` (Qdrant counts points with a value, `null`
 /// aside).
-fn has_value(json: &[u8], key: &str) -> bool {
-    let payload = check::project(json, &[filter::top_level_key(key)]);
+fn has_value(json: &[u8], key: &payload::KeyPath) -> bool {
+    let payload = check::project(json, std::slice::from_ref(&key.first));
     filter::values_at(&payload, key)
         .iter()
         .any(|v| !v.is_null())

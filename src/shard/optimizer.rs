@@ -350,6 +350,9 @@ impl Shard {
         let Some(_building) = self.build_lock.try_lock() else {
             return Ok(None);
         };
+        if self.is_retired() {
+            return Ok(None);
+        }
         let threshold = self.threshold(indexing_threshold);
         self.indexing.store(threshold > 0, Ordering::Relaxed);
         if self
@@ -495,6 +498,15 @@ impl Shard {
     /// clears the dirty marks the new segment covers.
     fn install(&self, segment: Option<Arc<SealedSegment>>) -> anyhow::Result<()> {
         let _writer = self.write_lock.lock();
+        if self.is_retired() {
+            // Removed while it built (see [`Shard::retire`]): install nothing, and write no
+            // manifest into a directory that a collection created again with the same name may
+            // be using by now. Segment ids come from the node's clock, so this one is ours.
+            if let Some(seg) = &segment {
+                let _ = std::fs::remove_dir_all(self.dir.join(format!("seg-{}", seg.id)));
+            }
+            return Ok(());
+        }
         let mut cleaned: Vec<PointId> = Vec::new();
         let retired: Vec<u64>;
         {

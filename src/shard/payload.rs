@@ -29,7 +29,7 @@ pub const MAX_PAYLOAD_DEPTH: usize = 100;
 pub const MAX_KEY_PATH_ITEMS: usize = MAX_PAYLOAD_DEPTH - 1;
 
 /// One step of a key path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PathItem {
     Key(String),
     Index(usize),
@@ -38,7 +38,7 @@ pub enum PathItem {
 }
 
 /// A parsed key path: a first key, then the steps after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyPath {
     pub first: String,
     pub rest: Vec<PathItem>,

@@ -18,7 +18,8 @@
 //! slot and the text of each distinct value; and one bit per entry (which entries have a value).
 
 use super::check::project;
-use super::filter::{Condition, FieldCondition, Filter, Match, MatchValue, Range};
+use super::filter::{values_at, Condition, FieldCondition, Filter, Match, MatchValue, Range};
+use super::payload::KeyPath;
 use super::sealed::SealedSegment;
 use super::state::LiveBits;
 use parking_lot::Mutex;
@@ -49,8 +50,28 @@ pub struct FieldSchema {
     pub params: Option<serde_json::Map<String, Value>>,
 }
 
-/// Indexed fields by key.
+/// Indexed fields by key, as the client wrote it (Qdrant's key path syntax: `a.b`, `"a.b"`,
+/// `a[].b`). What a key names is its parsed [`KeyPath`]: a filter condition is served by the
+/// index whose path equals the condition's, however either was written ([`field_path`]).
 pub type PayloadSchema = BTreeMap<String, FieldSchema>;
+
+/// The key path an index definition names. Definitions are checked when they are made
+/// (`Catalog::create_payload_index`, and a peer's catalog entry), so this fails only on a
+/// definition no node accepted.
+pub fn field_path(field: &str) -> Result<KeyPath, String> {
+    KeyPath::parse(field).map_err(|e| format!("invalid payload index field name: {e}"))
+}
+
+/// The index definitions of `schema` on `path`, in key order.
+pub fn definitions_on<'s>(
+    schema: &'s PayloadSchema,
+    path: &KeyPath,
+) -> impl Iterator<Item = (&'s String, &'s FieldSchema)> {
+    let path = path.clone();
+    schema
+        .iter()
+        .filter(move |(k, _)| field_path(k).is_ok_and(|p| p == path))
+}
 
 /// Full-text tokenization (Qdrant's `text` index params).
 #[derive(Debug, Clone, PartialEq)]
@@ -204,6 +225,8 @@ impl FieldSchema {
 /// One field's index in one segment.
 pub struct FieldIndex {
     schema: FieldSchema,
+    /// The field's key path: conditions are matched to the index by it.
+    path: KeyPath,
     /// Value → sorted internal ids (keyword, uuid, bool as "true"/"false", text tokens).
     postings: HashMap<String, Vec<u32>>,
     /// Integer lookup: value → sorted internal ids.
@@ -215,13 +238,13 @@ pub struct FieldIndex {
     bytes: usize,
 }
 
-/// The payload indexes of one segment, by field key.
+/// The payload indexes of one segment, by field key as the schema writes it.
 #[derive(Default)]
 pub struct SegmentIndex {
     pub fields: HashMap<String, Arc<FieldIndex>>,
-    /// Columns for filtered keys without a declared index, built on first use (see
+    /// Columns for filtered key paths without a declared index, built on first use (see
     /// [`SegmentIndex::candidates`]), at most [`MAX_IMPLICIT`] per segment.
-    implicit: Mutex<HashMap<(String, FieldType), Arc<FieldIndex>>>,
+    implicit: Mutex<HashMap<(KeyPath, FieldType), Arc<FieldIndex>>>,
 }
 
 /// The most implicit columns a segment keeps: beyond, conditions on further unindexed keys are
@@ -238,25 +261,26 @@ impl SegmentIndex {
 }
 
 impl FieldIndex {
-    /// Indexes `key` over every entry of `seg`.
-    pub fn build(seg: &SealedSegment, key: &str, schema: &FieldSchema) -> FieldIndex {
+    /// Indexes the field at `path` over every entry of `seg`.
+    pub fn build(seg: &SealedSegment, path: &KeyPath, schema: &FieldSchema) -> FieldIndex {
         let n = seg.len();
         let mut index = FieldIndex {
             schema: schema.clone(),
+            path: path.clone(),
             postings: HashMap::new(),
             ints: HashMap::new(),
             numbers: Vec::new(),
             has_value: LiveBits::new(n),
             bytes: n.div_ceil(8),
         };
-        let top = [super::filter::top_level_key(key)];
+        let top = [path.first.clone()];
         let text = schema.text();
         let lookup = schema.flag("lookup", true);
         let range = schema.flag("range", true);
         for i in 0..n as u32 {
             let payload = project(seg.payload_json(i), &top);
             let mut any = false;
-            for v in super::filter::values_at(&payload, key) {
+            for v in values_at(&payload, path) {
                 any |= index.add(i, v, text.as_ref(), lookup, range);
             }
             index.has_value.set(i, any);
@@ -326,6 +350,10 @@ impl FieldIndex {
 
     pub fn schema(&self) -> &FieldSchema {
         &self.schema
+    }
+
+    pub fn path(&self) -> &KeyPath {
+        &self.path
     }
 
     /// Calls `f` with every value of a keyword, uuid, bool or integer (`lookup`) index and the
@@ -595,7 +623,7 @@ impl SegmentIndex {
             filter.should.is_none() && filter.must_not.is_none() && filter.min_should.is_none();
         for c in must {
             let answered = match c {
-                Condition::Field(f) => self.index_for(f, seg).and_then(|idx| {
+                Condition::Field(f) => self.indexes_for(f, seg).into_iter().find_map(|idx| {
                     let mut s = IdSet::new(n);
                     idx.answer(f, &mut s).then_some(s)
                 }),
@@ -615,17 +643,34 @@ impl SegmentIndex {
         })
     }
 
-    /// The index serving a condition: the declared one, or an implicit column of the type
-    /// the condition needs — keyword, integer, bool for `match`, float for `range` — built from
-    /// the segment's payloads the first time a filter names the key. Checking an unindexed
+    /// The indexes that may serve a condition: the declared ones on its key path (compared
+    /// parsed: `"a.b"` is the top-level key `a.b`, not `b` inside `a`), or else an implicit
+    /// column of the type the condition needs — keyword, integer, bool for `match`, float for
+    /// `range` — built from the segment's payloads the first time a filter names the path. Checking an unindexed
     /// field on the payload costs ≈ 0.35 µs a point (a JSON walk), so a filtered walk that
     /// looks at thousands of points is tens of times slower than an unfiltered one; a column
     /// makes the check a bit test, for ≈ 4 bytes a point (16 for numbers) and one pass over
     /// the segment's payloads, once (docs/filtered-search.md).
-    fn index_for(&self, f: &FieldCondition, seg: &SealedSegment) -> Option<Arc<FieldIndex>> {
-        if let Some(idx) = self.fields.get(&f.key) {
-            return Some(Arc::clone(idx));
+    fn indexes_for(&self, f: &FieldCondition, seg: &SealedSegment) -> Vec<Arc<FieldIndex>> {
+        let path = f.key.path();
+        let mut declared: Vec<(&String, &Arc<FieldIndex>)> = self
+            .fields
+            .iter()
+            .filter(|(_, i)| i.path == *path)
+            .collect();
+        if !declared.is_empty() {
+            declared.sort_by_key(|(k, _)| *k);
+            return declared.into_iter().map(|(_, i)| Arc::clone(i)).collect();
         }
+        self.implicit_for(f, path, seg).into_iter().collect()
+    }
+
+    fn implicit_for(
+        &self,
+        f: &FieldCondition,
+        path: &KeyPath,
+        seg: &SealedSegment,
+    ) -> Option<Arc<FieldIndex>> {
         let kind = match (&f.matches, &f.range) {
             (Some(Match::Value { value }), None) => value_type(value),
             (Some(Match::Any { any }), None) => {
@@ -638,7 +683,7 @@ impl SegmentIndex {
             _ => return None,
         };
         let mut implicit = self.implicit.lock();
-        let key = (f.key.clone(), kind);
+        let key = (path.clone(), kind);
         if let Some(idx) = implicit.get(&key) {
             return Some(Arc::clone(idx));
         }
@@ -649,7 +694,7 @@ impl SegmentIndex {
             data_type: kind,
             params: None,
         };
-        let idx = Arc::new(FieldIndex::build(seg, &f.key, &schema));
+        let idx = Arc::new(FieldIndex::build(seg, path, &schema));
         implicit.insert(key, Arc::clone(&idx));
         Some(idx)
     }
@@ -672,14 +717,19 @@ fn value_type(v: &MatchValue) -> FieldType {
 /// A copy of `filter` in which `match.text` on a field with a full-text index tests tokens
 /// (Qdrant's semantics with the index) instead of substrings.
 pub fn with_text_indexes(filter: &Filter, schema: &PayloadSchema) -> Filter {
-    let texts: HashMap<&str, TextParams> = schema
+    let texts: Vec<(KeyPath, TextParams)> = schema
         .iter()
-        .filter_map(|(k, s)| Some((k.as_str(), s.text()?)))
+        .filter_map(|(k, s)| Some((field_path(k).ok()?, s.text()?)))
         .collect();
     if texts.is_empty() {
         return filter.clone();
     }
     let mut f = filter.clone();
-    f.rewrite_text(&|key| texts.get(key).cloned());
+    f.rewrite_text(&|path| {
+        texts
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, t)| t.clone())
+    });
     f
 }

@@ -21,7 +21,7 @@
 //! ids) can be built from this table at seal time, and a filter can read one payload by internal
 //! id without going through the point id.
 
-use super::payload_index::{FieldIndex, PayloadSchema, SegmentIndex};
+use super::payload_index::{field_path, FieldIndex, PayloadSchema, SegmentIndex};
 use super::point::{Payload, PointId};
 use super::state::LiveBits;
 use crate::index::{self, AttachedArray, Attachments, HnswParams, Metric, ScalarInt8, Segment};
@@ -247,8 +247,15 @@ impl SealedSegment {
             let index = match current.fields.get(key) {
                 Some(idx) if idx.schema() == field => Arc::clone(idx),
                 _ => {
+                    let path = match field_path(key) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(segment = self.id, "{e}; not indexed");
+                            continue;
+                        }
+                    };
                     built += 1;
-                    Arc::new(FieldIndex::build(self, key, field))
+                    Arc::new(FieldIndex::build(self, &path, field))
                 }
             };
             fields.insert(key.clone(), index);

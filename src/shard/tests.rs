@@ -255,6 +255,52 @@ fn reopen_loads_segments_and_replays_only_the_tail() {
 }
 
 #[test]
+fn plans_win_over_the_records_they_change() {
+    // Records written at version 100 (through a node whose clock runs ahead); payload changes
+    // and deletes planned at version 50 are computed from those records and must apply,
+    // whether the points are in the tail or only in an indexed segment.
+    for indexed in [false, true] {
+        plans_win_over_the_records_they_change_in(indexed);
+    }
+}
+
+fn plans_win_over_the_records_they_change_in(indexed: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = open(&db, dir.path());
+    shard.commit(upserts(0..4, 100), true).unwrap();
+    if indexed {
+        while shard.optimize(1).unwrap().is_some() {}
+        assert_eq!(shard.stats().1, 4, "every point in a segment");
+    }
+    let set = PayloadOp::Set {
+        payload: payload(json!({"tag": "later"})),
+        key: None,
+    };
+    let ids = |ids: &[u64]| Selector::Ids(ids.iter().map(|i| PointId::Num(*i)).collect());
+    shard
+        .execute(&Plan::Payload(ids(&[0]), set), 50, true)
+        .unwrap();
+    shard.execute(&Plan::Delete(ids(&[1])), 50, true).unwrap();
+    let odd: Filter =
+        serde_json::from_value(json!({"must": [{"key": "i", "match": {"value": 3}}]})).unwrap();
+    shard
+        .execute(&Plan::Delete(Selector::Filter(odd)), 50, true)
+        .unwrap();
+    let got = shard.get(&(0..4).map(PointId::Num).collect::<Vec<_>>(), false);
+    let got: Vec<(PointId, Option<&serde_json::Value>)> =
+        got.iter().map(|p| (p.id, p.payload.get("tag"))).collect();
+    assert_eq!(
+        got,
+        [
+            (PointId::Num(0), Some(&json!("later"))),
+            (PointId::Num(2), None)
+        ],
+        "indexed: {indexed}"
+    );
+}
+
+#[test]
 fn payload_ops() {
     let mut p = payload(json!({"a": 1, "b": {"c": 2, "d": 3}}));
     apply_payload_op(
