@@ -30,11 +30,11 @@ fn payload_of(i: u64) -> Payload {
         "kw": format!("k{}", i % 10),
         "n": i % 100,
         "f": (i % 1000) as f64 / 10.0,
-        "b": i % 3 == 0,
+        "b": i.is_multiple_of(3),
         "text": format!("Alpha beta-gamma{} delta", i % 7),
         "tags": [format!("t{}", i % 4), format!("t{}", i % 6)],
         "when": format!("2024-01-{:02}T10:00:00Z", 1 + i % 28),
-        "maybe": if i % 9 == 0 { Value::Null } else { json!(i) },
+        "maybe": if i.is_multiple_of(9) { Value::Null } else { json!(i) },
     });
     p.as_object().cloned().unwrap_or_default()
 }
@@ -220,7 +220,7 @@ fn payload_index_info_counts_live_points_with_a_value_and_survives_reopen() {
         serde_json::from_value(json!({"must": [{"key": "kw", "match": {"value": "k3"}}]}))
             .expect("filter");
     {
-        let db = sled::open(&db_path).unwrap();
+        let db = super::tests::reopen_db(&db_path);
         let shard = shard(&db, dir.path());
         load(&shard);
         shard.set_payload_schema(schema());
@@ -238,7 +238,7 @@ fn payload_index_info_counts_live_points_with_a_value_and_survives_reopen() {
         exact_before = search(&shard, &vector(9), &filter, true);
         db.flush().unwrap();
     }
-    let db = sled::open(&db_path).unwrap();
+    let db = super::tests::reopen_db(&db_path);
     let shard = shard(&db, dir.path());
     shard.set_payload_schema(schema());
     assert_eq!(search(&shard, &vector(9), &filter, true), exact_before);

@@ -24,6 +24,21 @@ fn open(db: &sled::Db, dir: &Path) -> Shard {
     .expect("open shard")
 }
 
+/// Opens a sled database a test just dropped: the dropped handle's flusher thread lets go of
+/// the file lock only at its next tick, so an immediate open can find it still held.
+pub(super) fn reopen_db(path: &Path) -> sled::Db {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(10) => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("reopen {}: {e}", path.display()),
+        }
+    }
+}
+
 fn payload(v: serde_json::Value) -> Payload {
     v.as_object().cloned().unwrap_or_default()
 }
@@ -222,7 +237,7 @@ fn reopen_loads_segments_and_replays_only_the_tail() {
     let q = vec_for(42);
     let before;
     {
-        let db = sled::open(&db_path).unwrap();
+        let db = reopen_db(&db_path);
         let shard = open(&db, dir.path());
         shard.commit(upserts(0..400, 1), true).unwrap();
         shard.optimize(1).unwrap();
@@ -237,7 +252,7 @@ fn reopen_loads_segments_and_replays_only_the_tail() {
         before = nearest(&shard, &q, 10, None, false);
         assert_eq!(shard.stats(), (449, 399, 1));
     }
-    let db = sled::open(&db_path).unwrap();
+    let db = reopen_db(&db_path);
     let shard = open(&db, dir.path());
     assert_eq!(
         shard.stats(),
@@ -390,7 +405,7 @@ fn reopen_replays_only_dirty_ids_and_matches_the_state_before() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("db");
     let reopen = |expected: &Snapshot| {
-        let db = sled::open(&db_path).unwrap();
+        let db = reopen_db(&db_path);
         let shard = open(&db, dir.path());
         assert_eq!(&snapshot(&shard), expected);
         for i in [0u64, 3, 47, 120, 205, 301, 777] {
@@ -414,7 +429,7 @@ fn reopen_replays_only_dirty_ids_and_matches_the_state_before() {
     };
     let expected;
     {
-        let db = sled::open(&db_path).unwrap();
+        let db = reopen_db(&db_path);
         let shard = open(&db, dir.path());
         shard.commit(upserts(0..400, 1), true).unwrap();
         shard
@@ -460,7 +475,10 @@ fn reopen_replays_only_dirty_ids_and_matches_the_state_before() {
     }
     let (db, shard) = reopen(&expected);
     // The marks left: the tail (105), the overlays (20), and deletes whose copies remain (12).
-    let marks = shard.store.with_tree(&shard.dirty, |t| Ok(t.len())).unwrap();
+    let marks = shard
+        .store
+        .with_tree(&shard.dirty, |t| Ok(t.len()))
+        .unwrap();
     assert_eq!(marks, 105 + 20 + 12);
     // Merge everything (small segments), and reopen again.
     while shard.optimize(1).unwrap().is_some() {}
@@ -469,7 +487,10 @@ fn reopen_replays_only_dirty_ids_and_matches_the_state_before() {
     assert_eq!(shard.stats().1, shard.stats().0, "everything indexed");
     drop((shard, db));
     let (_db, shard) = reopen(&after);
-    let marks = shard.store.with_tree(&shard.dirty, |t| Ok(t.len())).unwrap();
+    let marks = shard
+        .store
+        .with_tree(&shard.dirty, |t| Ok(t.len()))
+        .unwrap();
     assert!(marks <= 12, "only deletes with stale copies stay marked");
 }
 
