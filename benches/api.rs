@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use shoal::api::fast_json::FastParse;
-use shoal::api::models::SearchPoints;
+use shoal::service::models::SearchPoints;
 use std::hint::black_box;
 
 fn bodies(python: bool) -> Vec<String> {

@@ -1,8 +1,6 @@
 //! The one error type that crosses layers. Each variant maps to the HTTP status Qdrant uses for
 //! that kind of failure; the message is what the client reads, so it names what was wrong.
 
-use crate::shard::ShardError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// 400: the request is well-formed JSON but asks for something invalid.
@@ -23,16 +21,6 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl From<ShardError> for Error {
-    fn from(e: ShardError) -> Self {
-        match e {
-            ShardError::Invalid(m) => Error::BadRequest(m),
-            ShardError::Unavailable(m) => Error::Unavailable(m),
-            ShardError::Storage(s) => Error::Internal(s),
-        }
-    }
-}
 
 impl From<anyhow::Error> for Error {
     fn from(e: anyhow::Error) -> Self {

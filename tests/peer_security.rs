@@ -9,11 +9,12 @@ use common::dns::TestDns;
 use common::Node;
 use serde_json::json;
 use shoal::cluster::protocol::{
-    encode, shard_path, CatalogEntry, CatalogPush, RecordsRequest, WireChange, WireOp,
+    encode, shard_path, CatalogEntry, CatalogPush, RecordsRequest, ShardOp,
 };
 use shoal::collection::CollectionConfig;
 use shoal::index::{HnswParams, Metric};
 use shoal::shard::point::{PointId, Record, RecordBody};
+use shoal::shard::Change;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A version as a node's clock issues it, `ahead` in the future.
@@ -22,8 +23,23 @@ fn version_in(ahead: Duration) -> u64 {
     (now.as_micros() as u64) << 8
 }
 
-fn record(version: u64, vector: Vec<f32>, payload_json: &str) -> WireChange {
-    WireChange {
+/// Operations as a peer could send them, with JSON text a coordinator would never write:
+/// the protocol's shape, its filters and plans as raw text.
+#[derive(serde::Serialize)]
+enum RawOp {
+    #[allow(dead_code)]
+    Search,
+    #[allow(dead_code)]
+    Retrieve,
+    #[allow(dead_code)]
+    Scroll,
+    Count { filter_json: Option<String> },
+    Plan { plan_json: String, version: u64 },
+}
+
+fn record(version: u64, vector: Vec<f32>, payload_json: &str) -> Change {
+    Change {
+        payload: None,
         id: PointId::Num(1),
         record: Record {
             version,
@@ -204,7 +220,7 @@ fn the_peer_port_refuses_every_request_without_the_token() {
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Count { filter_json: None }),
+            encode(&ShardOp::Count { filter: None }),
         ),
         ("GET", shard_path("c", 0, "state"), vec![]),
         ("POST", "/peer/v1/handoff".into(), vec![]),
@@ -251,7 +267,7 @@ fn peer_messages_are_checked_like_client_requests() {
     let now = version_in(Duration::ZERO);
     let unit = vec![0.5, 0.5, 0.5, 0.5];
     let commit = shard_path("c", 0, "commit");
-    let commit_of = |changes: Vec<WireChange>| ("POST", commit.clone(), encode(&changes));
+    let commit_of = |changes: Vec<Change>| ("POST", commit.clone(), encode(&changes));
     let mut stale_vector = record(now, unit.clone(), "{}");
     stale_vector.record.vector_version = now + 1;
     // A string that announces 2^60 bytes where the payload's length goes.
@@ -336,41 +352,43 @@ fn peer_messages_are_checked_like_client_requests() {
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Search {
+            encode(&ShardOp::Search {
                 vector: vec![1.0],
                 k: 10,
                 ef: 10,
                 exact: true,
-                filter_json: None,
+                filter: None,
                 with_vector: false,
+                with_payload: true,
             }),
         ),
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Search {
+            encode(&ShardOp::Search {
                 vector: unit.clone(),
                 k: usize::MAX,
                 ef: usize::MAX,
                 exact: false,
-                filter_json: None,
+                filter: None,
                 with_vector: false,
+                with_payload: true,
             }),
         ),
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Scroll {
+            encode(&ShardOp::Scroll {
                 from: None,
                 limit: usize::MAX,
-                filter_json: None,
+                filter: None,
                 with_vector: true,
             }),
         ),
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Plan {
+            encode(&RawOp::Plan {
                 plan_json: r#"{"Delete": {"Ids": [1]}}"#.into(),
                 version: u64::MAX,
             }),
@@ -378,7 +396,7 @@ fn peer_messages_are_checked_like_client_requests() {
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Count {
+            encode(&RawOp::Count {
                 filter_json: Some("{not json".into()),
             }),
         ),
@@ -409,7 +427,7 @@ fn peer_messages_are_checked_like_client_requests() {
 
     // A record within bounds is taken: the route works, and versions a little ahead are fine.
     let ahead = version_in(Duration::from_secs(60));
-    let accepted = vec![WireChange {
+    let accepted = vec![Change {
         id: PointId::Num(77),
         ..record(ahead, unit.clone(), r#"{"from": "peer"}"#)
     }];

@@ -16,7 +16,7 @@
 #[cfg(target_arch = "x86_64")]
 mod simd;
 
-use super::models::{
+use crate::service::models::{
     QueryBatch, QueryInput, QueryPoints, SearchBatch, SearchParams, SearchPoints, SearchVector,
     WithPayload, WithVector,
 };

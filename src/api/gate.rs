@@ -12,7 +12,7 @@
 //! pattern up for the metrics in the [`RouteTable`].
 
 use super::response::ApiError;
-use super::service::{self, RouteTable};
+use super::service_routes::{self as service, RouteTable};
 use super::{auth, limits, request_id, AppState};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -34,7 +34,7 @@ const UNLIMITED_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/metrics"];
 /// What the gate shares across connections: the node (for its keys), the limits, the requests in
 /// flight, the route patterns.
 struct Shared {
-    node: AppState,
+    db: AppState,
     limits: limits::Limits,
     in_flight: AtomicUsize,
     routes: &'static RouteTable,
@@ -47,10 +47,10 @@ pub struct GateLayer {
 }
 
 impl GateLayer {
-    pub fn new(node: AppState, limits: limits::Limits, routes: &'static RouteTable) -> Self {
+    pub fn new(db: AppState, limits: limits::Limits, routes: &'static RouteTable) -> Self {
         GateLayer {
             shared: Arc::new(Shared {
-                node,
+                db,
                 limits,
                 in_flight: AtomicUsize::new(0),
                 routes,
@@ -143,7 +143,7 @@ impl Shared {
             // Past the key check, a limited route sheds the request at once when too many are
             // in flight, and answers 504 when it overruns.
             let limit = self.limits.timeout.filter(|_| !unlimited);
-            let mut response = match auth::check(&self.node.config, &req) {
+            let mut response = match auth::check(self.db.config(), &req) {
                 Err(refused) => refused.into_response(),
                 // Held until the route answers; the probes and scrapes take no place.
                 Ok(()) => match (!unlimited).then(|| self.admit(client.as_ref())) {

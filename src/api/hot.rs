@@ -24,12 +24,12 @@ use tower::Service;
 #[derive(Clone)]
 pub struct HotRoutes<S> {
     inner: S,
-    node: AppState,
+    db: AppState,
 }
 
 impl<S> HotRoutes<S> {
-    pub fn new(node: AppState, inner: S) -> Self {
-        HotRoutes { inner, node }
+    pub fn new(db: AppState, inner: S) -> Self {
+        HotRoutes { inner, db }
     }
 }
 
@@ -51,7 +51,7 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         match hot_route(req.method(), req.uri().path()) {
             Some((route, name)) => {
-                let hot = search::hot(self.node.clone(), route, name.to_owned(), req);
+                let hot = search::hot(self.db.clone(), route, name.to_owned(), req);
                 Box::pin(hot.map(|answer| Ok(answer.into_response())))
             }
             None => Box::pin(self.inner.call(req)),

@@ -1,17 +1,16 @@
-//! The public REST API on port 6333: Qdrant's routes, shapes and status codes.
-//!
-//! Handlers parse and validate, hand the work to the coordinator (which runs it on local shard
-//! replicas on the blocking pool, or on peers), and wrap the answer in Qdrant's envelope.
+//! The public REST API on port 6333: Qdrant's routes, shapes and status codes, an adapter over
+//! the service layer. Each handler reads its path, query and body into a typed request, calls
+//! the one [`Database`](crate::service::Database) method of its route, and wraps the result (or
+//! the error, in Qdrant's error shape) in Qdrant's envelope; validation happens in the service
+//! layer, the same for every transport.
 
 pub mod auth;
-pub mod budget;
 pub mod cluster;
 pub mod collections;
 pub mod fast_json;
 pub mod gate;
 pub mod hot;
 pub mod limits;
-pub mod models;
 pub mod openapi;
 pub mod points;
 pub mod request_id;
@@ -19,8 +18,7 @@ pub mod response;
 pub mod scored;
 pub mod search;
 pub mod serve;
-pub mod service;
-mod vector_de;
+pub mod service_routes;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -29,14 +27,10 @@ use response::ApiError;
 use std::sync::Arc;
 use tower::Layer;
 
-pub use crate::node::Node;
+use crate::service::Database;
 
-/// The Qdrant version whose REST API shoal answers like; `GET /` reports it so that clients'
-/// version checks pass.
-pub const QDRANT_COMPAT_VERSION: &str = "1.20.0";
-
-/// What every handler can reach.
-pub type AppState = Arc<Node>;
+/// What every handler can reach: the service layer.
+pub type AppState = Arc<Database>;
 
 /// The public router and the OpenAPI document describing it. Every route is registered through
 /// `routes!`, which takes its path and method from the handler's `#[utoipa::path]`: a route cannot
@@ -46,12 +40,12 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use utoipa_axum::router::OpenApiRouter;
     use utoipa_axum::routes;
     let (routes, mut doc) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(service::healthz))
-        .routes(routes!(service::livez))
-        .routes(routes!(service::readyz))
-        .routes(routes!(service::metrics))
-        .routes(routes!(service::root))
-        .routes(routes!(service::openapi_json))
+        .routes(routes!(service_routes::healthz))
+        .routes(routes!(service_routes::livez))
+        .routes(routes!(service_routes::readyz))
+        .routes(routes!(service_routes::metrics))
+        .routes(routes!(service_routes::root))
+        .routes(routes!(service_routes::openapi_json))
         .routes(routes!(cluster::status))
         .routes(routes!(cluster::collection))
         .routes(routes!(collections::list))
@@ -94,16 +88,17 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// of the router, each wrapping the whole router once (see the gate's doc for why not per route).
 pub type Public = gate::Gate<<DefaultBodyLimit as Layer<hot::HotRoutes<Router>>>::Service>;
 
-pub fn router(node: AppState) -> Public {
-    let body_limit = node.config.max_request_bytes;
-    let limits = limits::Limits::from_config(&node.config);
-    response::set_body_read_timeout(limits::seconds(node.config.body_read_timeout_secs));
+pub fn router(db: AppState) -> Public {
+    let config = db.config();
+    let body_limit = config.max_request_bytes;
+    let limits = limits::Limits::from_config(config);
+    response::set_body_read_timeout(limits::seconds(config.body_read_timeout_secs));
     let (routes, doc) = api();
-    let table = service::RouteTable::install(doc.paths.paths.keys().map(String::as_str));
-    service::publish_openapi(|| openapi::render(&doc));
-    let router = routes.fallback(not_found).with_state(node.clone());
-    let hot = hot::HotRoutes::new(node.clone(), router);
-    let gate = gate::GateLayer::new(node, limits, table);
+    let table = service_routes::RouteTable::install(doc.paths.paths.keys().map(String::as_str));
+    service_routes::publish_openapi(|| openapi::render(&doc));
+    let router = routes.fallback(not_found).with_state(db.clone());
+    let hot = hot::HotRoutes::new(db.clone(), router);
+    let gate = gate::GateLayer::new(db, limits, table);
     gate.layer(DefaultBodyLimit::max(body_limit).layer(hot))
 }
 

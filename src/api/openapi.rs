@@ -3,7 +3,7 @@
 //! Routes and their descriptions come from one place: every public handler carries a
 //! `#[utoipa::path]` and is registered with `utoipa_axum::routes!` (see [`super::router`]), so a
 //! route cannot exist without its description. Request and response bodies derive `ToSchema` in
-//! [`super::models`] and [`super::response`]. Types owned by other modules (`PointId`, `Filter`,
+//! [`crate::service::models`] and [`super::response`]. Types owned by other modules (`PointId`, `Filter`,
 //! `Metric`) get their schema here from mirror types shaped like their serde form, so that
 //! `src/shard` and `src/index` need no OpenAPI code; a unit test checks the mirrors against what
 //! the real types accept.
@@ -283,7 +283,7 @@ impl ToSchema for Filter {
 
 // ---------- VectorsConfig (custom Deserialize in models.rs) ----------
 
-impl PartialSchema for super::models::VectorsConfig {
+impl PartialSchema for crate::service::models::VectorsConfig {
     fn schema() -> RefOr<Schema> {
         let params: RefOr<Schema> =
             RefOr::Ref(utoipa::openapi::Ref::from_schema_name("VectorParams"));
@@ -295,12 +295,12 @@ impl PartialSchema for super::models::VectorsConfig {
     }
 }
 
-impl ToSchema for super::models::VectorsConfig {
+impl ToSchema for crate::service::models::VectorsConfig {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("VectorsConfig")
     }
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        use super::models::VectorParams;
+        use crate::service::models::VectorParams;
         schemas.push((VectorParams::name().into_owned(), VectorParams::schema()));
         VectorParams::schemas(schemas);
     }
@@ -367,17 +367,17 @@ pub enum QueryInputDoc {
     /// Search with the vector of this point (the point itself is excluded).
     Id(PointId),
     Nearest {
-        nearest: super::models::NearestInput,
+        nearest: crate::service::models::NearestInput,
     },
 }
 
-impl PartialSchema for super::models::QueryInput {
+impl PartialSchema for crate::service::models::QueryInput {
     fn schema() -> RefOr<Schema> {
         QueryInputDoc::schema()
     }
 }
 
-impl ToSchema for super::models::QueryInput {
+impl ToSchema for crate::service::models::QueryInput {
     fn name() -> Cow<'static, str> {
         QueryInputDoc::name()
     }

@@ -6,7 +6,7 @@
 //! serde_json (so numbers, ids, payloads and vectors are written exactly as serde writes them).
 //! The output is byte for byte what `serde_json::to_vec` gives for the same value (tested).
 
-use super::models::ScoredPointOut;
+use crate::service::models::ScoredPointOut;
 
 /// The JSON of `hits` (an array of `ScoredPoint`), appended to `out`.
 pub fn write_hits(out: &mut Vec<u8>, hits: &[ScoredPointOut]) -> serde_json::Result<()> {
@@ -66,7 +66,7 @@ pub fn single(hits: &[ScoredPointOut], shape: Shape) -> serde_json::Result<Vec<u
 }
 
 /// The `result` of a batch: an array with one `shape` per list of hits.
-pub fn batch(lists: &[Vec<ScoredPointOut>], shape: Shape) -> serde_json::Result<Vec<u8>> {
+pub fn batch(lists: &[&[ScoredPointOut]], shape: Shape) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(2048 * lists.len().max(1));
     out.push(b'[');
     for (i, hits) in lists.iter().enumerate() {
@@ -82,7 +82,7 @@ pub fn batch(lists: &[Vec<ScoredPointOut>], shape: Shape) -> serde_json::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::models::QueryResponse;
+    use crate::service::models::QueryResponse;
     use crate::shard::point::{Payload, PointId};
 
     fn hits() -> Vec<ScoredPointOut> {
@@ -130,13 +130,14 @@ mod tests {
         );
         assert_eq!(single(&[], Shape::Points).unwrap(), b"{\"points\":[]}");
         let lists = vec![hits(), Vec::new(), hits()];
+        let slices: Vec<&[ScoredPointOut]> = lists.iter().map(Vec::as_slice).collect();
         assert_eq!(
-            batch(&lists, Shape::Hits).unwrap(),
+            batch(&slices, Shape::Hits).unwrap(),
             serde_json::to_vec(&lists).unwrap()
         );
         let q = queries(vec![hits(), Vec::new(), hits()]);
         assert_eq!(
-            batch(&lists, Shape::Points).unwrap(),
+            batch(&slices, Shape::Points).unwrap(),
             serde_json::to_vec(&q).unwrap()
         );
         assert_eq!(batch(&[], Shape::Hits).unwrap(), b"[]");

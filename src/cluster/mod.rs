@@ -1,13 +1,15 @@
-//! The cluster as one node sees it: its own ordinal, the cluster size, where its peers are, and
-//! how to talk to them.
+//! The cluster as one node sees it: its own ordinal, the cluster size, where its peers are, how
+//! to talk to them, and the coordinator that turns a request into work on shard replicas.
 //!
+//! - [`coordinator`]: turns one request into work on every shard replica involved, and merges;
+//! - [`replica`]: the seam between the coordinator and a replica, [`local`] (this node's own
+//!   shard) or [`remote`] (a peer's, through the peer port);
+//! - [`protocol`]: the messages on the peer port; [`peer_api`] serves them, [`Cluster::call`] sends them;
+//! - [`admission`]: what a node accepts from its peers;
 //! - [`identity`]: ordinal and StatefulSet name from the hostname;
 //! - [`placement`]: which shard a point lives in and which ordinals own a shard (pure functions);
 //! - [`discovery`]: peer addresses from the headless Service's DNS;
-//! - [`protocol`]: the messages on the peer port; [`peer_api`] serves them, [`Cluster::call`] sends them;
-//! - [`admission`]: what a node accepts from its peers;
 //! - [`health`]: which peers answer (probes, and every call's outcome);
-//! - [`coordinator`]: turns one client request into work on every shard replica involved;
 //! - [`sync`]: collections and records that a node missed while it was away;
 //! - [`membership`] and [`rebalance`]: the cluster size, and moving replicas when it changes.
 //!
@@ -20,11 +22,14 @@ pub mod coordinator;
 pub mod discovery;
 pub mod health;
 pub mod identity;
+pub mod local;
 pub mod membership;
 pub mod peer_api;
 pub mod placement;
 pub mod protocol;
 pub mod rebalance;
+pub mod remote;
+pub mod replica;
 pub mod sync;
 
 use crate::collection::CollectionConfig;
@@ -44,10 +49,11 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Shortest cluster token accepted: a guessable token is no better than none.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// Why a call to a peer failed.
+/// Why an operation on a shard replica, this node's own or a peer's, or a call to a peer failed.
+/// Every error but [`PeerError::Shard`] says to try another replica.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
-    /// The peer could not be reached or did not answer: try another replica.
+    /// The peer could not be reached or did not answer.
     #[error("peer {ordinal} unreachable: {message}")]
     Unreachable {
         ordinal: u32,
@@ -62,6 +68,40 @@ pub enum PeerError {
         status: u16,
         message: String,
     },
+    /// The peer answered, but not with a readable answer of the kind asked for.
+    #[error("peer {ordinal} gave a bad answer: {message}")]
+    BadAnswer { ordinal: u32, message: String },
+    /// The node holds no replica of the shard usable for this operation.
+    #[error("node {ordinal} {why} shard {shard}")]
+    NoReplica {
+        ordinal: u32,
+        shard: u32,
+        /// "holds no replica of", "is still syncing".
+        why: &'static str,
+    },
+    /// The replica refused or failed the operation itself (a bad record, a full disk).
+    #[error("node {ordinal}: {error}")]
+    Shard {
+        ordinal: u32,
+        error: crate::shard::ShardError,
+    },
+    /// The replica could not be opened, or its task failed.
+    #[error("node {ordinal}: {message}")]
+    Internal { ordinal: u32, message: String },
+}
+
+impl PeerError {
+    /// The node the error comes from.
+    pub fn ordinal(&self) -> u32 {
+        match self {
+            PeerError::Unreachable { ordinal, .. }
+            | PeerError::Refused { ordinal, .. }
+            | PeerError::BadAnswer { ordinal, .. }
+            | PeerError::NoReplica { ordinal, .. }
+            | PeerError::Shard { ordinal, .. }
+            | PeerError::Internal { ordinal, .. } => *ordinal,
+        }
+    }
 }
 
 /// The cluster token: sent with every peer call and required on every peer request. One more
@@ -244,11 +284,7 @@ impl Cluster {
             self.health.record(ordinal, Seen::Call, failure(&r));
             r
         };
-        protocol::decode(&result?).map_err(|message| PeerError::Refused {
-            ordinal,
-            status: 500,
-            message,
-        })
+        protocol::decode(&result?).map_err(|message| PeerError::BadAnswer { ordinal, message })
     }
 
     /// Probes every peer's status, forever: how a peer that stops answering is noticed within

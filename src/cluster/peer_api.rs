@@ -10,15 +10,15 @@
 //! pod itself (its `preStop` hook).
 
 use super::admission;
-use super::protocol::{
-    self, CatalogPush, PeerStatus, RecordsPage, RecordsRequest, ShardOp, WireChange, WireOp,
-    WireReply,
-};
+use super::coordinator::Coordinator;
+use super::local::LocalReplica;
+use super::protocol::{self, CatalogPush, PeerStatus, RecordsRequest, ShardOp};
 use super::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
+use super::replica::Replica;
+use super::PeerError;
 use crate::collection::catalog::check_entry;
-use crate::collection::{Collection, ReplicaState};
-use crate::node::Node;
-use crate::shard::Change;
+use crate::collection::Collection;
+use crate::shard::{Change, ShardError};
 use axum::body::Bytes;
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
@@ -32,10 +32,10 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-type PeerState = Arc<Node>;
+type PeerState = Arc<Coordinator>;
 
 pub fn router(node: PeerState) -> Router {
-    let body_limit = protocol::peer_body_limit(node.config.max_request_bytes);
+    let body_limit = node.peer_body_limit;
     Router::new()
         .route("/peer/v1/status", get(status))
         .route("/peer/v1/catalog", get(catalog).put(apply_catalog))
@@ -182,27 +182,16 @@ async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Answer {
     Ok(reply(&changed))
 }
 
-/// How a request wants the local replica.
-#[derive(Clone, Copy, PartialEq)]
-enum Want {
-    /// Serve reads: only a replica holding everything (or any, when `complete_only` is off).
-    Read { complete_only: bool },
-    /// Take writes: an owner opens a replica it does not hold yet, to be filled by syncing.
-    Write,
-}
-
-/// The local replica a peer addresses, and its collection. 404 means this node does not know
-/// the collection (the caller pushes it and retries); 409 means it holds no usable replica of
-/// that shard.
+/// This node's replica a peer addresses, and its collection. 404 means this node does not know
+/// the collection (the caller pushes it and retries); a shard the collection does not have is
+/// a 400.
 fn replica(
-    node: &Node,
-    collection: &str,
-    shard: u32,
-    want: Want,
-) -> Result<(Arc<Collection>, Arc<crate::shard::Shard>), Refusal> {
+    node: &Coordinator,
+    (collection, shard): (String, u32),
+) -> Result<(Arc<Collection>, LocalReplica), Refusal> {
     let c = node
         .catalog
-        .get(collection)
+        .get(&collection)
         .map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
     if shard >= c.config.shard_number {
         return Err(fail(
@@ -210,77 +199,45 @@ fn replica(
             format!("collection {collection} has no shard {shard}"),
         ));
     }
-    let missing = |why: &str| {
-        fail(
-            StatusCode::CONFLICT,
-            format!(
-                "node {} {why} shard {shard} of {collection}",
-                node.cluster.ordinal
-            ),
-        )
-    };
-    let opened = match (c.replica_state(shard), want) {
-        (
-            ReplicaState::Syncing,
-            Want::Read {
-                complete_only: true,
-            },
-        ) => return Err(missing("is still syncing")),
-        (ReplicaState::Absent, Want::Write)
-            if node
-                .cluster
-                .owners(&c.config, shard)
-                .contains(&node.cluster.ordinal) =>
-        {
-            c.open_syncing(shard)
-        }
-        (ReplicaState::Absent, _) => return Err(missing("holds no replica of")),
-        _ => c.open_shard(shard),
-    };
-    let replica = opened.map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-    Ok((c, replica))
+    let me = node.cluster.ordinal;
+    let owned = node.cluster.owners(&c.config, shard).contains(&me);
+    Ok((Arc::clone(&c), LocalReplica::new(me, c, shard, owned)))
 }
 
-/// The common shape of every shard route: decode the body (`parse`), find the replica, check
-/// the request against the collection (`check`), run `work` — on the blocking pool unless
-/// `quick` says it is short enough for the async worker (see [`ShardOp::is_quick`]) — and
-/// encode its answer.
-async fn on_replica<Req, Resp, E>(
-    node: &Node,
-    (collection, shard): (String, u32),
-    want: Want,
-    parse: impl FnOnce() -> Result<Req, Refusal>,
-    check: impl FnOnce(&Collection, &Req) -> Result<(), String>,
-    quick: impl FnOnce(&Req) -> bool,
-    work: impl FnOnce(Arc<crate::shard::Shard>, Req) -> Result<Resp, E> + Send + 'static,
-) -> Answer
-where
-    Req: Send + 'static,
-    Resp: Serialize + Send + 'static,
-    E: std::fmt::Display + Send + 'static,
-{
-    let request = parse()?;
-    let (c, replica) = replica(node, &collection, shard, want)?;
-    check(&c, &request).map_err(|e| {
-        metrics::counter!("shoal_peer_refused_total", "reason" => "invalid").increment(1);
-        fail(StatusCode::BAD_REQUEST, e)
-    })?;
-    let worked = if quick(&request) {
-        work(replica, request)
-    } else {
-        tokio::task::spawn_blocking(move || work(replica, request))
-            .await
-            .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+/// A message this node refuses to apply, checked like a client's request ([`admission`]).
+fn invalid(e: String) -> Refusal {
+    metrics::counter!("shoal_peer_refused_total", "reason" => "invalid").increment(1);
+    fail(StatusCode::BAD_REQUEST, e)
+}
+
+/// How a failed operation on this node's replica is answered: 409 when it holds no usable
+/// replica (the caller tries another), else the status a client would get.
+fn refusal(e: PeerError) -> Refusal {
+    let status = match &e {
+        PeerError::NoReplica { .. } => StatusCode::CONFLICT,
+        PeerError::Shard {
+            error: ShardError::Invalid(_),
+            ..
+        } => StatusCode::BAD_REQUEST,
+        PeerError::Shard {
+            error: ShardError::Unavailable(_),
+            ..
+        } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    worked
-        .map(|answer| reply(&answer))
-        .map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))
+    fail(status, e.to_string())
 }
 
 #[derive(serde::Deserialize)]
 struct OpParams {
     #[serde(default)]
     complete_only: bool,
+    #[serde(default = "yes")]
+    with_payload: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 async fn shard_op(
@@ -289,23 +246,14 @@ async fn shard_op(
     Query(p): Query<OpParams>,
     body: Bytes,
 ) -> Answer {
-    let parse = || {
-        decode::<WireOp>(&body)
-            .and_then(|w| ShardOp::try_from(w).map_err(|e| fail(StatusCode::BAD_REQUEST, e)))
-    };
-    let quick = |op: &ShardOp| op.is_quick();
-    on_replica(
-        &node,
-        at,
-        Want::Read {
-            complete_only: p.complete_only,
-        },
-        parse,
-        admission::check_op,
-        quick,
-        |replica, op| Ok::<_, String>(WireReply::from(protocol::execute(&replica, &op))),
-    )
-    .await
+    let mut op: ShardOp = decode(&body)?;
+    if let ShardOp::Search { with_payload, .. } = &mut op {
+        *with_payload = p.with_payload;
+    }
+    let (c, local) = replica(&node, at)?;
+    admission::check_op(&c, &op).map_err(invalid)?;
+    let answer = local.read(&op, p.complete_only).await.map_err(refusal)?;
+    Ok(reply(&answer))
 }
 
 #[derive(serde::Deserialize)]
@@ -320,20 +268,11 @@ async fn commit(
     Query(p): Query<CommitParams>,
     body: Bytes,
 ) -> Answer {
-    let parse = || {
-        decode::<Vec<WireChange>>(&body)
-            .map(|changes| changes.into_iter().map(Change::from).collect::<Vec<_>>())
-    };
-    on_replica(
-        &node,
-        at,
-        Want::Write,
-        parse,
-        |c, changes: &Vec<Change>| admission::check_changes(c, changes),
-        |_| false,
-        move |replica, changes| replica.commit(changes, p.durable).map(|n| n as u64),
-    )
-    .await
+    let changes: Vec<Change> = decode(&body)?;
+    let (c, local) = replica(&node, at)?;
+    admission::check_changes(&c, &changes).map_err(invalid)?;
+    let applied = local.commit(&changes, p.durable).await.map_err(refusal)?;
+    Ok(reply(&applied))
 }
 
 async fn records(
@@ -341,26 +280,10 @@ async fn records(
     Path(at): Path<(String, u32)>,
     body: Bytes,
 ) -> Answer {
-    on_replica(
-        &node,
-        at,
-        Want::Read {
-            complete_only: false,
-        },
-        || decode(&body),
-        |_, _| Ok(()),
-        |_| false,
-        |replica, req: RecordsRequest| {
-            let (changes, next) =
-                replica.records_since(req.since, req.after, req.limit.clamp(1, 10_000))?;
-            let changes = changes
-                .into_iter()
-                .map(|(id, record)| WireChange { id, record })
-                .collect();
-            Ok::<_, crate::shard::ShardError>(RecordsPage { changes, next })
-        },
-    )
-    .await
+    let req: RecordsRequest = decode(&body)?;
+    let (_, local) = replica(&node, at)?;
+    let page = local.records(req).await.map_err(refusal)?;
+    Ok(reply(&page))
 }
 
 async fn state(

@@ -1,24 +1,43 @@
-//! The peer protocol: what nodes send each other on the peer port, as bincode bodies.
+//! The peer protocol: what nodes send each other on the peer port, as bincode bodies
+//! ([`crate::codec`]). The types below are the ones the coordinator and the replicas use
+//! natively: there is no second, "wire" form of any of them.
+//!
+//! Routes (all under `/peer/v1`, all requiring the cluster token):
+//!
+//! | route | request | answer |
+//! |---|---|---|
+//! | `GET status` | — | [`PeerStatus`] |
+//! | `GET catalog` | — | `Vec<`[`CatalogEntry`]`>` |
+//! | `PUT catalog` | [`CatalogPush`] | `bool` (changed) |
+//! | `POST shards/<c>/<s>/op` | [`ShardOp`] | [`ShardReply`] of the operation's kind |
+//! | `POST shards/<c>/<s>/commit` | `Vec<`[`Change`]`>` | `u64` (applied) |
+//! | `POST shards/<c>/<s>/records` | [`RecordsRequest`] | [`RecordsPage`] |
+//! | `GET shards/<c>/<s>/state` | — | [`ReplicaState`](crate::collection::ReplicaState) |
+//! | `POST handoff` | — | [`HandoffReport`] |
 //!
 //! Every request carries [`PROTOCOL_HEADER`] with the sender's [`PROTOCOL_VERSION`]. A node
 //! answers any version up to its own, so during a partitioned rolling update old and new nodes
 //! serve one cluster together; a request from a newer version it does not know is refused with
-//! a 400 that says so. Bump the version whenever a message below changes shape, and keep
-//! decoding the older shapes for one release.
+//! a 400 that says so. Bump the version whenever a message changes shape, and keep decoding the
+//! older shapes for one release. What protocol 1 has no field for travels as query parameters,
+//! which a node of an older build ignores: `complete_only`, `with_payload` (a search's hits
+//! without payloads) and `budget_ms` (what is left of the request's deadline).
 //!
-//! Filters and payloads are JSON inside the bincode envelope: they are self-describing values
-//! that bincode cannot carry.
+//! Filters, plans and payloads are JSON text inside the bincode envelope
+//! ([`crate::codec::json_text`]): they are self-describing values that bincode cannot carry.
+//! A reply of another kind than its operation's is an error, never an empty answer
+//! ([`ShardReply::hits`] and its siblings).
 //!
 //! Collection names travel percent-encoded in request paths ([`shard_path`]): a name may hold
 //! any character Qdrant allows, `#`, `%`, spaces and non-ASCII letters included.
 
-use crate::collection::CollectionConfig;
+use crate::codec::json_text;
+pub use crate::collection::catalog::CatalogEntry;
 use crate::shard::filter::Filter;
-use crate::shard::point::{PointId, Record};
-use crate::shard::search::{Hit, SearchSpec};
-use crate::shard::{Change, Plan, PointView, Shard};
+use crate::shard::point::PointId;
+use crate::shard::search::Hit;
+use crate::shard::{Change, Plan, PointView};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const PROTOCOL_HEADER: &str = "x-shoal-peer-protocol";
@@ -46,29 +65,11 @@ pub fn peer_body_limit(max_request_bytes: usize) -> usize {
     max_request_bytes.saturating_mul(2).saturating_add(1 << 20)
 }
 
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Plain data structures always encode.
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
-}
+pub use crate::codec::encode;
 
-/// Most bytes one message's strings and byte arrays may claim. bincode allocates a string's
-/// length as announced before it reads the bytes: without a limit, a message announcing an
-/// exabyte aborts the process. A real message claims no more than its own size.
-const DECODE_LIMIT: usize = 1 << 32;
-
+/// Reads a peer message, bounded ([`crate::codec::decode`]).
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
-    bincode::serde::decode_from_slice(bytes, config)
-        .map(|(v, _)| v)
-        .map_err(|e| format!("undecodable peer message: {e}"))
-}
-
-/// A collection as the catalog knows it; `config: None` records a deletion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CatalogEntry {
-    pub name: String,
-    pub version: u64,
-    pub config: Option<CollectionConfig>,
+    crate::codec::decode(bytes).map_err(|e| format!("undecodable peer message: {e}"))
 }
 
 /// A catalog change sent to a peer; `fresh` when its sender created the collection just now.
@@ -86,115 +87,66 @@ pub struct HandoffReport {
     pub replicas_handed_off: usize,
 }
 
-/// A versioned change to one point, as replicated.
+/// A read of one shard replica (or the read half of a read-modify-write: [`ShardOp::Plan`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WireChange {
-    pub id: PointId,
-    pub record: Record,
-}
-
-impl From<Change> for WireChange {
-    fn from(c: Change) -> Self {
-        WireChange {
-            id: c.id,
-            record: c.record,
-        }
-    }
-}
-
-impl From<WireChange> for Change {
-    fn from(w: WireChange) -> Self {
-        Change {
-            id: w.id,
-            record: w.record,
-            payload: None,
-        }
-    }
-}
-
-/// A point as read from a shard.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WirePoint {
-    pub id: PointId,
-    pub version: u64,
-    pub payload_json: String,
-    pub vector: Option<Vec<f32>>,
-}
-
-impl From<PointView> for WirePoint {
-    fn from(p: PointView) -> Self {
-        let payload_json = serde_json::Value::Object((*p.payload).clone()).to_string();
-        WirePoint {
-            id: p.id,
-            version: p.version,
-            payload_json,
-            vector: p.vector,
-        }
-    }
-}
-
-impl From<WirePoint> for PointView {
-    fn from(w: WirePoint) -> Self {
-        let payload = serde_json::from_str(&w.payload_json).unwrap_or_default();
-        PointView {
-            id: w.id,
-            version: w.version,
-            payload: Arc::new(payload),
-            vector: w.vector,
-        }
-    }
-}
-
-/// An operation on one shard replica, native form: what the coordinator asks of a local
-/// replica directly, and of a remote one through [`WireOp`].
-#[derive(Debug, Clone)]
 pub enum ShardOp {
+    /// The `k` nearest points to a prepared vector. Answered with [`ShardReply::Hits`].
     Search {
         vector: Vec<f32>,
         k: usize,
         ef: usize,
         exact: bool,
+        #[serde(with = "json_text::option")]
         filter: Option<Filter>,
         with_vector: bool,
-        /// Local replicas only: a peer always answers with payloads (the wire shape of
-        /// protocol version 1 has no such field).
+        /// Hits without payloads when false. Travels as the `with_payload` query parameter
+        /// (protocol 1 has no field for it; a node of an older build sends payloads).
+        #[serde(skip, default = "all_payloads")]
         with_payload: bool,
     },
-    Retrieve {
-        ids: Vec<PointId>,
-        with_vector: bool,
-    },
+    /// Points by id, in the order asked. Answered with [`ShardReply::Points`].
+    Retrieve { ids: Vec<PointId>, with_vector: bool },
+    /// Up to `limit` points from `from` in id order. Answered with [`ShardReply::Points`].
     Scroll {
         from: Option<PointId>,
         limit: usize,
+        #[serde(with = "json_text::option")]
         filter: Option<Filter>,
         with_vector: bool,
     },
+    /// How many points pass the filter. Answered with [`ShardReply::Count`].
     Count {
+        #[serde(with = "json_text::option")]
         filter: Option<Filter>,
     },
+    /// The changes a plan makes at `version`. Answered with [`ShardReply::Changes`].
     Plan {
+        #[serde(with = "json_text")]
         plan: Plan,
         version: u64,
     },
 }
 
+fn all_payloads() -> bool {
+    true
+}
+
 impl ShardOp {
-    /// Whether the operation is short enough (an unfiltered HNSW search, a lookup of a few ids)
-    /// to run right on the async worker. Handing it to the blocking pool would cost two thread
-    /// wake-ups, about as much as the search itself; scans (exact, filtered, scroll, count, plans)
-    /// still go to the blocking pool so they never stall the worker.
-    pub fn is_quick(&self) -> bool {
+    /// The operation's name, for messages.
+    pub fn kind(&self) -> &'static str {
         match self {
-            ShardOp::Search { exact, filter, .. } => !exact && filter.is_none(),
-            ShardOp::Retrieve { ids, .. } => ids.len() <= 64,
-            _ => false,
+            ShardOp::Search { .. } => "search",
+            ShardOp::Retrieve { .. } => "retrieve",
+            ShardOp::Scroll { .. } => "scroll",
+            ShardOp::Count { .. } => "count",
+            ShardOp::Plan { .. } => "plan",
         }
     }
 }
 
-/// What a [`ShardOp`] returns.
-#[derive(Debug, Clone)]
+/// What a [`ShardOp`] answers. Each operation has one kind of reply; take it with the accessor
+/// of that kind, which turns any other into an error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardReply {
     Hits(Vec<Hit>),
     Points(Vec<PointView>),
@@ -202,206 +154,61 @@ pub enum ShardReply {
     Changes(Vec<Change>),
 }
 
-/// [`ShardOp`] on the wire: filters and plans travel as JSON text.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum WireOp {
-    Search {
-        vector: Vec<f32>,
-        k: usize,
-        ef: usize,
-        exact: bool,
-        filter_json: Option<String>,
-        with_vector: bool,
-    },
-    Retrieve {
-        ids: Vec<PointId>,
-        with_vector: bool,
-    },
-    Scroll {
-        from: Option<PointId>,
-        limit: usize,
-        filter_json: Option<String>,
-        with_vector: bool,
-    },
-    Count {
-        filter_json: Option<String>,
-    },
-    Plan {
-        plan_json: String,
-        version: u64,
-    },
+/// A reply of another kind than the operation asked for.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("answered {got} to a {expected}")]
+pub struct WrongReply {
+    pub expected: &'static str,
+    pub got: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum WireReply {
-    Hits(Vec<(f32, WirePoint)>),
-    Points(Vec<WirePoint>),
-    Count(u64),
-    Changes(Vec<WireChange>),
-}
-
-fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
-    serde_json::from_str(s).map_err(|e| format!("bad JSON in peer message: {e}"))
-}
-
-fn opt_from_json<T: serde::de::DeserializeOwned>(s: &Option<String>) -> Result<Option<T>, String> {
-    s.as_deref().map(from_json).transpose()
-}
-
-impl From<&ShardOp> for WireOp {
-    fn from(op: &ShardOp) -> Self {
-        match op.clone() {
-            ShardOp::Search {
-                vector,
-                k,
-                ef,
-                exact,
-                filter,
-                with_vector,
-                with_payload: _,
-            } => WireOp::Search {
-                vector,
-                k,
-                ef,
-                exact,
-                filter_json: filter.as_ref().map(to_json),
-                with_vector,
-            },
-            ShardOp::Retrieve { ids, with_vector } => WireOp::Retrieve { ids, with_vector },
-            ShardOp::Scroll {
-                from,
-                limit,
-                filter,
-                with_vector,
-            } => WireOp::Scroll {
-                from,
-                limit,
-                filter_json: filter.as_ref().map(to_json),
-                with_vector,
-            },
-            ShardOp::Count { filter } => WireOp::Count {
-                filter_json: filter.as_ref().map(to_json),
-            },
-            ShardOp::Plan { plan, version } => WireOp::Plan {
-                plan_json: to_json(&plan),
-                version,
-            },
+impl ShardReply {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ShardReply::Hits(_) => "list of hits",
+            ShardReply::Points(_) => "list of points",
+            ShardReply::Count(_) => "count",
+            ShardReply::Changes(_) => "list of changes",
         }
     }
-}
 
-impl TryFrom<WireOp> for ShardOp {
-    type Error = String;
-    fn try_from(op: WireOp) -> Result<Self, String> {
-        Ok(match op {
-            WireOp::Search {
-                vector,
-                k,
-                ef,
-                exact,
-                filter_json,
-                with_vector,
-            } => ShardOp::Search {
-                vector,
-                k,
-                ef,
-                exact,
-                filter: opt_from_json(&filter_json)?,
-                with_vector,
-                with_payload: true,
-            },
-            WireOp::Retrieve { ids, with_vector } => ShardOp::Retrieve { ids, with_vector },
-            WireOp::Scroll {
-                from,
-                limit,
-                filter_json,
-                with_vector,
-            } => ShardOp::Scroll {
-                from,
-                limit,
-                filter: opt_from_json(&filter_json)?,
-                with_vector,
-            },
-            WireOp::Count { filter_json } => ShardOp::Count {
-                filter: opt_from_json(&filter_json)?,
-            },
-            WireOp::Plan { plan_json, version } => ShardOp::Plan {
-                plan: from_json(&plan_json)?,
-                version,
-            },
-        })
-    }
-}
-
-impl From<ShardReply> for WireReply {
-    fn from(r: ShardReply) -> Self {
-        match r {
-            ShardReply::Hits(h) => WireReply::Hits(
-                h.into_iter()
-                    .map(|h| (h.distance, h.point.into()))
-                    .collect(),
-            ),
-            ShardReply::Points(p) => WireReply::Points(p.into_iter().map(Into::into).collect()),
-            ShardReply::Count(n) => WireReply::Count(n),
-            ShardReply::Changes(c) => WireReply::Changes(c.into_iter().map(Into::into).collect()),
+    fn wrong(&self, expected: &'static str) -> WrongReply {
+        WrongReply {
+            expected,
+            got: self.kind(),
         }
     }
-}
 
-impl From<WireReply> for ShardReply {
-    fn from(r: WireReply) -> Self {
-        match r {
-            WireReply::Hits(h) => ShardReply::Hits(
-                h.into_iter()
-                    .map(|(distance, p)| Hit {
-                        distance,
-                        point: p.into(),
-                    })
-                    .collect(),
-            ),
-            WireReply::Points(p) => ShardReply::Points(p.into_iter().map(Into::into).collect()),
-            WireReply::Count(n) => ShardReply::Count(n),
-            WireReply::Changes(c) => ShardReply::Changes(c.into_iter().map(Into::into).collect()),
+    /// The answer to a search.
+    pub fn hits(self) -> Result<Vec<Hit>, WrongReply> {
+        match self {
+            ShardReply::Hits(h) => Ok(h),
+            other => Err(other.wrong("search")),
         }
     }
-}
 
-/// Runs an operation on a local replica.
-pub fn execute(shard: &Shard, op: &ShardOp) -> ShardReply {
-    match op {
-        ShardOp::Search {
-            vector,
-            k,
-            ef,
-            exact,
-            filter,
-            with_vector,
-            with_payload,
-        } => {
-            let spec = SearchSpec {
-                vector,
-                k: *k,
-                ef: *ef,
-                exact: *exact,
-                filter: filter.as_ref(),
-                with_vector: *with_vector,
-                with_payload: *with_payload,
-            };
-            ShardReply::Hits(shard.search(&spec))
+    /// The answer to a retrieve or a scroll.
+    pub fn points(self) -> Result<Vec<PointView>, WrongReply> {
+        match self {
+            ShardReply::Points(p) => Ok(p),
+            other => Err(other.wrong("retrieve or scroll")),
         }
-        ShardOp::Retrieve { ids, with_vector } => ShardReply::Points(shard.get(ids, *with_vector)),
-        ShardOp::Scroll {
-            from,
-            limit,
-            filter,
-            with_vector,
-        } => ShardReply::Points(shard.scroll(*from, *limit, filter.as_ref(), *with_vector)),
-        ShardOp::Count { filter } => ShardReply::Count(shard.count(filter.as_ref()) as u64),
-        ShardOp::Plan { plan, version } => ShardReply::Changes(shard.plan(plan, *version)),
+    }
+
+    /// The answer to a count.
+    pub fn count(self) -> Result<u64, WrongReply> {
+        match self {
+            ShardReply::Count(n) => Ok(n),
+            other => Err(other.wrong("count")),
+        }
+    }
+
+    /// The answer to a plan.
+    pub fn changes(self) -> Result<Vec<Change>, WrongReply> {
+        match self {
+            ShardReply::Changes(c) => Ok(c),
+            other => Err(other.wrong("plan")),
+        }
     }
 }
 
@@ -416,7 +223,7 @@ pub struct RecordsRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordsPage {
-    pub changes: Vec<WireChange>,
+    pub changes: Vec<Change>,
     pub next: Option<PointId>,
 }
 
@@ -430,35 +237,4 @@ pub struct PeerStatus {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_huge_announced_length_is_an_error_not_an_abort() {
-        // A string announcing 2^60 bytes (bincode varint: 253, then a u64).
-        let mut bytes = vec![253u8];
-        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
-        assert!(decode::<String>(&bytes).is_err());
-        let push = CatalogPush {
-            entry: CatalogEntry {
-                name: String::new(),
-                version: 1,
-                config: None,
-            },
-            fresh: false,
-        };
-        let mut forged = bytes.clone();
-        forged.extend_from_slice(&encode(&push)[1..]);
-        assert!(decode::<CatalogPush>(&forged).is_err());
-        assert_eq!(
-            decode::<CatalogPush>(&encode(&push)).unwrap().entry,
-            push.entry
-        );
-    }
-
-    #[test]
-    fn names_survive_the_path() {
-        let path = shard_path("a#b %c/ü?", 3, "commit");
-        assert_eq!(path, "/peer/v1/shards/a%23b%20%25c%2F%C3%BC%3F/3/commit");
-    }
-}
+mod tests;

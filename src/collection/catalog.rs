@@ -23,7 +23,6 @@
 //! Entries from peers are checked like a client's create ([`check_entry`]).
 
 use super::{tree_name, Collection, CollectionConfig};
-use crate::cluster::protocol::CatalogEntry;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::shard::version::VersionClock;
@@ -38,6 +37,26 @@ const CONFIG_FILE: &str = "config.json";
 const TOMBSTONES: &str = "tombstones.json";
 /// Largest vector dimension accepted (Qdrant's limit).
 pub const MAX_DIM: usize = 65_536;
+
+/// A collection as the catalog knows it, with the version of its last create or delete;
+/// `config: None` records a deletion. What nodes exchange to agree on their collections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub version: u64,
+    pub config: Option<CollectionConfig>,
+}
+
+impl CatalogEntry {
+    /// The entry of a live collection.
+    pub fn of(c: &Collection) -> CatalogEntry {
+        CatalogEntry {
+            name: c.name.clone(),
+            version: c.version,
+            config: Some(c.config.clone()),
+        }
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct StoredCollection {
@@ -277,11 +296,7 @@ impl Catalog {
             .collections
             .read()
             .values()
-            .map(|c| CatalogEntry {
-                name: c.name.clone(),
-                version: c.version,
-                config: Some(c.config.clone()),
-            })
+            .map(|c| CatalogEntry::of(c))
             .collect();
         out.extend(self.tombstones.read().iter().map(|(n, v)| CatalogEntry {
             name: n.clone(),

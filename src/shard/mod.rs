@@ -50,11 +50,13 @@ pub struct ShardConfig {
     pub full_scan_threshold: usize,
 }
 
-/// A change to one point: the record to store and, for live records, its parsed payload.
-#[derive(Debug, Clone)]
+/// A change to one point: the record to store and, for live records, its parsed payload. As
+/// replicated between nodes it is the id and the record; the receiver parses the payload.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     pub id: PointId,
     pub record: Record,
+    #[serde(skip)]
     pub payload: Option<Arc<Payload>>,
 }
 
@@ -89,10 +91,11 @@ impl Change {
 }
 
 /// A point as read back: what retrieve, scroll and search return.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PointView {
     pub id: PointId,
     pub version: u64,
+    #[serde(with = "point::payload_text")]
     pub payload: Arc<Payload>,
     pub vector: Option<Vec<f32>>,
 }
@@ -136,6 +139,16 @@ pub enum ShardError {
     Unavailable(String),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<ShardError> for crate::error::Error {
+    fn from(e: ShardError) -> Self {
+        match e {
+            ShardError::Invalid(m) => crate::error::Error::BadRequest(m),
+            ShardError::Unavailable(m) => crate::error::Error::Unavailable(m),
+            ShardError::Storage(s) => crate::error::Error::Internal(s),
+        }
+    }
 }
 
 impl From<StoreError> for ShardError {

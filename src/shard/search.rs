@@ -31,7 +31,7 @@ pub struct SearchSpec<'a> {
 }
 
 /// A found point with its internal distance (lower is closer).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
     pub distance: f32,
     pub point: PointView,

@@ -1,18 +1,18 @@
-//! Service routes (`/`, health, readiness, metrics) and the middleware that counts every request.
+//! Service routes (`/`, health, readiness, metrics, this API's description) and the request
+//! metrics every route is counted in.
 //!
 //! `/livez` answers as long as the process serves HTTP; `/readyz` once every local shard is open
 //! (it never waits on another pod, so pod 0 alone can become Ready under `OrderedReady`).
 //! `/metrics` is rendered by the `metrics` crate's Prometheus exporter.
 
-use super::models::VersionInfo;
 use super::response::{ApiError, Started};
+use crate::service::models::VersionInfo;
 use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 /// The process-wide Prometheus recorder (installed once, shared by every router built).
@@ -22,6 +22,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Installs the process-wide recorder (the first call), and answers its handle.
     pub fn install() -> Metrics {
         static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
         let handle = HANDLE
@@ -73,7 +74,7 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 pub async fn root(started: Started) -> impl IntoResponse {
     let body = json!({
         "title": "shoal - Qdrant-compatible vector search",
-        "version": crate::api::QDRANT_COMPAT_VERSION,
+        "version": crate::service::QDRANT_COMPAT_VERSION,
         "shoal_version": env!("CARGO_PKG_VERSION"),
         "time": started.0.elapsed().as_secs_f64(),
     });
@@ -133,8 +134,8 @@ pub async fn livez() -> &'static str {
     summary = "Readiness probe",
     responses((status = 200, description = "Every local shard is open", body = String, content_type = "text/plain"), (status = 503, description = "Not ready", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
 )]
-pub async fn readyz(State(node): State<AppState>) -> Response {
-    if node.ready.load(Ordering::Acquire) {
+pub async fn readyz(State(db): State<AppState>) -> Response {
+    if db.is_ready() {
         "all shards are ready".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "some shards are not ready").into_response()
@@ -148,21 +149,22 @@ pub async fn readyz(State(node): State<AppState>) -> Response {
     summary = "Prometheus metrics",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
 )]
-pub async fn metrics(State(node): State<AppState>) -> Response {
-    for c in node.catalog.all() {
+pub async fn metrics(State(db): State<AppState>) -> Response {
+    let catalog = &db.coordinator().catalog;
+    for c in catalog.all() {
         let (points, indexed, segments) = c.stats();
         let labels = [("collection", c.name.clone())];
         metrics::gauge!("shoal_collection_points", &labels).set(points as f64);
         metrics::gauge!("shoal_collection_indexed_points", &labels).set(indexed as f64);
         metrics::gauge!("shoal_collection_segments", &labels).set(segments as f64);
     }
-    metrics::gauge!("shoal_collections").set(node.catalog.names().len() as f64);
+    metrics::gauge!("shoal_collections").set(catalog.names().len() as f64);
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        node.metrics.handle.render(),
+        Metrics::install().handle.render(),
     )
         .into_response()
 }

@@ -1,0 +1,107 @@
+//! How shoal encodes what it stores and what nodes send each other: bincode, bounded when read,
+//! with JSON text for the self-describing values (payloads, filters, plans) bincode cannot carry.
+//!
+//! bincode allocates a string or list as long as its announced length before it reads the
+//! bytes: a message or record announcing an exabyte would abort the process. [`decode`] refuses
+//! any claim beyond [`DECODE_LIMIT`]; a real message or record claims no more than its own size.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Most bytes one message's or record's strings and lists may claim.
+pub const DECODE_LIMIT: usize = 1 << 32;
+
+/// bincode's standard encoding.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Plain data structures (integers, floats, strings, JSON text) always encode.
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+}
+
+/// Reads what [`encode`] wrote, refusing claims beyond [`DECODE_LIMIT`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+    bincode::serde::decode_from_slice(bytes, config)
+        .map(|(v, _)| v)
+        .map_err(|e| e.to_string())
+}
+
+/// A field carried as JSON text inside a binary message: `#[serde(with = "codec::json_text")]`.
+/// Text that is not the field's JSON fails the whole message.
+pub mod json_text {
+    use serde::de::{DeserializeOwned, Error};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(value).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(|e| D::Error::custom(format!("bad JSON: {e}")))
+    }
+
+    /// An optional field: absent, or JSON text.
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<T: Serialize, S: Serializer>(
+            value: &Option<T>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            let text = value
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(serde::ser::Error::custom)?;
+            text.serialize(s)
+        }
+
+        pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<T>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|text| {
+                    serde_json::from_str(&text)
+                        .map_err(|e| D::Error::custom(format!("bad JSON: {e}")))
+                })
+                .transpose()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Carrier {
+        #[serde(with = "json_text")]
+        value: serde_json::Value,
+        #[serde(with = "json_text::option")]
+        maybe: Option<serde_json::Value>,
+    }
+
+    #[test]
+    fn json_fields_travel_as_text_and_bad_text_fails() {
+        let c = Carrier {
+            value: serde_json::json!({"a": [1, null]}),
+            maybe: None,
+        };
+        let bytes = encode(&c);
+        // The same bytes as a struct of plain strings.
+        assert_eq!(bytes, encode(&(r#"{"a":[1,null]}"#, None::<String>)));
+        assert_eq!(decode::<Carrier>(&bytes).unwrap(), c);
+        assert!(decode::<Carrier>(&encode(&("{not json", None::<String>))).is_err());
+        assert!(decode::<Carrier>(&encode(&("1", Some("[")))).is_err());
+    }
+
+    #[test]
+    fn a_huge_announced_length_is_an_error_not_an_abort() {
+        // A string announcing 2^60 bytes (bincode varint: 253, then a u64).
+        let mut bytes = vec![253u8];
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode::<String>(&bytes).is_err());
+        assert!(decode::<Vec<f32>>(&bytes).is_err());
+    }
+}

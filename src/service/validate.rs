@@ -1,0 +1,402 @@
+//! Every check a request passes before it reaches the coordinator, in one place so that every
+//! transport gets the same: shapes that must line up, bounds on what one request may ask, and
+//! what shoal does not support (a 400 that says so, never a silent no-op). What a peer may also
+//! send is checked again below, where both paths meet: a vector's dimension, elements and norm
+//! ([`Collection::prepare_vector`](crate::collection::Collection::prepare_vector)), a payload's
+//! depth ([`check_payload`]) and key paths ([`PayloadOp::validate`]).
+
+use super::models::*;
+use crate::collection::catalog::validate_config;
+use crate::collection::{CollectionConfig, NewPoint, SearchRequest};
+use crate::error::{Error, Result};
+use crate::index::HnswParams;
+use crate::shard::filter::{Condition, Filter, OneOrMany};
+use crate::shard::payload::check_payload;
+use crate::shard::point::PointId;
+use crate::shard::{PayloadOp, Selector};
+use std::collections::BTreeMap;
+
+/// Most hits one search returns, and the largest offset.
+pub const MAX_LIMIT: usize = 10_000;
+/// Widest search beam (`params.hnsw_ef`).
+pub const MAX_EF: usize = 100_000;
+/// Most searches in one batch.
+pub const MAX_BATCH: usize = 1_000;
+/// Largest page a scroll returns at once.
+pub const MAX_SCROLL_LIMIT: usize = 100_000;
+
+fn bad<T>(message: impl Into<String>) -> Result<T> {
+    Err(Error::BadRequest(message.into()))
+}
+
+// ---------- queries ----------
+
+/// The vector a query searches with, or the id of the point whose vector it borrows.
+pub enum Target {
+    Vector(Vec<f32>),
+    Point(PointId),
+}
+
+/// A search or query, validated: what it searches with, what the coordinator runs, and which
+/// part of each hit's payload the answer shows.
+pub struct Query {
+    pub target: Target,
+    /// The request for the coordinator; its vector is filled in from `target`.
+    pub request: SearchRequest,
+    pub with_payload: Option<WithPayload>,
+}
+
+/// The vector of the default (unnamed) name, the only one shoal supports.
+fn unnamed<T>(mut named: BTreeMap<String, T>, what: &str) -> Result<T> {
+    match named.remove("") {
+        Some(v) if named.is_empty() => Ok(v),
+        _ => bad(format!(
+            "named vectors are not supported; send {what} with the default (unnamed) vector"
+        )),
+    }
+}
+
+fn check_bounds(limit: usize, offset: usize, ef: Option<usize>) -> Result<()> {
+    if limit > MAX_LIMIT || offset > MAX_LIMIT {
+        return bad(format!("limit and offset must be at most {MAX_LIMIT}"));
+    }
+    if ef.is_some_and(|ef| ef == 0 || ef > MAX_EF) {
+        return bad(format!("params.hnsw_ef must be between 1 and {MAX_EF}"));
+    }
+    Ok(())
+}
+
+/// A Query API request (`/points/query`, Qdrant's `Points.Query`).
+pub fn query(q: QueryPoints) -> Result<Query> {
+    if q.prefetch.as_ref().is_some_and(|v| !v.is_null()) {
+        return bad("prefetch is not supported");
+    }
+    if q.lookup_from.as_ref().is_some_and(|v| !v.is_null()) {
+        return bad("lookup_from is not supported");
+    }
+    if q.using.as_deref().is_some_and(|u| !u.is_empty()) {
+        return bad("named vectors are not supported: omit `using`");
+    }
+    let target = match q.query {
+        None => return bad("`query` is required: a vector, {\"nearest\": vector} or a point id"),
+        Some(QueryInput::Vector(v))
+        | Some(QueryInput::Nearest {
+            nearest: NearestInput::Vector(v),
+        }) => Target::Vector(v),
+        Some(QueryInput::Nearest {
+            nearest: NearestInput::Named(v),
+        }) => Target::Vector(unnamed(v, "the query")?),
+        Some(QueryInput::Id(id))
+        | Some(QueryInput::Nearest {
+            nearest: NearestInput::Id(id),
+        }) => Target::Point(id),
+        Some(QueryInput::Other(v)) => {
+            return bad(format!(
+                "unsupported query {v}: shoal answers nearest-vector queries"
+            ))
+        }
+    };
+    let params = q.params.unwrap_or_default();
+    let (limit, offset) = (q.limit.unwrap_or(10), q.offset.unwrap_or(0));
+    check_bounds(limit, offset, params.hnsw_ef)?;
+    check_filter(q.filter.as_ref())?;
+    let request = SearchRequest {
+        vector: Vec::new(),
+        filter: q.filter,
+        limit,
+        offset,
+        hnsw_ef: params.hnsw_ef,
+        exact: params.exact.unwrap_or(false),
+        score_threshold: q.score_threshold,
+        with_vector: WithVector::wanted(&q.with_vector),
+        with_payload: WithPayload::wanted(&q.with_payload),
+    };
+    Ok(Query {
+        target,
+        request,
+        with_payload: q.with_payload,
+    })
+}
+
+/// A search of the older API (`/points/search`, Qdrant's `Points.Search`).
+pub fn search(s: SearchPoints) -> Result<Query> {
+    let vector = match s.vector {
+        SearchVector::Dense(v) => v,
+        SearchVector::Named { name, vector } if name.is_empty() => vector,
+        SearchVector::Named { name, .. } => {
+            return bad(format!(
+                "named vector {name:?} is not supported: send an unnamed vector"
+            ))
+        }
+    };
+    let params = s.params.unwrap_or_default();
+    let offset = s.offset.unwrap_or(0);
+    check_bounds(s.limit, offset, params.hnsw_ef)?;
+    check_filter(s.filter.as_ref())?;
+    let request = SearchRequest {
+        vector: Vec::new(),
+        filter: s.filter,
+        limit: s.limit,
+        offset,
+        hnsw_ef: params.hnsw_ef,
+        exact: params.exact.unwrap_or(false),
+        score_threshold: s.score_threshold,
+        with_vector: WithVector::wanted(&s.with_vector),
+        with_payload: WithPayload::wanted(&s.with_payload),
+    };
+    Ok(Query {
+        target: Target::Vector(vector),
+        request,
+        with_payload: s.with_payload,
+    })
+}
+
+/// A batch of searches or queries: at most [`MAX_BATCH`], each valid.
+pub fn batch<T>(items: Vec<T>, one: impl Fn(T) -> Result<Query>) -> Result<Vec<Query>> {
+    if items.len() > MAX_BATCH {
+        return bad(format!("a batch holds at most {MAX_BATCH} searches"));
+    }
+    items.into_iter().map(one).collect()
+}
+
+// ---------- points ----------
+
+/// Both upsert forms (`points` or columnar `batch`) as one list of points, checked as a whole:
+/// one bad point refuses the batch.
+pub fn upsert(req: UpsertPoints, max_points: u64) -> Result<Vec<NewPoint>> {
+    if req.update_filter.is_some() {
+        return bad("update_filter is not supported");
+    }
+    let sent = req
+        .points
+        .as_ref()
+        .map(Vec::len)
+        .or(req.batch.as_ref().map(|b| b.ids.len()))
+        .unwrap_or(0) as u64;
+    if sent > max_points {
+        return bad(format!(
+            "the upsert holds {sent} points; at most {max_points} are accepted per request (--max-batch-points): split it"
+        ));
+    }
+    let points = match (req.points, req.batch) {
+        (Some(points), None) => points
+            .into_iter()
+            .map(|p| {
+                let vector = match p.vector {
+                    VectorInput::Dense(v) => v,
+                    VectorInput::Named(named) => unnamed(named, &format!("point {}", p.id))?,
+                };
+                Ok(NewPoint {
+                    id: p.id,
+                    vector,
+                    payload: p.payload.unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        (None, Some(batch)) => columns(batch)?,
+        _ => return bad("send exactly one of `points` or `batch`"),
+    };
+    for p in &points {
+        check_payload(&p.payload).map_err(|e| Error::BadRequest(format!("point {}: {e}", p.id)))?;
+    }
+    Ok(points)
+}
+
+/// The columnar upsert form: ids, vectors and payloads must line up.
+fn columns(batch: Batch) -> Result<Vec<NewPoint>> {
+    let vectors = match batch.vectors {
+        BatchVectors::Dense(v) => v,
+        BatchVectors::Named(named) => unnamed(named, "the batch")?,
+    };
+    let n = batch.ids.len();
+    if vectors.len() != n {
+        return bad(format!("batch has {n} ids but {} vectors", vectors.len()));
+    }
+    let payloads = batch.payloads.unwrap_or_else(|| vec![None; n]);
+    if payloads.len() != n {
+        return bad(format!("batch has {n} ids but {} payloads", payloads.len()));
+    }
+    Ok(batch
+        .ids
+        .into_iter()
+        .zip(vectors)
+        .zip(payloads)
+        .map(|((id, vector), payload)| NewPoint {
+            id,
+            vector,
+            payload: payload.unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// `{"points": …}` or `{"filter": …}`, exactly one.
+pub fn selector(points: Option<Vec<PointId>>, filter: Option<Filter>) -> Result<Selector> {
+    check_filter(filter.as_ref())?;
+    match (points, filter) {
+        (Some(ids), None) => Ok(Selector::Ids(ids)),
+        (None, Some(f)) => Ok(Selector::Filter(f)),
+        _ => bad("select points with exactly one of `points` (ids) or `filter`"),
+    }
+}
+
+/// A payload change: its key paths parse and its payload nests within bounds.
+pub fn payload_op(op: &PayloadOp) -> Result<()> {
+    op.validate().map_err(Error::BadRequest)
+}
+
+/// A scroll's page size, and no ordering but by id.
+pub fn scroll(req: &ScrollPoints) -> Result<usize> {
+    if req.order_by.as_ref().is_some_and(|v| !v.is_null()) {
+        return bad("order_by is not supported; scroll returns points in id order");
+    }
+    check_filter(req.filter.as_ref())?;
+    let limit = req.limit.unwrap_or(10);
+    if limit == 0 || limit > MAX_SCROLL_LIMIT {
+        return bad(format!(
+            "limit must be between 1 and {MAX_SCROLL_LIMIT}, got {limit}"
+        ));
+    }
+    Ok(limit)
+}
+
+/// A filter shoal can evaluate: geo conditions are accepted by the parser (clients send them
+/// as explicit `null`s) but not evaluated, so one that is set is refused.
+pub fn check_filter(filter: Option<&Filter>) -> Result<()> {
+    let Some(f) = filter else {
+        return Ok(());
+    };
+    let clauses = [&f.must, &f.should, &f.must_not];
+    let listed = clauses.into_iter().flatten().flat_map(|c| match c {
+        OneOrMany::Many(v) => v.iter().collect::<Vec<_>>(),
+        OneOrMany::One(c) => vec![c.as_ref()],
+    });
+    let min_should = f.min_should.iter().flat_map(|m| m.conditions.iter());
+    for condition in listed.chain(min_should) {
+        match condition {
+            Condition::Field(field)
+                if field.geo_bounding_box.is_some()
+                    || field.geo_radius.is_some()
+                    || field.geo_polygon.is_some() =>
+            {
+                return bad(format!(
+                    "geo conditions are not supported (field condition on {:?})",
+                    field.key
+                ))
+            }
+            Condition::Nested { nested } => check_filter(Some(&nested.filter))?,
+            Condition::Filter(inner) => check_filter(Some(inner))?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+// ---------- collections ----------
+
+/// What a create request that leaves them out gets.
+pub struct CollectionDefaults {
+    pub shard_number: u32,
+    pub replication_factor: u32,
+}
+
+/// A create request as a collection configuration, defaults filled in, within bounds.
+pub fn collection_config(
+    req: CreateCollection,
+    defaults: CollectionDefaults,
+) -> Result<CollectionConfig> {
+    let params = match req.vectors {
+        None => {
+            return bad(
+                "`vectors` is required: {\"size\": N, \"distance\": \"Cosine|Dot|Euclid|Manhattan\"}",
+            )
+        }
+        Some(VectorsConfig::Single(p)) => p,
+        Some(VectorsConfig::Named(named)) => match unnamed(named, "a collection") {
+            Ok(p) => p,
+            Err(_) => return bad("named vectors are not supported: configure one unnamed vector"),
+        },
+    };
+    if params
+        .multivector_config
+        .as_ref()
+        .is_some_and(|v| !v.is_null())
+    {
+        return bad("multivectors are not supported");
+    }
+    if req
+        .sparse_vectors
+        .as_ref()
+        .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        return bad("sparse vectors are not supported");
+    }
+    let hnsw_defaults = HnswParams::default();
+    let diff = params.hnsw_config.or(req.hnsw_config).unwrap_or_default();
+    let hnsw = HnswParams {
+        m: diff.m.unwrap_or(hnsw_defaults.m),
+        ef_construct: diff.ef_construct.unwrap_or(hnsw_defaults.ef_construct),
+    };
+    let config = CollectionConfig {
+        size: usize::try_from(params.size).unwrap_or(usize::MAX),
+        distance: params.distance,
+        hnsw,
+        shard_number: req.shard_number.unwrap_or(defaults.shard_number),
+        replication_factor: req
+            .replication_factor
+            .unwrap_or(defaults.replication_factor),
+        write_consistency_factor: req.write_consistency_factor.unwrap_or(1),
+        on_disk_payload: req.on_disk_payload.unwrap_or(true),
+    };
+    validate_config(&config)?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(json: &str) -> Filter {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn set_geo_conditions_are_refused_anywhere_in_a_filter() {
+        let geo = r#"{"key": "at", "geo_radius": {"center": {"lon": 1, "lat": 2}, "radius": 5}}"#;
+        for f in [
+            format!(r#"{{"must": [{geo}]}}"#),
+            format!(r#"{{"should": {geo}}}"#),
+            format!(r#"{{"must_not": [{{"must": [{geo}]}}]}}"#),
+            format!(r#"{{"must": [{{"nested": {{"key": "a", "filter": {{"must": [{geo}]}}}}}}]}}"#),
+            format!(r#"{{"min_should": {{"conditions": [{geo}], "min_count": 1}}}}"#),
+        ] {
+            assert!(check_filter(Some(&filter(&f))).is_err(), "{f}");
+        }
+        let nulls = r#"{"must": [{"key": "a", "match": {"value": 1}, "geo_radius": null}]}"#;
+        assert!(check_filter(Some(&filter(nulls))).is_ok());
+    }
+
+    #[test]
+    fn bounds_and_unsupported_features_are_refused() {
+        let q = |json: &str| query(serde_json::from_str(json).unwrap());
+        assert!(q(r#"{"query": [1, 2]}"#).is_ok());
+        for bad in [
+            r#"{"query": [1, 2], "limit": 10001}"#,
+            r#"{"query": [1, 2], "params": {"hnsw_ef": 0}}"#,
+            r#"{"query": [1, 2], "params": {"hnsw_ef": 100001}}"#,
+            r#"{"query": [1, 2], "prefetch": {"query": [1, 2]}}"#,
+            r#"{"query": [1, 2], "using": "image"}"#,
+            r#"{"query": {"recommend": {"positive": [1]}}}"#,
+            r#"{"limit": 3}"#,
+        ] {
+            assert!(q(bad).is_err(), "{bad}");
+        }
+        let upsert_of = |json: &str, max| upsert(serde_json::from_str(json).unwrap(), max);
+        assert!(upsert_of(r#"{"points": [{"id": 1, "vector": [1]}]}"#, 1).is_ok());
+        assert!(upsert_of(r#"{"points": [{"id": 1, "vector": [1]}, {"id": 2, "vector": [1]}]}"#, 1).is_err());
+        assert!(upsert_of(r#"{"batch": {"ids": [1, 2], "vectors": [[1]]}}"#, 9).is_err());
+        assert!(upsert_of(r#"{"points": [{"id": 1, "vector": {"image": [1]}}]}"#, 9).is_err());
+        assert!(upsert_of(r#"{}"#, 9).is_err());
+        assert!(selector(None, None).is_err());
+        assert!(selector(Some(vec![]), Some(Filter::default())).is_err());
+    }
+}
