@@ -15,6 +15,9 @@ pub enum Error {
     /// 503: the node (or a shard it needs) cannot serve right now.
     #[error("Service unavailable: {0}")]
     Unavailable(String),
+    /// 504: the request overran its deadline and was stopped.
+    #[error("Timeout: {0}")]
+    Timeout(String),
     /// 500: storage or an invariant failed; logged, never caused by request contents.
     #[error("Service internal error: {0}")]
     Internal(String),

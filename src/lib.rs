@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod index;
+pub mod listener;
 pub mod logging;
 pub mod secret;
 pub mod server;

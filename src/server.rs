@@ -4,10 +4,10 @@
 //! to disk.
 
 use crate::api::{self, service_routes::Metrics};
+use crate::cluster::coordinator::Coordinator;
 use crate::cluster::discovery::Discovery;
 use crate::cluster::identity::Identity;
 use crate::cluster::membership::{KubeApi, SizeSource};
-use crate::cluster::coordinator::Coordinator;
 use crate::cluster::{peer_api, rebalance, sync, Cluster, PeerToken};
 use crate::collection::catalog::Catalog;
 use crate::config::Config;
@@ -145,17 +145,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(peer) = peer {
         let app = peer_api::router(Arc::clone(&node));
-        let serve = axum::serve(
+        // The same accept path and read timeouts as the public port; stopped with the node.
+        let serve = crate::listener::serve(
             peer,
-            app.into_make_service_with_connect_info::<peer_api::PeerConnection>(),
+            crate::listener::Timeouts::from_config(config),
+            move |_| Ok(app.clone()),
+            std::future::pending(),
         );
         let watching = Arc::clone(&node);
         background.extend([
-            tokio::spawn(async move {
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "the peer port stopped serving");
-                }
-            }),
+            tokio::spawn(serve),
             tokio::spawn(async move { watching.cluster.watch_peers().await }),
             tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL)),
         ]);

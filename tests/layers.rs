@@ -8,7 +8,9 @@ use std::path::Path;
 /// The layers, top first.
 const LAYERS: [&str; 6] = ["api", "service", "cluster", "collection", "shard", "index"];
 /// Modules every layer may use, which use no layer.
-const FOUNDATION: [&str; 7] = ["config", "error", "codec", "store", "fsutil", "secret", "logging"];
+const FOUNDATION: [&str; 7] = [
+    "config", "error", "codec", "store", "fsutil", "secret", "logging",
+];
 
 fn rank(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| *l == module)
@@ -86,7 +88,11 @@ fn order_in(text: &str) -> Vec<&'static str> {
         .iter()
         .filter_map(|l| {
             let shapes = [format!("[`{l}`]"), format!("`{l}/`")];
-            shapes.iter().filter_map(|s| text.find(s.as_str())).min().map(|i| (i, *l))
+            shapes
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+                .map(|i| (i, *l))
         })
         .collect();
     at.sort();

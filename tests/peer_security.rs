@@ -33,8 +33,13 @@ enum RawOp {
     Retrieve,
     #[allow(dead_code)]
     Scroll,
-    Count { filter_json: Option<String> },
-    Plan { plan_json: String, version: u64 },
+    Count {
+        filter_json: Option<String>,
+    },
+    Plan {
+        plan_json: String,
+        version: u64,
+    },
 }
 
 fn record(version: u64, vector: Vec<f32>, payload_json: &str) -> Change {

@@ -1,24 +1,14 @@
 //! Search routes: the Query API (`/points/query`, `/points/query/batch`) and the older search API
-//! (`/points/search`, `/points/search/batch`), adapters over [`Database::search`] and its
-//! siblings.
+//! (`/points/search`, `/points/search/batch`), adapters over
+//! [`Database::search`](crate::service::Database::search) and its siblings.
 
 use super::response::Path;
-use super::response::{read_search_body, ApiError, RawAnswer, SearchBody, Started};
-use super::scored::{self, Shape};
+use super::response::{Answer, ApiResult, Body, Started};
 use super::AppState;
 use crate::error::Error;
+use crate::service::budget::Reserved;
 use crate::service::models::*;
-use crate::service::Database;
-use axum::extract::{Request, State};
-
-/// What the search routes answer: their `result` is written by [`scored`].
-type HitsResult = Result<RawAnswer, ApiError>;
-
-fn answer(t: Started, result: serde_json::Result<Vec<u8>>) -> HitsResult {
-    result
-        .map(|json| RawAnswer(t, json))
-        .map_err(|e| Error::Internal(e.to_string()).into())
-}
+use axum::extract::State;
 
 #[utoipa::path(
     post,
@@ -33,14 +23,9 @@ pub async fn query(
     State(db): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    SearchBody(q): SearchBody<QueryPoints>,
-) -> HitsResult {
-    run_query(&db, t, &name, q).await
-}
-
-async fn run_query(db: &Database, t: Started, name: &str, q: QueryPoints) -> HitsResult {
-    let found = db.query(name, q).await?;
-    answer(t, scored::single(&found.points, Shape::Points))
+    Body(q): Body<QueryPoints>,
+) -> ApiResult<Reserved<QueryResponse>> {
+    Ok(Answer(t, db.query(&name, q).await?))
 }
 
 #[utoipa::path(
@@ -56,16 +41,9 @@ pub async fn query_batch(
     State(db): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    SearchBody(b): SearchBody<QueryBatch>,
-) -> HitsResult {
-    let found = db.query_batch(&name, b).await?;
-    let lists: Vec<&[ScoredPointOut]> = found.iter().map(|q| q.points.as_slice()).collect();
-    answer(t, scored::batch(&lists, Shape::Points))
-}
-
-/// An empty body, where a search needs one.
-fn required(s: Option<SearchPoints>) -> Result<SearchPoints, Error> {
-    s.ok_or_else(|| Error::BadRequest("a search body with `vector` and `limit` is required".into()))
+    Body(b): Body<QueryBatch>,
+) -> ApiResult<Reserved<Vec<QueryResponse>>> {
+    Ok(Answer(t, db.query_batch(&name, b).await?))
 }
 
 #[utoipa::path(
@@ -81,35 +59,12 @@ pub async fn search(
     State(db): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    SearchBody(s): SearchBody<Option<SearchPoints>>,
-) -> HitsResult {
-    run_search(&db, t, &name, required(s)?).await
-}
-
-async fn run_search(db: &Database, t: Started, name: &str, s: SearchPoints) -> HitsResult {
-    let found = db.search(name, s).await?;
-    answer(t, scored::single(&found, Shape::Hits))
-}
-
-/// The single-query routes [`super::hot`] serves without the router.
-#[derive(Debug, Clone, Copy)]
-pub enum HotRoute {
-    /// `POST /collections/{name}/points/search`: [`search`].
-    Search,
-    /// `POST /collections/{name}/points/query`: [`query`].
-    Query,
-}
-
-/// Serves a hot route exactly as its handler does, from the request as it left the body limit.
-pub async fn hot(db: AppState, route: HotRoute, name: String, req: Request) -> HitsResult {
-    let t = Started::now();
-    match route {
-        HotRoute::Search => {
-            let s = required(read_search_body(req).await?)?;
-            run_search(&db, t, &name, s).await
-        }
-        HotRoute::Query => run_query(&db, t, &name, read_search_body(req).await?).await,
-    }
+    Body(s): Body<Option<SearchPoints>>,
+) -> ApiResult<Reserved<Vec<ScoredPointOut>>> {
+    let s = s.ok_or_else(|| {
+        Error::BadRequest("a search body with `vector` and `limit` is required".into())
+    })?;
+    Ok(Answer(t, db.search(&name, s).await?))
 }
 
 #[utoipa::path(
@@ -125,9 +80,7 @@ pub async fn search_batch(
     State(db): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    SearchBody(b): SearchBody<SearchBatch>,
-) -> HitsResult {
-    let found = db.search_batch(&name, b).await?;
-    let lists: Vec<&[ScoredPointOut]> = found.iter().map(Vec::as_slice).collect();
-    answer(t, scored::batch(&lists, Shape::Hits))
+    Body(b): Body<SearchBatch>,
+) -> ApiResult<Reserved<Vec<Vec<ScoredPointOut>>>> {
+    Ok(Answer(t, db.search_batch(&name, b).await?))
 }

@@ -6,8 +6,8 @@
 //! `/metrics` is rendered by the `metrics` crate's Prometheus exporter.
 
 use super::response::{ApiError, Started};
-use crate::service::models::VersionInfo;
 use super::AppState;
+use crate::service::models::VersionInfo;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -167,94 +167,6 @@ pub async fn metrics(State(db): State<AppState>) -> Response {
         Metrics::install().handle.render(),
     )
         .into_response()
-}
-
-/// The API's route patterns (`/collections/{name}/points/query`), to label each request's
-/// metrics. The gate sits in front of the router, so it finds the pattern itself: one lookup in
-/// this table, whose index also picks the metric handles without hashing the pattern.
-pub struct RouteTable {
-    patterns: Vec<String>,
-    matcher: matchit::Router<usize>,
-}
-
-/// The label of requests no route matches.
-const UNMATCHED: &str = "unmatched";
-
-impl RouteTable {
-    /// The process-wide table, built from the API's patterns the first time a router is built;
-    /// every router built after that serves the same patterns.
-    pub fn install<'a>(patterns: impl IntoIterator<Item = &'a str>) -> &'static RouteTable {
-        static TABLE: OnceLock<RouteTable> = OnceLock::new();
-        TABLE.get_or_init(|| {
-            let mut table = RouteTable {
-                patterns: Vec::new(),
-                matcher: matchit::Router::new(),
-            };
-            for pattern in patterns {
-                match table.matcher.insert(pattern, table.patterns.len()) {
-                    Ok(()) => table.patterns.push(pattern.to_owned()),
-                    Err(e) => tracing::warn!(pattern, error = %e, "route left out of the metrics"),
-                }
-            }
-            table.patterns.push(UNMATCHED.to_owned());
-            table
-        })
-    }
-
-    /// The index of the pattern `path` matches (the last index for none).
-    pub fn of(&self, path: &str) -> usize {
-        self.matcher
-            .at(path)
-            .map_or(self.patterns.len() - 1, |m| *m.value)
-    }
-}
-
-/// One (method, status) series of a route: its request counter and the route's latency histogram.
-struct Series {
-    method: axum::http::Method,
-    status: u16,
-    requests: metrics::Counter,
-    seconds: metrics::Histogram,
-}
-
-thread_local! {
-    /// Handles by route index, resolved once per thread: `counter!` with dynamic labels builds
-    /// and hashes a key and looks it up in the registry on every call (~1 µs a request).
-    static SERIES: std::cell::RefCell<Vec<Vec<Series>>> = Default::default();
-}
-
-/// Counts a finished request by route, method and status, and records how long it took
-/// (called by [`super::gate`], the one middleware every request passes).
-pub fn record_request(
-    table: &RouteTable,
-    route: usize,
-    method: &axum::http::Method,
-    status: u16,
-    seconds: f64,
-) {
-    let Some(pattern) = table.patterns.get(route) else {
-        return;
-    };
-    SERIES.with_borrow_mut(|by_route| {
-        if by_route.len() <= route {
-            by_route.resize_with(table.patterns.len(), Vec::new);
-        }
-        let series = &mut by_route[route];
-        let i = match series.iter().position(|s| s.status == status && s.method == method) {
-            Some(i) => i,
-            None => {
-                series.push(Series {
-                    method: method.clone(),
-                    status,
-                    requests: metrics::counter!("shoal_http_requests_total", "route" => pattern.clone(), "method" => method.as_str().to_owned(), "status" => status.to_string()),
-                    seconds: metrics::histogram!("shoal_http_request_duration_seconds", "route" => pattern.clone()),
-                });
-                series.len() - 1
-            }
-        };
-        series[i].requests.increment(1);
-        series[i].seconds.record(seconds);
-    });
 }
 
 /// What a request that panicked gets: a 500 in Qdrant's shape; the node keeps serving.

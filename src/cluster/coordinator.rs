@@ -19,11 +19,12 @@
 
 use super::membership::SizeSource;
 use super::protocol::{CatalogEntry, CatalogPush, ShardOp, ShardReply, WrongReply};
-use super::replica::{ClusterReplicas, Replica, Replicas};
+use super::replica::{ClusterReplicas, ReadContext, Replica, Replicas};
 use super::{Cluster, PeerError};
 use crate::collection::catalog::Catalog;
 use crate::collection::{Collection, CollectionConfig, NewPoint, ScoredPoint, SearchRequest};
 use crate::error::{Error, Result};
+use crate::shard::deadline::Deadline;
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::TopK;
@@ -134,21 +135,30 @@ impl Coordinator {
 
     /// Runs a read on one live replica of the shard and takes its reply with `take`: a complete
     /// replica if any answers, else (a collection created a moment ago, whose replicas are all
-    /// still confirming they are empty) any replica.
+    /// still confirming they are empty) any replica. A read past its deadline stops at once.
     async fn read_shard<T>(
         &self,
         c: &Arc<Collection>,
         shard: u32,
         op: &ShardOp,
         take: fn(ShardReply) -> std::result::Result<T, WrongReply>,
+        deadline: &Deadline,
     ) -> Result<T> {
         let replicas = self.replicas.to_read(c, shard);
         let mut errors = Vec::new();
         for complete_only in [true, false] {
+            let how = ReadContext {
+                complete_only,
+                deadline: deadline.clone(),
+            };
             for replica in &replicas {
-                let reply = replica.read(op, complete_only).await;
+                if deadline.expired() {
+                    return Err(timed_out(c, shard));
+                }
+                let reply = replica.read(op, &how).await;
                 match reply.and_then(|r| take(r).map_err(|e| bad_answer(replica.as_ref(), e))) {
                     Ok(answer) => return Ok(answer),
+                    Err(PeerError::Expired { .. }) => return Err(timed_out(c, shard)),
                     Err(e) => errors.push(e.to_string()),
                 }
             }
@@ -167,16 +177,21 @@ impl Coordinator {
         shards: Vec<u32>,
         op: impl Fn(u32) -> ShardOp,
         take: fn(ShardReply) -> std::result::Result<T, WrongReply>,
+        deadline: &Deadline,
     ) -> Result<Vec<T>> {
         // One shard (the default collection): no join, no vectors of futures and operations.
         if let [shard] = shards[..] {
-            return Ok(vec![self.read_shard(c, shard, &op(shard), take).await?]);
+            let op = op(shard);
+            return Ok(vec![self.read_shard(c, shard, &op, take, deadline).await?]);
         }
         let ops: Vec<(u32, ShardOp)> = shards.into_iter().map(|s| (s, op(s))).collect();
-        join_all(ops.iter().map(|(s, op)| self.read_shard(c, *s, op, take)))
-            .await
-            .into_iter()
-            .collect()
+        join_all(
+            ops.iter()
+                .map(|(s, op)| self.read_shard(c, *s, op, take, deadline)),
+        )
+        .await
+        .into_iter()
+        .collect()
     }
 
     /// Writes changes to the replicas of a shard; enough of them must acknowledge.
@@ -266,7 +281,9 @@ impl Coordinator {
         let work = shards.into_iter().map(|s| {
             let op = &op;
             async move {
-                let changes = self.read_shard(c, s, op, ShardReply::changes).await?;
+                // A plan is part of a write: it runs to its end.
+                let whole = Deadline::default();
+                let changes = (self.read_shard(c, s, op, ShardReply::changes, &whole)).await?;
                 if changes.is_empty() {
                     return Ok(());
                 }
@@ -305,6 +322,7 @@ impl Coordinator {
         c: &Arc<Collection>,
         ids: &[PointId],
         with_vector: bool,
+        deadline: &Deadline,
     ) -> Result<Vec<PointView>> {
         let mut by_shard: BTreeMap<u32, Vec<PointId>> = BTreeMap::new();
         let mut seen = HashSet::new();
@@ -319,12 +337,9 @@ impl Coordinator {
             ids: by_shard.get(&s).cloned().unwrap_or_default(),
             with_vector,
         };
-        let replies = self.read_all(c, shards, op, ShardReply::points).await?;
-        let mut found: HashMap<PointId, PointView> = replies
-            .into_iter()
-            .flatten()
-            .map(|p| (p.id, p))
-            .collect();
+        let replies = (self.read_all(c, shards, op, ShardReply::points, deadline)).await?;
+        let mut found: HashMap<PointId, PointView> =
+            replies.into_iter().flatten().map(|p| (p.id, p)).collect();
         let mut seen = HashSet::new();
         Ok(ids
             .iter()
@@ -341,6 +356,7 @@ impl Coordinator {
         limit: usize,
         filter: Option<Filter>,
         with_vector: bool,
+        deadline: &Deadline,
     ) -> Result<(Vec<PointView>, Option<PointId>)> {
         let shards = (0..c.config.shard_number).collect();
         let op = |_| ShardOp::Scroll {
@@ -349,7 +365,7 @@ impl Coordinator {
             filter: filter.clone(),
             with_vector,
         };
-        let replies = self.read_all(c, shards, op, ShardReply::points).await?;
+        let replies = (self.read_all(c, shards, op, ShardReply::points, deadline)).await?;
         let mut all: Vec<PointView> = replies.into_iter().flatten().collect();
         all.sort_by_key(|p| p.id);
         let next = all.get(limit).map(|p| p.id);
@@ -357,12 +373,17 @@ impl Coordinator {
         Ok((all, next))
     }
 
-    pub async fn count(&self, c: &Arc<Collection>, filter: Option<Filter>) -> Result<u64> {
+    pub async fn count(
+        &self,
+        c: &Arc<Collection>,
+        filter: Option<Filter>,
+        deadline: &Deadline,
+    ) -> Result<u64> {
         let shards = (0..c.config.shard_number).collect();
         let op = |_| ShardOp::Count {
             filter: filter.clone(),
         };
-        let counts = self.read_all(c, shards, op, ShardReply::count).await?;
+        let counts = (self.read_all(c, shards, op, ShardReply::count, deadline)).await?;
         Ok(counts.into_iter().sum())
     }
 
@@ -371,6 +392,7 @@ impl Coordinator {
         &self,
         c: &Arc<Collection>,
         req: &SearchRequest,
+        deadline: &Deadline,
     ) -> Result<Vec<ScoredPoint>> {
         let vector = c.prepare_vector(req.vector.clone())?;
         let k = req.offset.saturating_add(req.limit);
@@ -385,7 +407,7 @@ impl Coordinator {
             with_vector: req.with_vector,
             with_payload: req.with_payload,
         };
-        let replies = self.read_all(c, shards, op, ShardReply::hits).await?;
+        let replies = (self.read_all(c, shards, op, ShardReply::hits, deadline)).await?;
         let nearest = match <[Vec<_>; 1]>::try_from(replies) {
             // One shard's hits are its nearest k already, nearest first.
             Ok([hits]) => hits.into_iter().map(|h| (h.distance, h.point)).collect(),
@@ -411,6 +433,14 @@ impl Coordinator {
             })
             .collect())
     }
+}
+
+/// What a read that overran its deadline fails with.
+fn timed_out(c: &Collection, shard: u32) -> Error {
+    Error::Timeout(format!(
+        "the request's deadline passed while shard {shard} of collection `{}` was read (--request-timeout-secs)",
+        c.name
+    ))
 }
 
 /// A reply of the wrong kind, as the replica's failure.

@@ -1,18 +1,26 @@
 //! This node's own replica of a shard, behind the [`Replica`] seam: what the coordinator uses for
 //! the shards this node holds, and what the peer port runs its peers' operations on.
 //!
-//! Operations that can take long run on tokio's blocking pool, so that they never stall an async
-//! worker; short ones run right on the worker, where handing them over would cost two thread
-//! wake-ups, about as much as the work itself ([`runs_inline`]).
+//! Where an operation runs is decided by the work it implies ([`work`]): a short one runs right
+//! on the async worker, where handing it to tokio's blocking pool would cost two thread
+//! wake-ups, about as much as the work itself; anything longer runs on the blocking pool, so
+//! that one heavy search (a wide `hnsw_ef`, an exact or filtered scan, many segments) never
+//! stalls a worker and the requests queued behind it. A search stops when its deadline passes
+//! ([`Shard::search_within`]), wherever it runs.
 
 use super::protocol::{RecordsPage, RecordsRequest, ShardOp, ShardReply};
-use super::replica::Replica;
+use super::replica::{ReadContext, Replica};
 use super::PeerError;
 use crate::collection::{Collection, ReplicaState};
+use crate::shard::deadline::{Deadline, Expired};
 use crate::shard::search::SearchSpec;
 use crate::shard::{Change, Shard};
 use futures::future::BoxFuture;
 use std::sync::Arc;
+
+/// Most work (vector elements read, see [`work`]) an operation may imply to run on the async
+/// worker: 2^21 elements are 16k distances at 128 dimensions, a few hundred microseconds.
+pub const INLINE_WORK: u64 = 1 << 21;
 
 /// Replica `shard` of a collection, on this node (ordinal `node`).
 pub struct LocalReplica {
@@ -96,30 +104,58 @@ impl LocalReplica {
         })?;
         let changes = records
             .into_iter()
-            .map(|(id, record)| Change {
-                id,
-                record,
-                payload: None,
-            })
+            .map(|(id, record)| Change::replicated(id, record))
             .collect();
         Ok(RecordsPage { changes, next })
     }
 }
 
-/// Whether an operation is short enough (an unfiltered HNSW search, a lookup of a few ids) to
-/// run right on the async worker. Scans (exact, filtered, scroll, count, plans) go to the
-/// blocking pool so that they never stall the worker.
-pub fn runs_inline(op: &ShardOp) -> bool {
+/// The work an operation implies on a shard, in vector elements read (a distance over `dim`
+/// floats reads `dim`; evaluating a filter on a point counts as [`FILTER_WORK`]). Estimated from
+/// what the shard holds: a graph search reads about `ef` × its layer-0 links per segment (capped
+/// by the segment), plus the unindexed tail; an exact search reads every point; a filter is
+/// evaluated on every point. Scans whose size the estimate cannot bound (scroll, count, plans)
+/// count as unbounded.
+pub fn work(op: &ShardOp, shard: &Shard) -> u64 {
+    let dim = shard.config.dim as u64;
     match op {
-        ShardOp::Search { exact, filter, .. } => !exact && filter.is_none(),
-        ShardOp::Retrieve { ids, .. } => ids.len() <= 64,
-        _ => false,
+        ShardOp::Search {
+            k,
+            ef,
+            exact,
+            filter,
+            ..
+        } => {
+            let (points, indexed, segments) = shard.stats();
+            let (points, indexed, segments) = (points as u64, indexed as u64, segments as u64);
+            let read = if *exact {
+                points
+            } else {
+                let links = 2 * shard.config.hnsw.max_nb_connection() as u64;
+                let beam = (*ef.max(k) as u64).saturating_mul(links);
+                let per_segment = beam.min(indexed.div_ceil(segments.max(1)));
+                segments
+                    .saturating_mul(per_segment)
+                    .saturating_add(points.saturating_sub(indexed))
+            };
+            let filtering = if filter.is_some() {
+                points.saturating_mul(FILTER_WORK)
+            } else {
+                0
+            };
+            read.saturating_mul(dim).saturating_add(filtering)
+        }
+        ShardOp::Retrieve { ids, .. } => (ids.len() as u64).saturating_mul(dim),
+        ShardOp::Scroll { .. } | ShardOp::Count { .. } | ShardOp::Plan { .. } => u64::MAX,
     }
 }
 
-/// Runs a read on a shard.
-pub fn run(shard: &Shard, op: &ShardOp) -> ShardReply {
-    match op {
+/// What evaluating a filter on one point weighs, in vector elements.
+pub const FILTER_WORK: u64 = 64;
+
+/// Runs a read on a shard; a search stops once `deadline` passes.
+pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardReply, Expired> {
+    Ok(match op {
         ShardOp::Search {
             vector,
             k,
@@ -138,7 +174,11 @@ pub fn run(shard: &Shard, op: &ShardOp) -> ShardReply {
                 with_vector: *with_vector,
                 with_payload: *with_payload,
             };
-            ShardReply::Hits(shard.search(&spec))
+            let hits = shard.search_within(&spec, deadline).inspect_err(|_| {
+                // Counted here: the request that waited for it may be gone already.
+                metrics::counter!("shoal_reads_stopped_total", "op" => "search").increment(1);
+            })?;
+            ShardReply::Hits(hits)
         }
         ShardOp::Retrieve { ids, with_vector } => ShardReply::Points(shard.get(ids, *with_vector)),
         ShardOp::Scroll {
@@ -149,7 +189,7 @@ pub fn run(shard: &Shard, op: &ShardOp) -> ShardReply {
         } => ShardReply::Points(shard.scroll(*from, *limit, filter.as_ref(), *with_vector)),
         ShardOp::Count { filter } => ShardReply::Count(shard.count(filter.as_ref()) as u64),
         ShardOp::Plan { plan, version } => ShardReply::Changes(shard.plan(plan, *version)),
-    }
+    })
 }
 
 impl Replica for LocalReplica {
@@ -160,15 +200,18 @@ impl Replica for LocalReplica {
     fn read<'a>(
         &'a self,
         op: &'a ShardOp,
-        complete_only: bool,
+        how: &'a ReadContext,
     ) -> BoxFuture<'a, Result<ShardReply, PeerError>> {
         Box::pin(async move {
-            let shard = self.to_read(complete_only)?;
-            if runs_inline(op) {
-                return Ok(run(&shard, op));
+            let shard = self.to_read(how.complete_only)?;
+            let expired = |_| PeerError::Expired { ordinal: self.node };
+            how.deadline.check().map_err(expired)?;
+            if work(op, &shard) <= INLINE_WORK {
+                return run(&shard, op, &how.deadline).map_err(expired);
             }
-            let op = op.clone();
-            self.blocking(move || run(&shard, &op)).await
+            let (op, deadline) = (op.clone(), how.deadline.clone());
+            let ran = self.blocking(move || run(&shard, &op, &deadline)).await?;
+            ran.map_err(expired)
         })
     }
 
@@ -183,12 +226,98 @@ impl Replica for LocalReplica {
             let applied = self
                 .blocking(move || shard.commit(changes, durable))
                 .await?;
-            applied
-                .map(|n| n as u64)
-                .map_err(|error| PeerError::Shard {
-                    ordinal: self.node,
-                    error,
-                })
+            applied.map(|n| n as u64).map_err(|error| PeerError::Shard {
+                ordinal: self.node,
+                error,
+            })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{HnswParams, Metric};
+    use crate::shard::version::VersionClock;
+    use crate::shard::ShardConfig;
+
+    /// A shard of `n` unindexed 128-d points.
+    fn shard(n: u64) -> (tempfile::TempDir, Shard) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::store::Store::from_db(sled::Config::new().temporary(true).open().unwrap());
+        let config = ShardConfig {
+            dim: 128,
+            metric: Metric::Euclid,
+            hnsw: HnswParams::default(),
+            full_scan_threshold: 10_000,
+        };
+        let clock = Arc::new(VersionClock::default());
+        let shard = Shard::open(&store, "t", dir.path(), config, Arc::clone(&clock)).unwrap();
+        let changes = (0..n)
+            .map(|i| {
+                Change::upsert(
+                    crate::shard::point::PointId::Num(i),
+                    clock.next(),
+                    vec![i as f32; 128],
+                    Default::default(),
+                )
+            })
+            .collect();
+        shard.commit(changes, false).unwrap();
+        (dir, shard)
+    }
+
+    fn search(ef: usize, exact: bool, filter: bool) -> ShardOp {
+        ShardOp::Search {
+            vector: vec![0.0; 128],
+            k: 10,
+            ef,
+            exact,
+            filter: filter.then(Default::default),
+            with_vector: false,
+            with_payload: false,
+        }
+    }
+
+    #[test]
+    fn the_work_a_query_implies_decides_where_it_runs() {
+        let (_d, small) = shard(100);
+        assert!(
+            work(&search(100_000, false, false), &small) <= INLINE_WORK,
+            "a tail of 100 is short at any ef"
+        );
+        assert!(work(&search(10, true, true), &small) <= INLINE_WORK);
+        let (_d, large) = shard(20_000);
+        assert!(
+            work(&search(10, true, false), &large) > INLINE_WORK,
+            "20k exact distances"
+        );
+        assert!(
+            work(&search(10, false, true), &large) > INLINE_WORK,
+            "the tail is scanned"
+        );
+        let retrieve = |n: u64| ShardOp::Retrieve {
+            ids: (0..n).map(crate::shard::point::PointId::Num).collect(),
+            with_vector: true,
+        };
+        assert!(work(&retrieve(64), &large) <= INLINE_WORK);
+        assert!(work(&ShardOp::Count { filter: None }, &small) > INLINE_WORK);
+    }
+
+    #[test]
+    fn a_search_past_its_deadline_stops() {
+        let (_d, s) = shard(10_000);
+        let passed = Deadline::after(Some(std::time::Duration::ZERO));
+        assert_eq!(
+            run(&s, &search(10, true, false), &passed).unwrap_err(),
+            Expired
+        );
+        let open = Deadline::default();
+        let hits = run(&s, &search(10, true, false), &open)
+            .unwrap()
+            .hits()
+            .unwrap();
+        assert_eq!(hits.len(), 10);
     }
 }

@@ -88,6 +88,9 @@ pub enum PeerError {
     /// The replica could not be opened, or its task failed.
     #[error("node {ordinal}: {message}")]
     Internal { ordinal: u32, message: String },
+    /// The request's deadline passed before the replica answered: the read stopped.
+    #[error("node {ordinal}: the request's deadline passed")]
+    Expired { ordinal: u32 },
 }
 
 impl PeerError {
@@ -99,7 +102,8 @@ impl PeerError {
             | PeerError::BadAnswer { ordinal, .. }
             | PeerError::NoReplica { ordinal, .. }
             | PeerError::Shard { ordinal, .. }
-            | PeerError::Internal { ordinal, .. } => *ordinal,
+            | PeerError::Internal { ordinal, .. }
+            | PeerError::Expired { ordinal } => *ordinal,
         }
     }
 }

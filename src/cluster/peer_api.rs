@@ -14,22 +14,21 @@ use super::coordinator::Coordinator;
 use super::local::LocalReplica;
 use super::protocol::{self, CatalogPush, PeerStatus, RecordsRequest, ShardOp};
 use super::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
-use super::replica::Replica;
+use super::replica::{ReadContext, Replica};
 use super::PeerError;
 use crate::collection::catalog::check_entry;
 use crate::collection::Collection;
+use crate::listener::ConnectionInfo;
+use crate::shard::deadline::{CancelOnDrop, Deadline};
 use crate::shard::{Change, ShardError};
 use axum::body::Bytes;
-use axum::extract::connect_info::Connected;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::IncomingStream;
 use axum::Router;
 use serde::Serialize;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 type PeerState = Arc<Coordinator>;
@@ -56,29 +55,6 @@ pub fn router(node: PeerState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(node)
-}
-
-/// Both ends of a peer connection: the hand-off route serves only this pod itself.
-#[derive(Clone, Copy, Debug)]
-pub struct PeerConnection {
-    pub remote: SocketAddr,
-    pub local: Option<SocketAddr>,
-}
-
-impl PeerConnection {
-    /// A connection from this host: loopback, or from the very address it reached.
-    fn is_local(&self) -> bool {
-        self.remote.ip().is_loopback() || self.local.is_some_and(|l| l.ip() == self.remote.ip())
-    }
-}
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for PeerConnection {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        PeerConnection {
-            remote: *stream.remote_addr(),
-            local: stream.io().local_addr().ok(),
-        }
-    }
 }
 
 /// Refuses every request without the cluster token (all of them when none is configured).
@@ -223,6 +199,7 @@ fn refusal(e: PeerError) -> Refusal {
             error: ShardError::Unavailable(_),
             ..
         } => StatusCode::SERVICE_UNAVAILABLE,
+        PeerError::Expired { .. } => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     fail(status, e.to_string())
@@ -234,6 +211,8 @@ struct OpParams {
     complete_only: bool,
     #[serde(default = "yes")]
     with_payload: bool,
+    /// What is left of the coordinator's deadline (none from a node of an older build).
+    budget_ms: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -252,7 +231,14 @@ async fn shard_op(
     }
     let (c, local) = replica(&node, at)?;
     admission::check_op(&c, &op).map_err(invalid)?;
-    let answer = local.read(&op, p.complete_only).await.map_err(refusal)?;
+    // The read stops at the coordinator's deadline, or when the coordinator hangs up.
+    let cancel = CancelOnDrop::default();
+    let budget = p.budget_ms.map(std::time::Duration::from_millis);
+    let how = ReadContext {
+        complete_only: p.complete_only,
+        deadline: Deadline::after(budget).or_cancelled(cancel.flag()),
+    };
+    let answer = local.read(&op, &how).await.map_err(refusal)?;
     Ok(reply(&answer))
 }
 
@@ -301,8 +287,8 @@ static HANDOFF: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The scale-down hand-off, asked for by this pod's own `preStop` hook (`shoal handoff`): other
 /// hosts get a 403 even with the token.
 async fn handoff(State(node): State<PeerState>, req: Request) -> Answer {
-    let connection = req.extensions().get::<ConnectInfo<PeerConnection>>();
-    if !connection.is_some_and(|c| c.0.is_local()) {
+    let connection = req.extensions().get::<ConnectionInfo>();
+    if !connection.is_some_and(ConnectionInfo::is_local) {
         return Err(fail(
             StatusCode::FORBIDDEN,
             "the hand-off is asked for by the pod itself (its preStop hook), not by a peer",
@@ -320,7 +306,7 @@ mod tests {
 
     #[test]
     fn only_this_host_is_local() {
-        let at = |remote: &str, local: Option<&str>| PeerConnection {
+        let at = |remote: &str, local: Option<&str>| ConnectionInfo {
             remote: remote.parse().unwrap(),
             local: local.map(|l| l.parse().unwrap()),
         };

@@ -105,7 +105,10 @@ pub enum ShardOp {
         with_payload: bool,
     },
     /// Points by id, in the order asked. Answered with [`ShardReply::Points`].
-    Retrieve { ids: Vec<PointId>, with_vector: bool },
+    Retrieve {
+        ids: Vec<PointId>,
+        with_vector: bool,
+    },
     /// Up to `limit` points from `from` in id order. Answered with [`ShardReply::Points`].
     Scroll {
         from: Option<PointId>,

@@ -129,8 +129,7 @@ async fn fill(node: &Arc<Coordinator>, c: &Arc<Collection>, shard: u32) -> Resul
     for peer in node.cluster.peers() {
         match remote(node, c, shard, peer).state().await {
             Ok(ReplicaState::Absent) => {}
-            Ok(state) => match super::sync::pull(node, c, shard, peer, since, &replica).await
-            {
+            Ok(state) => match super::sync::pull(node, c, shard, peer, since, &replica).await {
                 Ok(_) => copied_complete |= state == ReplicaState::Active,
                 Err(_) => all_answered = false,
             },
@@ -166,11 +165,7 @@ async fn hand_over(
             .map_err(|error| PeerError::Shard { ordinal: me, error })?;
         let changes: Vec<Change> = page
             .into_iter()
-            .map(|(id, record)| Change {
-                id,
-                record,
-                payload: None,
-            })
+            .map(|(id, record)| Change::replicated(id, record))
             .collect();
         if !changes.is_empty() {
             for owner in &owners {

@@ -9,7 +9,7 @@
 use super::protocol::{
     shard_path, CatalogEntry, CatalogPush, RecordsPage, RecordsRequest, ShardOp, ShardReply,
 };
-use super::replica::Replica;
+use super::replica::{ReadContext, Replica};
 use super::{Cluster, PeerError};
 use crate::collection::{Collection, ReplicaState};
 use crate::shard::Change;
@@ -102,9 +102,9 @@ impl Replica for RemoteReplica {
     fn read<'a>(
         &'a self,
         op: &'a ShardOp,
-        complete_only: bool,
+        how: &'a ReadContext,
     ) -> BoxFuture<'a, Result<ShardReply, PeerError>> {
-        let mut path = format!("{}?complete_only={complete_only}", self.path("op"));
+        let mut path = format!("{}?complete_only={}", self.path("op"), how.complete_only);
         if let ShardOp::Search {
             with_payload: false,
             ..
@@ -112,7 +112,18 @@ impl Replica for RemoteReplica {
         {
             path.push_str("&with_payload=false");
         }
-        Box::pin(async move { self.call(Method::POST, &path, op).await })
+        if let Some(left) = how.deadline.remaining() {
+            path.push_str(&format!("&budget_ms={}", left.as_millis()));
+        }
+        Box::pin(async move {
+            match self.call(Method::POST, &path, op).await {
+                // The peer stopped the read at the deadline it was given.
+                Err(PeerError::Refused { status: 504, .. }) => {
+                    Err(PeerError::Expired { ordinal: self.node })
+                }
+                other => other,
+            }
+        })
     }
 
     fn commit<'a>(
@@ -166,8 +177,15 @@ mod tests {
         let changes: Vec<Change> = (0..10).map(change).collect();
         // Each change weighs 64 + 100 + 2 = 166 bytes.
         let runs = runs_within(&changes, 500);
-        assert_eq!(runs.iter().map(|r| r.len()).collect::<Vec<_>>(), [3, 3, 3, 1]);
-        assert_eq!(runs_within(&changes, 10).len(), 10, "a change larger than the budget goes alone");
+        assert_eq!(
+            runs.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            [3, 3, 3, 1]
+        );
+        assert_eq!(
+            runs_within(&changes, 10).len(),
+            10,
+            "a change larger than the budget goes alone"
+        );
         assert!(runs_within(&[], 10).is_empty());
     }
 }

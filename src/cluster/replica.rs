@@ -13,6 +13,7 @@ use super::protocol::{ShardOp, ShardReply};
 use super::remote::RemoteReplica;
 use super::{Cluster, PeerError};
 use crate::collection::{Collection, ReplicaState};
+use crate::shard::deadline::Deadline;
 use crate::shard::Change;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -22,12 +23,11 @@ pub trait Replica: Send + Sync {
     /// The ordinal of the node holding it.
     fn node(&self) -> u32;
 
-    /// Runs a read (or the read half of a read-modify-write). `complete_only` refuses a replica
-    /// still copying its data from its peers, so that answers never miss points.
+    /// Runs a read (or the read half of a read-modify-write).
     fn read<'a>(
         &'a self,
         op: &'a ShardOp,
-        complete_only: bool,
+        how: &'a ReadContext,
     ) -> BoxFuture<'a, Result<ShardReply, PeerError>>;
 
     /// Commits versioned changes (fsynced when `durable`); answers how many took effect.
@@ -36,6 +36,16 @@ pub trait Replica: Send + Sync {
         changes: &'a [Change],
         durable: bool,
     ) -> BoxFuture<'a, Result<u64, PeerError>>;
+}
+
+/// How a read is to be run.
+#[derive(Debug, Clone, Default)]
+pub struct ReadContext {
+    /// Refuse a replica still copying its data from its peers, so that answers never miss
+    /// points.
+    pub complete_only: bool,
+    /// When the read must stop ([`PeerError::Expired`]).
+    pub deadline: Deadline,
 }
 
 /// The replicas a write of one shard goes to.

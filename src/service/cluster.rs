@@ -52,7 +52,7 @@ impl Database {
             raft_info: Some(RaftInfo::default()),
             consensus_thread_status: Some(ConsensusThreadStatus {
                 consensus_thread_status: "working",
-                last_update: now_rfc3339(),
+                last_update: crate::logging::now_rfc3339(),
             }),
             message_send_failures: Some(BTreeMap::new()),
         }
@@ -100,17 +100,4 @@ impl Database {
         }
         Ok(info)
     }
-}
-
-/// The current UTC time in RFC 3339, to the second.
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut text = String::with_capacity(20);
-    // Writing to a String cannot fail.
-    let _ = crate::logging::write_utc_seconds(&mut text, secs);
-    text.push('Z');
-    text
 }

@@ -33,6 +33,7 @@ use crate::cluster::coordinator::Coordinator;
 use crate::collection::Collection;
 use crate::config::Config;
 pub use crate::error::{Error, Result};
+use crate::shard::deadline::{CancelOnDrop, Deadline};
 use budget::MemoryBudget;
 use std::sync::Arc;
 
@@ -77,5 +78,17 @@ impl Database {
 
     fn collection(&self, name: &str) -> Result<Arc<Collection>> {
         self.coordinator.catalog.get(name)
+    }
+
+    /// When a read must stop: `--request-timeout-secs` from now, or as soon as the request is
+    /// dropped (its transport timed it out, or the client went away), whichever comes first.
+    /// Keep the guard for as long as the read runs.
+    fn read_deadline(&self) -> (Deadline, CancelOnDrop) {
+        let dropped = CancelOnDrop::default();
+        let timeout = crate::config::seconds(self.config.request_timeout_secs);
+        (
+            Deadline::after(timeout).or_cancelled(dropped.flag()),
+            dropped,
+        )
     }
 }

@@ -30,7 +30,12 @@ impl Database {
     }
 
     /// Merges keys into the payloads of the selected points (at `key`, a nested path, if set).
-    pub async fn set_payload(&self, name: &str, req: SetPayload, wait: bool) -> Result<UpdateResult> {
+    pub async fn set_payload(
+        &self,
+        name: &str,
+        req: SetPayload,
+        wait: bool,
+    ) -> Result<UpdateResult> {
         let op = PayloadOp::Set {
             payload: req.payload,
             key: req.key,
@@ -84,18 +89,28 @@ impl Database {
         let selector = selected?;
         validate::payload_op(&op)?;
         let c = self.collection(name)?;
-        let op = self.coordinator.modify_payload(&c, selector, op, wait).await?;
+        let op = self
+            .coordinator
+            .modify_payload(&c, selector, op, wait)
+            .await?;
         Ok(UpdateResult::new(op, wait))
     }
 
     /// Points by id, in the order asked; ids that do not exist are left out.
-    pub async fn retrieve(&self, name: &str, req: RetrievePoints) -> Result<Reserved<Vec<RecordOut>>> {
+    pub async fn retrieve(
+        &self,
+        name: &str,
+        req: RetrievePoints,
+    ) -> Result<Reserved<Vec<RecordOut>>> {
         let c = self.collection(name)?;
         let with_vector = WithVector::wanted(&req.with_vector);
         let with_payload = !matches!(req.with_payload, Some(WithPayload::All(false)));
         let bytes = budget::points_bytes(req.ids.len(), c.config.size, with_vector, with_payload);
         let memory = self.memory.reserve(bytes, "this retrieve")?;
-        let views = self.coordinator.retrieve(&c, &req.ids, with_vector).await?;
+        let (deadline, _dropped) = self.read_deadline();
+        let views = (self.coordinator)
+            .retrieve(&c, &req.ids, with_vector, &deadline)
+            .await?;
         let points = views
             .into_iter()
             .map(|v| RecordOut::from_view(v, &req.with_payload, true))
@@ -106,9 +121,10 @@ impl Database {
     /// One point, with its payload and vector.
     pub async fn get_point(&self, name: &str, id: PointId) -> Result<RecordOut> {
         let c = self.collection(name)?;
+        let (deadline, _dropped) = self.read_deadline();
         let view = self
             .coordinator
-            .retrieve(&c, &[id], true)
+            .retrieve(&c, &[id], true, &deadline)
             .await?
             .pop()
             .ok_or_else(|| Error::NotFound(format!("No point with id {id} found")))?;
@@ -125,8 +141,9 @@ impl Database {
         let held = (limit + 1).saturating_mul(c.config.shard_number.max(1) as usize);
         let bytes = budget::points_bytes(held, c.config.size, with_vector, with_payload);
         let memory = self.memory.reserve(bytes, "this scroll")?;
+        let (deadline, _dropped) = self.read_deadline();
         let (views, next) = (self.coordinator)
-            .scroll(&c, req.offset, limit, req.filter, with_vector)
+            .scroll(&c, req.offset, limit, req.filter, with_vector, &deadline)
             .await?;
         let points = views
             .into_iter()
@@ -142,7 +159,8 @@ impl Database {
     pub async fn count(&self, name: &str, req: CountPoints) -> Result<CountResult> {
         let c = self.collection(name)?;
         validate::check_filter(req.filter.as_ref())?;
-        let count = self.coordinator.count(&c, req.filter).await?;
+        let (deadline, _dropped) = self.read_deadline();
+        let count = self.coordinator.count(&c, req.filter, &deadline).await?;
         Ok(CountResult { count })
     }
 }

@@ -8,12 +8,17 @@ use super::models::*;
 use super::validate::{self, Query, Target};
 use super::{Database, Error, Result};
 use crate::collection::{Collection, ScoredPoint, SearchRequest};
+use crate::shard::deadline::Deadline;
 use crate::shard::filter::{Condition, OneOrMany};
 use std::sync::Arc;
 
 impl Database {
     /// The nearest points to a vector (`/points/search`).
-    pub async fn search(&self, name: &str, req: SearchPoints) -> Result<Reserved<Vec<ScoredPointOut>>> {
+    pub async fn search(
+        &self,
+        name: &str,
+        req: SearchPoints,
+    ) -> Result<Reserved<Vec<ScoredPointOut>>> {
         let c = self.collection(name)?;
         let queries = vec![validate::search(req)?];
         let (mut hits, memory) = self.run(&c, queries).await?;
@@ -72,10 +77,11 @@ impl Database {
             n => format!("this batch of {n} searches"),
         };
         let memory = self.memory.reserve(bytes, &what)?;
+        let (deadline, _dropped) = self.read_deadline();
         let mut answers = Vec::with_capacity(queries.len());
         for q in queries {
-            let request = self.resolve(c, q.target, q.request).await?;
-            let hits = self.coordinator.search(c, &request).await?;
+            let request = self.resolve(c, q.target, q.request, &deadline).await?;
+            let hits = self.coordinator.search(c, &request, &deadline).await?;
             answers.push(scored(hits, &q.with_payload));
         }
         Ok((answers, memory))
@@ -88,12 +94,13 @@ impl Database {
         c: &Arc<Collection>,
         target: Target,
         mut req: SearchRequest,
+        deadline: &Deadline,
     ) -> Result<SearchRequest> {
         match target {
             Target::Vector(v) => req.vector = v,
             Target::Point(id) => {
                 // Boxed, so that the rare query by id does not make every search's future larger.
-                let point = Box::pin(self.coordinator.retrieve(c, &[id], true))
+                let point = Box::pin(self.coordinator.retrieve(c, &[id], true, deadline))
                     .await?
                     .pop()
                     .ok_or_else(|| Error::NotFound(format!("No point with id {id} found")))?;

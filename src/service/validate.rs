@@ -96,25 +96,36 @@ pub fn query(q: QueryPoints) -> Result<Query> {
             ))
         }
     };
-    let params = q.params.unwrap_or_default();
-    let (limit, offset) = (q.limit.unwrap_or(10), q.offset.unwrap_or(0));
-    check_bounds(limit, offset, params.hnsw_ef)?;
-    check_filter(q.filter.as_ref())?;
     let request = SearchRequest {
         vector: Vec::new(),
         filter: q.filter,
-        limit,
-        offset,
-        hnsw_ef: params.hnsw_ef,
-        exact: params.exact.unwrap_or(false),
+        limit: q.limit.unwrap_or(10),
+        offset: q.offset.unwrap_or(0),
+        hnsw_ef: None,
+        exact: false,
         score_threshold: q.score_threshold,
         with_vector: WithVector::wanted(&q.with_vector),
         with_payload: WithPayload::wanted(&q.with_payload),
     };
+    within_bounds(target, request, q.params, q.with_payload)
+}
+
+/// A query with its search parameters, checked against the bounds.
+fn within_bounds(
+    target: Target,
+    mut request: SearchRequest,
+    params: Option<SearchParams>,
+    with_payload: Option<WithPayload>,
+) -> Result<Query> {
+    let params = params.unwrap_or_default();
+    check_bounds(request.limit, request.offset, params.hnsw_ef)?;
+    check_filter(request.filter.as_ref())?;
+    request.hnsw_ef = params.hnsw_ef;
+    request.exact = params.exact.unwrap_or(false);
     Ok(Query {
         target,
         request,
-        with_payload: q.with_payload,
+        with_payload,
     })
 }
 
@@ -129,26 +140,18 @@ pub fn search(s: SearchPoints) -> Result<Query> {
             ))
         }
     };
-    let params = s.params.unwrap_or_default();
-    let offset = s.offset.unwrap_or(0);
-    check_bounds(s.limit, offset, params.hnsw_ef)?;
-    check_filter(s.filter.as_ref())?;
     let request = SearchRequest {
         vector: Vec::new(),
         filter: s.filter,
         limit: s.limit,
-        offset,
-        hnsw_ef: params.hnsw_ef,
-        exact: params.exact.unwrap_or(false),
+        offset: s.offset.unwrap_or(0),
+        hnsw_ef: None,
+        exact: false,
         score_threshold: s.score_threshold,
         with_vector: WithVector::wanted(&s.with_vector),
         with_payload: WithPayload::wanted(&s.with_payload),
     };
-    Ok(Query {
-        target: Target::Vector(vector),
-        request,
-        with_payload: s.with_payload,
-    })
+    within_bounds(Target::Vector(vector), request, s.params, s.with_payload)
 }
 
 /// A batch of searches or queries: at most [`MAX_BATCH`], each valid.
@@ -305,11 +308,9 @@ pub fn collection_config(
     defaults: CollectionDefaults,
 ) -> Result<CollectionConfig> {
     let params = match req.vectors {
-        None => {
-            return bad(
-                "`vectors` is required: {\"size\": N, \"distance\": \"Cosine|Dot|Euclid|Manhattan\"}",
-            )
-        }
+        None => return bad(
+            "`vectors` is required: {\"size\": N, \"distance\": \"Cosine|Dot|Euclid|Manhattan\"}",
+        ),
         Some(VectorsConfig::Single(p)) => p,
         Some(VectorsConfig::Named(named)) => match unnamed(named, "a collection") {
             Ok(p) => p,
@@ -392,7 +393,11 @@ mod tests {
         }
         let upsert_of = |json: &str, max| upsert(serde_json::from_str(json).unwrap(), max);
         assert!(upsert_of(r#"{"points": [{"id": 1, "vector": [1]}]}"#, 1).is_ok());
-        assert!(upsert_of(r#"{"points": [{"id": 1, "vector": [1]}, {"id": 2, "vector": [1]}]}"#, 1).is_err());
+        assert!(upsert_of(
+            r#"{"points": [{"id": 1, "vector": [1]}, {"id": 2, "vector": [1]}]}"#,
+            1
+        )
+        .is_err());
         assert!(upsert_of(r#"{"batch": {"ids": [1, 2], "vectors": [[1]]}}"#, 9).is_err());
         assert!(upsert_of(r#"{"points": [{"id": 1, "vector": {"image": [1]}}]}"#, 9).is_err());
         assert!(upsert_of(r#"{}"#, 9).is_err());

@@ -17,6 +17,7 @@
 //! deletes stay correct although hnsw_rs cannot remove points, and [`optimizer`] for how the tail
 //! and dead entries are folded away.
 
+pub mod deadline;
 pub mod filter;
 pub mod optimizer;
 pub mod payload;
@@ -74,6 +75,15 @@ impl Change {
                 }),
             },
             payload: Some(Arc::new(payload)),
+        }
+    }
+
+    /// A record as another replica holds it: the receiver parses its payload when it commits.
+    pub fn replicated(id: PointId, record: Record) -> Change {
+        Change {
+            id,
+            record,
+            payload: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! both cheaper and complete; otherwise the graph is traversed with the filter deciding only which
 //! nodes may enter the result. A filter pinning ids with `has_id` goes straight to those points.
 
+use super::deadline::{Checkpoints, Deadline, Expired};
 use super::filter::Filter;
 use super::state::{IndexedSegment, Location, ShardState};
 use super::{point, PointView, Shard};
@@ -39,15 +40,32 @@ pub struct Hit {
 
 impl Shard {
     pub fn search(&self, spec: &SearchSpec) -> Vec<Hit> {
+        self.search_within(spec, &Deadline::default())
+            .unwrap_or_default()
+    }
+
+    /// [`Shard::search`] that stops once `deadline` passes: it looks before every segment and
+    /// every [`CHECK_EVERY`](super::deadline::CHECK_EVERY) points of a scan (filter, exact
+    /// search, tail), so that an overrunning search frees its thread within one segment's graph
+    /// walk at most.
+    pub fn search_within(
+        &self,
+        spec: &SearchSpec,
+        deadline: &Deadline,
+    ) -> Result<Vec<Hit>, Expired> {
         if spec.k == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let state = self.state.read();
         let metric = self.config.metric;
         let mut top = TopK::new(spec.k);
+        let scanned = deadline.checkpoints();
 
         if let Some(ids) = spec.filter.and_then(|f| f.pinned_ids()) {
             for id in ids {
+                if !scanned.tick() {
+                    break;
+                }
                 if let Some(e) = state.points.get(id) {
                     if spec.filter.is_none_or(|f| f.matches(id, &e.payload)) {
                         top.push(
@@ -58,10 +76,14 @@ impl Shard {
                 }
             }
         } else {
-            let allowed = spec.filter.map(|f| allowed_by_segment(&state, f));
+            let allowed = spec.filter.map(|f| allowed_by_segment(&state, f, &scanned));
+            scanned.result()?;
             for (s, seg) in state.segments.iter().enumerate() {
+                deadline.check()?;
                 let allowed = allowed.as_ref().map(|a| a[s].as_slice());
-                let hits = search_segment(seg, allowed, spec, self.config.full_scan_threshold);
+                let threshold = self.config.full_scan_threshold;
+                let hits = search_segment(seg, allowed, spec, threshold, &scanned);
+                scanned.result()?;
                 hits.iter().for_each(|&(_, i)| seg.prefetch_entry(i));
                 for (d, i) in hits {
                     top.push(d, (seg.ids[i as usize].0, Some(seg.version(i))));
@@ -71,6 +93,9 @@ impl Shard {
             for (slot, (id, _)) in tail.ids.iter().enumerate() {
                 if !tail.live[slot] {
                     continue;
+                }
+                if !scanned.tick() {
+                    break;
                 }
                 if let Some(f) = spec.filter {
                     match state.points.get(id) {
@@ -85,9 +110,12 @@ impl Shard {
             }
         }
 
+        scanned.result()?;
+
         // A segment hit knows its point's version; only payloads and vectors need the point table.
         let bare = !spec.with_payload && !spec.with_vector;
-        top.into_sorted()
+        let hits = top
+            .into_sorted()
             .into_iter()
             .filter_map(|(distance, (id, version))| {
                 let point = match version {
@@ -104,19 +132,28 @@ impl Shard {
                 };
                 Some(Hit { distance, point })
             })
-            .collect()
+            .collect();
+        Ok(hits)
     }
 }
 
 /// Which entries of each segment are live and pass the filter, found in one pass over the points
-/// (their payloads are there, and a live point's location names its segment slot).
-fn allowed_by_segment(state: &ShardState, filter: &Filter) -> Vec<Vec<bool>> {
+/// (their payloads are there, and a live point's location names its segment slot). Stops early,
+/// incomplete, once `scanned` says the deadline passed.
+fn allowed_by_segment(
+    state: &ShardState,
+    filter: &Filter,
+    scanned: &Checkpoints,
+) -> Vec<Vec<bool>> {
     let mut allowed: Vec<Vec<bool>> = state
         .segments
         .iter()
         .map(|s| vec![false; s.ids.len()])
         .collect();
     for (id, e) in state.points.iter() {
+        if !scanned.tick() {
+            break;
+        }
         if let Location::Segment(seg, i) = &e.location {
             let Some(s) = state.segments.iter().position(|s| Arc::ptr_eq(s, seg)) else {
                 continue;
@@ -131,18 +168,20 @@ fn allowed_by_segment(state: &ShardState, filter: &Filter) -> Vec<Vec<bool>> {
     allowed
 }
 
-/// Searches one segment: by graph, or exactly when the filter leaves few candidates.
+/// Searches one segment: by graph, or exactly when the filter leaves few candidates. An exact
+/// scan counts its points in `scanned` and skips the rest once the deadline passed.
 fn search_segment(
     seg: &IndexedSegment,
     allowed: Option<&[bool]>,
     spec: &SearchSpec,
     full_scan_threshold: usize,
+    scanned: &Checkpoints,
 ) -> Vec<(f32, u32)> {
     let index = &seg.index;
     let Some(allowed) = allowed else {
         let live = |i: u32| seg.live.get(i);
         return if spec.exact {
-            index.exact(spec.vector, spec.k, live)
+            index.exact(spec.vector, spec.k, |i| scanned.tick() && live(i))
         } else {
             index.search(spec.vector, spec.k, spec.ef, live)
         };
@@ -153,7 +192,7 @@ fn search_segment(
     }
     let accept = |i: u32| allowed[i as usize];
     if spec.exact || count <= full_scan_threshold || count * 10 < allowed.len() {
-        index.exact(spec.vector, spec.k, accept)
+        index.exact(spec.vector, spec.k, |i| scanned.tick() && accept(i))
     } else {
         index.search(spec.vector, spec.k, spec.ef, accept)
     }

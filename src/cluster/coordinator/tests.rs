@@ -6,6 +6,7 @@ use super::*;
 use crate::cluster::replica::WriteSet;
 use crate::collection::ScoredPoint;
 use crate::index::{HnswParams, Metric};
+use crate::shard::deadline::CancelOnDrop;
 use crate::shard::search::Hit;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -23,6 +24,8 @@ enum Behaviour {
     AnswersWrongKind,
     /// Holds an incomplete replica: refuses reads that want a complete one.
     Syncing(fn(&ShardOp) -> ShardReply),
+    /// Runs until the read's deadline passes, then stops, as a local search does.
+    RunsPastTheDeadline,
 }
 
 struct Fake {
@@ -45,7 +48,12 @@ impl Fake {
     fn unreachable(&self, timed_out: bool) -> PeerError {
         PeerError::Unreachable {
             ordinal: self.node,
-            message: if timed_out { "timed out" } else { "connection refused" }.into(),
+            message: if timed_out {
+                "timed out"
+            } else {
+                "connection refused"
+            }
+            .into(),
             timed_out,
         }
     }
@@ -59,8 +67,9 @@ impl Replica for Fake {
     fn read<'a>(
         &'a self,
         op: &'a ShardOp,
-        complete_only: bool,
+        how: &'a ReadContext,
     ) -> futures::future::BoxFuture<'a, std::result::Result<ShardReply, PeerError>> {
+        let complete_only = how.complete_only;
         self.reads.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
             match self.behaviour {
@@ -77,6 +86,12 @@ impl Replica for Fake {
                     why: "is still syncing",
                 }),
                 Behaviour::Syncing(answer) => Ok(answer(op)),
+                Behaviour::RunsPastTheDeadline => {
+                    while !how.deadline.expired() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(PeerError::Expired { ordinal: self.node })
+                }
             }
         })
     }
@@ -90,7 +105,7 @@ impl Replica for Fake {
         Box::pin(async move {
             match self.behaviour {
                 Behaviour::Answers(_) | Behaviour::Syncing(_) => Ok(changes.len() as u64),
-                Behaviour::TimesOut => Err(self.unreachable(true)),
+                Behaviour::TimesOut | Behaviour::RunsPastTheDeadline => Err(self.unreachable(true)),
                 Behaviour::Fails | Behaviour::AnswersWrongKind => Err(self.unreachable(false)),
             }
         })
@@ -202,6 +217,11 @@ fn points_of(op: &ShardOp) -> ShardReply {
     }
 }
 
+/// No deadline.
+fn open() -> Deadline {
+    Deadline::default()
+}
+
 fn search(limit: usize, offset: usize, score_threshold: Option<f32>) -> SearchRequest {
     SearchRequest {
         vector: vec![1.0, 0.0],
@@ -235,12 +255,15 @@ async fn search_merges_every_shard_then_skips_the_offset_and_applies_the_thresho
         ],
         1,
     );
-    let found = node.search(&c, &search(4, 0, None)).await.unwrap();
+    let found = node.search(&c, &search(4, 0, None), &open()).await.unwrap();
     assert_eq!(ids(&found), [50, 40, 30, 20]);
     assert_eq!(found[0].score, 50.0, "Dot: the score is minus the distance");
-    let found = node.search(&c, &search(2, 1, None)).await.unwrap();
+    let found = node.search(&c, &search(2, 1, None), &open()).await.unwrap();
     assert_eq!(ids(&found), [40, 30]);
-    let found = node.search(&c, &search(10, 0, Some(25.0))).await.unwrap();
+    let found = node
+        .search(&c, &search(10, 0, Some(25.0)), &open())
+        .await
+        .unwrap();
     assert_eq!(ids(&found), [50, 40, 30]);
 }
 
@@ -259,12 +282,20 @@ async fn a_read_fails_over_past_replicas_that_fail_time_out_or_answer_the_wrong_
         after.clone(),
     ];
     let (_dir, node, c) = coordinator(vec![order], 1);
-    let found = node.search(&c, &search(3, 0, None)).await.unwrap();
-    assert_eq!(ids(&found), [50, 30, 10], "the first replica that answers well");
+    let found = node.search(&c, &search(3, 0, None), &open()).await.unwrap();
+    assert_eq!(
+        ids(&found),
+        [50, 30, 10],
+        "the first replica that answers well"
+    );
     for tried in [&fails, &times_out, &wrong, &good] {
         assert_eq!(tried.reads.load(Ordering::SeqCst), 1);
     }
-    assert_eq!(after.reads.load(Ordering::SeqCst), 0, "no read past the answer");
+    assert_eq!(
+        after.reads.load(Ordering::SeqCst),
+        0,
+        "no read past the answer"
+    );
 }
 
 #[tokio::test]
@@ -280,7 +311,10 @@ async fn a_shard_without_a_live_replica_fails_the_read_and_says_why() {
         ],
         1,
     );
-    let err = node.search(&c, &search(3, 0, None)).await.unwrap_err();
+    let err = node
+        .search(&c, &search(3, 0, None), &open())
+        .await
+        .unwrap_err();
     let Error::Unavailable(message) = err else {
         panic!("{err:?}")
     };
@@ -295,12 +329,30 @@ async fn a_shard_without_a_live_replica_fails_the_read_and_says_why() {
     // A wrong reply is never an empty answer: the count fails as well.
     let wrong = vec![vec![Fake::new(3, Behaviour::AnswersWrongKind)]];
     let (_dir, node, c) = coordinator(wrong, 1);
-    assert!(node.scroll(&c, None, 10, None, false).await.is_err());
-    assert!(node.retrieve(&c, &[PointId::Num(1)], false).await.is_err());
-    let (_dir, node, c) = coordinator(vec![vec![Fake::new(3, Behaviour::Answers(even_shard_hits))]], 1);
-    assert!(node.count(&c, None).await.is_ok());
-    let (_dir, node, c) = coordinator(vec![vec![Fake::new(3, Behaviour::Answers(|_| ShardReply::Hits(vec![])))]], 1);
-    assert!(node.count(&c, None).await.is_err(), "hits are not a count");
+    assert!(node
+        .scroll(&c, None, 10, None, false, &open())
+        .await
+        .is_err());
+    assert!(node
+        .retrieve(&c, &[PointId::Num(1)], false, &open())
+        .await
+        .is_err());
+    let (_dir, node, c) = coordinator(
+        vec![vec![Fake::new(3, Behaviour::Answers(even_shard_hits))]],
+        1,
+    );
+    assert!(node.count(&c, None, &open()).await.is_ok());
+    let (_dir, node, c) = coordinator(
+        vec![vec![Fake::new(
+            3,
+            Behaviour::Answers(|_| ShardReply::Hits(vec![])),
+        )]],
+        1,
+    );
+    assert!(
+        node.count(&c, None, &open()).await.is_err(),
+        "hits are not a count"
+    );
 }
 
 #[tokio::test]
@@ -308,11 +360,19 @@ async fn a_syncing_replica_answers_only_when_no_complete_one_does() {
     let syncing = Fake::new(0, Behaviour::Syncing(even_shard_hits));
     let complete = Fake::new(1, Behaviour::Answers(odd_shard_hits));
     let (_dir, node, c) = coordinator(vec![vec![syncing.clone(), complete.clone()]], 1);
-    let found = node.search(&c, &search(2, 0, None)).await.unwrap();
-    assert_eq!(ids(&found), [40, 20], "the complete replica, though tried second");
+    let found = node.search(&c, &search(2, 0, None), &open()).await.unwrap();
+    assert_eq!(
+        ids(&found),
+        [40, 20],
+        "the complete replica, though tried second"
+    );
     let (_dir, node, c) = coordinator(vec![vec![syncing.clone()]], 1);
-    let found = node.search(&c, &search(2, 0, None)).await.unwrap();
-    assert_eq!(ids(&found), [50, 30], "the syncing replica, when it is all there is");
+    let found = node.search(&c, &search(2, 0, None), &open()).await.unwrap();
+    assert_eq!(
+        ids(&found),
+        [50, 30],
+        "the syncing replica, when it is all there is"
+    );
 }
 
 #[tokio::test]
@@ -324,8 +384,11 @@ async fn scroll_and_count_merge_every_shard() {
         ],
         1,
     );
-    assert_eq!(node.count(&c, None).await.unwrap(), 8);
-    let (page, next) = node.scroll(&c, None, 3, None, false).await.unwrap();
+    assert_eq!(node.count(&c, None, &open()).await.unwrap(), 8);
+    let (page, next) = node
+        .scroll(&c, None, 3, None, false, &open())
+        .await
+        .unwrap();
     let page: Vec<PointId> = page.iter().map(|p| p.id).collect();
     assert_eq!(page, [PointId::Num(1), PointId::Num(1), PointId::Num(3)]);
     assert_eq!(next, Some(PointId::Num(3)));
@@ -352,9 +415,15 @@ async fn a_write_needs_its_acknowledgements_and_reaches_every_replica() {
     };
     let two_of_three = replicas();
     let (_dir, node, c) = coordinator(vec![two_of_three.clone()], 2);
-    upsert(&node, c).await.expect("two acknowledgements are enough");
+    upsert(&node, c)
+        .await
+        .expect("two acknowledgements are enough");
     for r in &two_of_three {
-        assert_eq!(r.commits.load(Ordering::SeqCst), 1, "every replica gets the write");
+        assert_eq!(
+            r.commits.load(Ordering::SeqCst),
+            1,
+            "every replica gets the write"
+        );
     }
 
     let (_dir, node, c) = coordinator(vec![replicas()], 3);
@@ -366,7 +435,10 @@ async fn a_write_needs_its_acknowledgements_and_reaches_every_replica() {
         message.contains("2 of 3 replicas acknowledged the write, 3 required"),
         "{message}"
     );
-    assert!(message.contains("peer 1 unreachable: timed out"), "{message}");
+    assert!(
+        message.contains("peer 1 unreachable: timed out"),
+        "{message}"
+    );
 
     // A delete plans on one replica and commits on all; a wrong plan reply fails it.
     let plan = |_: &ShardOp| ShardReply::Changes(vec![Change::delete(PointId::Num(1), 5)]);
@@ -381,4 +453,29 @@ async fn a_write_needs_its_acknowledgements_and_reaches_every_replica() {
     assert_eq!(with_plan[1].reads.load(Ordering::SeqCst), 1);
     assert_eq!(with_plan[0].commits.load(Ordering::SeqCst), 1);
     assert_eq!(with_plan[1].commits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_read_past_its_deadline_is_a_timeout_and_tries_no_other_replica() {
+    let slow = Fake::new(1, Behaviour::RunsPastTheDeadline);
+    let next = Fake::new(2, Behaviour::Answers(even_shard_hits));
+    let (_dir, node, c) = coordinator(vec![vec![slow.clone(), next.clone()]], 1);
+    let soon = Deadline::after(Some(Duration::from_millis(50)));
+    let err = node
+        .search(&c, &search(3, 0, None), &soon)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert_eq!(
+        next.reads.load(Ordering::SeqCst),
+        0,
+        "a deadline is not failed over"
+    );
+
+    // A request dropped before its answer stops its reads at once.
+    let dropped = CancelOnDrop::default();
+    let cancelled = Deadline::default().or_cancelled(dropped.flag());
+    drop(dropped);
+    let err = node.count(&c, None, &cancelled).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
 }

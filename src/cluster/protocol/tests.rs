@@ -73,8 +73,9 @@ mod v1 {
 }
 
 fn payload() -> Arc<Payload> {
-    let p: Payload = serde_json::from_str(r#"{"city": "Zürich", "n": [1, 2.5, null], "o": {"a": true}}"#)
-        .unwrap();
+    let p: Payload =
+        serde_json::from_str(r#"{"city": "Zürich", "n": [1, 2.5, null], "o": {"a": true}}"#)
+            .unwrap();
     Arc::new(p)
 }
 
@@ -105,8 +106,10 @@ fn change(id: u64, live: bool) -> Change {
 }
 
 fn filter() -> Filter {
-    serde_json::from_str(r#"{"must": [{"key": "city", "match": {"value": "Zürich"}}], "must_not": {"has_id": [3]}}"#)
-        .unwrap()
+    serde_json::from_str(
+        r#"{"must": [{"key": "city", "match": {"value": "Zürich"}}], "must_not": {"has_id": [3]}}"#,
+    )
+    .unwrap()
 }
 
 /// Encodes, decodes, and encodes again: the same bytes both times.
@@ -192,8 +195,10 @@ fn every_operation_round_trips_and_reads_as_protocol_1() {
     for (op, old) in cases {
         assert_eq!(encode(&op), encode(&old), "{op:?}");
         let back = round_trip(&op);
-        assert_eq!(format!("{back:?}").replace("with_payload: false", "with_payload: true"),
-            format!("{op:?}").replace("with_payload: false", "with_payload: true"));
+        assert_eq!(
+            format!("{back:?}").replace("with_payload: false", "with_payload: true"),
+            format!("{op:?}").replace("with_payload: false", "with_payload: true")
+        );
     }
     // `with_payload` is not in the body: a decoded search wants payloads until told otherwise.
     let decoded: ShardOp = decode(&encode(&ShardOp::Search {
@@ -206,7 +211,13 @@ fn every_operation_round_trips_and_reads_as_protocol_1() {
         with_payload: false,
     }))
     .unwrap();
-    assert!(matches!(decoded, ShardOp::Search { with_payload: true, .. }));
+    assert!(matches!(
+        decoded,
+        ShardOp::Search {
+            with_payload: true,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -266,7 +277,10 @@ fn every_reply_round_trips_and_reads_as_protocol_1() {
     );
     let back = round_trip(&page);
     assert_eq!(back.changes[0].record, changes[0].record);
-    assert!(back.changes[0].payload.is_none(), "the receiver parses the payload");
+    assert!(
+        back.changes[0].payload.is_none(),
+        "the receiver parses the payload"
+    );
     assert_eq!(round_trip(&changes).len(), 2);
 }
 
@@ -320,7 +334,11 @@ fn every_other_message_round_trips() {
         replicas_handed_off: 4,
     });
     assert_eq!(report.replicas_handed_off, 4);
-    for state in [ReplicaState::Active, ReplicaState::Syncing, ReplicaState::Absent] {
+    for state in [
+        ReplicaState::Active,
+        ReplicaState::Syncing,
+        ReplicaState::Absent,
+    ] {
         assert_eq!(round_trip(&state), state);
     }
     assert!(round_trip(&true));
@@ -369,7 +387,10 @@ fn a_huge_announced_length_is_an_error_not_an_abort() {
     let mut forged = bytes.clone();
     forged.extend_from_slice(&encode(&push)[1..]);
     assert!(decode::<CatalogPush>(&forged).is_err());
-    assert_eq!(decode::<CatalogPush>(&encode(&push)).unwrap().entry, push.entry);
+    assert_eq!(
+        decode::<CatalogPush>(&encode(&push)).unwrap().entry,
+        push.entry
+    );
     let record = Record {
         version: 1,
         vector_version: 1,
