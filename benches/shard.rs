@@ -22,12 +22,7 @@ fn bench_upsert(c: &mut Criterion) {
         .open()
         .expect("sled");
     let clock = Arc::new(VersionClock::default());
-    let config = ShardConfig {
-        dim,
-        metric: Metric::Euclid,
-        hnsw: HnswParams::default(),
-        full_scan_threshold: shoal::shard::search::FULL_SCAN_THRESHOLD,
-    };
+    let config = ShardConfig::new(dim, Metric::Euclid, HnswParams::default());
     let shard = Shard::open(
         &shoal::store::Store::from_db(db.clone()),
         "bench_0",

@@ -4,6 +4,11 @@
 //! bincode allocates a string or list as long as its announced length before it reads the
 //! bytes: a message or record announcing an exabyte would abort the process. [`decode`] refuses
 //! any claim beyond [`DECODE_LIMIT`]; a real message or record claims no more than its own size.
+//!
+//! Peer messages have versions ([`crate::cluster::protocol::PROTOCOL_VERSION`]): to talk with a
+//! node of the previous release, a message is written and read in that release's shapes with
+//! [`encode_as`] and [`decode_as`]. The few types whose shape changed ask [`shape_version`]
+//! which shape to use while they are (de)serialized; everything else has one shape.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,6 +28,36 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     bincode::serde::decode_from_slice(bytes, config)
         .map(|(v, _)| v)
         .map_err(|e| e.to_string())
+}
+
+thread_local! {
+    /// The shape version of the message this thread is (de)serializing; `None`: the newest.
+    static SHAPE: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with [`shape_version`] saying `version` (serde calls are synchronous: the setting
+/// covers exactly the one message `f` encodes or decodes).
+fn with_shape<R>(version: u32, f: impl FnOnce() -> R) -> R {
+    let before = SHAPE.replace(Some(version));
+    let result = f();
+    SHAPE.set(before);
+    result
+}
+
+/// [`encode`] in the shapes of protocol `version`.
+pub fn encode_as<T: Serialize>(version: u32, value: &T) -> Vec<u8> {
+    with_shape(version, || encode(value))
+}
+
+/// [`decode`] of a message in the shapes of protocol `version`.
+pub fn decode_as<T: DeserializeOwned>(version: u32, bytes: &[u8]) -> Result<T, String> {
+    with_shape(version, || decode(bytes))
+}
+
+/// The protocol version whose shapes the message being (de)serialized on this thread has:
+/// `None` for the newest (and for everything not inside [`encode_as`] / [`decode_as`]).
+pub fn shape_version() -> Option<u32> {
+    SHAPE.get()
 }
 
 /// A field carried as JSON text inside a binary message: `#[serde(with = "codec::json_text")]`.

@@ -136,9 +136,15 @@ pub struct Config {
     #[arg(long, env = "SHOAL_MAX_BATCH_POINTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batch_points: u64,
 
-    /// Unindexed points a shard holds before they are built into an HNSW segment.
+    /// Unindexed points a shard holds before they are built into an HNSW segment (once writes
+    /// stop for a few seconds, a tail of 256 or more is built anyway); 0 disables indexing.
     #[arg(long, env = "SHOAL_INDEXING_THRESHOLD", default_value_t = 20_000)]
     pub indexing_threshold: usize,
+
+    /// sled's page cache in MiB [default: a thirty-second of the memory limit (the cgroup's, else the
+    /// machine's), between 16 and 256].
+    #[arg(long, env = "SHOAL_SLED_CACHE_MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sled_cache_mb: Option<u64>,
 
     /// `shard_number` of new collections that do not set one [default: 1 on a single node].
     #[arg(long, env = "SHOAL_DEFAULT_SHARD_NUMBER")]
@@ -166,6 +172,13 @@ pub enum Command {
 }
 
 impl Config {
+    /// sled's cache capacity in bytes.
+    pub fn sled_cache_bytes(&self) -> u64 {
+        self.sled_cache_mb
+            .map(|mb| mb << 20)
+            .unwrap_or_else(crate::memory::default_sled_cache_bytes)
+    }
+
     /// Where to reach the Kubernetes API, if anywhere.
     pub fn kube_api_url(&self) -> Option<String> {
         self.kube_api.clone().or_else(|| {

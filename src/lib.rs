@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod index;
 pub mod listener;
 pub mod logging;
+pub mod memory;
 pub mod secret;
 pub mod server;
 pub mod service;

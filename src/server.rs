@@ -83,8 +83,13 @@ pub struct Started {
 /// Opens the node's data and binds its listeners; fails with one clear message if any fails.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let (cluster, size_source) = cluster(&config).await?;
+    tracing::info!(
+        memory_limit_mb = crate::memory::limit_bytes() >> 20,
+        sled_cache_mb = config.sled_cache_bytes() >> 20,
+        "memory budget"
+    );
     let catalog = tokio::task::block_in_place(|| {
-        Catalog::open(&config.data_dir, config.disk_reserve_bytes, |c| {
+        Catalog::open(&config.data_dir, config.disk_reserve_bytes, config.sled_cache_bytes(), |c| {
             cluster.local_shards(c)
         })
     })
@@ -191,8 +196,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Disk bytes a build of the shard's unindexed points will write, generously: the vectors, the
-/// hnsw_rs dump's links (~20 bytes each, 3m per point), shoal's adjacency and ids.
+/// Disk bytes a build of the shard's unindexed points will write, generously: the segment file's
+/// vectors, links (up to 3m a point at 4 bytes, plus upper layers), ids, versions and offsets.
 fn build_bytes(shard: &crate::shard::Shard) -> u64 {
     let (points, indexed, _) = shard.stats();
     let per_point = 4 * shard.config.dim + 60 * shard.config.hnsw.m + 64;

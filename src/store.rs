@@ -63,6 +63,8 @@ struct Inner {
     /// an existing sled handle, which has no reserve and cannot reopen.
     volume: Option<PathBuf>,
     reserve: u64,
+    /// sled's page cache bound, in bytes (sled's own default is 1 GB).
+    cache_bytes: u64,
     /// `None` only while a reopen after an I/O error is under way.
     db: RwLock<Option<sled::Db>>,
     /// Set by an I/O error from sled: it fails every write until reopened.
@@ -86,10 +88,11 @@ impl Drop for Admission<'_> {
     }
 }
 
-fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+fn open_sled(path: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
     let open = || {
         sled::Config::new()
             .path(path)
+            .cache_capacity(cache_bytes)
             .flush_every_ms(Some(200))
             .open()
     };
@@ -129,9 +132,10 @@ fn mib(bytes: u64) -> String {
 }
 
 impl Store {
-    /// Opens `<data_dir>/points.sled` keeping `reserve` bytes free on its volume (0: no reserve).
-    /// On a full volume the ballast is given up first so that sled can open.
-    pub fn open(data_dir: &Path, reserve: u64) -> anyhow::Result<Store> {
+    /// Opens `<data_dir>/points.sled` keeping `reserve` bytes free on its volume (0: no reserve)
+    /// and at most `cache_bytes` of sled's pages in memory. On a full volume the ballast is given
+    /// up first so that sled can open.
+    pub fn open(data_dir: &Path, reserve: u64, cache_bytes: u64) -> anyhow::Result<Store> {
         std::fs::create_dir_all(data_dir)?;
         let ballast = data_dir.join(BALLAST_FILE);
         let short = free_bytes(data_dir).is_some_and(|f| f < OPEN_MIN_FREE);
@@ -139,11 +143,11 @@ impl Store {
             tracing::warn!("the data volume is full: gave up the disk ballast so that the node can open (writes stay refused until space is freed)");
         }
         let path = data_dir.join(SLED_DIR);
-        let db = match open_sled(&path) {
+        let db = match open_sled(&path, cache_bytes) {
             Ok(db) => db,
             Err(e) if release_ballast(&ballast) => {
                 tracing::warn!(error = %e, "cannot open the records: gave up the disk ballast and retrying");
-                open_sled(&path)?
+                open_sled(&path, cache_bytes)?
             }
             Err(e) => {
                 return Err(anyhow::Error::new(e).context(format!(
@@ -153,21 +157,22 @@ impl Store {
                 )))
             }
         };
-        let store = Store::with(Some(data_dir.to_path_buf()), reserve, db);
+        let store = Store::with(Some(data_dir.to_path_buf()), reserve, cache_bytes, db);
         store.maintain();
         Ok(store)
     }
 
     /// A store around an open sled database, with no reserve (tests and benchmarks).
     pub fn from_db(db: sled::Db) -> Store {
-        Store::with(None, 0, db)
+        Store::with(None, 0, 0, db)
     }
 
-    fn with(volume: Option<PathBuf>, reserve: u64, db: sled::Db) -> Store {
+    fn with(volume: Option<PathBuf>, reserve: u64, cache_bytes: u64, db: sled::Db) -> Store {
         Store {
             inner: Arc::new(Inner {
                 volume,
                 reserve,
+                cache_bytes,
                 db: RwLock::new(Some(db)),
                 failed: AtomicBool::new(false),
                 pending: AtomicU64::new(0),
@@ -248,6 +253,12 @@ impl Store {
             .iter()
             .map(|t| String::from_utf8_lossy(t).into_owned())
             .collect())
+    }
+
+    /// Bytes of sled's files (0 while a reopen is under way).
+    pub fn size_on_disk(&self) -> u64 {
+        let db = self.inner.db.read();
+        db.as_ref().and_then(|db| db.size_on_disk().ok()).unwrap_or(0)
     }
 
     /// Makes every write so far durable.
@@ -357,7 +368,7 @@ impl Store {
         // sled's own threads may hold its file lock for a moment after the handle is dropped.
         let mut last = None;
         for _ in 0..25 {
-            match open_sled(&path) {
+            match open_sled(&path, self.inner.cache_bytes) {
                 Ok(reopened) => {
                     *db = Some(reopened);
                     self.inner.failed.store(false, Ordering::Release);
@@ -419,7 +430,7 @@ mod tests {
     #[test]
     fn store_writes_flushes_and_counts_unflushed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 0).unwrap();
+        let store = Store::open(dir.path(), 0, 1 << 20).unwrap();
         let admitted = store.admit(10).unwrap();
         store
             .with_tree("t", |t| t.insert(b"k", b"v".to_vec()))

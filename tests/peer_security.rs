@@ -66,6 +66,8 @@ fn config(size: usize, shard_number: u32) -> CollectionConfig {
         replication_factor: 1,
         write_consistency_factor: 1,
         on_disk_payload: true,
+        quantization: None,
+        optimizers: Default::default(),
     }
 }
 
@@ -365,6 +367,7 @@ fn peer_messages_are_checked_like_client_requests() {
                 filter: None,
                 with_vector: false,
                 with_payload: true,
+                quantization: Default::default(),
             }),
         ),
         (
@@ -378,6 +381,7 @@ fn peer_messages_are_checked_like_client_requests() {
                 filter: None,
                 with_vector: false,
                 with_payload: true,
+                quantization: Default::default(),
             }),
         ),
         (
@@ -447,4 +451,62 @@ fn peer_messages_are_checked_like_client_requests() {
     );
     let got = node.ok("GET", "/collections/c/points/77", None);
     assert_eq!(got["payload"], json!({"from": "client"}), "{got}");
+}
+
+/// A node of the previous release (protocol 1) and a node of this one serve one cluster during a
+/// rolling update: this node reads protocol 1's shapes and answers in them, and refuses versions
+/// it does not know.
+#[test]
+fn a_peer_of_the_previous_protocol_is_answered_in_its_shapes() {
+    use shoal::cluster::protocol::{ShardReply, OLDEST_PROTOCOL, PROTOCOL_VERSION};
+    assert_eq!(OLDEST_PROTOCOL, 1);
+    let root = tempfile::tempdir().unwrap();
+    let (cluster, peer) = node_with_data(root.path(), 73);
+    let node = &cluster.nodes[0];
+    let old = PeerClient::new(peer.addr).speaking(1);
+
+    // Its catalog, in protocol 1's shapes: the config inline (what protocol 1 has fields for).
+    let catalog: Vec<CatalogEntry> = old.call("GET", "/peer/v1/catalog", &());
+    let c = catalog.iter().find(|e| e.name == "c").expect("c in the catalog");
+    assert_eq!(c.config.as_ref().map(|c| (c.size, c.shard_number)), Some((4, 1)));
+
+    // A collection pushed in protocol 1's shapes is created, with the defaults of what it lacks.
+    let push = CatalogPush {
+        entry: CatalogEntry {
+            name: "from-v1".into(),
+            version: version_in(Duration::ZERO),
+            config: Some(config(4, 1)),
+        },
+        fresh: true,
+    };
+    let changed: bool = old.call("PUT", "/peer/v1/catalog", &push);
+    assert!(changed);
+    let info = node.ok("GET", "/collections/from-v1", None);
+    assert_eq!(info["config"]["params"]["vectors"]["size"], json!(4), "{info}");
+    assert_eq!(info["config"]["quantization_config"], json!(null), "{info}");
+
+    // A search in protocol 1's shape (no quantization parameters) gets its hits.
+    let search = ShardOp::Search {
+        vector: vec![0.5, 0.5, 0.5, 0.5],
+        k: 3,
+        ef: 16,
+        exact: true,
+        filter: None,
+        with_vector: false,
+        with_payload: true,
+        quantization: Default::default(),
+    };
+    let reply: ShardReply = old.call("POST", &shard_path("c", 0, "op"), &search);
+    let hits = reply.hits().expect("hits");
+    assert_eq!(hits.len(), 3);
+    assert!(hits.iter().all(|h| h.point.payload.contains_key("i")));
+
+    // Versions it does not speak are refused, with the reason.
+    for (version, says) in [(PROTOCOL_VERSION + 1, "newer"), (0, "older")] {
+        let client = PeerClient::new(peer.addr).speaking(version);
+        let (status, body) = client.send("GET", "/peer/v1/catalog", Some(TOKEN), encode(&()));
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(says), "{body}");
+    }
 }

@@ -44,6 +44,8 @@ fn collection_config(size: usize, distance: Metric, shard_number: u32) -> Collec
         replication_factor: 1,
         write_consistency_factor: 1,
         on_disk_payload: true,
+        quantization: None,
+        optimizers: Default::default(),
     }
 }
 
@@ -64,7 +66,7 @@ fn harness() -> &'static Harness {
             let token = PeerToken::new(Some(TOKEN), None).expect("token");
             let cluster = Cluster::new(identity, discovery, 1, token).expect("cluster");
             let catalog =
-                Catalog::open(dir.path(), 0, |c| cluster.local_shards(c)).expect("catalog");
+                Catalog::open(dir.path(), 0, 1 << 20, |c| cluster.local_shards(c)).expect("catalog");
             for (name, c) in [("c", collection_config(4, Metric::Cosine, 2)), ("a#b %c", collection_config(3, Metric::Dot, 1))] {
                 let local = cluster.local_shards(&c);
                 catalog.create(name, c, &local).expect("collection");

@@ -159,6 +159,11 @@ pub async fn metrics(State(db): State<AppState>) -> Response {
         metrics::gauge!("shoal_collection_segments", &labels).set(segments as f64);
     }
     metrics::gauge!("shoal_collections").set(catalog.names().len() as f64);
+    let memory = tokio::task::block_in_place(|| memory_gauges(&db));
+    for (component, bytes) in memory {
+        metrics::gauge!("shoal_memory_resident_bytes", "component" => component).set(bytes as f64);
+    }
+    metrics::gauge!("shoal_memory_limit_bytes").set(crate::memory::limit_bytes() as f64);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -167,6 +172,30 @@ pub async fn metrics(State(db): State<AppState>) -> Response {
         Metrics::install().handle.render(),
     )
         .into_response()
+}
+
+/// Resident bytes by component over every collection, the sled cache (its configured bound,
+/// or less while sled's files are smaller: sled does not report its cache's fill) and the
+/// process as a whole (`VmRSS`).
+fn memory_gauges(db: &AppState) -> Vec<(&'static str, u64)> {
+    let catalog = &db.coordinator().catalog;
+    let mut total = crate::shard::MemoryReport::default();
+    for c in catalog.all() {
+        total += c.memory();
+    }
+    let sled = db
+        .config()
+        .sled_cache_bytes()
+        .min(catalog.sled_size_on_disk());
+    vec![
+        ("vectors", total.vectors as u64),
+        ("quantized_codes", total.codes as u64),
+        ("graph", total.graph as u64),
+        ("point_table", total.point_table as u64),
+        ("payloads", total.payloads as u64),
+        ("sled_cache", sled),
+        ("process", crate::memory::process_resident_bytes()),
+    ]
 }
 
 /// What a request that panicked gets: a 500 in Qdrant's shape; the node keeps serving.

@@ -117,6 +117,8 @@ mod tests {
             replication_factor: 1,
             write_consistency_factor: 1,
             on_disk_payload: true,
+            quantization: None,
+            optimizers: Default::default(),
         };
         let c = Collection::new(
             "c".into(),
@@ -180,6 +182,7 @@ mod tests {
             filter: None,
             with_vector: false,
             with_payload: true,
+            quantization: Default::default(),
         };
         assert!(check_op(&c, &search(vec![1.0, 2.0], 10)).is_ok());
         assert!(check_op(&c, &search(vec![1.0], 10)).is_err());

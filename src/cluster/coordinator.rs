@@ -406,6 +406,7 @@ impl Coordinator {
             filter: req.filter.clone(),
             with_vector: req.with_vector,
             with_payload: req.with_payload,
+            quantization: req.quantization,
         };
         let replies = (self.read_all(c, shards, op, ShardReply::hits, deadline)).await?;
         let nearest = match <[Vec<_>; 1]>::try_from(replies) {

@@ -164,6 +164,7 @@ pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardRepl
             filter,
             with_vector,
             with_payload,
+            quantization,
         } => {
             let spec = SearchSpec {
                 vector,
@@ -173,6 +174,7 @@ pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardRepl
                 filter: filter.as_ref(),
                 with_vector: *with_vector,
                 with_payload: *with_payload,
+                quantization: *quantization,
             };
             let hits = shard.search_within(&spec, deadline).inspect_err(|_| {
                 // Counted here: the request that waited for it may be gone already.
@@ -246,12 +248,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store =
             crate::store::Store::from_db(sled::Config::new().temporary(true).open().unwrap());
-        let config = ShardConfig {
-            dim: 128,
-            metric: Metric::Euclid,
-            hnsw: HnswParams::default(),
-            full_scan_threshold: 10_000,
-        };
+        let config = ShardConfig::new(128, Metric::Euclid, HnswParams::default());
         let clock = Arc::new(VersionClock::default());
         let shard = Shard::open(&store, "t", dir.path(), config, Arc::clone(&clock)).unwrap();
         let changes = (0..n)
@@ -277,6 +274,7 @@ mod tests {
             filter: filter.then(Default::default),
             with_vector: false,
             with_payload: false,
+            quantization: Default::default(),
         }
     }
 

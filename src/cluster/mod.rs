@@ -37,7 +37,7 @@ use discovery::Discovery;
 pub use health::PeerHealth;
 use health::{Failure, Health, Seen, DOWN_PEER_TIMEOUT, PROBE_EVERY, PROBE_TIMEOUT};
 use identity::Identity;
-use protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
+use protocol::{OLDEST_PROTOCOL, PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -165,6 +165,9 @@ pub struct Cluster {
     discovery: Option<Discovery>,
     http: reqwest::Client,
     health: Health,
+    /// The protocol version each peer speaks, from its status: calls to it use the older of its
+    /// version and this node's (a peer not heard from yet gets this node's).
+    protocols: parking_lot::RwLock<std::collections::HashMap<u32, u32>>,
     /// Sent with, and required on, every peer request; `None` only in single-node mode.
     pub token: Option<PeerToken>,
 }
@@ -179,6 +182,7 @@ impl Cluster {
             discovery: None,
             http: reqwest::Client::new(),
             health: Health::default(),
+            protocols: Default::default(),
             token: None,
         }
     }
@@ -201,6 +205,7 @@ impl Cluster {
             discovery: Some(discovery),
             http,
             health: Health::default(),
+            protocols: Default::default(),
             token: Some(token),
         })
     }
@@ -257,9 +262,17 @@ impl Cluster {
         self.discovery.as_ref().map(|d| d.host_name(ordinal))
     }
 
-    /// Sends a bincode request to a peer and decodes its bincode answer. A peer that cannot be
-    /// reached is re-resolved in DNS and tried once more before the call fails; a peer that goes
-    /// down while the call waits (see [`health`]) fails it at once.
+    /// The protocol version to talk to a peer in: the older of its and this node's.
+    pub fn speaks_with(&self, ordinal: u32) -> u32 {
+        let theirs = self.protocols.read().get(&ordinal).copied();
+        theirs.map_or(PROTOCOL_VERSION, |v| v.clamp(OLDEST_PROTOCOL, PROTOCOL_VERSION))
+    }
+
+    /// Sends a bincode request to a peer and decodes its bincode answer, both in the shapes of
+    /// the protocol version they share. A peer that cannot be reached is re-resolved in DNS and
+    /// tried once more before the call fails; a peer that goes down while the call waits (see
+    /// [`health`]) fails it at once; a peer of an older release that refuses this node's version
+    /// before its status said so is asked again in the oldest version.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         ordinal: u32,
@@ -267,10 +280,35 @@ impl Cluster {
         path: &str,
         body: &Req,
     ) -> Result<Resp, PeerError> {
-        let body = protocol::encode(body);
+        let version = self.speaks_with(ordinal);
+        let answer = self.call_as(version, ordinal, method.clone(), path, body).await;
+        match answer {
+            Err(PeerError::Refused {
+                status: 400,
+                message,
+                ..
+            }) if version > OLDEST_PROTOCOL && message.contains("is newer than this node's") => {
+                self.protocols.write().insert(ordinal, OLDEST_PROTOCOL);
+                self.call_as(OLDEST_PROTOCOL, ordinal, method, path, body)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_as<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        version: u32,
+        ordinal: u32,
+        method: reqwest::Method,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, PeerError> {
+        let body = protocol::encode_as(version, body);
+        let exchange = |timeout| self.exchange(ordinal, method, path, body, version, timeout);
         let result = if self.health.is_up(ordinal) {
             tokio::select! {
-                r = self.exchange(ordinal, method, path, body, PEER_TIMEOUT) => {
+                r = exchange(PEER_TIMEOUT) => {
                     self.health.record(ordinal, Seen::Call, failure(&r));
                     r
                 }
@@ -282,13 +320,12 @@ impl Cluster {
                 }),
             }
         } else {
-            let r = self
-                .exchange(ordinal, method, path, body, DOWN_PEER_TIMEOUT)
-                .await;
+            let r = exchange(DOWN_PEER_TIMEOUT).await;
             self.health.record(ordinal, Seen::Call, failure(&r));
             r
         };
-        protocol::decode(&result?).map_err(|message| PeerError::BadAnswer { ordinal, message })
+        protocol::decode_as(version, &result?)
+            .map_err(|message| PeerError::BadAnswer { ordinal, message })
     }
 
     /// Probes every peer's status, forever: how a peer that stops answering is noticed within
@@ -300,7 +337,10 @@ impl Cluster {
                     ordinal,
                     reqwest::Method::GET,
                     "/peer/v1/status",
-                    protocol::encode(&()),
+                    protocol::encode_as(OLDEST_PROTOCOL, &()),
+                    // Every version reads and answers a status alike: sent in the oldest, any
+                    // peer answers it, and says which version it speaks.
+                    OLDEST_PROTOCOL,
                     PROBE_TIMEOUT,
                 );
                 // The deadline covers the DNS lookup too.
@@ -324,6 +364,13 @@ impl Cluster {
                         },
                         timed_out: false,
                     }),
+                    Ok(bytes) => {
+                        let status = protocol::decode_as::<protocol::PeerStatus>(OLDEST_PROTOCOL, &bytes);
+                        if let Ok(status) = status {
+                            self.protocols.write().insert(ordinal, status.protocol);
+                        }
+                        Ok(())
+                    }
                     other => failure(&other),
                 };
                 self.health.record(ordinal, Seen::Probe, seen);
@@ -340,6 +387,7 @@ impl Cluster {
         method: reqwest::Method,
         path: &str,
         body: Vec<u8>,
+        version: u32,
         timeout: Duration,
     ) -> Result<axum::body::Bytes, PeerError> {
         let Some(discovery) = self.discovery.as_ref() else {
@@ -367,7 +415,7 @@ impl Cluster {
                 request = request.header(TOKEN_HEADER, token.sent());
             }
             let sent = request
-                .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+                .header(PROTOCOL_HEADER, version.to_string())
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(body.clone())
                 .send()

@@ -3,7 +3,8 @@
 //!
 //! Bodies are bincode ([`super::protocol`]); errors are plain text with a 4xx/5xx status. Every
 //! request — unknown routes included — must carry the cluster token ([`super::PeerToken`], else
-//! 401, before its body is read) and a protocol version this node understands. Bodies are
+//! 401, before its body is read) and a protocol version this node understands; its body is read
+//! and its answer written in that version's shapes ([`Speaks`]). Bodies are
 //! bounded by [`protocol::peer_body_limit`] (413 beyond), and what they carry is checked like a
 //! client's request ([`super::admission`], [`crate::collection::catalog::check_entry`]): a
 //! refused request changes nothing. The hand-off route answers only connections from this
@@ -13,7 +14,7 @@ use super::admission;
 use super::coordinator::Coordinator;
 use super::local::LocalReplica;
 use super::protocol::{self, CatalogPush, PeerStatus, RecordsRequest, ShardOp};
-use super::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
+use super::protocol::{OLDEST_PROTOCOL, PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
 use super::replica::{ReadContext, Replica};
 use super::PeerError;
 use crate::collection::catalog::check_entry;
@@ -80,28 +81,51 @@ async fn check_token(State(node): State<PeerState>, req: Request, next: Next) ->
     next.run(req).await
 }
 
-/// Refuses requests without a protocol version, or from a newer protocol than this node speaks.
+/// The protocol version of a request ([`PROTOCOL_HEADER`]): its body is read, and its answer
+/// written, in that version's shapes.
+#[derive(Debug, Clone, Copy)]
+struct Speaks(u32);
+
+impl Speaks {
+    fn of(headers: &axum::http::HeaderMap) -> Option<Speaks> {
+        let v = headers.get(PROTOCOL_HEADER)?.to_str().ok()?.parse().ok()?;
+        Some(Speaks(v))
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Speaks {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // check_protocol has refused requests without a version this node speaks.
+        Ok(Speaks::of(&parts.headers).unwrap_or(Speaks(PROTOCOL_VERSION)))
+    }
+}
+
+/// Refuses requests without a protocol version, or of a version this node does not speak.
 async fn check_protocol(req: Request, next: Next) -> Response {
-    let version = req
-        .headers()
-        .get(PROTOCOL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u32>().ok());
-    match version {
+    match Speaks::of(req.headers()) {
         None => (StatusCode::BAD_REQUEST, format!("missing or invalid {PROTOCOL_HEADER} header")).into_response(),
-        Some(v) if v > PROTOCOL_VERSION => (
+        Some(Speaks(v)) if v > PROTOCOL_VERSION => (
             StatusCode::BAD_REQUEST,
             format!("peer protocol version {v} is newer than this node's ({PROTOCOL_VERSION}): upgrade this node"),
+        )
+            .into_response(),
+        Some(Speaks(v)) if v < OLDEST_PROTOCOL => (
+            StatusCode::BAD_REQUEST,
+            format!("peer protocol version {v} is older than this node reads ({OLDEST_PROTOCOL} to {PROTOCOL_VERSION}): upgrade the sender"),
         )
             .into_response(),
         Some(_) => next.run(req).await,
     }
 }
 
-fn reply<T: Serialize>(value: &T) -> Response {
+fn reply<T: Serialize>(Speaks(version): Speaks, value: &T) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        protocol::encode(value),
+        protocol::encode_as(version, value),
     )
         .into_response()
 }
@@ -123,12 +147,12 @@ fn fail(status: StatusCode, message: impl Into<String>) -> Refusal {
     Refusal(status, message.into())
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
-    protocol::decode(body).map_err(|e| fail(StatusCode::BAD_REQUEST, e))
+fn decode<T: serde::de::DeserializeOwned>(Speaks(v): Speaks, body: &Bytes) -> Result<T, Refusal> {
+    protocol::decode_as(v, body).map_err(|e| fail(StatusCode::BAD_REQUEST, e))
 }
 
-async fn status(State(node): State<PeerState>) -> Response {
-    reply(&PeerStatus {
+async fn status(State(node): State<PeerState>, v: Speaks) -> Response {
+    reply(v, &PeerStatus {
         ordinal: node.cluster.ordinal,
         protocol: PROTOCOL_VERSION,
         ready: node.is_ready(),
@@ -136,12 +160,12 @@ async fn status(State(node): State<PeerState>) -> Response {
     })
 }
 
-async fn catalog(State(node): State<PeerState>) -> Response {
-    reply(&node.catalog.entries())
+async fn catalog(State(node): State<PeerState>, v: Speaks) -> Response {
+    reply(v, &node.catalog.entries())
 }
 
-async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Answer {
-    let push: CatalogPush = decode(&body)?;
+async fn apply_catalog(State(node): State<PeerState>, v: Speaks, body: Bytes) -> Answer {
+    let push: CatalogPush = decode(v, &body)?;
     check_entry(&push.entry).map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))?;
     let local = push
         .entry
@@ -155,7 +179,7 @@ async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Answer {
     let changed = applied
         .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))?;
-    Ok(reply(&changed))
+    Ok(reply(v, &changed))
 }
 
 /// This node's replica a peer addresses, and its collection. 404 means this node does not know
@@ -223,9 +247,10 @@ async fn shard_op(
     State(node): State<PeerState>,
     Path(at): Path<(String, u32)>,
     Query(p): Query<OpParams>,
+    v: Speaks,
     body: Bytes,
 ) -> Answer {
-    let mut op: ShardOp = decode(&body)?;
+    let mut op: ShardOp = decode(v, &body)?;
     if let ShardOp::Search { with_payload, .. } = &mut op {
         *with_payload = p.with_payload;
     }
@@ -239,7 +264,7 @@ async fn shard_op(
         deadline: Deadline::after(budget).or_cancelled(cancel.flag()),
     };
     let answer = local.read(&op, &how).await.map_err(refusal)?;
-    Ok(reply(&answer))
+    Ok(reply(v, &answer))
 }
 
 #[derive(serde::Deserialize)]
@@ -252,33 +277,36 @@ async fn commit(
     State(node): State<PeerState>,
     Path(at): Path<(String, u32)>,
     Query(p): Query<CommitParams>,
+    v: Speaks,
     body: Bytes,
 ) -> Answer {
-    let changes: Vec<Change> = decode(&body)?;
+    let changes: Vec<Change> = decode(v, &body)?;
     let (c, local) = replica(&node, at)?;
     admission::check_changes(&c, &changes).map_err(invalid)?;
     let applied = local.commit(&changes, p.durable).await.map_err(refusal)?;
-    Ok(reply(&applied))
+    Ok(reply(v, &applied))
 }
 
 async fn records(
     State(node): State<PeerState>,
     Path(at): Path<(String, u32)>,
+    v: Speaks,
     body: Bytes,
 ) -> Answer {
-    let req: RecordsRequest = decode(&body)?;
+    let req: RecordsRequest = decode(v, &body)?;
     let (_, local) = replica(&node, at)?;
     let page = local.records(req).await.map_err(refusal)?;
-    Ok(reply(&page))
+    Ok(reply(v, &page))
 }
 
 async fn state(
     State(node): State<PeerState>,
     Path((collection, shard)): Path<(String, u32)>,
+    v: Speaks,
 ) -> Answer {
     let c =
         (node.catalog.get(&collection)).map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
-    Ok(reply(&c.replica_state(shard)))
+    Ok(reply(v, &c.replica_state(shard)))
 }
 
 /// One hand-off at a time: a second request waits for the first and then finds nothing left.
@@ -286,7 +314,7 @@ static HANDOFF: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The scale-down hand-off, asked for by this pod's own `preStop` hook (`shoal handoff`): other
 /// hosts get a 403 even with the token.
-async fn handoff(State(node): State<PeerState>, req: Request) -> Answer {
+async fn handoff(State(node): State<PeerState>, v: Speaks, req: Request) -> Answer {
     let connection = req.extensions().get::<ConnectionInfo>();
     if !connection.is_some_and(ConnectionInfo::is_local) {
         return Err(fail(
@@ -297,7 +325,7 @@ async fn handoff(State(node): State<PeerState>, req: Request) -> Answer {
     let _one_at_a_time = HANDOFF.lock().await;
     let report = (super::rebalance::handoff(&node).await)
         .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(reply(&report))
+    Ok(reply(v, &report))
 }
 
 #[cfg(test)]

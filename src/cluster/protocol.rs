@@ -15,11 +15,15 @@
 //! | `GET shards/<c>/<s>/state` | — | [`ReplicaState`](crate::collection::ReplicaState) |
 //! | `POST handoff` | — | [`HandoffReport`] |
 //!
-//! Every request carries [`PROTOCOL_HEADER`] with the sender's [`PROTOCOL_VERSION`]. A node
-//! answers any version up to its own, so during a partitioned rolling update old and new nodes
-//! serve one cluster together; a request from a newer version it does not know is refused with
-//! a 400 that says so. Bump the version whenever a message changes shape, and keep decoding the
-//! older shapes for one release. What protocol 1 has no field for travels as query parameters,
+//! Every request carries [`PROTOCOL_HEADER`] with the version of its shapes. A node answers any
+//! version from [`OLDEST_PROTOCOL`] up to its own, in the shapes of the request's version, so
+//! during a partitioned rolling update old and new nodes serve one cluster together; a request
+//! from a newer version it does not know is refused with a 400 that says so. A node talks to a
+//! peer in the older of their two versions (the peer's status says its version; status probes
+//! are sent as [`OLDEST_PROTOCOL`], whose status shape every version shares). Bump the version
+//! whenever a message changes shape, and keep reading and writing the older shapes for one
+//! release: protocol 2 sends collection configs as JSON text (so that fields added later do not
+//! change the shape) and searches with their quantization parameters. What protocol 1 has no field for travels as query parameters,
 //! which a node of an older build ignores: `complete_only`, `with_payload` (a search's hits
 //! without payloads) and `budget_ms` (what is left of the request's deadline).
 //!
@@ -32,6 +36,7 @@
 //! any character Qdrant allows, `#`, `%`, spaces and non-ASCII letters included.
 
 use crate::codec::json_text;
+use crate::index::QuantSearch;
 pub use crate::collection::catalog::CatalogEntry;
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
@@ -39,7 +44,8 @@ use crate::shard::search::Hit;
 use crate::shard::{Change, Plan, PointView};
 use serde::{Deserialize, Serialize};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: collection configs travel as JSON text; searches carry their quantization parameters.
+pub const PROTOCOL_VERSION: u32 = 2;
 pub const PROTOCOL_HEADER: &str = "x-shoal-peer-protocol";
 /// Carries the cluster token when one is configured.
 pub const TOKEN_HEADER: &str = "x-shoal-cluster-token";
@@ -65,11 +71,29 @@ pub fn peer_body_limit(max_request_bytes: usize) -> usize {
     max_request_bytes.saturating_mul(2).saturating_add(1 << 20)
 }
 
-pub use crate::codec::encode;
+/// The oldest protocol this node still speaks: it reads and writes that version's shapes for a
+/// peer of the previous release ([`crate::codec::encode_as`]).
+pub const OLDEST_PROTOCOL: u32 = 1;
 
-/// Reads a peer message, bounded ([`crate::codec::decode`]).
+/// A peer message in the shapes of protocol `version`.
+pub fn encode_as<T: Serialize>(version: u32, value: &T) -> Vec<u8> {
+    crate::codec::encode_as(version, value)
+}
+
+/// A message in this node's own shapes.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    encode_as(PROTOCOL_VERSION, value)
+}
+
+/// Reads a peer message in the shapes of protocol `version`, bounded
+/// ([`crate::codec::decode`]).
+pub fn decode_as<T: serde::de::DeserializeOwned>(version: u32, bytes: &[u8]) -> Result<T, String> {
+    crate::codec::decode_as(version, bytes).map_err(|e| format!("undecodable peer message: {e}"))
+}
+
+/// Reads a peer message in this node's own shapes.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    crate::codec::decode(bytes).map_err(|e| format!("undecodable peer message: {e}"))
+    decode_as(PROTOCOL_VERSION, bytes)
 }
 
 /// A catalog change sent to a peer; `fresh` when its sender created the collection just now.
@@ -103,6 +127,9 @@ pub enum ShardOp {
         /// (protocol 1 has no field for it; a node of an older build sends payloads).
         #[serde(skip, default = "all_payloads")]
         with_payload: bool,
+        /// How quantized segments are searched, as `(ignore, rescore, oversampling)`.
+        #[serde(with = "quant_search")]
+        quantization: QuantSearch,
     },
     /// Points by id, in the order asked. Answered with [`ShardReply::Points`].
     Retrieve {
@@ -132,6 +159,34 @@ pub enum ShardOp {
 
 fn all_payloads() -> bool {
     true
+}
+
+/// [`QuantSearch`] on the wire: the tuple `(ignore, rescore, oversampling)`; nothing in
+/// protocol 1, which searches with the defaults.
+mod quant_search {
+    use crate::codec::shape_version;
+    use crate::index::QuantSearch;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(q: &QuantSearch, s: S) -> Result<S::Ok, S::Error> {
+        if shape_version() == Some(1) {
+            return s.serialize_unit();
+        }
+        (q.ignore, q.rescore, q.oversampling).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<QuantSearch, D::Error> {
+        if shape_version() == Some(1) {
+            <()>::deserialize(d)?;
+            return Ok(QuantSearch::default());
+        }
+        let (ignore, rescore, oversampling) = <(bool, bool, f32)>::deserialize(d)?;
+        Ok(QuantSearch {
+            ignore,
+            rescore,
+            oversampling,
+        })
+    }
 }
 
 impl ShardOp {

@@ -58,7 +58,7 @@ impl CatalogEntry {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredCollection {
     #[serde(default)]
     version: u64,
@@ -129,6 +129,24 @@ pub fn validate_config(c: &CollectionConfig) -> Result<()> {
             c.replication_factor, c.write_consistency_factor
         ));
     }
+    if let Some(q) = &c.quantization {
+        if !(0.5..=1.0).contains(&q.quantile) {
+            return bad(format!(
+                "quantization_config.scalar.quantile must be between 0.5 and 1, got {}",
+                q.quantile
+            ));
+        }
+    }
+    let o = &c.optimizers;
+    if o.max_segment_size_kb == Some(0) {
+        return bad("optimizers_config.max_segment_size must be positive (KB)".into());
+    }
+    if o.deleted_threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+        return bad(format!(
+            "optimizers_config.deleted_threshold must be between 0 and 1, got {:?}",
+            o.deleted_threshold
+        ));
+    }
     Ok(())
 }
 
@@ -189,13 +207,15 @@ fn open_tombstones(dir: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
 impl Catalog {
     /// Opens every collection under `dir`, creating the directory if needed; `local_shards` says
     /// which shard replicas of a collection this node holds.
-    /// `disk_reserve` bytes are kept free on the data volume (see [`crate::store`]).
+    /// `disk_reserve` bytes are kept free on the data volume (see [`crate::store`]); sled keeps
+    /// at most `sled_cache_bytes` of its pages in memory (its default is 1 GB).
     pub fn open(
         dir: &Path,
         disk_reserve: u64,
+        sled_cache_bytes: u64,
         local_shards: impl Fn(&CollectionConfig) -> Vec<u32>,
     ) -> anyhow::Result<Catalog> {
-        let store = Store::open(dir, disk_reserve)?;
+        let store = Store::open(dir, disk_reserve, sled_cache_bytes)?;
         let root = dir.join("collections");
         std::fs::create_dir_all(&root)?;
         std::fs::create_dir_all(dir.join("catalog"))?;
@@ -232,6 +252,7 @@ impl Catalog {
         for t in catalog.store.tree_names()? {
             let owner = t
                 .strip_prefix("c/")
+                .or_else(|| t.strip_prefix("d/"))
                 .and_then(|r| r.rsplit_once('/'))
                 .map(|(c, _)| c.to_string());
             if owner.is_some_and(|c| !stored.iter().any(|(n, _)| *n == c)) {
@@ -393,10 +414,10 @@ impl Catalog {
                         collection.open_syncing(*shard)?;
                     }
                 }
-                let stored = StoredCollection {
-                    version: entry.version,
-                    config: config.clone(),
-                };
+                let mut stored = config.to_json();
+                if let Some(obj) = stored.as_object_mut() {
+                    obj.insert("version".into(), entry.version.into());
+                }
                 let bytes = serde_json::to_vec_pretty(&stored)
                     .map_err(|e| Error::Internal(e.to_string()))?;
                 fsutil::write_atomic(&dir.join(CONFIG_FILE), &bytes)?;
@@ -429,12 +450,20 @@ impl Catalog {
             Err(e) => return Err(e.into()),
         }
         for (shard, _) in c.local_shards() {
-            self.store
-                .drop_tree(&tree_name(&c.name, shard))
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let records = tree_name(&c.name, shard);
+            for tree in [crate::shard::dirty_tree_name(&records), records] {
+                self.store
+                    .drop_tree(&tree)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+            }
         }
         std::fs::remove_dir_all(&dir)?;
         Ok(())
+    }
+
+    /// Bytes of sled's files.
+    pub fn sled_size_on_disk(&self) -> u64 {
+        self.store.size_on_disk()
     }
 
     /// Makes every write so far durable (shutdown, tests).
@@ -464,6 +493,8 @@ mod tests {
             replication_factor: 1,
             write_consistency_factor: 1,
             on_disk_payload: true,
+            quantization: None,
+            optimizers: Default::default(),
         }
     }
 
@@ -478,7 +509,7 @@ mod tests {
             "a#b %c ü",
         ];
         {
-            let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+            let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
             for name in names {
                 catalog.create(name, config(), &[0]).unwrap();
             }
@@ -487,7 +518,7 @@ mod tests {
             assert!(catalog.delete(".tombstones.json.tmp").unwrap().is_some());
             catalog.flush().unwrap();
         }
-        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
         let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         expected.retain(|n| n != ".tombstones.json.tmp");
         expected.sort();
@@ -505,7 +536,7 @@ mod tests {
     fn old_data_dirs_open_with_their_tombstones() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+            let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
             catalog.create("kept", config(), &[0]).unwrap();
             catalog.flush().unwrap();
         }
@@ -516,7 +547,7 @@ mod tests {
             br#"{"old": 12345}"#,
         )
         .unwrap();
-        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
         assert_eq!(catalog.names(), ["kept"]);
         assert!(catalog.entries().contains(&CatalogEntry {
             name: "old".into(),
@@ -530,7 +561,7 @@ mod tests {
     #[test]
     fn entries_from_peers_are_checked_like_creates() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), 0, |_| vec![0]).unwrap();
+        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
         let entry = |name: &str, version: u64, config: Option<CollectionConfig>| CatalogEntry {
             name: name.into(),
             version,

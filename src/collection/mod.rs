@@ -6,8 +6,9 @@
 pub mod catalog;
 
 use crate::error::{Error, Result};
-use crate::index::{HnswParams, Metric};
+use crate::index::{HnswParams, Metric, ScalarInt8};
 use crate::shard::filter::Filter;
+use crate::shard::optimizer::OptimizerConfig;
 use crate::shard::point::{Payload, PointId};
 use crate::shard::version::VersionClock;
 use crate::shard::{PointView, Shard, ShardConfig};
@@ -34,8 +35,10 @@ fn norm_f64(v: &[f32]) -> f64 {
         .sqrt()
 }
 
-/// The persisted configuration of a collection (`config.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The persisted configuration of a collection (`config.json`). Between peers it travels as JSON
+/// text inside the bincode envelope, so that fields added later (with defaults) do not change
+/// the peer protocol's shape.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CollectionConfig {
     pub size: usize,
     pub distance: Metric,
@@ -44,6 +47,160 @@ pub struct CollectionConfig {
     pub replication_factor: u32,
     pub write_consistency_factor: u32,
     pub on_disk_payload: bool,
+    /// Qdrant's `quantization_config.scalar` (int8), if any.
+    pub quantization: Option<ScalarInt8>,
+    /// Qdrant's `optimizers_config`: what the collection sets (unset fields take the node's).
+    pub optimizers: OptimizersConfig,
+}
+
+/// The `optimizers_config` fields shoal honours; `None` is the node's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct OptimizersConfig {
+    /// Qdrant's `max_segment_size`: the most vector data one segment holds, in KB.
+    #[serde(default)]
+    pub max_segment_size_kb: Option<usize>,
+    /// Unindexed points (Qdrant counts KB of vectors; shoal counts points) before a build.
+    #[serde(default)]
+    pub indexing_threshold: Option<usize>,
+    #[serde(default)]
+    pub deleted_threshold: Option<f64>,
+    #[serde(default)]
+    pub vacuum_min_vector_number: Option<usize>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConfigFields {
+    size: usize,
+    distance: Metric,
+    hnsw: HnswParams,
+    shard_number: u32,
+    replication_factor: u32,
+    write_consistency_factor: u32,
+    on_disk_payload: bool,
+    #[serde(default)]
+    quantization: Option<ScalarInt8>,
+    #[serde(default)]
+    optimizers: OptimizersConfig,
+}
+
+impl From<ConfigFields> for CollectionConfig {
+    fn from(f: ConfigFields) -> Self {
+        CollectionConfig {
+            size: f.size,
+            distance: f.distance,
+            hnsw: f.hnsw,
+            shard_number: f.shard_number,
+            replication_factor: f.replication_factor,
+            write_consistency_factor: f.write_consistency_factor,
+            on_disk_payload: f.on_disk_payload,
+            quantization: f.quantization,
+            optimizers: f.optimizers,
+        }
+    }
+}
+
+impl From<CollectionConfig> for ConfigFields {
+    fn from(c: CollectionConfig) -> Self {
+        ConfigFields {
+            size: c.size,
+            distance: c.distance,
+            hnsw: c.hnsw,
+            shard_number: c.shard_number,
+            replication_factor: c.replication_factor,
+            write_consistency_factor: c.write_consistency_factor,
+            on_disk_payload: c.on_disk_payload,
+            quantization: c.quantization,
+            optimizers: c.optimizers,
+        }
+    }
+}
+
+/// The shape of peer protocol 1 (the previous release): the fields before quantization and
+/// optimizers, inline. A config read in it has neither; one written in it loses them (a node of
+/// that release has no use for them).
+#[derive(Serialize, Deserialize)]
+struct ConfigFieldsV1 {
+    size: usize,
+    distance: Metric,
+    hnsw: HnswParams,
+    shard_number: u32,
+    replication_factor: u32,
+    write_consistency_factor: u32,
+    on_disk_payload: bool,
+}
+
+impl Serialize for CollectionConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let fields = ConfigFields::from(self.clone());
+        if s.is_human_readable() {
+            fields.serialize(s)
+        } else if crate::codec::shape_version() == Some(1) {
+            ConfigFieldsV1 {
+                size: self.size,
+                distance: self.distance,
+                hnsw: self.hnsw,
+                shard_number: self.shard_number,
+                replication_factor: self.replication_factor,
+                write_consistency_factor: self.write_consistency_factor,
+                on_disk_payload: self.on_disk_payload,
+            }
+            .serialize(s)
+        } else {
+            let text = serde_json::to_string(&fields).map_err(serde::ser::Error::custom)?;
+            s.serialize_str(&text)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CollectionConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            ConfigFields::deserialize(d).map(Into::into)
+        } else if crate::codec::shape_version() == Some(1) {
+            let f = ConfigFieldsV1::deserialize(d)?;
+            Ok(CollectionConfig {
+                size: f.size,
+                distance: f.distance,
+                hnsw: f.hnsw,
+                shard_number: f.shard_number,
+                replication_factor: f.replication_factor,
+                write_consistency_factor: f.write_consistency_factor,
+                on_disk_payload: f.on_disk_payload,
+                quantization: None,
+                optimizers: OptimizersConfig::default(),
+            })
+        } else {
+            let text = String::deserialize(d)?;
+            serde_json::from_str::<ConfigFields>(&text)
+                .map(Into::into)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+impl CollectionConfig {
+    /// The JSON object of `config.json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(ConfigFields::from(self.clone())).unwrap_or_default()
+    }
+
+    /// The optimizer settings of this collection's shards.
+    pub fn optimizer(&self) -> OptimizerConfig {
+        let mut o = OptimizerConfig::for_dim(self.size);
+        let opt = &self.optimizers;
+        if let Some(kb) = opt.max_segment_size_kb {
+            o.max_segment_points = (kb.saturating_mul(1024) / (4 * self.size.max(1))).max(1);
+            o.max_tail_points = o.max_tail_points.max(o.max_segment_points);
+        }
+        o.indexing_threshold = opt.indexing_threshold;
+        if let Some(t) = opt.deleted_threshold {
+            o.deleted_threshold = t;
+        }
+        if let Some(v) = opt.vacuum_min_vector_number {
+            o.vacuum_min_vector_number = v;
+        }
+        o
+    }
 }
 
 /// A point to upsert, as the API parsed it (vector not yet checked or prepared).
@@ -63,6 +220,8 @@ pub struct SearchRequest {
     pub offset: usize,
     pub hnsw_ef: Option<usize>,
     pub exact: bool,
+    /// How quantized segments are searched.
+    pub quantization: crate::index::QuantSearch,
     pub score_threshold: Option<f32>,
     pub with_vector: bool,
     /// Whether the caller shows any payload (local shards then skip fetching it).
@@ -141,6 +300,8 @@ impl Collection {
             metric: self.config.distance,
             hnsw: self.config.hnsw,
             full_scan_threshold: crate::shard::search::FULL_SCAN_THRESHOLD,
+            int8: self.config.quantization,
+            optimizer: self.config.optimizer(),
         };
         let dir = self.shard_dir(shard);
         let opened = Arc::new(Shard::open(
@@ -223,7 +384,9 @@ impl Collection {
     pub fn drop_shard(&self, shard: u32) -> anyhow::Result<()> {
         if self.local.write().remove(&shard).is_some() {
             self.syncing.write().remove(&shard);
-            self.store.drop_tree(&tree_name(&self.name, shard))?;
+            let records = tree_name(&self.name, shard);
+            self.store.drop_tree(&crate::shard::dirty_tree_name(&records))?;
+            self.store.drop_tree(&records)?;
             let _ = std::fs::remove_dir_all(self.shard_dir(shard));
         }
         Ok(())
@@ -272,6 +435,23 @@ impl Collection {
         }
         self.config.distance.prepare(&mut v);
         Ok(v)
+    }
+
+    /// Whether any local replica is optimizing or has a build due, and the last build error.
+    pub fn optimizer_state(&self, node_threshold: usize) -> (bool, Option<String>) {
+        let shards = self.local_shards();
+        let busy = shards.iter().any(|(_, s)| s.optimizing(node_threshold));
+        let error = shards.iter().find_map(|(_, s)| s.last_error.lock().clone());
+        (busy, error)
+    }
+
+    /// Resident bytes of the local replicas' structures.
+    pub fn memory(&self) -> crate::shard::MemoryReport {
+        let mut total = crate::shard::MemoryReport::default();
+        for (_, s) in self.local_shards() {
+            total += s.memory();
+        }
+        total
     }
 
     /// Live points, points inside HNSW segments, and segments, over the local replicas.

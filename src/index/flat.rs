@@ -6,6 +6,8 @@
 //! searched at query time:
 //!
 //! - `vectors`: every vector in one contiguous slab, row `id` at `id * dim`;
+//!   every array is a [`Slab`]: on the heap while the graph is built and repaired, then inside the
+//!   memory-mapped segment file once it is served;
 //! - `layer0`: fixed-stride adjacency for layer 0, `1 + m0` `u32`s per node (count, then ids);
 //! - `upper`: the upper layers, compact: only nodes with level ≥ 1 have rows there, `level` blocks
 //!   of `1 + m_up` `u32`s each (levels 1..=level), starting at `upper_offset[id]`;
@@ -17,29 +19,70 @@
 //! like any other (so the graph stays navigable) but never enter the result set, and the search
 //! only stops early once the result set holds `ef` accepted nodes.
 
+//!
+//! The search is generic over a [`Scorer`], the distance from the query to a node: the float
+//! vectors ([`FloatScorer`]) or the int8 codes of a quantized segment (see `quantized.rs`).
+
 use super::distance::{kernels::DistFn, Metric};
 use super::prefetch;
 use super::scratch::{pack, unpack, with_scratch};
+use super::slab::Slab;
 use std::collections::BinaryHeap;
 
 /// Marks a node without upper-layer rows in `upper_offset`.
 pub(crate) const NO_UPPER: u32 = u32::MAX;
 
 /// The graph and vectors of one segment, laid out for search.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct FlatGraph {
     pub n: usize,
     pub dim: usize,
-    pub vectors: Vec<f32>,
+    pub vectors: Slab<f32>,
     /// Maximum degree on layer 0 (2·M) and above (M).
     pub m0: usize,
     pub m_up: usize,
-    pub layer0: Vec<u32>,
-    pub levels: Vec<u8>,
-    pub upper_offset: Vec<u32>,
-    pub upper: Vec<u32>,
+    pub layer0: Slab<u32>,
+    pub levels: Slab<u8>,
+    pub upper_offset: Slab<u32>,
+    pub upper: Slab<u32>,
     pub entry: u32,
     pub top_level: u8,
+}
+
+/// The distance from one query to graph nodes, and a hint to start loading a node's data.
+pub(crate) trait Scorer {
+    fn dist(&self, id: u32) -> f32;
+    fn prefetch(&self, id: u32);
+}
+
+/// Distances on the float vectors.
+pub(crate) struct FloatScorer<'a> {
+    pub dist: DistFn,
+    pub q: &'a [f32],
+    pub vectors: &'a [f32],
+    pub dim: usize,
+}
+
+impl Scorer for FloatScorer<'_> {
+    #[inline(always)]
+    fn dist(&self, id: u32) -> f32 {
+        let o = id as usize * self.dim;
+        self.dist.eval(self.q, &self.vectors[o..o + self.dim])
+    }
+    #[inline(always)]
+    fn prefetch(&self, id: u32) {
+        prefetch_row(self.vectors.as_ptr() as *const u8, id, self.dim * 4);
+    }
+}
+
+/// Prefetches up to four cache lines of row `id` of a table of `row_bytes`-byte rows.
+#[inline(always)]
+pub(crate) fn prefetch_row(base: *const u8, id: u32, row_bytes: usize) {
+    let p = base.wrapping_add(id as usize * row_bytes);
+    let lines = row_bytes.div_ceil(64).min(4);
+    for l in 0..lines {
+        prefetch(p.wrapping_add(l * 64));
+    }
 }
 
 impl FlatGraph {
@@ -48,13 +91,13 @@ impl FlatGraph {
         FlatGraph {
             n: 0,
             dim,
-            vectors: Vec::new(),
+            vectors: Slab::default(),
             m0: 2 * m,
             m_up: m,
-            layer0: Vec::new(),
-            levels: Vec::new(),
-            upper_offset: Vec::new(),
-            upper: Vec::new(),
+            layer0: Slab::default(),
+            levels: Slab::default(),
+            upper_offset: Slab::default(),
+            upper: Slab::default(),
             entry: 0,
             top_level: 0,
         }
@@ -64,6 +107,17 @@ impl FlatGraph {
     pub fn vector(&self, id: u32) -> &[f32] {
         let o = id as usize * self.dim;
         &self.vectors[o..o + self.dim]
+    }
+
+    /// The float scorer of query `q`.
+    #[inline(always)]
+    pub fn float_scorer<'a>(&'a self, metric: Metric, q: &'a [f32]) -> FloatScorer<'a> {
+        FloatScorer {
+            dist: metric.distance_fn(),
+            q,
+            vectors: self.vectors.as_slice(),
+            dim: self.dim,
+        }
     }
 
     /// Start of the row of `id` at `level` (layer-0 or upper storage), or None if the node is
@@ -89,25 +143,26 @@ impl FlatGraph {
             None => &[],
             Some(s) => {
                 let store = if level == 0 {
-                    &self.layer0
+                    self.layer0.as_slice()
                 } else {
-                    &self.upper
+                    self.upper.as_slice()
                 };
-                let cnt = store[s] as usize;
+                let cnt = (store[s] as usize).min(if level == 0 { self.m0 } else { self.m_up });
                 &store[s + 1..s + 1 + cnt]
             }
         }
     }
 
-    /// Mutable row (count slot first) of `id` on `level`, for the graph repair passes.
+    /// Mutable row (count slot first) of `id` on `level`, for the graph repair passes (heap
+    /// graphs only: a mapped graph is immutable).
     pub fn row_mut(&mut self, level: usize, id: u32) -> Option<&mut [u32]> {
         let s = self.row_start(level, id)?;
         if level == 0 {
             let w = 1 + self.m0;
-            Some(&mut self.layer0[s..s + w])
+            self.layer0.heap_mut().map(|l| &mut l[s..s + w])
         } else {
             let w = 1 + self.m_up;
-            Some(&mut self.upper[s..s + w])
+            self.upper.heap_mut().map(|u| &mut u[s..s + w])
         }
     }
 
@@ -121,28 +176,19 @@ impl FlatGraph {
         }
     }
 
-    #[inline(always)]
-    fn prefetch_vector(&self, id: u32) {
-        let p = self.vectors.as_ptr().wrapping_add(id as usize * self.dim);
-        let lines = (self.dim * 4).div_ceil(64).min(4);
-        for l in 0..lines {
-            prefetch((p as *const u8).wrapping_add(l * 64));
-        }
-    }
-
     /// Greedy descent through the upper layers: returns the layer-0 entry and its distance.
-    fn descend(&self, dist: DistFn, q: &[f32]) -> (u32, f32) {
+    fn descend<S: Scorer>(&self, sc: &S) -> (u32, f32) {
         let mut cur = self.entry;
-        let mut d = dist.eval(q, self.vector(cur));
+        let mut d = sc.dist(cur);
         for level in (1..=self.top_level as usize).rev() {
             loop {
                 let mut moved = false;
                 let nbs = self.neighbors(level, cur);
                 for (j, &nb) in nbs.iter().enumerate() {
                     if let Some(&next) = nbs.get(j + 1) {
-                        self.prefetch_vector(next);
+                        sc.prefetch(next);
                     }
-                    let dn = dist.eval(q, self.vector(nb));
+                    let dn = sc.dist(nb);
                     if dn < d {
                         d = dn;
                         cur = nb;
@@ -166,12 +212,22 @@ impl FlatGraph {
         ef: usize,
         accept: F,
     ) -> Vec<(f32, u32)> {
+        self.search_with(&self.float_scorer(metric, q), k, ef, accept)
+    }
+
+    /// Approximate k-NN among accepted ids with distances from `sc`.
+    pub fn search_with<S: Scorer, F: Fn(u32) -> bool>(
+        &self,
+        sc: &S,
+        k: usize,
+        ef: usize,
+        accept: F,
+    ) -> Vec<(f32, u32)> {
         if self.n == 0 || k == 0 {
             return Vec::new();
         }
-        let dist = metric.distance_fn();
         let ef = ef.max(k);
-        let (ep, d) = self.descend(dist, q);
+        let (ep, d) = self.descend(sc);
         with_scratch(|s| {
             s.reset(self.n);
             s.visit(ep);
@@ -195,12 +251,12 @@ impl FlatGraph {
                 }
                 for (j, &nb) in nbs.iter().enumerate() {
                     if let Some(&next) = nbs.get(j + 1) {
-                        self.prefetch_vector(next);
+                        sc.prefetch(next);
                     }
                     if !s.visit(nb) {
                         continue;
                     }
-                    let dn = dist.eval(q, self.vector(nb));
+                    let dn = sc.dist(nb);
                     let key = pack(dn, nb);
                     let full = s.results.len() >= ef;
                     if !full || s.results.peek().is_some_and(|&w| key < w) {
@@ -229,25 +285,34 @@ impl FlatGraph {
         k: usize,
         accept: F,
     ) -> Vec<(f32, u32)> {
-        if self.n == 0 || k == 0 {
-            return Vec::new();
-        }
-        let dist = metric.distance_fn();
-        let mut heap: BinaryHeap<u64> = BinaryHeap::with_capacity(k + 1);
-        for id in 0..self.n as u32 {
-            if !accept(id) {
-                continue;
-            }
-            let key = pack(dist.eval(q, self.vector(id)), id);
-            if heap.len() < k {
-                heap.push(key);
-            } else if heap.peek().is_some_and(|&w| key < w) {
-                heap.pop();
-                heap.push(key);
-            }
-        }
-        let mut out = heap.into_vec();
-        out.sort_unstable();
-        out.into_iter().map(unpack).collect()
+        exact_scan(&self.float_scorer(metric, q), self.n, k, accept)
     }
+}
+
+/// Exact k-NN among accepted ids `0..n` by a full scan with distances from `sc`.
+pub(crate) fn exact_scan<S: Scorer, F: Fn(u32) -> bool>(
+    sc: &S,
+    n: usize,
+    k: usize,
+    accept: F,
+) -> Vec<(f32, u32)> {
+    if n == 0 || k == 0 {
+        return Vec::new();
+    }
+    let mut heap: BinaryHeap<u64> = BinaryHeap::with_capacity(k + 1);
+    for id in 0..n as u32 {
+        if !accept(id) {
+            continue;
+        }
+        let key = pack(sc.dist(id), id);
+        if heap.len() < k {
+            heap.push(key);
+        } else if heap.peek().is_some_and(|&w| key < w) {
+            heap.pop();
+            heap.push(key);
+        }
+    }
+    let mut out = heap.into_vec();
+    out.sort_unstable();
+    out.into_iter().map(unpack).collect()
 }

@@ -1,6 +1,6 @@
-//! Everything that touches hnsw_rs: building the graph (parallel insert), dumping it with
-//! hnsw_rs's own `file_dump`, reloading the dump with `HnswIo`, and extracting a [`FlatGraph`]
-//! from the in-memory `Hnsw`.
+//! Everything that touches hnsw_rs: building the graph (parallel insert) and extracting a
+//! [`FlatGraph`] from the in-memory `Hnsw`. hnsw_rs's own dump format is not used: the flat
+//! graph is written into shoal's segment file (`file.rs`).
 //!
 //! hnsw_rs is given its own distance type, [`ShoalDist`], computed with our kernels, because
 //! hnsw_rs asserts that distances are ≥ 0 (its `DistDot` even asserts `1 - a·b ≥ 0`).
@@ -16,28 +16,25 @@
 //! data. The dump therefore holds `dim + 1` floats per Dot vector; the extra one is dropped on
 //! extraction.
 //!
-//! The dump records the distance type's path (`shoal::index::hnsw_build::ShoalDist`); moving or
-//! renaming it makes older dumps fail to open (with an error, not a panic).
+//! hnsw_rs panics on some inputs; the build runs under `catch_unwind` so a panic is an error.
 //!
-//! hnsw_rs panics or even calls `process::exit` on some malformed dumps, so [`load`] must only
-//! be called on files whose length and checksum `persist` has verified; it is additionally run
-//! under `catch_unwind`.
+//! **Memory.** hnsw_rs keeps its own copy of every vector and, per node and layer, a list of
+//! `Arc`s to neighbour records behind a `RwLock`: measured (docs/storage.md) at several KB per
+//! point while building, many times the vectors themselves. That is why the shard bounds the
+//! size of the segments it builds (`max_segment_size`) and builds one at a time per node.
 
 use super::distance::Metric;
 use super::flat::{FlatGraph, NO_UPPER};
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
+use hnsw_rs::prelude::{Distance, Hnsw};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Points inserted between two looks at the cancellation flag: well under a second of a build
 /// on one core at 128 dimensions.
 pub(crate) const CANCEL_CHUNK: usize = 2048;
 
-/// Base name of the hnsw_rs dump: `hnsw.hnsw.graph` and `hnsw.hnsw.data`.
-pub(crate) const DUMP_BASENAME: &str = "hnsw";
-/// hnsw_rs's layer count; its dump refuses any other value.
+/// hnsw_rs's layer count.
 const NB_LAYER: usize = 16;
 
 /// The distance hnsw_rs computes with during the build (see the module doc).
@@ -88,15 +85,14 @@ fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     }
 }
 
-/// Builds the graph with hnsw_rs, dumps it into `dir` and returns the extracted flat graph.
+/// Builds the graph with hnsw_rs and returns the extracted flat graph (holding `vectors`).
 /// `n >= 1`; the vectors are already validated (finite, `n * dim` long).
-pub(crate) fn build_and_dump(
+pub(crate) fn build(
     vectors: Vec<f32>,
     dim: usize,
     metric: Metric,
     max_nb_connection: usize,
     ef_construct: usize,
-    dir: &Path,
     cancel: &AtomicBool,
 ) -> Result<FlatGraph> {
     let n = vectors.len() / dim;
@@ -129,96 +125,26 @@ pub(crate) fn build_and_dump(
     if cancel.load(Ordering::Relaxed) {
         return Err(super::BuildCancelled.into());
     }
-    ensure!(
-        dir.is_dir(),
-        "segment directory {} does not exist",
-        dir.display()
-    );
-    let name = guard("dump", || hnsw.file_dump(dir, DUMP_BASENAME))
-        .with_context(|| format!("hnsw_rs dump into {}", dir.display()))?;
-    ensure!(
-        name == DUMP_BASENAME,
-        "hnsw_rs dumped under an unexpected name {name}"
-    );
-    let entry = read_entry_point(dir)?;
-    // The flat copy takes its vectors from our buffer: the same values hnsw_rs holds.
-    extract(
-        &hnsw,
-        metric,
-        Some(vectors),
-        n,
-        dim,
-        max_nb_connection,
-        entry,
-    )
+    extract(&hnsw, vectors, n, dim, max_nb_connection)
 }
 
-/// Reloads a dump (already verified by checksum) and extracts the flat graph.
-pub(crate) fn load(
-    dir: &Path,
-    metric: Metric,
-    n: usize,
-    dim: usize,
-    max_nb_connection: usize,
-) -> Result<FlatGraph> {
-    let entry = read_entry_point(dir)?;
-    guard("reload", || {
-        let io = HnswIo::new(dir, DUMP_BASENAME);
-        let hnsw: Hnsw<f32, ShoalDist> = io
-            .load_hnsw_with_dist(graph_space(metric).0)
-            .with_context(|| format!("hnsw_rs reload from {}", dir.display()))?;
-        ensure!(
-            hnsw.get_nb_point() == n,
-            "dump holds {} points, expected {n}",
-            hnsw.get_nb_point()
-        );
-        ensure!(
-            hnsw.get_max_nb_connection() as usize == max_nb_connection,
-            "dump has max_nb_connection {}, expected {max_nb_connection}",
-            hnsw.get_max_nb_connection()
-        );
-        extract(&hnsw, metric, None, n, dim, max_nb_connection, entry)
-    })
-}
-
-/// The entry point is `pub(crate)` in hnsw_rs; its dump writes it last in the graph file:
-/// origin id (u64), layer (u8), rank in layer (i32), native endian.
-fn read_entry_point(dir: &Path) -> Result<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    let path = dir.join(format!("{DUMP_BASENAME}.hnsw.graph"));
-    let mut tail = [0u8; 13];
-    std::fs::File::open(&path)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::End(-13))?;
-            f.read_exact(&mut tail)
-        })
-        .with_context(|| format!("reading the entry point from {}", path.display()))?;
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&tail[..8]);
-    Ok(u64::from_ne_bytes(id))
-}
-
-/// Copies hnsw_rs's graph into a [`FlatGraph`]. Data ids are our internal ids. Vectors come from
-/// `vectors` when given, else from the points. Malformed input (ids out of range or repeated,
-/// wrong dimensions, an entry point not on the top layer) is an error.
+/// Copies hnsw_rs's graph into a [`FlatGraph`] holding `vectors`. Data ids are our internal ids.
+/// The entry point is the lowest id on the top layer (hnsw_rs keeps its own private; any node of
+/// the top layer serves, since that layer's graph connects them). Malformed input (ids out of
+/// range or repeated) is an error.
 fn extract(
     hnsw: &Hnsw<f32, ShoalDist>,
-    metric: Metric,
-    vectors: Option<Vec<f32>>,
+    vectors: Vec<f32>,
     n: usize,
     dim: usize,
     m: usize,
-    entry: u64,
 ) -> Result<FlatGraph> {
     let pi = hnsw.get_point_indexation();
-    let stored_dim = dim + graph_space(metric).1;
     ensure!(
         pi.get_nb_point() == n,
         "hnsw_rs holds {} points, expected {n}",
         pi.get_nb_point()
     );
-    let have_vectors = vectors.is_some();
-    let mut vecs = vectors.unwrap_or_else(|| vec![0.0; n * dim]);
     let mut levels = vec![u8::MAX; n];
     // Per node, per level: the neighbour ids hnsw_rs recorded.
     let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
@@ -232,15 +158,6 @@ fn extract(
             "bad level {level} for point {id}"
         );
         levels[id] = level;
-        if !have_vectors {
-            let v = point.get_v();
-            ensure!(
-                v.len() == stored_dim,
-                "point {id} has dimension {}, expected {stored_dim}",
-                v.len()
-            );
-            vecs[id * dim..(id + 1) * dim].copy_from_slice(&v[..dim]);
-        }
         let neigh = point.get_neighborhood_id();
         lists[id] = (0..=level as usize)
             .map(|l| {
@@ -255,29 +172,30 @@ fn extract(
         bail!("hnsw_rs graph lacks point {missing}");
     }
     let top_level = levels.iter().copied().max().unwrap_or(0);
-    ensure!((entry as usize) < n, "entry point {entry} out of range");
-    ensure!(
-        levels[entry as usize] == top_level,
-        "entry point {entry} is not on the top layer"
-    );
+    let entry = levels
+        .iter()
+        .position(|&l| l == top_level)
+        .context("empty graph")?;
 
     let mut g = FlatGraph::empty(dim, m);
+    ensure!(vectors.len() == n * dim, "vectors do not match the graph");
     g.n = n;
-    g.vectors = vecs;
-    g.levels = levels;
+    g.vectors = vectors.into();
     g.entry = entry as u32;
     g.top_level = top_level;
-    g.layer0 = vec![0; n * (1 + g.m0)];
-    g.upper_offset = vec![NO_UPPER; n];
+    g.layer0 = vec![0; n * (1 + g.m0)].into();
+    let mut upper_offset = vec![NO_UPPER; n];
     let mut upper_len = 0usize;
     for id in 0..n {
-        let l = g.levels[id] as usize;
+        let l = levels[id] as usize;
         if l > 0 {
-            g.upper_offset[id] = u32::try_from(upper_len).context("upper layers too large")?;
+            upper_offset[id] = u32::try_from(upper_len).context("upper layers too large")?;
             upper_len += l * (1 + g.m_up);
         }
     }
-    g.upper = vec![0; upper_len];
+    g.levels = levels.into();
+    g.upper_offset = upper_offset.into();
+    g.upper = vec![0; upper_len].into();
     let mut clean = Vec::new();
     for (id, per_level) in lists.into_iter().enumerate() {
         for (l, ids) in per_level.into_iter().enumerate() {

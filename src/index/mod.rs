@@ -19,15 +19,15 @@
 //! nodes unreachable from the entry point on a layer get an in-edge from their nearest reachable
 //! node (≈200 of 100k on layer 0 with the default mapping, ≈600 with `max_nb_connection = 16`).
 //!
-//! # Persistence and reopening
-//! `build` writes into its (empty) directory: hnsw_rs's dump (`hnsw.hnsw.graph`,
-//! `hnsw.hnsw.data`, via hnsw_rs's `file_dump`, then fsynced), and last, atomically,
-//! `segment.shoal` (parameters, length + checksum of both dump files, the improved adjacency,
-//! its own checksum; `persist.rs`). `open` reads and verifies `segment.shoal`, verifies the dump
-//! files against it, reloads the dump with hnsw_rs's `HnswIo::load_hnsw_with_dist`, extracts the
-//! vectors (and checks the reloaded graph's layers and entry point agree), and installs the
-//! improved adjacency from `segment.shoal`, so the reopened segment answers exactly like the
-//! built one. Nothing is rebuilt. A missing, truncated or corrupt file is an `Err`.
+//! # Persistence and reopening: one memory-mapped file per segment
+//! `build` writes everything a search needs into `segment.shoal` (`file.rs`): the vectors, the
+//! repaired graph (layer 0 at a fixed stride, the upper layers compact), the int8 codes when the
+//! collection quantizes, and whatever the caller attaches (the shard's point ids, versions and
+//! payloads). The built graph is then dropped from the heap and the segment is served from a
+//! read-only mapping of that file: the kernel pages it in on demand and may evict it under
+//! memory pressure, and `open` costs a few syscalls (header checks, no pass over the data), so a
+//! reopened segment answers exactly like the built one without rebuilding anything. Only the
+//! int8 codes of an `always_ram` quantization are copied into the heap.
 //!
 //! # Mapping Qdrant's `m` to hnsw_rs: `max_nb_connection = ceil(1.5·m)`
 //! (so `m = 16` → 24: up to 48 links per node on layer 0, 24 above; capped at 128.)
@@ -54,27 +54,33 @@
 //!
 //! # Contents
 //! `distance.rs` metrics and kernels · `flat.rs` graph layout and search · `scratch.rs`
-//! per-thread search state · `hnsw_build.rs` hnsw_rs build/dump/reload/extract · `repair.rs`
-//! graph improvement · `persist.rs` segment file and integrity checks.
+//! per-thread search state · `hnsw_build.rs` hnsw_rs build and extraction · `repair.rs` graph
+//! improvement · `file.rs` the segment file · `slab.rs` heap-or-mapped arrays · `quantized.rs`
+//! scalar int8 codes.
 
 pub mod distance;
+pub mod file;
 mod flat;
 mod hnsw_build;
 mod hugepages;
-mod persist;
+pub mod quantized;
 mod repair;
 mod scratch;
+mod slab;
 
 #[cfg(test)]
 mod tests;
 
 pub use distance::Metric;
+pub use file::{dir_format, DirFormat};
 pub use repair::{RepairOptions, RepairStats};
 
-use anyhow::{bail, ensure, Context, Result};
-use flat::FlatGraph;
-use persist::{FileCheck, SegmentFile};
+use anyhow::{ensure, Context, Result};
+use file::{names, Header, MappedFile, SpaceHeader};
+use flat::{FlatGraph, Scorer};
+use quantized::{Int8Params, Int8Scorer};
 use serde::{Deserialize, Serialize};
+use slab::Slab;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -119,7 +125,7 @@ impl HnswParams {
     }
 }
 
-/// What a build cancelled by [`Segment::build_cancellable`] fails with (downcast it from the
+/// What a build cancelled by [`Segment::build_full`] fails with (downcast it from the
 /// `anyhow::Error` to tell a stop from a failure).
 #[derive(Debug, thiserror::Error)]
 #[error("index build cancelled")]
@@ -134,10 +140,65 @@ pub struct BuildOptions {
     pub repair: RepairOptions,
 }
 
-/// An immutable HNSW-indexed set of prepared vectors with internal ids `0..len`.
+/// Qdrant's `quantization_config.scalar` with `type: int8`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScalarInt8 {
+    /// The fraction of components the code range covers (0.5..=1; Qdrant's default 0.99).
+    pub quantile: f32,
+    /// Keep the codes in RAM (copied from the file) rather than mapped.
+    pub always_ram: bool,
+}
+
+/// How a search uses a quantized segment (Qdrant's `params.quantization`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuantSearch {
+    /// Search the float vectors as if there were no codes.
+    pub ignore: bool,
+    /// Recompute the distances of the candidates found on the codes with the float vectors.
+    pub rescore: bool,
+    /// Candidates taken from the codes per result wanted (≥ 1), when rescoring.
+    pub oversampling: f32,
+}
+
+impl Default for QuantSearch {
+    fn default() -> Self {
+        QuantSearch {
+            ignore: false,
+            rescore: true,
+            oversampling: 1.0,
+        }
+    }
+}
+
+/// What the caller stores in a segment's file next to the index (see `file.rs`).
+#[derive(Debug, Default)]
+pub struct Attachments {
+    pub sections: Vec<(String, Vec<u8>)>,
+    pub attributes: Vec<(String, u64)>,
+}
+
+/// The int8 codes of a segment and how to decode them.
+struct Int8Index {
+    params: Int8Params,
+    codes: Slab<u8>,
+    norms: Slab<f32>,
+}
+
+/// Bytes of a segment's parts: their size, and how much of it is in memory now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SegmentMemory {
+    pub vectors: (usize, usize),
+    pub graph: (usize, usize),
+    pub codes: (usize, usize),
+}
+
+/// An immutable HNSW-indexed set of prepared vectors with internal ids `0..len`, served from its
+/// memory-mapped file.
 pub struct Segment {
     graph: FlatGraph,
     metric: Metric,
+    int8: Option<Int8Index>,
+    file: Option<MappedFile>,
     repair_stats: RepairStats,
 }
 
@@ -148,34 +209,24 @@ impl std::fmt::Debug for Segment {
             .field("dim", &self.graph.dim)
             .field("metric", &self.metric)
             .field("top_level", &self.graph.top_level)
+            .field("int8", &self.int8.as_ref().map(|q| q.params))
             .finish()
     }
 }
 
+/// The unnamed (default) vector space: the only one today.
+const SPACE: &str = "";
+
 impl Segment {
     /// Builds the graph with hnsw_rs over `vectors` (row-major, `n * dim`, already prepared),
-    /// writes everything needed to reopen it into `dir` (an existing empty directory, every file
-    /// fsynced, `segment.shoal` last and atomically) and returns the searchable segment.
+    /// writes the segment file into `dir` (an existing directory) and returns the segment served
+    /// from it.
     pub fn build(
         vectors: Vec<f32>,
         dim: usize,
         metric: Metric,
         params: HnswParams,
         dir: &Path,
-    ) -> Result<Segment> {
-        Self::build_cancellable(vectors, dim, metric, params, dir, &AtomicBool::new(false))
-    }
-
-    /// [`Segment::build`] that stops when `cancel` is set (a node shutting down): the flag is
-    /// checked between chunks of [`hnsw_build::CANCEL_CHUNK`] insertions and before the dump,
-    /// and the build then fails with [`BuildCancelled`], leaving `dir` for the caller to remove.
-    pub fn build_cancellable(
-        vectors: Vec<f32>,
-        dim: usize,
-        metric: Metric,
-        params: HnswParams,
-        dir: &Path,
-        cancel: &AtomicBool,
     ) -> Result<Segment> {
         Self::build_with_options(
             vectors,
@@ -184,17 +235,46 @@ impl Segment {
             params,
             dir,
             BuildOptions::default(),
-            cancel,
+            &AtomicBool::new(false),
         )
     }
 
-    /// [`Segment::build_cancellable`] with the experiments' knobs (the bench).
+    /// [`Segment::build`] with the experiments' knobs (the bench), stopping when `cancel` is set.
     #[doc(hidden)]
     pub fn build_with_options(
         vectors: Vec<f32>,
         dim: usize,
         metric: Metric,
         params: HnswParams,
+        dir: &Path,
+        opts: BuildOptions,
+        cancel: &AtomicBool,
+    ) -> Result<Segment> {
+        Self::build_full(
+            vectors,
+            dim,
+            metric,
+            params,
+            None,
+            Attachments::default(),
+            dir,
+            opts,
+            cancel,
+        )
+    }
+
+    /// [`Segment::build`] with int8 quantization and the caller's attachments, stopping when
+    /// `cancel` is set (a node shutting down): the flag is checked between chunks of
+    /// [`hnsw_build::CANCEL_CHUNK`] insertions and before the file is written, and the build then
+    /// fails with [`BuildCancelled`], leaving `dir` for the caller to remove.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_full(
+        vectors: Vec<f32>,
+        dim: usize,
+        metric: Metric,
+        params: HnswParams,
+        int8: Option<ScalarInt8>,
+        attachments: Attachments,
         dir: &Path,
         opts: BuildOptions,
         cancel: &AtomicBool,
@@ -223,114 +303,167 @@ impl Segment {
         );
         let ef_construct = params.ef_construct.max(mnc).max(1);
         if let Some(i) = vectors.iter().position(|x| !x.is_finite()) {
-            bail!("vector {} has a non-finite component", i / dim);
+            anyhow::bail!("vector {} has a non-finite component", i / dim);
         }
         ensure!(
             dir.is_dir(),
             "segment directory {} does not exist",
             dir.display()
         );
-
-        let (graph, dump, repair_stats) = if n == 0 {
-            (
-                FlatGraph::empty(dim, mnc),
-                Vec::new(),
-                RepairStats::default(),
-            )
+        let (graph, repair_stats) = if n == 0 {
+            (FlatGraph::empty(dim, mnc), RepairStats::default())
         } else {
-            let mut g =
-                hnsw_build::build_and_dump(vectors, dim, metric, mnc, ef_construct, dir, cancel)?;
-            let mut dump = Vec::new();
-            for name in dump_files() {
-                persist::fsync_file(&dir.join(&name))?;
-                dump.push(persist::check_file(dir, &name)?);
-            }
+            let mut g = hnsw_build::build(vectors, dim, metric, mnc, ef_construct, cancel)?;
             let stats = repair::improve(&mut g, metric, opts.repair);
             tracing::debug!(?stats, n, "segment graph repaired");
-            (g, dump, stats)
+            (g, stats)
         };
-        let file = SegmentFile {
+        let coded = int8.map(|cfg| {
+            let p = quantized::fit(&graph.vectors, cfg.quantile);
+            let (codes, norms) = quantized::encode(&graph.vectors, dim, p);
+            (p, codes, norms)
+        });
+        let space = SpaceHeader {
+            name: SPACE.into(),
             metric,
-            m: params.m,
-            ef_construct,
-            max_nb_connection: mnc,
-            n,
-            dim,
-            dump,
-            m0: graph.m0,
-            m_up: graph.m_up,
+            dim: dim as u64,
+            m: params.m as u64,
+            ef_construct: ef_construct as u64,
+            max_nb_connection: mnc as u64,
+            m0: graph.m0 as u64,
+            m_up: graph.m_up as u64,
             entry: graph.entry,
             top_level: graph.top_level,
-            levels: graph.levels.clone(),
-            layer0: graph.layer0.clone(),
-            upper_offset: graph.upper_offset.clone(),
-            upper: graph.upper.clone(),
+            int8: coded.as_ref().map(|c| c.0),
         };
-        persist::write_segment_file(dir, &file)?;
-        Ok(Segment::searchable(graph, metric, repair_stats))
+        let header = Header {
+            n: n as u64,
+            spaces: vec![space],
+            sections: Vec::new(),
+            attributes: attachments.attributes,
+        };
+        let mut sections: Vec<(String, &[u8])> = vec![
+            (names::vectors(SPACE), graph.vectors.as_bytes()),
+            (names::layer0(SPACE), graph.layer0.as_bytes()),
+            (names::levels(SPACE), graph.levels.as_bytes()),
+            (names::upper_offset(SPACE), graph.upper_offset.as_bytes()),
+            (names::upper(SPACE), graph.upper.as_bytes()),
+        ];
+        if let Some((_, codes, norms)) = &coded {
+            sections.push((names::int8_codes(SPACE), codes));
+            sections.push((format!("{SPACE}/int8.norms"), slab::bytes_of(norms)));
+        }
+        for (name, bytes) in &attachments.sections {
+            sections.push((name.clone(), bytes));
+        }
+        file::write(dir, header, &sections)?;
+        drop(sections);
+        drop(coded);
+        drop(graph);
+        let mut seg = Segment::open(dir, metric)?;
+        seg.repair_stats = repair_stats;
+        Ok(seg)
     }
 
-    /// Reopens a segment written by [`Segment::build`] without rebuilding it.
+    /// Opens a segment written by [`Segment::build`]: maps its file and checks the header (the
+    /// section checksums are checked by [`Segment::verify`]).
     pub fn open(dir: &Path, metric: Metric) -> Result<Segment> {
-        let file = persist::read_segment_file(dir)?;
+        let file = MappedFile::open(dir)?;
+        let space = file
+            .header
+            .spaces
+            .iter()
+            .find(|s| s.name == SPACE)
+            .cloned()
+            .with_context(|| format!("segment in {} has no default vector", dir.display()))?;
         ensure!(
-            file.metric == metric,
+            space.metric == metric,
             "segment in {} was built for {:?}, opened as {:?}",
             dir.display(),
-            file.metric,
+            space.metric,
             metric
         );
-        if file.n == 0 {
-            ensure!(file.dump.is_empty(), "empty segment lists dump files");
-            return Ok(Segment {
-                graph: file.graph_with_vectors(Vec::new()),
-                metric,
-                repair_stats: RepairStats::default(),
-            });
-        }
-        let expected: Vec<String> = dump_files();
-        ensure!(
-            file.dump.iter().map(|c| &c.name).eq(expected.iter()),
-            "segment file lists unexpected dump files"
-        );
-        for want in &file.dump {
-            let got: FileCheck = persist::check_file(dir, &want.name)?;
+        let n = usize::try_from(file.header.n)?;
+        let (dim, m0, m_up) = (space.dim as usize, space.m0 as usize, space.m_up as usize);
+        ensure!(dim >= 1 && m0 >= 1 && m_up >= 1, "bad segment parameters");
+        let levels: Slab<u8> = file.slab(&names::levels(SPACE), n)?;
+        let upper_len = file
+            .section(&names::upper(SPACE))
+            .map(|s| s.len as usize / 4)
+            .unwrap_or(0);
+        let graph = FlatGraph {
+            n,
+            dim,
+            vectors: file.slab(&names::vectors(SPACE), n * dim)?,
+            m0,
+            m_up,
+            layer0: file.slab(&names::layer0(SPACE), n * (1 + m0))?,
+            levels,
+            upper_offset: file.slab(&names::upper_offset(SPACE), n)?,
+            upper: file.slab(&names::upper(SPACE), upper_len)?,
+            entry: space.entry,
+            top_level: space.top_level,
+        };
+        if n > 0 {
             ensure!(
-                got.len == want.len,
-                "{} has {} bytes, expected {}",
-                want.name,
-                got.len,
-                want.len
-            );
-            ensure!(
-                got.hash == want.hash,
-                "{} is corrupt (checksum mismatch)",
-                want.name
+                (graph.entry as usize) < n && graph.levels[graph.entry as usize] == graph.top_level,
+                "segment in {} has a bad entry point",
+                dir.display()
             );
         }
-        let reloaded = hnsw_build::load(dir, metric, file.n, file.dim, file.max_nb_connection)
-            .with_context(|| format!("reopening segment {}", dir.display()))?;
-        ensure!(
-            reloaded.levels == file.levels,
-            "reloaded hnsw_rs layers disagree with segment file"
-        );
-        ensure!(
-            reloaded.entry == file.entry,
-            "reloaded hnsw_rs entry point disagrees with segment file"
-        );
-        let graph = file.graph_with_vectors(reloaded.vectors);
-        Ok(Segment::searchable(graph, metric, RepairStats::default()))
-    }
-
-    /// The finished segment, its big arrays moved onto huge pages (see [`hugepages`]).
-    fn searchable(mut graph: FlatGraph, metric: Metric, repair_stats: RepairStats) -> Segment {
-        graph.vectors = hugepages::on_huge_pages(std::mem::take(&mut graph.vectors));
-        graph.layer0 = hugepages::on_huge_pages(std::mem::take(&mut graph.layer0));
-        Segment {
+        let int8 = match space.int8 {
+            None => None,
+            Some(params) => Some(Int8Index {
+                params,
+                codes: file.slab(&names::int8_codes(SPACE), n * dim)?,
+                norms: file.slab(&format!("{SPACE}/int8.norms"), n)?,
+            }),
+        };
+        Ok(Segment {
             graph,
             metric,
-            repair_stats,
+            int8,
+            file: Some(file),
+            repair_stats: RepairStats::default(),
+        })
+    }
+
+    /// Copies the int8 codes into the heap (Qdrant's `always_ram`), on huge pages where possible.
+    pub fn keep_codes_in_ram(&mut self) {
+        if let Some(q) = &mut self.int8 {
+            if q.codes.is_mapped() {
+                q.codes = hugepages::on_huge_pages(q.codes.to_vec()).into();
+                q.norms = q.norms.to_vec().into();
+            }
         }
+    }
+
+    /// Verifies the checksum of every section of the file (reads all of it).
+    pub fn verify(&self) -> Result<()> {
+        match &self.file {
+            Some(f) => f.verify(),
+            None => Ok(()),
+        }
+    }
+
+    /// The file's header.
+    pub fn header(&self) -> Option<&Header> {
+        self.file.as_ref().map(|f| &f.header)
+    }
+
+    /// A section the caller attached at build time.
+    pub fn attachment(&self, name: &str) -> Option<&[u8]> {
+        self.file.as_ref()?.bytes(name)
+    }
+
+    /// An attached section as `count` values of a plain type (u64, u32, f32, u8).
+    pub fn attachment_array<T: Copy + 'static>(
+        &self,
+        name: &str,
+        count: usize,
+    ) -> Result<AttachedArray<T>> {
+        let f = self.file.as_ref().context("segment has no file")?;
+        Ok(AttachedArray(f.slab(name, count)?))
     }
 
     pub fn len(&self) -> usize {
@@ -347,6 +480,11 @@ impl Segment {
 
     pub fn metric(&self) -> Metric {
         self.metric
+    }
+
+    /// The int8 parameters when the segment is quantized.
+    pub fn int8(&self) -> Option<Int8Params> {
+        self.int8.as_ref().map(|q| q.params)
     }
 
     /// The stored (prepared) vector of internal id `id`. Panics if `id >= len()`.
@@ -367,9 +505,84 @@ impl Segment {
         self.graph.search(self.metric, query, k, ef, accept)
     }
 
+    /// [`Segment::search`] on the int8 codes when the segment has them (and `how` does not say
+    /// to ignore them): `max(ef, ceil(k · oversampling))` candidates from the codes, rescored
+    /// with the float vectors unless `how.rescore` is off (then the distances are the
+    /// approximate ones and `k` are taken from a beam of `ef`).
+    pub fn search_quantized<F: Fn(u32) -> bool>(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        how: QuantSearch,
+        accept: F,
+    ) -> Vec<(f32, u32)> {
+        let Some(q) = self.int8.as_ref().filter(|_| !how.ignore) else {
+            return self.search(query, k, ef, accept);
+        };
+        let sc = Int8Scorer::new(
+            self.metric,
+            query,
+            q.params,
+            &q.codes,
+            &q.norms,
+            self.graph.dim,
+        );
+        if !how.rescore {
+            return self.graph.search_with(&sc, k, ef, accept);
+        }
+        // The beam holds `ef` candidates anyway: rescoring all of them costs a few µs and
+        // recovers most of what the codes blur (tight clusters differ by less than a code step).
+        let want = (((k as f32) * how.oversampling.max(1.0)).ceil() as usize).max(ef);
+        let found = self.graph.search_with(&sc, want, want, accept);
+        let exact = self.graph.float_scorer(self.metric, query);
+        for &(_, id) in &found {
+            exact.prefetch(id);
+        }
+        let mut rescored: Vec<(f32, u32)> = found
+            .into_iter()
+            .map(|(_, id)| (exact.dist(id), id))
+            .collect();
+        rescored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        rescored.truncate(k);
+        rescored
+    }
+
     /// Exact k nearest among accepted ids (brute-force scan), same output shape.
     pub fn exact<F: Fn(u32) -> bool>(&self, query: &[f32], k: usize, accept: F) -> Vec<(f32, u32)> {
         self.graph.exact(self.metric, query, k, accept)
+    }
+
+    /// What the parts of this segment take, and how much of each is resident (`mincore`).
+    pub fn memory(&self) -> SegmentMemory {
+        let part = |bytes: &[u8], mapped: bool| {
+            let resident = if mapped {
+                file::resident_bytes(bytes)
+            } else {
+                bytes.len()
+            };
+            (bytes.len(), resident)
+        };
+        let g = &self.graph;
+        let graph_parts = [
+            part(g.layer0.as_bytes(), g.layer0.is_mapped()),
+            part(g.levels.as_bytes(), g.levels.is_mapped()),
+            part(g.upper_offset.as_bytes(), g.upper_offset.is_mapped()),
+            part(g.upper.as_bytes(), g.upper.is_mapped()),
+        ];
+        let graph = graph_parts
+            .iter()
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let codes = self.int8.as_ref().map_or((0, 0), |q| {
+            let c = part(q.codes.as_bytes(), q.codes.is_mapped());
+            let n = part(q.norms.as_bytes(), q.norms.is_mapped());
+            (c.0 + n.0, c.1 + n.1)
+        });
+        SegmentMemory {
+            vectors: part(g.vectors.as_bytes(), g.vectors.is_mapped()),
+            graph,
+            codes,
+        }
     }
 
     /// What the post-build repair did (zeros for a reopened segment).
@@ -379,7 +592,25 @@ impl Segment {
     }
 }
 
-fn dump_files() -> Vec<String> {
-    let b = hnsw_build::DUMP_BASENAME;
-    vec![format!("{b}.hnsw.graph"), format!("{b}.hnsw.data")]
+/// An attached section viewed as an array (mapped).
+pub struct AttachedArray<T: Copy + 'static>(Slab<T>);
+
+impl<T: Copy + 'static> std::ops::Deref for AttachedArray<T> {
+    type Target = [T];
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        self.0.as_slice()
+    }
+}
+
+impl<T: Copy + 'static> AttachedArray<T> {
+    /// How many bytes of the array are resident now.
+    pub fn resident_bytes(&self) -> usize {
+        file::resident_bytes(self.0.as_bytes())
+    }
+}
+
+/// Views plain values as bytes, to attach them.
+pub fn as_bytes<T: Copy>(v: &[T]) -> &[u8] {
+    slab::bytes_of(v)
 }

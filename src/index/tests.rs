@@ -201,52 +201,106 @@ fn bad_input_is_an_error() {
 }
 
 #[test]
-fn corrupt_or_missing_files_fail_to_open() {
+fn corrupt_or_missing_files_fail_to_open_or_verify() {
     let (dir, _seg, _) = build(Metric::Euclid, 400, 8);
-    let names = ["segment.shoal", "hnsw.hnsw.graph", "hnsw.hnsw.data"];
-    let originals: Vec<Vec<u8>> = names
-        .iter()
-        .map(|n| std::fs::read(dir.path().join(n)).expect("read"))
-        .collect();
-    let restore = || {
-        for (n, b) in names.iter().zip(&originals) {
-            std::fs::write(dir.path().join(n), b).expect("restore");
-        }
-    };
-    for (i, name) in names.iter().enumerate() {
-        let path = dir.path().join(name);
-        let orig = &originals[i];
-        // Truncated.
-        std::fs::write(&path, &orig[..orig.len() / 2]).expect("write");
-        assert!(
-            Segment::open(dir.path(), Metric::Euclid).is_err(),
-            "truncated {name}"
-        );
-        // Empty.
-        std::fs::write(&path, b"").expect("write");
-        assert!(
-            Segment::open(dir.path(), Metric::Euclid).is_err(),
-            "empty {name}"
-        );
-        // One flipped byte.
+    let path = dir.path().join("segment.shoal");
+    let orig = std::fs::read(&path).expect("read");
+    let open = || Segment::open(dir.path(), Metric::Euclid);
+    assert!(open().expect("intact").verify().is_ok());
+    // Truncated: sections lie outside the file.
+    std::fs::write(&path, &orig[..orig.len() / 2]).expect("write");
+    assert!(open().is_err(), "truncated");
+    std::fs::write(&path, b"").expect("write");
+    assert!(open().is_err(), "empty");
+    // A flipped byte in the header fails the open; in a section, the checksum verification.
+    // The first section (the vectors) starts at 4096.
+    for (at, in_header) in [(40, true), (4096 + 17, false), (4096 + 4000, false)] {
         let mut bad = orig.clone();
-        let at = bad.len() / 3;
         bad[at] ^= 0x5a;
         std::fs::write(&path, &bad).expect("write");
-        assert!(
-            Segment::open(dir.path(), Metric::Euclid).is_err(),
-            "corrupt {name}"
+        match open() {
+            Err(_) => assert!(in_header, "byte {at}"),
+            Ok(seg) => {
+                assert!(!in_header, "byte {at} in the header went unnoticed");
+                assert!(
+                    seg.verify().is_err(),
+                    "byte {at}: checksum mismatch unnoticed"
+                );
+            }
+        }
+    }
+    std::fs::remove_file(&path).expect("remove");
+    assert!(open().is_err(), "missing");
+    std::fs::write(&path, &orig).expect("restore");
+    assert!(open().is_ok(), "restored");
+}
+
+#[test]
+fn quantized_search_with_rescoring_meets_recall() {
+    for metric in [Metric::Cosine, Metric::Euclid, Metric::Dot] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (n, dim) = (3000, 32);
+        let data = clustered(n, dim, 20, 7, metric);
+        let int8 = Some(super::ScalarInt8 {
+            quantile: 0.99,
+            always_ram: metric == Metric::Euclid,
+        });
+        let mut seg = Segment::build_full(
+            data.clone(),
+            dim,
+            metric,
+            HnswParams::default(),
+            int8,
+            Default::default(),
+            dir.path(),
+            Default::default(),
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .expect("build");
+        seg.keep_codes_in_ram();
+        assert!(seg.int8().is_some());
+        let qs = queries(metric, dim);
+        let truth: Vec<Vec<u32>> = qs
+            .iter()
+            .map(|q| {
+                seg.exact(q, 10, |_| true)
+                    .into_iter()
+                    .map(|x| x.1)
+                    .collect()
+            })
+            .collect();
+        let recall = |how: super::QuantSearch| {
+            let mut hit = 0;
+            for (q, t) in qs.iter().zip(&truth) {
+                let got = seg.search_quantized(q, 10, 64, how, |_| true);
+                hit += got.iter().filter(|x| t.contains(&x.1)).count();
+            }
+            hit as f64 / (10 * qs.len()) as f64
+        };
+        let rescored = recall(super::QuantSearch::default());
+        let oversampled = recall(super::QuantSearch {
+            oversampling: 2.0,
+            ..Default::default()
+        });
+        let raw = recall(super::QuantSearch {
+            rescore: false,
+            ..Default::default()
+        });
+        eprintln!(
+            "{metric:?}: int8 recall@10 rescored {rescored:.3}, x2 {oversampled:.3}, raw {raw:.3}"
         );
-        // Missing.
-        std::fs::remove_file(&path).expect("remove");
-        assert!(
-            Segment::open(dir.path(), Metric::Euclid).is_err(),
-            "missing {name}"
-        );
-        restore();
-        assert!(
-            Segment::open(dir.path(), Metric::Euclid).is_ok(),
-            "restored"
+        assert!(rescored >= 0.9, "{metric:?}: rescored recall {rescored}");
+        assert!(oversampled >= rescored - 0.01);
+        // Rescored distances are the exact ones.
+        let q = &qs[0];
+        for (d, id) in seg.search_quantized(q, 5, 64, Default::default(), |_| true) {
+            assert_eq!(d, metric.distance(q, seg.vector(id)));
+        }
+        let reopened = Segment::open(dir.path(), metric).expect("reopen");
+        assert_eq!(reopened.int8(), seg.int8());
+        assert_eq!(
+            reopened.search_quantized(q, 10, 64, Default::default(), |_| true),
+            seg.search_quantized(q, 10, 64, Default::default(), |_| true)
         );
     }
 }

@@ -56,13 +56,27 @@ impl Database {
     }
 }
 
-/// A collection in the shape of Qdrant's `CollectionInfo`.
+/// A collection in the shape of Qdrant's `CollectionInfo`: `status` is `yellow` while a local
+/// shard is building or has a build due, `green` once none has; `optimizer_status` carries the
+/// last build error, if the last build failed.
 fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
     let (points, indexed, segments) = c.stats();
     let cfg = &c.config;
+    let optimizer = cfg.optimizer();
+    let (optimizing, error) = c.optimizer_state(indexing_threshold);
+    let dim_bytes = 4 * cfg.size.max(1);
+    let threshold_points = optimizer.indexing_threshold.unwrap_or(indexing_threshold);
+    let quantization = cfg.quantization.map(|q| {
+        // Kept as f32: its shortest decimal form is what the client sent (0.99, not 0.99000001).
+        let quantile: f64 = q.quantile.to_string().parse().unwrap_or(q.quantile as f64);
+        json!({"scalar": {"type": "int8", "quantile": quantile, "always_ram": q.always_ram}})
+    });
     CollectionInfo {
-        status: "green".into(),
-        optimizer_status: "ok".into(),
+        status: if optimizing { "yellow" } else { "green" }.into(),
+        optimizer_status: match error {
+            None => json!("ok"),
+            Some(e) => json!({ "error": e }),
+        },
         indexed_vectors_count: indexed as u64,
         points_count: points as u64,
         segments_count: segments as u64,
@@ -79,20 +93,20 @@ fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
                 "ef_construct": cfg.hnsw.ef_construct,
                 "full_scan_threshold": crate::shard::search::FULL_SCAN_THRESHOLD,
                 "max_indexing_threads": 0,
-                "on_disk": false,
+                "on_disk": true,
             },
             "optimizer_config": {
-                "deleted_threshold": 0.25,
-                "vacuum_min_vector_number": 1000,
+                "deleted_threshold": optimizer.deleted_threshold,
+                "vacuum_min_vector_number": optimizer.vacuum_min_vector_number,
                 "default_segment_number": 0,
-                "max_segment_size": null,
-                "memmap_threshold": null,
-                "indexing_threshold": indexing_threshold,
-                "flush_interval_sec": 1,
-                "max_optimization_threads": null,
+                "max_segment_size": optimizer.max_segment_points * dim_bytes / 1024,
+                "memmap_threshold": 0,
+                "indexing_threshold": threshold_points * dim_bytes / 1024,
+                "flush_interval_sec": 0,
+                "max_optimization_threads": 1,
             },
             "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
-            "quantization_config": null,
+            "quantization_config": quantization,
         }),
         payload_schema: json!({}),
     }

@@ -24,6 +24,27 @@ pub struct CreateCollection {
     pub on_disk_payload: Option<bool>,
     pub hnsw_config: Option<HnswConfigDiff>,
     pub sparse_vectors: Option<Value>,
+    /// `{"scalar": {"type": "int8", "quantile": 0.99, "always_ram": true}}`; other kinds get a 400.
+    #[schema(value_type = Option<Object>)]
+    pub quantization_config: Option<Value>,
+    pub optimizers_config: Option<OptimizersConfigDiff>,
+}
+
+/// Qdrant's `optimizers_config`. Honoured: `max_segment_size` (KB of vectors per segment),
+/// `indexing_threshold` (KB of unindexed vectors before a build), `deleted_threshold`,
+/// `vacuum_min_vector_number`; `memmap_threshold` is accepted because every segment is memory-
+/// mapped anyway. The others change nothing in shoal and get a 400 unless null.
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
+pub struct OptimizersConfigDiff {
+    pub deleted_threshold: Option<f64>,
+    pub vacuum_min_vector_number: Option<usize>,
+    pub default_segment_number: Option<usize>,
+    pub max_segment_size: Option<usize>,
+    pub memmap_threshold: Option<usize>,
+    pub indexing_threshold: Option<usize>,
+    pub flush_interval_sec: Option<u64>,
+    #[schema(value_type = Option<Object>)]
+    pub max_optimization_threads: Option<Value>,
 }
 
 #[derive(Debug)]
@@ -54,6 +75,8 @@ pub struct VectorParams {
     pub distance: crate::index::Metric,
     pub hnsw_config: Option<HnswConfigDiff>,
     pub multivector_config: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub quantization_config: Option<Value>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, ToSchema)]
@@ -231,6 +254,18 @@ pub struct CountPoints {
 pub struct SearchParams {
     pub hnsw_ef: Option<usize>,
     pub exact: Option<bool>,
+    pub quantization: Option<QuantizationSearchParams>,
+    /// Qdrant: search only indexed segments. shoal's tail is small and searched exactly, so
+    /// `false` is the only behaviour; `true` gets a 400.
+    pub indexed_only: Option<bool>,
+}
+
+/// Qdrant's `params.quantization`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct QuantizationSearchParams {
+    pub ignore: Option<bool>,
+    pub rescore: Option<bool>,
+    pub oversampling: Option<f64>,
 }
 
 /// `query` of the Query API: a vector, `{"nearest": vector}`, or a point id (search by that point's
@@ -397,8 +432,8 @@ pub struct CountResult {
 pub struct CollectionInfo {
     #[schema(example = "green")]
     pub status: String,
-    #[schema(example = "ok")]
-    pub optimizer_status: String,
+    /// `"ok"`, or `{"error": "..."}` when the last build failed.
+    pub optimizer_status: Value,
     pub indexed_vectors_count: u64,
     pub points_count: u64,
     pub segments_count: u64,

@@ -7,9 +7,9 @@
 
 use super::models::*;
 use crate::collection::catalog::validate_config;
-use crate::collection::{CollectionConfig, NewPoint, SearchRequest};
+use crate::collection::{CollectionConfig, NewPoint, OptimizersConfig, SearchRequest};
 use crate::error::{Error, Result};
-use crate::index::HnswParams;
+use crate::index::{HnswParams, QuantSearch, ScalarInt8};
 use crate::shard::filter::{Condition, Filter, OneOrMany};
 use crate::shard::payload::check_payload;
 use crate::shard::point::PointId;
@@ -103,6 +103,7 @@ pub fn query(q: QueryPoints) -> Result<Query> {
         offset: q.offset.unwrap_or(0),
         hnsw_ef: None,
         exact: false,
+        quantization: Default::default(),
         score_threshold: q.score_threshold,
         with_vector: WithVector::wanted(&q.with_vector),
         with_payload: WithPayload::wanted(&q.with_payload),
@@ -122,11 +123,35 @@ fn within_bounds(
     check_filter(request.filter.as_ref())?;
     request.hnsw_ef = params.hnsw_ef;
     request.exact = params.exact.unwrap_or(false);
+    request.quantization = quantization(&params)?;
     Ok(Query {
         target,
         request,
         with_payload,
     })
+}
+
+/// Qdrant's `params.quantization` (and `indexed_only`, which shoal cannot honour), checked.
+fn quantization(params: &SearchParams) -> Result<QuantSearch> {
+    if params.indexed_only == Some(true) {
+        return bad(
+            "params.indexed_only is not supported: shoal always searches its small unindexed tail exactly",
+        );
+    }
+    let mut how = QuantSearch::default();
+    if let Some(q) = &params.quantization {
+        how.ignore = q.ignore.unwrap_or(false);
+        how.rescore = q.rescore.unwrap_or(true);
+        if let Some(o) = q.oversampling {
+            if !(1.0..=100.0).contains(&o) {
+                return bad(format!(
+                    "params.quantization.oversampling must be between 1 and 100, got {o}"
+                ));
+            }
+            how.oversampling = o as f32;
+        }
+    }
+    Ok(how)
 }
 
 /// A search of the older API (`/points/search`, Qdrant's `Points.Search`).
@@ -147,6 +172,7 @@ pub fn search(s: SearchPoints) -> Result<Query> {
         offset: s.offset.unwrap_or(0),
         hnsw_ef: None,
         exact: false,
+        quantization: Default::default(),
         score_threshold: s.score_threshold,
         with_vector: WithVector::wanted(&s.with_vector),
         with_payload: WithPayload::wanted(&s.with_payload),
@@ -337,8 +363,15 @@ pub fn collection_config(
         m: diff.m.unwrap_or(hnsw_defaults.m),
         ef_construct: diff.ef_construct.unwrap_or(hnsw_defaults.ef_construct),
     };
+    let quantization = match (&params.quantization_config, &req.quantization_config) {
+        (Some(v), _) if !v.is_null() => quantization_config(v)?,
+        (_, Some(v)) => quantization_config(v)?,
+        _ => None,
+    };
+    let size = usize::try_from(params.size).unwrap_or(usize::MAX);
+    let optimizers = optimizers_config(req.optimizers_config.unwrap_or_default(), size)?;
     let config = CollectionConfig {
-        size: usize::try_from(params.size).unwrap_or(usize::MAX),
+        size,
         distance: params.distance,
         hnsw,
         shard_number: req.shard_number.unwrap_or(defaults.shard_number),
@@ -347,9 +380,105 @@ pub fn collection_config(
             .unwrap_or(defaults.replication_factor),
         write_consistency_factor: req.write_consistency_factor.unwrap_or(1),
         on_disk_payload: req.on_disk_payload.unwrap_or(true),
+        quantization,
+        optimizers,
     };
     validate_config(&config)?;
     Ok(config)
+}
+
+/// Qdrant's `quantization_config`: scalar int8 is supported; product and binary are refused
+/// rather than silently ignored.
+fn quantization_config(v: &serde_json::Value) -> Result<Option<ScalarInt8>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let Some(obj) = v.as_object() else {
+        return bad("quantization_config must be an object");
+    };
+    if let Some(kind) = obj.keys().find(|k| *k != "scalar") {
+        return bad(format!(
+            "quantization_config.{kind} is not supported: shoal supports scalar int8 quantization"
+        ));
+    }
+    let Some(scalar) = obj.get("scalar").and_then(|s| s.as_object()) else {
+        return bad("quantization_config.scalar must be an object");
+    };
+    if let Some(key) = scalar
+        .keys()
+        .find(|k| !["type", "quantile", "always_ram"].contains(&k.as_str()))
+    {
+        return bad(format!("unknown field quantization_config.scalar.{key}"));
+    }
+    match scalar.get("type").and_then(|t| t.as_str()) {
+        Some("int8") => {}
+        other => {
+            return bad(format!(
+                "quantization_config.scalar.type must be \"int8\", got {}",
+                other.map_or("nothing".to_string(), |t| format!("{t:?}"))
+            ))
+        }
+    }
+    let quantile = match scalar.get("quantile") {
+        None | Some(serde_json::Value::Null) => 0.99,
+        Some(q) => match q.as_f64().filter(|q| (0.5..=1.0).contains(q)) {
+            Some(q) => q as f32,
+            None => {
+                return bad(format!(
+                    "quantization_config.scalar.quantile must be between 0.5 and 1, got {q}"
+                ))
+            }
+        },
+    };
+    let always_ram = match scalar.get("always_ram") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(b) => match b.as_bool() {
+            Some(b) => b,
+            None => return bad("quantization_config.scalar.always_ram must be a boolean"),
+        },
+    };
+    Ok(Some(ScalarInt8 {
+        quantile,
+        always_ram,
+    }))
+}
+
+/// The `optimizers_config` fields shoal honours (see [`OptimizersConfigDiff`]).
+fn optimizers_config(o: OptimizersConfigDiff, dim: usize) -> Result<OptimizersConfig> {
+    let refuse = |field: &str| {
+        bad(format!(
+            "optimizers_config.{field} is not supported by shoal (leave it unset)"
+        ))
+    };
+    if o.default_segment_number.is_some() {
+        return refuse("default_segment_number");
+    }
+    if o.flush_interval_sec.is_some() {
+        return refuse("flush_interval_sec");
+    }
+    if o.max_optimization_threads
+        .as_ref()
+        .is_some_and(|v| !v.is_null())
+    {
+        return refuse("max_optimization_threads");
+    }
+    if let Some(t) = o.deleted_threshold {
+        if !(0.0..=1.0).contains(&t) {
+            return bad(format!(
+                "optimizers_config.deleted_threshold must be between 0 and 1, got {t}"
+            ));
+        }
+    }
+    if o.max_segment_size.is_some_and(|kb| kb == 0) {
+        return bad("optimizers_config.max_segment_size must be positive (KB)");
+    }
+    let kb_to_points = |kb: usize| (kb.saturating_mul(1024) / (4 * dim.max(1))).max(1);
+    Ok(OptimizersConfig {
+        max_segment_size_kb: o.max_segment_size,
+        indexing_threshold: o.indexing_threshold.map(kb_to_points),
+        deleted_threshold: o.deleted_threshold,
+        vacuum_min_vector_number: o.vacuum_min_vector_number,
+    })
 }
 
 #[cfg(test)]

@@ -2,40 +2,61 @@
 //! through immutable HNSW segments plus a small exact-scan tail.
 //!
 //! Write path: a batch of versioned [`Record`]s is checked against the versions already held
-//! (last writer wins, tombstones included), written to sled in one atomic batch, flushed to disk
-//! when the client asked for `wait=true`, and only then made visible in memory. Memory is therefore
-//! never ahead of disk, and a batch is all or nothing.
+//! (last writer wins, tombstones included), the changed ids are marked dirty, the records are
+//! written to sled in one atomic batch, flushed to disk when the client asked for `wait=true`,
+//! and only then made visible in memory. Memory is therefore never ahead of disk, and a batch is
+//! all or nothing.
 //!
 //! Files, under the shard's directory:
-//! - the records live in the node's sled database, in a tree named after the collection and shard;
-//! - `segments/manifest.json` lists the segments in use; each `segments/seg-<id>/` holds one
-//!   hnsw_rs dump plus `ids.bin` (the point id and vector version of each internal id).
+//! - the records live in the node's sled database, in a tree named after the collection and
+//!   shard (`c/<collection>/<shard>`), and the *dirty* ids in a second tree (`d/…`, see below);
+//! - `segments/manifest.json` lists the segments in use; each `segments/seg-<id>/segment.shoal`
+//!   is one segment file (`index::file`): vectors, graph, and per internal id the point id,
+//!   versions and payload as sealed (`sealed.rs`).
 //!
-//! Reopening reads the manifest, reloads each dumped graph without rebuilding it, and walks the
-//! records once: a record whose vector version matches its segment entry is live there; anything
-//! else was written after the last dump and goes to the tail. See [`state`] for how updates and
-//! deletes stay correct although hnsw_rs cannot remove points, and [`optimizer`] for how the tail
-//! and dead entries are folded away.
+//! # Reopening without a pass over the records
+//! An id is *dirty* from the moment a change to it is written until a segment holding its current
+//! vector is installed (and, for a deleted id, until no segment holds a copy of it any more).
+//! Every other point's current state is exactly its entry in the newest segment holding its id.
+//! So a reopen maps the segments, marks in each the entries a newer segment supersedes (a merge
+//! of the sorted id tables, no I/O beyond them), and replays only the dirty ids from sled: the
+//! tail, payload overlays and recent deletes. Its cost follows what was written since the last
+//! build, not the size of the shard. (Why the newest copy is the live one: a copy goes stale
+//! only when its point changes after the copy was taken, which marks the point dirty until a
+//! newer segment holds its new vector.) The highest version held, which peers ask for, is kept
+//! in the manifest at every install and advanced by the dirty replay.
+//!
+//! A data dir of an older shoal (hnsw_rs dumps, or no manifest at all) and a segment whose file
+//! fails to open are handled alike: the shard reads every record once, marks every live id dirty
+//! and puts it in the tail, removes the old segment directories, and the optimizer rebuilds the
+//! index in the current format. Nothing is lost because the records in sled are the truth.
+//!
+//! See [`state`] for how updates and deletes stay correct although hnsw_rs cannot remove points,
+//! and [`optimizer`] for how the tail and dead entries are folded away.
 
 pub mod deadline;
 pub mod filter;
 pub mod optimizer;
 pub mod payload;
 pub mod point;
+pub mod sealed;
 pub mod search;
 pub mod state;
 pub mod version;
 
-use crate::index::{HnswParams, Metric, Segment};
+use crate::index::{HnswParams, Metric, ScalarInt8};
 use crate::store::{Store, StoreError};
 use filter::Filter;
 use parking_lot::{Mutex, RwLock};
 pub use payload::apply_payload_op;
 use point::{Payload, PointId, Record, RecordBody};
-use state::{Entry, IndexedSegment, LiveBits, Location, ShardState};
-use std::collections::{BTreeMap, HashMap};
+use sealed::SealedSegment;
+use state::{Entry, Found, Location, ShardState};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
+use std::time::Instant;
 use version::VersionClock;
 
 /// A page of [`Shard::records_since`]: the records, and the id the next page starts after.
@@ -49,6 +70,36 @@ pub struct ShardConfig {
     pub hnsw: HnswParams,
     /// Filtered searches with at most this many candidates in a segment scan them exactly.
     pub full_scan_threshold: usize,
+    /// Scalar int8 quantization of the segments built from now on.
+    pub int8: Option<ScalarInt8>,
+    /// When segments are built and merged (see [`optimizer`]).
+    pub optimizer: optimizer::OptimizerConfig,
+}
+
+impl ShardConfig {
+    /// A configuration with the default optimizer and no quantization (tests, benches).
+    pub fn new(dim: usize, metric: Metric, hnsw: HnswParams) -> ShardConfig {
+        ShardConfig {
+            dim,
+            metric,
+            hnsw,
+            full_scan_threshold: search::FULL_SCAN_THRESHOLD,
+            int8: None,
+            optimizer: optimizer::OptimizerConfig::for_dim(dim),
+        }
+    }
+}
+
+/// The longest a writer waits for room in a full tail: under the default request timeout (60 s),
+/// so a slow build makes upserts slow rather than failed.
+const TAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(50);
+
+/// The sled tree of a shard's dirty ids, next to its records tree `c/<collection>/<shard>`.
+pub fn dirty_tree_name(records_tree: &str) -> String {
+    format!(
+        "d/{}",
+        records_tree.strip_prefix("c/").unwrap_or(records_tree)
+    )
 }
 
 /// A change to one point: the record to store and, for live records, its parsed payload. As
@@ -172,19 +223,37 @@ impl From<StoreError> for ShardError {
 
 pub struct Shard {
     pub config: ShardConfig,
+    /// The node's record store; every access names its tree (no tree handle is kept, so that the
+    /// store can reopen sled after an I/O error).
     store: Store,
+    /// The records tree, `c/<collection>/<shard>`.
     tree: String,
+    /// The tree of ids changed since the segments holding them were built (see the module doc).
+    dirty: String,
     dir: PathBuf,
     clock: Arc<VersionClock>,
     state: RwLock<ShardState>,
-    /// Serialises writers so the version check and the sled batch see the same state.
+    /// Serialises writers so the version check and the sled batch see the same state; a segment
+    /// install takes it too, so no change is between sled and memory while dirty marks go.
     write_lock: Mutex<()>,
     /// Serialises segment builds of this shard.
     build_lock: Mutex<()>,
+    /// Whether a build of this shard is running (collection status `yellow`).
+    building: AtomicBool,
+    /// Whether the optimizer indexes this shard (its threshold is not 0): writers then wait
+    /// for room in the tail.
+    indexing: AtomicBool,
+    /// When the last change was applied (the optimizer indexes a small tail once writes stop).
+    last_write: Mutex<Instant>,
+    /// The last build error, cleared by the next success (collection `optimizer_status`).
+    pub(crate) last_error: Mutex<Option<String>>,
+    /// Points indexed by builds, for the metrics.
+    pub(crate) built_points: AtomicU64,
 }
 
 impl Shard {
-    /// Opens (or creates) a shard: reloads its segments and replays the records written since.
+    /// Opens (or creates) a shard: maps its segments and replays the dirty records (see the
+    /// module doc).
     pub fn open(
         store: &Store,
         tree_name: &str,
@@ -192,120 +261,226 @@ impl Shard {
         config: ShardConfig,
         clock: Arc<VersionClock>,
     ) -> anyhow::Result<Shard> {
+        let started = Instant::now();
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir)?;
-        let segments = optimizer::load_segments(&seg_dir, config.metric)?;
-
-        // Where each (point, vector version) sits in the reloaded segments.
-        let mut indexed: HashMap<PointId, (usize, u32, u64)> = HashMap::new();
-        for (s, seg) in segments.iter().enumerate() {
-            for (i, (id, vv)) in seg.ids.iter().enumerate() {
-                indexed.insert(*id, (s, i as u32, *vv));
+        let shard = Shard {
+            config,
+            store: store.clone(),
+            tree: tree_name.to_string(),
+            dirty: dirty_tree_name(tree_name),
+            dir: seg_dir,
+            clock,
+            state: RwLock::new(ShardState::default()),
+            write_lock: Mutex::new(()),
+            build_lock: Mutex::new(()),
+            building: AtomicBool::new(false),
+            indexing: AtomicBool::new(false),
+            last_write: Mutex::new(Instant::now()),
+            last_error: Mutex::new(None),
+            built_points: AtomicU64::new(0),
+        };
+        let codes_in_ram = shard.config.int8.is_some_and(|q| q.always_ram);
+        let loaded = optimizer::load_segments(&shard.dir, shard.config.metric, codes_in_ram)?;
+        let state = match loaded {
+            optimizer::Loaded::Current {
+                segments,
+                max_version,
+            } => shard.settle(segments, max_version)?,
+            optimizer::Loaded::Fresh if shard.store.with_tree(&shard.tree, |t| t.first())?.is_none() => {
+                optimizer::write_manifest(&shard.dir, &[], 0)?;
+                ShardState::default()
             }
+            optimizer::Loaded::Fresh | optimizer::Loaded::Rebuild => shard.rescan()?,
+        };
+        shard.clock.observe(state.max_version);
+        tracing::debug!(
+            tree = tree_name,
+            points = state.live_count(),
+            segments = state.segments.len(),
+            replayed = state.points.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "shard opened"
+        );
+        for seg in &state.segments {
+            optimizer::verify_in_background(&shard.dir, seg);
         }
+        *shard.state.write() = state;
+        Ok(shard)
+    }
 
+    /// The state from current segments: newest copies live, dirty ids replayed from sled.
+    fn settle(
+        &self,
+        segments: Vec<Arc<SealedSegment>>,
+        max_version: u64,
+    ) -> anyhow::Result<ShardState> {
+        optimizer::supersede_older_copies(&segments);
         let mut state = ShardState {
             segments,
+            max_version,
             ..Default::default()
         };
-        let replay = |tree: &sled::Tree| -> sled::Result<anyhow::Result<()>> {
+        let dirty: Vec<sled::IVec> = self
+            .store
+            .with_tree(&self.dirty, |t| t.iter().keys().collect())?;
+        for key in dirty {
+            let Some(id) = PointId::from_key(&key) else {
+                anyhow::bail!("unreadable dirty id in {}", self.dir.display());
+            };
+            let record = match self.store.with_tree(&self.tree, |t| t.get(&key))? {
+                Some(bytes) => Record::decode(&bytes).map_err(anyhow::Error::msg)?,
+                None => continue,
+            };
+            state.max_version = state.max_version.max(record.version);
+            Self::replay(&mut state, id, record)?;
+        }
+        Ok(state)
+    }
+
+    /// Applies one dirty record over the segments' view of its point. A payload that cannot be
+    /// read fails the open and names the point (it is never shown as `{}`).
+    fn replay(state: &mut ShardState, id: PointId, record: Record) -> anyhow::Result<()> {
+        if let Some(body) = &record.body {
+            point::parse_payload(&body.payload_json)
+                .map_err(|e| anyhow::anyhow!("point {id}: {e}"))?;
+        }
+        let copies: Vec<(Arc<SealedSegment>, u32)> = state
+            .segments
+            .iter()
+            .filter_map(|s| s.find(&id).map(|i| (Arc::clone(s), i)))
+            .collect();
+        for (seg, i) in &copies {
+            seg.live.set(*i, false);
+        }
+        let Some(body) = record.body else {
+            if !copies.is_empty() {
+                state.deleted_dirty.insert(id);
+            }
+            return Ok(());
+        };
+        let sealed = copies
+            .iter()
+            .rev()
+            .find(|(seg, i)| seg.vector_version(*i) == record.vector_version);
+        let location = match sealed {
+            Some((seg, i)) => {
+                seg.live.set(*i, true);
+                if seg.sealed_version(*i) == record.version {
+                    return Ok(());
+                }
+                seg.overlaid.set(*i, true);
+                Location::Segment(Arc::clone(seg), *i)
+            }
+            None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
+        };
+        state.points.insert(
+            id,
+            Entry {
+                version: record.version,
+                vector_version: record.vector_version,
+                payload: body.payload_json.into_boxed_str(),
+                location,
+            },
+        );
+        Ok(())
+    }
+
+    /// Reads every record once (an older data dir, or a segment that cannot be opened): every
+    /// live point goes to the tail and is marked dirty, the old segments are removed, and the
+    /// optimizer rebuilds the index.
+    fn rescan(&self) -> anyhow::Result<ShardState> {
+        tracing::warn!(dir = %self.dir.display(), "segments of an older format or unreadable: re-indexing this shard from its records");
+        let mut state = ShardState::default();
+        let mut marks = sled::Batch::default();
+        let scan = |tree: &sled::Tree| -> sled::Result<anyhow::Result<()>> {
             for item in tree.iter() {
                 let (key, value) = item?;
-                if let Err(e) = replay_record(&mut state, &indexed, &clock, &key, &value) {
-                    return Ok(Err(e.context(format!("in {tree_name}"))));
+                let (Some(id), Ok(record)) = (PointId::from_key(&key), Record::decode(&value))
+                else {
+                    return Ok(Err(anyhow::anyhow!(
+                        "unreadable point record in {}",
+                        self.dir.display()
+                    )));
+                };
+                state.max_version = state.max_version.max(record.version);
+                if record.body.is_some() {
+                    marks.insert(key, &[]);
+                    if let Err(e) = Self::replay(&mut state, id, record) {
+                        return Ok(Err(e));
+                    }
                 }
             }
             Ok(Ok(()))
         };
-        store.with_tree(tree_name, replay)??;
-        tracing::debug!(
-            tree = tree_name,
-            points = state.points.len(),
-            segments = state.segments.len(),
-            replayed = state.tail.live_count,
-            "shard opened"
-        );
-        Ok(Shard {
-            config,
-            store: store.clone(),
-            tree: tree_name.to_string(),
-            dir: seg_dir,
-            clock,
-            state: RwLock::new(state),
-            write_lock: Mutex::new(()),
-            build_lock: Mutex::new(()),
-        })
+        self.store.with_tree(&self.tree, scan)??;
+        // Marks first (durably), then the manifest that drops the old segments: a crash between
+        // the two finds the old manifest and scans again.
+        self.store.with_tree(&self.dirty, |t| t.apply_batch(marks))?;
+        self.store.flush()?;
+        optimizer::write_manifest(&self.dir, &[], state.max_version)?;
+        optimizer::remove_unlisted(&self.dir, &[])?;
+        Ok(state)
     }
-}
 
-/// Replays one stored record into the state being opened: a live point goes where its vector
-/// is indexed, or to the tail.
-fn replay_record(
-    state: &mut ShardState,
-    indexed: &HashMap<PointId, (usize, u32, u64)>,
-    clock: &VersionClock,
-    key: &[u8],
-    value: &[u8],
-) -> anyhow::Result<()> {
-    let (Some(id), Ok(record)) = (PointId::from_key(key), Record::decode(value)) else {
-        anyhow::bail!("unreadable point record");
-    };
-    clock.observe(record.version);
-    let Some(body) = record.body else {
-        return Ok(());
-    };
-    let payload =
-        point::parse_payload(&body.payload_json).map_err(|e| anyhow::anyhow!("point {id}: {e}"))?;
-    let location = match indexed.get(&id) {
-        Some(&(s, i, vv)) if vv == record.vector_version => {
-            let seg = &state.segments[s];
-            seg.admit(i, record.version);
-            Location::Segment(Arc::clone(seg), i)
-        }
-        _ => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
-    };
-    let entry = Entry {
-        version: record.version,
-        vector_version: record.vector_version,
-        payload: Arc::new(payload),
-        location,
-    };
-    state.points.insert(id, entry);
-    Ok(())
-}
-
-impl Shard {
     pub fn len(&self) -> usize {
-        self.state.read().points.len()
+        self.state.read().live_count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Resident bytes of this shard's structures (see [`MemoryReport`]).
+    pub fn memory(&self) -> MemoryReport {
+        let s = self.state.read();
+        let mut r = MemoryReport::default();
+        for seg in &s.segments {
+            let m = seg.index.memory();
+            r.vectors += m.vectors.1;
+            r.graph += m.graph.1;
+            r.codes += m.codes.1;
+            let (ids, payloads) = seg.table_memory();
+            r.point_table += ids.1 + 2 * seg.len().div_ceil(8);
+            r.payloads += payloads.1;
+        }
+        r.vectors += s.tail.vectors.capacity() * 4;
+        r.point_table += s.tail.ids.capacity() * 33
+            + s.points.len() * TABLE_ENTRY_BYTES
+            + s.deleted_dirty.len() * 40;
+        r.payloads += s
+            .points
+            .iter()
+            .map(|(_, e)| PAYLOAD_OVERHEAD + e.payload.len())
+            .sum::<usize>();
+        r
+    }
+
     /// (live points, points inside HNSW segments, segment count)
     pub fn stats(&self) -> (usize, usize, usize) {
         let s = self.state.read();
-        (s.points.len(), s.indexed_count(), s.segments.len())
+        (s.live_count(), s.indexed_count(), s.segments.len())
     }
 
     /// Applies versioned changes: each one wins only over an older version of its point. Within one
     /// call a later change to the same id replaces an earlier one. Returns how many took effect.
     pub fn commit(&self, changes: Vec<Change>, durable: bool) -> Result<usize, ShardError> {
-        let _writer = self.write_lock.lock();
         self.store.recover()?;
+        self.wait_for_tail_room();
+        let _writer = self.write_lock.lock();
         let mut latest: BTreeMap<PointId, Change> = BTreeMap::new();
         for c in changes {
             latest.insert(c.id, c);
         }
         let mut accepted = Vec::with_capacity(latest.len());
         let mut batch = sled::Batch::default();
+        let mut marks = sled::Batch::default();
         let mut batch_bytes = 0u64;
         {
             let state = self.state.read();
             for (id, change) in latest {
-                let held = match state.points.get(&id) {
-                    Some(e) => Some(e.version),
+                let held = match state.find(&id) {
+                    Some(found) => Some(ShardState::version(found)),
                     None => self.stored_version(&id)?,
                 };
                 if held.is_some_and(|v| v >= change.record.version) {
@@ -313,26 +488,27 @@ impl Shard {
                 }
                 // A change from a peer carries its payload as text only: read it now, so that
                 // one that cannot be read is refused before anything is written.
-                let payload = match (change.payload, &change.record.body) {
-                    (Some(payload), _) => payload,
-                    (None, Some(body)) => Arc::new(
-                        point::parse_payload(&body.payload_json)
-                            .map_err(|e| ShardError::Invalid(format!("point {id}: {e}")))?,
-                    ),
-                    (None, None) => point::empty_payload(),
-                };
+                if let (None, Some(body)) = (&change.payload, &change.record.body) {
+                    point::parse_payload(&body.payload_json)
+                        .map_err(|e| ShardError::Invalid(format!("point {id}: {e}")))?;
+                }
                 self.clock.observe(change.record.version);
+                let key = id.to_key();
                 let encoded = change.record.encode();
-                batch_bytes += encoded.len() as u64 + 32;
-                batch.insert(id.to_key(), encoded);
-                accepted.push((id, change.record, payload));
+                batch_bytes += (encoded.len() + 2 * key.len()) as u64 + 48;
+                marks.insert(key.clone(), &[]);
+                batch.insert(key, encoded);
+                accepted.push(change);
             }
         }
         if accepted.is_empty() {
             return Ok(0);
         }
-        // Room for the records and sled's log of them, with the disk reserve still free.
+        // Room for the records, their marks and sled's log of them, with the disk reserve
+        // still free.
         let _room = self.store.admit(2 * batch_bytes)?;
+        // Dirty marks before the records: a mark without its change only costs a replay.
+        self.store.with_tree(&self.dirty, |t| t.apply_batch(marks))?;
         self.store.with_tree(&self.tree, |t| t.apply_batch(batch))?;
         if durable {
             self.store.flush()?;
@@ -341,10 +517,27 @@ impl Shard {
         }
         let mut state = self.state.write();
         let n = accepted.len();
-        for (id, record, payload) in accepted {
-            Self::apply_in_memory(&mut state, id, record, payload);
+        for change in accepted {
+            Self::apply_in_memory(&mut state, change);
         }
+        drop(state);
+        *self.last_write.lock() = Instant::now();
         Ok(n)
+    }
+
+    /// Backpressure: while the unindexed tail (held in RAM) is at its bound and the optimizer is
+    /// indexing, a writer waits for builds to catch up — up to [`TAIL_WAIT`], then it proceeds
+    /// anyway (a build that slow means a starved machine, and refusing the write would not help). A bulk load thus runs at the speed of indexing instead of filling the pod's memory
+    /// with a tail that would take minutes to index after it.
+    fn wait_for_tail_room(&self) {
+        let limit = self.config.optimizer.max_tail_points;
+        let started = Instant::now();
+        while self.indexing.load(std::sync::atomic::Ordering::Relaxed)
+            && self.state.read().tail.live_count >= limit
+            && started.elapsed() < TAIL_WAIT
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     fn stored_version(&self, id: &PointId) -> Result<Option<u64>, ShardError> {
@@ -355,35 +548,47 @@ impl Shard {
         })
     }
 
-    /// Makes a committed record visible; `payload` is the record's, parsed (unused for a
-    /// tombstone).
-    fn apply_in_memory(state: &mut ShardState, id: PointId, record: Record, payload: Arc<Payload>) {
-        let previous = state.points.remove(&id);
+    fn apply_in_memory(state: &mut ShardState, change: Change) {
+        let Change {
+            id,
+            record,
+            payload,
+        } = change;
+        state.max_version = state.max_version.max(record.version);
+        let previous = state
+            .find(&id)
+            .map(|f| (ShardState::location(f), ShardState::vector_version(f)));
+        state.points.remove(&id);
         let Some(body) = record.body else {
-            if let Some(prev) = previous {
-                state.retire(&prev.location);
+            if let Some((location, _)) = previous {
+                if matches!(location, Location::Segment(..)) {
+                    state.deleted_dirty.insert(id);
+                }
+                state.retire(&location);
             }
             return;
         };
         let location = match previous {
-            Some(prev) if prev.vector_version == record.vector_version => {
-                if let Location::Segment(seg, i) = &prev.location {
-                    seg.set_version(*i, record.version);
+            Some((location, vv)) if vv == record.vector_version => {
+                if let Location::Segment(seg, i) = &location {
+                    seg.overlaid.set(*i, true);
                 }
-                prev.location
+                location
             }
-            Some(prev) => {
-                state.retire(&prev.location);
+            Some((location, _)) => {
+                state.retire(&location);
                 Location::Tail(state.tail.push(id, record.vector_version, &body.vector))
             }
             None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
         };
+        state.deleted_dirty.remove(&id);
+        drop(payload);
         state.points.insert(
             id,
             Entry {
                 version: record.version,
                 vector_version: record.vector_version,
-                payload,
+                payload: body.payload_json.into_boxed_str(),
                 location,
             },
         );
@@ -405,12 +610,12 @@ impl Shard {
             Plan::Payload(selector, op) => select_in(&state, selector)
                 .into_iter()
                 .filter_map(|id| {
-                    let e = state.points.get(&id)?;
-                    let mut payload = (*e.payload).clone();
+                    let found = state.find(&id)?;
+                    let mut payload = (*ShardState::payload(found)).clone();
                     apply_payload_op(&mut payload, op);
-                    let vector = state.vector(e, self.config.dim).to_vec();
+                    let vector = state.vector(found, self.config.dim).to_vec();
                     let mut change = Change::upsert(id, version, vector, payload);
-                    change.record.vector_version = e.vector_version;
+                    change.record.vector_version = ShardState::vector_version(found);
                     Some(change)
                 })
                 .collect(),
@@ -463,18 +668,10 @@ impl Shard {
         self.store.with_tree(&self.tree, page)?
     }
 
-    /// The highest version of any record held, tombstones included.
+    /// The highest version of any record held, tombstones included (kept in memory: see the
+    /// module doc).
     pub fn max_version(&self) -> u64 {
-        let highest = |tree: &sled::Tree| -> sled::Result<u64> {
-            Ok(tree
-                .iter()
-                .values()
-                .filter_map(|v| v.ok().and_then(|b| Record::decode(&b).ok()))
-                .map(|r| r.version)
-                .max()
-                .unwrap_or(0))
-        };
-        self.store.with_tree(&self.tree, highest).unwrap_or(0)
+        self.state.read().max_version
     }
 
     /// Reads points by id, in the order asked; missing ids are skipped.
@@ -483,9 +680,8 @@ impl Shard {
         ids.iter()
             .filter_map(|id| {
                 state
-                    .points
-                    .get(id)
-                    .map(|e| self.view(&state, id, e, with_vector, true))
+                    .find(id)
+                    .map(|f| self.view(&state, id, f, with_vector, true))
             })
             .collect()
     }
@@ -500,11 +696,10 @@ impl Shard {
     ) -> Vec<PointView> {
         let state = self.state.read();
         state
-            .points
             .ordered_from(from)
-            .filter(|(id, e)| filter.is_none_or(|f| f.matches(id, &e.payload)))
+            .filter(|(id, f)| filter.is_none_or(|flt| matches_found(flt, id, *f)))
             .take(limit)
-            .map(|(id, e)| self.view(&state, id, e, with_vector, true))
+            .map(|(id, f)| self.view(&state, &id, f, with_vector, true))
             .collect()
     }
 
@@ -512,35 +707,69 @@ impl Shard {
     pub fn count(&self, filter: Option<&Filter>) -> usize {
         let state = self.state.read();
         match filter {
-            None => state.points.len(),
-            Some(f) => state
-                .points
-                .iter()
-                .filter(|(id, e)| f.matches(id, &e.payload))
+            None => state.live_count(),
+            Some(flt) => state
+                .iter_live()
+                .filter(|(id, f)| matches_found(flt, id, *f))
                 .count(),
         }
     }
 
     /// What a reader gets of a point. Without `with_payload` the payload is the shared empty
-    /// one: cloning the point's own `Arc` would touch a cold cache line per hit.
+    /// one (a sealed payload is then never read from its file).
     fn view(
         &self,
         state: &ShardState,
         id: &PointId,
-        e: &Entry,
+        found: Found<'_>,
         with_vector: bool,
         with_payload: bool,
     ) -> PointView {
         PointView {
             id: *id,
-            version: e.version,
+            version: ShardState::version(found),
             payload: if with_payload {
-                Arc::clone(&e.payload)
+                ShardState::payload(found)
             } else {
                 point::empty_payload()
             },
-            vector: with_vector.then(|| state.vector(e, self.config.dim).to_vec()),
+            vector: with_vector.then(|| state.vector(found, self.config.dim).to_vec()),
         }
+    }
+}
+
+/// Resident bytes by component. Mapped parts count the pages in core (`mincore`); heap parts
+/// are estimated from their sizes (docs/storage.md has the per-entry figures).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryReport {
+    pub vectors: usize,
+    pub codes: usize,
+    pub graph: usize,
+    pub point_table: usize,
+    pub payloads: usize,
+}
+
+impl std::ops::AddAssign for MemoryReport {
+    fn add_assign(&mut self, o: MemoryReport) {
+        self.vectors += o.vectors;
+        self.codes += o.codes;
+        self.graph += o.graph;
+        self.point_table += o.point_table;
+        self.payloads += o.payloads;
+    }
+}
+
+/// A point-table entry of the tail or an overlay: the hash map slot (id 24 B, entry 56 B, control
+/// byte, load factor) and the ordered set's share (measured, docs/storage.md).
+const TABLE_ENTRY_BYTES: usize = 150;
+/// A payload's text allocation beyond its length.
+const PAYLOAD_OVERHEAD: usize = 16;
+
+/// Whether a live point passes a filter (a sealed payload is parsed from its file for it).
+pub(crate) fn matches_found(filter: &Filter, id: &PointId, found: Found<'_>) -> bool {
+    match found {
+        Found::Table(e) => filter.matches(id, &e.parsed_payload()),
+        Found::Sealed(seg, i) => filter.matches(id, &seg.payload(i)),
     }
 }
 
@@ -548,28 +777,14 @@ fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {
     match selector {
         Selector::Ids(ids) => ids
             .iter()
-            .filter(|id| state.points.contains_key(id))
+            .filter(|id| state.find(id).is_some())
             .copied()
             .collect(),
         Selector::Filter(f) => state
-            .points
-            .iter()
-            .filter(|(id, e)| f.matches(id, &e.payload))
-            .map(|(id, _)| *id)
+            .iter_live()
+            .filter(|(id, found)| matches_found(f, id, *found))
+            .map(|(id, _)| id)
             .collect(),
-    }
-}
-
-/// Builds an [`IndexedSegment`] whose live bits are all clear; the caller sets them.
-pub(crate) fn indexed_segment(id: u64, index: Segment, ids: Vec<(PointId, u64)>) -> IndexedSegment {
-    let live = LiveBits::new(ids.len());
-    let versions = ids.iter().map(|_| Default::default()).collect();
-    IndexedSegment {
-        id,
-        index,
-        ids,
-        live,
-        versions,
     }
 }
 

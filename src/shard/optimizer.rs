@@ -1,41 +1,113 @@
-//! Background indexing: folds the exact-scan tail into a new HNSW segment, and merges segments
-//! once deletes and updates have left too much of them dead.
+//! Background indexing: folds the exact-scan tail into new HNSW segments, merges small segments
+//! and vacuums ones that deletes and updates left too dead, within a bounded segment size and one
+//! build at a time on the node.
 //!
-//! A build never blocks readers or writers: it copies the live vectors it will index under a read
-//! lock, builds and dumps the segment into `segments/tmp-<id>/` with no lock held, renames it to
-//! `segments/seg-<id>/` (fsynced), and then, under the write lock, moves each point whose vector is
-//! still the one that was copied into the new segment. Points changed meanwhile simply stay where
-//! their newer vector is. Only after `manifest.json` is atomically replaced are retired segment
-//! directories deleted, so a crash at any instant leaves a manifest naming complete segments.
+//! A build never blocks readers or writers: it copies the entries it will index under a read
+//! lock, builds the segment file into `segments/tmp-<id>/` with no lock held, renames it to
+//! `segments/seg-<id>/` (fsynced), and then, under the write locks, admits each entry whose point
+//! still has the copied vector. Points changed meanwhile simply stay where their newer vector
+//! is. Only after `manifest.json` is atomically replaced are dirty marks cleared and retired
+//! segment directories deleted, so a crash at any instant leaves a manifest naming complete
+//! segments and every change since them marked dirty.
+//!
+//! # Policy (checked every half second per shard, first match wins)
+//! 1. **Tail**: once the tail holds `indexing_threshold` points — or, after [`QUIET`] without
+//!    writes, at least [`QUIET_MIN_TAIL`] (a threshold of 0 disables indexing, as in Qdrant) —
+//!    it is built into a segment of at most
+//!    `max_segment_points`, absorbing the segments no larger than [`TIER_FACTOR`] times it
+//!    (size-tiered: a point is rebuilt only when enough new points join it, and a build never
+//!    exceeds the maximum, so a tail never rebuilds the whole shard).
+//! 2. **Vacuum**: a segment whose dead entries exceed `deleted_threshold` of it (and
+//!    `vacuum_min_vector_number`) is rebuilt without them.
+//! 3. **Merge**: when more than [`MAX_SMALL`] segments are under half the maximum, the smallest
+//!    are merged (within the maximum).
+//!
+//! The maximum bounds a build's memory: hnsw_rs needs several KB per point while it builds
+//! (docs/storage.md), so a segment may hold at most what the node's memory allows (see
+//! [`OptimizerConfig::for_dim`]), or Qdrant's `optimizers_config.max_segment_size` when the
+//! collection sets it.
 
-use super::point::PointId;
-use super::state::{IndexedSegment, Location, Tail};
-use super::{indexed_segment, Shard};
+use super::point::{PointId, Record};
+use super::sealed::{SealEntry, SealedSegment};
+use super::state::{Found, Location, ShardState, Tail};
+use super::Shard;
 use crate::fsutil;
-use crate::index::{Metric, Segment};
+use crate::index::{dir_format, DirFormat, Metric};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// A tail build also absorbs every segment at most this many times the tail's size (size-tiered
-/// merging): searching one graph is cheaper than searching several, and a segment is rebuilt only
-/// when enough new points have arrived to be worth it.
+/// A tail build also absorbs every segment at most this many times the tail's size.
 const TIER_FACTOR: usize = 4;
-/// Merge everything into one segment when more than this many exist.
-const MAX_SEGMENTS: usize = 4;
-/// Rebuild a segment once this fraction of its entries is dead…
-const MAX_DEAD_FRACTION: f64 = 0.25;
-/// …and at least this many are (Qdrant's `vacuum_min_vector_number`).
-const MIN_DEAD_TO_MERGE: usize = 1000;
+/// Merge small segments (under half the maximum) once there are more than this many.
+const MAX_SMALL: usize = 3;
+/// Writes must have stopped this long before a tail under the threshold is indexed.
+pub const QUIET: Duration = Duration::from_secs(3);
+/// The smallest tail indexed once writes stop: below it an exact scan costs less than a few
+/// graph hops.
+pub const QUIET_MIN_TAIL: usize = 256;
 
 const MANIFEST: &str = "manifest.json";
-const IDS_FILE: &str = "ids.bin";
+const FORMAT: u32 = 2;
+/// Marker left in a segment directory whose file failed its checksums (see
+/// [`verify_in_background`]): the next open re-indexes the shard from its records.
+const CORRUPT: &str = "CORRUPT";
+
+/// One build at a time on the whole node: builds are what needs memory (and both cores).
+static BUILD_SLOT: Mutex<()> = Mutex::new(());
+
+/// When segments are built and merged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimizerConfig {
+    /// The collection's `indexing_threshold` (points), overriding the node's when set.
+    pub indexing_threshold: Option<usize>,
+    /// The most points one segment may hold.
+    pub max_segment_points: usize,
+    /// The most points the (in-RAM) tail holds before writers wait for builds.
+    pub max_tail_points: usize,
+    pub deleted_threshold: f64,
+    pub vacuum_min_vector_number: usize,
+}
+
+impl OptimizerConfig {
+    /// Defaults for vectors of `dim` on this node: Qdrant's vacuum settings, and the largest
+    /// segment a build can make within a quarter of the node's memory.
+    pub fn for_dim(dim: usize) -> OptimizerConfig {
+        let max_segment_points = crate::memory::default_max_segment_points(dim);
+        OptimizerConfig {
+            indexing_threshold: None,
+            max_segment_points,
+            max_tail_points: crate::memory::default_max_tail_points(dim).max(max_segment_points),
+            deleted_threshold: 0.2,
+            vacuum_min_vector_number: 1000,
+        }
+    }
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Manifest {
+    /// Absent in manifests of older shoal versions (hnsw_rs dumps).
+    #[serde(default)]
+    format: u32,
     segments: Vec<u64>,
+    #[serde(default)]
+    max_version: u64,
+}
+
+/// What a shard's `segments/` directory holds.
+pub enum Loaded {
+    /// No manifest: a new shard, or one of an older shoal that had built no segment yet.
+    Fresh,
+    /// Segments of the current format, oldest first.
+    Current {
+        segments: Vec<Arc<SealedSegment>>,
+        max_version: u64,
+    },
+    /// Segments of an older format, or unreadable: re-index from the records.
+    Rebuild,
 }
 
 /// What a finished build reports.
@@ -45,69 +117,223 @@ pub struct BuildReport {
     pub seconds: f64,
 }
 
-/// Loads the segments named by the manifest and removes any directory it does not name (left by a
-/// crash mid-build or mid-merge). A segment that fails to load is skipped with an error logged:
-/// its points are still in sled and return to the tail, to be indexed again.
-pub fn load_segments(dir: &Path, metric: Metric) -> anyhow::Result<Vec<Arc<IndexedSegment>>> {
+/// Maps the segments named by the manifest; removes leftovers of interrupted builds.
+pub fn load_segments(dir: &Path, metric: Metric, codes_in_ram: bool) -> anyhow::Result<Loaded> {
     let manifest: Manifest = match std::fs::read(dir.join(MANIFEST)) {
         Ok(bytes) => serde_json::from_slice(&bytes)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Fresh),
         Err(e) => return Err(e.into()),
     };
+    if manifest.format != FORMAT {
+        return Ok(Loaded::Rebuild);
+    }
+    remove_unlisted(dir, &manifest.segments)?;
+    let mut segments = Vec::new();
+    for id in manifest.segments {
+        let seg_dir = dir.join(format!("seg-{id}"));
+        if seg_dir.join(CORRUPT).exists() || dir_format(&seg_dir) != DirFormat::Current {
+            tracing::error!(
+                segment = id,
+                "segment failed its checksums or is of another format; re-indexing the shard"
+            );
+            return Ok(Loaded::Rebuild);
+        }
+        let started = Instant::now();
+        match SealedSegment::open(id, &seg_dir, metric, codes_in_ram) {
+            Ok(seg) => {
+                let seconds = started.elapsed().as_secs_f64();
+                metrics::histogram!("shoal_segment_reopen_seconds").record(seconds);
+                tracing::info!(segment = id, points = seg.len(), seconds, "segment mapped");
+                segments.push(Arc::new(seg));
+            }
+            Err(e) => {
+                tracing::error!(segment = id, error = %e, "segment unreadable; re-indexing the shard from its records");
+                return Ok(Loaded::Rebuild);
+            }
+        }
+    }
+    Ok(Loaded::Current {
+        segments,
+        max_version: manifest.max_version,
+    })
+}
+
+/// Removes every entry of `dir` but the manifest and the listed segments.
+pub fn remove_unlisted(dir: &Path, keep: &[u64]) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let keep = name == MANIFEST
+        let listed = name == MANIFEST
             || name
                 .strip_prefix("seg-")
                 .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|id| manifest.segments.contains(&id));
-        if !keep {
-            tracing::info!(path = %entry.path().display(), "removing leftover from an interrupted build");
+                .is_some_and(|id| keep.contains(&id));
+        if !listed {
+            tracing::info!(path = %entry.path().display(), "removing a segment directory no manifest names");
             let _ = std::fs::remove_dir_all(entry.path())
                 .or_else(|_| std::fs::remove_file(entry.path()));
         }
     }
-    let mut segments = Vec::new();
-    for id in manifest.segments {
-        let seg_dir = dir.join(format!("seg-{id}"));
-        let started = Instant::now();
-        match open_segment(&seg_dir, metric) {
-            Ok((index, ids)) => {
-                let seconds = started.elapsed().as_secs_f64();
-                metrics::histogram!("shoal_segment_reopen_seconds").record(seconds);
-                tracing::info!(
-                    segment = id,
-                    points = ids.len(),
-                    seconds,
-                    "segment reopened"
-                );
-                segments.push(Arc::new(indexed_segment(id, index, ids)));
+    Ok(())
+}
+
+pub fn write_manifest(dir: &Path, segments: &[u64], max_version: u64) -> anyhow::Result<()> {
+    let manifest = Manifest {
+        format: FORMAT,
+        segments: segments.to_vec(),
+        max_version,
+    };
+    fsutil::write_atomic(&dir.join(MANIFEST), &serde_json::to_vec(&manifest)?)?;
+    Ok(())
+}
+
+/// Marks every entry superseded by a copy of its point in a newer segment as dead: with the ids
+/// of each segment sorted, one merge over them (see the shard's module doc for why the newest
+/// copy is the live one).
+pub fn supersede_older_copies(segments: &[Arc<SealedSegment>]) {
+    if segments.len() < 2 {
+        return;
+    }
+    let mut cursors: Vec<u32> = vec![0; segments.len()];
+    loop {
+        let mut smallest: Option<PointId> = None;
+        for (s, seg) in segments.iter().enumerate() {
+            if (cursors[s] as usize) < seg.len() {
+                let id = seg.point_id(cursors[s]);
+                if smallest.is_none_or(|m| id < m) {
+                    smallest = Some(id);
+                }
             }
-            Err(e) => {
-                tracing::error!(segment = id, error = %e, "segment unreadable; its points will be re-indexed")
+        }
+        let Some(id) = smallest else { break };
+        let mut newest = true;
+        for s in (0..segments.len()).rev() {
+            let seg = &segments[s];
+            if (cursors[s] as usize) < seg.len() && seg.point_id(cursors[s]) == id {
+                if !newest {
+                    seg.live.set(cursors[s], false);
+                }
+                newest = false;
+                cursors[s] += 1;
             }
         }
     }
-    Ok(segments)
 }
 
-/// Opens one segment directory with its `ids.bin` (internal id → point id and vector version).
-pub fn open_segment(dir: &Path, metric: Metric) -> anyhow::Result<(Segment, Vec<(PointId, u64)>)> {
-    let bytes = std::fs::read(dir.join(IDS_FILE))?;
-    let (ids, _): (Vec<(PointId, u64)>, _) =
-        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())?;
-    let index = Segment::open(dir, metric)?;
-    anyhow::ensure!(
-        index.len() == ids.len(),
-        "segment holds {} vectors but {} ids",
-        index.len(),
-        ids.len()
-    );
-    Ok((index, ids))
+/// Verifies a segment's checksums on a background thread; a corrupt one is marked so that the
+/// next open re-indexes the shard from its records (it keeps serving until then).
+pub fn verify_in_background(dir: &Path, seg: &Arc<SealedSegment>) {
+    let seg = Arc::clone(seg);
+    let seg_dir = dir.join(format!("seg-{}", seg.id));
+    let spawned = std::thread::Builder::new()
+        .name("segment-verify".into())
+        .spawn(move || {
+            if let Err(e) = seg.index.verify() {
+                metrics::counter!("shoal_segment_corrupt_total").increment(1);
+                tracing::error!(segment = seg.id, error = %e, "segment file is corrupt; the shard will be re-indexed from its records at the next start");
+                let _ = fsutil::write_atomic(&seg_dir.join(CORRUPT), e.to_string().as_bytes());
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start segment verification");
+    }
+}
+
+/// What one build takes: tail slots and whole segments.
+struct Job {
+    tail_slots: Vec<u32>,
+    absorbed: Vec<Arc<SealedSegment>>,
+    reason: &'static str,
 }
 
 impl Shard {
+    /// The indexing threshold in force: the collection's, else the node's; 0 disables
+    /// indexing (Qdrant's meaning).
+    fn threshold(&self, node_threshold: usize) -> usize {
+        self.config
+            .optimizer
+            .indexing_threshold
+            .unwrap_or(node_threshold)
+    }
+
+    /// Whether the shard has optimization work due or running (collection status `yellow`).
+    pub fn optimizing(&self, node_threshold: usize) -> bool {
+        self.building.load(Ordering::Acquire)
+            || self
+                .plan_build(&self.state.read(), self.threshold(node_threshold), true)
+                .is_some()
+    }
+
+    /// Decides the next build (see the module doc). `quiet_now` pretends writes have stopped.
+    fn plan_build(&self, state: &ShardState, threshold: usize, quiet_now: bool) -> Option<Job> {
+        let max = self.config.optimizer.max_segment_points.max(1);
+        let tail = state.tail.live_count;
+        let quiet = quiet_now || self.last_write.lock().elapsed() >= QUIET;
+        let due = tail >= threshold || (quiet && tail >= QUIET_MIN_TAIL.min(threshold));
+        if threshold > 0 && tail > 0 && due {
+            let tail_slots: Vec<u32> = (0..state.tail.ids.len() as u32)
+                .filter(|&s| state.tail.live[s as usize])
+                .take(max)
+                .collect();
+            let mut total = tail_slots.len();
+            let mut small: Vec<&Arc<SealedSegment>> = state
+                .segments
+                .iter()
+                .filter(|s| s.live.count() <= TIER_FACTOR * tail_slots.len())
+                .collect();
+            small.sort_by_key(|s| s.live.count());
+            let mut absorbed = Vec::new();
+            for s in small {
+                let live = s.live.count();
+                if total + live > max {
+                    break;
+                }
+                total += live;
+                absorbed.push(Arc::clone(s));
+            }
+            return Some(Job {
+                tail_slots,
+                absorbed,
+                reason: "tail",
+            });
+        }
+        let opt = &self.config.optimizer;
+        if let Some(seg) = state.segments.iter().find(|s| {
+            let dead = s.len() - s.live.count();
+            dead >= opt.vacuum_min_vector_number
+                && dead as f64 > opt.deleted_threshold * s.len() as f64
+        }) {
+            return Some(Job {
+                tail_slots: Vec::new(),
+                absorbed: vec![Arc::clone(seg)],
+                reason: "vacuum",
+            });
+        }
+        let mut small: Vec<&Arc<SealedSegment>> = state
+            .segments
+            .iter()
+            .filter(|s| s.live.count() < max / 2)
+            .collect();
+        if small.len() > MAX_SMALL {
+            small.sort_by_key(|s| s.live.count());
+            let mut total = 0;
+            let mut absorbed = Vec::new();
+            for s in small {
+                if total + s.live.count() > max && absorbed.len() >= 2 {
+                    break;
+                }
+                total += s.live.count();
+                absorbed.push(Arc::clone(s));
+            }
+            return Some(Job {
+                tail_slots: Vec::new(),
+                absorbed,
+                reason: "merge",
+            });
+        }
+        None
+    }
+
     /// Runs one optimisation step if one is due. Returns what it built, if anything.
     pub fn optimize(&self, indexing_threshold: usize) -> anyhow::Result<Option<BuildReport>> {
         self.optimize_cancellable(indexing_threshold, &AtomicBool::new(false))
@@ -115,7 +341,7 @@ impl Shard {
 
     /// [`Shard::optimize`] that gives up when `cancel` is set (the node is stopping): the build
     /// fails with [`crate::index::BuildCancelled`], its directory is removed, and the points
-    /// stay in the tail, to be built again after the restart.
+    /// stay where they were, to be built again after the restart.
     pub fn optimize_cancellable(
         &self,
         indexing_threshold: usize,
@@ -124,116 +350,176 @@ impl Shard {
         let Some(_building) = self.build_lock.try_lock() else {
             return Ok(None);
         };
-        let (merge, sources) = {
-            let state = self.state.read();
-            let needs_merge = state.segments.len() > MAX_SEGMENTS
-                || state.segments.iter().any(|s| {
-                    let dead = s.ids.len() - s.live.count();
-                    dead >= MIN_DEAD_TO_MERGE
-                        && dead as f64 > MAX_DEAD_FRACTION * s.ids.len() as f64
-                });
-            if !needs_merge && state.tail.live_count < indexing_threshold.max(1) {
-                return Ok(None);
-            }
-            let mut ids = Vec::new();
-            let mut vectors = Vec::new();
-            let dim = self.config.dim;
-            for (slot, (id, vv)) in state.tail.ids.iter().enumerate() {
-                if state.tail.live[slot] {
-                    ids.push((*id, *vv));
-                    vectors.extend_from_slice(state.tail.vector(slot as u32, dim));
-                }
-            }
-            let absorbed = state.segments.iter().filter(|seg| {
-                needs_merge || seg.live.count() <= TIER_FACTOR * state.tail.live_count
-            });
-            for seg in absorbed {
-                for (i, (id, vv)) in seg.ids.iter().enumerate() {
-                    if seg.live.get(i as u32) {
-                        ids.push((*id, *vv));
-                        vectors.extend_from_slice(seg.index.vector(i as u32));
-                    }
-                }
-            }
-            (needs_merge, (ids, vectors))
-        };
-        let (ids, vectors) = sources;
-        let report = BuildReport {
-            points: ids.len(),
-            seconds: 0.0,
-        };
+        let threshold = self.threshold(indexing_threshold);
+        self.indexing.store(threshold > 0, Ordering::Relaxed);
+        if self
+            .plan_build(&self.state.read(), threshold, false)
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let _slot = BUILD_SLOT.lock();
+        self.building.store(true, Ordering::Release);
+        let result = self.run_build(threshold, cancel);
+        self.building.store(false, Ordering::Release);
+        match &result {
+            Ok(_) => *self.last_error.lock() = None,
+            Err(e) => *self.last_error.lock() = Some(format!("{e:#}")),
+        }
+        result
+    }
+
+    fn run_build(
+        &self,
+        threshold: usize,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<Option<BuildReport>> {
         let started = Instant::now();
-        let segment = if ids.is_empty() {
+        let (entries, vectors, reason) = {
+            let state = self.state.read();
+            let Some(job) = self.plan_build(&state, threshold, false) else {
+                return Ok(None);
+            };
+            let (entries, vectors) = self.copy_entries(&state, &job);
+            (entries, vectors, job.reason)
+        };
+        let points = entries.len();
+        let segment = if entries.is_empty() {
             None
         } else {
-            Some(self.build_segment(ids, vectors, cancel)?)
+            Some(self.build_segment(&entries, vectors, cancel)?)
         };
+        drop(entries);
         self.install(segment)?;
         let report = BuildReport {
+            points,
             seconds: started.elapsed().as_secs_f64(),
-            ..report
         };
-        tracing::info!(
-            points = report.points,
-            seconds = report.seconds,
-            merge,
-            "segment built"
-        );
+        self.built_points
+            .fetch_add(points as u64, Ordering::Relaxed);
+        tracing::info!(points, seconds = report.seconds, reason, "segment built");
         Ok(Some(report))
     }
 
-    /// Builds and dumps a segment into `tmp-<id>/`, then renames it `seg-<id>/`. A build that
-    /// fails (a full disk, a stop) removes its directory, so that nothing it wrote is left to
-    /// fill the disk until the next restart.
+    /// The entries a job indexes, sorted by id, and their vectors in the same order.
+    fn copy_entries(&self, state: &ShardState, job: &Job) -> (Vec<SealEntry>, Vec<f32>) {
+        let dim = self.config.dim;
+        let mut picked: Vec<(SealEntry, &[f32])> = Vec::new();
+        for &slot in &job.tail_slots {
+            let (id, vv) = state.tail.ids[slot as usize];
+            let Some(e) = state.points.get(&id) else {
+                continue;
+            };
+            picked.push((
+                SealEntry {
+                    id,
+                    vector_version: vv,
+                    version: e.version,
+                    payload_json: e.payload.as_bytes().to_vec(),
+                },
+                state.tail.vector(slot, dim),
+            ));
+        }
+        for seg in &job.absorbed {
+            for i in 0..seg.len() as u32 {
+                if !seg.live.get(i) {
+                    continue;
+                }
+                let id = seg.point_id(i);
+                let (version, payload_json) = match state.points.get(&id) {
+                    Some(e) if seg.overlaid.get(i) => (e.version, e.payload.as_bytes().to_vec()),
+                    _ => (seg.sealed_version(i), seg.payload_json(i).to_vec()),
+                };
+                picked.push((
+                    SealEntry {
+                        id,
+                        vector_version: seg.vector_version(i),
+                        version,
+                        payload_json,
+                    },
+                    seg.index.vector(i),
+                ));
+            }
+        }
+        picked.sort_by_key(|(e, _)| e.id);
+        picked.dedup_by_key(|(e, _)| e.id);
+        let mut vectors = Vec::with_capacity(picked.len() * dim);
+        for (_, v) in &picked {
+            vectors.extend_from_slice(v);
+        }
+        (picked.into_iter().map(|(e, _)| e).collect(), vectors)
+    }
+
+    /// Builds a segment file into `tmp-<id>/`, then renames it `seg-<id>/`. A build that fails
+    /// (a full disk, a stop) removes its directory, so that nothing it wrote is left to fill the
+    /// disk until the next restart.
     fn build_segment(
         &self,
-        ids: Vec<(PointId, u64)>,
+        entries: &[SealEntry],
         vectors: Vec<f32>,
         cancel: &AtomicBool,
-    ) -> anyhow::Result<IndexedSegment> {
+    ) -> anyhow::Result<SealedSegment> {
         let id = self.clock.next();
         let tmp = self.dir.join(format!("tmp-{id}"));
         let _ = std::fs::remove_dir_all(&tmp);
         let built = (|| {
             std::fs::create_dir_all(&tmp)?;
-            let (dim, metric, hnsw) = (self.config.dim, self.config.metric, self.config.hnsw);
-            let index = Segment::build_cancellable(vectors, dim, metric, hnsw, &tmp, cancel)?;
-            let bytes = bincode::serde::encode_to_vec(&ids, bincode::config::standard())?;
-            fsutil::write_atomic(&tmp.join(IDS_FILE), &bytes)?;
+            let c = &self.config;
+            let seg = SealedSegment::build(
+                id, entries, vectors, c.dim, c.metric, c.hnsw, c.int8, &tmp, cancel,
+            )?;
+            // Entries start dead; install admits the ones still current.
+            (0..seg.len() as u32).for_each(|i| seg.live.set(i, false));
             fsutil::rename_dir_durably(&tmp, &self.dir.join(format!("seg-{id}")))?;
-            Ok(index)
+            Ok(seg)
         })();
-        match built {
-            Ok(index) => Ok(indexed_segment(id, index, ids)),
-            Err(e) => {
-                if let Err(rm) = std::fs::remove_dir_all(&tmp) {
-                    if rm.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(path = %tmp.display(), error = %rm, "cannot remove a failed build");
-                    }
+        if built.is_err() {
+            if let Err(rm) = std::fs::remove_dir_all(&tmp) {
+                if rm.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %tmp.display(), error = %rm, "cannot remove a failed build");
                 }
-                Err(e)
             }
         }
+        built
     }
 
-    /// Moves every point whose vector is unchanged since the copy into the new segment, compacts
-    /// the tail, drops segments left with nothing live, and records the result in the manifest.
-    fn install(&self, segment: Option<IndexedSegment>) -> anyhow::Result<()> {
+    /// Admits every entry whose point still has the copied vector, compacts the tail, drops
+    /// segments left with nothing live, records the result in the manifest, and only then
+    /// clears the dirty marks the new segment covers.
+    fn install(&self, segment: Option<SealedSegment>) -> anyhow::Result<()> {
         let segment = segment.map(Arc::new);
+        let _writer = self.write_lock.lock();
+        let mut cleaned: Vec<PointId> = Vec::new();
         let retired: Vec<u64>;
         {
             let mut state = self.state.write();
-            if let Some(segment) = &segment {
-                for (i, (id, vv)) in segment.ids.iter().enumerate() {
-                    let current = state.points.get(id).filter(|e| e.vector_version == *vv);
-                    let Some((old, version)) = current.map(|e| (e.location.clone(), e.version))
-                    else {
-                        continue;
-                    };
+            if let Some(seg) = &segment {
+                let admitted: Vec<(u32, PointId, Location, u64, bool)> = (0..seg.len() as u32)
+                    .filter_map(|i| {
+                        let id = seg.point_id(i);
+                        let found = state.find(&id)?;
+                        (ShardState::vector_version(found) == seg.vector_version(i)).then(|| {
+                            (
+                                i,
+                                id,
+                                ShardState::location(found),
+                                ShardState::version(found),
+                                matches!(found, Found::Table(_)),
+                            )
+                        })
+                    })
+                    .collect();
+                for (i, id, old, version, in_table) in admitted {
                     state.retire(&old);
-                    segment.admit(i as u32, version);
-                    if let Some(e) = state.points.get_mut(id) {
-                        e.location = Location::Segment(Arc::clone(segment), i as u32);
+                    seg.live.set(i, true);
+                    if version == seg.sealed_version(i) {
+                        if in_table {
+                            state.points.remove(&id);
+                            cleaned.push(id);
+                        }
+                    } else if let Some(e) = state.points.get_mut(&id) {
+                        e.location = Location::Segment(Arc::clone(seg), i);
+                        seg.overlaid.set(i, true);
                     }
                 }
             }
@@ -249,20 +535,44 @@ impl Shard {
                 None => {}
             }
             retired = dropped;
-            let manifest = Manifest {
-                segments: state.segments.iter().map(|s| s.id).collect(),
-            };
-            fsutil::write_atomic(&self.dir.join(MANIFEST), &serde_json::to_vec(&manifest)?)?;
+            let gone: Vec<PointId> = state
+                .deleted_dirty
+                .iter()
+                .filter(|id| state.segments.iter().all(|s| s.find(id).is_none()))
+                .copied()
+                .collect();
+            for id in gone {
+                state.deleted_dirty.remove(&id);
+                cleaned.push(id);
+            }
+            let ids: Vec<u64> = state.segments.iter().map(|s| s.id).collect();
+            write_manifest(&self.dir, &ids, state.max_version)?;
         }
+        let mut unmark = sled::Batch::default();
+        for id in cleaned {
+            unmark.remove(id.to_key());
+        }
+        self.store.with_tree(&self.dirty, |t| t.apply_batch(unmark))?;
+        drop(_writer);
         for id in retired {
             let _ = std::fs::remove_dir_all(self.dir.join(format!("seg-{id}")));
         }
         Ok(())
     }
+
+    /// Re-reads one record (tests: what sled holds for an id).
+    #[doc(hidden)]
+    pub fn stored_record(&self, id: &PointId) -> Option<Record> {
+        self.store
+            .with_tree(&self.tree, |t| t.get(id.to_key()))
+            .ok()
+            .flatten()
+            .and_then(|b| Record::decode(&b).ok())
+    }
 }
 
 /// Rewrites the tail without its dead slots, repointing the entries that stay in it.
-fn compact_tail(state: &mut super::state::ShardState, dim: usize) {
+fn compact_tail(state: &mut ShardState, dim: usize) {
     let old = std::mem::take(&mut state.tail);
     let mut tail = Tail::default();
     for (slot, (id, vv)) in old.ids.iter().enumerate() {

@@ -127,6 +127,21 @@ pub fn parse_payload(text: &str) -> Result<Payload, String> {
     }
 }
 
+/// Reads a payload held by the node (a tail entry's text, a segment's sealed bytes), which was
+/// checked when it was written: a failure means the bytes were damaged on disk. It is logged and
+/// counted (`shoal_payload_unreadable_total`) and the point is shown without payload, so that one
+/// damaged payload does not fail every read that touches it.
+pub fn read_held_payload(bytes: &[u8]) -> Payload {
+    let parsed = std::str::from_utf8(bytes)
+        .map_err(|e| format!("payload is not UTF-8: {e}"))
+        .and_then(parse_payload);
+    parsed.unwrap_or_else(|e| {
+        metrics::counter!("shoal_payload_unreadable_total").increment(1);
+        tracing::error!(error = %e, "a stored payload cannot be read (damaged on disk?); the point is shown without it");
+        Payload::new()
+    })
+}
+
 /// Stack for reading a payload nested beyond serde_json's limit: ~100 bytes a level in a
 /// release build, several times that in a debug build, for up to a few hundred thousand levels.
 const DEEP_PARSE_STACK: usize = 256 << 20;

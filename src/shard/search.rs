@@ -9,8 +9,10 @@
 
 use super::deadline::{Checkpoints, Deadline, Expired};
 use super::filter::Filter;
-use super::state::{IndexedSegment, Location, ShardState};
-use super::{point, PointView, Shard};
+use super::sealed::SealedSegment;
+use super::state::{Found, ShardState};
+use super::{matches_found, point, PointView, Shard};
+use crate::index::QuantSearch;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -29,6 +31,8 @@ pub struct SearchSpec<'a> {
     pub with_vector: bool,
     /// Without it, hits carry an empty payload (and the search never touches the payloads).
     pub with_payload: bool,
+    /// How quantized segments are searched (Qdrant's `params.quantization`).
+    pub quantization: QuantSearch,
 }
 
 /// A found point with its internal distance (lower is closer).
@@ -66,27 +70,28 @@ impl Shard {
                 if !scanned.tick() {
                     break;
                 }
-                if let Some(e) = state.points.get(id) {
-                    if spec.filter.is_none_or(|f| f.matches(id, &e.payload)) {
+                if let Some(found) = state.find(id) {
+                    if spec.filter.is_none_or(|f| matches_found(f, id, found)) {
                         top.push(
-                            metric.distance(spec.vector, state.vector(e, self.config.dim)),
+                            metric.distance(spec.vector, state.vector(found, self.config.dim)),
                             (*id, None),
                         );
                     }
                 }
             }
         } else {
-            let allowed = spec.filter.map(|f| allowed_by_segment(&state, f, &scanned));
-            scanned.result()?;
-            for (s, seg) in state.segments.iter().enumerate() {
+            for seg in &state.segments {
                 deadline.check()?;
-                let allowed = allowed.as_ref().map(|a| a[s].as_slice());
+                let allowed = spec.filter.map(|f| allowed_in(&state, seg, f, &scanned));
+                scanned.result()?;
                 let threshold = self.config.full_scan_threshold;
-                let hits = search_segment(seg, allowed, spec, threshold, &scanned);
+                let hits = search_segment(seg, allowed.as_deref(), spec, threshold, &scanned);
                 scanned.result()?;
                 hits.iter().for_each(|&(_, i)| seg.prefetch_entry(i));
                 for (d, i) in hits {
-                    top.push(d, (seg.ids[i as usize].0, Some(seg.version(i))));
+                    // An overlaid entry's version is in the point table: leave it to the lookup.
+                    let version = (!seg.overlaid.get(i)).then(|| seg.sealed_version(i));
+                    top.push(d, (seg.point_id(i), version));
                 }
             }
             let tail = &state.tail;
@@ -99,7 +104,7 @@ impl Shard {
                 }
                 if let Some(f) = spec.filter {
                     match state.points.get(id) {
-                        Some(e) if f.matches(id, &e.payload) => {}
+                        Some(e) if f.matches(id, &e.parsed_payload()) => {}
                         _ => continue,
                     }
                 }
@@ -112,7 +117,7 @@ impl Shard {
 
         scanned.result()?;
 
-        // A segment hit knows its point's version; only payloads and vectors need the point table.
+        // A plain segment hit knows its point's version; payloads and vectors need a lookup.
         let bare = !spec.with_payload && !spec.with_vector;
         let hits = top
             .into_sorted()
@@ -126,8 +131,8 @@ impl Shard {
                         vector: None,
                     },
                     _ => {
-                        let e = state.points.get(&id)?;
-                        self.view(&state, &id, e, spec.with_vector, spec.with_payload)
+                        let found = state.find(&id)?;
+                        self.view(&state, &id, found, spec.with_vector, spec.with_payload)
                     }
                 };
                 Some(Hit { distance, point })
@@ -137,41 +142,34 @@ impl Shard {
     }
 }
 
-/// Which entries of each segment are live and pass the filter, found in one pass over the points
-/// (their payloads are there, and a live point's location names its segment slot). Stops early,
-/// incomplete, once `scanned` says the deadline passed.
-fn allowed_by_segment(
+/// Which entries of a segment are live and pass the filter (payloads of plain entries are read
+/// from the segment's file, overlaid ones from the point table). Once `scanned` says the
+/// deadline passed, the rest is left out (the caller then stops).
+fn allowed_in(
     state: &ShardState,
+    seg: &Arc<SealedSegment>,
     filter: &Filter,
     scanned: &Checkpoints,
-) -> Vec<Vec<bool>> {
-    let mut allowed: Vec<Vec<bool>> = state
-        .segments
-        .iter()
-        .map(|s| vec![false; s.ids.len()])
-        .collect();
-    for (id, e) in state.points.iter() {
-        if !scanned.tick() {
-            break;
-        }
-        if let Location::Segment(seg, i) = &e.location {
-            let Some(s) = state.segments.iter().position(|s| Arc::ptr_eq(s, seg)) else {
-                continue;
-            };
-            if filter.matches(id, &e.payload) {
-                if let Some(slot) = allowed[s].get_mut(*i as usize) {
-                    *slot = true;
-                }
+) -> Vec<bool> {
+    (0..seg.len() as u32)
+        .map(|i| {
+            if !seg.live.get(i) || !scanned.tick() {
+                return false;
             }
-        }
-    }
-    allowed
+            let id = seg.point_id(i);
+            let found = match state.points.get(&id) {
+                Some(e) if seg.overlaid.get(i) => Found::Table(e),
+                _ => Found::Sealed(seg, i),
+            };
+            matches_found(filter, &id, found)
+        })
+        .collect()
 }
 
 /// Searches one segment: by graph, or exactly when the filter leaves few candidates. An exact
 /// scan counts its points in `scanned` and skips the rest once the deadline passed.
 fn search_segment(
-    seg: &IndexedSegment,
+    seg: &SealedSegment,
     allowed: Option<&[bool]>,
     spec: &SearchSpec,
     full_scan_threshold: usize,
@@ -183,7 +181,7 @@ fn search_segment(
         return if spec.exact {
             index.exact(spec.vector, spec.k, |i| scanned.tick() && live(i))
         } else {
-            index.search(spec.vector, spec.k, spec.ef, live)
+            index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, live)
         };
     };
     let count = allowed.iter().filter(|a| **a).count();
@@ -194,7 +192,7 @@ fn search_segment(
     if spec.exact || count <= full_scan_threshold || count * 10 < allowed.len() {
         index.exact(spec.vector, spec.k, |i| scanned.tick() && accept(i))
     } else {
-        index.search(spec.vector, spec.k, spec.ef, accept)
+        index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
     }
 }
 

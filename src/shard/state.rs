@@ -7,10 +7,16 @@
 //! search skips cleared bits during traversal, so an updated or deleted point never comes back in
 //! its old form. The optimizer later folds the tail into a new segment and merges segments whose
 //! dead fraction grew, dropping the dead entries for good.
+//!
+//! A sealed point costs RAM only for its two bits: its id, versions, payload and vector are in
+//! the segment's mapped file. The [`PointTable`] holds just the points whose state is not all
+//! there — the tail, and overlays (payload changes of sealed points) — so it is as small as the
+//! tail. Every live point is exactly one of: a table entry, or a live, non-overlaid segment
+//! entry; [`ShardState::find`] looks in that order.
 
 use super::point::{Payload, PointId};
-use crate::index::Segment;
-use std::collections::{BTreeSet, HashMap};
+use super::sealed::SealedSegment;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -51,57 +57,29 @@ impl LiveBits {
     }
 }
 
-/// An immutable HNSW segment plus what the shard knows about its entries.
-pub struct IndexedSegment {
-    /// Directory name under the shard's `segments/` folder.
-    pub id: u64,
-    pub index: Segment,
-    /// `(point id, vector version)` of each internal id, as written in the segment's `ids.bin`.
-    pub ids: Vec<(PointId, u64)>,
-    pub live: LiveBits,
-    /// The current version of each live entry's point (a payload update changes it without
-    /// moving the vector), so a search hit needs no lookup in the point table.
-    pub versions: Vec<AtomicU64>,
-}
-
-impl IndexedSegment {
-    /// Makes entry `i` live, holding a point now at `version`.
-    pub fn admit(&self, i: u32, version: u64) {
-        self.set_version(i, version);
-        self.live.set(i, true);
-    }
-    pub fn set_version(&self, i: u32, version: u64) {
-        if let Some(v) = self.versions.get(i as usize) {
-            v.store(version, Ordering::Relaxed);
-        }
-    }
-    pub fn version(&self, i: u32) -> u64 {
-        self.versions
-            .get(i as usize)
-            .map_or(0, |v| v.load(Ordering::Relaxed))
-    }
-    /// Starts loading entry `i`'s id and version: a search's hits are scattered over both
-    /// tables, and reading them one by one took a cache miss after another (~1 µs a search).
-    pub fn prefetch_entry(&self, i: u32) {
-        crate::index::prefetch(self.ids.as_ptr().wrapping_add(i as usize));
-        crate::index::prefetch(self.versions.as_ptr().wrapping_add(i as usize));
-    }
-}
-
 /// Where a point's current vector can be read and searched.
 #[derive(Clone)]
 pub enum Location {
-    Segment(Arc<IndexedSegment>, u32),
+    Segment(Arc<SealedSegment>, u32),
     Tail(u32),
 }
 
-/// One live point in memory. Tombstones are only in sled.
+/// A point whose current state is not all in a sealed segment's file: a tail point, or a sealed
+/// one whose payload changed since (an overlay). Tombstones are only in sled.
 #[derive(Clone)]
 pub struct Entry {
     pub version: u64,
     pub vector_version: u64,
-    pub payload: Arc<Payload>,
+    /// The payload as JSON text: a parsed map of even two small fields costs ~700 bytes (a
+    /// B-tree leaf sized for eleven entries), the text a tenth of that. Parsed when read.
+    pub payload: Box<str>,
     pub location: Location,
+}
+
+impl Entry {
+    pub fn parsed_payload(&self) -> Payload {
+        super::point::read_held_payload(self.payload.as_bytes())
+    }
 }
 
 /// Vectors written since the last segment build, searched by exact scan.
@@ -199,14 +177,74 @@ impl PointTable {
 #[derive(Default)]
 pub struct ShardState {
     pub points: PointTable,
-    pub segments: Vec<Arc<IndexedSegment>>,
+    /// Oldest first.
+    pub segments: Vec<Arc<SealedSegment>>,
     pub tail: Tail,
+    /// Deleted points still marked dirty because some segment holds a copy of them: their mark
+    /// can go once no segment does (see the shard's module doc).
+    pub deleted_dirty: HashSet<PointId>,
+    /// The highest record version this shard holds, tombstones included.
+    pub max_version: u64,
+}
+
+/// A live point, found.
+#[derive(Clone, Copy)]
+pub enum Found<'a> {
+    Table(&'a Entry),
+    Sealed(&'a Arc<SealedSegment>, u32),
 }
 
 impl ShardState {
+    /// The current state of a live point.
+    pub fn find(&self, id: &PointId) -> Option<Found<'_>> {
+        if let Some(e) = self.points.get(id) {
+            return Some(Found::Table(e));
+        }
+        self.segments.iter().rev().find_map(|seg| {
+            let i = seg.find(id)?;
+            seg.plain(i).then_some(Found::Sealed(seg, i))
+        })
+    }
+
+    /// Where a found point's vector is.
+    pub fn location(found: Found<'_>) -> Location {
+        match found {
+            Found::Table(e) => e.location.clone(),
+            Found::Sealed(seg, i) => Location::Segment(Arc::clone(seg), i),
+        }
+    }
+
+    pub fn version(found: Found<'_>) -> u64 {
+        match found {
+            Found::Table(e) => e.version,
+            Found::Sealed(seg, i) => seg.sealed_version(i),
+        }
+    }
+
+    pub fn vector_version(found: Found<'_>) -> u64 {
+        match found {
+            Found::Table(e) => e.vector_version,
+            Found::Sealed(seg, i) => seg.vector_version(i),
+        }
+    }
+
+    pub fn payload(found: Found<'_>) -> Arc<Payload> {
+        match found {
+            Found::Table(e) => Arc::new(e.parsed_payload()),
+            Found::Sealed(seg, i) => Arc::new(seg.payload(i)),
+        }
+    }
+
     /// The stored (prepared) vector of a live point.
-    pub fn vector<'a>(&'a self, entry: &'a Entry, dim: usize) -> &'a [f32] {
-        match &entry.location {
+    pub fn vector<'a>(&'a self, found: Found<'a>, dim: usize) -> &'a [f32] {
+        match found {
+            Found::Table(e) => self.location_vector(&e.location, dim),
+            Found::Sealed(seg, i) => seg.index.vector(i),
+        }
+    }
+
+    pub fn location_vector<'a>(&'a self, location: &'a Location, dim: usize) -> &'a [f32] {
+        match location {
             Location::Segment(seg, i) => seg.index.vector(*i),
             Location::Tail(slot) => self.tail.vector(*slot, dim),
         }
@@ -215,7 +253,10 @@ impl ShardState {
     /// Forgets where a point's vector was indexed, so searches stop finding it there.
     pub fn retire(&mut self, location: &Location) {
         match location {
-            Location::Segment(seg, i) => seg.live.set(*i, false),
+            Location::Segment(seg, i) => {
+                seg.live.set(*i, false);
+                seg.overlaid.set(*i, false);
+            }
             Location::Tail(slot) => self.tail.kill(*slot),
         }
     }
@@ -223,6 +264,56 @@ impl ShardState {
     /// Number of live points whose vectors are inside HNSW segments.
     pub fn indexed_count(&self) -> usize {
         self.segments.iter().map(|s| s.live.count()).sum()
+    }
+
+    /// Number of live points.
+    pub fn live_count(&self) -> usize {
+        self.indexed_count() + self.tail.live_count
+    }
+
+    /// Every live point, in no particular order.
+    pub fn iter_live(&self) -> impl Iterator<Item = (PointId, Found<'_>)> + '_ {
+        let table = self.points.iter().map(|(id, e)| (*id, Found::Table(e)));
+        let sealed = self.segments.iter().flat_map(|seg| {
+            (0..seg.len() as u32)
+                .filter(|&i| seg.plain(i))
+                .map(move |i| (seg.point_id(i), Found::Sealed(seg, i)))
+        });
+        table.chain(sealed)
+    }
+
+    /// Live points in id order from `from` (inclusive): the point table's ids and every
+    /// segment's (each already sorted), merged.
+    pub fn ordered_from(
+        &self,
+        from: Option<PointId>,
+    ) -> impl Iterator<Item = (PointId, Found<'_>)> + '_ {
+        let mut heads: Vec<Box<dyn Iterator<Item = (PointId, Found<'_>)> + '_>> = Vec::new();
+        heads.push(Box::new(
+            self.points
+                .ordered_from(from)
+                .map(|(id, e)| (*id, Found::Table(e))),
+        ));
+        for seg in &self.segments {
+            let start = from.map_or(0, |f| seg.lower_bound(&f));
+            heads.push(Box::new(
+                (start..seg.len() as u32)
+                    .filter(|&i| seg.plain(i))
+                    .map(move |i| (seg.point_id(i), Found::Sealed(seg, i))),
+            ));
+        }
+        let mut peeked: Vec<Option<(PointId, Found<'_>)>> =
+            heads.iter_mut().map(|h| h.next()).collect();
+        std::iter::from_fn(move || {
+            let (at, _) = peeked
+                .iter()
+                .enumerate()
+                .filter_map(|(k, p)| p.as_ref().map(|(id, _)| (k, *id)))
+                .min_by_key(|(_, id)| *id)?;
+            let item = peeked[at].take();
+            peeked[at] = heads[at].next();
+            item
+        })
     }
 }
 
@@ -247,7 +338,7 @@ mod tests {
         let entry = |version| Entry {
             version,
             vector_version: version,
-            payload: Arc::default(),
+            payload: "{}".into(),
             location: Location::Tail(0),
         };
         let mut t = PointTable::default();

@@ -7,10 +7,8 @@ use serde_json::json;
 fn config() -> ShardConfig {
     // A low full-scan threshold so that filtered searches here also traverse the graph.
     ShardConfig {
-        dim: 4,
-        metric: Metric::Euclid,
-        hnsw: HnswParams::default(),
         full_scan_threshold: 50,
+        ..ShardConfig::new(4, Metric::Euclid, HnswParams::default())
     }
 }
 
@@ -67,6 +65,7 @@ fn nearest(
         filter,
         with_vector: false,
         with_payload: false,
+        quantization: Default::default(),
     };
     shard
         .search(&spec)
@@ -173,6 +172,7 @@ fn payload_updates_keep_the_index_entry() {
             filter: None,
             with_vector: false,
             with_payload,
+            quantization: Default::default(),
         };
         let hit = shard.search(&spec).pop().unwrap();
         assert_eq!(hit.point.id, PointId::Num(5));
@@ -316,4 +316,137 @@ fn records_since_pages_through_changes_including_tombstones() {
     let mut expected: Vec<_> = (50..60).map(|i| (PointId::Num(i), 20, true)).collect();
     expected.insert(0, (PointId::Num(3), 30, false));
     assert_eq!(seen, expected);
+}
+
+/// Every point in id order with version, payload and vector, plus the counts.
+type Snapshot = (Vec<(PointId, u64, String, Vec<f32>)>, (usize, usize, usize));
+
+/// Everything a reader can see of a shard.
+fn snapshot(shard: &Shard) -> Snapshot {
+    let points = shard
+        .scroll(None, usize::MAX, None, true)
+        .into_iter()
+        .map(|p| {
+            (
+                p.id,
+                p.version,
+                serde_json::to_string(&*p.payload).unwrap(),
+                p.vector.unwrap(),
+            )
+        })
+        .collect();
+    (points, shard.stats())
+}
+
+#[test]
+fn reopen_replays_only_dirty_ids_and_matches_the_state_before() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("db");
+    let reopen = |expected: &Snapshot| {
+        let db = sled::open(&db_path).unwrap();
+        let shard = open(&db, dir.path());
+        assert_eq!(&snapshot(&shard), expected);
+        for i in [0u64, 3, 47, 120, 205, 301, 777] {
+            assert_eq!(
+                nearest(&shard, &vec_for(i), 5, None, false),
+                nearest(&shard, &vec_for(i), 5, None, true)
+            );
+        }
+        (db, shard)
+    };
+    let moved = |ids: std::ops::Range<u64>, version| -> Vec<Change> {
+        ids.map(|i| {
+            Change::upsert(
+                PointId::Num(i),
+                version,
+                vec_for(i + 5000),
+                payload(json!({"moved": i})),
+            )
+        })
+        .collect()
+    };
+    let expected;
+    {
+        let db = sled::open(&db_path).unwrap();
+        let shard = open(&db, dir.path());
+        shard.commit(upserts(0..400, 1), true).unwrap();
+        shard
+            .commit(
+                vec![Change::upsert(
+                    PointId::Uuid(uuid::Uuid::from_u128(9)),
+                    1,
+                    vec_for(9),
+                    Payload::new(),
+                )],
+                true,
+            )
+            .unwrap();
+        assert!(shard.optimize(100).unwrap().is_some());
+        // Sealed points: moved (to the tail), payload-updated (overlay), deleted.
+        shard.commit(moved(0..50, 2), true).unwrap();
+        let tag = PayloadOp::Set {
+            payload: payload(json!({"tag": "x"})),
+            key: None,
+        };
+        let some: Vec<PointId> = (100..120).map(PointId::Num).collect();
+        shard
+            .execute(&Plan::Payload(Selector::Ids(some), tag), 3, true)
+            .unwrap();
+        let gone: Vec<PointId> = (200..210).map(PointId::Num).collect();
+        shard
+            .execute(&Plan::Delete(Selector::Ids(gone)), 4, true)
+            .unwrap();
+        // A tail build: the older segment keeps stale copies of 0..50.
+        assert!(shard.optimize(10).unwrap().is_some());
+        assert_eq!(shard.stats().2, 2);
+        shard
+            .execute(
+                &Plan::Delete(Selector::Ids(vec![PointId::Num(1), PointId::Num(2)])),
+                5,
+                true,
+            )
+            .unwrap();
+        shard.commit(moved(300..305, 6), true).unwrap();
+        shard.commit(upserts(700..800, 7), true).unwrap();
+        expected = snapshot(&shard);
+        assert_eq!(expected.1 .0, 401 - 10 - 2 + 100);
+    }
+    let (db, shard) = reopen(&expected);
+    // The marks left: the tail (105), the overlays (20), and deletes whose copies remain (12).
+    let marks = shard.store.with_tree(&shard.dirty, |t| Ok(t.len())).unwrap();
+    assert_eq!(marks, 105 + 20 + 12);
+    // Merge everything (small segments), and reopen again.
+    while shard.optimize(1).unwrap().is_some() {}
+    let after = snapshot(&shard);
+    assert_eq!(after.0, expected.0);
+    assert_eq!(shard.stats().1, shard.stats().0, "everything indexed");
+    drop((shard, db));
+    let (_db, shard) = reopen(&after);
+    let marks = shard.store.with_tree(&shard.dirty, |t| Ok(t.len())).unwrap();
+    assert!(marks <= 12, "only deletes with stale copies stay marked");
+}
+
+#[test]
+fn previous_format_shard_is_reindexed_from_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    {
+        let shard = open(&db, dir.path());
+        shard.commit(upserts(0..300, 1), true).unwrap();
+    }
+    // What an older shoal leaves: a manifest without a format, a segment dir of hnsw_rs files.
+    let segs = dir.path().join("segments");
+    std::fs::write(segs.join("manifest.json"), br#"{"segments":[7]}"#).unwrap();
+    std::fs::create_dir_all(segs.join("seg-7")).unwrap();
+    std::fs::write(segs.join("seg-7/hnsw.hnsw.graph"), b"old").unwrap();
+    let shard = open(&db, dir.path());
+    assert_eq!(shard.stats(), (300, 0, 0));
+    assert!(!segs.join("seg-7").exists());
+    assert!(shard.optimize(100).unwrap().is_some());
+    assert_eq!(shard.stats(), (300, 300, 1));
+    assert_eq!(
+        nearest(&shard, &vec_for(17), 1, None, false),
+        vec![PointId::Num(17)]
+    );
 }

@@ -26,6 +26,9 @@ pub struct Node {
     pub extra_args: Vec<String>,
     child: Option<Child>,
     pub http: reqwest::blocking::Client,
+    /// A memory cgroup directory the process is moved into as soon as it starts (its
+    /// `cgroup.procs` is written with the pid).
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Node {
@@ -72,6 +75,7 @@ impl Node {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("client"),
+            cgroup: None,
         }
     }
 
@@ -82,7 +86,11 @@ impl Node {
             .append(true)
             .open(self.data_dir.with_extension("log"))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+        if let Some(cg) = &self.cgroup {
+            join_cgroup_before_exec(&mut command, &cg.join("cgroup.procs"));
+        }
+        let child = command
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
@@ -121,6 +129,13 @@ impl Node {
             assert!(Instant::now() < deadline, "node did not become ready");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether the process is still running (false once it exited or was killed).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGKILL: no chance to flush anything.
@@ -275,6 +290,45 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::Exi
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Makes the child write its own pid into `procs` (a cgroup's `cgroup.procs`) between fork and
+/// exec, so that everything it ever allocates is charged to that cgroup and it reads that
+/// cgroup's limit from its first instruction.
+fn join_cgroup_before_exec(command: &mut Command, procs: &Path) {
+    use std::os::unix::process::CommandExt;
+    let path = std::ffi::CString::new(procs.as_os_str().as_encoded_bytes()).expect("cgroup path");
+    // SAFETY: the closure only calls async-signal-safe functions (open, write, close, getpid)
+    // on memory prepared before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut buf = [0u8; 20];
+            let mut pid = libc::getpid() as u64;
+            let mut at = buf.len();
+            loop {
+                at -= 1;
+                buf[at] = b'0' + (pid % 10) as u8;
+                pid /= 10;
+                if pid == 0 {
+                    break;
+                }
+            }
+            let n = libc::write(
+                fd,
+                buf[at..].as_ptr() as *const libc::c_void,
+                buf.len() - at,
+            );
+            libc::close(fd);
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -30,8 +30,10 @@ def indexed_node(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def plain_node(tmp_path_factory):
-    """A node with the default threshold (20000): collections of a few thousand points stay unindexed."""
-    yield from _node(tmp_path_factory, "plain", None)
+    """A node that never indexes (`--indexing-threshold 0`, Qdrant's way of disabling it): every
+    point stays in the unindexed tail. (With the default threshold a tail this small would be
+    indexed once writes stop for a few seconds.)"""
+    yield from _node(tmp_path_factory, "plain", 0)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def readonly(indexed_node, plain_node):
     """`readonly(metric, indexed)`: a filled collection shared by tests that never write to it.
 
     indexed=True: on the threshold-500 node, after its HNSW segments are built.
-    indexed=False: on the default-threshold node, where every point stays in the unindexed tail.
+    indexed=False: on the node that never indexes, where every point stays in the unindexed tail.
     """
     cache = {}
 

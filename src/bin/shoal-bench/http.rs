@@ -15,6 +15,10 @@ pub struct Target {
     pub urls: Vec<String>,
     pub collection: String,
     pub client: reqwest::Client,
+    /// Upload two small payload fields with every point (`group`: 0..100, `tag`: "t0".."t6").
+    pub payloads: bool,
+    /// `wait_indexed` also waits for every node to report status `green` and all points indexed.
+    pub until_green: bool,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +51,8 @@ impl Target {
             urls,
             collection,
             client,
+            payloads: false,
+            until_green: false,
         })
     }
 
@@ -100,6 +106,13 @@ impl Target {
                 }
                 body.push_str(&format!("{{\"id\":{j},\"vector\":"));
                 body.push_str(&serde_json::to_string(data.row(j))?);
+                if self.payloads {
+                    body.push_str(&format!(
+                        ",\"payload\":{{\"group\":{},\"tag\":\"t{}\"}}",
+                        j % 100,
+                        j % 7
+                    ));
+                }
                 body.push('}');
             }
             body.push_str("]}");
@@ -131,7 +144,7 @@ impl Target {
         let mut last = (usize::MAX, usize::MAX);
         let mut stable = 0;
         loop {
-            let (mut points, mut indexed) = (0usize, 0usize);
+            let (mut points, mut indexed, mut green) = (0usize, 0usize, true);
             for i in 0..self.urls.len() {
                 let v = Self::check(
                     self.client.get(self.coll(i)).send().await?,
@@ -141,12 +154,15 @@ impl Target {
                 let r = &v["result"];
                 points += r["points_count"].as_u64().unwrap_or(0) as usize;
                 indexed += r["indexed_vectors_count"].as_u64().unwrap_or(0) as usize;
+                green &= r["status"] == "green";
             }
             eprint!(
                 "\r[index] {indexed}/{points} vectors indexed, {:.0} s   ",
                 t.elapsed().as_secs_f64()
             );
-            let ready = points >= expect_points && indexed as f64 >= min_fraction * points as f64;
+            let ready = points >= expect_points
+                && indexed as f64 >= min_fraction * points as f64
+                && (!self.until_green || green);
             if ready && (points, indexed) == last {
                 stable += 1;
                 if stable >= 2 || indexed == points {
@@ -182,9 +198,15 @@ impl Target {
         batch: usize,
     ) -> Result<SweepPoint> {
         let batch = batch.max(1);
+        // ef 0: the collection's default search parameters (no `params`).
+        let params = if ef == 0 {
+            String::new()
+        } else {
+            format!(",\"params\":{{\"hnsw_ef\":{ef}}}")
+        };
         let search = |i: usize| {
             format!(
-                "{{\"vector\":{},\"limit\":{k},\"params\":{{\"hnsw_ef\":{ef}}}}}",
+                "{{\"vector\":{},\"limit\":{k}{params}}}",
                 serde_json::to_string(queries.row(i)).unwrap_or_default()
             )
         };

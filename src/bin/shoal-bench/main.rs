@@ -160,6 +160,15 @@ struct Args {
     expect_points: Option<usize>,
     #[arg(long, default_value_t = 1200)]
     index_timeout_s: u64,
+    /// Upload two small payload fields with every point.
+    #[arg(long)]
+    payloads: bool,
+    /// JSON merged into the create-collection body, e.g. '{"quantization_config": …}'.
+    #[arg(long)]
+    create_extra: Option<String>,
+    /// Wait for status green (every build done) as well as the indexed fraction.
+    #[arg(long)]
+    until_green: bool,
 }
 
 /// The "1 thread" figure at one `ef`: every query in turn on this thread, after `warmup`.
@@ -220,7 +229,7 @@ fn http_series(concurrency: usize, query_batch: usize) -> String {
 /// A segment a node built, with the map from its internal ids to the bench's point ids (row
 /// numbers).
 struct NodeSegment {
-    seg: Segment,
+    seg: shoal::shard::sealed::SealedSegment,
     point: Vec<u32>,
 }
 
@@ -232,14 +241,13 @@ impl NodeSegment {
         extra: &mut serde_json::Map<String, serde_json::Value>,
     ) -> Result<NodeSegment> {
         let t = Instant::now();
-        let (seg, ids) = shoal::shard::optimizer::open_segment(dir, metric)
+        let seg = shoal::shard::sealed::SealedSegment::open(0, dir, metric, false)
             .with_context(|| format!("opening {}", dir.display()))?;
         extra.insert("reopen_s".into(), json!(t.elapsed().as_secs_f64()));
         extra.insert("segment".into(), json!(dir));
-        let point = ids
-            .iter()
-            .map(|(id, _)| match id {
-                shoal::shard::point::PointId::Num(n) => *n as u32,
+        let point = (0..seg.len() as u32)
+            .map(|i| match seg.point_id(i) {
+                shoal::shard::point::PointId::Num(n) => n as u32,
                 _ => u32::MAX,
             })
             .collect();
@@ -249,6 +257,7 @@ impl NodeSegment {
     /// The point ids of the `k` nearest to `q` at beam width `ef`.
     fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<u32> {
         self.seg
+            .index
             .search(q, k, ef, |_| true)
             .into_iter()
             .map(|x| self.point[x.1 as usize])
@@ -529,7 +538,9 @@ fn main() -> Result<()> {
         mode = "http";
         label = label_or("shoal");
         let maxc = a.concurrency.iter().copied().max().unwrap_or(1);
-        let target = http::Target::new(a.url.clone(), a.collection.clone(), maxc)?;
+        let mut target = http::Target::new(a.url.clone(), a.collection.clone(), maxc)?;
+        target.payloads = a.payloads;
+        target.until_green = a.until_green;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -543,6 +554,13 @@ fn main() -> Result<()> {
                 }
                 if let Some(r) = a.replication_factor {
                     body["replication_factor"] = json!(r);
+                }
+                if let Some(extra) = &a.create_extra {
+                    let extra: serde_json::Value =
+                        serde_json::from_str(extra).context("--create-extra is not JSON")?;
+                    for (k, v) in extra.as_object().into_iter().flatten() {
+                        body[k] = v.clone();
+                    }
                 }
                 target.create(body).await?;
                 let up = target.upload(&base, a.batch).await?;

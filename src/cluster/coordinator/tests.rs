@@ -151,7 +151,7 @@ fn coordinator(
     required: usize,
 ) -> (tempfile::TempDir, Coordinator, Arc<Collection>) {
     let dir = tempfile::tempdir().unwrap();
-    let catalog = Catalog::open(dir.path(), 0, |_| Vec::new()).unwrap();
+    let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| Vec::new()).unwrap();
     let config = CollectionConfig {
         size: 2,
         distance: Metric::Dot,
@@ -160,6 +160,8 @@ fn coordinator(
         replication_factor: 3,
         write_consistency_factor: 1,
         on_disk_payload: true,
+        quantization: None,
+        optimizers: Default::default(),
     };
     catalog.create("c", config, &[]).unwrap();
     let c = catalog.get("c").unwrap();
@@ -230,6 +232,7 @@ fn search(limit: usize, offset: usize, score_threshold: Option<f32>) -> SearchRe
         offset,
         hnsw_ef: None,
         exact: false,
+        quantization: Default::default(),
         score_threshold,
         with_vector: false,
         with_payload: false,

@@ -1,10 +1,12 @@
-//! Every peer message survives the trip, and encodes exactly as protocol 1 did: the shapes below
-//! in `v1` are copied from the build before the messages became one set of types, so a node of
-//! that build and a node of this one understand each other during a rolling update.
+//! Every peer message survives the trip, in this node's protocol and in the previous release's
+//! (protocol 1): the shapes below in `v1` are copied from the build before the messages became
+//! one set of types and before protocol 2, so a node of that build and a node of this one
+//! understand each other during a rolling update. Protocol 2 differs in two places, pinned
+//! here too: a search carries its quantization parameters, and a collection config is JSON text.
 
 use super::*;
 use crate::collection::{CollectionConfig, ReplicaState};
-use crate::index::{HnswParams, Metric};
+use crate::index::{HnswParams, Metric, QuantSearch};
 use crate::shard::point::{Payload, Record, RecordBody};
 use crate::shard::{PayloadOp, Selector};
 use std::sync::Arc;
@@ -69,6 +71,30 @@ mod v1 {
     pub struct RecordsPage {
         pub changes: Vec<WireChange>,
         pub next: Option<PointId>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct CollectionConfig {
+        pub size: usize,
+        pub distance: crate::index::Metric,
+        pub hnsw: crate::index::HnswParams,
+        pub shard_number: u32,
+        pub replication_factor: u32,
+        pub write_consistency_factor: u32,
+        pub on_disk_payload: bool,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct CatalogEntry {
+        pub name: String,
+        pub version: u64,
+        pub config: Option<CollectionConfig>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct CatalogPush {
+        pub entry: CatalogEntry,
+        pub fresh: bool,
     }
 }
 
@@ -139,6 +165,11 @@ fn every_operation_round_trips_and_reads_as_protocol_1() {
                 filter: Some(filter()),
                 with_vector: true,
                 with_payload: false,
+                quantization: QuantSearch {
+                    ignore: true,
+                    rescore: false,
+                    oversampling: 2.5,
+                },
             },
             v1::WireOp::Search {
                 vector: vec![0.25, 0.75],
@@ -192,13 +223,24 @@ fn every_operation_round_trips_and_reads_as_protocol_1() {
             },
         ),
     ];
+    let payloads_wanted = |op: &ShardOp| format!("{op:?}").replace("with_payload: false", "with_payload: true");
     for (op, old) in cases {
-        assert_eq!(encode(&op), encode(&old), "{op:?}");
+        assert_eq!(encode_as(1, &op), encode(&old), "{op:?}");
+        let from_v1: ShardOp = decode_as(1, &encode(&old)).unwrap();
+        assert_eq!(encode_as(1, &from_v1), encode(&old));
+        // Protocol 2: a search appends (ignore, rescore, oversampling); nothing else changed.
+        let mut v2 = encode(&old);
+        if let ShardOp::Search { quantization, .. } = &op {
+            let q = (quantization.ignore, quantization.rescore, quantization.oversampling);
+            v2.extend(encode(&q));
+            // Read from protocol 1, a search takes the default quantization parameters.
+            assert!(matches!(from_v1, ShardOp::Search { quantization, .. } if quantization == QuantSearch::default()));
+        } else {
+            assert_eq!(payloads_wanted(&from_v1), payloads_wanted(&op));
+        }
+        assert_eq!(encode(&op), v2, "{op:?}");
         let back = round_trip(&op);
-        assert_eq!(
-            format!("{back:?}").replace("with_payload: false", "with_payload: true"),
-            format!("{op:?}").replace("with_payload: false", "with_payload: true")
-        );
+        assert_eq!(payloads_wanted(&back), payloads_wanted(&op));
     }
     // `with_payload` is not in the body: a decoded search wants payloads until told otherwise.
     let decoded: ShardOp = decode(&encode(&ShardOp::Search {
@@ -209,6 +251,7 @@ fn every_operation_round_trips_and_reads_as_protocol_1() {
         filter: None,
         with_vector: false,
         with_payload: false,
+        quantization: QuantSearch::default(),
     }))
     .unwrap();
     assert!(matches!(
@@ -262,6 +305,7 @@ fn every_reply_round_trips_and_reads_as_protocol_1() {
     ];
     for (reply, old) in cases {
         assert_eq!(encode(&reply), encode(&old), "{reply:?}");
+        assert_eq!(encode_as(1, &reply), encode(&old), "{reply:?}");
         round_trip(&reply);
     }
     let page = RecordsPage {
@@ -294,6 +338,14 @@ fn every_other_message_round_trips() {
         replication_factor: 2,
         write_consistency_factor: 1,
         on_disk_payload: true,
+        quantization: Some(crate::index::ScalarInt8 {
+            quantile: 0.99,
+            always_ram: true,
+        }),
+        optimizers: crate::collection::OptimizersConfig {
+            max_segment_size_kb: Some(1024),
+            ..Default::default()
+        },
     };
     for entry in [
         CatalogEntry {
@@ -313,7 +365,40 @@ fn every_other_message_round_trips() {
         });
         assert_eq!(push.entry, entry);
         assert!(push.fresh);
-        assert_eq!(round_trip(&vec![entry.clone()]), vec![entry]);
+        assert_eq!(round_trip(&vec![entry.clone()]), vec![entry.clone()]);
+        // Protocol 1: the config inline, without what it has no fields for.
+        let old = v1::CatalogPush {
+            entry: v1::CatalogEntry {
+                name: entry.name.clone(),
+                version: entry.version,
+                config: entry.config.as_ref().map(|c| v1::CollectionConfig {
+                    size: c.size,
+                    distance: c.distance,
+                    hnsw: c.hnsw,
+                    shard_number: c.shard_number,
+                    replication_factor: c.replication_factor,
+                    write_consistency_factor: c.write_consistency_factor,
+                    on_disk_payload: c.on_disk_payload,
+                }),
+            },
+            fresh: true,
+        };
+        let push = CatalogPush {
+            entry: entry.clone(),
+            fresh: true,
+        };
+        assert_eq!(encode_as(1, &push), encode(&old));
+        if entry.config.is_some() {
+            assert_ne!(encode(&push), encode(&old), "protocol 2 sends configs as JSON text");
+        }
+        let read: CatalogPush = decode_as(1, &encode(&old)).unwrap();
+        let expected = entry.config.clone().map(|c| CollectionConfig {
+            quantization: None,
+            optimizers: Default::default(),
+            ..c
+        });
+        assert_eq!(read.entry.config, expected);
+        assert_eq!(read.entry.name, entry.name);
     }
     let req = round_trip(&RecordsRequest {
         since: 5,
