@@ -133,7 +133,7 @@ fn a_single_node_opens_no_peer_port_and_hands_nothing_off() {
         if let Some(t) = token {
             handoff.env("SHOAL_CLUSTER_TOKEN", t);
         }
-        let out = handoff.output().expect("run shoal handoff");
+        let out = common::output_within(&mut handoff, Duration::from_secs(120));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         assert!(stderr.contains("nothing to hand off"), "{stderr}");
