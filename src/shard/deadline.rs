@@ -84,7 +84,7 @@ impl Checkpoints<'_> {
     pub fn tick(&self) -> bool {
         let n = self.ticks.get().wrapping_add(1);
         self.ticks.set(n);
-        if n % CHECK_EVERY == 0 && !self.expired.get() && self.deadline.expired() {
+        if n.is_multiple_of(CHECK_EVERY) && !self.expired.get() && self.deadline.expired() {
             self.expired.set(true);
         }
         !self.expired.get()
