@@ -266,7 +266,8 @@ fn three_nodes_answer_like_one_and_survive_a_node_loss() {
 #[test]
 fn a_pod_without_an_ordinal_refuses_to_start() {
     let root = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+    let mut shoal = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+    shoal
         .args([
             "--hostname",
             "laptop",
@@ -278,9 +279,8 @@ fn a_pod_without_an_ordinal_refuses_to_start() {
             "127.0.0.1:0",
         ])
         .arg("--data-dir")
-        .arg(root.path())
-        .output()
-        .expect("run shoal");
+        .arg(root.path());
+    let out = common::output_within(&mut shoal, std::time::Duration::from_secs(60));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no ordinal"), "{stderr}");

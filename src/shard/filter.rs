@@ -1,5 +1,6 @@
-//! Qdrant's filter language: parsing (serde shapes identical to Qdrant's JSON) and evaluation
-//! against one point's id and payload.
+//! Qdrant's filter language: parsing (serde shapes identical to Qdrant's JSON, described for the
+//! OpenAPI document by deriving from these very types) and evaluation against one point's id and
+//! payload.
 //!
 //! A [`Filter`] is `must` (all), `should` (at least one, when present), `must_not` (none) and
 //! `min_should` (at least `min_count` of its conditions). Conditions test payload fields by key —
@@ -24,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A boolean combination of conditions. An empty filter matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(no_recursion)]
 pub struct Filter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub must: Option<OneOrMany<Condition>>,
@@ -38,8 +40,9 @@ pub struct Filter {
 }
 
 /// Qdrant accepts a clause either as a list or as one bare condition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(no_recursion)]
 pub enum OneOrMany<T> {
     Many(Vec<T>),
     One(Box<T>),
@@ -65,8 +68,9 @@ impl<T> OneOrMany<T> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(no_recursion)]
 pub struct MinShould {
     pub conditions: Vec<Condition>,
     pub min_count: usize,
@@ -74,8 +78,9 @@ pub struct MinShould {
 
 /// One condition. As in Qdrant's JSON the keys present decide the kind; parsing looks at them
 /// first so that an error names the part that was wrong instead of "no variant matched".
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(no_recursion)]
 pub enum Condition {
     Field(FieldCondition),
     IsEmpty { is_empty: KeyRef },
@@ -154,13 +159,14 @@ struct NestedBody {
     nested: NestedCondition,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyRef {
     pub key: FieldKey,
 }
 
 /// `{"nested": {"key": "items", "filter": …}}`: the filter must hold for one element of the array.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(no_recursion)]
 pub struct NestedCondition {
     pub key: FieldKey,
     pub filter: Filter,
@@ -197,6 +203,15 @@ impl Serialize for FieldKey {
     }
 }
 
+// In the OpenAPI document a key is the string it is sent as.
+impl utoipa::PartialSchema for FieldKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <String as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for FieldKey {}
+
 impl<'de> Deserialize<'de> for FieldKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -204,7 +219,7 @@ impl<'de> Deserialize<'de> for FieldKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldCondition {
     pub key: FieldKey,
@@ -228,7 +243,7 @@ pub struct FieldCondition {
 }
 
 /// A keyword, integer or boolean: what `match.value` compares with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum MatchValue {
     Bool(bool),
@@ -236,7 +251,7 @@ pub enum MatchValue {
     Keyword(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Match {
     Value {
@@ -254,7 +269,7 @@ pub enum Match {
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
     pub lt: Option<f64>,
@@ -272,7 +287,7 @@ impl Range {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValuesCount {
     pub lt: Option<usize>,

@@ -7,6 +7,7 @@
 //! both cheaper and complete; otherwise the graph is traversed with the filter deciding only which
 //! nodes may enter the result. A filter pinning ids with `has_id` goes straight to those points.
 
+use super::deadline::{Checkpoints, Deadline, Expired};
 use super::filter::Filter;
 use super::sealed::SealedSegment;
 use super::state::{Found, ShardState};
@@ -35,7 +36,7 @@ pub struct SearchSpec<'a> {
 }
 
 /// A found point with its internal distance (lower is closer).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
     pub distance: f32,
     pub point: PointView,
@@ -43,15 +44,32 @@ pub struct Hit {
 
 impl Shard {
     pub fn search(&self, spec: &SearchSpec) -> Vec<Hit> {
+        self.search_within(spec, &Deadline::default())
+            .unwrap_or_default()
+    }
+
+    /// [`Shard::search`] that stops once `deadline` passes: it looks before every segment and
+    /// every [`CHECK_EVERY`](super::deadline::CHECK_EVERY) points of a scan (filter, exact
+    /// search, tail), so that an overrunning search frees its thread within one segment's graph
+    /// walk at most.
+    pub fn search_within(
+        &self,
+        spec: &SearchSpec,
+        deadline: &Deadline,
+    ) -> Result<Vec<Hit>, Expired> {
         if spec.k == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let state = self.state.read();
         let metric = self.config.metric;
         let mut top = TopK::new(spec.k);
+        let scanned = deadline.checkpoints();
 
         if let Some(ids) = spec.filter.and_then(|f| f.pinned_ids()) {
             for id in ids {
+                if !scanned.tick() {
+                    break;
+                }
                 if let Some(found) = state.find(id) {
                     if spec.filter.is_none_or(|f| matches_found(f, id, found)) {
                         top.push(
@@ -63,13 +81,12 @@ impl Shard {
             }
         } else {
             for seg in &state.segments {
-                let allowed = spec.filter.map(|f| allowed_in(&state, seg, f));
-                let hits = search_segment(
-                    seg,
-                    allowed.as_deref(),
-                    spec,
-                    self.config.full_scan_threshold,
-                );
+                deadline.check()?;
+                let allowed = spec.filter.map(|f| allowed_in(&state, seg, f, &scanned));
+                scanned.result()?;
+                let threshold = self.config.full_scan_threshold;
+                let hits = search_segment(seg, allowed.as_deref(), spec, threshold, &scanned);
+                scanned.result()?;
                 hits.iter().for_each(|&(_, i)| seg.prefetch_entry(i));
                 for (d, i) in hits {
                     // An overlaid entry's version is in the point table: leave it to the lookup.
@@ -81,6 +98,9 @@ impl Shard {
             for (slot, (id, _)) in tail.ids.iter().enumerate() {
                 if !tail.live[slot] {
                     continue;
+                }
+                if !scanned.tick() {
+                    break;
                 }
                 if let Some(f) = spec.filter {
                     match state.points.get(id) {
@@ -95,9 +115,12 @@ impl Shard {
             }
         }
 
+        scanned.result()?;
+
         // A plain segment hit knows its point's version; payloads and vectors need a lookup.
         let bare = !spec.with_payload && !spec.with_vector;
-        top.into_sorted()
+        let hits = top
+            .into_sorted()
             .into_iter()
             .filter_map(|(distance, (id, version))| {
                 let point = match version {
@@ -114,16 +137,23 @@ impl Shard {
                 };
                 Some(Hit { distance, point })
             })
-            .collect()
+            .collect();
+        Ok(hits)
     }
 }
 
 /// Which entries of a segment are live and pass the filter (payloads of plain entries are read
-/// from the segment's file, overlaid ones from the point table).
-fn allowed_in(state: &ShardState, seg: &Arc<SealedSegment>, filter: &Filter) -> Vec<bool> {
+/// from the segment's file, overlaid ones from the point table). Once `scanned` says the
+/// deadline passed, the rest is left out (the caller then stops).
+fn allowed_in(
+    state: &ShardState,
+    seg: &Arc<SealedSegment>,
+    filter: &Filter,
+    scanned: &Checkpoints,
+) -> Vec<bool> {
     (0..seg.len() as u32)
         .map(|i| {
-            if !seg.live.get(i) {
+            if !seg.live.get(i) || !scanned.tick() {
                 return false;
             }
             let id = seg.point_id(i);
@@ -136,18 +166,20 @@ fn allowed_in(state: &ShardState, seg: &Arc<SealedSegment>, filter: &Filter) -> 
         .collect()
 }
 
-/// Searches one segment: by graph, or exactly when the filter leaves few candidates.
+/// Searches one segment: by graph, or exactly when the filter leaves few candidates. An exact
+/// scan counts its points in `scanned` and skips the rest once the deadline passed.
 fn search_segment(
     seg: &SealedSegment,
     allowed: Option<&[bool]>,
     spec: &SearchSpec,
     full_scan_threshold: usize,
+    scanned: &Checkpoints,
 ) -> Vec<(f32, u32)> {
     let index = &seg.index;
     let Some(allowed) = allowed else {
         let live = |i: u32| seg.live.get(i);
         return if spec.exact {
-            index.exact(spec.vector, spec.k, live)
+            index.exact(spec.vector, spec.k, |i| scanned.tick() && live(i))
         } else {
             index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, live)
         };
@@ -158,7 +190,7 @@ fn search_segment(
     }
     let accept = |i: u32| allowed[i as usize];
     if spec.exact || count <= full_scan_threshold || count * 10 < allowed.len() {
-        index.exact(spec.vector, spec.k, accept)
+        index.exact(spec.vector, spec.k, |i| scanned.tick() && accept(i))
     } else {
         index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
     }

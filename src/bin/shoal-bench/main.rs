@@ -3,7 +3,7 @@
 //! node or cluster (`--url`) — on a deterministic synthetic dataset or on `.npy` / `.fvecs` files.
 //!
 //! Data: `--clusters 0` gives uniform random vectors in [0, 1)^dim; otherwise `clusters` Gaussian
-//! clusters with centres N(0, 4²) and points N(centre, 1) (the data of /work/shared/NOTES.md).
+//! clusters with centres N(0, 4²) and points N(centre, 1) (the reference data of docs/benchmarks.md).
 //! Queries come from the same distribution. Exact ground truth is computed once (parallel brute
 //! force) and cached in `--gt-cache` under a hash of data + queries + metric + k.
 //!
@@ -12,7 +12,7 @@
 //! `scripts/bench-vs-hnswlib` makes one in `bench-out/venv`).
 //!
 //! Examples:
-//!   shoal-bench --n 100000 --dim 128                      # in process, NOTES data
+//!   shoal-bench --n 100000 --dim 128                      # in process, reference data
 //!   shoal-bench --write-data bench-out/data               # write data.npy / queries.npy, exit
 //!   shoal-bench --data d.npy --queries q.npy --out r.json
 //!   shoal-bench --url http://127.0.0.1:6333 --concurrency 1,2
