@@ -7,7 +7,7 @@
 //! liveness/filter bitsets, and passes them to [`Segment::search`] / [`Segment::exact`] as an
 //! `accept` predicate; it also decides between HNSW and exact scan.
 //!
-//! # Build: hnsw_rs, then a flat copy (design brief: `/work/shared/NOTES.md`)
+//! # Build: hnsw_rs, then a flat copy (measured against hnswlib: `docs/benchmarks.md`)
 //! The graph is built by hnsw_rs (`Hnsw::new(max_nb_connection, n, 16, ef_construct, ShoalDist)`
 //! and `parallel_insert_slice`, data id = internal id), then copied into flat arrays
 //! (`flat.rs`): one contiguous vector slab, fixed-stride layer-0 adjacency, compact upper layers.

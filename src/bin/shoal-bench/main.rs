@@ -3,7 +3,7 @@
 //! node or cluster (`--url`) — on a deterministic synthetic dataset or on `.npy` / `.fvecs` files.
 //!
 //! Data: `--clusters 0` gives uniform random vectors in [0, 1)^dim; otherwise `clusters` Gaussian
-//! clusters with centres N(0, 4²) and points N(centre, 1) (the data of /work/shared/NOTES.md).
+//! clusters with centres N(0, 4²) and points N(centre, 1) (the data the hnswlib comparison uses).
 //! Queries come from the same distribution. Exact ground truth is computed once (parallel brute
 //! force) and cached in `--gt-cache` under a hash of data + queries + metric + k.
 //!
