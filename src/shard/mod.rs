@@ -288,14 +288,15 @@ impl Shard {
             last_error: Mutex::new(None),
             built_points: AtomicU64::new(0),
         };
-        let codes_in_ram = shard.config.int8.is_some_and(|q| q.always_ram);
-        let loaded = optimizer::load_segments(&shard.dir, shard.config.metric, codes_in_ram)?;
+        let loaded = optimizer::load_segments(&shard.dir, shard.config.metric)?;
         let state = match loaded {
             optimizer::Loaded::Current {
                 segments,
                 max_version,
             } => shard.settle(segments, max_version)?,
-            optimizer::Loaded::Fresh if shard.store.with_tree(&shard.tree, |t| t.first())?.is_none() => {
+            optimizer::Loaded::Fresh
+                if shard.store.with_tree(&shard.tree, |t| t.first())?.is_none() =>
+            {
                 optimizer::write_manifest(&shard.dir, &[], 0)?;
                 ShardState::default()
             }
@@ -310,9 +311,8 @@ impl Shard {
             seconds = started.elapsed().as_secs_f64(),
             "shard opened"
         );
-        for seg in &state.segments {
-            optimizer::verify_in_background(&shard.dir, seg);
-        }
+        let codes_in_ram = shard.config.int8.is_some_and(|q| q.always_ram);
+        optimizer::finish_open_in_background(&shard.dir, &state.segments, codes_in_ram);
         *shard.state.write() = state;
         Ok(shard)
     }
@@ -332,6 +332,8 @@ impl Shard {
         let dirty: Vec<sled::IVec> = self
             .store
             .with_tree(&self.dirty, |t| t.iter().keys().collect())?;
+        state.points.reserve(dirty.len());
+        state.tail.reserve(dirty.len(), self.config.dim);
         for key in dirty {
             let Some(id) = PointId::from_key(&key) else {
                 anyhow::bail!("unreadable dirty id in {}", self.dir.display());
@@ -424,7 +426,8 @@ impl Shard {
         self.store.with_tree(&self.tree, scan)??;
         // Marks first (durably), then the manifest that drops the old segments: a crash between
         // the two finds the old manifest and scans again.
-        self.store.with_tree(&self.dirty, |t| t.apply_batch(marks))?;
+        self.store
+            .with_tree(&self.dirty, |t| t.apply_batch(marks))?;
         self.store.flush()?;
         optimizer::write_manifest(&self.dir, &[], state.max_version)?;
         optimizer::remove_unlisted(&self.dir, &[])?;
@@ -530,7 +533,8 @@ impl Shard {
         // still free.
         let _room = self.store.admit(2 * batch_bytes)?;
         // Dirty marks before the records: a mark without its change only costs a replay.
-        self.store.with_tree(&self.dirty, |t| t.apply_batch(marks))?;
+        self.store
+            .with_tree(&self.dirty, |t| t.apply_batch(marks))?;
         self.store.with_tree(&self.tree, |t| t.apply_batch(batch))?;
         if durable {
             self.store.flush()?;
