@@ -17,7 +17,7 @@ fn gauss(rng: &mut StdRng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
-/// Clustered Gaussian data as in NOTES.md: centres N(0, 4²), points N(centre, 1).
+/// Clustered Gaussian data as in docs/benchmarks.md: centres N(0, 4²), points N(centre, 1).
 fn clustered(seed: u64, n: usize, dim: usize, clusters: usize) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     let centres: Vec<f32> = (0..clusters * dim).map(|_| 4.0 * gauss(&mut rng)).collect();

@@ -4,6 +4,12 @@
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// A duration flag in seconds: `None` when 0 (or not a number), meaning no limit.
+pub fn seconds(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)))
+}
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -85,7 +91,7 @@ pub struct Config {
     pub max_concurrent_requests: u32,
 
     /// Seconds a public API request may take before it is answered with a 504 (fractions allowed;
-    /// 0 disables). A write that times out may still be applied.
+    /// 0 disables). A search that overruns stops; a write that times out may still be applied.
     #[arg(long, env = "SHOAL_REQUEST_TIMEOUT_SECS", default_value_t = 60.0)]
     pub request_timeout_secs: f64,
 

@@ -1,8 +1,6 @@
 //! The one error type that crosses layers. Each variant maps to the HTTP status Qdrant uses for
 //! that kind of failure; the message is what the client reads, so it names what was wrong.
 
-use crate::shard::ShardError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// 400: the request is well-formed JSON but asks for something invalid.
@@ -17,23 +15,15 @@ pub enum Error {
     /// 503: the node (or a shard it needs) cannot serve right now.
     #[error("Service unavailable: {0}")]
     Unavailable(String),
+    /// 504: the request overran its deadline and was stopped.
+    #[error("Timeout: {0}")]
+    Timeout(String),
     /// 500: storage or an invariant failed; logged, never caused by request contents.
     #[error("Service internal error: {0}")]
     Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl From<ShardError> for Error {
-    fn from(e: ShardError) -> Self {
-        match e {
-            ShardError::Invalid(m) => Error::BadRequest(m),
-            ShardError::Unavailable(m) => Error::Unavailable(m),
-            ShardError::Storage(s) => Error::Internal(s),
-            ShardError::Removed => Error::NotFound(e.to_string()),
-        }
-    }
-}
 
 impl From<anyhow::Error> for Error {
     fn from(e: anyhow::Error) -> Self {

@@ -8,16 +8,19 @@
 //! never held back. [`LogGuard`] flushes whatever is left when `main` returns. A `kill -9` can
 //! lose at most the last [`FLUSH_EVERY`] of info lines; it never loses data, which is synced
 //! separately.
+//!
+//! Lines are formatted by tracing-subscriber, with one addition ([`EscapedFields`]): every field
+//! value has the control characters a terminal acts on escaped, not only the message, so that
+//! text a client sent (a collection name, a rejected id in an error) cannot drive the terminal
+//! of whoever reads the log.
 
 use parking_lot::Mutex;
-use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::field::{Field, Visit};
 use tracing::{Level, Metadata};
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 use tracing_subscriber::EnvFilter;
@@ -127,7 +130,6 @@ pub fn init(format: &str) -> LogGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(out.clone())
-        .with_timer(CachedTime)
         .with_ansi(ansi);
     if format.eq_ignore_ascii_case("json") {
         // Each line carries the current span (`request` with its request_id, method and path).
@@ -137,133 +139,28 @@ pub fn init(format: &str) -> LogGuard {
             .with_span_list(false)
             .init();
     } else {
-        builder.fmt_fields(PlainFields).init();
+        builder.fmt_fields(EscapedFields::default()).init();
     }
     LogGuard(out)
 }
 
-/// Line timestamps exactly as tracing-subscriber's default `SystemTime` timer writes them
-/// (RFC 3339, UTC, microseconds: `2026-11-26T01:18:48.123456Z`), with the date and time of
-/// day formatted once a second per thread instead of for every line (~2k instructions each).
-struct CachedTime;
-
-impl FormatTime for CachedTime {
-    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        thread_local! {
-            static PREFIX: std::cell::RefCell<(u64, String)> =
-                const { std::cell::RefCell::new((u64::MAX, String::new())) };
-        }
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let secs = since_epoch.as_secs();
-        PREFIX.with_borrow_mut(|(at, prefix)| {
-            if *at != secs {
-                *at = secs;
-                prefix.clear();
-                write_utc_seconds(prefix, secs)?;
-            }
-            write!(w, "{prefix}.{:06}Z", since_epoch.subsec_micros())
-        })
-    }
+/// The current time as log lines give it (RFC 3339, UTC, microseconds).
+pub fn now_rfc3339() -> String {
+    let mut text = String::with_capacity(27);
+    // Writing to a String cannot fail.
+    let _ = tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut text));
+    text
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of a count of seconds since the Unix epoch (UTC, proleptic Gregorian;
-/// days to a civil date as in Howard Hinnant's `civil_from_days`).
-pub(crate) fn write_utc_seconds(out: &mut String, secs: u64) -> std::fmt::Result {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
+/// tracing-subscriber's text fields, every value written through [`Escaping`] (its own default
+/// escapes the message and errors only).
+#[derive(Default)]
+pub struct EscapedFields(DefaultFields);
 
-/// The text format's fields, as tracing-subscriber's `DefaultFields` writes them with colours
-/// off (`message` bare, then `name=value` separated by spaces, control characters escaped) but
-/// without its per-field styling and per-character escaping calls: ~4k instructions of every
-/// request's span and access line.
-struct PlainFields;
-
-impl<'w> FormatFields<'w> for PlainFields {
+impl<'w> FormatFields<'w> for EscapedFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
-        let mut visitor = PlainVisitor {
-            writer,
-            separator: "",
-            result: Ok(()),
-        };
-        fields.record(&mut visitor);
-        visitor.result
-    }
-}
-
-struct PlainVisitor<'w> {
-    writer: Writer<'w>,
-    separator: &'static str,
-    result: std::fmt::Result,
-}
-
-impl Visit for PlainVisitor<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() != "message" {
-            return self.record_debug(field, &value);
-        }
-        if self.start(field) {
-            self.result = Escaping(&mut self.writer).write_str(value);
-        }
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record_digits(field, itoa::Buffer::new().format(value))
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record_digits(field, itoa::Buffer::new().format(value))
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if self.start(field) {
-            // One formatting pass: the value's text runs through the escaping writer.
-            self.result = write!(Escaping(&mut self.writer), "{value:?}");
-        }
-    }
-}
-
-impl PlainVisitor<'_> {
-    /// Writes the separator and `name=` (nothing before a message); false to skip the field.
-    fn start(&mut self, field: &Field) -> bool {
-        let name = field.name();
-        if self.result.is_err() || name.starts_with("log.") {
-            return false;
-        }
-        let separator = std::mem::replace(&mut self.separator, " ");
-        self.result = if name == "message" {
-            self.writer.write_str(separator)
-        } else {
-            let name = name.strip_prefix("r#").unwrap_or(name);
-            (self.writer.write_str(separator))
-                .and_then(|()| self.writer.write_str(name))
-                .and_then(|()| self.writer.write_char('='))
-        };
-        self.result.is_ok()
-    }
-
-    /// An integer's digits, which need no escaping.
-    fn record_digits(&mut self, field: &Field, digits: &str) {
-        if self.start(field) {
-            self.result = self.writer.write_str(digits);
-        }
+        let mut escaping = Escaping(writer);
+        self.0.format_fields(Writer::new(&mut escaping), fields)
     }
 }
 
@@ -320,74 +217,37 @@ mod tests {
     }
 
     #[test]
-    fn cached_time_reads_like_the_default_timer() {
-        let render = |timer: &dyn FormatTime| {
-            let mut s = String::new();
-            timer.format_time(&mut Writer::new(&mut s)).unwrap();
-            s
-        };
-        // Same second (retried across a boundary): same text up to the microseconds.
-        let (mine, theirs) = (0..10)
-            .map(|_| {
-                (
-                    render(&CachedTime),
-                    render(&tracing_subscriber::fmt::time::SystemTime),
-                )
-            })
-            .find(|(a, b)| a[..19] == b[..19])
-            .expect("ten tries cannot all straddle a second");
-        assert_eq!(mine.len(), theirs.len(), "{mine} vs {theirs}");
-        assert_eq!(mine[..19], theirs[..19], "{mine} vs {theirs}");
-        assert!(mine.ends_with('Z') && mine.as_bytes()[19] == b'.', "{mine}");
-        let day = |secs| {
-            let mut s = String::new();
-            write_utc_seconds(&mut s, secs).unwrap();
-            s
-        };
-        assert_eq!(day(0), "1970-01-01T00:00:00");
-        assert_eq!(day(951_782_399), "2000-02-28T23:59:59");
-        assert_eq!(day(951_782_400), "2000-02-29T00:00:00");
-        assert_eq!(day(4_107_542_400), "2100-03-01T00:00:00");
-        assert_eq!(day(1_795_650_128), "2026-11-25T23:42:08");
-    }
-
-    #[test]
-    fn plain_fields_read_like_the_default_ones() {
+    fn fields_read_as_the_default_ones_with_every_value_escaped() {
         use tracing_subscriber::layer::SubscriberExt;
-        let render = |fields: Option<PlainFields>, raw: &'static str| {
+        let render = |escaped: bool, raw: &'static str| {
             let out = BufferedStderr::default();
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .without_time()
                 .with_writer(out.clone());
             let line = || {
-                let span = tracing::info_span!("request", request_id = %"ab-1", r#type = "x\x1b[31m", raw = %raw);
+                let span = tracing::info_span!("request", request_id = %"ab-1", raw = %raw);
                 let _in = span.enter();
-                tracing::info!(status = 200u16, ms = %format_args!("{:.3}", 0.1234), "request finished");
+                tracing::info!(status = 200u16, ms = 0.123, "request finished");
                 tracing::info!(error = "bell\x07 and \\", "plain {}", 5);
             };
-            match fields {
-                Some(f) => tracing::subscriber::with_default(
-                    tracing_subscriber::registry().with(layer.fmt_fields(f)),
-                    line,
-                ),
-                None => tracing::subscriber::with_default(
-                    tracing_subscriber::registry().with(layer),
-                    line,
-                ),
+            if escaped {
+                let layer = layer.fmt_fields(EscapedFields::default());
+                tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), line)
+            } else {
+                tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), line)
             }
             let text = String::from_utf8(out.buf.lock().clone()).unwrap();
             text
         };
-        let (plain, default) = (render(Some(PlainFields), "y"), render(None, "y"));
+        let (escaped, default) = (render(true, "y"), render(false, "y"));
         assert!(
-            plain.contains("request finished status=200 ms=0.123"),
-            "{plain}"
+            escaped.contains("request finished status=200 ms=0.123"),
+            "{escaped}"
         );
-        assert_eq!(plain, default);
-        // Unlike the default with colours off, control characters in displayed values are
-        // escaped too: a client's text cannot drive the terminal of whoever reads the log.
-        let plain = render(Some(PlainFields), "y\x1b[0m\u{85}");
-        assert!(plain.contains(r"raw=y\x1b[0m\u{85}"), "{plain}");
+        assert_eq!(escaped, default);
+        let escaped = render(true, "y\x1b[0m\u{85}");
+        assert!(escaped.contains(r"raw=y\x1b[0m\u{85}"), "{escaped}");
+        assert!(now_rfc3339().ends_with('Z'));
     }
 }

@@ -3,7 +3,8 @@
 //! anti-entropy, and on SIGTERM stop accepting, finish in-flight requests and flush everything
 //! to disk.
 
-use crate::api::{self, service::Metrics};
+use crate::api::{self, service_routes::Metrics};
+use crate::cluster::coordinator::Coordinator;
 use crate::cluster::discovery::Discovery;
 use crate::cluster::identity::Identity;
 use crate::cluster::membership::{KubeApi, SizeSource};
@@ -11,7 +12,7 @@ use crate::cluster::{peer_api, rebalance, sync, Cluster, PeerToken};
 use crate::collection::catalog::Catalog;
 use crate::config::Config;
 use crate::index::BuildCancelled;
-use crate::node::Node;
+use crate::service::Database;
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,7 +73,8 @@ async fn cluster(config: &Config) -> anyhow::Result<(Cluster, Option<Arc<SizeSou
 
 /// Everything a running node needs, bound and opened.
 pub struct Started {
-    pub node: Arc<Node>,
+    /// The service layer, and through it the coordinator below.
+    pub db: Arc<Database>,
     pub public: tokio::net::TcpListener,
     /// The peer port, in cluster mode only: a single node has no peers to serve.
     pub peer: Option<tokio::net::TcpListener>,
@@ -113,22 +115,17 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             .with_context(|| format!("cannot listen for peers on {peer_addr}"))?;
         Some(bound)
     };
-    let memory = api::budget::MemoryBudget::new(
-        config.request_memory_budget_bytes,
-        config.node_memory_budget_bytes,
-    );
-    let node = Arc::new(Node {
-        memory,
-        config,
+    Metrics::install();
+    let coordinator = Arc::new(Coordinator::new(
         catalog,
         cluster,
-        ready: Default::default(),
-        metrics: Metrics::install(),
         size_source,
-    });
+        config.max_request_bytes,
+    ));
     // Every local shard is open: readiness never waits on another pod.
-    node.ready.store(true, Ordering::Release);
-    Ok(Started { node, public, peer })
+    coordinator.set_ready(true);
+    let db = Arc::new(Database::new(coordinator, config));
+    Ok(Started { db, public, peer })
 }
 
 /// Serves until SIGTERM or Ctrl-C, then drains and flushes. A stop cancels a running index
@@ -136,28 +133,33 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
 /// [`api::serve::DRAIN_LIMIT`] for requests in flight, and flushes: well within Kubernetes'
 /// 30 s grace period.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let Started { node, public, peer } = start(config).await?;
-    let peer_listen = peer.as_ref().map(|_| node.config.peer_addr().to_string());
-    tracing::info!(listen = %node.config.listen, peer = peer_listen.as_deref().unwrap_or("closed (single-node mode)"), data_dir = %node.config.data_dir.display(), "shoal is serving");
+    let Started { db, public, peer } = start(config).await?;
+    let node = Arc::clone(db.coordinator());
+    let config = db.config();
+    let peer_listen = peer.as_ref().map(|_| config.peer_addr().to_string());
+    tracing::info!(listen = %config.listen, peer = peer_listen.as_deref().unwrap_or("closed (single-node mode)"), data_dir = %config.data_dir.display(), "shoal is serving");
     let stopping = Arc::new(AtomicBool::new(false));
-    let optimizer = tokio::spawn(optimize_forever(Arc::clone(&node), Arc::clone(&stopping)));
+    let optimizer = tokio::spawn(optimize_forever(
+        Arc::clone(&node),
+        config.indexing_threshold,
+        Arc::clone(&stopping),
+    ));
     let mut background = Vec::new();
     if let Some(source) = node.size_source() {
         background.push(tokio::spawn(rebalance::run(Arc::clone(&node), source)));
     }
     if let Some(peer) = peer {
         let app = peer_api::router(Arc::clone(&node));
-        let serve = axum::serve(
+        // The same accept path and read timeouts as the public port; stopped with the node.
+        let serve = crate::listener::serve(
             peer,
-            app.into_make_service_with_connect_info::<peer_api::PeerConnection>(),
+            crate::listener::Timeouts::from_config(config),
+            move |_| Ok(app.clone()),
+            std::future::pending(),
         );
         let watching = Arc::clone(&node);
         background.extend([
-            tokio::spawn(async move {
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "the peer port stopped serving");
-                }
-            }),
+            tokio::spawn(serve),
             tokio::spawn(async move { watching.cluster.watch_peers().await }),
             tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL)),
         ]);
@@ -169,8 +171,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopping.store(true, Ordering::Release);
         }
     };
-    api::serve::serve(public, api::router(Arc::clone(&node)), &node.config, stop).await;
-    node.ready.store(false, Ordering::Release);
+    api::serve::serve(public, api::router(Arc::clone(&db)), config, stop).await;
+    node.set_ready(false);
     for task in background {
         task.abort();
     }
@@ -220,8 +222,7 @@ fn next_backoff(
 
 /// Builds segments in the background, one shard at a time, so searches keep the other core.
 /// Returns once `stopping` is set, after the build in progress (if any) has given up.
-async fn optimize_forever(node: Arc<Node>, stopping: Arc<AtomicBool>) {
-    let threshold = node.config.indexing_threshold;
+async fn optimize_forever(node: Arc<Coordinator>, threshold: usize, stopping: Arc<AtomicBool>) {
     let mut backoff: HashMap<(String, u32), (Duration, Instant)> = HashMap::new();
     while !stopping.load(Ordering::Acquire) {
         tokio::time::sleep(OPTIMIZER_INTERVAL).await;

@@ -89,11 +89,24 @@ impl Drop for Admission<'_> {
 }
 
 fn open_sled(path: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
-    sled::Config::new()
-        .path(path)
-        .cache_capacity(cache_bytes)
-        .flush_every_ms(Some(200))
-        .open()
+    let open = || {
+        sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(200))
+            .open()
+    };
+    // A database this process just closed keeps its lock until sled's flusher thread notices,
+    // at its next tick (every 200 ms): wait for it rather than fail a reopen (tests do that).
+    for _ in 0..15 {
+        match open() {
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+    open()
 }
 
 /// Free bytes on the volume holding `path` (what an unprivileged writer may use).

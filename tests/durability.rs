@@ -49,7 +49,12 @@ fn acknowledged_upserts_survive_kill_9_during_ingest() {
             })
         })
         .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while batches.load(Ordering::Relaxed) < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writers did not get 40 batches acknowledged"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     node.kill9();

@@ -59,17 +59,16 @@ fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 fn handoff(node: &Node) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args([
-            "--peer-listen",
-            &node.peer_addr.to_string(),
-            "--cluster-token",
-            TOKEN,
-            "handoff",
-            "--wait",
-        ])
-        .output()
-        .expect("run shoal handoff");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+    command.args([
+        "--peer-listen",
+        &node.peer_addr.to_string(),
+        "--cluster-token",
+        TOKEN,
+        "handoff",
+        "--wait",
+    ]);
+    let out = common::output_within(&mut command, Duration::from_secs(300));
     assert!(
         out.status.success(),
         "handoff failed: {}",

@@ -9,11 +9,12 @@ use common::dns::TestDns;
 use common::Node;
 use serde_json::json;
 use shoal::cluster::protocol::{
-    encode, shard_path, CatalogEntry, CatalogPush, RecordsRequest, WireChange, WireOp,
+    encode, shard_path, CatalogEntry, CatalogPush, RecordsRequest, ShardOp,
 };
 use shoal::collection::CollectionConfig;
 use shoal::index::{HnswParams, Metric};
 use shoal::shard::point::{PointId, Record, RecordBody};
+use shoal::shard::Change;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A version as a node's clock issues it, `ahead` in the future.
@@ -22,8 +23,28 @@ fn version_in(ahead: Duration) -> u64 {
     (now.as_micros() as u64) << 8
 }
 
-fn record(version: u64, vector: Vec<f32>, payload_json: &str) -> WireChange {
-    WireChange {
+/// Operations as a peer could send them, with JSON text a coordinator would never write:
+/// the protocol's shape, its filters and plans as raw text.
+#[derive(serde::Serialize)]
+enum RawOp {
+    #[allow(dead_code)]
+    Search,
+    #[allow(dead_code)]
+    Retrieve,
+    #[allow(dead_code)]
+    Scroll,
+    Count {
+        filter_json: Option<String>,
+    },
+    Plan {
+        plan_json: String,
+        version: u64,
+    },
+}
+
+fn record(version: u64, vector: Vec<f32>, payload_json: &str) -> Change {
+    Change {
+        payload: None,
         id: PointId::Num(1),
         record: Record {
             version,
@@ -114,7 +135,7 @@ fn a_single_node_opens_no_peer_port_and_hands_nothing_off() {
         if let Some(t) = token {
             handoff.env("SHOAL_CLUSTER_TOKEN", t);
         }
-        let out = handoff.output().expect("run shoal handoff");
+        let out = common::output_within(&mut handoff, Duration::from_secs(120));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         assert!(stderr.contains("nothing to hand off"), "{stderr}");
@@ -208,7 +229,7 @@ fn the_peer_port_refuses_every_request_without_the_token() {
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Count { filter_json: None }),
+            encode(&ShardOp::Count { filter: None }),
         ),
         ("GET", shard_path("c", 0, "state"), vec![]),
         ("POST", "/peer/v1/handoff".into(), vec![]),
@@ -255,7 +276,7 @@ fn peer_messages_are_checked_like_client_requests() {
     let now = version_in(Duration::ZERO);
     let unit = vec![0.5, 0.5, 0.5, 0.5];
     let commit = shard_path("c", 0, "commit");
-    let commit_of = |changes: Vec<WireChange>| ("POST", commit.clone(), encode(&changes));
+    let commit_of = |changes: Vec<Change>| ("POST", commit.clone(), encode(&changes));
     let mut stale_vector = record(now, unit.clone(), "{}");
     stale_vector.record.vector_version = now + 1;
     // A string that announces 2^60 bytes where the payload's length goes.
@@ -340,43 +361,45 @@ fn peer_messages_are_checked_like_client_requests() {
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Search {
+            encode(&ShardOp::Search {
                 vector: vec![1.0],
                 k: 10,
                 ef: 10,
                 exact: true,
-                filter_json: None,
+                filter: None,
                 with_vector: false,
-                quantization: (false, true, 1.0),
+                with_payload: true,
+                quantization: Default::default(),
             }),
         ),
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Search {
+            encode(&ShardOp::Search {
                 vector: unit.clone(),
                 k: usize::MAX,
                 ef: usize::MAX,
                 exact: false,
-                filter_json: None,
+                filter: None,
                 with_vector: false,
-                quantization: (false, true, 1.0),
+                with_payload: true,
+                quantization: Default::default(),
             }),
         ),
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Scroll {
+            encode(&ShardOp::Scroll {
                 from: None,
                 limit: usize::MAX,
-                filter_json: None,
+                filter: None,
                 with_vector: true,
             }),
         ),
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Plan {
+            encode(&RawOp::Plan {
                 plan_json: r#"{"Delete": {"Ids": [1]}}"#.into(),
                 version: u64::MAX,
             }),
@@ -384,7 +407,7 @@ fn peer_messages_are_checked_like_client_requests() {
         (
             "POST",
             shard_path("c", 0, "op"),
-            encode(&WireOp::Count {
+            encode(&RawOp::Count {
                 filter_json: Some("{not json".into()),
             }),
         ),
@@ -415,7 +438,7 @@ fn peer_messages_are_checked_like_client_requests() {
 
     // A record within bounds is taken: the route works, and versions a little ahead are fine.
     let ahead = version_in(Duration::from_secs(60));
-    let accepted = vec![WireChange {
+    let accepted = vec![Change {
         id: PointId::Num(77),
         ..record(ahead, unit.clone(), r#"{"from": "peer"}"#)
     }];
@@ -430,4 +453,62 @@ fn peer_messages_are_checked_like_client_requests() {
     );
     let got = node.ok("GET", "/collections/c/points/77", None);
     assert_eq!(got["payload"], json!({"from": "client"}), "{got}");
+}
+
+/// A node of the previous release (protocol 1) and a node of this one serve one cluster during a
+/// rolling update: this node reads protocol 1's shapes and answers in them, and refuses versions
+/// it does not know.
+#[test]
+fn a_peer_of_the_previous_protocol_is_answered_in_its_shapes() {
+    use shoal::cluster::protocol::{ShardReply, OLDEST_PROTOCOL, PROTOCOL_VERSION};
+    assert_eq!(OLDEST_PROTOCOL, 1);
+    let root = tempfile::tempdir().unwrap();
+    let (cluster, peer) = node_with_data(root.path(), 73);
+    let node = &cluster.nodes[0];
+    let old = PeerClient::new(peer.addr).speaking(1);
+
+    // Its catalog, in protocol 1's shapes: the config inline (what protocol 1 has fields for).
+    let catalog: Vec<CatalogEntry> = old.call("GET", "/peer/v1/catalog", &());
+    let c = catalog.iter().find(|e| e.name == "c").expect("c in the catalog");
+    assert_eq!(c.config.as_ref().map(|c| (c.size, c.shard_number)), Some((4, 1)));
+
+    // A collection pushed in protocol 1's shapes is created, with the defaults of what it lacks.
+    let push = CatalogPush {
+        entry: CatalogEntry {
+            name: "from-v1".into(),
+            version: version_in(Duration::ZERO),
+            config: Some(config(4, 1)),
+        },
+        fresh: true,
+    };
+    let changed: bool = old.call("PUT", "/peer/v1/catalog", &push);
+    assert!(changed);
+    let info = node.ok("GET", "/collections/from-v1", None);
+    assert_eq!(info["config"]["params"]["vectors"]["size"], json!(4), "{info}");
+    assert_eq!(info["config"]["quantization_config"], json!(null), "{info}");
+
+    // A search in protocol 1's shape (no quantization parameters) gets its hits.
+    let search = ShardOp::Search {
+        vector: vec![0.5, 0.5, 0.5, 0.5],
+        k: 3,
+        ef: 16,
+        exact: true,
+        filter: None,
+        with_vector: false,
+        with_payload: true,
+        quantization: Default::default(),
+    };
+    let reply: ShardReply = old.call("POST", &shard_path("c", 0, "op"), &search);
+    let hits = reply.hits().expect("hits");
+    assert_eq!(hits.len(), 3);
+    assert!(hits.iter().all(|h| h.point.payload.contains_key("i")));
+
+    // Versions it does not speak are refused, with the reason.
+    for (version, says) in [(PROTOCOL_VERSION + 1, "newer"), (0, "older")] {
+        let client = PeerClient::new(peer.addr).speaking(version);
+        let (status, body) = client.send("GET", "/peer/v1/catalog", Some(TOKEN), encode(&()));
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(says), "{body}");
+    }
 }

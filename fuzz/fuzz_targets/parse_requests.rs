@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use shoal::api::models::*;
+use shoal::service::models::*;
 use shoal::shard::filter::Filter;
 use shoal::shard::point::{Payload, PointId};
 

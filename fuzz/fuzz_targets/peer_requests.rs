@@ -10,19 +10,19 @@
 
 use axum::body::Body;
 use axum::http::Request;
-use clap::Parser;
 use libfuzzer_sys::fuzz_target;
 use shoal::cluster::discovery::Discovery;
 use shoal::cluster::identity::Identity;
+use shoal::cluster::coordinator::Coordinator;
 use shoal::cluster::protocol::{
-    self, CatalogPush, RecordsRequest, WireChange, WireOp, PROTOCOL_HEADER, TOKEN_HEADER,
+    self, CatalogPush, RecordsRequest, ShardOp, PROTOCOL_HEADER, TOKEN_HEADER,
 };
 use shoal::cluster::{peer_api, Cluster, PeerToken};
 use shoal::collection::catalog::Catalog;
 use shoal::collection::CollectionConfig;
 use shoal::index::{HnswParams, Metric};
-use shoal::node::Node;
 use shoal::shard::point::{PointId, Record, RecordBody};
+use shoal::shard::Change;
 use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
 
@@ -44,6 +44,8 @@ fn collection_config(size: usize, distance: Metric, shard_number: u32) -> Collec
         replication_factor: 1,
         write_consistency_factor: 1,
         on_disk_payload: true,
+        quantization: None,
+        optimizers: Default::default(),
     }
 }
 
@@ -57,29 +59,21 @@ fn harness() -> &'static Harness {
             .build()
             .expect("runtime");
         let data = dir.path().to_string_lossy().into_owned();
-        let config = shoal::config::Config::parse_from([
-            "shoal", "--data-dir", &data, "--hostname", "shoal-0", "--service", "fuzz.local",
-            "--cluster-size", "1", "--cluster-token", TOKEN, "--max-request-bytes", "65536",
-        ]);
         let node = runtime.block_on(async {
             let identity = Identity::from_hostname("shoal-0").expect("identity");
             let discovery = Discovery::new(identity.clone(), "fuzz.local".into(), 6335, None)
                 .expect("discovery");
             let token = PeerToken::new(Some(TOKEN), None).expect("token");
             let cluster = Cluster::new(identity, discovery, 1, token).expect("cluster");
-            let catalog = Catalog::open(dir.path(), |c| cluster.local_shards(c)).expect("catalog");
+            let catalog =
+                Catalog::open(dir.path(), 0, 1 << 20, |c| cluster.local_shards(c)).expect("catalog");
             for (name, c) in [("c", collection_config(4, Metric::Cosine, 2)), ("a#b %c", collection_config(3, Metric::Dot, 1))] {
                 let local = cluster.local_shards(&c);
                 catalog.create(name, c, &local).expect("collection");
             }
-            Node {
-                config,
-                catalog,
-                cluster,
-                ready: true.into(),
-                metrics: shoal::api::service::Metrics::install(),
-                size_source: None,
-            }
+            let node = Coordinator::new(catalog, cluster, None, 65536);
+            node.set_ready(true);
+            node
         });
         Harness {
             app: peer_api::router(Arc::new(node)),
@@ -90,7 +84,7 @@ fn harness() -> &'static Harness {
 }
 
 /// A record whose fields come from the fuzzer's bytes.
-fn record_from(bytes: &[u8]) -> Vec<WireChange> {
+fn record_from(bytes: &[u8]) -> Vec<Change> {
     let word = |i: usize| {
         let mut w = [0u8; 8];
         for (j, b) in bytes.iter().skip(i * 8).take(8).enumerate() {
@@ -116,7 +110,8 @@ fn record_from(bytes: &[u8]) -> Vec<WireChange> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     let payload = String::from_utf8_lossy(bytes.get(32..).unwrap_or(&[])).into_owned();
-    vec![WireChange {
+    vec![Change {
+        payload: None,
         id: PointId::Num(word(1) % 64),
         record: Record {
             version,
@@ -131,9 +126,9 @@ fn record_from(bytes: &[u8]) -> Vec<WireChange> {
 
 fuzz_target!(|data: &[u8]| {
     // The decoders alone, on the raw bytes.
-    let _ = protocol::decode::<Vec<WireChange>>(data);
+    let _ = protocol::decode::<Vec<Change>>(data);
     let _ = protocol::decode::<CatalogPush>(data);
-    let _ = protocol::decode::<WireOp>(data);
+    let _ = protocol::decode::<ShardOp>(data);
     let _ = protocol::decode::<RecordsRequest>(data);
 
     let [route, who, shard, mode, rest @ ..] = data else {

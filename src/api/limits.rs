@@ -26,10 +26,7 @@ pub struct Limits {
     pub timeout: Option<Duration>,
 }
 
-/// A duration flag in seconds: `None` when 0 (or not a number), meaning no limit.
-pub fn seconds(secs: f64) -> Option<Duration> {
-    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)))
-}
+pub use crate::config::seconds;
 
 impl Limits {
     pub fn from_config(config: &crate::config::Config) -> Limits {

@@ -1,42 +1,37 @@
-//! The public REST API on port 6333: Qdrant's routes, shapes and status codes.
-//!
-//! Handlers parse and validate, hand the work to the coordinator (which runs it on local shard
-//! replicas on the blocking pool, or on peers), and wrap the answer in Qdrant's envelope.
+//! The public REST API on port 6333: Qdrant's routes, shapes and status codes, an adapter over
+//! the service layer. Each handler reads its path, query and body into a typed request, calls
+//! the one [`Database`](crate::service::Database) method of its route, and wraps the result (or
+//! the error, in Qdrant's error shape) in Qdrant's envelope; validation happens in the service
+//! layer, the same for every transport.
 
 pub mod auth;
-pub mod budget;
 pub mod cluster;
 pub mod collections;
-pub mod fast_json;
 pub mod gate;
-pub mod hot;
 pub mod limits;
-pub mod models;
 pub mod openapi;
 pub mod points;
 pub mod request_id;
 pub mod response;
-pub mod scored;
 pub mod search;
 pub mod serve;
-pub mod service;
-mod vector_de;
+pub mod service_routes;
 
-use axum::extract::DefaultBodyLimit;
+use crate::service::Database;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Router;
 use response::ApiError;
+use std::convert::Infallible;
 use std::sync::Arc;
-use tower::Layer;
+use tower::{Service, ServiceBuilder};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
-pub use crate::node::Node;
-
-/// The Qdrant version whose REST API shoal answers like; `GET /` reports it so that clients'
-/// version checks pass.
-pub const QDRANT_COMPAT_VERSION: &str = "1.20.0";
-
-/// What every handler can reach.
-pub type AppState = Arc<Node>;
+/// What every handler can reach: the service layer.
+pub type AppState = Arc<Database>;
 
 /// The public router and the OpenAPI document describing it. Every route is registered through
 /// `routes!`, which takes its path and method from the handler's `#[utoipa::path]`: a route cannot
@@ -46,12 +41,12 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use utoipa_axum::router::OpenApiRouter;
     use utoipa_axum::routes;
     let (routes, mut doc) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(service::healthz))
-        .routes(routes!(service::livez))
-        .routes(routes!(service::readyz))
-        .routes(routes!(service::metrics))
-        .routes(routes!(service::root))
-        .routes(routes!(service::openapi_json))
+        .routes(routes!(service_routes::healthz))
+        .routes(routes!(service_routes::livez))
+        .routes(routes!(service_routes::readyz))
+        .routes(routes!(service_routes::metrics))
+        .routes(routes!(service_routes::root))
+        .routes(routes!(service_routes::openapi_json))
         .routes(routes!(cluster::status))
         .routes(routes!(cluster::collection))
         .routes(routes!(collections::list))
@@ -74,37 +69,43 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(search::search))
         .routes(routes!(search::search_batch))
         .split_for_parts();
-    doc.components
-        .get_or_insert_with(Default::default)
-        .schemas
-        .extend([
-            (
-                <response::ErrorResponse as utoipa::ToSchema>::name().into_owned(),
-                <response::ErrorResponse as utoipa::PartialSchema>::schema(),
-            ),
-            (
-                <response::ErrorStatus as utoipa::ToSchema>::name().into_owned(),
-                <response::ErrorStatus as utoipa::PartialSchema>::schema(),
-            ),
-        ]);
+    let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
+    schemas.extend(openapi::shared_schemas());
     (routes, doc)
 }
 
-/// The public API as served: the [`gate`], then the body limit, then the [`hot`] routes in front
-/// of the router, each wrapping the whole router once (see the gate's doc for why not per route).
-pub type Public = gate::Gate<<DefaultBodyLimit as Layer<hot::HotRoutes<Router>>>::Service>;
-
-pub fn router(node: AppState) -> Public {
-    let body_limit = node.config.max_request_bytes;
-    let limits = limits::Limits::from_config(&node.config);
-    response::set_body_read_timeout(limits::seconds(node.config.body_read_timeout_secs));
+/// The public API as served. Around the router, once per request: the request id, the request
+/// span and access line ([`request_id`]), the panic guard, the body limit. Inside it, per route:
+/// the [`gate`] (API key, overload limits, timeout, metrics).
+pub fn router(
+    db: AppState,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static
+{
+    let config = db.config();
+    let body_limit = config.max_request_bytes;
+    let gate = gate::Gate::new(db.clone(), limits::Limits::from_config(config));
     let (routes, doc) = api();
-    let table = service::RouteTable::install(doc.paths.paths.keys().map(String::as_str));
-    service::publish_openapi(|| openapi::render(&doc));
-    let router = routes.fallback(not_found).with_state(node.clone());
-    let hot = hot::HotRoutes::new(node.clone(), router);
-    let gate = gate::GateLayer::new(node, limits, table);
-    gate.layer(DefaultBodyLimit::max(body_limit).layer(hot))
+    service_routes::publish_openapi(|| openapi::render(&doc));
+    let router = routes
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(gate, gate::admit))
+        .with_state(db);
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(request_id::span)
+        .on_request(())
+        .on_response(request_id::finished)
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(());
+    ServiceBuilder::new()
+        .map_response(|response: axum::http::Response<_>| response.map(axum::body::Body::new))
+        .map_request(request_id::sanitize)
+        .layer(SetRequestIdLayer::x_request_id(request_id::FreshId))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CatchPanicLayer::custom(service_routes::panic_response))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .service(router)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

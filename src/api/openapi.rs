@@ -3,13 +3,12 @@
 //! Routes and their descriptions come from one place: every public handler carries a
 //! `#[utoipa::path]` and is registered with `utoipa_axum::routes!` (see [`super::router`]), so a
 //! route cannot exist without its description. Request and response bodies derive `ToSchema` in
-//! [`super::models`] and [`super::response`]. Types owned by other modules (`PointId`, `Filter`,
-//! `Metric`) get their schema here from mirror types shaped like their serde form, so that
-//! `src/shard` and `src/index` need no OpenAPI code; a unit test checks the mirrors against what
-//! the real types accept.
+//! [`crate::service::models`] and [`super::response`], and the filter language's in
+//! [`crate::shard::filter`]. The few types whose serde form is written by hand (`PointId`,
+//! `Metric`, `VectorsConfig`, `QueryInput`) get their schema here; the tests below check each
+//! against what the real type accepts.
 
 use crate::index::Metric;
-use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -109,181 +108,9 @@ impl ToSchema for Metric {
     }
 }
 
-// ---------- Filter (src/shard/filter.rs) ----------
-
-/// `must` (all), `should` (at least one), `must_not` (none), `min_should`. Each clause is a list
-/// of conditions or one bare condition.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Filter, no_recursion)]
-pub struct FilterDoc {
-    pub must: Option<ConditionsDoc>,
-    pub should: Option<ConditionsDoc>,
-    pub must_not: Option<ConditionsDoc>,
-    pub min_should: Option<MinShouldDoc>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-#[schema(as = Conditions, no_recursion)]
-pub enum ConditionsDoc {
-    Many(Vec<ConditionDoc>),
-    One(Box<ConditionDoc>),
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = MinShould, no_recursion)]
-pub struct MinShouldDoc {
-    pub conditions: Vec<ConditionDoc>,
-    pub min_count: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-#[schema(as = Condition, no_recursion)]
-pub enum ConditionDoc {
-    Field(FieldConditionDoc),
-    IsEmpty(IsEmptyDoc),
-    IsNull(IsNullDoc),
-    HasId(HasIdDoc),
-    Nested(NestedDoc),
-    Filter(FilterDoc),
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = FieldCondition)]
-pub struct FieldConditionDoc {
-    pub key: String,
-    #[serde(rename = "match")]
-    pub matches: Option<MatchDoc>,
-    pub range: Option<RangeDoc>,
-    pub values_count: Option<ValuesCountDoc>,
-    pub is_empty: Option<bool>,
-    pub is_null: Option<bool>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-#[schema(as = Match)]
-pub enum MatchDoc {
-    Value { value: MatchValueDoc },
-    Text { text: String },
-    Any { any: Vec<MatchValueDoc> },
-    Except { except: Vec<MatchValueDoc> },
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-#[schema(as = MatchValue)]
-pub enum MatchValueDoc {
-    Bool(bool),
-    Int(i64),
-    Keyword(String),
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Range)]
-pub struct RangeDoc {
-    pub lt: Option<f64>,
-    pub gt: Option<f64>,
-    pub gte: Option<f64>,
-    pub lte: Option<f64>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = ValuesCount)]
-pub struct ValuesCountDoc {
-    pub lt: Option<u64>,
-    pub gt: Option<u64>,
-    pub gte: Option<u64>,
-    pub lte: Option<u64>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = PayloadKey)]
-pub struct KeyRefDoc {
-    pub key: String,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = IsEmptyCondition)]
-pub struct IsEmptyDoc {
-    pub is_empty: KeyRefDoc,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = IsNullCondition)]
-pub struct IsNullDoc {
-    pub is_null: KeyRefDoc,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = HasIdCondition)]
-pub struct HasIdDoc {
-    pub has_id: Vec<PointId>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = NestedCondition, no_recursion)]
-pub struct NestedDoc {
-    pub nested: NestedBodyDoc,
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = Nested, no_recursion)]
-pub struct NestedBodyDoc {
-    pub key: String,
-    pub filter: Box<FilterDoc>,
-}
-
-impl PartialSchema for Filter {
-    fn schema() -> RefOr<Schema> {
-        FilterDoc::schema()
-    }
-}
-
-impl ToSchema for Filter {
-    fn name() -> Cow<'static, str> {
-        FilterDoc::name()
-    }
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        // The filter language is recursive: register every part once, by name.
-        fn add<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-            let name = T::name().into_owned();
-            if !schemas.iter().any(|(n, _)| *n == name) {
-                schemas.push((name, T::schema()));
-            }
-        }
-        add::<FilterDoc>(schemas);
-        add::<ConditionsDoc>(schemas);
-        add::<ConditionDoc>(schemas);
-        add::<MinShouldDoc>(schemas);
-        add::<FieldConditionDoc>(schemas);
-        add::<MatchDoc>(schemas);
-        add::<MatchValueDoc>(schemas);
-        add::<RangeDoc>(schemas);
-        add::<ValuesCountDoc>(schemas);
-        add::<KeyRefDoc>(schemas);
-        add::<IsEmptyDoc>(schemas);
-        add::<IsNullDoc>(schemas);
-        add::<HasIdDoc>(schemas);
-        add::<NestedDoc>(schemas);
-        add::<NestedBodyDoc>(schemas);
-        add::<PointId>(schemas);
-    }
-}
-
 // ---------- VectorsConfig (custom Deserialize in models.rs) ----------
 
-impl PartialSchema for super::models::VectorsConfig {
+impl PartialSchema for crate::service::models::VectorsConfig {
     fn schema() -> RefOr<Schema> {
         let params: RefOr<Schema> =
             RefOr::Ref(utoipa::openapi::Ref::from_schema_name("VectorParams"));
@@ -295,15 +122,47 @@ impl PartialSchema for super::models::VectorsConfig {
     }
 }
 
-impl ToSchema for super::models::VectorsConfig {
+impl ToSchema for crate::service::models::VectorsConfig {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("VectorsConfig")
     }
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        use super::models::VectorParams;
+        use crate::service::models::VectorParams;
         schemas.push((VectorParams::name().into_owned(), VectorParams::schema()));
         VectorParams::schemas(schemas);
     }
+}
+
+// ---------- schemas referred to but not reached by a route's own types ----------
+
+/// The schema of `T`, by its name.
+fn named<T: ToSchema>() -> (String, RefOr<Schema>) {
+    (T::name().into_owned(), T::schema())
+}
+
+/// Schemas every route may refer to: the error shape, and every part of the (recursive) filter
+/// language, whose types do not register each other (their recursion would not end).
+pub fn shared_schemas() -> Vec<(String, RefOr<Schema>)> {
+    use crate::shard::filter::*;
+    vec![
+        named::<super::response::ErrorResponse>(),
+        named::<super::response::ErrorStatus>(),
+        named::<Filter>(),
+        // A generic's schema goes by the name its users refer to it by.
+        (
+            "OneOrMany_Condition".into(),
+            OneOrMany::<Condition>::schema(),
+        ),
+        named::<Condition>(),
+        named::<MinShould>(),
+        named::<FieldCondition>(),
+        named::<Match>(),
+        named::<MatchValue>(),
+        named::<Range>(),
+        named::<ValuesCount>(),
+        named::<KeyRef>(),
+        named::<NestedCondition>(),
+    ]
 }
 
 // ---------- errors ----------
@@ -367,17 +226,17 @@ pub enum QueryInputDoc {
     /// Search with the vector of this point (the point itself is excluded).
     Id(PointId),
     Nearest {
-        nearest: super::models::NearestInput,
+        nearest: crate::service::models::NearestInput,
     },
 }
 
-impl PartialSchema for super::models::QueryInput {
+impl PartialSchema for crate::service::models::QueryInput {
     fn schema() -> RefOr<Schema> {
         QueryInputDoc::schema()
     }
 }
 
-impl ToSchema for super::models::QueryInput {
+impl ToSchema for crate::service::models::QueryInput {
     fn name() -> Cow<'static, str> {
         QueryInputDoc::name()
     }
@@ -385,3 +244,6 @@ impl ToSchema for super::models::QueryInput {
         QueryInputDoc::schemas(schemas);
     }
 }
+
+#[cfg(test)]
+mod tests;

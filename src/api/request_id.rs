@@ -1,15 +1,20 @@
-//! A request id for every request: the client's `x-request-id` when it is a sane token (at most
-//! 128 visible ASCII characters), else a fresh UUID. The whole request runs inside a `request`
-//! span carrying the id, method and path, so every log line it produces (text or JSON) names it;
-//! the id is returned in the response's `x-request-id` header. Each request ends with one
-//! `request finished` line (status, milliseconds) at info, at debug for the probes and
-//! `/metrics`. Headers are never logged, so API keys cannot leak into logs; the query string is
-//! not logged either.
+//! A request id for every request, and the request's span and access line, through tower-http's
+//! request-id and trace layers ([`super::router`]).
+//!
+//! The id is the client's `x-request-id` when it is a sane token (at most 128 visible ASCII
+//! characters), else a fresh UUID. The whole request runs inside a `request` span carrying the
+//! id, method and path, so every log line it produces (text or JSON) names it; the id is
+//! returned in the response's `x-request-id` header. Each request ends with one `request
+//! finished` line (status, milliseconds) at info, at debug for the probes and `/metrics`, at
+//! warn for a server error. Headers are never logged, so API keys cannot leak into logs; the
+//! query string is not logged either.
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderValue, Response};
+use std::time::Duration;
+use tower_http::request_id::{MakeRequestId, RequestId};
 
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_REQUEST_ID: &str = "x-request-id";
 
 /// The request id a client may choose.
 fn acceptable(v: &HeaderValue) -> bool {
@@ -17,82 +22,78 @@ fn acceptable(v: &HeaderValue) -> bool {
     !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
 }
 
-/// A random (v4) UUID from the thread's seeded generator: `Uuid::new_v4` asks the kernel for
-/// every one, a syscall per request.
-fn fresh_id() -> String {
-    let mut buf = uuid::Uuid::encode_buffer();
-    uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .hyphenated()
-        .encode_lower(&mut buf)
-        .to_owned()
+/// Drops a client's request id that is not a sane token, so that a fresh one replaces it.
+pub fn sanitize(mut req: Request) -> Request {
+    if req
+        .headers()
+        .get(X_REQUEST_ID)
+        .is_some_and(|v| !acceptable(v))
+    {
+        req.headers_mut().remove(X_REQUEST_ID);
+    }
+    req
 }
 
-/// The request's id: the client's if acceptable, else a fresh one. Only the span, the access
-/// line and the response header carry it, so the request itself is left as it came.
-pub fn of(req: &Request) -> HeaderValue {
-    match req.headers().get(&X_REQUEST_ID) {
-        Some(v) if acceptable(v) => v.clone(),
-        _ => HeaderValue::try_from(fresh_id()).unwrap_or(HeaderValue::from_static("unknown")),
+/// Fresh request ids: random (v4) UUIDs.
+#[derive(Clone, Copy, Default)]
+pub struct FreshId;
+
+impl MakeRequestId for FreshId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        HeaderValue::try_from(id).ok().map(RequestId::new)
     }
 }
 
 /// The span the whole request runs in.
-pub fn span(id: &HeaderValue, req: &Request) -> tracing::Span {
+pub fn span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     tracing::info_span!(
         "request",
-        request_id = %id.to_str().unwrap_or_default(),
+        request_id = %id,
         method = %req.method(),
         path = %req.uri().path(),
     )
 }
 
+/// Marks a response whose request is logged at debug (the probes and scrapes).
+#[derive(Clone, Copy)]
+pub struct Quiet;
+
 /// The access line: at info (as Qdrant logs requests), at debug for the probes and scrapes, at
 /// warn for a server error.
-pub fn finished(status: u16, seconds: f64, quiet: bool) {
-    let ms = Millis((seconds * 1e6).round() as u64);
+pub fn finished<B>(response: &Response<B>, latency: Duration, _: &tracing::Span) {
+    let status = response.status().as_u16();
+    let ms = latency.as_micros() as f64 / 1000.0;
     if status >= 500 {
-        tracing::warn!(status, ms = %ms, "request finished");
-    } else if quiet {
-        tracing::debug!(status, ms = %ms, "request finished");
+        tracing::warn!(status, ms, "request finished");
+    } else if response.extensions().get::<Quiet>().is_some() {
+        tracing::debug!(status, ms, "request finished");
     } else {
-        tracing::info!(status, ms = %ms, "request finished");
-    }
-}
-
-/// Milliseconds to the microsecond, `0.105`: not f64's `0.10513700000000001`, and without the
-/// float formatting `{:.3}` would cost every request.
-struct Millis(u64);
-
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (whole, micros) = (self.0 / 1000, self.0 % 1000);
-        let fraction = [
-            b'.',
-            b'0' + (micros / 100) as u8,
-            b'0' + (micros / 10 % 10) as u8,
-            b'0' + (micros % 10) as u8,
-        ];
-        f.write_str(itoa::Buffer::new().format(whole))?;
-        // ASCII digits and a dot: always UTF-8.
-        f.write_str(std::str::from_utf8(&fraction).map_err(|_| std::fmt::Error)?)
+        tracing::info!(status, ms, "request finished");
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Millis;
+    use super::*;
 
     #[test]
-    fn millis_read_like_three_decimals() {
-        for (micros, text) in [
-            (0, "0.000"),
-            (105, "0.105"),
-            (1_000, "1.000"),
-            (12_345_678, "12345.678"),
-        ] {
-            assert_eq!(Millis(micros).to_string(), text);
-            assert_eq!(format!("{:.3}", micros as f64 / 1000.0), text);
-        }
+    fn only_sane_ids_are_kept() {
+        let with = |id: &[u8]| {
+            let mut req = Request::new(axum::body::Body::empty());
+            req.headers_mut()
+                .insert(X_REQUEST_ID, HeaderValue::from_bytes(id).unwrap());
+            sanitize(req).headers().get(X_REQUEST_ID).cloned()
+        };
+        assert!(with(b"abc-123").is_some());
+        assert!(with(b"has space").is_none());
+        assert!(with(&[b'a'; 129]).is_none());
+        let fresh = FreshId.make_request_id(&Request::new(())).unwrap();
+        assert!(uuid::Uuid::parse_str(fresh.header_value().to_str().unwrap()).is_ok());
     }
 }

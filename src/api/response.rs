@@ -4,16 +4,13 @@
 //! Success: `{"result": …, "status": "ok", "time": seconds}`.
 //! Failure: `{"status": {"error": "…"}, "time": seconds}` with a 4xx/5xx status.
 
-use super::fast_json::FastParse;
 use crate::error::Error;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::future::Future;
 use std::time::Instant;
 
 /// When the handler started, for the envelope's `time`.
@@ -61,45 +58,21 @@ pub struct ErrorStatus {
 
 impl<T: Serialize> IntoResponse for Answer<T> {
     fn into_response(self) -> Response {
-        let Answer(started, result) = self;
-        envelope(started, 2048, |body| serde_json::to_writer(body, &result))
+        let Answer(Started(started), result) = self;
+        let envelope = Envelope {
+            result,
+            status: "ok",
+            time: started.elapsed().as_secs_f64(),
+        };
+        match serde_json::to_vec(&envelope) {
+            Ok(body) => (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+            Err(e) => ApiError::from(Error::Internal(e.to_string())).into_response(),
+        }
     }
-}
-
-/// A successful answer whose `result` is JSON text already (search hits: see [`super::scored`]).
-pub struct RawAnswer(pub Started, pub Vec<u8>);
-
-impl IntoResponse for RawAnswer {
-    fn into_response(self) -> Response {
-        let RawAnswer(started, result) = self;
-        envelope(started, result.len() + 64, |body| {
-            body.extend_from_slice(&result);
-            Ok(())
-        })
-    }
-}
-
-/// [`Envelope`] around the `result` that `write` appends, written field by field in its order.
-fn envelope(
-    Started(t): Started,
-    capacity: usize,
-    write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
-) -> Response {
-    let mut body = Vec::with_capacity(capacity);
-    body.extend_from_slice(b"{\"result\":");
-    let written = write(&mut body).and_then(|()| {
-        body.extend_from_slice(b",\"status\":\"ok\",\"time\":");
-        serde_json::to_writer(&mut body, &t.elapsed().as_secs_f64())
-    });
-    if let Err(e) = written {
-        return ApiError::from(Error::Internal(e.to_string())).into_response();
-    }
-    body.push(b'}');
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
 }
 
 /// An error in Qdrant's shape.
@@ -125,10 +98,13 @@ impl From<Error> for ApiError {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         match status {
-            StatusCode::SERVICE_UNAVAILABLE => tracing::warn!(error = %e, "request failed"),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+                tracing::warn!(error = %e, "request failed")
+            }
             s if s.is_server_error() => tracing::error!(error = %e, "request failed"),
             _ => {}
         }
@@ -165,66 +141,27 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for Body<T> {
     }
 }
 
-/// A search or query body: read by [`FastParse`] when it has the common shape, else exactly as
-/// [`Body`] reads it.
-pub struct SearchBody<T>(pub T);
-
-impl<S: Send + Sync, T: FastParse + DeserializeOwned + Default> FromRequest<S> for SearchBody<T> {
-    type Rejection = ApiError;
-    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        read_search_body(req).await.map(SearchBody)
-    }
-}
-
-/// A search or query body read and parsed: the fast path when it has the common shape, else
-/// serde_json. A plain future over the body read, with no `async fn` level of its own.
-pub fn read_search_body<T: FastParse + DeserializeOwned + Default>(
-    req: Request,
-) -> impl Future<Output = Result<T, ApiError>> {
-    body_bytes(req).map(|read| {
-        let bytes = read?;
-        T::fast(&bytes).map_or_else(|| parse_json(&bytes), Ok)
-    })
-}
-
-/// How long reading a body may take (`--body-read-timeout-secs`): set once by
-/// [`super::router`], the same for every router a process builds.
-static BODY_READ_TIMEOUT: std::sync::OnceLock<Option<std::time::Duration>> =
-    std::sync::OnceLock::new();
-
-pub fn set_body_read_timeout(limit: Option<std::time::Duration>) {
-    BODY_READ_TIMEOUT.get_or_init(|| limit);
-}
-
-/// The whole body (within the body limit and the body read timeout); a body that could not be
-/// read (too large, too slow, or the connection failed) is an error in Qdrant's shape.
-fn body_bytes(req: Request) -> impl Future<Output = Result<axum::body::Bytes, ApiError>> {
-    let read = axum::body::Bytes::from_request(req, &()).map(|read| {
-        read.map_err(|e| {
-            ApiError::new(
-                e.status(),
-                format!("could not read the request body: {}", e.body_text()),
-            )
-        })
-    });
-    // A body already received completes on the first poll, before any timer is registered.
-    let limit = BODY_READ_TIMEOUT.get().copied().flatten();
-    async move {
-        match limit {
-            None => read.await,
-            Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or_else(|_| {
-                metrics::counter!("shoal_http_rejected_total", "reason" => "body_timeout")
-                    .increment(1);
-                Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "Request timeout: the body was not received within {}s (--body-read-timeout-secs)",
-                        limit.as_secs_f64()
-                    ),
-                ))
-            }),
+/// The whole body (within the body limit and the body read timeout, see [`crate::listener`]); a
+/// body that could not be read (too large, too slow, or the connection failed) is an error in
+/// Qdrant's shape.
+async fn body_bytes(req: Request) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, &()).await.map_err(|e| {
+        if let Some(late) = crate::listener::timed_out_body(&e) {
+            metrics::counter!("shoal_http_rejected_total", "reason" => "body_timeout")
+                .increment(1);
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "Request timeout: the body was not received within {}s (--body-read-timeout-secs)",
+                    late.0.as_secs_f64()
+                ),
+            );
         }
-    }
+        ApiError::new(
+            e.status(),
+            format!("could not read the request body: {}", e.body_text()),
+        )
+    })
 }
 
 fn parse_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {

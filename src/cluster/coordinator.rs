@@ -1,5 +1,6 @@
-//! The coordinator: any node accepts any request and turns it into work on the shard replicas
-//! involved, local or on peers.
+//! The coordinator: this node's part in the cluster. Any node accepts any request and turns it
+//! into work on the shard replicas involved, through the [`Replica`] seam, never asking whether a
+//! replica is its own or a peer's.
 //!
 //! - **Writes** are split by shard and sent to every owner of each shard in parallel; the request
 //!   succeeds once `write_consistency_factor` owners of every shard applied it (fsynced when the
@@ -8,63 +9,93 @@
 //!   a write catch up later ([`super::sync`]).
 //! - **Deletes and payload changes** are read-modify-write: one live replica computes the new
 //!   records (a [`Plan`]), then they are written like any other change, so replicas converge.
-//! - **Reads** go to one live owner of every shard in parallel, this node first when it is an
-//!   owner, then the others in placement order; an unreachable owner is skipped for the next one,
-//!   and only a shard with no live owner fails the request, with an error naming it.
+//! - **Reads** go to one live replica of every shard in parallel, this node's first when it holds
+//!   one, then the others in placement order ([`ClusterReplicas::read_order`]); a replica that
+//!   fails, is unreachable or answers the wrong kind of reply is skipped for the next one, and
+//!   only a shard with no live replica fails the request, with an error naming it.
+//!
+//! The coordinator also holds what the peer port and the background tasks work on: the
+//! [`Catalog`] of collections and the [`Cluster`] (membership, peers, health).
 
-use super::protocol::{
-    self, CatalogEntry, CatalogPush, ShardOp, ShardReply, WireChange, WireOp, WireReply,
-};
-use super::PeerError;
-use crate::collection::ReplicaState;
-use crate::collection::{Collection, NewPoint, ScoredPoint, SearchRequest};
+use super::membership::SizeSource;
+use super::protocol::{CatalogEntry, CatalogPush, ShardOp, ShardReply, WrongReply};
+use super::replica::{ClusterReplicas, ReadContext, Replica, Replicas};
+use super::{Cluster, PeerError};
+use crate::collection::catalog::Catalog;
+use crate::collection::{Collection, CollectionConfig, NewPoint, ScoredPoint, SearchRequest};
 use crate::error::{Error, Result};
-use crate::node::Node;
+use crate::shard::deadline::Deadline;
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::TopK;
 use crate::shard::{Change, PayloadOp, Plan, PointView, Selector};
 use futures::future::join_all;
 use reqwest::Method;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-fn shard_path(c: &Collection, shard: u32, what: &str) -> String {
-    protocol::shard_path(&c.name, shard, what)
+/// This node in the cluster: its collections, its peers, and how a request reaches every
+/// replica it involves.
+pub struct Coordinator {
+    pub catalog: Catalog,
+    pub cluster: Arc<Cluster>,
+    replicas: Box<dyn Replicas>,
+    /// Set once every local shard is open; `/readyz` and the peer status report it.
+    ready: AtomicBool,
+    /// Where the cluster size comes from, in cluster mode.
+    size_source: Option<Arc<SizeSource>>,
+    /// Largest body the peer port reads ([`super::protocol::peer_body_limit`]).
+    pub peer_body_limit: usize,
 }
 
-/// Cuts changes into runs whose encoded size stays within `budget` bytes (a change larger than
-/// that goes alone), so that no commit body outgrows the peer port's limit.
-fn runs_within(changes: &[Change], budget: usize) -> Vec<&[Change]> {
-    let size = |c: &Change| {
-        64 + c.record.body.as_ref().map_or(0, |b| {
-            b.vector.len() * std::mem::size_of::<f32>() + b.payload_json.len()
-        })
-    };
-    let mut runs = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, c) in changes.iter().enumerate() {
-        let n = size(c);
-        if i > start && bytes + n > budget {
-            runs.push(&changes[start..i]);
-            (start, bytes) = (i, 0);
+impl Coordinator {
+    /// The coordinator of a node: replicas found through `cluster`'s placement and health.
+    pub fn new(
+        catalog: Catalog,
+        cluster: Cluster,
+        size_source: Option<Arc<SizeSource>>,
+        max_request_bytes: usize,
+    ) -> Coordinator {
+        let cluster = Arc::new(cluster);
+        let peer_body_limit = super::protocol::peer_body_limit(max_request_bytes);
+        let replicas = ClusterReplicas {
+            cluster: Arc::clone(&cluster),
+            commit_budget: peer_body_limit / 2,
+        };
+        Coordinator {
+            catalog,
+            cluster,
+            replicas: Box::new(replicas),
+            ready: AtomicBool::new(false),
+            size_source,
+            peer_body_limit,
         }
-        bytes += n;
     }
-    if start < changes.len() {
-        runs.push(&changes[start..]);
-    }
-    runs
-}
 
-impl Node {
+    /// A coordinator whose replicas come from `replicas` (tests plug in fakes).
+    pub fn with_replicas(catalog: Catalog, cluster: Cluster, replicas: Box<dyn Replicas>) -> Self {
+        Coordinator {
+            replicas,
+            ..Coordinator::new(catalog, cluster, None, 1 << 20)
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn size_source(&self) -> Option<Arc<SizeSource>> {
+        self.size_source.clone()
+    }
+
     // ---------- collections ----------
 
-    pub async fn create_collection(
-        &self,
-        name: &str,
-        config: crate::collection::CollectionConfig,
-    ) -> Result<()> {
+    pub async fn create_collection(&self, name: &str, config: CollectionConfig) -> Result<()> {
         let local = self.cluster.local_shards(&config);
         let entry = tokio::task::block_in_place(|| self.catalog.create(name, config, &local))?;
         self.broadcast_catalog(&entry).await;
@@ -84,154 +115,51 @@ impl Node {
 
     /// Tells every peer about a create or delete; a peer that misses it learns it on its next sync.
     async fn broadcast_catalog(&self, entry: &CatalogEntry) {
-        let push = CatalogPush {
+        let push = &CatalogPush {
             entry: entry.clone(),
             fresh: true,
         };
-        let push = &push;
         let calls = self.cluster.peers().into_iter().map(|o| async move {
-            let r: std::result::Result<bool, PeerError> = self.cluster.call(o, Method::PUT, "/peer/v1/catalog", push).await;
-            if let Err(e) = r {
+            let pushed = self
+                .cluster
+                .call::<_, bool>(o, Method::PUT, "/peer/v1/catalog", push)
+                .await;
+            if let Err(e) = pushed {
                 tracing::warn!(collection = %entry.name, error = %e, "peer will learn of this collection change on its next sync");
             }
         });
         join_all(calls).await;
     }
 
-    /// Makes sure a peer knows a collection before sending it shard traffic.
-    async fn push_catalog(
-        &self,
-        c: &Collection,
-        ordinal: u32,
-    ) -> std::result::Result<(), PeerError> {
-        let entry = CatalogEntry {
-            name: c.name.clone(),
-            version: c.version,
-            config: Some(c.config.clone()),
-        };
-        let push = CatalogPush {
-            entry,
-            fresh: false,
-        };
-        self.cluster
-            .call::<_, bool>(ordinal, Method::PUT, "/peer/v1/catalog", &push)
-            .await
-            .map(|_| ())
-    }
+    // ---------- replicas ----------
 
-    // ---------- replica access ----------
-
-    /// Nodes in the order reads of a shard should try them: this node if it owns the shard, then
-    /// healthy owners in placement order, then the other owners, then every other node (one may
-    /// still hold the replica while ownership moves after a scale event).
-    fn read_order(&self, c: &Collection, shard: u32) -> Vec<u32> {
-        let owners = self.cluster.owners(&c.config, shard);
-        let me = self.cluster.ordinal;
-        let mut order: Vec<u32> = owners.iter().copied().filter(|o| *o == me).collect();
-        order.extend(
-            owners
-                .iter()
-                .copied()
-                .filter(|o| *o != me && self.cluster.is_healthy(*o)),
-        );
-        order.extend(
-            owners
-                .iter()
-                .copied()
-                .filter(|o| *o != me && !self.cluster.is_healthy(*o)),
-        );
-        if !order.contains(&me) && c.replica_state(shard) != ReplicaState::Absent {
-            order.push(me);
-        }
-        order.extend(
-            self.cluster
-                .peers()
-                .into_iter()
-                .filter(|o| !owners.contains(o) && self.cluster.is_healthy(*o)),
-        );
-        order
-    }
-
-    /// Runs an operation on one node's replica. Reads (`complete_only`) refuse a replica that is
-    /// still copying from its peers, so that answers are never missing points.
-    async fn on_replica(
-        &self,
-        c: &Arc<Collection>,
-        shard: u32,
-        owner: u32,
-        op: &ShardOp,
-        complete_only: bool,
-    ) -> std::result::Result<ShardReply, String> {
-        if owner == self.cluster.ordinal {
-            match c.replica_state(shard) {
-                ReplicaState::Absent => {
-                    return Err(format!("node {owner} holds no replica of shard {shard}"))
-                }
-                ReplicaState::Syncing if complete_only => {
-                    return Err(format!(
-                        "replica of shard {shard} on node {owner} is still syncing"
-                    ))
-                }
-                _ => {}
-            }
-            let replica = c
-                .open_shard(shard)
-                .map_err(|e| format!("local replica of shard {shard}: {e:#}"))?;
-            if op.is_quick() {
-                return Ok(protocol::execute(&replica, op));
-            }
-            let op = op.clone();
-            return tokio::task::spawn_blocking(move || protocol::execute(&replica, &op))
-                .await
-                .map_err(|e| format!("local shard task failed: {e}"));
-        }
-        let path = format!(
-            "{}?complete_only={complete_only}",
-            shard_path(c, shard, "op")
-        );
-        // Boxed: the peer call's future is ~1.8 KB, and inline it would make every local read's
-        // future (and each future awaiting it, up to the request's) that large, copied as it
-        // is built and moved on every request.
-        Box::pin(self.call_knowing(c, owner, &path, &WireOp::from(op)))
-            .await
-            .map(|r: WireReply| ShardReply::from(r))
-    }
-
-    /// Sends shard traffic to a peer; a peer that does not know the collection yet (404) is told
-    /// about it and asked again.
-    async fn call_knowing<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-        &self,
-        c: &Collection,
-        owner: u32,
-        path: &str,
-        body: &Req,
-    ) -> std::result::Result<Resp, String> {
-        let mut result = self.cluster.call(owner, Method::POST, path, body).await;
-        if matches!(result, Err(PeerError::Refused { status: 404, .. })) {
-            self.push_catalog(c, owner)
-                .await
-                .map_err(|e| e.to_string())?;
-            result = self.cluster.call(owner, Method::POST, path, body).await;
-        }
-        result.map_err(|e| e.to_string())
-    }
-
-    /// Runs a read on one live replica of the shard: a complete one if any answers, else (a
-    /// collection created a moment ago, whose replicas are all still confirming they are empty)
-    /// any replica.
-    async fn read_shard(
+    /// Runs a read on one live replica of the shard and takes its reply with `take`: a complete
+    /// replica if any answers, else (a collection created a moment ago, whose replicas are all
+    /// still confirming they are empty) any replica. A read past its deadline stops at once.
+    async fn read_shard<T>(
         &self,
         c: &Arc<Collection>,
         shard: u32,
         op: &ShardOp,
-    ) -> Result<ShardReply> {
+        take: fn(ShardReply) -> std::result::Result<T, WrongReply>,
+        deadline: &Deadline,
+    ) -> Result<T> {
+        let replicas = self.replicas.to_read(c, shard);
         let mut errors = Vec::new();
-        let order = self.read_order(c, shard);
         for complete_only in [true, false] {
-            for owner in &order {
-                match self.on_replica(c, shard, *owner, op, complete_only).await {
-                    Ok(reply) => return Ok(reply),
-                    Err(e) => errors.push(e),
+            let how = ReadContext {
+                complete_only,
+                deadline: deadline.clone(),
+            };
+            for replica in &replicas {
+                if deadline.expired() {
+                    return Err(timed_out(c, shard));
+                }
+                let reply = replica.read(op, &how).await;
+                match reply.and_then(|r| take(r).map_err(|e| bad_answer(replica.as_ref(), e))) {
+                    Ok(answer) => return Ok(answer),
+                    Err(PeerError::Expired { .. }) => return Err(timed_out(c, shard)),
+                    Err(e) => errors.push(e.to_string()),
                 }
             }
         }
@@ -256,55 +184,30 @@ impl Node {
     }
 
     /// Runs a read on every shard in parallel.
-    async fn read_all(
+    async fn read_all<T>(
         &self,
         c: &Arc<Collection>,
         shards: Vec<u32>,
         op: impl Fn(u32) -> ShardOp,
-    ) -> Result<Vec<ShardReply>> {
+        take: fn(ShardReply) -> std::result::Result<T, WrongReply>,
+        deadline: &Deadline,
+    ) -> Result<Vec<T>> {
         // One shard (the default collection): no join, no vectors of futures and operations.
         if let [shard] = shards[..] {
-            return Ok(vec![self.read_shard(c, shard, &op(shard)).await?]);
+            let op = op(shard);
+            return Ok(vec![self.read_shard(c, shard, &op, take, deadline).await?]);
         }
         let ops: Vec<(u32, ShardOp)> = shards.into_iter().map(|s| (s, op(s))).collect();
-        join_all(ops.iter().map(|(s, op)| self.read_shard(c, *s, op)))
-            .await
-            .into_iter()
-            .collect()
+        join_all(
+            ops.iter()
+                .map(|(s, op)| self.read_shard(c, *s, op, take, deadline)),
+        )
+        .await
+        .into_iter()
+        .collect()
     }
 
-    /// Commits changes on one owner's replica (a replica this node newly owns starts by syncing).
-    pub(crate) async fn commit_on(
-        &self,
-        c: &Arc<Collection>,
-        shard: u32,
-        owner: u32,
-        changes: &[Change],
-        durable: bool,
-    ) -> std::result::Result<(), String> {
-        if owner == self.cluster.ordinal {
-            let replica = c.open_syncing_if_new(shard).map_err(|e| format!("{e:#}"))?;
-            let changes = changes.to_vec();
-            return tokio::task::spawn_blocking(move || replica.commit(changes, durable))
-                .await
-                .map_err(|e| e.to_string())?
-                .map(|_| ())
-                .map_err(|e| e.to_string());
-        }
-        let path = format!("{}?durable={durable}", shard_path(c, shard, "commit"));
-        let budget = protocol::peer_body_limit(self.config.max_request_bytes) / 2;
-        for run in runs_within(changes, budget) {
-            let wire: Vec<WireChange> = run.iter().cloned().map(Into::into).collect();
-            self.call_knowing(c, owner, &path, &wire)
-                .await
-                .map(|_: u64| ())?;
-        }
-        Ok(())
-    }
-
-    /// Writes changes to every owner of a shard; enough of them must acknowledge. Owners whose
-    /// calls hang are left out when the others are enough (they catch up once they answer
-    /// again); owners that fail at once are tried, as they may be back already.
+    /// Writes changes to the replicas of a shard; enough of them must acknowledge.
     async fn write_shard(
         &self,
         c: &Arc<Collection>,
@@ -312,36 +215,21 @@ impl Node {
         changes: Vec<Change>,
         durable: bool,
     ) -> Result<()> {
-        let owners = self.cluster.owners(&c.config, shard);
-        let required = (c.config.write_consistency_factor as usize).clamp(1, owners.len());
-        let up: Vec<u32> = owners
-            .iter()
-            .copied()
-            .filter(|o| !self.cluster.hangs(*o))
-            .collect();
-        let targets = if up.len() >= required {
-            if up.len() < owners.len() {
-                metrics::counter!("shoal_replica_writes_deferred_total").increment(1);
-            }
-            &up
-        } else {
-            &owners
-        };
-        let results = join_all(
-            targets
-                .iter()
-                .map(|o| self.commit_on(c, shard, *o, &changes, durable)),
-        )
-        .await;
+        let set = self.replicas.to_write(c, shard);
+        let results = join_all(set.replicas.iter().map(|r| r.commit(&changes, durable))).await;
         let acked = results.iter().filter(|r| r.is_ok()).count();
-        if acked >= required {
+        if acked >= set.required {
             return Ok(());
         }
-        let errors: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
+        let errors: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
         Err(self.gone_or(c, Error::Unavailable(format!(
-            "shard {shard} of collection `{}`: {acked} of {} replicas acknowledged the write, {required} required: {}",
+            "shard {shard} of collection `{}`: {acked} of {} replicas acknowledged the write, {} required: {}",
             c.name,
-            owners.len(),
+            set.owners,
+            set.required,
             errors.join("; ")
         ))))
     }
@@ -383,7 +271,7 @@ impl Node {
         match selector {
             Selector::Filter(_) => (0..c.config.shard_number).collect(),
             Selector::Ids(ids) => {
-                let set: std::collections::BTreeSet<u32> = ids
+                let set: BTreeSet<u32> = ids
                     .iter()
                     .map(|id| super::placement::shard_of(id, c.config.shard_number))
                     .collect();
@@ -392,6 +280,8 @@ impl Node {
         }
     }
 
+    /// A read-modify-write: on every shard involved, one replica plans the changes, and every
+    /// owner commits them.
     async fn run_plan(&self, c: &Arc<Collection>, plan: Plan, wait: bool) -> Result<u64> {
         let version = c.clock().next();
         let shards = self.shards_for(
@@ -400,20 +290,13 @@ impl Node {
                 Plan::Delete(s) | Plan::Payload(s, _) => s,
             },
         );
+        let op = ShardOp::Plan { plan, version };
         let work = shards.into_iter().map(|s| {
-            let op = ShardOp::Plan {
-                plan: plan.clone(),
-                version,
-            };
+            let op = &op;
             async move {
-                let changes = match self.read_shard(c, s, &op).await? {
-                    ShardReply::Changes(changes) => changes,
-                    _ => {
-                        return Err(Error::Internal(
-                            "a replica answered a plan with something else".into(),
-                        ))
-                    }
-                };
+                // A plan is part of a write: it runs to its end.
+                let whole = Deadline::default();
+                let changes = (self.read_shard(c, s, op, ShardReply::changes, &whole)).await?;
                 if changes.is_empty() {
                     return Ok(());
                 }
@@ -452,6 +335,7 @@ impl Node {
         c: &Arc<Collection>,
         ids: &[PointId],
         with_vector: bool,
+        deadline: &Deadline,
     ) -> Result<Vec<PointView>> {
         let mut by_shard: BTreeMap<u32, Vec<PointId>> = BTreeMap::new();
         let mut seen = HashSet::new();
@@ -462,18 +346,13 @@ impl Node {
                 .push(*id);
         }
         let shards: Vec<u32> = by_shard.keys().copied().collect();
-        let replies = self
-            .read_all(c, shards, |s| ShardOp::Retrieve {
-                ids: by_shard.get(&s).cloned().unwrap_or_default(),
-                with_vector,
-            })
-            .await?;
-        let mut found: HashMap<PointId, PointView> = HashMap::new();
-        for reply in replies {
-            if let ShardReply::Points(points) = reply {
-                found.extend(points.into_iter().map(|p| (p.id, p)));
-            }
-        }
+        let op = |s| ShardOp::Retrieve {
+            ids: by_shard.get(&s).cloned().unwrap_or_default(),
+            with_vector,
+        };
+        let replies = (self.read_all(c, shards, op, ShardReply::points, deadline)).await?;
+        let mut found: HashMap<PointId, PointView> =
+            replies.into_iter().flatten().map(|p| (p.id, p)).collect();
         let mut seen = HashSet::new();
         Ok(ids
             .iter()
@@ -490,82 +369,71 @@ impl Node {
         limit: usize,
         filter: Option<Filter>,
         with_vector: bool,
+        deadline: &Deadline,
     ) -> Result<(Vec<PointView>, Option<PointId>)> {
         let shards = (0..c.config.shard_number).collect();
-        let replies = self
-            .read_all(c, shards, |_| ShardOp::Scroll {
-                from: offset,
-                limit: limit + 1,
-                filter: filter.clone(),
-                with_vector,
-            })
-            .await?;
-        let mut all: Vec<PointView> = replies
-            .into_iter()
-            .flat_map(|r| match r {
-                ShardReply::Points(p) => p,
-                _ => Vec::new(),
-            })
-            .collect();
+        let op = |_| ShardOp::Scroll {
+            from: offset,
+            limit: limit + 1,
+            filter: filter.clone(),
+            with_vector,
+        };
+        let replies = (self.read_all(c, shards, op, ShardReply::points, deadline)).await?;
+        let mut all: Vec<PointView> = replies.into_iter().flatten().collect();
         all.sort_by_key(|p| p.id);
         let next = all.get(limit).map(|p| p.id);
         all.truncate(limit);
         Ok((all, next))
     }
 
-    pub async fn count(&self, c: &Arc<Collection>, filter: Option<Filter>) -> Result<u64> {
+    pub async fn count(
+        &self,
+        c: &Arc<Collection>,
+        filter: Option<Filter>,
+        deadline: &Deadline,
+    ) -> Result<u64> {
         let shards = (0..c.config.shard_number).collect();
-        let replies = self
-            .read_all(c, shards, |_| ShardOp::Count {
-                filter: filter.clone(),
-            })
-            .await?;
-        Ok(replies
-            .into_iter()
-            .map(|r| if let ShardReply::Count(n) = r { n } else { 0 })
-            .sum())
+        let op = |_| ShardOp::Count {
+            filter: filter.clone(),
+        };
+        let counts = (self.read_all(c, shards, op, ShardReply::count, deadline)).await?;
+        Ok(counts.into_iter().sum())
     }
 
+    /// The nearest points to a query: every shard's `offset + limit` nearest, merged.
     pub async fn search(
         &self,
         c: &Arc<Collection>,
         req: &SearchRequest,
+        deadline: &Deadline,
     ) -> Result<Vec<ScoredPoint>> {
         let vector = c.prepare_vector(req.vector.clone())?;
         let k = req.offset.saturating_add(req.limit);
         let ef = req.hnsw_ef.unwrap_or(c.config.hnsw.ef_construct).max(k);
         let shards = (0..c.config.shard_number).collect();
-        let replies = self
-            .read_all(c, shards, |_| ShardOp::Search {
-                vector: vector.clone(),
-                k,
-                ef,
-                exact: req.exact,
-                filter: req.filter.clone(),
-                with_vector: req.with_vector,
-                with_payload: req.with_payload,
-                quantization: req.quantization,
-            })
-            .await?;
-        let metric = c.config.distance;
-        let nearest = match <[ShardReply; 1]>::try_from(replies) {
+        let op = |_| ShardOp::Search {
+            vector: vector.clone(),
+            k,
+            ef,
+            exact: req.exact,
+            filter: req.filter.clone(),
+            with_vector: req.with_vector,
+            with_payload: req.with_payload,
+            quantization: req.quantization,
+        };
+        let replies = (self.read_all(c, shards, op, ShardReply::hits, deadline)).await?;
+        let nearest = match <[Vec<_>; 1]>::try_from(replies) {
             // One shard's hits are its nearest k already, nearest first.
-            Ok([ShardReply::Hits(hits)]) => {
-                hits.into_iter().map(|h| (h.distance, h.point)).collect()
-            }
-            Ok(_) => Vec::new(),
+            Ok([hits]) => hits.into_iter().map(|h| (h.distance, h.point)).collect(),
             Err(replies) => {
                 let mut top = TopK::new(k);
-                for reply in replies {
-                    if let ShardReply::Hits(hits) = reply {
-                        for h in hits {
-                            top.push(h.distance, h.point);
-                        }
-                    }
+                for h in replies.into_iter().flatten() {
+                    top.push(h.distance, h.point);
                 }
                 top.into_sorted()
             }
         };
+        let metric = c.config.distance;
         Ok(nearest
             .into_iter()
             .skip(req.offset)
@@ -580,3 +448,22 @@ impl Node {
             .collect())
     }
 }
+
+/// What a read that overran its deadline fails with.
+fn timed_out(c: &Collection, shard: u32) -> Error {
+    Error::Timeout(format!(
+        "the request's deadline passed while shard {shard} of collection `{}` was read (--request-timeout-secs)",
+        c.name
+    ))
+}
+
+/// A reply of the wrong kind, as the replica's failure.
+fn bad_answer(replica: &dyn Replica, wrong: WrongReply) -> PeerError {
+    PeerError::BadAnswer {
+        ordinal: replica.node(),
+        message: wrong.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,13 +1,15 @@
-//! The cluster as one node sees it: its own ordinal, the cluster size, where its peers are, and
-//! how to talk to them.
+//! The cluster as one node sees it: its own ordinal, the cluster size, where its peers are, how
+//! to talk to them, and the coordinator that turns a request into work on shard replicas.
 //!
+//! - [`coordinator`]: turns one request into work on every shard replica involved, and merges;
+//! - [`replica`]: the seam between the coordinator and a replica, [`local`] (this node's own
+//!   shard) or [`remote`] (a peer's, through the peer port);
+//! - [`protocol`]: the messages on the peer port; [`peer_api`] serves them, [`Cluster::call`] sends them;
+//! - [`admission`]: what a node accepts from its peers;
 //! - [`identity`]: ordinal and StatefulSet name from the hostname;
 //! - [`placement`]: which shard a point lives in and which ordinals own a shard (pure functions);
 //! - [`discovery`]: peer addresses from the headless Service's DNS;
-//! - [`protocol`]: the messages on the peer port; [`peer_api`] serves them, [`Cluster::call`] sends them;
-//! - [`admission`]: what a node accepts from its peers;
 //! - [`health`]: which peers answer (probes, and every call's outcome);
-//! - [`coordinator`]: turns one client request into work on every shard replica involved;
 //! - [`sync`]: collections and records that a node missed while it was away;
 //! - [`membership`] and [`rebalance`]: the cluster size, and moving replicas when it changes.
 //!
@@ -20,11 +22,14 @@ pub mod coordinator;
 pub mod discovery;
 pub mod health;
 pub mod identity;
+pub mod local;
 pub mod membership;
 pub mod peer_api;
 pub mod placement;
 pub mod protocol;
 pub mod rebalance;
+pub mod remote;
+pub mod replica;
 pub mod sync;
 
 use crate::collection::CollectionConfig;
@@ -32,7 +37,7 @@ use discovery::Discovery;
 pub use health::PeerHealth;
 use health::{Failure, Health, Seen, DOWN_PEER_TIMEOUT, PROBE_EVERY, PROBE_TIMEOUT};
 use identity::Identity;
-use protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
+use protocol::{OLDEST_PROTOCOL, PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -44,10 +49,11 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Shortest cluster token accepted: a guessable token is no better than none.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// Why a call to a peer failed.
+/// Why an operation on a shard replica, this node's own or a peer's, or a call to a peer failed.
+/// Every error but [`PeerError::Shard`] says to try another replica.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
-    /// The peer could not be reached or did not answer: try another replica.
+    /// The peer could not be reached or did not answer.
     #[error("peer {ordinal} unreachable: {message}")]
     Unreachable {
         ordinal: u32,
@@ -62,6 +68,44 @@ pub enum PeerError {
         status: u16,
         message: String,
     },
+    /// The peer answered, but not with a readable answer of the kind asked for.
+    #[error("peer {ordinal} gave a bad answer: {message}")]
+    BadAnswer { ordinal: u32, message: String },
+    /// The node holds no replica of the shard usable for this operation.
+    #[error("node {ordinal} {why} shard {shard}")]
+    NoReplica {
+        ordinal: u32,
+        shard: u32,
+        /// "holds no replica of", "is still syncing".
+        why: &'static str,
+    },
+    /// The replica refused or failed the operation itself (a bad record, a full disk).
+    #[error("node {ordinal}: {error}")]
+    Shard {
+        ordinal: u32,
+        error: crate::shard::ShardError,
+    },
+    /// The replica could not be opened, or its task failed.
+    #[error("node {ordinal}: {message}")]
+    Internal { ordinal: u32, message: String },
+    /// The request's deadline passed before the replica answered: the read stopped.
+    #[error("node {ordinal}: the request's deadline passed")]
+    Expired { ordinal: u32 },
+}
+
+impl PeerError {
+    /// The node the error comes from.
+    pub fn ordinal(&self) -> u32 {
+        match self {
+            PeerError::Unreachable { ordinal, .. }
+            | PeerError::Refused { ordinal, .. }
+            | PeerError::BadAnswer { ordinal, .. }
+            | PeerError::NoReplica { ordinal, .. }
+            | PeerError::Shard { ordinal, .. }
+            | PeerError::Internal { ordinal, .. }
+            | PeerError::Expired { ordinal } => *ordinal,
+        }
+    }
 }
 
 /// The cluster token: sent with every peer call and required on every peer request. One more
@@ -121,6 +165,9 @@ pub struct Cluster {
     discovery: Option<Discovery>,
     http: reqwest::Client,
     health: Health,
+    /// The protocol version each peer speaks, from its status: calls to it use the older of its
+    /// version and this node's (a peer not heard from yet gets this node's).
+    protocols: parking_lot::RwLock<std::collections::HashMap<u32, u32>>,
     /// Sent with, and required on, every peer request; `None` only in single-node mode.
     pub token: Option<PeerToken>,
 }
@@ -135,6 +182,7 @@ impl Cluster {
             discovery: None,
             http: reqwest::Client::new(),
             health: Health::default(),
+            protocols: Default::default(),
             token: None,
         }
     }
@@ -157,6 +205,7 @@ impl Cluster {
             discovery: Some(discovery),
             http,
             health: Health::default(),
+            protocols: Default::default(),
             token: Some(token),
         })
     }
@@ -213,9 +262,17 @@ impl Cluster {
         self.discovery.as_ref().map(|d| d.host_name(ordinal))
     }
 
-    /// Sends a bincode request to a peer and decodes its bincode answer. A peer that cannot be
-    /// reached is re-resolved in DNS and tried once more before the call fails; a peer that goes
-    /// down while the call waits (see [`health`]) fails it at once.
+    /// The protocol version to talk to a peer in: the older of its and this node's.
+    pub fn speaks_with(&self, ordinal: u32) -> u32 {
+        let theirs = self.protocols.read().get(&ordinal).copied();
+        theirs.map_or(PROTOCOL_VERSION, |v| v.clamp(OLDEST_PROTOCOL, PROTOCOL_VERSION))
+    }
+
+    /// Sends a bincode request to a peer and decodes its bincode answer, both in the shapes of
+    /// the protocol version they share. A peer that cannot be reached is re-resolved in DNS and
+    /// tried once more before the call fails; a peer that goes down while the call waits (see
+    /// [`health`]) fails it at once; a peer of an older release that refuses this node's version
+    /// before its status said so is asked again in the oldest version.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         ordinal: u32,
@@ -223,10 +280,35 @@ impl Cluster {
         path: &str,
         body: &Req,
     ) -> Result<Resp, PeerError> {
-        let body = protocol::encode(body);
+        let version = self.speaks_with(ordinal);
+        let answer = self.call_as(version, ordinal, method.clone(), path, body).await;
+        match answer {
+            Err(PeerError::Refused {
+                status: 400,
+                message,
+                ..
+            }) if version > OLDEST_PROTOCOL && message.contains("is newer than this node's") => {
+                self.protocols.write().insert(ordinal, OLDEST_PROTOCOL);
+                self.call_as(OLDEST_PROTOCOL, ordinal, method, path, body)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_as<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        version: u32,
+        ordinal: u32,
+        method: reqwest::Method,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, PeerError> {
+        let body = protocol::encode_as(version, body);
+        let exchange = |timeout| self.exchange(ordinal, method, path, body, version, timeout);
         let result = if self.health.is_up(ordinal) {
             tokio::select! {
-                r = self.exchange(ordinal, method, path, body, PEER_TIMEOUT) => {
+                r = exchange(PEER_TIMEOUT) => {
                     self.health.record(ordinal, Seen::Call, failure(&r));
                     r
                 }
@@ -238,17 +320,12 @@ impl Cluster {
                 }),
             }
         } else {
-            let r = self
-                .exchange(ordinal, method, path, body, DOWN_PEER_TIMEOUT)
-                .await;
+            let r = exchange(DOWN_PEER_TIMEOUT).await;
             self.health.record(ordinal, Seen::Call, failure(&r));
             r
         };
-        protocol::decode(&result?).map_err(|message| PeerError::Refused {
-            ordinal,
-            status: 500,
-            message,
-        })
+        protocol::decode_as(version, &result?)
+            .map_err(|message| PeerError::BadAnswer { ordinal, message })
     }
 
     /// Probes every peer's status, forever: how a peer that stops answering is noticed within
@@ -260,7 +337,10 @@ impl Cluster {
                     ordinal,
                     reqwest::Method::GET,
                     "/peer/v1/status",
-                    protocol::encode(&()),
+                    protocol::encode_as(OLDEST_PROTOCOL, &()),
+                    // Every version reads and answers a status alike: sent in the oldest, any
+                    // peer answers it, and says which version it speaks.
+                    OLDEST_PROTOCOL,
                     PROBE_TIMEOUT,
                 );
                 // The deadline covers the DNS lookup too.
@@ -284,6 +364,13 @@ impl Cluster {
                         },
                         timed_out: false,
                     }),
+                    Ok(bytes) => {
+                        let status = protocol::decode_as::<protocol::PeerStatus>(OLDEST_PROTOCOL, &bytes);
+                        if let Ok(status) = status {
+                            self.protocols.write().insert(ordinal, status.protocol);
+                        }
+                        Ok(())
+                    }
                     other => failure(&other),
                 };
                 self.health.record(ordinal, Seen::Probe, seen);
@@ -300,6 +387,7 @@ impl Cluster {
         method: reqwest::Method,
         path: &str,
         body: Vec<u8>,
+        version: u32,
         timeout: Duration,
     ) -> Result<axum::body::Bytes, PeerError> {
         let Some(discovery) = self.discovery.as_ref() else {
@@ -327,7 +415,7 @@ impl Cluster {
                 request = request.header(TOKEN_HEADER, token.sent());
             }
             let sent = request
-                .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+                .header(PROTOCOL_HEADER, version.to_string())
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .body(body.clone())
                 .send()

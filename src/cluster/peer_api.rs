@@ -3,39 +3,39 @@
 //!
 //! Bodies are bincode ([`super::protocol`]); errors are plain text with a 4xx/5xx status. Every
 //! request — unknown routes included — must carry the cluster token ([`super::PeerToken`], else
-//! 401, before its body is read) and a protocol version this node understands. Bodies are
+//! 401, before its body is read) and a protocol version this node understands; its body is read
+//! and its answer written in that version's shapes ([`Speaks`]). Bodies are
 //! bounded by [`protocol::peer_body_limit`] (413 beyond), and what they carry is checked like a
 //! client's request ([`super::admission`], [`crate::collection::catalog::check_entry`]): a
 //! refused request changes nothing. The hand-off route answers only connections from this
 //! pod itself (its `preStop` hook).
 
 use super::admission;
-use super::protocol::{
-    self, CatalogPush, PeerStatus, RecordsPage, RecordsRequest, ShardOp, WireChange, WireOp,
-    WireReply,
-};
-use super::protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
+use super::coordinator::Coordinator;
+use super::local::LocalReplica;
+use super::protocol::{self, CatalogPush, PeerStatus, RecordsRequest, ShardOp};
+use super::protocol::{OLDEST_PROTOCOL, PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
+use super::replica::{ReadContext, Replica};
+use super::PeerError;
 use crate::collection::catalog::check_entry;
-use crate::collection::{Collection, ReplicaState};
-use crate::node::Node;
-use crate::shard::Change;
+use crate::collection::Collection;
+use crate::listener::ConnectionInfo;
+use crate::shard::deadline::{CancelOnDrop, Deadline};
+use crate::shard::{Change, ShardError};
 use axum::body::Bytes;
-use axum::extract::connect_info::Connected;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::IncomingStream;
 use axum::Router;
 use serde::Serialize;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-type PeerState = Arc<Node>;
+type PeerState = Arc<Coordinator>;
 
 pub fn router(node: PeerState) -> Router {
-    let body_limit = protocol::peer_body_limit(node.config.max_request_bytes);
+    let body_limit = node.peer_body_limit;
     Router::new()
         .route("/peer/v1/status", get(status))
         .route("/peer/v1/catalog", get(catalog).put(apply_catalog))
@@ -56,29 +56,6 @@ pub fn router(node: PeerState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(node)
-}
-
-/// Both ends of a peer connection: the hand-off route serves only this pod itself.
-#[derive(Clone, Copy, Debug)]
-pub struct PeerConnection {
-    pub remote: SocketAddr,
-    pub local: Option<SocketAddr>,
-}
-
-impl PeerConnection {
-    /// A connection from this host: loopback, or from the very address it reached.
-    fn is_local(&self) -> bool {
-        self.remote.ip().is_loopback() || self.local.is_some_and(|l| l.ip() == self.remote.ip())
-    }
-}
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for PeerConnection {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        PeerConnection {
-            remote: *stream.remote_addr(),
-            local: stream.io().local_addr().ok(),
-        }
-    }
 }
 
 /// Refuses every request without the cluster token (all of them when none is configured).
@@ -104,28 +81,51 @@ async fn check_token(State(node): State<PeerState>, req: Request, next: Next) ->
     next.run(req).await
 }
 
-/// Refuses requests without a protocol version, or from a newer protocol than this node speaks.
+/// The protocol version of a request ([`PROTOCOL_HEADER`]): its body is read, and its answer
+/// written, in that version's shapes.
+#[derive(Debug, Clone, Copy)]
+struct Speaks(u32);
+
+impl Speaks {
+    fn of(headers: &axum::http::HeaderMap) -> Option<Speaks> {
+        let v = headers.get(PROTOCOL_HEADER)?.to_str().ok()?.parse().ok()?;
+        Some(Speaks(v))
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Speaks {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // check_protocol has refused requests without a version this node speaks.
+        Ok(Speaks::of(&parts.headers).unwrap_or(Speaks(PROTOCOL_VERSION)))
+    }
+}
+
+/// Refuses requests without a protocol version, or of a version this node does not speak.
 async fn check_protocol(req: Request, next: Next) -> Response {
-    let version = req
-        .headers()
-        .get(PROTOCOL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u32>().ok());
-    match version {
+    match Speaks::of(req.headers()) {
         None => (StatusCode::BAD_REQUEST, format!("missing or invalid {PROTOCOL_HEADER} header")).into_response(),
-        Some(v) if v > PROTOCOL_VERSION => (
+        Some(Speaks(v)) if v > PROTOCOL_VERSION => (
             StatusCode::BAD_REQUEST,
             format!("peer protocol version {v} is newer than this node's ({PROTOCOL_VERSION}): upgrade this node"),
+        )
+            .into_response(),
+        Some(Speaks(v)) if v < OLDEST_PROTOCOL => (
+            StatusCode::BAD_REQUEST,
+            format!("peer protocol version {v} is older than this node reads ({OLDEST_PROTOCOL} to {PROTOCOL_VERSION}): upgrade the sender"),
         )
             .into_response(),
         Some(_) => next.run(req).await,
     }
 }
 
-fn reply<T: Serialize>(value: &T) -> Response {
+fn reply<T: Serialize>(Speaks(version): Speaks, value: &T) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        protocol::encode(value),
+        protocol::encode_as(version, value),
     )
         .into_response()
 }
@@ -147,12 +147,12 @@ fn fail(status: StatusCode, message: impl Into<String>) -> Refusal {
     Refusal(status, message.into())
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
-    protocol::decode(body).map_err(|e| fail(StatusCode::BAD_REQUEST, e))
+fn decode<T: serde::de::DeserializeOwned>(Speaks(v): Speaks, body: &Bytes) -> Result<T, Refusal> {
+    protocol::decode_as(v, body).map_err(|e| fail(StatusCode::BAD_REQUEST, e))
 }
 
-async fn status(State(node): State<PeerState>) -> Response {
-    reply(&PeerStatus {
+async fn status(State(node): State<PeerState>, v: Speaks) -> Response {
+    reply(v, &PeerStatus {
         ordinal: node.cluster.ordinal,
         protocol: PROTOCOL_VERSION,
         ready: node.is_ready(),
@@ -160,12 +160,12 @@ async fn status(State(node): State<PeerState>) -> Response {
     })
 }
 
-async fn catalog(State(node): State<PeerState>) -> Response {
-    reply(&node.catalog.entries())
+async fn catalog(State(node): State<PeerState>, v: Speaks) -> Response {
+    reply(v, &node.catalog.entries())
 }
 
-async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Answer {
-    let push: CatalogPush = decode(&body)?;
+async fn apply_catalog(State(node): State<PeerState>, v: Speaks, body: Bytes) -> Answer {
+    let push: CatalogPush = decode(v, &body)?;
     check_entry(&push.entry).map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))?;
     let local = push
         .entry
@@ -179,30 +179,19 @@ async fn apply_catalog(State(node): State<PeerState>, body: Bytes) -> Answer {
     let changed = applied
         .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))?;
-    Ok(reply(&changed))
+    Ok(reply(v, &changed))
 }
 
-/// How a request wants the local replica.
-#[derive(Clone, Copy, PartialEq)]
-enum Want {
-    /// Serve reads: only a replica holding everything (or any, when `complete_only` is off).
-    Read { complete_only: bool },
-    /// Take writes: an owner opens a replica it does not hold yet, to be filled by syncing.
-    Write,
-}
-
-/// The local replica a peer addresses, and its collection. 404 means this node does not know
-/// the collection (the caller pushes it and retries); 409 means it holds no usable replica of
-/// that shard.
+/// This node's replica a peer addresses, and its collection. 404 means this node does not know
+/// the collection (the caller pushes it and retries); a shard the collection does not have is
+/// a 400.
 fn replica(
-    node: &Node,
-    collection: &str,
-    shard: u32,
-    want: Want,
-) -> Result<(Arc<Collection>, Arc<crate::shard::Shard>), Refusal> {
+    node: &Coordinator,
+    (collection, shard): (String, u32),
+) -> Result<(Arc<Collection>, LocalReplica), Refusal> {
     let c = node
         .catalog
-        .get(collection)
+        .get(&collection)
         .map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
     if shard >= c.config.shard_number {
         return Err(fail(
@@ -210,102 +199,72 @@ fn replica(
             format!("collection {collection} has no shard {shard}"),
         ));
     }
-    let missing = |why: &str| {
-        fail(
-            StatusCode::CONFLICT,
-            format!(
-                "node {} {why} shard {shard} of {collection}",
-                node.cluster.ordinal
-            ),
-        )
-    };
-    let opened = match (c.replica_state(shard), want) {
-        (
-            ReplicaState::Syncing,
-            Want::Read {
-                complete_only: true,
-            },
-        ) => return Err(missing("is still syncing")),
-        (ReplicaState::Absent, Want::Write)
-            if node
-                .cluster
-                .owners(&c.config, shard)
-                .contains(&node.cluster.ordinal) =>
-        {
-            c.open_syncing(shard)
-        }
-        (ReplicaState::Absent, _) => return Err(missing("holds no replica of")),
-        _ => c.open_shard(shard),
-    };
-    let replica = opened.map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-    Ok((c, replica))
+    let me = node.cluster.ordinal;
+    let owned = node.cluster.owners(&c.config, shard).contains(&me);
+    Ok((Arc::clone(&c), LocalReplica::new(me, c, shard, owned)))
 }
 
-/// The common shape of every shard route: decode the body (`parse`), find the replica, check
-/// the request against the collection (`check`), run `work` — on the blocking pool unless
-/// `quick` says it is short enough for the async worker (see [`ShardOp::is_quick`]) — and
-/// encode its answer.
-async fn on_replica<Req, Resp, E>(
-    node: &Node,
-    (collection, shard): (String, u32),
-    want: Want,
-    parse: impl FnOnce() -> Result<Req, Refusal>,
-    check: impl FnOnce(&Collection, &Req) -> Result<(), String>,
-    quick: impl FnOnce(&Req) -> bool,
-    work: impl FnOnce(Arc<crate::shard::Shard>, Req) -> Result<Resp, E> + Send + 'static,
-) -> Answer
-where
-    Req: Send + 'static,
-    Resp: Serialize + Send + 'static,
-    E: std::fmt::Display + Send + 'static,
-{
-    let request = parse()?;
-    let (c, replica) = replica(node, &collection, shard, want)?;
-    check(&c, &request).map_err(|e| {
-        metrics::counter!("shoal_peer_refused_total", "reason" => "invalid").increment(1);
-        fail(StatusCode::BAD_REQUEST, e)
-    })?;
-    let worked = if quick(&request) {
-        work(replica, request)
-    } else {
-        tokio::task::spawn_blocking(move || work(replica, request))
-            .await
-            .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+/// A message this node refuses to apply, checked like a client's request ([`admission`]).
+fn invalid(e: String) -> Refusal {
+    metrics::counter!("shoal_peer_refused_total", "reason" => "invalid").increment(1);
+    fail(StatusCode::BAD_REQUEST, e)
+}
+
+/// How a failed operation on this node's replica is answered: 409 when it holds no usable
+/// replica (the caller tries another), else the status a client would get.
+fn refusal(e: PeerError) -> Refusal {
+    let status = match &e {
+        PeerError::NoReplica { .. } => StatusCode::CONFLICT,
+        PeerError::Shard {
+            error: ShardError::Invalid(_),
+            ..
+        } => StatusCode::BAD_REQUEST,
+        PeerError::Shard {
+            error: ShardError::Unavailable(_),
+            ..
+        } => StatusCode::SERVICE_UNAVAILABLE,
+        PeerError::Expired { .. } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    worked
-        .map(|answer| reply(&answer))
-        .map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))
+    fail(status, e.to_string())
 }
 
 #[derive(serde::Deserialize)]
 struct OpParams {
     #[serde(default)]
     complete_only: bool,
+    #[serde(default = "yes")]
+    with_payload: bool,
+    /// What is left of the coordinator's deadline (none from a node of an older build).
+    budget_ms: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 async fn shard_op(
     State(node): State<PeerState>,
     Path(at): Path<(String, u32)>,
     Query(p): Query<OpParams>,
+    v: Speaks,
     body: Bytes,
 ) -> Answer {
-    let parse = || {
-        decode::<WireOp>(&body)
-            .and_then(|w| ShardOp::try_from(w).map_err(|e| fail(StatusCode::BAD_REQUEST, e)))
+    let mut op: ShardOp = decode(v, &body)?;
+    if let ShardOp::Search { with_payload, .. } = &mut op {
+        *with_payload = p.with_payload;
+    }
+    let (c, local) = replica(&node, at)?;
+    admission::check_op(&c, &op).map_err(invalid)?;
+    // The read stops at the coordinator's deadline, or when the coordinator hangs up.
+    let cancel = CancelOnDrop::default();
+    let budget = p.budget_ms.map(std::time::Duration::from_millis);
+    let how = ReadContext {
+        complete_only: p.complete_only,
+        deadline: Deadline::after(budget).or_cancelled(cancel.flag()),
     };
-    let quick = |op: &ShardOp| op.is_quick();
-    on_replica(
-        &node,
-        at,
-        Want::Read {
-            complete_only: p.complete_only,
-        },
-        parse,
-        admission::check_op,
-        quick,
-        |replica, op| Ok::<_, String>(WireReply::from(protocol::execute(&replica, &op))),
-    )
-    .await
+    let answer = local.read(&op, &how).await.map_err(refusal)?;
+    Ok(reply(v, &answer))
 }
 
 #[derive(serde::Deserialize)]
@@ -318,58 +277,36 @@ async fn commit(
     State(node): State<PeerState>,
     Path(at): Path<(String, u32)>,
     Query(p): Query<CommitParams>,
+    v: Speaks,
     body: Bytes,
 ) -> Answer {
-    let parse = || {
-        decode::<Vec<WireChange>>(&body)
-            .map(|changes| changes.into_iter().map(Change::from).collect::<Vec<_>>())
-    };
-    on_replica(
-        &node,
-        at,
-        Want::Write,
-        parse,
-        |c, changes: &Vec<Change>| admission::check_changes(c, changes),
-        |_| false,
-        move |replica, changes| replica.commit(changes, p.durable).map(|n| n as u64),
-    )
-    .await
+    let changes: Vec<Change> = decode(v, &body)?;
+    let (c, local) = replica(&node, at)?;
+    admission::check_changes(&c, &changes).map_err(invalid)?;
+    let applied = local.commit(&changes, p.durable).await.map_err(refusal)?;
+    Ok(reply(v, &applied))
 }
 
 async fn records(
     State(node): State<PeerState>,
     Path(at): Path<(String, u32)>,
+    v: Speaks,
     body: Bytes,
 ) -> Answer {
-    on_replica(
-        &node,
-        at,
-        Want::Read {
-            complete_only: false,
-        },
-        || decode(&body),
-        |_, _| Ok(()),
-        |_| false,
-        |replica, req: RecordsRequest| {
-            let (changes, next) =
-                replica.records_since(req.since, req.after, req.limit.clamp(1, 10_000))?;
-            let changes = changes
-                .into_iter()
-                .map(|(id, record)| WireChange { id, record })
-                .collect();
-            Ok::<_, crate::shard::ShardError>(RecordsPage { changes, next })
-        },
-    )
-    .await
+    let req: RecordsRequest = decode(v, &body)?;
+    let (_, local) = replica(&node, at)?;
+    let page = local.records(req).await.map_err(refusal)?;
+    Ok(reply(v, &page))
 }
 
 async fn state(
     State(node): State<PeerState>,
     Path((collection, shard)): Path<(String, u32)>,
+    v: Speaks,
 ) -> Answer {
     let c =
         (node.catalog.get(&collection)).map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
-    Ok(reply(&c.replica_state(shard)))
+    Ok(reply(v, &c.replica_state(shard)))
 }
 
 /// One hand-off at a time: a second request waits for the first and then finds nothing left.
@@ -377,9 +314,9 @@ static HANDOFF: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The scale-down hand-off, asked for by this pod's own `preStop` hook (`shoal handoff`): other
 /// hosts get a 403 even with the token.
-async fn handoff(State(node): State<PeerState>, req: Request) -> Answer {
-    let connection = req.extensions().get::<ConnectInfo<PeerConnection>>();
-    if !connection.is_some_and(|c| c.0.is_local()) {
+async fn handoff(State(node): State<PeerState>, v: Speaks, req: Request) -> Answer {
+    let connection = req.extensions().get::<ConnectionInfo>();
+    if !connection.is_some_and(ConnectionInfo::is_local) {
         return Err(fail(
             StatusCode::FORBIDDEN,
             "the hand-off is asked for by the pod itself (its preStop hook), not by a peer",
@@ -388,7 +325,7 @@ async fn handoff(State(node): State<PeerState>, req: Request) -> Answer {
     let _one_at_a_time = HANDOFF.lock().await;
     let report = (super::rebalance::handoff(&node).await)
         .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(reply(&report))
+    Ok(reply(v, &report))
 }
 
 #[cfg(test)]
@@ -397,7 +334,7 @@ mod tests {
 
     #[test]
     fn only_this_host_is_local() {
-        let at = |remote: &str, local: Option<&str>| PeerConnection {
+        let at = |remote: &str, local: Option<&str>| ConnectionInfo {
             remote: remote.parse().unwrap(),
             local: local.map(|l| l.parse().unwrap()),
         };

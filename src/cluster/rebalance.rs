@@ -18,12 +18,14 @@
 //! a scale-down (a rolling update, a crash) finds its ordinal below `spec.replicas` and hands
 //! nothing off.
 
+use super::coordinator::Coordinator;
 use super::membership::SizeSource;
 use super::protocol::HandoffReport;
+use super::remote::RemoteReplica;
+use super::replica::Replica;
+use super::PeerError;
 use crate::collection::{Collection, ReplicaState};
-use crate::node::Node;
 use crate::shard::Change;
-use reqwest::Method;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -31,7 +33,7 @@ use std::sync::Arc;
 const PAGE: usize = 2000;
 
 /// Follows the cluster size and moves replicas, forever.
-pub async fn run(node: Arc<Node>, source: Arc<SizeSource>) {
+pub async fn run(node: Arc<Coordinator>, source: Arc<SizeSource>) {
     loop {
         refresh_size(&node, &source).await;
         if !node.cluster.is_single() {
@@ -41,7 +43,7 @@ pub async fn run(node: Arc<Node>, source: Arc<SizeSource>) {
     }
 }
 
-async fn refresh_size(node: &Node, source: &SizeSource) -> u32 {
+async fn refresh_size(node: &Coordinator, source: &SizeSource) -> u32 {
     match source.current().await {
         Ok(n) if n != node.cluster.size() => {
             tracing::info!(from = node.cluster.size(), to = n, "cluster size changed");
@@ -57,7 +59,7 @@ async fn refresh_size(node: &Node, source: &SizeSource) -> u32 {
 }
 
 /// One pass over every collection: fill what this node now owns, hand over what it no longer does.
-pub async fn rebalance_once(node: &Arc<Node>) {
+pub async fn rebalance_once(node: &Arc<Coordinator>) {
     for c in node.catalog.all() {
         let owned: BTreeSet<u32> = node.cluster.local_shards(&c.config).into_iter().collect();
         for shard in &owned {
@@ -78,7 +80,10 @@ pub async fn rebalance_once(node: &Arc<Node>) {
             } else if !owned.contains(&shard) {
                 hand_over(node, &c, shard).await.and_then(|done| {
                     if done {
-                        c.drop_shard(shard).map_err(|e| e.to_string())?;
+                        c.drop_shard(shard).map_err(|e| PeerError::Internal {
+                            ordinal: node.cluster.ordinal,
+                            message: format!("cannot drop replica {shard}: {e:#}"),
+                        })?;
                         tracing::info!(collection = %c.name, shard, "replica moved away and dropped");
                     }
                     Ok(())
@@ -93,27 +98,20 @@ pub async fn rebalance_once(node: &Arc<Node>) {
     }
 }
 
-async fn peer_state(
-    node: &Node,
-    c: &Collection,
-    shard: u32,
-    peer: u32,
-) -> Result<ReplicaState, String> {
-    let path = super::protocol::shard_path(&c.name, shard, "state");
-    match node
-        .cluster
-        .call::<_, ReplicaState>(peer, Method::GET, &path, &())
-        .await
-    {
-        Ok(s) => Ok(s),
-        Err(super::PeerError::Refused { status: 404, .. }) => Ok(ReplicaState::Absent),
-        Err(e) => Err(e.to_string()),
-    }
+/// A peer's replica of a shard.
+fn remote(node: &Coordinator, c: &Arc<Collection>, shard: u32, peer: u32) -> RemoteReplica {
+    RemoteReplica::new(
+        Arc::clone(&node.cluster),
+        Arc::clone(c),
+        shard,
+        peer,
+        node.peer_body_limit / 2,
+    )
 }
 
 /// Copies into a syncing replica everything its peers hold. Done once a complete replica was
 /// copied, or when every node answered and none holds a complete one (a new or empty shard).
-async fn fill(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<bool, String> {
+async fn fill(node: &Arc<Coordinator>, c: &Arc<Collection>, shard: u32) -> Result<bool, PeerError> {
     let Some(replica) = c.local_shard(shard) else {
         return Ok(false);
     };
@@ -123,16 +121,15 @@ async fn fill(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<bool,
         let r = Arc::clone(&replica);
         let max = tokio::task::spawn_blocking(move || r.max_version())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| task_failed(node, e))?;
         super::sync::look_back(max)
     };
     let mut copied_complete = false;
     let mut all_answered = true;
     for peer in node.cluster.peers() {
-        match peer_state(node, c, shard, peer).await {
+        match remote(node, c, shard, peer).state().await {
             Ok(ReplicaState::Absent) => {}
-            Ok(state) => match super::sync::pull(node, &c.name, shard, peer, since, &replica).await
-            {
+            Ok(state) => match super::sync::pull(node, c, shard, peer, since, &replica).await {
                 Ok(_) => copied_complete |= state == ReplicaState::Active,
                 Err(_) => all_answered = false,
             },
@@ -144,7 +141,11 @@ async fn fill(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<bool,
 
 /// Pushes every record of a replica this node no longer owns to the shard's owners. Done once
 /// every owner took them and holds an active replica.
-async fn hand_over(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<bool, String> {
+async fn hand_over(
+    node: &Arc<Coordinator>,
+    c: &Arc<Collection>,
+    shard: u32,
+) -> Result<bool, PeerError> {
     let Some(replica) = c.local_shard(shard) else {
         return Ok(true);
     };
@@ -157,21 +158,20 @@ async fn hand_over(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<
     let mut after = None;
     loop {
         let r = Arc::clone(&replica);
+        let me = node.cluster.ordinal;
         let (page, next) = tokio::task::spawn_blocking(move || r.records_since(0, after, PAGE))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| task_failed(node, e))?
+            .map_err(|error| PeerError::Shard { ordinal: me, error })?;
         let changes: Vec<Change> = page
             .into_iter()
-            .map(|(id, record)| Change {
-                id,
-                record,
-                payload: None,
-            })
+            .map(|(id, record)| Change::replicated(id, record))
             .collect();
         if !changes.is_empty() {
             for owner in &owners {
-                node.commit_on(c, shard, *owner, &changes, true).await?;
+                remote(node, c, shard, *owner)
+                    .commit(&changes, true)
+                    .await?;
             }
         }
         match next {
@@ -180,16 +180,23 @@ async fn hand_over(node: &Arc<Node>, c: &Arc<Collection>, shard: u32) -> Result<
         }
     }
     for owner in &owners {
-        if peer_state(node, c, shard, *owner).await? != ReplicaState::Active {
+        if remote(node, c, shard, *owner).state().await? != ReplicaState::Active {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
+fn task_failed(node: &Coordinator, e: tokio::task::JoinError) -> PeerError {
+    PeerError::Internal {
+        ordinal: node.cluster.ordinal,
+        message: format!("rebalance task failed: {e}"),
+    }
+}
+
 /// The `preStop` hand-off: if this pod's ordinal is beyond `spec.replicas` (a scale-down), push
 /// every replica it holds to its new owners and report; otherwise (a restart) do nothing.
-pub async fn handoff(node: &Arc<Node>) -> anyhow::Result<HandoffReport> {
+pub async fn handoff(node: &Arc<Coordinator>) -> anyhow::Result<HandoffReport> {
     let n = match node.size_source() {
         Some(source) => refresh_size(node, &source).await,
         None => node.cluster.size(),

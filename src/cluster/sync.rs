@@ -9,11 +9,13 @@
 //!   version the replica holds, minus [`CLOCK_SKEW_MARGIN`] for writes coordinated by a node whose
 //!   clock was behind; later passes look back from the previous pass.
 
-use super::protocol::{self, CatalogEntry, RecordsPage, RecordsRequest};
+use super::coordinator::Coordinator;
+use super::protocol::{CatalogEntry, RecordsRequest};
+use super::remote::RemoteReplica;
+use super::PeerError;
 use crate::collection::catalog::check_entry;
-use crate::node::Node;
+use crate::collection::Collection;
 use crate::shard::version::{version_span, MAX_SKEW};
-use crate::shard::Change;
 use reqwest::Method;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,7 +34,7 @@ pub struct SyncState {
 }
 
 /// Applies every newer catalog entry a peer has.
-pub async fn sync_catalog(node: &Arc<Node>) {
+pub async fn sync_catalog(node: &Arc<Coordinator>) {
     for peer in node.cluster.peers() {
         let entries: Vec<CatalogEntry> = match node
             .cluster
@@ -70,7 +72,7 @@ pub async fn sync_catalog(node: &Arc<Node>) {
 }
 
 /// Pulls what every local replica missed from one other live owner of its shard.
-pub async fn catch_up(node: &Arc<Node>, state: &mut SyncState) {
+pub async fn catch_up(node: &Arc<Coordinator>, state: &mut SyncState) {
     for c in node.catalog.all() {
         for shard in node.cluster.local_shards(&c.config) {
             // Syncing replicas are filled by the rebalancer.
@@ -97,7 +99,7 @@ pub async fn catch_up(node: &Arc<Node>, state: &mut SyncState) {
                         )
                     }
                 };
-                match pull(node, &c.name, shard, peer, since, &replica).await {
+                match pull(node, &c, shard, peer, since, &replica).await {
                     Ok(applied) => {
                         if applied > 0 {
                             tracing::info!(collection = %c.name, shard, peer, applied, "caught up from a peer");
@@ -121,18 +123,23 @@ pub fn look_back(max: u64) -> u64 {
     max.saturating_sub(version_span(CLOCK_SKEW_MARGIN))
 }
 
-/// Copies a peer's records with a version above `since` into a local replica. A peer holding no
-/// replica of the shard has nothing to give.
+/// Copies a peer's records with a version above `since` into a local replica; answers how
+/// many took effect. A peer holding no replica of the shard has nothing to give.
 pub async fn pull(
-    node: &Arc<Node>,
-    collection: &str,
+    node: &Coordinator,
+    c: &Arc<Collection>,
     shard: u32,
     peer: u32,
     since: u64,
     replica: &Arc<crate::shard::Shard>,
-) -> Result<usize, String> {
-    let path = protocol::shard_path(collection, shard, "records");
-    let c = node.catalog.get(collection).map_err(|e| e.to_string())?;
+) -> Result<usize, PeerError> {
+    let remote = RemoteReplica::new(
+        Arc::clone(&node.cluster),
+        Arc::clone(c),
+        shard,
+        peer,
+        node.peer_body_limit / 2,
+    );
     let mut after = None;
     let mut applied = 0;
     loop {
@@ -141,22 +148,24 @@ pub async fn pull(
             after,
             limit: PAGE,
         };
-        let page: RecordsPage = match node.cluster.call(peer, Method::POST, &path, &req).await {
-            Ok(p) => p,
-            Err(super::PeerError::Refused {
-                status: 404 | 409, ..
-            }) => return Ok(applied),
-            Err(e) => return Err(e.to_string()),
+        let Some(page) = remote.records(&req).await? else {
+            return Ok(applied);
         };
-        let changes: Vec<Change> = page.changes.into_iter().map(Into::into).collect();
-        super::admission::check_changes(&c, &changes)
-            .map_err(|e| format!("peer {peer} sent a record this node refuses: {e}"))?;
+        let changes = page.changes;
+        super::admission::check_changes(c, &changes).map_err(|e| PeerError::BadAnswer {
+            ordinal: peer,
+            message: format!("sent a record this node refuses: {e}"),
+        })?;
         if !changes.is_empty() {
             let r = Arc::clone(replica);
+            let me = node.cluster.ordinal;
             applied += tokio::task::spawn_blocking(move || r.commit(changes, true))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| PeerError::Internal {
+                    ordinal: me,
+                    message: format!("catch-up task failed: {e}"),
+                })?
+                .map_err(|error| PeerError::Shard { ordinal: me, error })?;
         }
         match page.next {
             Some(n) => after = Some(n),
@@ -166,7 +175,7 @@ pub async fn pull(
 }
 
 /// Runs catalog sync and catch-up forever.
-pub async fn run(node: Arc<Node>, every: Duration) {
+pub async fn run(node: Arc<Coordinator>, every: Duration) {
     let mut state = SyncState::default();
     loop {
         if !node.cluster.is_single() {

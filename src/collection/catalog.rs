@@ -23,14 +23,13 @@
 //! Entries from peers are checked like a client's create ([`check_entry`]).
 
 use super::{Collection, CollectionConfig};
-use crate::cluster::protocol::CatalogEntry;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::shard::payload_index::{field_path, FieldSchema};
 use crate::shard::version::VersionClock;
 use crate::store::Store;
 use parking_lot::{Mutex, RwLock};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +38,26 @@ const CONFIG_FILE: &str = "config.json";
 const TOMBSTONES: &str = "tombstones.json";
 /// Largest vector dimension accepted (Qdrant's limit).
 pub const MAX_DIM: usize = 65_536;
+
+/// A collection as the catalog knows it, with the version of its last create or delete;
+/// `config: None` records a deletion. What nodes exchange to agree on their collections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub version: u64,
+    pub config: Option<CollectionConfig>,
+}
+
+impl CatalogEntry {
+    /// The entry of a live collection.
+    pub fn of(c: &Collection) -> CatalogEntry {
+        CatalogEntry {
+            name: c.name.clone(),
+            version: c.version,
+            config: Some(c.config.clone()),
+        }
+    }
+}
 
 #[derive(Deserialize)]
 struct StoredCollection {
@@ -320,11 +339,7 @@ impl Catalog {
             .collections
             .read()
             .values()
-            .map(|c| CatalogEntry {
-                name: c.name.clone(),
-                version: c.version,
-                config: Some(c.config.clone()),
-            })
+            .map(|c| CatalogEntry::of(c))
             .collect();
         out.extend(self.tombstones.read().iter().map(|(n, v)| CatalogEntry {
             name: n.clone(),

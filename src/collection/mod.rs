@@ -135,11 +135,36 @@ impl From<CollectionConfig> for ConfigFields {
     }
 }
 
+/// The shape of peer protocol 1 (the previous release): the fields before quantization and
+/// optimizers, inline. A config read in it has neither; one written in it loses them (a node of
+/// that release has no use for them).
+#[derive(Serialize, Deserialize)]
+struct ConfigFieldsV1 {
+    size: usize,
+    distance: Metric,
+    hnsw: HnswParams,
+    shard_number: u32,
+    replication_factor: u32,
+    write_consistency_factor: u32,
+    on_disk_payload: bool,
+}
+
 impl Serialize for CollectionConfig {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let fields = ConfigFields::from(self.clone());
         if s.is_human_readable() {
             fields.serialize(s)
+        } else if crate::codec::shape_version() == Some(1) {
+            ConfigFieldsV1 {
+                size: self.size,
+                distance: self.distance,
+                hnsw: self.hnsw,
+                shard_number: self.shard_number,
+                replication_factor: self.replication_factor,
+                write_consistency_factor: self.write_consistency_factor,
+                on_disk_payload: self.on_disk_payload,
+            }
+            .serialize(s)
         } else {
             let text = serde_json::to_string(&fields).map_err(serde::ser::Error::custom)?;
             s.serialize_str(&text)
@@ -151,6 +176,23 @@ impl<'de> Deserialize<'de> for CollectionConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         if d.is_human_readable() {
             ConfigFields::deserialize(d).map(Into::into)
+        } else if crate::codec::shape_version() == Some(1) {
+            let f = ConfigFieldsV1::deserialize(d)?;
+            Ok(CollectionConfig {
+                size: f.size,
+                distance: f.distance,
+                hnsw: f.hnsw,
+                shard_number: f.shard_number,
+                replication_factor: f.replication_factor,
+                write_consistency_factor: f.write_consistency_factor,
+                on_disk_payload: f.on_disk_payload,
+                quantization: None,
+                optimizers: OptimizersConfig::default(),
+                // A node of the previous release knows no payload indexes; incarnation 0 is
+                // "unknown", so its entry replaces the collection like any other create.
+                payload_schema: PayloadSchema::new(),
+                incarnation: 0,
+            })
         } else {
             let text = String::deserialize(d)?;
             serde_json::from_str::<ConfigFields>(&text)

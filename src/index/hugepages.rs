@@ -12,15 +12,15 @@
 /// Size of an x86-64 huge page.
 const HUGE_PAGE: usize = 2 << 20;
 
-/// `v` moved to memory the kernel may back with huge pages (a copy, for arrays of ≥ 4 huge pages).
-pub fn on_huge_pages<T: Copy>(v: Vec<T>) -> Vec<T> {
-    let bytes = std::mem::size_of_val(v.as_slice());
-    if !cfg!(target_os = "linux") || bytes < 4 * HUGE_PAGE {
-        return v;
-    }
+/// A heap copy of `v`, in memory the kernel may back with huge pages (for arrays of ≥ 4 huge
+/// pages; smaller ones are plainly copied).
+pub fn on_huge_pages<T: Copy>(v: &[T]) -> Vec<T> {
+    let bytes = std::mem::size_of_val(v);
     let mut out: Vec<T> = Vec::with_capacity(v.len());
-    advise(out.as_ptr() as usize, bytes);
-    out.extend_from_slice(&v);
+    if cfg!(target_os = "linux") && bytes >= 4 * HUGE_PAGE {
+        advise(out.as_ptr() as usize, bytes);
+    }
+    out.extend_from_slice(v);
     out
 }
 
@@ -53,8 +53,8 @@ mod tests {
     #[test]
     fn contents_survive_the_move() {
         let small: Vec<u32> = (0..10).collect();
-        assert_eq!(on_huge_pages(small.clone()), small);
+        assert_eq!(on_huge_pages(&small), small);
         let big: Vec<f32> = (0..(5 * HUGE_PAGE / 4)).map(|i| i as f32).collect();
-        assert_eq!(on_huge_pages(big.clone()), big);
+        assert_eq!(on_huge_pages(&big), big);
     }
 }

@@ -7,7 +7,7 @@
 //! liveness/filter bitsets, and passes them to [`Segment::search`] / [`Segment::exact`] as an
 //! `accept` predicate; it also decides between HNSW and exact scan.
 //!
-//! # Build: hnsw_rs, then a flat copy (design brief: `/work/shared/NOTES.md`)
+//! # Build: hnsw_rs, then a flat copy (measured against hnswlib: `docs/benchmarks.md`)
 //! The graph is built by hnsw_rs (`Hnsw::new(max_nb_connection, n, 16, ef_construct, ShoalDist)`
 //! and `parallel_insert_slice`, data id = internal id), then copied into flat arrays
 //! (`flat.rs`): one contiguous vector slab, fixed-stride layer-0 adjacency, compact upper layers.
@@ -27,7 +27,9 @@
 //! read-only mapping of that file: the kernel pages it in on demand and may evict it under
 //! memory pressure, and `open` costs a few syscalls (header checks, no pass over the data), so a
 //! reopened segment answers exactly like the built one without rebuilding anything. Only the
-//! int8 codes of an `always_ram` quantization are copied into the heap.
+//! int8 codes of an `always_ram` quantization are copied into the heap — by the builder for a
+//! new segment, in the background for a reopened one (searches read the mapped codes until the
+//! copy is in place).
 //!
 //! # Mapping Qdrant's `m` to hnsw_rs: `max_nb_connection = ceil(1.5·m)`
 //! (so `m = 16` → 24: up to 48 links per node on layer 0, 24 above; capped at 128.)
@@ -83,6 +85,7 @@ use serde::{Deserialize, Serialize};
 use slab::Slab;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
 
 /// Asks the CPU to start loading the cache line at `p`: a hint, never a fault, whatever the
 /// address.
@@ -182,6 +185,28 @@ struct Int8Index {
     params: Int8Params,
     codes: Slab<u8>,
     norms: Slab<f32>,
+    /// Heap copies of `codes` and `norms` once [`Segment::keep_codes_in_ram`] has made them;
+    /// searches use them from then on, the mapped ones until then.
+    in_ram: OnceLock<(Slab<u8>, Slab<f32>)>,
+}
+
+impl Int8Index {
+    fn new(params: Int8Params, codes: Slab<u8>, norms: Slab<f32>) -> Int8Index {
+        Int8Index {
+            params,
+            codes,
+            norms,
+            in_ram: OnceLock::new(),
+        }
+    }
+
+    /// The codes and norms searches read: the heap copies when made, else the file's.
+    fn served(&self) -> (&Slab<u8>, &Slab<f32>) {
+        match self.in_ram.get() {
+            Some((codes, norms)) => (codes, norms),
+            None => (&self.codes, &self.norms),
+        }
+    }
 }
 
 /// Bytes of a segment's parts: their size, and how much of it is in memory now.
@@ -413,11 +438,11 @@ impl Segment {
         }
         let int8 = match space.int8 {
             None => None,
-            Some(params) => Some(Int8Index {
+            Some(params) => Some(Int8Index::new(
                 params,
-                codes: file.slab(&names::int8_codes(SPACE), n * dim)?,
-                norms: file.slab(&format!("{SPACE}/int8.norms"), n)?,
-            }),
+                file.slab(&names::int8_codes(SPACE), n * dim)?,
+                file.slab(&format!("{SPACE}/int8.norms"), n)?,
+            )),
         };
         Ok(Segment {
             graph,
@@ -429,11 +454,13 @@ impl Segment {
     }
 
     /// Copies the int8 codes into the heap (Qdrant's `always_ram`), on huge pages where possible.
-    pub fn keep_codes_in_ram(&mut self) {
-        if let Some(q) = &mut self.int8 {
-            if q.codes.is_mapped() {
-                q.codes = hugepages::on_huge_pages(q.codes.to_vec()).into();
-                q.norms = q.norms.to_vec().into();
+    /// Takes `&self` so that a reopened segment can serve from the mapped codes while a
+    /// background thread copies them (a reopen does not wait for a pass over every code).
+    pub fn keep_codes_in_ram(&self) {
+        if let Some(q) = &self.int8 {
+            if q.codes.is_mapped() && q.in_ram.get().is_none() {
+                let codes = hugepages::on_huge_pages(q.codes.as_slice()).into();
+                let _ = q.in_ram.set((codes, q.norms.to_vec().into()));
             }
         }
     }
@@ -520,14 +547,8 @@ impl Segment {
         let Some(q) = self.int8.as_ref().filter(|_| !how.ignore) else {
             return self.search(query, k, ef, accept);
         };
-        let sc = Int8Scorer::new(
-            self.metric,
-            query,
-            q.params,
-            &q.codes,
-            &q.norms,
-            self.graph.dim,
-        );
+        let (codes, norms) = q.served();
+        let sc = Int8Scorer::new(self.metric, query, q.params, codes, norms, self.graph.dim);
         if !how.rescore {
             return self.graph.search_with(&sc, k, ef, accept);
         }
@@ -586,8 +607,9 @@ impl Segment {
             .iter()
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         let codes = self.int8.as_ref().map_or((0, 0), |q| {
-            let c = part(q.codes.as_bytes(), q.codes.is_mapped());
-            let n = part(q.norms.as_bytes(), q.norms.is_mapped());
+            let (codes, norms) = q.served();
+            let c = part(codes.as_bytes(), codes.is_mapped());
+            let n = part(norms.as_bytes(), norms.is_mapped());
             (c.0 + n.0, c.1 + n.1)
         });
         SegmentMemory {

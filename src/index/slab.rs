@@ -24,6 +24,7 @@ pub(crate) struct Slab<T: Copy + 'static> {
 // SAFETY: a slab is immutable once shared (mutation needs `&mut self` and a heap owner); the memory
 // it points at is owned by the slab itself (Vec) or by an `Arc<Mmap>` that it keeps alive.
 unsafe impl<T: Copy + Send + Sync + 'static> Send for Slab<T> {}
+// SAFETY: as for Send above.
 unsafe impl<T: Copy + Send + Sync + 'static> Sync for Slab<T> {}
 
 impl<T: Copy + 'static> Default for Slab<T> {

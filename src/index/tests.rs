@@ -245,7 +245,7 @@ fn quantized_search_with_rescoring_meets_recall() {
             quantile: 0.99,
             always_ram: metric == Metric::Euclid,
         });
-        let mut seg = Segment::build_full(
+        let seg = Segment::build_full(
             data.clone(),
             dim,
             metric,

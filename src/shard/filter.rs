@@ -1,5 +1,6 @@
-//! Qdrant's filter language: parsing (serde shapes identical to Qdrant's JSON) and evaluation
-//! against one point's id and payload.
+//! Qdrant's filter language: parsing (serde shapes identical to Qdrant's JSON, described for the
+//! OpenAPI document by deriving from these very types) and evaluation against one point's id and
+//! payload.
 //!
 //! A [`Filter`] is `must` (all), `should` (at least one, when present), `must_not` (none) and
 //! `min_should` (at least `min_count` of its conditions). Conditions test payload fields by key —
@@ -25,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A boolean combination of conditions. An empty filter matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(no_recursion)]
 pub struct Filter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub must: Option<OneOrMany<Condition>>,
@@ -39,8 +41,9 @@ pub struct Filter {
 }
 
 /// Qdrant accepts a clause either as a list or as one bare condition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(no_recursion)]
 pub enum OneOrMany<T> {
     Many(Vec<T>),
     One(Box<T>),
@@ -73,8 +76,9 @@ impl<T> OneOrMany<T> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(no_recursion)]
 pub struct MinShould {
     pub conditions: Vec<Condition>,
     pub min_count: usize,
@@ -82,8 +86,9 @@ pub struct MinShould {
 
 /// One condition. As in Qdrant's JSON the keys present decide the kind; parsing looks at them
 /// first so that an error names the part that was wrong instead of "no variant matched".
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(no_recursion)]
 pub enum Condition {
     Field(FieldCondition),
     IsEmpty { is_empty: KeyRef },
@@ -162,14 +167,19 @@ struct NestedBody {
     nested: NestedCondition,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyRef {
+    /// In the OpenAPI document a key is the string it is sent as.
+    #[schema(value_type = String)]
     pub key: FieldKey,
 }
 
 /// `{"nested": {"key": "items", "filter": …}}`: the filter must hold for one element of the array.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(no_recursion)]
 pub struct NestedCondition {
+    /// In the OpenAPI document a key is the string it is sent as.
+    #[schema(value_type = String)]
     pub key: FieldKey,
     pub filter: Filter,
 }
@@ -223,9 +233,11 @@ impl<'de> Deserialize<'de> for FieldKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldCondition {
+    /// In the OpenAPI document a key is the string it is sent as.
+    #[schema(value_type = String)]
     pub key: FieldKey,
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<Match>,
@@ -247,7 +259,7 @@ pub struct FieldCondition {
 }
 
 /// A keyword, integer or boolean: what `match.value` compares with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum MatchValue {
     Bool(bool),
@@ -255,7 +267,7 @@ pub enum MatchValue {
     Keyword(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Match {
     Value {
@@ -280,7 +292,7 @@ pub enum Match {
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
     pub lt: Option<f64>,
@@ -298,7 +310,7 @@ impl Range {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValuesCount {
     pub lt: Option<usize>,

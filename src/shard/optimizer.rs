@@ -53,7 +53,7 @@ pub const QUIET_MIN_TAIL: usize = 256;
 const MANIFEST: &str = "manifest.json";
 const FORMAT: u32 = 2;
 /// Marker left in a segment directory whose file failed its checksums (see
-/// [`verify_in_background`]): the next open re-indexes the shard from its records.
+/// [`finish_open_in_background`]): the next open re-indexes the shard from its records.
 const CORRUPT: &str = "CORRUPT";
 
 /// One build at a time on the whole node: builds are what needs memory (and both cores).
@@ -118,7 +118,7 @@ pub struct BuildReport {
 }
 
 /// Maps the segments named by the manifest; removes leftovers of interrupted builds.
-pub fn load_segments(dir: &Path, metric: Metric, codes_in_ram: bool) -> anyhow::Result<Loaded> {
+pub fn load_segments(dir: &Path, metric: Metric) -> anyhow::Result<Loaded> {
     let manifest: Manifest = match std::fs::read(dir.join(MANIFEST)) {
         Ok(bytes) => serde_json::from_slice(&bytes)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Fresh),
@@ -139,7 +139,7 @@ pub fn load_segments(dir: &Path, metric: Metric, codes_in_ram: bool) -> anyhow::
             return Ok(Loaded::Rebuild);
         }
         let started = Instant::now();
-        match SealedSegment::open(id, &seg_dir, metric, codes_in_ram) {
+        match SealedSegment::open(id, &seg_dir, metric) {
             Ok(seg) => {
                 let seconds = started.elapsed().as_secs_f64();
                 metrics::histogram!("shoal_segment_reopen_seconds").record(seconds);
@@ -220,22 +220,36 @@ pub fn supersede_older_copies(segments: &[Arc<SealedSegment>]) {
     }
 }
 
-/// Verifies a segment's checksums on a background thread; a corrupt one is marked so that the
-/// next open re-indexes the shard from its records (it keeps serving until then).
-pub fn verify_in_background(dir: &Path, seg: &Arc<SealedSegment>) {
-    let seg = Arc::clone(seg);
-    let seg_dir = dir.join(format!("seg-{}", seg.id));
+/// What a reopen leaves for later, on one background thread per shard so that the shard serves
+/// at once: copying `always_ram` int8 codes into the heap (searches read the mapped codes until
+/// then), then verifying every segment's checksums. A corrupt segment is marked so that the next
+/// open re-indexes the shard from its records (it keeps serving until then).
+pub fn finish_open_in_background(dir: &Path, segments: &[Arc<SealedSegment>], codes_in_ram: bool) {
+    if segments.is_empty() {
+        return;
+    }
+    let segments: Vec<Arc<SealedSegment>> = segments.to_vec();
+    let dir = dir.to_path_buf();
     let spawned = std::thread::Builder::new()
-        .name("segment-verify".into())
+        .name("segment-settle".into())
         .spawn(move || {
-            if let Err(e) = seg.index.verify() {
-                metrics::counter!("shoal_segment_corrupt_total").increment(1);
-                tracing::error!(segment = seg.id, error = %e, "segment file is corrupt; the shard will be re-indexed from its records at the next start");
-                let _ = fsutil::write_atomic(&seg_dir.join(CORRUPT), e.to_string().as_bytes());
+            if codes_in_ram {
+                let started = Instant::now();
+                segments.iter().for_each(|seg| seg.index.keep_codes_in_ram());
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(segments = segments.len(), seconds, "int8 codes copied into RAM");
+            }
+            for seg in &segments {
+                if let Err(e) = seg.index.verify() {
+                    metrics::counter!("shoal_segment_corrupt_total").increment(1);
+                    tracing::error!(segment = seg.id, error = %e, "segment file is corrupt; the shard will be re-indexed from its records at the next start");
+                    let marker = dir.join(format!("seg-{}", seg.id)).join(CORRUPT);
+                    let _ = fsutil::write_atomic(&marker, e.to_string().as_bytes());
+                }
             }
         });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start segment verification");
+        tracing::warn!(error = %e, "cannot start the background work of a shard's open");
     }
 }
 

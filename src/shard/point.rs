@@ -195,14 +195,32 @@ pub struct RecordBody {
 
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
-        // Encoding a plain struct of integers, floats and strings into a Vec cannot fail.
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
+        crate::codec::encode(self)
     }
 
+    /// Bounded like a peer message ([`crate::codec::decode`]): a corrupt record announcing a
+    /// huge length is an error, not an allocation that aborts the node while it opens.
     pub fn decode(bytes: &[u8]) -> Result<Record, String> {
-        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .map(|(r, _)| r)
-            .map_err(|e| format!("corrupt point record: {e}"))
+        crate::codec::decode(bytes).map_err(|e| format!("corrupt point record: {e}"))
+    }
+}
+
+/// A payload carried as JSON text inside a binary message (`#[serde(with = ...)]`), read with
+/// [`parse_payload`]: text that is not a payload fails the message, never becomes `{}`.
+pub mod payload_text {
+    use super::{parse_payload, Payload};
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(payload: &Arc<Payload>, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(payload.as_ref()).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Payload>, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_payload(&text).map(Arc::new).map_err(D::Error::custom)
     }
 }
 
@@ -258,5 +276,13 @@ mod tests {
         };
         assert_eq!(Record::decode(&r.encode()).unwrap(), r);
         assert!(Record::decode(&[1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_record_announcing_a_huge_vector_is_refused() {
+        // version 7, vector version 5, a body whose vector claims 2^60 floats.
+        let mut bytes = vec![7, 5, 1, 253];
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(Record::decode(&bytes).is_err());
     }
 }

@@ -125,13 +125,13 @@ impl SealedSegment {
     }
 
     /// Opens a segment directory written by [`SealedSegment::build`]. Every entry starts live;
-    /// the shard then settles which are. `codes_in_ram`: copy int8 codes into the heap
-    /// (Qdrant's `always_ram`).
-    pub fn open(id: u64, dir: &Path, metric: Metric, codes_in_ram: bool) -> Result<SealedSegment> {
-        Self::wrap(id, Segment::open(dir, metric)?, codes_in_ram)
+    /// the shard then settles which are. Int8 codes stay mapped: the shard copies those of an
+    /// `always_ram` quantization into the heap in the background ([`Segment::keep_codes_in_ram`]).
+    pub fn open(id: u64, dir: &Path, metric: Metric) -> Result<SealedSegment> {
+        Self::wrap(id, Segment::open(dir, metric)?, false)
     }
 
-    fn wrap(id: u64, mut index: Segment, codes_in_ram: bool) -> Result<SealedSegment> {
+    fn wrap(id: u64, index: Segment, codes_in_ram: bool) -> Result<SealedSegment> {
         if codes_in_ram {
             index.keep_codes_in_ram();
         }

@@ -17,6 +17,7 @@
 //! pinning ids with `has_id` goes straight to those points.
 
 use super::check::FilterCheck;
+use super::deadline::{Checkpoints, Deadline, Expired};
 use super::filter::Filter;
 use super::sealed::SealedSegment;
 use super::{point, PointView, Shard};
@@ -50,7 +51,7 @@ pub struct SearchSpec<'a> {
 }
 
 /// A found point with its internal distance (lower is closer).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
     pub distance: f32,
     pub point: PointView,
@@ -58,17 +59,34 @@ pub struct Hit {
 
 impl Shard {
     pub fn search(&self, spec: &SearchSpec) -> Vec<Hit> {
+        self.search_within(spec, &Deadline::default())
+            .unwrap_or_default()
+    }
+
+    /// [`Shard::search`] that stops once `deadline` passes: it looks before every segment and
+    /// every [`CHECK_EVERY`](super::deadline::CHECK_EVERY) points of a scan (filter, exact
+    /// search, tail), so that an overrunning search frees its thread within one segment's graph
+    /// walk at most.
+    pub fn search_within(
+        &self,
+        spec: &SearchSpec,
+        deadline: &Deadline,
+    ) -> Result<Vec<Hit>, Expired> {
         if spec.k == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let filter = spec.filter.map(|f| self.prepare_filter(f));
         let state = self.state.read();
         let metric = self.config.metric;
         let mut top = TopK::new(spec.k);
         let check = filter.as_deref().map(FilterCheck::new);
+        let scanned = deadline.checkpoints();
 
         if let Some(ids) = spec.filter.and_then(|f| f.pinned_ids()) {
             for id in ids {
+                if !scanned.tick() {
+                    break;
+                }
                 if let Some(found) = state.find(id) {
                     if check.as_ref().is_none_or(|c| c.found(id, found)) {
                         top.push(
@@ -80,8 +98,10 @@ impl Shard {
             }
         } else {
             for seg in &state.segments {
-                let hits =
-                    search_segment(seg, check.as_ref(), spec, self.config.full_scan_threshold);
+                deadline.check()?;
+                let threshold = self.config.full_scan_threshold;
+                let hits = search_segment(seg, check.as_ref(), spec, threshold, &scanned);
+                scanned.result()?;
                 hits.iter().for_each(|&(_, i)| seg.prefetch_entry(i));
                 for (d, i) in hits {
                     // An overlaid entry's version is in the point table: leave it to the lookup.
@@ -96,6 +116,9 @@ impl Shard {
                 // in `top` already, so most entries are too far to matter and are never checked.
                 Some(c) => {
                     for (id, e) in state.points.iter() {
+                        if !scanned.tick() {
+                            break;
+                        }
                         let v = state.location_vector(&e.location, self.config.dim);
                         let d = metric.distance(spec.vector, v);
                         if top.admits(d) && c.json(id, e.payload.as_bytes()) {
@@ -105,6 +128,9 @@ impl Shard {
                 }
                 None => {
                     for (slot, (id, _)) in tail.ids.iter().enumerate() {
+                        if !scanned.tick() {
+                            break;
+                        }
                         if tail.live[slot] {
                             let v = tail.vector(slot as u32, self.config.dim);
                             top.push(metric.distance(spec.vector, v), (*id, None));
@@ -114,9 +140,12 @@ impl Shard {
             }
         }
 
+        scanned.result()?;
+
         // A plain segment hit knows its point's version; payloads and vectors need a lookup.
         let bare = !spec.with_payload && !spec.with_vector;
-        top.into_sorted()
+        let hits = top
+            .into_sorted()
             .into_iter()
             .filter_map(|(distance, (id, version))| {
                 let point = match version {
@@ -133,7 +162,8 @@ impl Shard {
                 };
                 Some(Hit { distance, point })
             })
-            .collect()
+            .collect();
+        Ok(hits)
     }
 }
 
@@ -145,17 +175,20 @@ impl Shard {
 ///   indexes answered all of it;
 /// - otherwise the filter is checked only on the entries the search visits, after a small
 ///   sample estimated how many pass (few: an exact scan is complete and cheaper).
+///
+/// An exact scan counts its points in `scanned` and skips the rest once the deadline passed.
 fn search_segment(
     seg: &SealedSegment,
     check: Option<&FilterCheck>,
     spec: &SearchSpec,
     full_scan_threshold: usize,
+    scanned: &Checkpoints,
 ) -> Vec<(f32, u32)> {
     let index = &seg.index;
     let Some(check) = check else {
         let live = |i: u32| seg.live.get(i);
         return if spec.exact {
-            index.exact(spec.vector, spec.k, live)
+            index.exact(spec.vector, spec.k, |i| scanned.tick() && live(i))
         } else {
             index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, live)
         };
@@ -165,14 +198,15 @@ fn search_segment(
         let ids = &c.ids;
         let accept = |i: u32| seg.plain(i) && ids.contains(i) && (c.exact || passes(i));
         return if spec.exact || ids.len() <= full_scan_threshold {
-            index.exact_among(spec.vector, spec.k, ids.iter().filter(|&i| accept(i)))
+            let among = ids.iter().filter(|&i| scanned.tick() && accept(i));
+            index.exact_among(spec.vector, spec.k, among)
         } else {
             index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
         };
     }
     let accept = |i: u32| seg.plain(i) && passes(i);
     if spec.exact || few_pass(seg.len(), &accept, full_scan_threshold) {
-        index.exact(spec.vector, spec.k, accept)
+        index.exact(spec.vector, spec.k, |i| scanned.tick() && accept(i))
     } else {
         index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
     }

@@ -101,6 +101,14 @@ impl Tail {
         slot
     }
 
+    /// Room for `n` more points of dimension `dim` (a reopen knows how many it will replay:
+    /// growing by doubling would copy the vectors several times over).
+    pub fn reserve(&mut self, n: usize, dim: usize) {
+        self.ids.reserve(n);
+        self.vectors.reserve(n * dim);
+        self.live.reserve(n);
+    }
+
     pub fn kill(&mut self, slot: u32) {
         if let Some(l) = self.live.get_mut(slot as usize) {
             if *l {
@@ -142,6 +150,10 @@ impl PointTable {
     }
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+    /// Room for `n` more points.
+    pub fn reserve(&mut self, n: usize) {
+        self.by_id.reserve(n);
     }
     /// Adds or replaces a point; returns the entry it replaced.
     pub fn insert(&mut self, id: PointId, entry: Entry) -> Option<Entry> {

@@ -66,6 +66,8 @@ impl TestCluster {
 pub struct PeerClient {
     pub addr: SocketAddr,
     http: reqwest::blocking::Client,
+    /// The protocol version it speaks (the header it sends, the shapes it writes and reads).
+    pub version: u32,
 }
 
 impl PeerClient {
@@ -79,7 +81,14 @@ impl PeerClient {
                 .pool_max_idle_per_host(0)
                 .build()
                 .expect("client"),
+            version: PROTOCOL_VERSION,
         }
+    }
+
+    /// This client, speaking protocol `version` (a node of an older release).
+    pub fn speaking(mut self, version: u32) -> PeerClient {
+        self.version = version;
+        self
     }
 
     /// Sends raw bytes with the given token (or none); returns the status and the body.
@@ -107,7 +116,7 @@ impl PeerClient {
         let mut req = self
             .http
             .request(m, format!("http://{}{path}", self.addr))
-            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .header(PROTOCOL_HEADER, self.version.to_string())
             .body(body);
         if let Some(t) = token {
             req = req.header(TOKEN_HEADER, t);
@@ -124,14 +133,15 @@ impl PeerClient {
         path: &str,
         body: &Req,
     ) -> Resp {
-        let (status, bytes) = self.send(method, path, Some(TOKEN), protocol::encode(body));
+        let body = protocol::encode_as(self.version, body);
+        let (status, bytes) = self.send(method, path, Some(TOKEN), body);
         assert_eq!(
             status,
             200,
             "{method} {path}: {}",
             String::from_utf8_lossy(&bytes)
         );
-        protocol::decode(&bytes).expect("peer answer decodes")
+        protocol::decode_as(self.version, &bytes).expect("peer answer decodes")
     }
 
     /// Every record (tombstones included) of this node's replica of a shard; `None` when the

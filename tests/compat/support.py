@@ -124,7 +124,7 @@ class ShoalNode:
             return self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            self.proc.wait(timeout=30)
             raise RuntimeError("shoal did not exit within 60 s of SIGTERM")
 
     def restart(self, kill: bool = False) -> int:

@@ -78,6 +78,7 @@ def node():
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(timeout=30)
     log.close()
     tail = (Path(tmp.name) / "shoal.log").read_text(errors="replace")[-4000:]
     tmp.cleanup()

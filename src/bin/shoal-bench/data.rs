@@ -33,7 +33,7 @@ fn gauss(rng: &mut StdRng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
-/// The data of NOTES.md when `clusters > 0`: centres N(0, 4²), points N(centre, 1), queries from
+/// The reference data of docs/benchmarks.md when `clusters > 0`: centres N(0, 4²), points N(centre, 1), queries from
 /// the same distribution; uniform [0, 1)^dim otherwise. Same seed, same numbers, on any machine.
 pub fn generate(seed: u64, n: usize, nq: usize, dim: usize, clusters: usize) -> (Matrix, Matrix) {
     let mut rng = StdRng::seed_from_u64(seed);

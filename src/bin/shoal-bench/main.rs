@@ -3,7 +3,7 @@
 //! node or cluster (`--url`) — on a deterministic synthetic dataset or on `.npy` / `.fvecs` files.
 //!
 //! Data: `--clusters 0` gives uniform random vectors in [0, 1)^dim; otherwise `clusters` Gaussian
-//! clusters with centres N(0, 4²) and points N(centre, 1) (the data of /work/shared/NOTES.md).
+//! clusters with centres N(0, 4²) and points N(centre, 1) (the reference data of docs/benchmarks.md).
 //! Queries come from the same distribution. Exact ground truth is computed once (parallel brute
 //! force) and cached in `--gt-cache` under a hash of data + queries + metric + k.
 //!
@@ -12,7 +12,7 @@
 //! `scripts/bench-vs-hnswlib` makes one in `bench-out/venv`).
 //!
 //! Examples:
-//!   shoal-bench --n 100000 --dim 128                      # in process, NOTES data
+//!   shoal-bench --n 100000 --dim 128                      # in process, reference data
 //!   shoal-bench --write-data bench-out/data               # write data.npy / queries.npy, exit
 //!   shoal-bench --data d.npy --queries q.npy --out r.json
 //!   shoal-bench --url http://127.0.0.1:6333 --concurrency 1,2
@@ -34,7 +34,9 @@ use data::Matrix;
 use rayon::prelude::*;
 use report::{percentile, Progress};
 use serde_json::json;
-use shoal::index::{BuildOptions, HnswParams, Metric, RepairOptions, Segment};
+use shoal::index::{
+    BuildOptions, HnswParams, Metric, QuantSearch, RepairOptions, ScalarInt8, Segment,
+};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -103,6 +105,10 @@ struct Args {
     reprune: bool,
     #[arg(long)]
     no_reconnect: bool,
+    /// In process: quantize the segment to int8 with this quantile (codes in RAM, Qdrant's
+    /// `always_ram`) and search the codes, rescoring the beam with the float vectors.
+    #[arg(long)]
+    int8_quantile: Option<f32>,
     /// Where to build the segment (default: a temporary directory, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -241,7 +247,7 @@ impl NodeSegment {
         extra: &mut serde_json::Map<String, serde_json::Value>,
     ) -> Result<NodeSegment> {
         let t = Instant::now();
-        let seg = shoal::shard::sealed::SealedSegment::open(0, dir, metric, false)
+        let seg = shoal::shard::sealed::SealedSegment::open(0, dir, metric)
             .with_context(|| format!("opening {}", dir.display()))?;
         extra.insert("reopen_s".into(), json!(t.elapsed().as_secs_f64()));
         extra.insert("segment".into(), json!(dir));
@@ -428,7 +434,11 @@ fn main() -> Result<()> {
         p.done();
     } else if a.url.is_empty() {
         mode = "in-process";
-        label = label_or("shoal in-process");
+        label = label_or(match a.int8_quantile {
+            Some(_) => "shoal in-process int8",
+            None => "shoal in-process",
+        });
+        extra.insert("int8_quantile".into(), json!(a.int8_quantile));
         let (dir, remove_after) = match &a.dir {
             Some(d) => (d.clone(), false),
             None => (
@@ -457,14 +467,23 @@ fn main() -> Result<()> {
         let t = Instant::now();
         let never = std::sync::atomic::AtomicBool::new(false);
         let data = base.data.clone();
-        let built = Segment::build_with_options(data, dim, metric, params, &dir, opts, &never)?;
+        let int8 = a.int8_quantile.map(|quantile| ScalarInt8 {
+            quantile,
+            always_ram: true,
+        });
+        let attach = Default::default();
+        let built =
+            Segment::build_full(data, dim, metric, params, int8, attach, &dir, opts, &never)?;
         let build_s = t.elapsed().as_secs_f64();
         let stats = built.repair_stats();
         drop(built);
         drop(base);
         let t = Instant::now();
         let seg = Segment::open(&dir, metric)?;
+        seg.keep_codes_in_ram();
         let reopen_s = t.elapsed().as_secs_f64();
+        // Int8 segments are searched on their codes (Qdrant's default: rescore, oversampling 1).
+        let quant = QuantSearch::default();
         let disk = report::dir_size(&dir);
         eprintln!(
             "[build] {build_s:.2} s, reopen {reopen_s:.3} s, disk {:.1} MB",
@@ -478,7 +497,7 @@ fn main() -> Result<()> {
         let mut p = Progress::new("search", a.ef.len() * 2);
         for (i, &ef) in a.ef.iter().enumerate() {
             let search = |q: &[f32]| {
-                seg.search(q, a.k, ef, |_| true)
+                seg.search_quantized(q, a.k, ef, quant, |_| true)
                     .into_iter()
                     .map(|x| x.1)
                     .collect()
@@ -494,7 +513,7 @@ fn main() -> Result<()> {
                 qs.par_iter()
                     .map(|q| {
                         let s = Instant::now();
-                        let r = seg.search(q, a.k, ef, |_| true);
+                        let r = seg.search_quantized(q, a.k, ef, quant, |_| true);
                         (
                             s.elapsed().as_secs_f64() * 1e6,
                             r.into_iter().map(|x| x.1).collect(),

@@ -1,18 +1,18 @@
-//! Service routes (`/`, health, readiness, metrics) and the middleware that counts every request.
+//! Service routes (`/`, health, readiness, metrics, this API's description) and the request
+//! metrics every route is counted in.
 //!
 //! `/livez` answers as long as the process serves HTTP; `/readyz` once every local shard is open
 //! (it never waits on another pod, so pod 0 alone can become Ready under `OrderedReady`).
 //! `/metrics` is rendered by the `metrics` crate's Prometheus exporter.
 
-use super::models::VersionInfo;
 use super::response::{ApiError, Started};
 use super::AppState;
+use crate::service::models::VersionInfo;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 /// The process-wide Prometheus recorder (installed once, shared by every router built).
@@ -22,6 +22,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Installs the process-wide recorder (the first call), and answers its handle.
     pub fn install() -> Metrics {
         static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
         let handle = HANDLE
@@ -73,7 +74,7 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 pub async fn root(started: Started) -> impl IntoResponse {
     let body = json!({
         "title": "shoal - Qdrant-compatible vector search",
-        "version": crate::api::QDRANT_COMPAT_VERSION,
+        "version": crate::service::QDRANT_COMPAT_VERSION,
         "shoal_version": env!("CARGO_PKG_VERSION"),
         "time": started.0.elapsed().as_secs_f64(),
     });
@@ -133,8 +134,8 @@ pub async fn livez() -> &'static str {
     summary = "Readiness probe",
     responses((status = 200, description = "Every local shard is open", body = String, content_type = "text/plain"), (status = 503, description = "Not ready", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
 )]
-pub async fn readyz(State(node): State<AppState>) -> Response {
-    if node.ready.load(Ordering::Acquire) {
+pub async fn readyz(State(db): State<AppState>) -> Response {
+    if db.is_ready() {
         "all shards are ready".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "some shards are not ready").into_response()
@@ -148,16 +149,17 @@ pub async fn readyz(State(node): State<AppState>) -> Response {
     summary = "Prometheus metrics",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
 )]
-pub async fn metrics(State(node): State<AppState>) -> Response {
-    for c in node.catalog.all() {
+pub async fn metrics(State(db): State<AppState>) -> Response {
+    let catalog = &db.coordinator().catalog;
+    for c in catalog.all() {
         let (points, indexed, segments) = c.stats();
         let labels = [("collection", c.name.clone())];
         metrics::gauge!("shoal_collection_points", &labels).set(points as f64);
         metrics::gauge!("shoal_collection_indexed_points", &labels).set(indexed as f64);
         metrics::gauge!("shoal_collection_segments", &labels).set(segments as f64);
     }
-    metrics::gauge!("shoal_collections").set(node.catalog.names().len() as f64);
-    let memory = tokio::task::block_in_place(|| memory_gauges(&node));
+    metrics::gauge!("shoal_collections").set(catalog.names().len() as f64);
+    let memory = tokio::task::block_in_place(|| memory_gauges(&db));
     for (component, bytes) in memory {
         metrics::gauge!("shoal_memory_resident_bytes", "component" => component).set(bytes as f64);
     }
@@ -167,7 +169,7 @@ pub async fn metrics(State(node): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        node.metrics.handle.render(),
+        Metrics::install().handle.render(),
     )
         .into_response()
 }
@@ -175,15 +177,16 @@ pub async fn metrics(State(node): State<AppState>) -> Response {
 /// Resident bytes by component over every collection, the sled cache (its configured bound,
 /// or less while sled's files are smaller: sled does not report its cache's fill) and the
 /// process as a whole (`VmRSS`).
-fn memory_gauges(node: &AppState) -> Vec<(&'static str, u64)> {
+fn memory_gauges(db: &AppState) -> Vec<(&'static str, u64)> {
+    let catalog = &db.coordinator().catalog;
     let mut total = crate::shard::MemoryReport::default();
-    for c in node.catalog.all() {
+    for c in catalog.all() {
         total += c.memory();
     }
-    let sled = node
-        .config
+    let sled = db
+        .config()
         .sled_cache_bytes()
-        .min(node.catalog.sled_size_on_disk());
+        .min(catalog.sled_size_on_disk());
     vec![
         ("vectors", total.vectors as u64),
         ("quantized_codes", total.codes as u64),
@@ -194,94 +197,6 @@ fn memory_gauges(node: &AppState) -> Vec<(&'static str, u64)> {
         ("sled_cache", sled),
         ("process", crate::memory::process_resident_bytes()),
     ]
-}
-
-/// The API's route patterns (`/collections/{name}/points/query`), to label each request's
-/// metrics. The gate sits in front of the router, so it finds the pattern itself: one lookup in
-/// this table, whose index also picks the metric handles without hashing the pattern.
-pub struct RouteTable {
-    patterns: Vec<String>,
-    matcher: matchit::Router<usize>,
-}
-
-/// The label of requests no route matches.
-const UNMATCHED: &str = "unmatched";
-
-impl RouteTable {
-    /// The process-wide table, built from the API's patterns the first time a router is built;
-    /// every router built after that serves the same patterns.
-    pub fn install<'a>(patterns: impl IntoIterator<Item = &'a str>) -> &'static RouteTable {
-        static TABLE: OnceLock<RouteTable> = OnceLock::new();
-        TABLE.get_or_init(|| {
-            let mut table = RouteTable {
-                patterns: Vec::new(),
-                matcher: matchit::Router::new(),
-            };
-            for pattern in patterns {
-                match table.matcher.insert(pattern, table.patterns.len()) {
-                    Ok(()) => table.patterns.push(pattern.to_owned()),
-                    Err(e) => tracing::warn!(pattern, error = %e, "route left out of the metrics"),
-                }
-            }
-            table.patterns.push(UNMATCHED.to_owned());
-            table
-        })
-    }
-
-    /// The index of the pattern `path` matches (the last index for none).
-    pub fn of(&self, path: &str) -> usize {
-        self.matcher
-            .at(path)
-            .map_or(self.patterns.len() - 1, |m| *m.value)
-    }
-}
-
-/// One (method, status) series of a route: its request counter and the route's latency histogram.
-struct Series {
-    method: axum::http::Method,
-    status: u16,
-    requests: metrics::Counter,
-    seconds: metrics::Histogram,
-}
-
-thread_local! {
-    /// Handles by route index, resolved once per thread: `counter!` with dynamic labels builds
-    /// and hashes a key and looks it up in the registry on every call (~1 µs a request).
-    static SERIES: std::cell::RefCell<Vec<Vec<Series>>> = Default::default();
-}
-
-/// Counts a finished request by route, method and status, and records how long it took
-/// (called by [`super::gate`], the one middleware every request passes).
-pub fn record_request(
-    table: &RouteTable,
-    route: usize,
-    method: &axum::http::Method,
-    status: u16,
-    seconds: f64,
-) {
-    let Some(pattern) = table.patterns.get(route) else {
-        return;
-    };
-    SERIES.with_borrow_mut(|by_route| {
-        if by_route.len() <= route {
-            by_route.resize_with(table.patterns.len(), Vec::new);
-        }
-        let series = &mut by_route[route];
-        let i = match series.iter().position(|s| s.status == status && s.method == method) {
-            Some(i) => i,
-            None => {
-                series.push(Series {
-                    method: method.clone(),
-                    status,
-                    requests: metrics::counter!("shoal_http_requests_total", "route" => pattern.clone(), "method" => method.as_str().to_owned(), "status" => status.to_string()),
-                    seconds: metrics::histogram!("shoal_http_request_duration_seconds", "route" => pattern.clone()),
-                });
-                series.len() - 1
-            }
-        };
-        series[i].requests.increment(1);
-        series[i].seconds.record(seconds);
-    });
 }
 
 /// What a request that panicked gets: a 500 in Qdrant's shape; the node keeps serving.

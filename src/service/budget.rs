@@ -1,7 +1,8 @@
 //! Memory a read request may hold, estimated before it runs and enforced twice: one request may
 //! hold at most `--request-memory-budget-bytes` (a 400 that says what to lower), and all requests
 //! in flight together at most `--node-memory-budget-bytes` (a 503: retry later). Both answers
-//! come before any of the memory is spent.
+//! come before any of the memory is spent; the memory stays reserved until the answer is
+//! written ([`Reserved`]).
 //!
 //! What a search holds grows with the hits it returns: every shard's `limit + offset` best hits
 //! (with their vectors and payloads when asked for), merged, converted and written as JSON. A
@@ -17,10 +18,11 @@
 //! The defaults suit a 1 GiB pod: 64 MiB per request (one such 10 000-hit search passes, a batch
 //! of twenty does not), 256 MiB for everything in flight.
 
-use super::response::ApiError;
 use crate::collection::{Collection, SearchRequest};
-use axum::http::StatusCode;
+use crate::error::{Error, Result};
+use serde::{Serialize, Serializer};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Structures and JSON text of one hit or point, without its vector and payload.
 pub const HIT_BYTES: usize = 200;
@@ -41,14 +43,35 @@ pub struct MemoryBudget {
 
 /// Memory granted to one request; dropping it returns the memory to the node's budget.
 #[derive(Debug)]
-pub struct Grant<'a> {
-    budget: &'a MemoryBudget,
+pub struct Grant {
+    budget: Arc<MemoryBudget>,
     bytes: usize,
 }
 
-impl Drop for Grant<'_> {
+impl Drop for Grant {
     fn drop(&mut self) {
         self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// A result and the memory reserved for it, released when the result is dropped (once the
+/// transport has written its answer). Serializes as the result itself.
+#[derive(Debug)]
+pub struct Reserved<T> {
+    pub value: T,
+    _grant: Grant,
+}
+
+impl<T> std::ops::Deref for Reserved<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Serialize> Serialize for Reserved<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.value.serialize(s)
     }
 }
 
@@ -75,7 +98,7 @@ impl MemoryBudget {
 
     /// Grants `bytes` to a request, or refuses it: a 400 when it is over what any one request
     /// may hold, a 503 when the requests in flight hold too much of the node's budget now.
-    pub fn reserve(&self, bytes: usize, what: &str) -> Result<Grant<'_>, ApiError> {
+    pub fn reserve(self: &Arc<Self>, bytes: usize, what: &str) -> Result<Grant> {
         let cap = self.per_request.min(self.node);
         if bytes > cap {
             metrics::counter!("shoal_http_rejected_total", "reason" => "request_memory")
@@ -85,32 +108,36 @@ impl MemoryBudget {
             } else {
                 "--node-memory-budget-bytes"
             };
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "Bad request: {what} would hold about {} in memory; one request may hold at most {} ({flag}): lower limit or offset, leave out vectors or payloads, or split the batch",
-                    mb(bytes),
-                    mb(cap)
-                ),
-            ));
+            return Err(Error::BadRequest(format!(
+                "{what} would hold about {} in memory; one request may hold at most {} ({flag}): lower limit or offset, leave out vectors or payloads, or split the batch",
+                mb(bytes),
+                mb(cap)
+            )));
         }
         let before = self.held.fetch_add(bytes, Ordering::AcqRel);
         let grant = Grant {
-            budget: self,
+            budget: Arc::clone(self),
             bytes,
         };
         if before.saturating_add(bytes) > self.node {
             metrics::counter!("shoal_http_rejected_total", "reason" => "node_memory").increment(1);
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "Service unavailable: requests in flight already hold about {} of the {} this node allows them (--node-memory-budget-bytes); retry later",
-                    mb(before),
-                    mb(self.node)
-                ),
-            ));
+            return Err(Error::Unavailable(format!(
+                "requests in flight already hold about {} of the {} this node allows them (--node-memory-budget-bytes); retry later",
+                mb(before),
+                mb(self.node)
+            )));
         }
         Ok(grant)
+    }
+}
+
+impl Grant {
+    /// The result this memory was reserved for, holding the reservation until it is dropped.
+    pub fn hold<T>(self, value: T) -> Reserved<T> {
+        Reserved {
+            value,
+            _grant: self,
+        }
     }
 }
 
@@ -147,20 +174,16 @@ mod tests {
 
     #[test]
     fn grants_add_up_and_are_returned() {
-        let b = MemoryBudget::new(100, 150);
+        let b = Arc::new(MemoryBudget::new(100, 150));
         let first = b.reserve(100, "a").unwrap();
-        assert_eq!(
-            b.reserve(101, "b").unwrap_err().status,
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            b.reserve(60, "c").unwrap_err().status,
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        let second = b.reserve(50, "d").unwrap();
+        assert!(matches!(b.reserve(101, "b"), Err(Error::BadRequest(_))));
+        assert!(matches!(b.reserve(60, "c"), Err(Error::Unavailable(_))));
+        let second = b.reserve(50, "d").unwrap().hold(vec![1u8]);
+        assert_eq!(serde_json::to_string(&second).unwrap(), "[1]");
         drop((first, second));
         assert_eq!(b.held.load(Ordering::Acquire), 0);
-        assert!(MemoryBudget::new(0, 0).reserve(usize::MAX / 2, "e").is_ok());
+        let unlimited = Arc::new(MemoryBudget::new(0, 0));
+        assert!(unlimited.reserve(usize::MAX / 2, "e").is_ok());
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Request and response bodies, shaped exactly like Qdrant's REST API so the official clients
-//! work unchanged. Fields a client may send but shoal has no use for are accepted and ignored
-//! (clients send many explicit `null`s); fields that change results but are not supported are
-//! rejected with a 400 by the handlers rather than silently ignored.
+//! The typed requests and results of the service layer, shaped exactly like Qdrant's REST API
+//! (so the official clients work unchanged, and the REST adapter reads and writes them as they
+//! are) and mapping field for field onto Qdrant's gRPC messages. Fields a client may send but
+//! shoal has no use for are accepted and ignored (clients send many explicit `null`s); fields
+//! that change results but are not supported are refused with a 400 by [`super::validate`]
+//! rather than silently ignored.
 
 use crate::shard::filter::Filter;
 use crate::shard::point::{Payload, PointId};
@@ -425,9 +427,6 @@ pub struct CountResult {
     pub count: u64,
 }
 
-// The following describe answers built as JSON values (see collections::info_json and the cluster
-// handlers); only the fields clients rely on are listed, others may follow.
-
 /// `result` of `GET /collections/{name}`: Qdrant's `CollectionInfo`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CollectionInfo {
@@ -444,15 +443,71 @@ pub struct CollectionInfo {
     pub payload_schema: Value,
 }
 
-/// `result` of `GET /cluster`: `{"status": "disabled"}` on a single node, else peers and their state.
-#[derive(Debug, Serialize, ToSchema)]
+/// `result` of `GET /cluster`: `{"status": "disabled", "mode": "single-node"}` on a single
+/// node, else this node, its peers and their state (with Qdrant's consensus fields, constant:
+/// shoal has no consensus log).
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct ClusterStatus {
     #[schema(example = "enabled")]
-    pub status: String,
-    #[schema(value_type = Option<Object>)]
-    pub peers: Option<Value>,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordinal: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statefulset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_size: Option<u32>,
+    /// By ordinal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<BTreeMap<String, PeerInfo>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_info: Option<RaftInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consensus_thread_status: Option<ConsensusThreadStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub message_send_failures: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeerInfo {
+    pub uri: Option<String>,
+    pub name: Option<String>,
+    /// `self`, `up`, `down` or `unknown`.
+    pub state: &'static str,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RaftInfo {
+    pub term: u64,
+    pub commit: u64,
+    pub pending_operations: u64,
+    pub leader: Option<u64>,
+    pub role: Option<String>,
+    pub is_voter: bool,
+}
+
+impl Default for RaftInfo {
+    fn default() -> Self {
+        RaftInfo {
+            term: 0,
+            commit: 0,
+            pending_operations: 0,
+            leader: None,
+            role: None,
+            is_voter: true,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsensusThreadStatus {
+    pub consensus_thread_status: &'static str,
+    pub last_update: String,
 }
 
 /// `result` of `GET /collections/{name}/cluster`.
@@ -460,10 +515,33 @@ pub struct ClusterStatus {
 pub struct CollectionClusterInfo {
     pub peer_id: u32,
     pub shard_count: u32,
-    pub local_shards: Vec<Value>,
-    pub remote_shards: Vec<Value>,
+    pub local_shards: Vec<LocalShardInfo>,
+    pub remote_shards: Vec<RemoteShardInfo>,
+    #[schema(value_type = Vec<Object>)]
     pub shard_transfers: Vec<Value>,
-    pub shards: Vec<Value>,
+    /// Every shard and the ordinals owning it, preferred first.
+    pub shards: Vec<ShardPlacement>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LocalShardInfo {
+    pub shard_id: u32,
+    pub points_count: usize,
+    pub state: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemoteShardInfo {
+    pub shard_id: u32,
+    pub peer_id: u32,
+    /// `Active`, or `Dead` while the peer does not answer.
+    pub state: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShardPlacement {
+    pub shard_id: u32,
+    pub owners: Vec<u32>,
 }
 
 /// `GET /`: not wrapped in the envelope, as in Qdrant.

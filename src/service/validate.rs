@@ -1,0 +1,538 @@
+//! Every check a request passes before it reaches the coordinator, in one place so that every
+//! transport gets the same: shapes that must line up, bounds on what one request may ask, and
+//! what shoal does not support (a 400 that says so, never a silent no-op). What a peer may also
+//! send is checked again below, where both paths meet: a vector's dimension, elements and norm
+//! ([`Collection::prepare_vector`](crate::collection::Collection::prepare_vector)), a payload's
+//! depth ([`check_payload`]) and key paths ([`PayloadOp::validate`]).
+
+use super::models::*;
+use crate::collection::catalog::validate_config;
+use crate::collection::{CollectionConfig, NewPoint, OptimizersConfig, SearchRequest};
+use crate::error::{Error, Result};
+use crate::index::{HnswParams, QuantSearch, ScalarInt8};
+use crate::shard::filter::{Condition, Filter, OneOrMany};
+use crate::shard::payload::check_payload;
+use crate::shard::point::PointId;
+use crate::shard::{PayloadOp, Selector};
+use std::collections::BTreeMap;
+
+/// Most hits one search returns, and the largest offset.
+pub const MAX_LIMIT: usize = 10_000;
+/// Widest search beam (`params.hnsw_ef`).
+pub const MAX_EF: usize = 100_000;
+/// Most searches in one batch.
+pub const MAX_BATCH: usize = 1_000;
+/// Largest page a scroll returns at once.
+pub const MAX_SCROLL_LIMIT: usize = 100_000;
+
+fn bad<T>(message: impl Into<String>) -> Result<T> {
+    Err(Error::BadRequest(message.into()))
+}
+
+// ---------- queries ----------
+
+/// The vector a query searches with, or the id of the point whose vector it borrows.
+pub enum Target {
+    Vector(Vec<f32>),
+    Point(PointId),
+}
+
+/// A search or query, validated: what it searches with, what the coordinator runs, and which
+/// part of each hit's payload the answer shows.
+pub struct Query {
+    pub target: Target,
+    /// The request for the coordinator; its vector is filled in from `target`.
+    pub request: SearchRequest,
+    pub with_payload: Option<WithPayload>,
+}
+
+/// The vector of the default (unnamed) name, the only one shoal supports.
+fn unnamed<T>(mut named: BTreeMap<String, T>, what: &str) -> Result<T> {
+    match named.remove("") {
+        Some(v) if named.is_empty() => Ok(v),
+        _ => bad(format!(
+            "named vectors are not supported; send {what} with the default (unnamed) vector"
+        )),
+    }
+}
+
+fn check_bounds(limit: usize, offset: usize, ef: Option<usize>) -> Result<()> {
+    if limit > MAX_LIMIT || offset > MAX_LIMIT {
+        return bad(format!("limit and offset must be at most {MAX_LIMIT}"));
+    }
+    if ef.is_some_and(|ef| ef == 0 || ef > MAX_EF) {
+        return bad(format!("params.hnsw_ef must be between 1 and {MAX_EF}"));
+    }
+    Ok(())
+}
+
+/// A Query API request (`/points/query`, Qdrant's `Points.Query`).
+pub fn query(q: QueryPoints) -> Result<Query> {
+    if q.prefetch.as_ref().is_some_and(|v| !v.is_null()) {
+        return bad("prefetch is not supported");
+    }
+    if q.lookup_from.as_ref().is_some_and(|v| !v.is_null()) {
+        return bad("lookup_from is not supported");
+    }
+    if q.using.as_deref().is_some_and(|u| !u.is_empty()) {
+        return bad("named vectors are not supported: omit `using`");
+    }
+    let target = match q.query {
+        None => return bad("`query` is required: a vector, {\"nearest\": vector} or a point id"),
+        Some(QueryInput::Vector(v))
+        | Some(QueryInput::Nearest {
+            nearest: NearestInput::Vector(v),
+        }) => Target::Vector(v),
+        Some(QueryInput::Nearest {
+            nearest: NearestInput::Named(v),
+        }) => Target::Vector(unnamed(v, "the query")?),
+        Some(QueryInput::Id(id))
+        | Some(QueryInput::Nearest {
+            nearest: NearestInput::Id(id),
+        }) => Target::Point(id),
+        Some(QueryInput::Other(v)) => {
+            return bad(format!(
+                "unsupported query {v}: shoal answers nearest-vector queries"
+            ))
+        }
+    };
+    let request = SearchRequest {
+        vector: Vec::new(),
+        filter: q.filter,
+        limit: q.limit.unwrap_or(10),
+        offset: q.offset.unwrap_or(0),
+        hnsw_ef: None,
+        exact: false,
+        quantization: Default::default(),
+        score_threshold: q.score_threshold,
+        with_vector: WithVector::wanted(&q.with_vector),
+        with_payload: WithPayload::wanted(&q.with_payload),
+    };
+    within_bounds(target, request, q.params, q.with_payload)
+}
+
+/// A query with its search parameters, checked against the bounds.
+fn within_bounds(
+    target: Target,
+    mut request: SearchRequest,
+    params: Option<SearchParams>,
+    with_payload: Option<WithPayload>,
+) -> Result<Query> {
+    let params = params.unwrap_or_default();
+    check_bounds(request.limit, request.offset, params.hnsw_ef)?;
+    check_filter(request.filter.as_ref())?;
+    request.hnsw_ef = params.hnsw_ef;
+    request.exact = params.exact.unwrap_or(false);
+    request.quantization = quantization(&params)?;
+    Ok(Query {
+        target,
+        request,
+        with_payload,
+    })
+}
+
+/// Qdrant's `params.quantization` (and `indexed_only`, which shoal cannot honour), checked.
+fn quantization(params: &SearchParams) -> Result<QuantSearch> {
+    if params.indexed_only == Some(true) {
+        return bad(
+            "params.indexed_only is not supported: shoal always searches its small unindexed tail exactly",
+        );
+    }
+    let mut how = QuantSearch::default();
+    if let Some(q) = &params.quantization {
+        how.ignore = q.ignore.unwrap_or(false);
+        how.rescore = q.rescore.unwrap_or(true);
+        if let Some(o) = q.oversampling {
+            if !(1.0..=100.0).contains(&o) {
+                return bad(format!(
+                    "params.quantization.oversampling must be between 1 and 100, got {o}"
+                ));
+            }
+            how.oversampling = o as f32;
+        }
+    }
+    Ok(how)
+}
+
+/// A search of the older API (`/points/search`, Qdrant's `Points.Search`).
+pub fn search(s: SearchPoints) -> Result<Query> {
+    let vector = match s.vector {
+        SearchVector::Dense(v) => v,
+        SearchVector::Named { name, vector } if name.is_empty() => vector,
+        SearchVector::Named { name, .. } => {
+            return bad(format!(
+                "named vector {name:?} is not supported: send an unnamed vector"
+            ))
+        }
+    };
+    let request = SearchRequest {
+        vector: Vec::new(),
+        filter: s.filter,
+        limit: s.limit,
+        offset: s.offset.unwrap_or(0),
+        hnsw_ef: None,
+        exact: false,
+        quantization: Default::default(),
+        score_threshold: s.score_threshold,
+        with_vector: WithVector::wanted(&s.with_vector),
+        with_payload: WithPayload::wanted(&s.with_payload),
+    };
+    within_bounds(Target::Vector(vector), request, s.params, s.with_payload)
+}
+
+/// A batch of searches or queries: at most [`MAX_BATCH`], each valid.
+pub fn batch<T>(items: Vec<T>, one: impl Fn(T) -> Result<Query>) -> Result<Vec<Query>> {
+    if items.len() > MAX_BATCH {
+        return bad(format!("a batch holds at most {MAX_BATCH} searches"));
+    }
+    items.into_iter().map(one).collect()
+}
+
+// ---------- points ----------
+
+/// Both upsert forms (`points` or columnar `batch`) as one list of points, checked as a whole:
+/// one bad point refuses the batch.
+pub fn upsert(req: UpsertPoints, max_points: u64) -> Result<Vec<NewPoint>> {
+    if req.update_filter.is_some() {
+        return bad("update_filter is not supported");
+    }
+    let sent = req
+        .points
+        .as_ref()
+        .map(Vec::len)
+        .or(req.batch.as_ref().map(|b| b.ids.len()))
+        .unwrap_or(0) as u64;
+    if sent > max_points {
+        return bad(format!(
+            "the upsert holds {sent} points; at most {max_points} are accepted per request (--max-batch-points): split it"
+        ));
+    }
+    let points = match (req.points, req.batch) {
+        (Some(points), None) => points
+            .into_iter()
+            .map(|p| {
+                let vector = match p.vector {
+                    VectorInput::Dense(v) => v,
+                    VectorInput::Named(named) => unnamed(named, &format!("point {}", p.id))?,
+                };
+                Ok(NewPoint {
+                    id: p.id,
+                    vector,
+                    payload: p.payload.unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        (None, Some(batch)) => columns(batch)?,
+        _ => return bad("send exactly one of `points` or `batch`"),
+    };
+    for p in &points {
+        check_payload(&p.payload).map_err(|e| Error::BadRequest(format!("point {}: {e}", p.id)))?;
+    }
+    Ok(points)
+}
+
+/// The columnar upsert form: ids, vectors and payloads must line up.
+fn columns(batch: Batch) -> Result<Vec<NewPoint>> {
+    let vectors = match batch.vectors {
+        BatchVectors::Dense(v) => v,
+        BatchVectors::Named(named) => unnamed(named, "the batch")?,
+    };
+    let n = batch.ids.len();
+    if vectors.len() != n {
+        return bad(format!("batch has {n} ids but {} vectors", vectors.len()));
+    }
+    let payloads = batch.payloads.unwrap_or_else(|| vec![None; n]);
+    if payloads.len() != n {
+        return bad(format!("batch has {n} ids but {} payloads", payloads.len()));
+    }
+    Ok(batch
+        .ids
+        .into_iter()
+        .zip(vectors)
+        .zip(payloads)
+        .map(|((id, vector), payload)| NewPoint {
+            id,
+            vector,
+            payload: payload.unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// `{"points": …}` or `{"filter": …}`, exactly one.
+pub fn selector(points: Option<Vec<PointId>>, filter: Option<Filter>) -> Result<Selector> {
+    check_filter(filter.as_ref())?;
+    match (points, filter) {
+        (Some(ids), None) => Ok(Selector::Ids(ids)),
+        (None, Some(f)) => Ok(Selector::Filter(f)),
+        _ => bad("select points with exactly one of `points` (ids) or `filter`"),
+    }
+}
+
+/// A payload change: its key paths parse and its payload nests within bounds.
+pub fn payload_op(op: &PayloadOp) -> Result<()> {
+    op.validate().map_err(Error::BadRequest)
+}
+
+/// A scroll's page size, and no ordering but by id.
+pub fn scroll(req: &ScrollPoints) -> Result<usize> {
+    if req.order_by.as_ref().is_some_and(|v| !v.is_null()) {
+        return bad("order_by is not supported; scroll returns points in id order");
+    }
+    check_filter(req.filter.as_ref())?;
+    let limit = req.limit.unwrap_or(10);
+    if limit == 0 || limit > MAX_SCROLL_LIMIT {
+        return bad(format!(
+            "limit must be between 1 and {MAX_SCROLL_LIMIT}, got {limit}"
+        ));
+    }
+    Ok(limit)
+}
+
+/// A filter shoal can evaluate: geo conditions are accepted by the parser (clients send them
+/// as explicit `null`s) but not evaluated, so one that is set is refused.
+pub fn check_filter(filter: Option<&Filter>) -> Result<()> {
+    let Some(f) = filter else {
+        return Ok(());
+    };
+    let clauses = [&f.must, &f.should, &f.must_not];
+    let listed = clauses.into_iter().flatten().flat_map(|c| match c {
+        OneOrMany::Many(v) => v.iter().collect::<Vec<_>>(),
+        OneOrMany::One(c) => vec![c.as_ref()],
+    });
+    let min_should = f.min_should.iter().flat_map(|m| m.conditions.iter());
+    for condition in listed.chain(min_should) {
+        match condition {
+            Condition::Field(field)
+                if field.geo_bounding_box.is_some()
+                    || field.geo_radius.is_some()
+                    || field.geo_polygon.is_some() =>
+            {
+                return bad(format!(
+                    "geo conditions are not supported (field condition on {:?})",
+                    field.key
+                ))
+            }
+            Condition::Nested { nested } => check_filter(Some(&nested.filter))?,
+            Condition::Filter(inner) => check_filter(Some(inner))?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+// ---------- collections ----------
+
+/// What a create request that leaves them out gets.
+pub struct CollectionDefaults {
+    pub shard_number: u32,
+    pub replication_factor: u32,
+}
+
+/// A create request as a collection configuration, defaults filled in, within bounds.
+pub fn collection_config(
+    req: CreateCollection,
+    defaults: CollectionDefaults,
+) -> Result<CollectionConfig> {
+    let params = match req.vectors {
+        None => return bad(
+            "`vectors` is required: {\"size\": N, \"distance\": \"Cosine|Dot|Euclid|Manhattan\"}",
+        ),
+        Some(VectorsConfig::Single(p)) => p,
+        Some(VectorsConfig::Named(named)) => match unnamed(named, "a collection") {
+            Ok(p) => p,
+            Err(_) => return bad("named vectors are not supported: configure one unnamed vector"),
+        },
+    };
+    if params
+        .multivector_config
+        .as_ref()
+        .is_some_and(|v| !v.is_null())
+    {
+        return bad("multivectors are not supported");
+    }
+    if req
+        .sparse_vectors
+        .as_ref()
+        .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        return bad("sparse vectors are not supported");
+    }
+    let hnsw_defaults = HnswParams::default();
+    let diff = params.hnsw_config.or(req.hnsw_config).unwrap_or_default();
+    let hnsw = HnswParams {
+        m: diff.m.unwrap_or(hnsw_defaults.m),
+        ef_construct: diff.ef_construct.unwrap_or(hnsw_defaults.ef_construct),
+    };
+    let quantization = match (&params.quantization_config, &req.quantization_config) {
+        (Some(v), _) if !v.is_null() => quantization_config(v)?,
+        (_, Some(v)) => quantization_config(v)?,
+        _ => None,
+    };
+    let size = usize::try_from(params.size).unwrap_or(usize::MAX);
+    let optimizers = optimizers_config(req.optimizers_config.unwrap_or_default(), size)?;
+    let config = CollectionConfig {
+        size,
+        distance: params.distance,
+        hnsw,
+        shard_number: req.shard_number.unwrap_or(defaults.shard_number),
+        replication_factor: req
+            .replication_factor
+            .unwrap_or(defaults.replication_factor),
+        write_consistency_factor: req.write_consistency_factor.unwrap_or(1),
+        on_disk_payload: req.on_disk_payload.unwrap_or(true),
+        quantization,
+        optimizers,
+        payload_schema: Default::default(),
+        incarnation: 0,
+    };
+    validate_config(&config)?;
+    Ok(config)
+}
+
+/// Qdrant's `quantization_config`: scalar int8 is supported; product and binary are refused
+/// rather than silently ignored.
+fn quantization_config(v: &serde_json::Value) -> Result<Option<ScalarInt8>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let Some(obj) = v.as_object() else {
+        return bad("quantization_config must be an object");
+    };
+    if let Some(kind) = obj.keys().find(|k| *k != "scalar") {
+        return bad(format!(
+            "quantization_config.{kind} is not supported: shoal supports scalar int8 quantization"
+        ));
+    }
+    let Some(scalar) = obj.get("scalar").and_then(|s| s.as_object()) else {
+        return bad("quantization_config.scalar must be an object");
+    };
+    if let Some(key) = scalar
+        .keys()
+        .find(|k| !["type", "quantile", "always_ram"].contains(&k.as_str()))
+    {
+        return bad(format!("unknown field quantization_config.scalar.{key}"));
+    }
+    match scalar.get("type").and_then(|t| t.as_str()) {
+        Some("int8") => {}
+        other => {
+            return bad(format!(
+                "quantization_config.scalar.type must be \"int8\", got {}",
+                other.map_or("nothing".to_string(), |t| format!("{t:?}"))
+            ))
+        }
+    }
+    let quantile = match scalar.get("quantile") {
+        None | Some(serde_json::Value::Null) => 0.99,
+        Some(q) => match q.as_f64().filter(|q| (0.5..=1.0).contains(q)) {
+            Some(q) => q as f32,
+            None => {
+                return bad(format!(
+                    "quantization_config.scalar.quantile must be between 0.5 and 1, got {q}"
+                ))
+            }
+        },
+    };
+    let always_ram = match scalar.get("always_ram") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(b) => match b.as_bool() {
+            Some(b) => b,
+            None => return bad("quantization_config.scalar.always_ram must be a boolean"),
+        },
+    };
+    Ok(Some(ScalarInt8 {
+        quantile,
+        always_ram,
+    }))
+}
+
+/// The `optimizers_config` fields shoal honours (see [`OptimizersConfigDiff`]).
+fn optimizers_config(o: OptimizersConfigDiff, dim: usize) -> Result<OptimizersConfig> {
+    let refuse = |field: &str| {
+        bad(format!(
+            "optimizers_config.{field} is not supported by shoal (leave it unset)"
+        ))
+    };
+    if o.default_segment_number.is_some() {
+        return refuse("default_segment_number");
+    }
+    if o.flush_interval_sec.is_some() {
+        return refuse("flush_interval_sec");
+    }
+    if o.max_optimization_threads
+        .as_ref()
+        .is_some_and(|v| !v.is_null())
+    {
+        return refuse("max_optimization_threads");
+    }
+    if let Some(t) = o.deleted_threshold {
+        if !(0.0..=1.0).contains(&t) {
+            return bad(format!(
+                "optimizers_config.deleted_threshold must be between 0 and 1, got {t}"
+            ));
+        }
+    }
+    if o.max_segment_size.is_some_and(|kb| kb == 0) {
+        return bad("optimizers_config.max_segment_size must be positive (KB)");
+    }
+    let kb_to_points = |kb: usize| (kb.saturating_mul(1024) / (4 * dim.max(1))).max(1);
+    Ok(OptimizersConfig {
+        max_segment_size_kb: o.max_segment_size,
+        indexing_threshold: o.indexing_threshold.map(kb_to_points),
+        deleted_threshold: o.deleted_threshold,
+        vacuum_min_vector_number: o.vacuum_min_vector_number,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(json: &str) -> Filter {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn set_geo_conditions_are_refused_anywhere_in_a_filter() {
+        let geo = r#"{"key": "at", "geo_radius": {"center": {"lon": 1, "lat": 2}, "radius": 5}}"#;
+        for f in [
+            format!(r#"{{"must": [{geo}]}}"#),
+            format!(r#"{{"should": {geo}}}"#),
+            format!(r#"{{"must_not": [{{"must": [{geo}]}}]}}"#),
+            format!(r#"{{"must": [{{"nested": {{"key": "a", "filter": {{"must": [{geo}]}}}}}}]}}"#),
+            format!(r#"{{"min_should": {{"conditions": [{geo}], "min_count": 1}}}}"#),
+        ] {
+            assert!(check_filter(Some(&filter(&f))).is_err(), "{f}");
+        }
+        let nulls = r#"{"must": [{"key": "a", "match": {"value": 1}, "geo_radius": null}]}"#;
+        assert!(check_filter(Some(&filter(nulls))).is_ok());
+    }
+
+    #[test]
+    fn bounds_and_unsupported_features_are_refused() {
+        let q = |json: &str| query(serde_json::from_str(json).unwrap());
+        assert!(q(r#"{"query": [1, 2]}"#).is_ok());
+        for bad in [
+            r#"{"query": [1, 2], "limit": 10001}"#,
+            r#"{"query": [1, 2], "params": {"hnsw_ef": 0}}"#,
+            r#"{"query": [1, 2], "params": {"hnsw_ef": 100001}}"#,
+            r#"{"query": [1, 2], "prefetch": {"query": [1, 2]}}"#,
+            r#"{"query": [1, 2], "using": "image"}"#,
+            r#"{"query": {"recommend": {"positive": [1]}}}"#,
+            r#"{"limit": 3}"#,
+        ] {
+            assert!(q(bad).is_err(), "{bad}");
+        }
+        let upsert_of = |json: &str, max| upsert(serde_json::from_str(json).unwrap(), max);
+        assert!(upsert_of(r#"{"points": [{"id": 1, "vector": [1]}]}"#, 1).is_ok());
+        assert!(upsert_of(
+            r#"{"points": [{"id": 1, "vector": [1]}, {"id": 2, "vector": [1]}]}"#,
+            1
+        )
+        .is_err());
+        assert!(upsert_of(r#"{"batch": {"ids": [1, 2], "vectors": [[1]]}}"#, 9).is_err());
+        assert!(upsert_of(r#"{"points": [{"id": 1, "vector": {"image": [1]}}]}"#, 9).is_err());
+        assert!(upsert_of(r#"{}"#, 9).is_err());
+        assert!(selector(None, None).is_err());
+        assert!(selector(Some(vec![]), Some(Filter::default())).is_err());
+    }
+}

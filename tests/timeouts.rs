@@ -1,0 +1,89 @@
+//! `--request-timeout-secs` stops a search that overruns, rather than only answering 504 while
+//! the search runs on: a heavy exact search (every point through an expensive filter) on a node
+//! with one worker and a short timeout gets its 504, the node counts the read it stopped, and it
+//! keeps serving.
+
+mod common;
+use common::{vectors, Node};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const DIM: usize = 32;
+const POINTS: usize = 40_000;
+
+/// Reads the node stopped for their deadline, from `/metrics` (summed over their labels).
+fn reads_stopped(node: &Node) -> f64 {
+    let metrics = node
+        .http
+        .get(node.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("shoal_reads_stopped_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_search_past_the_request_timeout_gets_a_504_and_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Every point stays in the exact-scan tail; one worker serves everything.
+    let node = Node::start(
+        &tmp.path().join("node"),
+        &[
+            "--request-timeout-secs",
+            "1",
+            "--workers",
+            "1",
+            "--indexing-threshold",
+            "1000000",
+        ],
+    );
+    node.create_collection("heavy", DIM, "Euclid");
+    let all = vectors(POINTS, DIM, 7);
+    for (chunk, vs) in all.chunks(1_000).enumerate() {
+        let points: Vec<Value> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let id = chunk * 1_000 + i;
+                json!({"id": id, "vector": v, "payload": {"n": id}})
+            })
+            .collect();
+        node.ok(
+            "PUT",
+            "/collections/heavy/points?wait=true",
+            Some(json!({ "points": points })),
+        );
+    }
+    let before = reads_stopped(&node);
+
+    // Each point's payload compared with 10 000 values none of them holds: seconds of work.
+    // No point passes, so none can be skipped as too far from the query to enter the top k
+    // (the tail's filter is checked only on points that would).
+    let none_of: Vec<i64> = (0..10_000).map(|i| -1 - i).collect();
+    let heavy = json!({
+        "vector": all[0],
+        "limit": 10,
+        "params": {"exact": true},
+        "filter": {"must": [{"key": "n", "match": {"any": none_of}}]},
+    });
+    let (status, answer) = node.call("POST", "/collections/heavy/points/search", Some(heavy));
+    assert_eq!(status, 504, "{answer}");
+    let error = answer["status"]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("Timeout"), "{answer}");
+
+    // The node stopped the search (not only the answer) and serves the next requests.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reads_stopped(&node) <= before {
+        assert!(Instant::now() < deadline, "the search was never stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(node.count("heavy"), POINTS as u64);
+    let light = json!({"vector": all[1], "limit": 3, "filter": {"must": [{"key": "n", "match": {"value": 1}}]}});
+    let hits = node.ok("POST", "/collections/heavy/points/search", Some(light));
+    assert_eq!(hits[0]["id"], 1, "{hits}");
+}
