@@ -493,7 +493,8 @@ fn version_ahead(ahead: Duration) -> u64 {
 
 #[test]
 fn payload_changes_and_deletes_apply_over_a_write_from_a_clock_ahead() {
-    use shoal::cluster::protocol::{encode, shard_path, WireChange};
+    use shoal::cluster::protocol::{encode, shard_path};
+    use shoal::shard::Change;
     use shoal::shard::point::{PointId, Record, RecordBody};
     let root = tempfile::tempdir().unwrap();
     let cluster = TestCluster::start(root.path(), 3, 81, &[]);
@@ -514,8 +515,8 @@ fn payload_changes_and_deletes_apply_over_a_write_from_a_clock_ahead() {
     // Points 1-3 last written through a node whose clock runs 60 s ahead (clocks may differ by
     // up to 5 minutes): each record holds a version this node's clock has not reached.
     let ahead = version_ahead(Duration::from_secs(60));
-    let records: Vec<WireChange> = (1..=3u64)
-        .map(|id| WireChange {
+    let records: Vec<Change> = (1..=3u64)
+        .map(|id| Change {
             id: PointId::Num(id),
             record: Record {
                 version: ahead,
@@ -525,6 +526,7 @@ fn payload_changes_and_deletes_apply_over_a_write_from_a_clock_ahead() {
                     payload_json: format!(r#"{{"v":"ahead","id":{id}}}"#),
                 }),
             },
+            payload: None,
         })
         .collect();
     let peer = PeerClient::new(cluster.nodes[owner].peer_addr);

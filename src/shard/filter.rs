@@ -161,6 +161,8 @@ struct NestedBody {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyRef {
+    /// A key path, e.g. `a.b`, `a."b.c"`, `a[0]`.
+    #[schema(value_type = String)]
     pub key: FieldKey,
 }
 
@@ -168,6 +170,8 @@ pub struct KeyRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(no_recursion)]
 pub struct NestedCondition {
+    /// A key path, e.g. `a.b`, `a."b.c"`, `a[0]`.
+    #[schema(value_type = String)]
     pub key: FieldKey,
     pub filter: Filter,
 }
@@ -203,15 +207,6 @@ impl Serialize for FieldKey {
     }
 }
 
-// In the OpenAPI document a key is the string it is sent as.
-impl utoipa::PartialSchema for FieldKey {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        <String as utoipa::PartialSchema>::schema()
-    }
-}
-
-impl utoipa::ToSchema for FieldKey {}
-
 impl<'de> Deserialize<'de> for FieldKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -222,6 +217,8 @@ impl<'de> Deserialize<'de> for FieldKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldCondition {
+    /// A key path, e.g. `a.b`, `a."b.c"`, `a[0]`.
+    #[schema(value_type = String)]
     pub key: FieldKey,
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<Match>,
