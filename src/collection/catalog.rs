@@ -699,6 +699,21 @@ mod tests {
     }
 
     #[test]
+    fn a_tiny_max_segment_size_is_raised_to_the_floor() {
+        use crate::shard::optimizer::MIN_SEGMENT_POINTS;
+        let with_kb = |kb| CollectionConfig {
+            size: 256,
+            optimizers: super::super::OptimizersConfig {
+                max_segment_size_kb: Some(kb),
+                ..Default::default()
+            },
+            ..config()
+        };
+        assert_eq!(with_kb(1).optimizer().max_segment_points, MIN_SEGMENT_POINTS);
+        assert_eq!(with_kb(10_000).optimizer().max_segment_points, 10_000);
+    }
+
+    #[test]
     fn names_never_collide_with_the_catalogs_own_files() {
         let dir = tempfile::tempdir().unwrap();
         let names = [

@@ -8,7 +8,7 @@ pub mod catalog;
 use crate::error::{Error, Result};
 use crate::index::{HnswParams, Metric, ScalarInt8};
 use crate::shard::filter::Filter;
-use crate::shard::optimizer::OptimizerConfig;
+use crate::shard::optimizer::{self, OptimizerConfig};
 use crate::shard::payload_index::{FieldSchema, PayloadSchema};
 use crate::shard::point::{Payload, PointId};
 use crate::shard::version::VersionClock;
@@ -213,7 +213,8 @@ impl CollectionConfig {
         let mut o = OptimizerConfig::for_dim(self.size);
         let opt = &self.optimizers;
         if let Some(kb) = opt.max_segment_size_kb {
-            o.max_segment_points = (kb.saturating_mul(1024) / (4 * self.size.max(1))).max(1);
+            o.max_segment_points = (kb.saturating_mul(1024) / (4 * self.size.max(1)))
+                .max(optimizer::MIN_SEGMENT_POINTS);
             o.max_tail_points = o.max_tail_points.max(o.max_segment_points);
         }
         o.indexing_threshold = opt.indexing_threshold;

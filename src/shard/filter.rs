@@ -169,7 +169,7 @@ struct NestedBody {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyRef {
-    /// In the OpenAPI document a key is the string it is sent as.
+    /// A key path, e.g. `a.b`, `a."b.c"`, `a[0]`.
     #[schema(value_type = String)]
     pub key: FieldKey,
 }
@@ -178,7 +178,7 @@ pub struct KeyRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(no_recursion)]
 pub struct NestedCondition {
-    /// In the OpenAPI document a key is the string it is sent as.
+    /// A key path, e.g. `a.b`, `a."b.c"`, `a[0]`.
     #[schema(value_type = String)]
     pub key: FieldKey,
     pub filter: Filter,
@@ -236,7 +236,7 @@ impl<'de> Deserialize<'de> for FieldKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldCondition {
-    /// In the OpenAPI document a key is the string it is sent as.
+    /// A key path, e.g. `a.b`, `a."b.c"`, `a[0]`.
     #[schema(value_type = String)]
     pub key: FieldKey,
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]

@@ -72,6 +72,12 @@ pub struct OptimizerConfig {
     pub vacuum_min_vector_number: usize,
 }
 
+/// The fewest points a segment is allowed to hold, whatever `max_segment_size` says: each
+/// segment costs a file, a mapping and a search per query, and one-point segments (a
+/// `max_segment_size` of 1 KB at 256 dimensions) kept the optimizer building two a second for
+/// hours and would exceed the kernel's mapping limit. Collection info reports the size in force.
+pub const MIN_SEGMENT_POINTS: usize = 1000;
+
 impl OptimizerConfig {
     /// Defaults for vectors of `dim` on this node: Qdrant's vacuum settings, and the largest
     /// segment a build can make within a quarter of the node's memory.

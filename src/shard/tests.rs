@@ -408,11 +408,15 @@ fn reopen_replays_only_dirty_ids_and_matches_the_state_before() {
         let db = reopen_db(&db_path);
         let shard = open(&db, dir.path());
         assert_eq!(&snapshot(&shard), expected);
+        // The reopened segments answer from their graphs: the nearest point itself always, and
+        // nearly all of the exact top 5 (a graph built on threads is not deterministic, so one
+        // miss at the edge of the top 5 is allowed; the state above is compared exactly).
         for i in [0u64, 3, 47, 120, 205, 301, 777] {
-            assert_eq!(
-                nearest(&shard, &vec_for(i), 5, None, false),
-                nearest(&shard, &vec_for(i), 5, None, true)
-            );
+            let approx = nearest(&shard, &vec_for(i), 5, None, false);
+            let exact = nearest(&shard, &vec_for(i), 5, None, true);
+            assert_eq!(approx.first(), exact.first(), "query {i}");
+            let found = approx.iter().filter(|p| exact.contains(p)).count();
+            assert!(found >= 4, "query {i}: {approx:?} against {exact:?}");
         }
         (db, shard)
     };
