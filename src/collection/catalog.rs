@@ -579,6 +579,21 @@ mod tests {
     use super::*;
     use crate::index::{HnswParams, Metric};
 
+    /// Opens the catalog in `dir`, waiting for a catalog the test just dropped to let go of
+    /// sled's file lock (its flusher thread does so only at its next tick).
+    fn open_catalog(dir: &std::path::Path) -> Catalog {
+        let started = std::time::Instant::now();
+        loop {
+            match Catalog::open(dir, 0, 1 << 20, |_| vec![0]) {
+                Ok(catalog) => return catalog,
+                Err(_) if started.elapsed() < std::time::Duration::from_secs(10) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("open the catalog in {}: {e}", dir.display()),
+            }
+        }
+    }
+
     fn config() -> CollectionConfig {
         CollectionConfig {
             size: 2,
@@ -599,8 +614,8 @@ mod tests {
     fn config_updates_apply_in_place_replicate_and_persist() {
         let dir = tempfile::tempdir().unwrap();
         let peer_dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
-        let peer = Catalog::open(peer_dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let catalog = open_catalog(dir.path());
+        let peer = open_catalog(peer_dir.path());
         let created = catalog.create("c", config(), &[0]).unwrap();
         assert!(peer.apply(&created, &[0], true).unwrap());
         let shard = catalog.get("c").unwrap().open_shard(0).unwrap();
@@ -655,7 +670,7 @@ mod tests {
             .unwrap();
         catalog.flush().unwrap();
         drop((c, shard, catalog));
-        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let catalog = open_catalog(dir.path());
         let c = catalog.get("c").unwrap();
         assert_eq!(c.version, again.version);
         assert_eq!(c.config.incarnation, created.version);
@@ -709,7 +724,10 @@ mod tests {
             },
             ..config()
         };
-        assert_eq!(with_kb(1).optimizer().max_segment_points, MIN_SEGMENT_POINTS);
+        assert_eq!(
+            with_kb(1).optimizer().max_segment_points,
+            MIN_SEGMENT_POINTS
+        );
         assert_eq!(with_kb(10_000).optimizer().max_segment_points, 10_000);
     }
 
@@ -724,7 +742,7 @@ mod tests {
             "a#b %c ü",
         ];
         {
-            let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+            let catalog = open_catalog(dir.path());
             for name in names {
                 catalog.create(name, config(), &[0]).unwrap();
             }
@@ -733,7 +751,7 @@ mod tests {
             assert!(catalog.delete(".tombstones.json.tmp").unwrap().is_some());
             catalog.flush().unwrap();
         }
-        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let catalog = open_catalog(dir.path());
         let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         expected.retain(|n| n != ".tombstones.json.tmp");
         expected.sort();
@@ -751,7 +769,7 @@ mod tests {
     fn old_data_dirs_open_with_their_tombstones() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+            let catalog = open_catalog(dir.path());
             catalog.create("kept", config(), &[0]).unwrap();
             catalog.flush().unwrap();
         }
@@ -762,7 +780,7 @@ mod tests {
             br#"{"old": 12345}"#,
         )
         .unwrap();
-        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let catalog = open_catalog(dir.path());
         assert_eq!(catalog.names(), ["kept"]);
         assert!(catalog.entries().contains(&CatalogEntry {
             name: "old".into(),
@@ -778,7 +796,7 @@ mod tests {
         use crate::shard::point::PointId;
         use crate::shard::Change;
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let catalog = open_catalog(dir.path());
         catalog.create("c", config(), &[0]).unwrap();
         // A request holds the collection (and its shard) while another deletes it.
         let old = catalog.get("c").unwrap().open_shard(0).unwrap();
@@ -794,7 +812,7 @@ mod tests {
         assert_eq!(catalog.get("c").unwrap().open_shard(0).unwrap().len(), 0);
         catalog.flush().unwrap();
         drop((old, catalog));
-        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let catalog = open_catalog(dir.path());
         assert_eq!(catalog.get("c").unwrap().open_shard(0).unwrap().len(), 0);
     }
 
@@ -804,7 +822,7 @@ mod tests {
         // shard this node newly owns) created its records tree and directory by name — those
         // of a collection created again with the same name.
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let catalog = open_catalog(dir.path());
         catalog
             .create(
                 "c",
@@ -837,7 +855,7 @@ mod tests {
     #[test]
     fn entries_from_peers_are_checked_like_creates() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), 0, 1 << 20, |_| vec![0]).unwrap();
+        let catalog = open_catalog(dir.path());
         let entry = |name: &str, version: u64, config: Option<CollectionConfig>| CatalogEntry {
             name: name.into(),
             version,
