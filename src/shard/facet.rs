@@ -91,12 +91,7 @@ impl Shard {
         };
         for seg in &state.segments {
             let index = seg.payload_index();
-            let passes = |i: u32| {
-                seg.plain(i)
-                    && check
-                        .as_ref()
-                        .is_none_or(|c| c.json(&seg.point_id(i), seg.payload_json(i)))
-            };
+            let passes = |i: u32| seg.plain_and_passes(i, check.as_ref());
             match index.fields.get(&field.definition) {
                 Some(f) => f.for_each_value(|v, ids| {
                     add(&v, ids.iter().filter(|&&i| passes(i)).count());
@@ -152,12 +147,7 @@ impl Shard {
         let mut found: Vec<(f64, PointId)> = Vec::new();
         for seg in &state.segments {
             let index = seg.payload_index();
-            let passes = |i: u32| {
-                seg.plain(i)
-                    && check
-                        .as_ref()
-                        .is_none_or(|c| c.json(&seg.point_id(i), seg.payload_json(i)))
-            };
+            let passes = |i: u32| seg.plain_and_passes(i, check.as_ref());
             // Up to `limit` from each segment, and the rest of a run of equal values (ties are
             // ordered by id across segments).
             let mut taken = 0;

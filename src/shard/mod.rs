@@ -967,7 +967,7 @@ fn for_each_match(state: &ShardState, filter: &Filter, mut f: impl FnMut(PointId
         }
     }
     for seg in &state.segments {
-        let passes = |i: u32| seg.plain(i) && check.json(&seg.point_id(i), seg.payload_json(i));
+        let passes = |i: u32| seg.plain_and_passes(i, Some(&check));
         let mut take = |i: u32| f(seg.point_id(i));
         match seg.payload_index().candidates(filter, seg) {
             Some(c) if c.exact => c.ids.iter().filter(|&i| seg.plain(i)).for_each(&mut take),

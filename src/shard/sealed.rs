@@ -21,6 +21,7 @@
 //! ids) can be built from this table at seal time, and a filter can read one payload by internal
 //! id without going through the point id.
 
+use super::check::FilterCheck;
 use super::payload_index::{field_path, FieldIndex, PayloadSchema, SegmentIndex};
 use super::point::{Payload, PointId};
 use super::state::LiveBits;
@@ -270,6 +271,12 @@ impl SealedSegment {
     #[inline]
     pub fn plain(&self, i: u32) -> bool {
         self.live.get(i) && !self.overlaid.get(i)
+    }
+
+    /// Whether entry `i` is plain and passes `check` (no check: every plain entry does), read
+    /// from the payload as it was sealed.
+    pub fn plain_and_passes(&self, i: u32, check: Option<&FilterCheck>) -> bool {
+        self.plain(i) && check.is_none_or(|c| c.json(&self.point_id(i), self.payload_json(i)))
     }
 
     /// Starts loading entry `i`'s id and version (a search's hits are scattered over the tables).
