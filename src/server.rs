@@ -89,9 +89,12 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         "memory budget"
     );
     let catalog = tokio::task::block_in_place(|| {
-        Catalog::open(&config.data_dir, config.disk_reserve_bytes, config.sled_cache_bytes(), |c| {
-            cluster.local_shards(c)
-        })
+        Catalog::open(
+            &config.data_dir,
+            config.disk_reserve_bytes,
+            config.sled_cache_bytes(),
+            |c| cluster.local_shards(c),
+        )
     })
     .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
     if !cluster.is_single() {

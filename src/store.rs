@@ -258,7 +258,9 @@ impl Store {
     /// Bytes of sled's files (0 while a reopen is under way).
     pub fn size_on_disk(&self) -> u64 {
         let db = self.inner.db.read();
-        db.as_ref().and_then(|db| db.size_on_disk().ok()).unwrap_or(0)
+        db.as_ref()
+            .and_then(|db| db.size_on_disk().ok())
+            .unwrap_or(0)
     }
 
     /// Makes every write so far durable.

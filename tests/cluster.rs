@@ -494,8 +494,8 @@ fn version_ahead(ahead: Duration) -> u64 {
 #[test]
 fn payload_changes_and_deletes_apply_over_a_write_from_a_clock_ahead() {
     use shoal::cluster::protocol::{encode, shard_path};
-    use shoal::shard::Change;
     use shoal::shard::point::{PointId, Record, RecordBody};
+    use shoal::shard::Change;
     let root = tempfile::tempdir().unwrap();
     let cluster = TestCluster::start(root.path(), 3, 81, &[]);
     cluster.nodes[0].ok(
@@ -571,4 +571,57 @@ fn payload_changes_and_deletes_apply_over_a_write_from_a_clock_ahead() {
             node.addr
         );
     }
+}
+
+#[test]
+fn a_write_reaching_a_replica_whose_node_deleted_the_collection_gets_404() {
+    use shoal::cluster::protocol::{encode, CatalogEntry, CatalogPush};
+    let root = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::start(root.path(), 3, 91, &[]);
+    cluster.nodes[0].ok(
+        "PUT",
+        "/collections/gone",
+        Some(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 1, "replication_factor": 1})),
+    );
+    let owner = || {
+        cluster
+            .nodes
+            .iter()
+            .position(|n| PeerClient::new(n.peer_addr).records("gone", 0).is_some())
+    };
+    eventually("the shard has an owner", || (owner().is_some(), ()));
+    let owner = owner().unwrap();
+    let other = &cluster.nodes[(owner + 1) % 3];
+    // The collection is deleted on the owner's node only, as a delete made through it is for a
+    // moment (the others hear of it from its broadcast or their next catalog sync).
+    let tombstone = CatalogPush {
+        entry: CatalogEntry {
+            name: "gone".into(),
+            version: version_ahead(Duration::from_secs(10)),
+            config: None,
+        },
+        fresh: false,
+    };
+    let (status, body) = PeerClient::new(cluster.nodes[owner].peer_addr).send(
+        "PUT",
+        "/peer/v1/catalog",
+        Some(common::cluster::TOKEN),
+        encode(&tombstone),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // A write through a node that has not heard yet: its only replica is gone. It answered 503
+    // (retry) though the collection no longer exists; the client gets the 404 it would get a
+    // moment later.
+    let (status, body) = other.call(
+        "PUT",
+        "/collections/gone/points?wait=true",
+        Some(json!({"points": [{"id": 1, "vector": [1.0, 0.0]}]})),
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = other.call(
+        "POST",
+        "/collections/gone/points/query",
+        Some(json!({"query": [1.0, 0.0]})),
+    );
+    assert_eq!(status, 404, "{body}");
 }

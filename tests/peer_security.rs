@@ -469,8 +469,14 @@ fn a_peer_of_the_previous_protocol_is_answered_in_its_shapes() {
 
     // Its catalog, in protocol 1's shapes: the config inline (what protocol 1 has fields for).
     let catalog: Vec<CatalogEntry> = old.call("GET", "/peer/v1/catalog", &());
-    let c = catalog.iter().find(|e| e.name == "c").expect("c in the catalog");
-    assert_eq!(c.config.as_ref().map(|c| (c.size, c.shard_number)), Some((4, 1)));
+    let c = catalog
+        .iter()
+        .find(|e| e.name == "c")
+        .expect("c in the catalog");
+    assert_eq!(
+        c.config.as_ref().map(|c| (c.size, c.shard_number)),
+        Some((4, 1))
+    );
 
     // A collection pushed in protocol 1's shapes is created, with the defaults of what it lacks.
     let push = CatalogPush {
@@ -484,7 +490,11 @@ fn a_peer_of_the_previous_protocol_is_answered_in_its_shapes() {
     let changed: bool = old.call("PUT", "/peer/v1/catalog", &push);
     assert!(changed);
     let info = node.ok("GET", "/collections/from-v1", None);
-    assert_eq!(info["config"]["params"]["vectors"]["size"], json!(4), "{info}");
+    assert_eq!(
+        info["config"]["params"]["vectors"]["size"],
+        json!(4),
+        "{info}"
+    );
     assert_eq!(info["config"]["quantization_config"], json!(null), "{info}");
 
     // A search in protocol 1's shape (no quantization parameters) gets its hits.

@@ -146,6 +146,7 @@ impl Coordinator {
     ) -> Result<T> {
         let replicas = self.replicas.to_read(c, shard);
         let mut errors = Vec::new();
+        let mut superseded = false;
         for complete_only in [true, false] {
             let how = ReadContext {
                 complete_only,
@@ -159,12 +160,16 @@ impl Coordinator {
                 match reply.and_then(|r| take(r).map_err(|e| bad_answer(replica.as_ref(), e))) {
                     Ok(answer) => return Ok(answer),
                     Err(PeerError::Expired { .. }) => return Err(timed_out(c, shard)),
-                    Err(e) => errors.push(e.to_string()),
+                    Err(e) => {
+                        superseded |= matches!(e, PeerError::Superseded { .. });
+                        errors.push(e.to_string())
+                    }
                 }
             }
         }
         Err(self.gone_or(
             c,
+            superseded,
             Error::Unavailable(format!(
                 "shard {shard} of collection `{}` has no live replica: {}",
                 c.name,
@@ -175,10 +180,11 @@ impl Coordinator {
 
     /// A shard that failed because its collection was deleted (or deleted and created again)
     /// under the request: the client's 404, as if the request had come a moment later, rather
-    /// than a 503 that tells it to retry.
-    fn gone_or(&self, c: &Collection, error: Error) -> Error {
+    /// than a 503 that tells it to retry. `superseded`: a replica's node already deleted it,
+    /// though this node has not heard yet.
+    fn gone_or(&self, c: &Collection, superseded: bool, error: Error) -> Error {
         match self.catalog.get(&c.name) {
-            Ok(current) if std::ptr::eq(current.as_ref(), c) => error,
+            Ok(current) if !superseded && std::ptr::eq(current.as_ref(), c) => error,
             _ => Error::NotFound(format!("Collection `{}` doesn't exist!", c.name)),
         }
     }
@@ -221,11 +227,12 @@ impl Coordinator {
         if acked >= set.required {
             return Ok(());
         }
+        let superseded = (results.iter()).any(|r| matches!(r, Err(PeerError::Superseded { .. })));
         let errors: Vec<String> = results
             .into_iter()
             .filter_map(|r| r.err().map(|e| e.to_string()))
             .collect();
-        Err(self.gone_or(c, Error::Unavailable(format!(
+        Err(self.gone_or(c, superseded, Error::Unavailable(format!(
             "shard {shard} of collection `{}`: {acked} of {} replicas acknowledged the write, {} required: {}",
             c.name,
             set.owners,

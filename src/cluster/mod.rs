@@ -91,6 +91,10 @@ pub enum PeerError {
     /// The request's deadline passed before the replica answered: the read stopped.
     #[error("node {ordinal}: the request's deadline passed")]
     Expired { ordinal: u32 },
+    /// The peer holds a newer catalog entry of the collection's name than this node: the
+    /// collection was deleted there (or deleted and created again), and this node has not heard.
+    #[error("node {ordinal} no longer holds this collection: it was deleted there")]
+    Superseded { ordinal: u32 },
 }
 
 impl PeerError {
@@ -103,7 +107,8 @@ impl PeerError {
             | PeerError::NoReplica { ordinal, .. }
             | PeerError::Shard { ordinal, .. }
             | PeerError::Internal { ordinal, .. }
-            | PeerError::Expired { ordinal } => *ordinal,
+            | PeerError::Expired { ordinal }
+            | PeerError::Superseded { ordinal } => *ordinal,
         }
     }
 }
@@ -265,7 +270,9 @@ impl Cluster {
     /// The protocol version to talk to a peer in: the older of its and this node's.
     pub fn speaks_with(&self, ordinal: u32) -> u32 {
         let theirs = self.protocols.read().get(&ordinal).copied();
-        theirs.map_or(PROTOCOL_VERSION, |v| v.clamp(OLDEST_PROTOCOL, PROTOCOL_VERSION))
+        theirs.map_or(PROTOCOL_VERSION, |v| {
+            v.clamp(OLDEST_PROTOCOL, PROTOCOL_VERSION)
+        })
     }
 
     /// Sends a bincode request to a peer and decodes its bincode answer, both in the shapes of
@@ -281,7 +288,9 @@ impl Cluster {
         body: &Req,
     ) -> Result<Resp, PeerError> {
         let version = self.speaks_with(ordinal);
-        let answer = self.call_as(version, ordinal, method.clone(), path, body).await;
+        let answer = self
+            .call_as(version, ordinal, method.clone(), path, body)
+            .await;
         match answer {
             Err(PeerError::Refused {
                 status: 400,
@@ -365,7 +374,8 @@ impl Cluster {
                         timed_out: false,
                     }),
                     Ok(bytes) => {
-                        let status = protocol::decode_as::<protocol::PeerStatus>(OLDEST_PROTOCOL, &bytes);
+                        let status =
+                            protocol::decode_as::<protocol::PeerStatus>(OLDEST_PROTOCOL, &bytes);
                         if let Ok(status) = status {
                             self.protocols.write().insert(ordinal, status.protocol);
                         }

@@ -152,12 +152,15 @@ fn decode<T: serde::de::DeserializeOwned>(Speaks(v): Speaks, body: &Bytes) -> Re
 }
 
 async fn status(State(node): State<PeerState>, v: Speaks) -> Response {
-    reply(v, &PeerStatus {
-        ordinal: node.cluster.ordinal,
-        protocol: PROTOCOL_VERSION,
-        ready: node.is_ready(),
-        cluster_size: node.cluster.size(),
-    })
+    reply(
+        v,
+        &PeerStatus {
+            ordinal: node.cluster.ordinal,
+            protocol: PROTOCOL_VERSION,
+            ready: node.is_ready(),
+            cluster_size: node.cluster.size(),
+        },
+    )
 }
 
 async fn catalog(State(node): State<PeerState>, v: Speaks) -> Response {

@@ -36,8 +36,8 @@
 //! any character Qdrant allows, `#`, `%`, spaces and non-ASCII letters included.
 
 use crate::codec::json_text;
-use crate::index::QuantSearch;
 pub use crate::collection::catalog::CatalogEntry;
+use crate::index::QuantSearch;
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::Hit;

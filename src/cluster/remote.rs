@@ -3,8 +3,9 @@
 //! [`LocalReplica`](super::local::LocalReplica).
 //!
 //! A peer that does not know the collection yet (it answers 404: it missed the create) is told
-//! about it and asked again. Commits larger than half the peer port's body limit are cut into
-//! several calls ([`runs_within`]).
+//! about it and asked again; one that refuses to be told holds a newer entry of the name (the
+//! collection was deleted there): [`PeerError::Superseded`]. Commits larger than half the peer
+//! port's body limit are cut into several calls ([`runs_within`]).
 
 use super::protocol::{
     shard_path, CatalogEntry, CatalogPush, RecordsPage, RecordsRequest, ShardOp, ShardReply,
@@ -63,10 +64,16 @@ impl RemoteReplica {
                 entry: CatalogEntry::of(&self.collection),
                 fresh: false,
             };
-            cluster
+            let learned = cluster
                 .call::<_, bool>(self.node, Method::PUT, "/peer/v1/catalog", &push)
                 .await?;
             result = cluster.call(self.node, method, path, body).await;
+            // A peer that refused the entry holds a newer one of that name: unless it learned
+            // the same entry a moment ago (the retry then succeeds), the collection was deleted
+            // there and this node has not heard yet.
+            if !learned && matches!(result, Err(PeerError::Refused { status: 404, .. })) {
+                result = Err(PeerError::Superseded { ordinal: self.node });
+            }
         }
         result
     }

@@ -309,8 +309,18 @@ pub fn output_within(command: &mut Command, limit: Duration) -> std::process::Ou
             bytes
         })
     };
-    let stdout = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stdout = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let Some(status) = wait_exit(&mut child, limit) else {
         let _ = child.kill();
         let _ = wait_exit(&mut child, Duration::from_secs(10));

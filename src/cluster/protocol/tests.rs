@@ -223,7 +223,8 @@ fn every_operation_round_trips_and_reads_as_protocol_1() {
             },
         ),
     ];
-    let payloads_wanted = |op: &ShardOp| format!("{op:?}").replace("with_payload: false", "with_payload: true");
+    let payloads_wanted =
+        |op: &ShardOp| format!("{op:?}").replace("with_payload: false", "with_payload: true");
     for (op, old) in cases {
         assert_eq!(encode_as(1, &op), encode(&old), "{op:?}");
         let from_v1: ShardOp = decode_as(1, &encode(&old)).unwrap();
@@ -231,10 +232,16 @@ fn every_operation_round_trips_and_reads_as_protocol_1() {
         // Protocol 2: a search appends (ignore, rescore, oversampling); nothing else changed.
         let mut v2 = encode(&old);
         if let ShardOp::Search { quantization, .. } = &op {
-            let q = (quantization.ignore, quantization.rescore, quantization.oversampling);
+            let q = (
+                quantization.ignore,
+                quantization.rescore,
+                quantization.oversampling,
+            );
             v2.extend(encode(&q));
             // Read from protocol 1, a search takes the default quantization parameters.
-            assert!(matches!(from_v1, ShardOp::Search { quantization, .. } if quantization == QuantSearch::default()));
+            assert!(
+                matches!(from_v1, ShardOp::Search { quantization, .. } if quantization == QuantSearch::default())
+            );
         } else {
             assert_eq!(payloads_wanted(&from_v1), payloads_wanted(&op));
         }
@@ -398,7 +405,11 @@ fn every_other_message_round_trips() {
         };
         assert_eq!(encode_as(1, &push), encode(&old));
         if entry.config.is_some() {
-            assert_ne!(encode(&push), encode(&old), "protocol 2 sends configs as JSON text");
+            assert_ne!(
+                encode(&push),
+                encode(&old),
+                "protocol 2 sends configs as JSON text"
+            );
         }
         let read: CatalogPush = decode_as(1, &encode(&old)).unwrap();
         let expected = entry.config.clone().map(|c| CollectionConfig {
