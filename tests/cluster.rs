@@ -625,3 +625,48 @@ fn a_write_reaching_a_replica_whose_node_deleted_the_collection_gets_404() {
     );
     assert_eq!(status, 404, "{body}");
 }
+
+#[test]
+fn a_payload_change_larger_than_a_plan_page_reaches_every_point_on_every_replica() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::start(root.path(), 3, 71, &[]);
+    cluster.nodes[0].ok(
+        "PUT",
+        "/collections/big",
+        Some(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 2, "replication_factor": 2})),
+    );
+    let pts: Vec<Value> = (0..60)
+        .map(|i| json!({"id": i, "vector": [1.0, i as f32], "payload": {"i": i, "g": i % 2}}))
+        .collect();
+    cluster.nodes[1].ok(
+        "PUT",
+        "/collections/big/points?wait=true",
+        Some(json!({ "points": pts })),
+    );
+    // 30 points of ~1 MB each per shard: two pages of changes (16 MB each) per shard, planned
+    // by one replica and written to both.
+    let blob = "b".repeat(1 << 20);
+    cluster.nodes[2].ok(
+        "POST",
+        "/collections/big/points/payload?wait=true",
+        Some(json!({"payload": {"blob": blob}, "filter": {"must": [{"key": "g", "match": {"value": 0}}]}})),
+    );
+    for node in &cluster.nodes {
+        for shard in 0..2 {
+            let Some(records) = PeerClient::new(node.peer_addr).records("big", shard) else {
+                continue;
+            };
+            for (id, record) in records {
+                let body = record.body.expect("live");
+                let p: Value = serde_json::from_str(&body.payload_json).unwrap();
+                let even = p["g"] == json!(0);
+                assert_eq!(
+                    p["blob"].as_str().map(str::len),
+                    even.then_some(1 << 20),
+                    "point {id} on {}",
+                    node.addr
+                );
+            }
+        }
+    }
+}

@@ -86,7 +86,7 @@ pub fn check_op(c: &Collection, op: &ShardOp) -> Result<(), String> {
         ShardOp::Scroll { limit, .. } if *limit > MAX_SCROLL => Err(format!(
             "a scroll may ask at most {MAX_SCROLL} points, not {limit}"
         )),
-        ShardOp::Plan { version, plan } => {
+        ShardOp::Plan { version, plan, .. } => {
             VersionClock::check_from_peer(*version)?;
             match plan {
                 Plan::Payload(_, op) => op.validate(),
@@ -201,6 +201,7 @@ mod tests {
         let plan = ShardOp::Plan {
             plan: crate::shard::Plan::Delete(crate::shard::Selector::Ids(vec![])),
             version: u64::MAX,
+            page: Default::default(),
         };
         assert!(check_op(&c, &plan).is_err());
     }

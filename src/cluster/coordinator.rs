@@ -28,12 +28,17 @@ use crate::shard::deadline::Deadline;
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::TopK;
-use crate::shard::{Change, PayloadOp, Plan, PointView, Selector};
+use crate::shard::{Change, PayloadOp, Plan, PlanPage, PointView, Selector, ShardError};
 use futures::future::join_all;
 use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// What the changes of one page of a plan may weigh: a payload change by filter over a whole
+/// shard (each change carries its point's vector and whole payload) is planned and written a
+/// page at a time, so that neither the planning node nor the writing one holds all of it.
+pub const PLAN_PAGE_BYTES: usize = 16 << 20;
 
 /// This node in the cluster: its collections, its peers, and how a request reaches every
 /// replica it involves.
@@ -160,6 +165,17 @@ impl Coordinator {
                 match reply.and_then(|r| take(r).map_err(|e| bad_answer(replica.as_ref(), e))) {
                     Ok(answer) => return Ok(answer),
                     Err(PeerError::Expired { .. }) => return Err(timed_out(c, shard)),
+                    // The read itself is refused (its answer too large): so would it be
+                    // anywhere else.
+                    Err(PeerError::Shard {
+                        error: ShardError::Invalid(m),
+                        ..
+                    })
+                    | Err(PeerError::Refused {
+                        status: 400,
+                        message: m,
+                        ..
+                    }) => return Err(Error::BadRequest(m)),
                     Err(e) => {
                         superseded |= matches!(e, PeerError::Superseded { .. });
                         errors.push(e.to_string())
@@ -288,7 +304,7 @@ impl Coordinator {
     }
 
     /// A read-modify-write: on every shard involved, one replica plans the changes, and every
-    /// owner commits them.
+    /// owner commits them, a page of at most [`PLAN_PAGE_BYTES`] at a time.
     async fn run_plan(&self, c: &Arc<Collection>, plan: Plan, wait: bool) -> Result<u64> {
         let version = c.clock().next();
         let shards = self.shards_for(
@@ -297,17 +313,36 @@ impl Coordinator {
                 Plan::Delete(s) | Plan::Payload(s, _) => s,
             },
         );
-        let op = ShardOp::Plan { plan, version };
-        let work = shards.into_iter().map(|s| {
-            let op = &op;
-            async move {
-                // A plan is part of a write: it runs to its end.
-                let whole = Deadline::default();
-                let changes = (self.read_shard(c, s, op, ShardReply::changes, &whole)).await?;
-                if changes.is_empty() {
+        let plan = &plan;
+        let work = shards.into_iter().map(|s| async move {
+            // A plan is part of a write: it runs to its end.
+            let whole = Deadline::default();
+            let mut after = None;
+            loop {
+                let page = PlanPage {
+                    after,
+                    max_bytes: PLAN_PAGE_BYTES,
+                };
+                let op = ShardOp::Plan {
+                    plan: plan.clone(),
+                    version,
+                    page,
+                };
+                let changes = (self.read_shard(c, s, &op, ShardReply::changes, &whole)).await?;
+                // A node of an older build answers the whole plan whatever the page: seen again
+                // from the start, it was all written already.
+                if changes.is_empty()
+                    || (changes.iter()).any(|ch| after.is_some_and(|a| ch.id <= a))
+                {
                     return Ok(());
                 }
-                self.write_shard(c, s, changes, wait).await
+                let full = (changes.iter()).map(Change::weight).sum::<usize>() >= PLAN_PAGE_BYTES;
+                let last = changes.last().map(|ch| ch.id);
+                self.write_shard(c, s, changes, wait).await?;
+                if !full {
+                    return Ok(());
+                }
+                after = last;
             }
         });
         join_all(work)

@@ -12,9 +12,9 @@ use super::protocol::{RecordsPage, RecordsRequest, ShardOp, ShardReply};
 use super::replica::{ReadContext, Replica};
 use super::PeerError;
 use crate::collection::{Collection, ReplicaState};
-use crate::shard::deadline::{Deadline, Expired};
+use crate::shard::deadline::{Deadline, Stopped};
 use crate::shard::search::SearchSpec;
-use crate::shard::{Change, Shard};
+use crate::shard::{Change, Shard, ShardError};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 
@@ -153,8 +153,9 @@ pub fn work(op: &ShardOp, shard: &Shard) -> u64 {
 /// What evaluating a filter on one point weighs, in vector elements.
 pub const FILTER_WORK: u64 = 64;
 
-/// Runs a read on a shard; a search stops once `deadline` passes.
-pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardReply, Expired> {
+/// Runs a read on a shard; a search stops once `deadline` passes, and a read whose answer's
+/// payloads are over its payload limit is refused.
+pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardReply, Stopped> {
     Ok(match op {
         ShardOp::Search {
             vector,
@@ -182,15 +183,29 @@ pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardRepl
             })?;
             ShardReply::Hits(hits)
         }
-        ShardOp::Retrieve { ids, with_vector } => ShardReply::Points(shard.get(ids, *with_vector)),
+        ShardOp::Retrieve { ids, with_vector } => {
+            ShardReply::Points(shard.get_within(ids, *with_vector, deadline)?)
+        }
         ShardOp::Scroll {
             from,
             limit,
             filter,
             with_vector,
-        } => ShardReply::Points(shard.scroll(*from, *limit, filter.as_ref(), *with_vector)),
-        ShardOp::Count { filter } => ShardReply::Count(shard.count(filter.as_ref()) as u64),
-        ShardOp::Plan { plan, version } => ShardReply::Changes(shard.plan(plan, *version)),
+        } => ShardReply::Points(shard.scroll_within(
+            *from,
+            *limit,
+            filter.as_ref(),
+            *with_vector,
+            deadline,
+        )?),
+        ShardOp::Count { filter } => {
+            ShardReply::Count(shard.count_within(filter.as_ref(), deadline)? as u64)
+        }
+        ShardOp::Plan {
+            plan,
+            version,
+            page,
+        } => ShardReply::Changes(shard.plan_page(plan, *version, *page)),
     })
 }
 
@@ -206,14 +221,20 @@ impl Replica for LocalReplica {
     ) -> BoxFuture<'a, Result<ShardReply, PeerError>> {
         Box::pin(async move {
             let shard = self.to_read(how.complete_only)?;
-            let expired = |_| PeerError::Expired { ordinal: self.node };
-            how.deadline.check().map_err(expired)?;
+            let stopped = |stop| match stop {
+                Stopped::Expired => PeerError::Expired { ordinal: self.node },
+                Stopped::TooLarge(m) => PeerError::Shard {
+                    ordinal: self.node,
+                    error: ShardError::Invalid(m),
+                },
+            };
+            how.deadline.check().map_err(|e| stopped(e.into()))?;
             if work(op, &shard) <= INLINE_WORK {
-                return run(&shard, op, &how.deadline).map_err(expired);
+                return run(&shard, op, &how.deadline).map_err(stopped);
             }
             let (op, deadline) = (op.clone(), how.deadline.clone());
             let ran = self.blocking(move || run(&shard, &op, &deadline)).await?;
-            ran.map_err(expired)
+            ran.map_err(stopped)
         })
     }
 
@@ -309,7 +330,7 @@ mod tests {
         let passed = Deadline::after(Some(std::time::Duration::ZERO));
         assert_eq!(
             run(&s, &search(10, true, false), &passed).unwrap_err(),
-            Expired
+            Stopped::Expired
         );
         let open = Deadline::default();
         let hits = run(&s, &search(10, true, false), &open)

@@ -21,7 +21,8 @@ use crate::collection::catalog::check_entry;
 use crate::collection::Collection;
 use crate::listener::ConnectionInfo;
 use crate::shard::deadline::{CancelOnDrop, Deadline};
-use crate::shard::{Change, ShardError};
+use crate::shard::point::PointId;
+use crate::shard::{Change, PlanPage, ShardError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -240,6 +241,11 @@ struct OpParams {
     with_payload: bool,
     /// What is left of the coordinator's deadline (none from a node of an older build).
     budget_ms: Option<u64>,
+    /// The most stored payload bytes the answer may carry (none: no bound).
+    payload_limit: Option<usize>,
+    /// A plan's page: how much its changes may weigh, and after which point id it starts.
+    plan_bytes: Option<usize>,
+    plan_after: Option<String>,
 }
 
 fn yes() -> bool {
@@ -254,8 +260,17 @@ async fn shard_op(
     body: Bytes,
 ) -> Answer {
     let mut op: ShardOp = decode(v, &body)?;
-    if let ShardOp::Search { with_payload, .. } = &mut op {
-        *with_payload = p.with_payload;
+    match &mut op {
+        ShardOp::Search { with_payload, .. } => *with_payload = p.with_payload,
+        ShardOp::Plan { page, .. } => {
+            let after = (p.plan_after.as_deref().map(PointId::parse_text))
+                .transpose()
+                .map_err(invalid)?;
+            if let Some(max_bytes) = p.plan_bytes {
+                *page = PlanPage { after, max_bytes };
+            }
+        }
+        _ => {}
     }
     let (c, local) = replica(&node, at)?;
     admission::check_op(&c, &op).map_err(invalid)?;
@@ -264,7 +279,8 @@ async fn shard_op(
     let budget = p.budget_ms.map(std::time::Duration::from_millis);
     let how = ReadContext {
         complete_only: p.complete_only,
-        deadline: Deadline::after(budget).or_cancelled(cancel.flag()),
+        deadline: (Deadline::after(budget).or_cancelled(cancel.flag()))
+            .with_payload_limit(p.payload_limit),
     };
     let answer = local.read(&op, &how).await.map_err(refusal)?;
     Ok(reply(v, &answer))

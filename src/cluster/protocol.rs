@@ -25,7 +25,9 @@
 //! release: protocol 2 sends collection configs as JSON text (so that fields added later do not
 //! change the shape) and searches with their quantization parameters. What protocol 1 has no field for travels as query parameters,
 //! which a node of an older build ignores: `complete_only`, `with_payload` (a search's hits
-//! without payloads) and `budget_ms` (what is left of the request's deadline).
+//! without payloads), `budget_ms` (what is left of the request's deadline), `payload_limit`
+//! (the most stored payload bytes the answer may carry) and a plan's page (`plan_after`,
+//! `plan_bytes`).
 //!
 //! Filters, plans and payloads are JSON text inside the bincode envelope
 //! ([`crate::codec::json_text`]): they are self-describing values that bincode cannot carry.
@@ -41,7 +43,7 @@ use crate::index::QuantSearch;
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::Hit;
-use crate::shard::{Change, Plan, PointView};
+use crate::shard::{Change, Plan, PlanPage, PointView};
 use serde::{Deserialize, Serialize};
 
 /// 2: collection configs travel as JSON text; searches carry their quantization parameters.
@@ -154,6 +156,11 @@ pub enum ShardOp {
         #[serde(with = "json_text")]
         plan: Plan,
         version: u64,
+        /// Which page of the changes. Travels as the `plan_after` and `plan_bytes` query
+        /// parameters (no protocol has a field for it; a node of an older build answers the
+        /// whole plan).
+        #[serde(skip)]
+        page: PlanPage,
     },
 }
 

@@ -13,7 +13,7 @@ use super::protocol::{
 use super::replica::{ReadContext, Replica};
 use super::{Cluster, PeerError};
 use crate::collection::{Collection, ReplicaState};
-use crate::shard::Change;
+use crate::shard::{Change, PlanPage};
 use futures::future::BoxFuture;
 use reqwest::Method;
 use std::sync::Arc;
@@ -112,15 +112,24 @@ impl Replica for RemoteReplica {
         how: &'a ReadContext,
     ) -> BoxFuture<'a, Result<ShardReply, PeerError>> {
         let mut path = format!("{}?complete_only={}", self.path("op"), how.complete_only);
-        if let ShardOp::Search {
-            with_payload: false,
-            ..
-        } = op
-        {
-            path.push_str("&with_payload=false");
+        match op {
+            ShardOp::Search {
+                with_payload: false,
+                ..
+            } => path.push_str("&with_payload=false"),
+            ShardOp::Plan { page, .. } if *page != PlanPage::WHOLE => {
+                path.push_str(&format!("&plan_bytes={}", page.max_bytes));
+                if let Some(after) = page.after {
+                    path.push_str(&format!("&plan_after={after}"));
+                }
+            }
+            _ => {}
         }
         if let Some(left) = how.deadline.remaining() {
             path.push_str(&format!("&budget_ms={}", left.as_millis()));
+        }
+        if let Some(bytes) = how.deadline.payload_limit() {
+            path.push_str(&format!("&payload_limit={bytes}"));
         }
         Box::pin(async move {
             match self.call(Method::POST, &path, op).await {
@@ -152,15 +161,10 @@ impl Replica for RemoteReplica {
 /// Cuts changes into runs whose encoded size stays within `budget` bytes (a change larger than
 /// that goes alone), so that no commit body outgrows the peer port's limit.
 fn runs_within(changes: &[Change], budget: usize) -> Vec<&[Change]> {
-    let size = |c: &Change| {
-        64 + c.record.body.as_ref().map_or(0, |b| {
-            b.vector.len() * std::mem::size_of::<f32>() + b.payload_json.len()
-        })
-    };
     let mut runs = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, c) in changes.iter().enumerate() {
-        let n = size(c);
+        let n = c.weight();
         if i > start && bytes + n > budget {
             runs.push(&changes[start..i]);
             (start, bytes) = (i, 0);

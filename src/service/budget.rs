@@ -17,6 +17,11 @@
 //!
 //! The defaults suit a 1 GiB pod: 64 MiB per request (one such 10 000-hit search passes, a batch
 //! of twenty does not), 256 MiB for everything in flight.
+//!
+//! Payloads are estimated at [`PAYLOAD_BYTES`] before the read, and bounded during it: each
+//! shard refuses to answer more stored payload than its share of the request's budget
+//! ([`MemoryBudget::payload_limit`]), looking at the payloads' stored sizes before reading any,
+//! so that 200 points of 1 MB each are a 400, not 1 GB of answer.
 
 use crate::collection::{Collection, SearchRequest};
 use crate::error::{Error, Result};
@@ -32,6 +37,10 @@ pub const VECTOR_FLOAT_BYTES: usize = 24;
 pub const PAYLOAD_BYTES: usize = 512;
 /// One candidate of a search's beam.
 const BEAM_BYTES: usize = 32;
+/// What a payload read for an answer holds, in multiples of its stored size: the parsed value
+/// (its strings, maps and vectors) and its text in the answer, with room for the small values
+/// whose parsed form outweighs their text.
+const PAYLOAD_COPIES: usize = 4;
 
 /// The two budgets and what requests in flight hold of the node's.
 #[derive(Debug)]
@@ -131,6 +140,22 @@ impl MemoryBudget {
     }
 }
 
+impl MemoryBudget {
+    /// The most stored payload bytes one shard's answer may carry in a read of `answers`
+    /// answers from `shards` shards each, so that their payloads together stay within what one
+    /// request may hold (`None` without a per-request budget). Payloads' sizes are not known
+    /// before the read: this bound is checked on their stored sizes as the shards read them.
+    pub fn payload_limit(&self, shards: u32, answers: usize) -> Option<usize> {
+        if self.per_request == usize::MAX {
+            return None;
+        }
+        let parts = PAYLOAD_COPIES
+            .saturating_mul(shards.max(1) as usize)
+            .saturating_mul(answers.max(1));
+        Some(self.per_request / parts)
+    }
+}
+
 impl Grant {
     /// The result this memory was reserved for, holding the reservation until it is dropped.
     pub fn hold<T>(self, value: T) -> Reserved<T> {
@@ -184,6 +209,15 @@ mod tests {
         assert_eq!(b.held.load(Ordering::Acquire), 0);
         let unlimited = Arc::new(MemoryBudget::new(0, 0));
         assert!(unlimited.reserve(usize::MAX / 2, "e").is_ok());
+    }
+
+    #[test]
+    fn payloads_share_the_request_budget() {
+        let b = MemoryBudget::new(64 << 20, 256 << 20);
+        assert_eq!(b.payload_limit(1, 1), Some(16 << 20));
+        assert_eq!(b.payload_limit(4, 2), Some(2 << 20));
+        assert_eq!(b.payload_limit(0, 0), Some(16 << 20));
+        assert_eq!(MemoryBudget::new(0, 0).payload_limit(3, 1), None);
     }
 
     #[test]

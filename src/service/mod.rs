@@ -82,13 +82,15 @@ impl Database {
 
     /// When a read must stop: `--request-timeout-secs` from now, or as soon as the request is
     /// dropped (its transport timed it out, or the client went away), whichever comes first.
-    /// Keep the guard for as long as the read runs.
-    fn read_deadline(&self) -> (Deadline, CancelOnDrop) {
+    /// A read of `answers` answers with payloads of `c` is also bounded in the payloads it
+    /// may hold ([`MemoryBudget::payload_limit`]). Keep the guard for as long as the read runs.
+    fn read_deadline(&self, payloads: Option<(&Collection, usize)>) -> (Deadline, CancelOnDrop) {
         let dropped = CancelOnDrop::default();
         let timeout = crate::config::seconds(self.config.request_timeout_secs);
-        (
-            Deadline::after(timeout).or_cancelled(dropped.flag()),
-            dropped,
-        )
+        let limit = payloads
+            .and_then(|(c, answers)| (self.memory).payload_limit(c.config.shard_number, answers));
+        let deadline =
+            (Deadline::after(timeout).or_cancelled(dropped.flag())).with_payload_limit(limit);
+        (deadline, dropped)
     }
 }

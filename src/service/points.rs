@@ -107,7 +107,7 @@ impl Database {
         let with_payload = !matches!(req.with_payload, Some(WithPayload::All(false)));
         let bytes = budget::points_bytes(req.ids.len(), c.config.size, with_vector, with_payload);
         let memory = self.memory.reserve(bytes, "this retrieve")?;
-        let (deadline, _dropped) = self.read_deadline();
+        let (deadline, _dropped) = self.read_deadline(with_payload.then_some((&*c, 1)));
         let views = (self.coordinator)
             .retrieve(&c, &req.ids, with_vector, &deadline)
             .await?;
@@ -121,7 +121,7 @@ impl Database {
     /// One point, with its payload and vector.
     pub async fn get_point(&self, name: &str, id: PointId) -> Result<RecordOut> {
         let c = self.collection(name)?;
-        let (deadline, _dropped) = self.read_deadline();
+        let (deadline, _dropped) = self.read_deadline(Some((&c, 1)));
         let view = self
             .coordinator
             .retrieve(&c, &[id], true, &deadline)
@@ -141,7 +141,7 @@ impl Database {
         let held = (limit + 1).saturating_mul(c.config.shard_number.max(1) as usize);
         let bytes = budget::points_bytes(held, c.config.size, with_vector, with_payload);
         let memory = self.memory.reserve(bytes, "this scroll")?;
-        let (deadline, _dropped) = self.read_deadline();
+        let (deadline, _dropped) = self.read_deadline(with_payload.then_some((&*c, 1)));
         let (views, next) = (self.coordinator)
             .scroll(&c, req.offset, limit, req.filter, with_vector, &deadline)
             .await?;
@@ -159,7 +159,7 @@ impl Database {
     pub async fn count(&self, name: &str, req: CountPoints) -> Result<CountResult> {
         let c = self.collection(name)?;
         validate::check_filter(req.filter.as_ref())?;
-        let (deadline, _dropped) = self.read_deadline();
+        let (deadline, _dropped) = self.read_deadline(None);
         let count = self.coordinator.count(&c, req.filter, &deadline).await?;
         Ok(CountResult { count })
     }

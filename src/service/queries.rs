@@ -77,7 +77,9 @@ impl Database {
             n => format!("this batch of {n} searches"),
         };
         let memory = self.memory.reserve(bytes, &what)?;
-        let (deadline, _dropped) = self.read_deadline();
+        let with_payloads = queries.iter().filter(|q| q.request.with_payload).count();
+        let (deadline, _dropped) =
+            self.read_deadline((with_payloads > 0).then_some((&**c, with_payloads)));
         let mut answers = Vec::with_capacity(queries.len());
         for q in queries {
             let request = self.resolve(c, q.target, q.request, &deadline).await?;

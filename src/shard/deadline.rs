@@ -3,6 +3,10 @@
 //! [`CHECK_EVERY`] points of a scan, so that a search that overran stops within a fraction of a
 //! millisecond of scanning (or one segment's graph walk) instead of running to its end on a
 //! thread nobody waits for.
+//!
+//! A read also stops before it makes an answer larger than its request may hold: the payloads
+//! one shard's answer carries are bounded ([`Deadline::with_payload_limit`]), checked on their
+//! stored sizes before any of them is read ([`Stopped::TooLarge`]).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +21,8 @@ pub const CHECK_EVERY: u32 = 4096;
 pub struct Deadline {
     at: Option<Instant>,
     cancelled: Option<Arc<AtomicBool>>,
+    /// The most payload bytes (as stored: JSON text) one shard's answer may carry.
+    payload_limit: Option<usize>,
 }
 
 /// What a read that had to stop answers.
@@ -24,12 +30,29 @@ pub struct Deadline {
 #[error("the request's deadline passed")]
 pub struct Expired;
 
+/// Why a read stopped before its end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stopped {
+    #[error("the request's deadline passed")]
+    Expired,
+    /// Its answer would carry more payload than the request may hold (a client's 400).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+impl From<Expired> for Stopped {
+    fn from(_: Expired) -> Stopped {
+        Stopped::Expired
+    }
+}
+
 impl Deadline {
     /// A deadline `after` from now; `None` never expires.
     pub fn after(after: Option<Duration>) -> Deadline {
         Deadline {
             at: after.and_then(|d| Instant::now().checked_add(d)),
             cancelled: None,
+            payload_limit: None,
         }
     }
 
@@ -37,6 +60,29 @@ impl Deadline {
     pub fn or_cancelled(mut self, flag: Arc<AtomicBool>) -> Deadline {
         self.cancelled = Some(flag);
         self
+    }
+
+    /// This deadline, also refusing to answer more than `bytes` of stored payload from one
+    /// shard (`None`: no bound).
+    pub fn with_payload_limit(mut self, bytes: Option<usize>) -> Deadline {
+        self.payload_limit = bytes;
+        self
+    }
+
+    pub fn payload_limit(&self) -> Option<usize> {
+        self.payload_limit
+    }
+
+    /// `Err(TooLarge)` when an answer carrying `bytes` of stored payload is over the limit.
+    pub fn admit_payloads(&self, bytes: usize) -> Result<(), Stopped> {
+        match self.payload_limit {
+            Some(limit) if bytes > limit => Err(Stopped::TooLarge(format!(
+                "the payloads of this answer take {:.1} MB; one shard may answer at most {:.1} MB of them (--request-memory-budget-bytes): lower limit or offset, ask for fewer payload fields or none",
+                bytes as f64 / 1e6,
+                limit as f64 / 1e6
+            ))),
+            _ => Ok(()),
+        }
     }
 
     pub fn expired(&self) -> bool {
@@ -63,17 +109,28 @@ impl Deadline {
 
     /// A counter that looks at this deadline every [`CHECK_EVERY`] ticks.
     pub fn checkpoints(&self) -> Checkpoints<'_> {
+        self.checkpoints_weighted(1)
+    }
+
+    /// A counter for ticks that each cost `weight` light ones (a filter of many conditions
+    /// checked on a point): it looks at the deadline every [`CHECK_EVERY`] / `weight` ticks.
+    pub fn checkpoints_weighted(&self, weight: usize) -> Checkpoints<'_> {
+        let weight = u32::try_from(weight)
+            .unwrap_or(u32::MAX)
+            .clamp(1, CHECK_EVERY);
         Checkpoints {
             deadline: self,
+            every: CHECK_EVERY / weight,
             ticks: Cell::new(0),
             expired: Cell::new(false),
         }
     }
 }
 
-/// Looks at a deadline every [`CHECK_EVERY`] ticks of a scan; once it passed, every tick says so.
+/// Looks at a deadline every so many ticks of a scan; once it passed, every tick says so.
 pub struct Checkpoints<'a> {
     deadline: &'a Deadline,
+    every: u32,
     ticks: Cell<u32>,
     expired: Cell<bool>,
 }
@@ -84,7 +141,7 @@ impl Checkpoints<'_> {
     pub fn tick(&self) -> bool {
         let n = self.ticks.get().wrapping_add(1);
         self.ticks.set(n);
-        if n.is_multiple_of(CHECK_EVERY) && !self.expired.get() && self.deadline.expired() {
+        if n.is_multiple_of(self.every) && !self.expired.get() && self.deadline.expired() {
             self.expired.set(true);
         }
         !self.expired.get()
@@ -134,6 +191,14 @@ mod tests {
     }
 
     #[test]
+    fn payloads_over_the_limit_are_refused() {
+        assert!(Deadline::default().admit_payloads(usize::MAX).is_ok());
+        let d = Deadline::default().with_payload_limit(Some(1000));
+        assert!(d.admit_payloads(1000).is_ok());
+        assert!(matches!(d.admit_payloads(1001), Err(Stopped::TooLarge(_))));
+    }
+
+    #[test]
     fn checkpoints_look_every_so_often_and_stay_expired() {
         let passed = Deadline::after(Some(Duration::ZERO));
         let points = passed.checkpoints();
@@ -143,6 +208,9 @@ mod tests {
         assert!(!points.tick());
         assert!(!points.tick());
         assert_eq!(points.result(), Err(Expired));
+        let heavy = passed.checkpoints_weighted(1000);
+        assert!((0..CHECK_EVERY / 1000 - 1).all(|_| heavy.tick()));
+        assert!(!heavy.tick(), "a heavy tick looks sooner");
         let open = Deadline::default();
         let points = open.checkpoints();
         assert!((0..3 * CHECK_EVERY).all(|_| points.tick()));

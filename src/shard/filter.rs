@@ -91,10 +91,19 @@ pub struct MinShould {
 #[schema(no_recursion)]
 pub enum Condition {
     Field(FieldCondition),
-    IsEmpty { is_empty: KeyRef },
-    IsNull { is_null: KeyRef },
-    HasId { has_id: Vec<PointId> },
-    Nested { nested: NestedCondition },
+    IsEmpty {
+        is_empty: KeyRef,
+    },
+    IsNull {
+        is_null: KeyRef,
+    },
+    /// Sorted (as parsed): a point's id is looked up by binary search.
+    HasId {
+        has_id: Vec<PointId>,
+    },
+    Nested {
+        nested: NestedCondition,
+    },
     Filter(Filter),
 }
 
@@ -119,8 +128,9 @@ impl<'de> Deserialize<'de> for Condition {
             }
             Ok(Condition::Field(field))
         } else if has("has_id") {
-            serde_json::from_value::<HasIdBody>(value)
-                .map(|b| Condition::HasId { has_id: b.has_id })
+            serde_json::from_value::<HasIdBody>(value).map(|b| Condition::HasId {
+                has_id: sorted_ids(b.has_id),
+            })
         } else if has("is_empty") {
             serde_json::from_value::<IsEmptyBody>(value).map(|b| Condition::IsEmpty {
                 is_empty: b.is_empty,
@@ -267,6 +277,62 @@ pub enum MatchValue {
     Keyword(String),
 }
 
+/// The values of `match.any` and `match.except`: a set, kept sorted so that a point's value is
+/// looked up by binary search (~17 comparisons among 100 000 values, instead of 100 000).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct ValueSet(Vec<MatchValue>);
+
+impl From<Vec<MatchValue>> for ValueSet {
+    fn from(mut values: Vec<MatchValue>) -> ValueSet {
+        values.sort_by(MatchValue::order);
+        values.dedup();
+        ValueSet(values)
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<MatchValue>::deserialize(d).map(ValueSet::from)
+    }
+}
+
+impl std::ops::Deref for ValueSet {
+    type Target = [MatchValue];
+    fn deref(&self) -> &[MatchValue] {
+        &self.0
+    }
+}
+
+impl ValueSet {
+    /// Whether a payload value equals one of the set (as [`MatchValue`] compares).
+    pub fn contains(&self, v: &Value) -> bool {
+        let probe = match v {
+            Value::Bool(b) => MatchValue::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => MatchValue::Int(i),
+                None => return false,
+            },
+            Value::String(s) => {
+                return (self.0)
+                    .binary_search_by(|m| match m {
+                        MatchValue::Keyword(k) => k.as_str().cmp(s.as_str()),
+                        other => other.rank().cmp(&2),
+                    })
+                    .is_ok();
+            }
+            _ => return false,
+        };
+        self.0.binary_search_by(|m| m.order(&probe)).is_ok()
+    }
+}
+
+fn sorted_ids(mut ids: Vec<PointId>) -> Vec<PointId> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Match {
@@ -277,11 +343,13 @@ pub enum Match {
         text: String,
     },
     Any {
-        any: Vec<MatchValue>,
+        #[schema(value_type = Vec<MatchValue>)]
+        any: ValueSet,
     },
     Except {
         #[serde(rename = "except")]
-        except: Vec<MatchValue>,
+        #[schema(value_type = Vec<MatchValue>)]
+        except: ValueSet,
     },
     /// `match.text` on a field with a full-text index (never parsed: the shard rewrites `Text`
     /// into it): every token of the query is among the value's tokens.
@@ -400,6 +468,68 @@ impl Filter {
         }
     }
 
+    /// The same filter with the value conditions of a `should` or `must_not` list on one key
+    /// merged into one `match.any` (`should: [{key: k, match: {value: 1}}, {key: k, match:
+    /// {value: 2}}]` is `{key: k, match: {any: [1, 2]}}`; in `must_not`, none of them holding is
+    /// the same as no value of the merged set holding), also in nested clauses. A client's list
+    /// of 100 000 alternatives then costs one set lookup per point instead of 100 000 checks.
+    /// `None` when there is nothing to merge.
+    pub fn with_merged_alternatives(&self) -> Option<Filter> {
+        if !self.has_alternatives_to_merge() {
+            return None;
+        }
+        let mut merged = self.clone();
+        merged.merge_alternatives();
+        Some(merged)
+    }
+
+    /// How many conditions the filter holds, nested ones included: what checking it on a
+    /// point costs, about.
+    pub fn size(&self) -> usize {
+        let clauses = [&self.must, &self.should, &self.must_not];
+        let conditions = (clauses.into_iter().flatten())
+            .flat_map(|c| c.as_slice())
+            .chain(self.min_should.iter().flat_map(|m| &m.conditions));
+        conditions
+            .map(|c| match c {
+                Condition::Filter(f) => 1 + f.size(),
+                Condition::Nested { nested } => 1 + nested.filter.size(),
+                _ => 1,
+            })
+            .sum()
+    }
+
+    fn has_alternatives_to_merge(&self) -> bool {
+        let lists = [&self.should, &self.must_not];
+        let mergeable = |c: &&Condition| mergeable_value(c).is_some();
+        lists.into_iter().flatten().any(|l| {
+            let l = l.as_slice();
+            l.iter().filter(mergeable).count() > 1
+                || l.iter().any(|c| match c {
+                    Condition::Filter(f) => f.has_alternatives_to_merge(),
+                    _ => false,
+                })
+        }) || (self.must.iter())
+            .flat_map(|l| l.as_slice())
+            .any(|c| matches!(c, Condition::Filter(f) if f.has_alternatives_to_merge()))
+    }
+
+    fn merge_alternatives(&mut self) {
+        for list in [&mut self.should, &mut self.must_not].into_iter().flatten() {
+            if let OneOrMany::Many(conditions) = list {
+                merge_values_by_key(conditions);
+            }
+        }
+        let clauses = [&mut self.must, &mut self.should, &mut self.must_not];
+        for c in clauses.into_iter().flatten() {
+            for c in c.as_mut_slice() {
+                if let Condition::Filter(f) = c {
+                    f.merge_alternatives();
+                }
+            }
+        }
+    }
+
     /// Ids a filter can only match, when it pins them with a top-level `must` `has_id`.
     pub fn pinned_ids(&self) -> Option<&[PointId]> {
         self.must.as_ref()?.as_slice().iter().find_map(|c| match c {
@@ -407,6 +537,54 @@ impl Filter {
             _ => None,
         })
     }
+}
+
+/// The key and values of a condition that only matches values (`match.value`, `match.any`).
+fn mergeable_value(c: &Condition) -> Option<(&str, &[MatchValue])> {
+    let Condition::Field(f) = c else {
+        return None;
+    };
+    if f.has_condition_besides_match() {
+        return None;
+    }
+    match &f.matches {
+        Some(Match::Value { value }) => Some((f.key.text(), std::slice::from_ref(value))),
+        Some(Match::Any { any }) => Some((f.key.text(), any)),
+        _ => None,
+    }
+}
+
+/// Replaces the value conditions on one key (as written) by one `match.any` of their values,
+/// at the place of the first; other conditions stay as they are, in order.
+fn merge_values_by_key(conditions: &mut Vec<Condition>) {
+    let mut values: std::collections::HashMap<String, (usize, Vec<MatchValue>)> =
+        Default::default();
+    for (i, c) in conditions.iter().enumerate() {
+        if let Some((key, vs)) = mergeable_value(c) {
+            let group = values.entry(key.to_string()).or_insert((i, Vec::new()));
+            group.1.extend_from_slice(vs);
+        }
+    }
+    let mut at = 0;
+    conditions.retain_mut(|c| {
+        let i = at;
+        at += 1;
+        let Some((key, _)) = mergeable_value(c) else {
+            return true;
+        };
+        let Some((first, vs)) = values.get_mut(key) else {
+            return true;
+        };
+        if *first != i {
+            return false;
+        }
+        if let Condition::Field(f) = c {
+            f.matches = Some(Match::Any {
+                any: ValueSet::from(std::mem::take(vs)),
+            });
+        }
+        true
+    });
 }
 
 impl Condition {
@@ -417,7 +595,7 @@ impl Condition {
             Condition::IsNull { is_null } => raw_at(payload, &is_null.key.path)
                 .iter()
                 .any(|v| v.is_null()),
-            Condition::HasId { has_id } => has_id.contains(id),
+            Condition::HasId { has_id } => has_id.binary_search(id).is_ok(),
             Condition::Nested { nested } => {
                 raw_at(payload, &nested.key.path).iter().any(|v| match v {
                     Value::Array(items) => items
@@ -447,8 +625,11 @@ fn is_empty_at(payload: &Payload, key: &KeyPath) -> bool {
 
 impl FieldCondition {
     fn has_condition(&self) -> bool {
-        self.matches.is_some()
-            || self.range.is_some()
+        self.matches.is_some() || self.has_condition_besides_match()
+    }
+
+    fn has_condition_besides_match(&self) -> bool {
+        self.range.is_some()
             || self.values_count.is_some()
             || self.geo_bounding_box.is_some()
             || self.geo_radius.is_some()
@@ -494,6 +675,24 @@ impl FieldCondition {
 }
 
 impl MatchValue {
+    fn rank(&self) -> u8 {
+        match self {
+            MatchValue::Bool(_) => 0,
+            MatchValue::Int(_) => 1,
+            MatchValue::Keyword(_) => 2,
+        }
+    }
+
+    /// A total order: booleans, then integers, then keywords.
+    fn order(&self, other: &MatchValue) -> std::cmp::Ordering {
+        match (self, other) {
+            (MatchValue::Bool(a), MatchValue::Bool(b)) => a.cmp(b),
+            (MatchValue::Int(a), MatchValue::Int(b)) => a.cmp(b),
+            (MatchValue::Keyword(a), MatchValue::Keyword(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+
     fn equals(&self, v: &Value) -> bool {
         match (self, v) {
             (MatchValue::Bool(b), Value::Bool(x)) => b == x,
@@ -508,11 +707,11 @@ impl Match {
     fn matches(&self, values: &[&Value]) -> bool {
         match self {
             Match::Value { value } => values.iter().any(|v| value.equals(v)),
-            Match::Any { any } => values.iter().any(|v| any.iter().any(|m| m.equals(v))),
+            Match::Any { any } => values.iter().any(|v| any.contains(v)),
             Match::Except { except } => values
                 .iter()
                 .filter(|v| !v.is_null())
-                .any(|v| !except.iter().any(|m| m.equals(v))),
+                .any(|v| !except.contains(v)),
             Match::Text { text } => values
                 .iter()
                 .any(|v| v.as_str().is_some_and(|s| s.contains(text.as_str()))),
@@ -635,6 +834,82 @@ mod tests {
             json!({"must": [{"key": "city", "match": {"text": "ondo"}}]}),
             p.clone()
         ));
+    }
+
+    #[test]
+    fn value_sets_and_id_lists_answer_as_lists_do() {
+        let values = json!([3, "b", true, -7, "a", 3, "", false]);
+        let set: ValueSet = serde_json::from_value(values.clone()).unwrap();
+        let list: Vec<MatchValue> = serde_json::from_value(values).unwrap();
+        assert_eq!(set.len(), 7, "sorted and deduplicated");
+        for v in [
+            json!(3),
+            json!(-7),
+            json!(4),
+            json!(3.0),
+            json!(3.5),
+            json!("a"),
+            json!("b"),
+            json!(""),
+            json!("c"),
+            json!(true),
+            json!(false),
+            json!(null),
+            json!([3]),
+        ] {
+            let linear = list.iter().any(|m| m.equals(&v));
+            assert_eq!(set.contains(&v), linear, "{v}");
+        }
+        let f: Filter =
+            serde_json::from_value(json!({"must": [{"has_id": [9, 2, 5, 2]}]})).unwrap();
+        for (id, pass) in [(2, true), (5, true), (9, true), (3, false)] {
+            assert_eq!(f.matches(&PointId::Num(id), &Payload::new()), pass, "{id}");
+        }
+    }
+
+    #[test]
+    fn merged_alternatives_match_as_the_filter_does() {
+        let value = |k: &str, v: Value| json!({"key": k, "match": {"value": v}});
+        let filters = [
+            json!({"should": [value("a", json!(1)), value("a", json!(2)), value("b", json!("x")),
+                              {"key": "a", "match": {"any": [5, 6]}}, {"key": "a", "range": {"gt": 10}}]}),
+            json!({"must_not": [value("a", json!(1)), value("a", json!(6))]}),
+            json!({"must": [{"should": [value("b", json!("x")), value("b", json!("y"))]}]}),
+        ];
+        let payloads = [
+            json!({"a": 1}),
+            json!({"a": 2}),
+            json!({"a": 6}),
+            json!({"a": 11}),
+            json!({"a": [3, 5]}),
+            json!({"b": "x"}),
+            json!({"b": "y"}),
+            json!({"a": [2, 9], "b": "z"}),
+            json!({}),
+        ];
+        for f in filters {
+            let filter: Filter = serde_json::from_value(f.clone()).unwrap();
+            let merged = filter
+                .with_merged_alternatives()
+                .expect("something to merge");
+            assert!(merged.size() < filter.size(), "{f}");
+            for p in &payloads {
+                let p = payload(p.clone());
+                let id = PointId::Num(1);
+                assert_eq!(
+                    merged.matches(&id, &p),
+                    filter.matches(&id, &p),
+                    "{f} on {p:?}"
+                );
+            }
+        }
+        for nothing in [
+            json!({"must": [value("a", json!(1)), value("a", json!(2))]}),
+            json!({"should": [value("a", json!(1)), {"key": "a", "match": {"value": 2}, "values_count": {"gt": 1}}]}),
+        ] {
+            let f: Filter = serde_json::from_value(nothing.clone()).unwrap();
+            assert!(f.with_merged_alternatives().is_none(), "{nothing}");
+        }
     }
 
     #[test]

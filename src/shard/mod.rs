@@ -49,6 +49,7 @@ pub mod version;
 
 use crate::index::{HnswParams, Metric, ScalarInt8};
 use crate::store::{Store, StoreError};
+use deadline::{Deadline, Stopped};
 use filter::Filter;
 use parking_lot::{Mutex, RwLock};
 pub use payload::apply_payload_op;
@@ -118,7 +119,37 @@ pub struct Change {
     pub payload: Option<Arc<Payload>>,
 }
 
+/// Where a page of a plan starts (after which id) and how much its changes may weigh
+/// ([`Change::weight`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanPage {
+    pub after: Option<PointId>,
+    pub max_bytes: usize,
+}
+
+impl PlanPage {
+    /// The whole plan in one page.
+    pub const WHOLE: PlanPage = PlanPage {
+        after: None,
+        max_bytes: usize::MAX,
+    };
+}
+
+impl Default for PlanPage {
+    fn default() -> PlanPage {
+        PlanPage::WHOLE
+    }
+}
+
 impl Change {
+    /// About what the change weighs in memory and on the wire: its vector and payload text,
+    /// and the rest of the record.
+    pub fn weight(&self) -> usize {
+        64 + self.record.body.as_ref().map_or(0, |b| {
+            b.vector.len() * std::mem::size_of::<f32>() + b.payload_json.len()
+        })
+    }
+
     pub fn upsert(id: PointId, version: u64, vector: Vec<f32>, payload: Payload) -> Change {
         let payload_json = serde_json::Value::Object(payload.clone()).to_string();
         Change {
@@ -527,14 +558,17 @@ impl Shard {
         out
     }
 
-    /// A filter as this shard evaluates it: `match.text` on a field with a full-text index
-    /// tests tokens.
+    /// A filter as this shard evaluates it: value alternatives on one key merged into a set
+    /// ([`Filter::with_merged_alternatives`]), and `match.text` on a field with a full-text
+    /// index testing tokens.
     pub fn prepare_filter<'f>(&self, filter: &'f Filter) -> Cow<'f, Filter> {
+        let merged = filter.with_merged_alternatives();
         let schema = self.payload_schema();
         if schema.values().any(|f| f.text().is_some()) {
+            let filter = merged.as_ref().unwrap_or(filter);
             Cow::Owned(payload_index::with_text_indexes(filter, &schema))
         } else {
-            Cow::Borrowed(filter)
+            merged.map_or(Cow::Borrowed(filter), Cow::Owned)
         }
     }
 
@@ -763,26 +797,46 @@ impl Shard {
     /// (a payload change older than the vector version it keeps). Such a change takes the
     /// record's version plus one instead.
     pub fn plan(&self, plan: &Plan, version: u64) -> Vec<Change> {
+        self.plan_page(plan, version, PlanPage::WHOLE)
+    }
+
+    /// A page of [`Shard::plan`]: the changes to the selected points after `page.after`, in id
+    /// order, until they weigh `page.max_bytes` (at least one). A plan over many points or large
+    /// payloads is written page by page, so that no node holds all its changes at once.
+    pub fn plan_page(&self, plan: &Plan, version: u64, page: PlanPage) -> Vec<Change> {
         let state = self.state.read();
         let over = |found: Found<'_>| version.max(ShardState::version(found).saturating_add(1));
-        match plan {
-            Plan::Delete(selector) => select_in(&state, &self.prepare_selector(selector))
-                .into_iter()
-                .filter_map(|id| Some(Change::delete(id, over(state.find(&id)?))))
-                .collect(),
-            Plan::Payload(selector, op) => select_in(&state, &self.prepare_selector(selector))
-                .into_iter()
-                .filter_map(|id| {
-                    let found = state.find(&id)?;
+        let selector = match plan {
+            Plan::Delete(s) | Plan::Payload(s, _) => self.prepare_selector(s),
+        };
+        let mut ids = select_in(&state, &selector);
+        ids.retain(|id| page.after.is_none_or(|after| *id > after));
+        ids.sort_unstable();
+        ids.dedup();
+        let mut changes = Vec::new();
+        let mut bytes = 0usize;
+        for id in ids {
+            if bytes >= page.max_bytes {
+                break;
+            }
+            let Some(found) = state.find(&id) else {
+                continue;
+            };
+            let change = match plan {
+                Plan::Delete(_) => Change::delete(id, over(found)),
+                Plan::Payload(_, op) => {
                     let mut payload = (*ShardState::payload(found)).clone();
                     apply_payload_op(&mut payload, op);
                     let vector = state.vector(found, self.config.dim).to_vec();
                     let mut change = Change::upsert(id, over(found), vector, payload);
                     change.record.vector_version = ShardState::vector_version(found);
-                    Some(change)
-                })
-                .collect(),
+                    change
+                }
+            };
+            bytes = bytes.saturating_add(change.weight());
+            changes.push(change);
         }
+        changes
     }
 
     /// Plans and commits in one step (a single replica).
@@ -839,14 +893,19 @@ impl Shard {
 
     /// Reads points by id, in the order asked; missing ids are skipped.
     pub fn get(&self, ids: &[PointId], with_vector: bool) -> Vec<PointView> {
+        (self.get_within(ids, with_vector, &Deadline::default())).unwrap_or_default()
+    }
+
+    /// [`Shard::get`], refusing an answer whose payloads are over `limits`' payload limit.
+    pub fn get_within(
+        &self,
+        ids: &[PointId],
+        with_vector: bool,
+        limits: &Deadline,
+    ) -> Result<Vec<PointView>, Stopped> {
         let state = self.state.read();
-        ids.iter()
-            .filter_map(|id| {
-                state
-                    .find(id)
-                    .map(|f| self.view(&state, id, f, with_vector, true))
-            })
-            .collect()
+        let found = ids.iter().filter_map(|id| Some((*id, state.find(id)?)));
+        self.views(&state, found.collect(), with_vector, true, limits)
     }
 
     /// Up to `limit` points with id ≥ `from` in id order that pass the filter.
@@ -857,26 +916,69 @@ impl Shard {
         filter: Option<&Filter>,
         with_vector: bool,
     ) -> Vec<PointView> {
+        (self.scroll_within(from, limit, filter, with_vector, &Deadline::default()))
+            .unwrap_or_default()
+    }
+
+    /// [`Shard::scroll`], refusing an answer whose payloads are over `limits`' payload limit.
+    pub fn scroll_within(
+        &self,
+        from: Option<PointId>,
+        limit: usize,
+        filter: Option<&Filter>,
+        with_vector: bool,
+        limits: &Deadline,
+    ) -> Result<Vec<PointView>, Stopped> {
         let filter = filter.map(|f| self.prepare_filter(f));
         let state = self.state.read();
         let check = filter.as_deref().map(check::FilterCheck::new);
-        state
-            .ordered_from(from)
+        let found = (state.ordered_from(from))
             .filter(|(id, f)| check.as_ref().is_none_or(|c| c.found(id, *f)))
-            .take(limit)
-            .map(|(id, f)| self.view(&state, &id, f, with_vector, true))
-            .collect()
+            .take(limit);
+        self.views(&state, found.collect(), with_vector, true, limits)
+    }
+
+    /// What a reader gets of the points found, once their payloads' stored sizes are known to
+    /// be within `limits` (none of them is read otherwise).
+    fn views(
+        &self,
+        state: &ShardState,
+        found: Vec<(PointId, Found<'_>)>,
+        with_vector: bool,
+        with_payload: bool,
+        limits: &Deadline,
+    ) -> Result<Vec<PointView>, Stopped> {
+        if with_payload && limits.payload_limit().is_some() {
+            let bytes = (found.iter()).fold(0usize, |sum, (_, f)| {
+                sum.saturating_add(ShardState::payload_len(*f))
+            });
+            limits.admit_payloads(bytes)?;
+        }
+        Ok((found.into_iter())
+            .map(|(id, f)| self.view(state, &id, f, with_vector, with_payload))
+            .collect())
     }
 
     /// Number of live points passing the filter.
     pub fn count(&self, filter: Option<&Filter>) -> usize {
+        (self.count_within(filter, &Deadline::default())).unwrap_or_default()
+    }
+
+    /// [`Shard::count`] that stops once `deadline` passes.
+    pub fn count_within(
+        &self,
+        filter: Option<&Filter>,
+        deadline: &Deadline,
+    ) -> Result<usize, Stopped> {
         let Some(flt) = filter else {
-            return self.state.read().live_count();
+            return Ok(self.state.read().live_count());
         };
         let flt = self.prepare_filter(flt);
+        let scanned = deadline.checkpoints_weighted(flt.size());
         let mut n = 0;
-        for_each_match(&self.state.read(), &flt, |_| n += 1);
-        n
+        for_each_match(&self.state.read(), &flt, &scanned, |_| n += 1);
+        scanned.result()?;
+        Ok(n)
     }
 
     /// What a reader gets of a point. Without `with_payload` the payload is the shared empty
@@ -950,7 +1052,9 @@ fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {
             .collect(),
         Selector::Filter(f) => {
             let mut ids = Vec::new();
-            for_each_match(state, f, |id| ids.push(id));
+            for_each_match(state, f, &Deadline::default().checkpoints(), |id| {
+                ids.push(id)
+            });
             ids
         }
     }
@@ -958,16 +1062,22 @@ fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {
 
 /// Calls `f` with every live point passing a (prepared) filter: the point table's, then each
 /// segment's plain entries — those the payload indexes give, without reading their payloads
-/// when the indexes answer the whole filter.
-fn for_each_match(state: &ShardState, filter: &Filter, mut f: impl FnMut(PointId)) {
+/// when the indexes answer the whole filter. Once `scanned` says the deadline passed, no more
+/// payloads are checked (the caller answers that it stopped).
+fn for_each_match(
+    state: &ShardState,
+    filter: &Filter,
+    scanned: &deadline::Checkpoints,
+    mut f: impl FnMut(PointId),
+) {
     let check = check::FilterCheck::new(filter);
     for (id, e) in state.points.iter() {
-        if check.json(id, e.payload.as_bytes()) {
+        if scanned.tick() && check.json(id, e.payload.as_bytes()) {
             f(*id);
         }
     }
     for seg in &state.segments {
-        let passes = |i: u32| seg.plain_and_passes(i, Some(&check));
+        let passes = |i: u32| scanned.tick() && seg.plain_and_passes(i, Some(&check));
         let mut take = |i: u32| f(seg.point_id(i));
         match seg.payload_index().candidates(filter, seg) {
             Some(c) if c.exact => c.ids.iter().filter(|&i| seg.plain(i)).for_each(&mut take),

@@ -39,6 +39,16 @@ impl PointId {
         }
     }
 
+    /// Reads an id as [`fmt::Display`] writes it: a number, else a UUID.
+    pub fn parse_text(text: &str) -> Result<PointId, String> {
+        if let Ok(n) = text.parse::<u64>() {
+            return Ok(PointId::Num(n));
+        }
+        Uuid::parse_str(text)
+            .map(PointId::Uuid)
+            .map_err(|_| format!("not a point id: {text:?}"))
+    }
+
     /// Inverse of [`PointId::to_key`]; `None` for bytes no version of shoal writes.
     pub fn from_key(key: &[u8]) -> Option<PointId> {
         match (key.first()?, key.len()) {

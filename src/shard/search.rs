@@ -17,9 +17,11 @@
 //! pinning ids with `has_id` goes straight to those points.
 
 use super::check::FilterCheck;
-use super::deadline::{Checkpoints, Deadline, Expired};
+use super::deadline::{Checkpoints, Deadline, Stopped};
 use super::filter::Filter;
+use super::point::PointId;
 use super::sealed::SealedSegment;
+use super::state::ShardState;
 use super::{point, PointView, Shard};
 use crate::index::QuantSearch;
 use std::cmp::Ordering;
@@ -71,7 +73,7 @@ impl Shard {
         &self,
         spec: &SearchSpec,
         deadline: &Deadline,
-    ) -> Result<Vec<Hit>, Expired> {
+    ) -> Result<Vec<Hit>, Stopped> {
         if spec.k == 0 {
             return Ok(Vec::new());
         }
@@ -80,7 +82,7 @@ impl Shard {
         let metric = self.config.metric;
         let mut top = TopK::new(spec.k);
         let check = filter.as_deref().map(FilterCheck::new);
-        let scanned = deadline.checkpoints();
+        let scanned = deadline.checkpoints_weighted(filter.as_ref().map_or(1, |f| f.size()));
 
         if let Some(ids) = spec.filter.and_then(|f| f.pinned_ids()) {
             for id in ids {
@@ -143,27 +145,35 @@ impl Shard {
         scanned.result()?;
 
         // A plain segment hit knows its point's version; payloads and vectors need a lookup.
-        let bare = !spec.with_payload && !spec.with_vector;
-        let hits = top
-            .into_sorted()
-            .into_iter()
-            .filter_map(|(distance, (id, version))| {
-                let point = match version {
-                    Some(version) if bare => PointView {
-                        id,
-                        version,
-                        payload: point::empty_payload(),
-                        vector: None,
-                    },
-                    _ => {
-                        let found = state.find(&id)?;
-                        self.view(&state, &id, found, spec.with_vector, spec.with_payload)
-                    }
+        let top = top.into_sorted();
+        if !spec.with_payload && !spec.with_vector {
+            let bare = |(distance, (id, version)): (f32, (PointId, Option<u64>))| {
+                let version = match version {
+                    Some(v) => v,
+                    None => ShardState::version(state.find(&id)?),
+                };
+                let payload = point::empty_payload();
+                let point = PointView {
+                    id,
+                    version,
+                    payload,
+                    vector: None,
                 };
                 Some(Hit { distance, point })
-            })
-            .collect();
-        Ok(hits)
+            };
+            return Ok(top.into_iter().filter_map(bare).collect());
+        }
+        let (mut distances, mut found) = (Vec::with_capacity(top.len()), Vec::new());
+        for (distance, (id, _)) in top {
+            if let Some(f) = state.find(&id) {
+                distances.push(distance);
+                found.push((id, f));
+            }
+        }
+        let views = self.views(&state, found, spec.with_vector, spec.with_payload, deadline)?;
+        Ok((distances.into_iter().zip(views))
+            .map(|(distance, point)| Hit { distance, point })
+            .collect())
     }
 }
 
@@ -193,7 +203,9 @@ fn search_segment(
             index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, live)
         };
     };
-    let passes = |i: u32| check.json(&seg.point_id(i), seg.payload_json(i));
+    // Every check is a tick: a graph walk that rejects most of what it visits (a selective
+    // filter) checks many entries, and stops checking once the deadline passed.
+    let passes = |i: u32| scanned.tick() && check.json(&seg.point_id(i), seg.payload_json(i));
     if let Some(c) = seg.payload_index().candidates(check.filter, seg) {
         let ids = &c.ids;
         let accept = |i: u32| seg.plain(i) && ids.contains(i) && (c.exact || passes(i));

@@ -240,6 +240,15 @@ impl ShardState {
         }
     }
 
+    /// The stored size (JSON text) of a live point's payload: what reading it costs, known
+    /// before reading it.
+    pub fn payload_len(found: Found<'_>) -> usize {
+        match found {
+            Found::Table(e) => e.payload.len(),
+            Found::Sealed(seg, i) => seg.payload_json(i).len(),
+        }
+    }
+
     pub fn payload(found: Found<'_>) -> Arc<Payload> {
         match found {
             Found::Table(e) => Arc::new(e.parsed_payload()),

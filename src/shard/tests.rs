@@ -182,7 +182,7 @@ fn payload_updates_keep_the_index_entry() {
         let spec = search::SearchSpec {
             vector: &vec_for(5),
             k: 1,
-            ef: 64,
+            ef: 256,
             exact: false,
             filter: None,
             with_vector: false,
@@ -313,6 +313,49 @@ fn plans_win_over_the_records_they_change_in(indexed: bool) {
         ],
         "indexed: {indexed}"
     );
+}
+
+#[test]
+fn plans_come_in_pages_that_cover_every_point_once_in_id_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = open(&db, dir.path());
+    shard.commit(upserts(0..300, 100), true).unwrap();
+    shard.optimize(1).unwrap();
+    shard.commit(upserts(300..500, 100), true).unwrap();
+    let even: Filter =
+        serde_json::from_value(json!({"must": [{"key": "even", "match": {"value": true}}]}))
+            .unwrap();
+    let plan = Plan::Payload(
+        Selector::Filter(even),
+        PayloadOp::Set {
+            payload: payload(json!({"tag": "x"})),
+            key: None,
+        },
+    );
+    let whole = shard.plan(&plan, 200);
+    assert_eq!(whole.len(), 250);
+    let weight = whole[0].weight();
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = PlanPage {
+            after,
+            max_bytes: 40 * weight,
+        };
+        let changes = shard.plan_page(&plan, 200, page);
+        if changes.is_empty() {
+            break;
+        }
+        assert!(changes.len() <= 40, "a page stops at its weight");
+        after = changes.last().map(|c| c.id);
+        pages.push(changes);
+    }
+    assert_eq!(pages.len(), 7, "250 changes in pages of 40");
+    let paged: Vec<PointId> = pages.iter().flatten().map(|c| c.id).collect();
+    let mut ids: Vec<PointId> = whole.iter().map(|c| c.id).collect();
+    ids.sort();
+    assert_eq!(paged, ids, "every selected point once, in id order");
 }
 
 #[test]

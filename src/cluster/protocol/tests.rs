@@ -216,6 +216,7 @@ fn every_operation_round_trips_and_reads_as_protocol_1() {
             ShardOp::Plan {
                 plan: plan.clone(),
                 version: 99,
+                page: Default::default(),
             },
             v1::WireOp::Plan {
                 plan_json: serde_json::to_string(&plan).unwrap(),
@@ -549,6 +550,7 @@ fn every_filter_a_client_may_send_crosses_the_peer_port() {
             ShardOp::Plan {
                 plan: Plan::Delete(select()),
                 version: 1,
+                page: Default::default(),
             },
         ),
         (
@@ -556,6 +558,7 @@ fn every_filter_a_client_may_send_crosses_the_peer_port() {
             ShardOp::Plan {
                 plan: Plan::Payload(select(), PayloadOp::Clear),
                 version: 1,
+                page: Default::default(),
             },
         ),
         (
