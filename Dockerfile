@@ -17,9 +17,10 @@ FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /build
 
 # Dependency caching uses BuildKit cache mounts rather than the "dummy main.rs"
-# trick: the package has (or grows) a library, extra binaries in src/bin/ and
-# benches/, and a dummy build has to mirror every target that Cargo.toml
-# declares or that cargo discovers, or cargo refuses the manifest. With cache
+# trick: the workspace has a library, benches/, and a second member (the
+# benchmark binary in benches/shoal-bench), and a dummy build has to mirror
+# every target that the manifests declare or that cargo discovers, or cargo
+# refuses them. With cache
 # mounts the cargo registry and the target directory persist between builds,
 # so a source change recompiles only the shoal crate; the dependencies stay
 # compiled.

@@ -6,14 +6,28 @@
 mod common;
 use common::Node;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const N: &str = "1500";
 
+/// The benchmark binary, a workspace member of its own (benches/shoal-bench): `cargo test` at
+/// the top builds it into the same target directory as this test, one level above `deps/`.
+fn shoal_bench() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let bench = dir.join(format!("shoal-bench{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bench.exists(),
+        "{} is missing: run the tests from the top of the workspace (`cargo test --all-targets`), which builds it",
+        bench.display()
+    );
+    bench
+}
+
 fn bench(args: &[&str], dir: &Path) -> Value {
     let out = dir.join("result.json");
-    let status = Command::new(env!("CARGO_BIN_EXE_shoal-bench"))
+    let status = Command::new(shoal_bench())
         .args(["--n", N, "--dim", "16", "--nq", "40", "--clusters", "5"])
         .args(["--m", "8", "--ef-construct", "40", "--warmup", "5"])
         .arg("--gt-cache")
