@@ -15,7 +15,10 @@ const N: &str = "1500";
 /// the top builds it into the same target directory as this test, one level above `deps/`.
 fn shoal_bench() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
     let bench = dir.join(format!("shoal-bench{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bench.exists(),

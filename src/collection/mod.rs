@@ -388,7 +388,7 @@ impl Collection {
             config,
             Arc::clone(&self.clock),
         )?);
-        opened.set_payload_schema(self.config.payload_schema.clone());
+        opened.set_payload_schema_in_background(self.config.payload_schema.clone());
         if dir.join(SYNCING_MARKER).exists() {
             self.syncing.write().insert(shard);
         }

@@ -490,3 +490,40 @@ fn quoted_keys_with_dots_give_the_same_answers_with_and_without_an_index() {
         .all(|(x, p)| *x >= 10.0 && p.payload["x.y"] == json!(*x as u64)));
     assert_eq!(shard.payload_index_info()["\"a.b\""].1, shard.len());
 }
+
+#[test]
+fn indexes_of_a_reopened_shard_arrive_in_the_background_with_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = Arc::new(shard(&db, dir.path()));
+    load(&shard);
+    let filters: Vec<Filter> = (filters().into_iter())
+        .filter(|f| !f.to_string().contains("\"text\""))
+        .map(|f| serde_json::from_value(f).expect("filter"))
+        .collect();
+    let unindexed: Vec<usize> = filters.iter().map(|f| shard.count(Some(f))).collect();
+    shard.set_payload_schema_in_background(schema());
+    // At once: the schema is in force, answers are the same whether or not a segment's
+    // indexes are back yet.
+    assert_eq!(shard.payload_schema().len(), schema().len());
+    let counts = || {
+        filters
+            .iter()
+            .map(|f| shard.count(Some(f)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counts(), unindexed);
+    let started = std::time::Instant::now();
+    let built = || {
+        let segments = shard.state.read().segments.clone();
+        (segments.iter()).all(|s| s.payload_index().fields.len() == schema().len())
+    };
+    while !built() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the background build never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(counts(), unindexed);
+}

@@ -499,6 +499,47 @@ impl Shard {
         }
     }
 
+    /// [`Shard::set_payload_schema`] for a shard just opened: the schema is in force at once
+    /// (segments built from now on carry its indexes, and a segment without an index yet has
+    /// its payloads checked instead, with the same answers), and the indexes of the segments
+    /// found on disk are built on a background thread, so that a restart does not wait for
+    /// them before it is Ready (a pass over the payloads per field: ~6 s at 1M points).
+    pub fn set_payload_schema_in_background(self: &Arc<Self>, schema: PayloadSchema) {
+        let indexed = !schema.is_empty();
+        {
+            let _one_at_a_time = self.schema_update.lock();
+            *self.schema.write() = Arc::new(schema);
+        }
+        let segments = self.state.read().segments.clone();
+        if !indexed || segments.is_empty() {
+            return;
+        }
+        let shard = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("payload-index".into())
+            .spawn(move || {
+                let started = Instant::now();
+                for seg in &segments {
+                    // A shard closed or retired meanwhile needs none.
+                    let Some(shard) = shard.upgrade() else {
+                        return;
+                    };
+                    shard.index_segment(seg);
+                }
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(
+                    segments = segments.len(),
+                    seconds,
+                    "payload indexes built after open"
+                );
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot build payload indexes in the background; building them now");
+            let schema = self.payload_schema();
+            self.set_payload_schema((*schema).clone());
+        }
+    }
+
     /// Brings one segment's payload indexes to the current schema.
     pub(crate) fn index_segment(&self, seg: &SealedSegment) {
         let _one_at_a_time = self.schema_update.lock();
