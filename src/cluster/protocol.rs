@@ -9,6 +9,8 @@
 //! | `GET status` | — | [`PeerStatus`] |
 //! | `GET catalog` | — | `Vec<`[`CatalogEntry`]`>` |
 //! | `PUT catalog` | [`CatalogPush`] | `bool` (changed) |
+//! | `GET aliases` | — | `Vec<`[`AliasEntry`]`>` (tombstones included) |
+//! | `PUT aliases` | `Vec<`[`AliasEntry`]`>` (one request's changes) | `bool` (changed) |
 //! | `POST shards/<c>/<s>/op` | [`ShardOp`] | [`ShardReply`] of the operation's kind |
 //! | `POST shards/<c>/<s>/commit` | `Vec<`[`Change`]`>` | `u64` (applied) |
 //! | `POST shards/<c>/<s>/records` | [`RecordsRequest`] | [`RecordsPage`] |
@@ -36,8 +38,9 @@
 //! any character Qdrant allows, `#`, `%`, spaces and non-ASCII letters included.
 
 use crate::codec::json_text;
-use crate::index::QuantSearch;
+pub use crate::collection::aliases::AliasEntry;
 pub use crate::collection::catalog::CatalogEntry;
+use crate::index::QuantSearch;
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::Hit;
