@@ -203,7 +203,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// vectors, links (up to 3m a point at 4 bytes, plus upper layers), ids, versions and offsets.
 fn build_bytes(shard: &crate::shard::Shard) -> u64 {
     let (points, indexed, _) = shard.stats();
-    let per_point = 4 * shard.config.dim + 60 * shard.config.hnsw.m + 64;
+    let per_point = 4 * shard.config().dim + 60 * shard.config().hnsw.m + 64;
     (points.saturating_sub(indexed) as u64).saturating_mul(per_point as u64)
 }
 

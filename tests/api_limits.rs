@@ -58,8 +58,11 @@ fn openapi_describes_every_route_and_follows_the_key_rule() {
         ("/openapi.json", &["get"]),
         ("/cluster", &["get"]),
         ("/collections", &["get"]),
-        ("/collections/{name}", &["get", "put", "delete"]),
+        ("/collections/{name}", &["get", "put", "patch", "delete"]),
         ("/collections/{name}/exists", &["get"]),
+        ("/collections/aliases", &["post"]),
+        ("/aliases", &["get"]),
+        ("/collections/{name}/aliases", &["get"]),
         ("/collections/{name}/cluster", &["get"]),
         ("/collections/{name}/points", &["post", "put"]),
         ("/collections/{name}/points/{id}", &["get"]),
@@ -91,7 +94,7 @@ fn openapi_describes_every_route_and_follows_the_key_rule() {
                 op["responses"]["4XX"].is_object(),
                 "{m} {path}: no error response"
             );
-            if *m == "post" || *m == "put" {
+            if *m == "post" || *m == "put" || *m == "patch" {
                 assert!(
                     op["requestBody"]["content"]["application/json"]["schema"].is_object(),
                     "{m} {path}: no body"

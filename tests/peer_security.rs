@@ -67,6 +67,7 @@ fn config(size: usize, shard_number: u32) -> CollectionConfig {
         write_consistency_factor: 1,
         on_disk_payload: true,
         quantization: None,
+        full_scan_threshold_kb: None,
         optimizers: Default::default(),
         payload_schema: Default::default(),
         incarnation: 0,

@@ -53,9 +53,13 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(
             collections::info,
             collections::create,
+            collections::update,
             collections::delete
         ))
         .routes(routes!(collections::exists))
+        .routes(routes!(collections::update_aliases))
+        .routes(routes!(collections::aliases))
+        .routes(routes!(collections::collection_aliases))
         .routes(routes!(points::retrieve, points::upsert))
         .routes(routes!(points::get_one))
         .routes(routes!(points::delete))
@@ -88,6 +92,7 @@ pub fn router(
     service_routes::publish_openapi(|| openapi::render(&doc));
     let router = routes
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(gate, gate::admit))
         .with_state(db);
     let trace = TraceLayer::new_for_http()
@@ -106,6 +111,18 @@ pub fn router(
         .layer(CatchPanicLayer::custom(service_routes::panic_response))
         .layer(DefaultBodyLimit::max(body_limit))
         .service(router)
+}
+
+/// A known path asked with a method it does not serve: Qdrant's error shape, never an empty body
+/// (axum's own 405 has none; it still sets `Allow`).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "Method not allowed: {method} is not served on {}",
+            uri.path()
+        ),
+    )
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

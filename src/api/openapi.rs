@@ -30,7 +30,8 @@ use utoipa::{PartialSchema, ToSchema};
     modifiers(&ApiKeySecurity),
     tags(
         (name = "service", description = "Health, readiness, metrics and this document"),
-        (name = "collections", description = "Create, inspect, list and delete collections"),
+        (name = "collections", description = "Create, inspect, list, update and delete collections"),
+        (name = "aliases", description = "Other names for collections, accepted wherever a collection name is"),
         (name = "points", description = "Write, read, scroll and count points"),
         (name = "search", description = "Nearest-neighbour search"),
         (name = "cluster", description = "Cluster and shard placement"),

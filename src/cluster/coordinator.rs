@@ -21,6 +21,7 @@ use super::membership::SizeSource;
 use super::protocol::{CatalogEntry, CatalogPush, ShardOp, ShardReply, WrongReply};
 use super::replica::{ClusterReplicas, ReadContext, Replica, Replicas};
 use super::{Cluster, PeerError};
+use crate::collection::aliases::AliasChange;
 use crate::collection::catalog::Catalog;
 use crate::collection::{Collection, CollectionConfig, NewPoint, ScoredPoint, SearchRequest};
 use crate::error::{Error, Result};
@@ -116,6 +117,38 @@ impl Coordinator {
             }
             None => Ok(false),
         }
+    }
+
+    /// Changes a collection's configuration in place (a newer catalog entry of the same
+    /// incarnation, [`Catalog::update_config`]) and tells every peer.
+    pub async fn update_config(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut CollectionConfig) -> Result<()>,
+    ) -> Result<()> {
+        let entry = tokio::task::block_in_place(|| self.catalog.update_config(name, change))?;
+        self.broadcast_catalog(&entry).await;
+        Ok(())
+    }
+
+    /// Applies a client's alias actions here, all or none, and tells every peer.
+    pub async fn update_aliases(&self, changes: &[AliasChange]) -> Result<()> {
+        let entries = tokio::task::block_in_place(|| self.catalog.update_aliases(changes))?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let entries = &entries;
+        let calls = self.cluster.peers().into_iter().map(|o| async move {
+            let pushed = self
+                .cluster
+                .call::<_, bool>(o, Method::PUT, "/peer/v1/aliases", entries)
+                .await;
+            if let Err(e) = pushed {
+                tracing::warn!(peer = o, error = %e, "peer will learn of this alias change on its next sync");
+            }
+        });
+        join_all(calls).await;
+        Ok(())
     }
 
     /// Tells every peer about a create or delete; a peer that misses it learns it on its next sync.

@@ -117,7 +117,7 @@ impl LocalReplica {
 /// evaluated on every point. Scans whose size the estimate cannot bound (scroll, count, plans)
 /// count as unbounded.
 pub fn work(op: &ShardOp, shard: &Shard) -> u64 {
-    let dim = shard.config.dim as u64;
+    let dim = shard.config().dim as u64;
     match op {
         ShardOp::Search {
             k,
@@ -132,7 +132,7 @@ pub fn work(op: &ShardOp, shard: &Shard) -> u64 {
             let read = if *exact {
                 points
             } else {
-                let links = 2 * shard.config.hnsw.max_nb_connection() as u64;
+                let links = 2 * shard.config().hnsw.max_nb_connection() as u64;
                 let beam = (*ef.max(k) as u64).saturating_mul(links);
                 let indexed = points.saturating_sub(tail);
                 let per_segment = beam.min(indexed.div_ceil(segments.max(1)));

@@ -17,6 +17,7 @@ use super::protocol::{self, CatalogPush, PeerStatus, RecordsRequest, ShardOp};
 use super::protocol::{OLDEST_PROTOCOL, PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
 use super::replica::{ReadContext, Replica};
 use super::PeerError;
+use crate::collection::aliases::AliasEntry;
 use crate::collection::catalog::check_entry;
 use crate::collection::Collection;
 use crate::listener::ConnectionInfo;
@@ -40,6 +41,7 @@ pub fn router(node: PeerState) -> Router {
     Router::new()
         .route("/peer/v1/status", get(status))
         .route("/peer/v1/catalog", get(catalog).put(apply_catalog))
+        .route("/peer/v1/aliases", get(aliases).put(apply_aliases))
         .route("/peer/v1/shards/{collection}/{shard}/op", post(shard_op))
         .route("/peer/v1/shards/{collection}/{shard}/commit", post(commit))
         .route(
@@ -180,6 +182,19 @@ async fn apply_catalog(State(node): State<PeerState>, v: Speaks, body: Bytes) ->
     let applied =
         tokio::task::spawn_blocking(move || node.catalog.apply(&push.entry, &local, push.fresh))
             .await;
+    let changed = applied
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(reply(v, &changed))
+}
+
+async fn aliases(State(node): State<PeerState>, v: Speaks) -> Response {
+    reply(v, &node.catalog.alias_entries())
+}
+
+async fn apply_aliases(State(node): State<PeerState>, v: Speaks, body: Bytes) -> Answer {
+    let entries: Vec<AliasEntry> = decode(v, &body)?;
+    let applied = tokio::task::spawn_blocking(move || node.catalog.apply_aliases(&entries)).await;
     let changed = applied
         .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| fail(StatusCode::BAD_REQUEST, e.to_string()))?;

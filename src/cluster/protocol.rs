@@ -9,6 +9,8 @@
 //! | `GET status` | — | [`PeerStatus`] |
 //! | `GET catalog` | — | `Vec<`[`CatalogEntry`]`>` |
 //! | `PUT catalog` | [`CatalogPush`] | `bool` (changed) |
+//! | `GET aliases` | — | `Vec<`[`AliasEntry`]`>` (tombstones included) |
+//! | `PUT aliases` | `Vec<`[`AliasEntry`]`>` (one request's changes) | `bool` (changed) |
 //! | `POST shards/<c>/<s>/op` | [`ShardOp`] | [`ShardReply`] of the operation's kind |
 //! | `POST shards/<c>/<s>/commit` | `Vec<`[`Change`]`>` | `u64` (applied) |
 //! | `POST shards/<c>/<s>/records` | [`RecordsRequest`] | [`RecordsPage`] |
@@ -38,6 +40,7 @@
 //! any character Qdrant allows, `#`, `%`, spaces and non-ASCII letters included.
 
 use crate::codec::json_text;
+pub use crate::collection::aliases::AliasEntry;
 pub use crate::collection::catalog::CatalogEntry;
 use crate::index::QuantSearch;
 use crate::shard::filter::Filter;

@@ -2,6 +2,8 @@
 //!
 //! - **Catalog**: every node periodically reads each peer's collections and tombstones and applies
 //!   whatever is newer than its own (last writer wins on versions).
+//! - **Aliases**: likewise, after the catalog, each peer's aliases (deleted ones included). A
+//!   peer of an older build has no alias route; its 404 is skipped.
 //! - **Records**: for every local shard replica, the node asks another owner for the records
 //!   (tombstones included) with a version above what it has, and commits them; versions make this
 //!   idempotent and order-independent. What a peer sends is checked as a commit from it would
@@ -10,7 +12,7 @@
 //!   clock was behind; later passes look back from the previous pass.
 
 use super::coordinator::Coordinator;
-use super::protocol::{CatalogEntry, RecordsRequest};
+use super::protocol::{AliasEntry, CatalogEntry, RecordsRequest};
 use super::remote::RemoteReplica;
 use super::PeerError;
 use crate::collection::catalog::check_entry;
@@ -33,17 +35,24 @@ pub struct SyncState {
     watermarks: HashMap<(String, u64, u32, u32), u64>,
 }
 
+/// What each reachable peer answers to `GET path` (a peer that does not answer is skipped:
+/// the next pass asks again).
+async fn from_each_peer<T: serde::de::DeserializeOwned>(
+    node: &Coordinator,
+    path: &str,
+) -> Vec<(u32, T)> {
+    let mut answers = Vec::new();
+    for peer in node.cluster.peers() {
+        if let Ok(answer) = node.cluster.call(peer, Method::GET, path, &()).await {
+            answers.push((peer, answer));
+        }
+    }
+    answers
+}
+
 /// Applies every newer catalog entry a peer has.
 pub async fn sync_catalog(node: &Arc<Coordinator>) {
-    for peer in node.cluster.peers() {
-        let entries: Vec<CatalogEntry> = match node
-            .cluster
-            .call(peer, Method::GET, "/peer/v1/catalog", &())
-            .await
-        {
-            Ok(e) => e,
-            Err(_) => continue,
-        };
+    for (peer, entries) in from_each_peer::<Vec<CatalogEntry>>(node, "/peer/v1/catalog").await {
         for entry in entries {
             if let Err(e) = check_entry(&entry) {
                 tracing::warn!(peer, error = %e, "refusing a peer's catalog entry");
@@ -67,6 +76,19 @@ pub async fn sync_catalog(node: &Arc<Coordinator>) {
                 }
                 Err(e) => tracing::warn!(error = %e, "catalog sync task failed"),
             }
+        }
+    }
+}
+
+/// Applies every newer alias entry a peer has.
+pub async fn sync_aliases(node: &Arc<Coordinator>) {
+    for (peer, entries) in from_each_peer::<Vec<AliasEntry>>(node, "/peer/v1/aliases").await {
+        let n = Arc::clone(node);
+        match tokio::task::spawn_blocking(move || n.catalog.apply_aliases(&entries)).await {
+            Ok(Ok(true)) => tracing::info!(peer, "learned alias changes from a peer"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(peer, error = %e, "refusing a peer's aliases"),
+            Err(e) => tracing::warn!(error = %e, "alias sync task failed"),
         }
     }
 }
@@ -180,6 +202,7 @@ pub async fn run(node: Arc<Coordinator>, every: Duration) {
     loop {
         if !node.cluster.is_single() {
             sync_catalog(&node).await;
+            sync_aliases(&node).await;
             catch_up(&node, &mut state).await;
         }
         tokio::time::sleep(every).await;

@@ -6,6 +6,7 @@
 //! collections/<name>/config.json            collection configuration and version, written atomically
 //! collections/<name>/shards/<i>/segments/   HNSW segments of this node's replica of shard i
 //! catalog/tombstones.json                   versions of deleted collections
+//! catalog/aliases.json                      aliases, live and deleted ([`super::aliases`])
 //! ```
 //! `collections/` holds one directory per collection, named exactly as the collection, and
 //! nothing else: the node's own files live in `catalog/`, so no collection name can collide with
@@ -22,6 +23,7 @@
 //! deletion is remembered as a tombstone so that a node that was down cannot resurrect it.
 //! Entries from peers are checked like a client's create ([`check_entry`]).
 
+use super::aliases::{AliasChange, AliasEntry, Aliases};
 use super::{Collection, CollectionConfig};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -73,7 +75,8 @@ pub struct Catalog {
     clock: Arc<VersionClock>,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     tombstones: RwLock<BTreeMap<String, u64>>,
-    /// Serialises creates and deletes so two of them never interleave on one name.
+    aliases: Aliases,
+    /// Serialises creates, deletes and alias changes so two of them never interleave on one name.
     ddl: Mutex<()>,
 }
 
@@ -237,14 +240,17 @@ impl Catalog {
         std::fs::create_dir_all(&root)?;
         std::fs::create_dir_all(dir.join("catalog"))?;
         let tombstones = open_tombstones(dir)?;
+        let aliases = Aliases::open(&dir.join("catalog"))?;
         let catalog = Catalog {
             dir: dir.to_path_buf(),
             store,
             clock: Arc::new(VersionClock::default()),
             collections: RwLock::new(BTreeMap::new()),
             tombstones: RwLock::new(tombstones),
+            aliases,
             ddl: Mutex::new(()),
         };
+        catalog.clock.observe(catalog.aliases.max_version());
         let mut stored = Vec::new();
         for entry in std::fs::read_dir(&root)? {
             let entry = entry?;
@@ -325,6 +331,56 @@ impl Catalog {
             .ok_or_else(|| Error::NotFound(format!("Collection `{name}` doesn't exist!")))
     }
 
+    /// The collection a request names: a collection, or an alias of one (Qdrant resolves
+    /// every collection name of a request this way, once).
+    pub fn resolve(&self, name: &str) -> Result<Arc<Collection>> {
+        if let Some(c) = self.collections.read().get(name) {
+            return Ok(Arc::clone(c));
+        }
+        self.aliases
+            .target(name)
+            .and_then(|target| self.collections.read().get(&target).cloned())
+            .ok_or_else(|| Error::NotFound(format!("Collection `{name}` doesn't exist!")))
+    }
+
+    /// Live aliases and the collections they name, by alias.
+    pub fn aliases(&self) -> Vec<(String, String)> {
+        self.aliases.live()
+    }
+
+    /// Every alias entry, deleted ones included: what peers compare to converge.
+    pub fn alias_entries(&self) -> Vec<AliasEntry> {
+        self.aliases.entries()
+    }
+
+    /// Applies a client's alias actions, all or none (see [`super::aliases`]); returns the
+    /// entries to send to peers.
+    pub fn update_aliases(&self, changes: &[AliasChange]) -> Result<Vec<AliasEntry>> {
+        let _ddl = self.ddl.lock();
+        let version = self.clock.next();
+        let collections = self.collections.read().clone();
+        self.aliases
+            .change(changes, version, |n| collections.contains_key(n))
+    }
+
+    /// Applies alias entries heard from a peer, each if newer than this node's; checked like a
+    /// client's (names, versions no further ahead than clocks drift).
+    pub fn apply_aliases(&self, entries: &[AliasEntry]) -> Result<bool> {
+        for e in entries {
+            validate_name(&e.alias)?;
+            if let Some(c) = &e.collection {
+                validate_name(c)?;
+            }
+            VersionClock::check_from_peer(e.version)
+                .map_err(|m| Error::BadRequest(format!("alias {:?}: {m}", e.alias)))?;
+        }
+        let _ddl = self.ddl.lock();
+        for e in entries {
+            self.clock.observe(e.version);
+        }
+        self.aliases.apply(entries)
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.collections.read().keys().cloned().collect()
     }
@@ -372,6 +428,11 @@ impl Catalog {
         if self.collections.read().contains_key(name) {
             return Err(Error::BadRequest(format!(
                 "Collection `{name}` already exists!"
+            )));
+        }
+        if self.aliases.target(name).is_some() {
+            return Err(Error::BadRequest(format!(
+                "Can't create collection with name {name}. Alias with the same name already exists"
             )));
         }
         let version = self.clock.next();
@@ -492,6 +553,7 @@ impl Catalog {
                 let mut t = self.tombstones.write();
                 t.insert(name.to_string(), entry.version);
                 self.save_tombstones(&t)?;
+                self.aliases.drop_collection(name, entry.version)?;
                 tracing::info!(collection = %name, "collection deleted");
             }
             Some(config) => {
@@ -604,6 +666,7 @@ mod tests {
             write_consistency_factor: 1,
             on_disk_payload: true,
             quantization: None,
+            full_scan_threshold_kb: None,
             optimizers: Default::default(),
             payload_schema: Default::default(),
             incarnation: 0,
@@ -711,6 +774,150 @@ mod tests {
         assert!(before.open_shard(7).is_err());
         catalog.create("c", config(), &[0]).unwrap();
         assert_eq!(catalog.get("c").unwrap().stats().0, 0);
+    }
+
+    #[test]
+    fn aliases_change_atomically_replicate_and_persist() {
+        use AliasChange::*;
+        let dir = tempfile::tempdir().unwrap();
+        let peer_dir = tempfile::tempdir().unwrap();
+        let catalog = open_catalog(dir.path());
+        let peer = open_catalog(peer_dir.path());
+        for c in ["a", "b"] {
+            let e = catalog.create(c, config(), &[0]).unwrap();
+            peer.apply(&e, &[0], true).unwrap();
+        }
+        let create = |alias: &str, collection: &str| Create {
+            alias: alias.into(),
+            collection: collection.into(),
+        };
+        let sent = catalog
+            .update_aliases(&[create("x", "a"), create("y", "a")])
+            .unwrap();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(catalog.resolve("x").unwrap().name, "a");
+        assert_eq!(catalog.resolve("a").unwrap().name, "a");
+
+        // All or none: a failing action leaves every earlier one of the request undone.
+        let failing: [&[AliasChange]; 4] = [
+            &[create("z", "b"), create("w", "nope")],
+            &[Delete { alias: "x".into() }, create("b", "a")],
+            &[
+                Rename {
+                    from: "y".into(),
+                    to: "v".into(),
+                },
+                Rename {
+                    from: "gone".into(),
+                    to: "u".into(),
+                },
+            ],
+            &[create("bad/name", "a")],
+        ];
+        for changes in failing {
+            assert!(catalog.update_aliases(changes).is_err(), "{changes:?}");
+        }
+        let live = |c: &Catalog| c.aliases();
+        let expected = vec![("x".to_string(), "a".to_string()), ("y".into(), "a".into())];
+        assert_eq!(live(&catalog), expected);
+        // A collection may not take an alias's name.
+        assert!(catalog.create("x", config(), &[0]).is_err());
+
+        // Peers converge on the entries whatever the order; an older entry changes nothing.
+        assert!(peer.apply_aliases(&sent).unwrap());
+        let switched = catalog
+            .update_aliases(&[
+                Delete { alias: "x".into() },
+                create("x", "b"),
+                Rename {
+                    from: "y".into(),
+                    to: "v".into(),
+                },
+                Delete {
+                    alias: "never".into(),
+                },
+            ])
+            .unwrap();
+        assert!(peer.apply_aliases(&switched).unwrap());
+        assert!(!peer.apply_aliases(&sent).unwrap(), "last writer wins");
+        let expected = vec![("v".to_string(), "a".to_string()), ("x".into(), "b".into())];
+        assert_eq!(live(&catalog), expected);
+        assert_eq!(live(&peer), expected);
+        assert_eq!(peer.alias_entries(), catalog.alias_entries());
+        let future = AliasEntry {
+            alias: "f".into(),
+            version: u64::MAX,
+            collection: Some("a".into()),
+        };
+        assert!(peer.apply_aliases(&[future]).is_err());
+
+        // Deleting a collection drops its aliases, on every node by the deletion's version.
+        let deleted = catalog.delete("b").unwrap().unwrap();
+        assert!(peer.apply(&deleted, &[0], false).unwrap());
+        assert_eq!(live(&catalog), [("v".to_string(), "a".to_string())]);
+        assert_eq!(peer.alias_entries(), catalog.alias_entries());
+        assert!(catalog.resolve("x").is_err());
+
+        // Persisted, tombstones included.
+        catalog.flush().unwrap();
+        let entries = catalog.alias_entries();
+        drop(catalog);
+        let catalog = open_catalog(dir.path());
+        assert_eq!(catalog.alias_entries(), entries);
+        assert_eq!(catalog.resolve("v").unwrap().name, "a");
+        assert!(catalog.clock().next() > entries.iter().map(|e| e.version).max().unwrap());
+    }
+
+    #[test]
+    fn collection_updates_reach_open_replicas_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = open_catalog(dir.path());
+        let created = catalog.create("c", config(), &[0]).unwrap();
+        let shard = catalog.get("c").unwrap().open_shard(0).unwrap();
+        let update = catalog
+            .update_config("c", |c| {
+                c.hnsw = HnswParams {
+                    m: 8,
+                    ef_construct: 50,
+                };
+                c.full_scan_threshold_kb = Some(1);
+                c.quantization = Some(crate::index::ScalarInt8 {
+                    quantile: 0.9,
+                    always_ram: false,
+                });
+                c.optimizers.indexing_threshold = Some(7);
+                c.optimizers.indexing_threshold_kb = Some(1);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(update.config.as_ref().unwrap().incarnation, created.version);
+        let want = catalog.get("c").unwrap().config.clone();
+        let in_force = |s: &crate::shard::Shard| {
+            let c = s.config();
+            (c.hnsw, c.int8, c.full_scan_threshold, c.optimizer)
+        };
+        let expected = {
+            let c = want.shard_config();
+            (c.hnsw, c.int8, c.full_scan_threshold, c.optimizer)
+        };
+        assert_eq!(in_force(&shard), expected, "the open replica follows");
+        assert_eq!(expected.2, 128, "1 KB of 2-d vectors");
+        // A refused change changes nothing.
+        assert!(catalog
+            .update_config("c", |c| {
+                c.hnsw.m = 1;
+                Ok(())
+            })
+            .is_err());
+        assert_eq!(catalog.get("c").unwrap().config, want);
+
+        catalog.flush().unwrap();
+        drop((shard, catalog));
+        let catalog = open_catalog(dir.path());
+        let c = catalog.get("c").unwrap();
+        assert_eq!(c.config, want);
+        assert_eq!(c.version, update.version);
+        assert_eq!(in_force(&c.open_shard(0).unwrap()), expected);
     }
 
     #[test]

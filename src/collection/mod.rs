@@ -3,6 +3,7 @@
 //! Which replicas those are follows from the placement rule; routing points and merging results
 //! across replicas is the coordinator's job ([`crate::cluster::coordinator`]).
 
+pub mod aliases;
 pub mod catalog;
 
 use crate::error::{Error, Result};
@@ -51,6 +52,9 @@ pub struct CollectionConfig {
     pub on_disk_payload: bool,
     /// Qdrant's `quantization_config.scalar` (int8), if any.
     pub quantization: Option<ScalarInt8>,
+    /// Qdrant's `hnsw_config.full_scan_threshold` (KB of vectors) when set; otherwise
+    /// [`FULL_SCAN_THRESHOLD`](crate::shard::search::FULL_SCAN_THRESHOLD).
+    pub full_scan_threshold_kb: Option<usize>,
     /// Qdrant's `optimizers_config`: what the collection sets (unset fields take the node's).
     pub optimizers: OptimizersConfig,
     /// Payload indexes (Qdrant's `PUT /collections/{c}/index`), built on every replica.
@@ -70,6 +74,9 @@ pub struct OptimizersConfig {
     /// Unindexed points (Qdrant counts KB of vectors; shoal counts points) before a build.
     #[serde(default)]
     pub indexing_threshold: Option<usize>,
+    /// `indexing_threshold` as the client set it, in KB (what collection info reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexing_threshold_kb: Option<usize>,
     #[serde(default)]
     pub deleted_threshold: Option<f64>,
     #[serde(default)]
@@ -87,6 +94,8 @@ struct ConfigFields {
     on_disk_payload: bool,
     #[serde(default)]
     quantization: Option<ScalarInt8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    full_scan_threshold_kb: Option<usize>,
     #[serde(default)]
     optimizers: OptimizersConfig,
     #[serde(default, skip_serializing_if = "PayloadSchema::is_empty")]
@@ -110,6 +119,7 @@ impl From<ConfigFields> for CollectionConfig {
             write_consistency_factor: f.write_consistency_factor,
             on_disk_payload: f.on_disk_payload,
             quantization: f.quantization,
+            full_scan_threshold_kb: f.full_scan_threshold_kb,
             optimizers: f.optimizers,
             payload_schema: f.payload_schema,
             incarnation: f.incarnation,
@@ -128,6 +138,7 @@ impl From<CollectionConfig> for ConfigFields {
             write_consistency_factor: c.write_consistency_factor,
             on_disk_payload: c.on_disk_payload,
             quantization: c.quantization,
+            full_scan_threshold_kb: c.full_scan_threshold_kb,
             optimizers: c.optimizers,
             payload_schema: c.payload_schema,
             incarnation: c.incarnation,
@@ -187,6 +198,7 @@ impl<'de> Deserialize<'de> for CollectionConfig {
                 write_consistency_factor: f.write_consistency_factor,
                 on_disk_payload: f.on_disk_payload,
                 quantization: None,
+                full_scan_threshold_kb: None,
                 optimizers: OptimizersConfig::default(),
                 // A node of the previous release knows no payload indexes; incarnation 0 is
                 // "unknown", so its entry replaces the collection like any other create.
@@ -206,6 +218,27 @@ impl CollectionConfig {
     /// The JSON object of `config.json`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(ConfigFields::from(self.clone())).unwrap_or_default()
+    }
+
+    /// Qdrant's `hnsw_config.full_scan_threshold` in force, in KB.
+    pub fn full_scan_threshold_kb(&self) -> usize {
+        self.full_scan_threshold_kb
+            .unwrap_or(crate::shard::search::FULL_SCAN_THRESHOLD)
+    }
+
+    /// What this collection's shards are configured with.
+    pub fn shard_config(&self) -> ShardConfig {
+        ShardConfig {
+            dim: self.size,
+            metric: self.distance,
+            hnsw: self.hnsw,
+            full_scan_threshold: crate::shard::search::full_scan_points(
+                self.full_scan_threshold_kb(),
+                self.size,
+            ),
+            int8: self.quantization,
+            optimizer: self.optimizer(),
+        }
     }
 
     /// The optimizer settings of this collection's shards.
@@ -318,7 +351,9 @@ impl Collection {
     }
 
     /// The same collection under a newer configuration of the same incarnation: it shares
-    /// the open replicas, and applies what they can change while open (the payload indexes).
+    /// the open replicas, and applies what they can change while open: the payload indexes,
+    /// and HNSW, quantization, optimizer and full-scan settings (segments built otherwise are
+    /// rebuilt in the background, [`crate::shard::optimizer`]).
     pub(crate) fn reconfigured(&self, config: CollectionConfig, version: u64) -> Collection {
         let next = Collection {
             name: self.name.clone(),
@@ -331,7 +366,9 @@ impl Collection {
             syncing: Arc::clone(&self.syncing),
             removed: Arc::clone(&self.removed),
         };
+        let shard_config = next.config.shard_config();
         for (_, shard) in next.local_shards() {
+            shard.reconfigure(shard_config);
             shard.set_payload_schema(next.config.payload_schema.clone());
         }
         next
@@ -369,17 +406,7 @@ impl Collection {
             // collection created again with this name, if there is one by now.
             anyhow::bail!("collection `{}` was deleted", self.name);
         }
-        let config = ShardConfig {
-            dim: self.config.size,
-            metric: self.config.distance,
-            hnsw: self.config.hnsw,
-            full_scan_threshold: crate::shard::search::full_scan_points(
-                crate::shard::search::FULL_SCAN_THRESHOLD,
-                self.config.size,
-            ),
-            int8: self.config.quantization,
-            optimizer: self.config.optimizer(),
-        };
+        let config = self.config.shard_config();
         let dir = self.shard_dir(shard);
         let opened = Arc::new(Shard::open(
             &self.store,

@@ -509,6 +509,26 @@ impl Segment {
         self.metric
     }
 
+    /// Whether the segment was built as `params` and `int8` ask (a collection's configuration
+    /// changed since, when not: the optimizer rebuilds it). A segment without a header (built
+    /// in memory) counts as built so.
+    pub fn built_with(&self, params: HnswParams, int8: Option<ScalarInt8>) -> bool {
+        let Some(space) = self
+            .header()
+            .and_then(|h| h.spaces.iter().find(|s| s.name == SPACE))
+        else {
+            return true;
+        };
+        // A build widens ef_construct to at least the connections per node (`build_full`).
+        let ef_construct = params
+            .ef_construct
+            .max(space.max_nb_connection as usize)
+            .max(1);
+        space.m as usize == params.m
+            && space.ef_construct as usize == ef_construct
+            && space.int8.map(|p| p.quantile) == int8.map(|q| q.quantile)
+    }
+
     /// The int8 parameters when the segment is quantized.
     pub fn int8(&self) -> Option<Int8Params> {
         self.int8.as_ref().map(|q| q.params)

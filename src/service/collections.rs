@@ -1,10 +1,13 @@
-//! Collections: create, inspect, list, check and delete (Qdrant's `Collections` service).
+//! Collections: create, inspect, list, check, update and delete, and aliases (Qdrant's
+//! `Collections` service).
 
 use super::models::{
-    CollectionDescription, CollectionExists, CollectionInfo, CollectionsList, CreateCollection,
+    AliasAction, AliasDescription, ChangeAliases, CollectionDescription, CollectionExists,
+    CollectionInfo, CollectionsAliases, CollectionsList, CreateCollection, UpdateCollection,
 };
 use super::validate::{self, CollectionDefaults};
 use super::{Database, Result};
+use crate::collection::aliases::AliasChange;
 use crate::collection::Collection;
 use serde_json::json;
 
@@ -50,6 +53,65 @@ impl Database {
         Ok(true)
     }
 
+    /// Qdrant's `update_collection`: a newer configuration on every node, applied in place
+    /// (see [`validate::collection_update`]); a name may be an alias.
+    pub async fn update_collection(&self, name: &str, req: UpdateCollection) -> Result<bool> {
+        let c = self.collection(name)?;
+        self.coordinator
+            .update_config(&c.name, |config| validate::collection_update(req, config))
+            .await?;
+        Ok(true)
+    }
+
+    /// Qdrant's `update_aliases`: the actions in order, all or none, on every node.
+    pub async fn update_aliases(&self, req: ChangeAliases) -> Result<bool> {
+        let changes: Vec<AliasChange> = req
+            .actions
+            .into_iter()
+            .map(|a| match a {
+                AliasAction::CreateAlias {
+                    collection_name,
+                    alias_name,
+                } => AliasChange::Create {
+                    alias: alias_name,
+                    collection: collection_name,
+                },
+                AliasAction::DeleteAlias { alias_name } => {
+                    AliasChange::Delete { alias: alias_name }
+                }
+                AliasAction::RenameAlias {
+                    old_alias_name,
+                    new_alias_name,
+                } => AliasChange::Rename {
+                    from: old_alias_name,
+                    to: new_alias_name,
+                },
+            })
+            .collect();
+        self.coordinator.update_aliases(&changes).await?;
+        Ok(true)
+    }
+
+    /// Every alias; with `collection`, only that collection's (which must exist).
+    pub fn list_aliases(&self, collection: Option<&str>) -> Result<CollectionsAliases> {
+        let only = match collection {
+            Some(name) => Some(self.collection(name)?.name.clone()),
+            None => None,
+        };
+        let aliases = self
+            .coordinator
+            .catalog
+            .aliases()
+            .into_iter()
+            .filter(|(_, c)| only.as_ref().is_none_or(|o| o == c))
+            .map(|(alias_name, collection_name)| AliasDescription {
+                alias_name,
+                collection_name,
+            })
+            .collect();
+        Ok(CollectionsAliases { aliases })
+    }
+
     /// Deletes a collection on every node of the cluster; false when there was none.
     pub async fn delete_collection(&self, name: &str) -> Result<bool> {
         self.coordinator.delete_collection(name).await
@@ -65,7 +127,10 @@ fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
     let optimizer = cfg.optimizer();
     let (optimizing, error) = c.optimizer_state(indexing_threshold);
     let dim_bytes = 4 * cfg.size.max(1);
-    let threshold_points = optimizer.indexing_threshold.unwrap_or(indexing_threshold);
+    // The threshold as the client set it (KB), else the node's (points) in KB.
+    let indexing_threshold_kb = cfg.optimizers.indexing_threshold_kb.unwrap_or_else(|| {
+        optimizer.indexing_threshold.unwrap_or(indexing_threshold) * dim_bytes / 1024
+    });
     let quantization = cfg.quantization.map(|q| {
         // Kept as f32: its shortest decimal form is what the client sent (0.99, not 0.99000001).
         let quantile: f64 = q.quantile.to_string().parse().unwrap_or(q.quantile as f64);
@@ -91,7 +156,7 @@ fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
             "hnsw_config": {
                 "m": cfg.hnsw.m,
                 "ef_construct": cfg.hnsw.ef_construct,
-                "full_scan_threshold": crate::shard::search::FULL_SCAN_THRESHOLD,
+                "full_scan_threshold": cfg.full_scan_threshold_kb(),
                 "max_indexing_threads": 0,
                 "on_disk": true,
             },
@@ -101,7 +166,7 @@ fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
                 "default_segment_number": 0,
                 "max_segment_size": optimizer.max_segment_points * dim_bytes / 1024,
                 "memmap_threshold": 0,
-                "indexing_threshold": threshold_points * dim_bytes / 1024,
+                "indexing_threshold": indexing_threshold_kb,
                 "flush_interval_sec": 0,
                 "max_optimization_threads": 1,
             },

@@ -76,8 +76,9 @@ impl Database {
         self.coordinator.is_ready()
     }
 
+    /// The collection a request names, directly or by an alias: resolved here, once per request.
     fn collection(&self, name: &str) -> Result<Arc<Collection>> {
-        self.coordinator.catalog.get(name)
+        self.coordinator.catalog.resolve(name)
     }
 
     /// When a read must stop: `--request-timeout-secs` from now, or as soon as the request is

@@ -6,6 +6,7 @@
 //! rather than silently ignored.
 
 use crate::shard::filter::Filter;
+use crate::shard::payload::{payload_only, payload_without, KeyPath};
 use crate::shard::point::{Payload, PointId};
 use crate::shard::PointView;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,14 @@ pub struct CreateCollection {
     #[schema(value_type = Option<Object>)]
     pub quantization_config: Option<Value>,
     pub optimizers_config: Option<OptimizersConfigDiff>,
+    /// Refused unless null: shoal has no write-ahead log to configure.
+    #[schema(value_type = Option<Object>)]
+    pub wal_config: Option<Value>,
+    /// Refused unless null.
+    #[schema(value_type = Option<Object>)]
+    pub init_from: Option<Value>,
+    /// `"auto"` only.
+    pub sharding_method: Option<String>,
 }
 
 /// Qdrant's `optimizers_config`. Honoured: `max_segment_size` (KB of vectors per segment),
@@ -79,10 +88,93 @@ pub struct VectorParams {
     pub quantization_config: Option<Value>,
 }
 
+/// Qdrant's `hnsw_config`. Honoured: `m`, `ef_construct`, `full_scan_threshold` (KB); `on_disk`
+/// may only be true (graphs are memory-mapped files) and `max_indexing_threads` only 0 (auto);
+/// `payload_m` gets a 400.
 #[derive(Debug, Default, Clone, Deserialize, ToSchema)]
 pub struct HnswConfigDiff {
     pub m: Option<usize>,
     pub ef_construct: Option<usize>,
+    pub full_scan_threshold: Option<usize>,
+    pub max_indexing_threads: Option<usize>,
+    pub on_disk: Option<bool>,
+    pub payload_m: Option<usize>,
+}
+
+/// `PATCH /collections/{name}` (Qdrant's `UpdateCollection`): each part set is a diff over the
+/// collection's configuration; see [`crate::service::validate::collection_update`].
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct UpdateCollection {
+    pub optimizers_config: Option<OptimizersConfigDiff>,
+    pub params: Option<CollectionParamsDiff>,
+    pub hnsw_config: Option<HnswConfigDiff>,
+    /// `{"": {"hnsw_config": …, "quantization_config": …}}`: the unnamed vector's diff.
+    pub vectors: Option<BTreeMap<String, VectorParamsDiff>>,
+    /// `{"scalar": {…}}` or `"Disabled"`.
+    #[schema(value_type = Option<Object>)]
+    pub quantization_config: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub sparse_vectors: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub strict_mode_config: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+/// Qdrant's `CollectionParamsDiff`: the collection parameters that may change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CollectionParamsDiff {
+    pub replication_factor: Option<u32>,
+    pub write_consistency_factor: Option<u32>,
+    pub read_fan_out_factor: Option<u32>,
+    pub on_disk_payload: Option<bool>,
+}
+
+/// Qdrant's `VectorParamsDiff`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct VectorParamsDiff {
+    pub hnsw_config: Option<HnswConfigDiff>,
+    #[schema(value_type = Option<Object>)]
+    pub quantization_config: Option<Value>,
+    pub on_disk: Option<bool>,
+}
+
+// ---------- aliases ----------
+
+/// `POST /collections/aliases`: actions applied in order, all or none.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ChangeAliases {
+    pub actions: Vec<AliasAction>,
+}
+
+/// One of Qdrant's alias actions: `{"create_alias": {…}}`, `{"delete_alias": {…}}` or
+/// `{"rename_alias": {…}}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AliasAction {
+    CreateAlias {
+        collection_name: String,
+        alias_name: String,
+    },
+    DeleteAlias {
+        alias_name: String,
+    },
+    RenameAlias {
+        old_alias_name: String,
+        new_alias_name: String,
+    },
+}
+
+/// `result` of `GET /aliases` and `GET /collections/{name}/aliases`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionsAliases {
+    pub aliases: Vec<AliasDescription>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AliasDescription {
+    pub alias_name: String,
+    pub collection_name: String,
 }
 
 // ---------- points ----------
@@ -190,8 +282,12 @@ impl WithPayload {
         !matches!(sel, None | Some(WithPayload::All(false)))
     }
 
-    /// The payload to return for one point under this selector; `None` means `null`.
+    /// The payload to return for one point under this selector; `None` means `null`. Keys are
+    /// Qdrant's key paths (`nested.a`, `arr[].b`, `"dotted.key"`), checked by [`Self::check`].
     pub fn select(sel: &Option<WithPayload>, default: bool, payload: &Payload) -> Option<Payload> {
+        let paths = |keys: &[String]| -> Vec<KeyPath> {
+            keys.iter().filter_map(|k| KeyPath::parse(k).ok()).collect()
+        };
         match sel {
             None if default => Some(payload.clone()),
             None | Some(WithPayload::All(false)) => None,
@@ -200,28 +296,30 @@ impl WithPayload {
             | Some(WithPayload::Selector {
                 include: Some(keys),
                 ..
-            }) => Some(
-                payload
-                    .iter()
-                    .filter(|(k, _)| keys.contains(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
+            }) => Some(payload_only(payload, &paths(keys))),
             Some(WithPayload::Selector {
                 include: None,
                 exclude: Some(keys),
-            }) => Some(
-                payload
-                    .iter()
-                    .filter(|(k, _)| !keys.contains(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
+            }) => Some(payload_without(payload, &paths(keys))),
             Some(WithPayload::Selector {
                 include: None,
                 exclude: None,
             }) => Some(payload.clone()),
         }
+    }
+
+    /// Every key of the selector is a key path.
+    pub fn check(sel: &Option<WithPayload>) -> Result<(), String> {
+        let keys = match sel {
+            Some(WithPayload::Keys(keys)) => keys.iter().collect::<Vec<_>>(),
+            Some(WithPayload::Selector { include, exclude }) => {
+                include.iter().chain(exclude).flatten().collect()
+            }
+            _ => Vec::new(),
+        };
+        keys.into_iter()
+            .try_for_each(|k| KeyPath::parse(k).map(drop))
+            .map_err(|e| format!("with_payload: {e}"))
     }
 }
 
@@ -396,9 +494,10 @@ pub struct UpdateResult {
 }
 
 impl UpdateResult {
-    pub fn new(operation_id: u64, wait: bool) -> Self {
+    /// The result of the write of `version` (see [`operation_id`](crate::shard::version::operation_id)).
+    pub fn new(version: u64, wait: bool) -> Self {
         UpdateResult {
-            operation_id,
+            operation_id: crate::shard::version::operation_id(version),
             status: if wait { "completed" } else { "acknowledged" },
         }
     }

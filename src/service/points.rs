@@ -103,6 +103,7 @@ impl Database {
         req: RetrievePoints,
     ) -> Result<Reserved<Vec<RecordOut>>> {
         let c = self.collection(name)?;
+        WithPayload::check(&req.with_payload).map_err(Error::BadRequest)?;
         let with_vector = WithVector::wanted(&req.with_vector);
         let with_payload = !matches!(req.with_payload, Some(WithPayload::All(false)));
         let bytes = budget::points_bytes(req.ids.len(), c.config.size, with_vector, with_payload);

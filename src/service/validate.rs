@@ -68,7 +68,10 @@ fn check_bounds(limit: usize, offset: usize, ef: Option<usize>) -> Result<()> {
 
 /// A Query API request (`/points/query`, Qdrant's `Points.Query`).
 pub fn query(q: QueryPoints) -> Result<Query> {
-    if q.prefetch.as_ref().is_some_and(|v| !v.is_null()) {
+    // qdrant-client 1.12 sends `"prefetch": []` with every query: nothing to prefetch.
+    let no_prefetch =
+        |v: &serde_json::Value| v.is_null() || v.as_array().is_some_and(Vec::is_empty);
+    if q.prefetch.as_ref().is_some_and(|v| !no_prefetch(v)) {
         return bad("prefetch is not supported");
     }
     if q.lookup_from.as_ref().is_some_and(|v| !v.is_null()) {
@@ -119,6 +122,7 @@ fn within_bounds(
     with_payload: Option<WithPayload>,
 ) -> Result<Query> {
     let params = params.unwrap_or_default();
+    WithPayload::check(&with_payload).map_err(Error::BadRequest)?;
     check_bounds(request.limit, request.offset, params.hnsw_ef)?;
     check_filter(request.filter.as_ref())?;
     request.hnsw_ef = params.hnsw_ef;
@@ -279,6 +283,7 @@ pub fn scroll(req: &ScrollPoints) -> Result<usize> {
         return bad("order_by is not supported; scroll returns points in id order");
     }
     check_filter(req.filter.as_ref())?;
+    WithPayload::check(&req.with_payload).map_err(Error::BadRequest)?;
     let limit = req.limit.unwrap_or(10);
     if limit == 0 || limit > MAX_SCROLL_LIMIT {
         return bad(format!(
@@ -357,23 +362,33 @@ pub fn collection_config(
     {
         return bad("sparse vectors are not supported");
     }
-    let hnsw_defaults = HnswParams::default();
-    let diff = params.hnsw_config.or(req.hnsw_config).unwrap_or_default();
-    let hnsw = HnswParams {
-        m: diff.m.unwrap_or(hnsw_defaults.m),
-        ef_construct: diff.ef_construct.unwrap_or(hnsw_defaults.ef_construct),
-    };
+    for (field, value) in [
+        ("wal_config", &req.wal_config),
+        ("init_from", &req.init_from),
+    ] {
+        if value.as_ref().is_some_and(|v| !v.is_null()) {
+            return bad(format!(
+                "{field} is not supported by shoal (leave it unset)"
+            ));
+        }
+    }
+    if req
+        .sharding_method
+        .as_deref()
+        .is_some_and(|m| !m.eq_ignore_ascii_case("auto"))
+    {
+        return bad("sharding_method: only \"auto\" is supported (shards by point id)");
+    }
     let quantization = match (&params.quantization_config, &req.quantization_config) {
         (Some(v), _) if !v.is_null() => quantization_config(v)?,
         (_, Some(v)) => quantization_config(v)?,
         _ => None,
     };
     let size = usize::try_from(params.size).unwrap_or(usize::MAX);
-    let optimizers = optimizers_config(req.optimizers_config.unwrap_or_default(), size)?;
-    let config = CollectionConfig {
+    let mut config = CollectionConfig {
         size,
         distance: params.distance,
-        hnsw,
+        hnsw: HnswParams::default(),
         shard_number: req.shard_number.unwrap_or(defaults.shard_number),
         replication_factor: req
             .replication_factor
@@ -381,12 +396,95 @@ pub fn collection_config(
         write_consistency_factor: req.write_consistency_factor.unwrap_or(1),
         on_disk_payload: req.on_disk_payload.unwrap_or(true),
         quantization,
-        optimizers,
+        full_scan_threshold_kb: None,
+        optimizers: OptimizersConfig::default(),
         payload_schema: Default::default(),
         incarnation: 0,
     };
+    // The collection's hnsw_config, then the vector's over it (Qdrant's order of precedence).
+    for diff in [req.hnsw_config, params.hnsw_config].into_iter().flatten() {
+        apply_hnsw(diff, &mut config)?;
+    }
+    if let Some(diff) = req.optimizers_config {
+        apply_optimizers(diff, &mut config.optimizers, size)?;
+    }
     validate_config(&config)?;
     Ok(config)
+}
+
+/// A `PATCH /collections/{c}` onto the collection's configuration (the catalog checks the
+/// result like a create's). Honoured: `optimizers_config`, `hnsw_config` (also the unnamed
+/// vector's), `quantization_config` (`"Disabled"` removes it), and the `params` Qdrant lets
+/// change: `replication_factor` (replicas move as on a resize), `write_consistency_factor`,
+/// `on_disk_payload`. Anything else set is refused with a 400 that names it.
+pub fn collection_update(req: UpdateCollection, config: &mut CollectionConfig) -> Result<()> {
+    let set = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()))
+    };
+    for (field, value) in [
+        ("sparse_vectors", &req.sparse_vectors),
+        ("strict_mode_config", &req.strict_mode_config),
+        ("metadata", &req.metadata),
+    ] {
+        if set(value) {
+            return bad(format!(
+                "{field} is not supported by shoal (leave it unset)"
+            ));
+        }
+    }
+    if let Some(p) = req.params {
+        if p.read_fan_out_factor.is_some() {
+            return bad("params.read_fan_out_factor is not supported by shoal (leave it unset)");
+        }
+        if let Some(r) = p.replication_factor {
+            config.replication_factor = r;
+        }
+        if let Some(w) = p.write_consistency_factor {
+            config.write_consistency_factor = w;
+        }
+        if let Some(d) = p.on_disk_payload {
+            config.on_disk_payload = d;
+        }
+    }
+    if let Some(diff) = req.hnsw_config {
+        apply_hnsw(diff, config)?;
+    }
+    if let Some(diff) = req.optimizers_config {
+        apply_optimizers(diff, &mut config.optimizers, config.size)?;
+    }
+    let mut quantization = req.quantization_config;
+    if let Some(mut vectors) = req.vectors {
+        let Some(diff) = vectors.remove("") else {
+            return bad(
+                "named vectors are not supported: update the default (unnamed) vector, \"\"",
+            );
+        };
+        if !vectors.is_empty() {
+            return bad(
+                "named vectors are not supported: update the default (unnamed) vector, \"\"",
+            );
+        }
+        if diff.on_disk == Some(false) {
+            return bad("vectors.on_disk: false is not supported: shoal keeps indexed vectors in memory-mapped files");
+        }
+        if let Some(h) = diff.hnsw_config {
+            apply_hnsw(h, config)?;
+        }
+        if diff
+            .quantization_config
+            .as_ref()
+            .is_some_and(|v| !v.is_null())
+        {
+            quantization = diff.quantization_config;
+        }
+    }
+    match quantization {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(s)) if s == "Disabled" => config.quantization = None,
+        Some(v) => config.quantization = quantization_config(&v)?,
+    }
+    Ok(())
 }
 
 /// Qdrant's `quantization_config`: scalar int8 is supported; product and binary are refused
@@ -445,8 +543,37 @@ fn quantization_config(v: &serde_json::Value) -> Result<Option<ScalarInt8>> {
     }))
 }
 
-/// The `optimizers_config` fields shoal honours (see [`OptimizersConfigDiff`]).
-fn optimizers_config(o: OptimizersConfigDiff, dim: usize) -> Result<OptimizersConfig> {
+/// Qdrant's `hnsw_config` diff onto a configuration (a create's defaults or a collection's
+/// current one): the fields set replace, the others stay; see [`HnswConfigDiff`].
+pub fn apply_hnsw(diff: HnswConfigDiff, config: &mut CollectionConfig) -> Result<()> {
+    if diff.payload_m.is_some() {
+        return bad("hnsw_config.payload_m is not supported by shoal (leave it unset)");
+    }
+    if diff.on_disk == Some(false) {
+        return bad("hnsw_config.on_disk: false is not supported: shoal keeps HNSW graphs in memory-mapped files (on_disk: true)");
+    }
+    if diff.max_indexing_threads.is_some_and(|t| t != 0) {
+        return bad("hnsw_config.max_indexing_threads is not supported: shoal builds one segment at a time with every core (leave it unset or 0)");
+    }
+    if let Some(m) = diff.m {
+        config.hnsw.m = m;
+    }
+    if let Some(ef) = diff.ef_construct {
+        config.hnsw.ef_construct = ef;
+    }
+    if let Some(kb) = diff.full_scan_threshold {
+        config.full_scan_threshold_kb = Some(kb);
+    }
+    Ok(())
+}
+
+/// Qdrant's `optimizers_config` diff onto what a collection sets (see [`OptimizersConfigDiff`]
+/// for the fields shoal honours; the others get a 400 unless null).
+pub fn apply_optimizers(
+    o: OptimizersConfigDiff,
+    into: &mut OptimizersConfig,
+    dim: usize,
+) -> Result<()> {
     let refuse = |field: &str| {
         bad(format!(
             "optimizers_config.{field} is not supported by shoal (leave it unset)"
@@ -470,17 +597,27 @@ fn optimizers_config(o: OptimizersConfigDiff, dim: usize) -> Result<OptimizersCo
                 "optimizers_config.deleted_threshold must be between 0 and 1, got {t}"
             ));
         }
+        into.deleted_threshold = Some(t);
     }
     if o.max_segment_size.is_some_and(|kb| kb == 0) {
         return bad("optimizers_config.max_segment_size must be positive (KB)");
     }
-    let kb_to_points = |kb: usize| (kb.saturating_mul(1024) / (4 * dim.max(1))).max(1);
-    Ok(OptimizersConfig {
-        max_segment_size_kb: o.max_segment_size,
-        indexing_threshold: o.indexing_threshold.map(kb_to_points),
-        deleted_threshold: o.deleted_threshold,
-        vacuum_min_vector_number: o.vacuum_min_vector_number,
-    })
+    if let Some(kb) = o.max_segment_size {
+        into.max_segment_size_kb = Some(kb);
+    }
+    if let Some(kb) = o.indexing_threshold {
+        // 0 disables indexing, as in Qdrant; any other size is at least one point.
+        let points = match kb {
+            0 => 0,
+            kb => (kb.saturating_mul(1024) / (4 * dim.max(1))).max(1),
+        };
+        into.indexing_threshold = Some(points);
+        into.indexing_threshold_kb = Some(kb);
+    }
+    if let Some(v) = o.vacuum_min_vector_number {
+        into.vacuum_min_vector_number = Some(v);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -511,11 +648,13 @@ mod tests {
     fn bounds_and_unsupported_features_are_refused() {
         let q = |json: &str| query(serde_json::from_str(json).unwrap());
         assert!(q(r#"{"query": [1, 2]}"#).is_ok());
+        assert!(q(r#"{"query": [1, 2], "prefetch": []}"#).is_ok());
         for bad in [
             r#"{"query": [1, 2], "limit": 10001}"#,
             r#"{"query": [1, 2], "params": {"hnsw_ef": 0}}"#,
             r#"{"query": [1, 2], "params": {"hnsw_ef": 100001}}"#,
             r#"{"query": [1, 2], "prefetch": {"query": [1, 2]}}"#,
+            r#"{"query": [1, 2], "prefetch": [{"query": [1, 2]}]}"#,
             r#"{"query": [1, 2], "using": "image"}"#,
             r#"{"query": {"recommend": {"positive": [1]}}}"#,
             r#"{"limit": 3}"#,

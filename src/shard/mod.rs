@@ -264,7 +264,9 @@ impl From<StoreError> for ShardError {
 }
 
 pub struct Shard {
-    pub config: ShardConfig,
+    /// What the collection configures; the changeable parts (HNSW, quantization, optimizer,
+    /// full-scan threshold) follow `PATCH /collections/{c}` ([`Shard::reconfigure`]).
+    config: RwLock<ShardConfig>,
     /// The node's record store; every access names its tree (no tree handle is kept, so that the
     /// store can reopen sled after an I/O error).
     store: Store,
@@ -314,7 +316,7 @@ impl Shard {
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir)?;
         let shard = Shard {
-            config,
+            config: RwLock::new(config),
             store: store.clone(),
             tree: tree_name.to_string(),
             dirty: dirty_tree_name(tree_name),
@@ -332,7 +334,7 @@ impl Shard {
             schema: Default::default(),
             schema_update: Mutex::new(()),
         };
-        let loaded = optimizer::load_segments(&shard.dir, shard.config.metric)?;
+        let loaded = optimizer::load_segments(&shard.dir, shard.config().metric)?;
         let state = match loaded {
             optimizer::Loaded::Current {
                 segments,
@@ -355,7 +357,7 @@ impl Shard {
             seconds = started.elapsed().as_secs_f64(),
             "shard opened"
         );
-        let codes_in_ram = shard.config.int8.is_some_and(|q| q.always_ram);
+        let codes_in_ram = shard.config().int8.is_some_and(|q| q.always_ram);
         optimizer::finish_open_in_background(&shard.dir, &state.segments, codes_in_ram);
         *shard.state.write() = state;
         Ok(shard)
@@ -377,7 +379,7 @@ impl Shard {
             .store
             .with_tree(&self.dirty, |t| t.iter().keys().collect())?;
         state.points.reserve(dirty.len());
-        state.tail.reserve(dirty.len(), self.config.dim);
+        state.tail.reserve(dirty.len(), self.config().dim);
         for key in dirty {
             let Some(id) = PointId::from_key(&key) else {
                 anyhow::bail!("unreadable dirty id in {}", self.dir.display());
@@ -476,6 +478,24 @@ impl Shard {
         optimizer::write_manifest(&self.dir, &[], state.max_version)?;
         optimizer::remove_unlisted(&self.dir, &[])?;
         Ok(state)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> ShardConfig {
+        *self.config.read()
+    }
+
+    /// Takes a collection's new configuration (its dimension and metric never change): searches
+    /// and builds from now on follow it, and the optimizer rebuilds, in the background, every
+    /// segment built under other HNSW or quantization parameters ([`optimizer`]).
+    pub fn reconfigure(&self, config: ShardConfig) {
+        let mut held = self.config.write();
+        debug_assert!(held.dim == config.dim && held.metric == config.metric);
+        *held = ShardConfig {
+            dim: held.dim,
+            metric: held.metric,
+            ..config
+        };
     }
 
     pub fn len(&self) -> usize {
@@ -749,7 +769,7 @@ impl Shard {
     /// anyway (a build that slow means a starved machine, and refusing the write would not help). A bulk load thus runs at the speed of indexing instead of filling the pod's memory
     /// with a tail that would take minutes to index after it.
     fn wait_for_tail_room(&self) {
-        let limit = self.config.optimizer.max_tail_points;
+        let limit = self.config().optimizer.max_tail_points;
         let started = Instant::now();
         while self.indexing.load(std::sync::atomic::Ordering::Relaxed)
             && self.state.read().tail.live_count >= limit
@@ -868,7 +888,7 @@ impl Shard {
                 Plan::Payload(_, op) => {
                     let mut payload = (*ShardState::payload(found)).clone();
                     apply_payload_op(&mut payload, op);
-                    let vector = state.vector(found, self.config.dim).to_vec();
+                    let vector = state.vector(found, self.config().dim).to_vec();
                     let mut change = Change::upsert(id, over(found), vector, payload);
                     change.record.vector_version = ShardState::vector_version(found);
                     change
@@ -1040,7 +1060,7 @@ impl Shard {
             } else {
                 point::empty_payload()
             },
-            vector: with_vector.then(|| state.vector(found, self.config.dim).to_vec()),
+            vector: with_vector.then(|| state.vector(found, self.config().dim).to_vec()),
         }
     }
 }

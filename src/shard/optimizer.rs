@@ -19,7 +19,10 @@
 //!    exceeds the maximum, so a tail never rebuilds the whole shard).
 //! 2. **Vacuum**: a segment whose dead entries exceed `deleted_threshold` of it (and
 //!    `vacuum_min_vector_number`) is rebuilt without them.
-//! 3. **Merge**: when more than [`MAX_SMALL`] segments are under half the maximum, the smallest
+//! 3. **Configuration**: a segment built under other HNSW parameters (`m`, `ef_construct`) or
+//!    another quantization than the collection's now (`PATCH /collections/{c}`) is rebuilt as
+//!    configured, one at a time; it serves searches as it is until its rebuild replaces it.
+//! 4. **Merge**: when more than [`MAX_SMALL`] segments are under half the maximum, the smallest
 //!    are merged (within the maximum).
 //!
 //! The maximum bounds a build's memory: hnsw_rs needs several KB per point while it builds
@@ -270,7 +273,7 @@ impl Shard {
     /// The indexing threshold in force: the collection's, else the node's; 0 disables
     /// indexing (Qdrant's meaning).
     fn threshold(&self, node_threshold: usize) -> usize {
-        self.config
+        self.config()
             .optimizer
             .indexing_threshold
             .unwrap_or(node_threshold)
@@ -286,7 +289,7 @@ impl Shard {
 
     /// Decides the next build (see the module doc). `quiet_now` pretends writes have stopped.
     fn plan_build(&self, state: &ShardState, threshold: usize, quiet_now: bool) -> Option<Job> {
-        let max = self.config.optimizer.max_segment_points.max(1);
+        let max = self.config().optimizer.max_segment_points.max(1);
         let tail = state.tail.live_count;
         let quiet = quiet_now || self.last_write.lock().elapsed() >= QUIET;
         let due = tail >= threshold || (quiet && tail >= QUIET_MIN_TAIL.min(threshold));
@@ -317,7 +320,7 @@ impl Shard {
                 reason: "tail",
             });
         }
-        let opt = &self.config.optimizer;
+        let opt = self.config().optimizer;
         if let Some(seg) = state.segments.iter().find(|s| {
             let dead = s.len() - s.live.count();
             dead >= opt.vacuum_min_vector_number
@@ -327,6 +330,18 @@ impl Shard {
                 tail_slots: Vec::new(),
                 absorbed: vec![Arc::clone(seg)],
                 reason: "vacuum",
+            });
+        }
+        let config = self.config();
+        if let Some(seg) = state
+            .segments
+            .iter()
+            .find(|s| !s.index.built_with(config.hnsw, config.int8))
+        {
+            return Some(Job {
+                tail_slots: Vec::new(),
+                absorbed: vec![Arc::clone(seg)],
+                reason: "config",
             });
         }
         let mut small: Vec<&Arc<SealedSegment>> = state
@@ -433,7 +448,7 @@ impl Shard {
 
     /// The entries a job indexes, sorted by id, and their vectors in the same order.
     fn copy_entries(&self, state: &ShardState, job: &Job) -> (Vec<SealEntry>, Vec<f32>) {
-        let dim = self.config.dim;
+        let dim = self.config().dim;
         let mut picked: Vec<(SealEntry, &[f32])> = Vec::new();
         for &slot in &job.tail_slots {
             let (id, vv) = state.tail.ids[slot as usize];
@@ -494,7 +509,7 @@ impl Shard {
         let _ = std::fs::remove_dir_all(&tmp);
         let built = (|| {
             std::fs::create_dir_all(&tmp)?;
-            let c = &self.config;
+            let c = self.config();
             let seg = SealedSegment::build(
                 id, entries, vectors, c.dim, c.metric, c.hnsw, c.int8, &tmp, cancel,
             )?;
@@ -561,7 +576,7 @@ impl Shard {
                     }
                 }
             }
-            compact_tail(&mut state, self.config.dim);
+            compact_tail(&mut state, self.config().dim);
             let (keep, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut state.segments)
                 .into_iter()
                 .partition(|s| s.live.count() > 0);

@@ -276,6 +276,80 @@ fn array(v: &mut Value) -> &mut Vec<Value> {
     }
 }
 
+/// Qdrant's `with_payload: {"include": [paths]}` (or a list of paths): only what the paths
+/// reach, in the payload's own structure (`nested.a` gives `{"nested": {"a": …}}`, `arr[].a`
+/// keeps `a` of every element). Paths that reach nothing add nothing.
+pub fn payload_only(payload: &Payload, paths: &[KeyPath]) -> Payload {
+    let mut out = Payload::new();
+    for path in paths {
+        let Some(value) = payload.get(&path.first) else {
+            continue;
+        };
+        if let Some(part) = project(value, &path.rest) {
+            match out.get_mut(&path.first) {
+                Some(held) => merge_deep(held, part),
+                None => {
+                    out.insert(path.first.clone(), part);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Qdrant's `with_payload: {"exclude": [paths]}`: the payload without what the paths reach.
+pub fn payload_without(payload: &Payload, paths: &[KeyPath]) -> Payload {
+    let mut out = payload.clone();
+    for path in paths {
+        remove_at(&mut out, path);
+    }
+    out
+}
+
+/// The part of `value` that `rest` reaches, shaped like `value`. Recursion over the path, which
+/// has at most [`MAX_KEY_PATH_ITEMS`] items.
+fn project(value: &Value, rest: &[PathItem]) -> Option<Value> {
+    let Some((item, after)) = rest.split_first() else {
+        return Some(value.clone());
+    };
+    match (item, value) {
+        (PathItem::Key(k), Value::Object(map)) => {
+            let part = project(map.get(k)?, after)?;
+            Some(Value::Object(Map::from_iter([(k.clone(), part)])))
+        }
+        (PathItem::Index(i), Value::Array(items)) => {
+            Some(Value::Array(vec![project(items.get(*i)?, after)?]))
+        }
+        (PathItem::Each, Value::Array(items)) => Some(Value::Array(
+            items.iter().filter_map(|v| project(v, after)).collect(),
+        )),
+        _ => None,
+    }
+}
+
+/// Joins two projections of the same value: objects key by key, arrays of the same length
+/// element by element (`arr[].a` and `arr[].b`); anything else keeps the later one.
+fn merge_deep(into: &mut Value, part: Value) {
+    match (into, part) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(held) => merge_deep(held, v),
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (held, v) in a.iter_mut().zip(b) {
+                merge_deep(held, v);
+            }
+        }
+        (into, part) => *into = part,
+    }
+}
+
 /// Removes what `path` names: a key, one element (`[n]`) or every element (`[]`, leaving `[]`);
 /// a path through something of another type removes nothing.
 fn remove_at(payload: &mut Payload, path: &KeyPath) {

@@ -79,7 +79,8 @@ impl Shard {
         }
         let filter = spec.filter.map(|f| self.prepare_filter(f));
         let state = self.state.read();
-        let metric = self.config.metric;
+        let config = self.config();
+        let (metric, dim) = (config.metric, config.dim);
         let mut top = TopK::new(spec.k);
         let check = filter.as_deref().map(FilterCheck::new);
         let scanned = deadline.checkpoints_weighted(filter.as_ref().map_or(1, |f| f.size()));
@@ -92,7 +93,7 @@ impl Shard {
                 if let Some(found) = state.find(id) {
                     if check.as_ref().is_none_or(|c| c.found(id, found)) {
                         top.push(
-                            metric.distance(spec.vector, state.vector(found, self.config.dim)),
+                            metric.distance(spec.vector, state.vector(found, dim)),
                             (*id, None),
                         );
                     }
@@ -101,7 +102,7 @@ impl Shard {
         } else {
             for seg in &state.segments {
                 deadline.check()?;
-                let threshold = self.config.full_scan_threshold;
+                let threshold = config.full_scan_threshold;
                 let hits = search_segment(seg, check.as_ref(), spec, threshold, &scanned);
                 scanned.result()?;
                 hits.iter().for_each(|&(_, i)| seg.prefetch_entry(i));
@@ -121,7 +122,7 @@ impl Shard {
                         if !scanned.tick() {
                             break;
                         }
-                        let v = state.location_vector(&e.location, self.config.dim);
+                        let v = state.location_vector(&e.location, dim);
                         let d = metric.distance(spec.vector, v);
                         if top.admits(d) && c.json(id, e.payload.as_bytes()) {
                             top.push(d, (*id, None));
@@ -134,7 +135,7 @@ impl Shard {
                             break;
                         }
                         if tail.live[slot] {
-                            let v = tail.vector(slot as u32, self.config.dim);
+                            let v = tail.vector(slot as u32, dim);
                             top.push(metric.distance(spec.vector, v), (*id, None));
                         }
                     }

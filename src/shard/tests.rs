@@ -578,3 +578,75 @@ fn previous_format_shard_is_reindexed_from_its_records() {
         vec![PointId::Num(17)]
     );
 }
+
+#[test]
+fn a_new_configuration_rebuilds_the_segments_built_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = open(&db, dir.path());
+    shard.commit(upserts(0..300, 1), false).unwrap();
+    shard.commit(upserts(300..600, 2), false).unwrap();
+    assert!(shard.optimize(300).unwrap().is_some());
+    assert!(shard.optimize(300).unwrap().is_none(), "nothing more to do");
+    let built = |shard: &Shard| -> Vec<bool> {
+        let c = shard.config();
+        let state = shard.state.read();
+        state
+            .segments
+            .iter()
+            .map(|s| s.index.built_with(c.hnsw, c.int8))
+            .collect()
+    };
+    assert!(built(&shard).iter().all(|b| *b));
+    let before = nearest(&shard, &vec_for(42), 10, None, true);
+
+    let int8 = crate::index::ScalarInt8 {
+        quantile: 0.98,
+        always_ram: false,
+    };
+    shard.reconfigure(ShardConfig {
+        hnsw: HnswParams {
+            m: 8,
+            ef_construct: 40,
+        },
+        int8: Some(int8),
+        ..shard.config()
+    });
+    assert!(
+        built(&shard).iter().all(|b| !*b),
+        "built under the old parameters"
+    );
+    assert!(
+        shard.optimizing(300),
+        "a rebuild is due (collection status yellow)"
+    );
+    let mut rebuilds = 0;
+    while shard.optimize(300).unwrap().is_some() {
+        rebuilds += 1;
+        assert!(rebuilds <= 10, "the rebuilds must converge");
+    }
+    assert!(rebuilds >= 1);
+    assert!(built(&shard).iter().all(|b| *b));
+    assert!(shard
+        .state
+        .read()
+        .segments
+        .iter()
+        .all(|s| s.index.int8().is_some()));
+    assert_eq!(shard.stats().0, 600, "no point lost");
+    assert_eq!(nearest(&shard, &vec_for(42), 10, None, true), before);
+
+    // Quantization removed: rebuilt without codes.
+    shard.reconfigure(ShardConfig {
+        int8: None,
+        ..shard.config()
+    });
+    while shard.optimize(300).unwrap().is_some() {}
+    assert!(shard
+        .state
+        .read()
+        .segments
+        .iter()
+        .all(|s| s.index.int8().is_none()));
+    assert_eq!(shard.stats().1, 600, "every point is in a segment again");
+}

@@ -23,6 +23,24 @@ pub fn version_span(d: Duration) -> u64 {
     (d.as_micros() as u64) << 8
 }
 
+/// The `operation_id` a client is told for a write of `version`: versions (≈ 4.6e17) are beyond
+/// the 2^53 a JavaScript number holds exactly, so the id is the version's microsecond (≈ 1.8e15,
+/// within 2^53 until the year 2255), kept unique and increasing on this node — so per collection,
+/// as Qdrant's operation sequence is — by taking the next free one when two writes share a
+/// microsecond. The wall clock moves on across a restart, so ids keep increasing after one.
+pub fn operation_id(version: u64) -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let micros = version >> 8;
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let id = micros.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(last, id, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return id,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct VersionClock {
     last: AtomicU64,
@@ -94,6 +112,17 @@ mod tests {
             u64::MAX,
             "saturates instead of wrapping to the past"
         );
+    }
+
+    #[test]
+    fn operation_ids_fit_javascript_numbers_and_increase() {
+        let c = VersionClock::default();
+        let mut last = 0;
+        for _ in 0..10_000 {
+            let id = operation_id(c.next());
+            assert!(id > last && id < 1 << 53, "{id} after {last}");
+            last = id;
+        }
     }
 
     #[test]

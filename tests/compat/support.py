@@ -13,7 +13,9 @@ import os
 import random
 import signal
 import socket
+import struct
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +25,7 @@ import httpx
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCORE_TOL = 1e-4
@@ -142,6 +145,79 @@ class ShoalNode:
             return self.log_path.read_bytes()[-n:].decode(errors="replace")
         except OSError:
             return "<no log>"
+
+
+# --------------------------------------------------------------------------------------------
+# A cluster on loopback
+# --------------------------------------------------------------------------------------------
+
+SERVICE = "shoal-headless.default.svc.cluster.local"
+# The peer port's shared secret: a cluster node does not start without one.
+CLUSTER_TOKEN = "compat-cluster-token-5d1e"
+
+
+class LoopbackDns:
+    """Answers A queries for `shoal-<i>.<SERVICE>` from a dict; NXDOMAIN for anything else."""
+
+    def __init__(self, records: dict):
+        self.records = records
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                q, addr = self.sock.recvfrom(512)
+            except OSError:
+                return
+            reply = self._answer(q)
+            if reply:
+                self.sock.sendto(reply, addr)
+
+    def _answer(self, q: bytes):
+        if len(q) < 12:
+            return None
+        i, labels = 12, []
+        while i < len(q) and q[i]:
+            labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace").lower())
+            i += 1 + q[i]
+        qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+        end = i + 5
+        ip = self.records.get(".".join(labels))
+        answers = [ip] if ip and qtype == 1 else []
+        rcode = 0 if ip else 3
+        head = q[:2] + bytes([0x84 | (q[2] & 1), 0x80 | rcode]) + struct.pack(">HHHH", 1, len(answers), 0, 0)
+        body = q[12:end]
+        for a in answers:
+            body += b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 1, 4) + socket.inet_aton(a)
+        return head + body
+
+    def close(self):
+        self.sock.close()
+
+
+def start_cluster(base: Path, first_ip: int, size: int = 3, indexing_threshold: int = 200):
+    """A generator for a module fixture: pods shoal-0..size-1 on 127.0.0.<first_ip + i> (same
+    ports), found through a LoopbackDns; yields the nodes, kills them at the end."""
+    ips = [f"127.0.0.{first_ip + i}" for i in range(size)]
+    dns = LoopbackDns({f"shoal-{i}.{SERVICE}": ips[i] for i in range(size)})
+    port, peer_port = free_port(), free_port()
+    nodes = []
+    try:
+        for i in range(size):  # OrderedReady: each pod starts once the previous one is Ready
+            args = ("--hostname", f"shoal-{i}", "--service", SERVICE, "--cluster-size", str(size),
+                    "--dns-server", f"127.0.0.1:{dns.port}", "--cluster-token", CLUSTER_TOKEN)
+            node = ShoalNode(base / f"shoal-{i}", base / f"shoal-{i}.log", indexing_threshold, host=ips[i],
+                             port=port, peer_port=peer_port, extra_args=args)
+            node.start()
+            nodes.append(node)
+        yield nodes
+    finally:
+        for n in nodes:
+            n.stop(kill=True)
+        dns.close()
 
 
 def wait_indexed(client: QdrantClient, name: str, at_least: int = 1) -> models.CollectionInfo:
@@ -483,6 +559,17 @@ class Loaded:
             # With threshold 500 all but at most one shard tail's worth must end up in segments.
             wait_indexed(self.client, name, at_least=len(self.ids) - 500)
         self.queries = queries(metric)
+
+
+def assert_4xx(call, status=None) -> UnexpectedResponse:
+    """The client call fails with a 4xx (that status, if given); returns the error."""
+    with pytest.raises(UnexpectedResponse) as e:
+        call()
+    code = e.value.status_code
+    assert 400 <= code < 500, f"status {code}: {e.value.content!r}"
+    if status is not None:
+        assert code == status, e.value.content
+    return e.value
 
 
 def raw(node: ShoalNode, method: str, path: str, body: Any = None) -> httpx.Response:

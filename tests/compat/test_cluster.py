@@ -5,85 +5,19 @@ run by this test that answers the headless Service's names. Answers must equal b
 all the data, i.e. what one node holding everything would return, also with one node killed.
 """
 
-import socket
-import struct
-import threading
-
 import numpy as np
 import pytest
 from qdrant_client import models
 
-from support import (METRICS, ShoalNode, assert_exact_results, free_port, make_dataset, normalise_id, queries, recall,
+from support import (METRICS, assert_exact_results, make_dataset, normalise_id, queries, recall, start_cluster,
                      upload)
 
-SERVICE = "shoal-headless.default.svc.cluster.local"
-# The peer port's shared secret: a cluster node does not start without one.
-CLUSTER_TOKEN = "compat-cluster-token-5d1e"
 METRIC = models.Distance.EUCLID
-
-
-class LoopbackDns:
-    """Answers A queries for `shoal-<i>.<SERVICE>` from a dict; NXDOMAIN for anything else."""
-
-    def __init__(self, records: dict):
-        self.records = records
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                q, addr = self.sock.recvfrom(512)
-            except OSError:
-                return
-            reply = self._answer(q)
-            if reply:
-                self.sock.sendto(reply, addr)
-
-    def _answer(self, q: bytes):
-        if len(q) < 12:
-            return None
-        i, labels = 12, []
-        while i < len(q) and q[i]:
-            labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace").lower())
-            i += 1 + q[i]
-        qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
-        end = i + 5
-        ip = self.records.get(".".join(labels))
-        answers = [ip] if ip and qtype == 1 else []
-        rcode = 0 if ip else 3
-        head = q[:2] + bytes([0x84 | (q[2] & 1), 0x80 | rcode]) + struct.pack(">HHHH", 1, len(answers), 0, 0)
-        body = q[12:end]
-        for a in answers:
-            body += b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 1, 4) + socket.inet_aton(a)
-        return head + body
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cluster")
-    ips = [f"127.0.0.{41 + i}" for i in range(3)]
-    dns = LoopbackDns({f"shoal-{i}.{SERVICE}": ips[i] for i in range(3)})
-    port, peer_port = free_port(), free_port()
-    nodes = []
-    try:
-        for i in range(3):  # OrderedReady: each pod starts once the previous one is Ready
-            args = ("--hostname", f"shoal-{i}", "--service", SERVICE, "--cluster-size", "3",
-                    "--dns-server", f"127.0.0.1:{dns.port}", "--cluster-token", CLUSTER_TOKEN)
-            node = ShoalNode(base / f"shoal-{i}", base / f"shoal-{i}.log", 200, host=ips[i], port=port,
-                             peer_port=peer_port, extra_args=args)
-            node.start()
-            nodes.append(node)
-        yield nodes
-    finally:
-        for n in nodes:
-            n.stop(kill=True)
-        dns.close()
+    yield from start_cluster(tmp_path_factory.mktemp("cluster"), first_ip=41)
 
 
 def test_cluster_answers_like_one_node(cluster):

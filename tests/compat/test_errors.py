@@ -3,9 +3,8 @@ and the collection is left exactly as it was."""
 
 import pytest
 from qdrant_client import models
-from qdrant_client.http.exceptions import UnexpectedResponse
 
-from support import METRICS, create, make_dataset, normalise_id, raw, upload
+from support import METRICS, assert_4xx, create, make_dataset, normalise_id, raw, upload
 
 METRIC = models.Distance.DOT
 DIM = METRICS[METRIC][0]
@@ -19,16 +18,6 @@ def coll(plain_node):
     model, ids, vectors, payloads = make_dataset(METRIC, n=500, n_uuid=100, seed=21)
     upload(client, name, ids, vectors, payloads, chunk=250)
     return plain_node, client, name, model
-
-
-def assert_4xx(call, status=None) -> UnexpectedResponse:
-    with pytest.raises(UnexpectedResponse) as e:
-        call()
-    code = e.value.status_code
-    assert 400 <= code < 500, f"status {code}: {e.value.content!r}"
-    if status is not None:
-        assert code == status, e.value.content
-    return e.value
 
 
 def assert_unchanged(coll) -> None:

@@ -161,6 +161,7 @@ fn coordinator(
         write_consistency_factor: 1,
         on_disk_payload: true,
         quantization: None,
+        full_scan_threshold_kb: None,
         optimizers: Default::default(),
         payload_schema: Default::default(),
         incarnation: 0,

@@ -350,6 +350,7 @@ fn every_other_message_round_trips() {
             quantile: 0.99,
             always_ram: true,
         }),
+        full_scan_threshold_kb: Some(123),
         optimizers: crate::collection::OptimizersConfig {
             max_segment_size_kb: Some(1024),
             ..Default::default()
@@ -415,6 +416,7 @@ fn every_other_message_round_trips() {
         let read: CatalogPush = decode_as(1, &encode(&old)).unwrap();
         let expected = entry.config.clone().map(|c| CollectionConfig {
             quantization: None,
+            full_scan_threshold_kb: None,
             optimizers: Default::default(),
             payload_schema: Default::default(),
             incarnation: 0,

@@ -390,3 +390,41 @@ fn property_overwrite_and_clear() {
         assert!(p.is_empty());
     }
 }
+
+#[test]
+fn include_and_exclude_follow_key_paths() {
+    let p: Payload = serde_json::from_value(serde_json::json!({
+        "a": 1,
+        "nested": {"a": 2, "b": {"c": 3, "d": 4}},
+        "arr": [{"x": 1, "y": 2}, {"x": 3}, 5],
+        "dotted.key": 6
+    }))
+    .unwrap();
+    let paths =
+        |ps: &[&str]| -> Vec<KeyPath> { ps.iter().map(|t| KeyPath::parse(t).unwrap()).collect() };
+    let only = |ps: &[&str]| Value::Object(payload_only(&p, &paths(ps)));
+    let without = |ps: &[&str]| Value::Object(payload_without(&p, &paths(ps)));
+    assert_eq!(only(&["nested.a"]), serde_json::json!({"nested": {"a": 2}}));
+    assert_eq!(
+        only(&["nested.a", "nested.b.d", "a"]),
+        serde_json::json!({"a": 1, "nested": {"a": 2, "b": {"d": 4}}})
+    );
+    assert_eq!(
+        only(&["arr[].x"]),
+        serde_json::json!({"arr": [{"x": 1}, {"x": 3}]})
+    );
+    assert_eq!(only(&["arr[0].y"]), serde_json::json!({"arr": [{"y": 2}]}));
+    assert_eq!(
+        only(&["\"dotted.key\"", "missing", "a.b"]),
+        serde_json::json!({"dotted.key": 6})
+    );
+    assert_eq!(
+        without(&["nested.b.c", "arr", "dotted.key"]),
+        serde_json::json!({"a": 1, "nested": {"a": 2, "b": {"d": 4}}, "dotted.key": 6}),
+        "an unquoted dotted name is a path, as in Qdrant"
+    );
+    assert_eq!(
+        without(&["\"dotted.key\"", "nested"]),
+        serde_json::json!({"a": 1, "arr": [{"x": 1, "y": 2}, {"x": 3}, 5]})
+    );
+}
