@@ -195,6 +195,12 @@ pub enum Selector {
 pub enum Plan {
     Delete(Selector),
     Payload(Selector, PayloadOp),
+    /// New vectors (prepared for the metric) of existing points; their payloads stay. An id
+    /// that does not exist is skipped (the coordinator checks existence first).
+    Vectors(Vec<(PointId, Vec<f32>)>),
+    /// Removes the vector of the selected points: each keeps its payload, stored with an empty
+    /// vector at a new vector version (see [`state::Location::Vectorless`]).
+    DeleteVectors(Selector),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -395,7 +401,7 @@ impl Shard {
                 seg.overlaid.set(*i, true);
                 Location::Segment(Arc::clone(seg), *i)
             }
-            None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
+            None => state.place(id, record.vector_version, &body.vector),
         };
         state.points.insert(
             id,
@@ -721,9 +727,9 @@ impl Shard {
             }
             Some((location, _)) => {
                 state.retire(&location);
-                Location::Tail(state.tail.push(id, record.vector_version, &body.vector))
+                state.place(id, record.vector_version, &body.vector)
             }
-            None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
+            None => state.place(id, record.vector_version, &body.vector),
         };
         state.deleted_dirty.remove(&id);
         drop(payload);
@@ -780,6 +786,27 @@ impl Shard {
                     let mut change = Change::upsert(id, over(found), vector, payload);
                     change.record.vector_version = ShardState::vector_version(found);
                     Some(change)
+                })
+                .collect(),
+            // A new vector version: the point leaves its segment (or tail slot) for the tail,
+            // where searches find it by its new vector only.
+            Plan::Vectors(points) => points
+                .iter()
+                .filter_map(|(id, vector)| {
+                    let found = state.find(id)?;
+                    let payload = (*ShardState::payload(found)).clone();
+                    Some(Change::upsert(*id, over(found), vector.clone(), payload))
+                })
+                .collect(),
+            Plan::DeleteVectors(selector) => select_in(&state, &self.prepare_selector(selector))
+                .into_iter()
+                .filter_map(|id| {
+                    let found = state.find(&id)?;
+                    if !ShardState::has_vector(found) {
+                        return None;
+                    }
+                    let payload = (*ShardState::payload(found)).clone();
+                    Some(Change::upsert(id, over(found), Vec::new(), payload))
                 })
                 .collect(),
         }

@@ -20,6 +20,7 @@ use super::check::FilterCheck;
 use super::deadline::{Checkpoints, Deadline, Expired};
 use super::filter::Filter;
 use super::sealed::SealedSegment;
+use super::state::ShardState;
 use super::{point, PointView, Shard};
 use crate::index::QuantSearch;
 use std::cmp::Ordering;
@@ -87,7 +88,7 @@ impl Shard {
                 if !scanned.tick() {
                     break;
                 }
-                if let Some(found) = state.find(id) {
+                if let Some(found) = state.find(id).filter(|f| ShardState::has_vector(*f)) {
                     if check.as_ref().is_none_or(|c| c.found(id, found)) {
                         top.push(
                             metric.distance(spec.vector, state.vector(found, self.config.dim)),
@@ -115,7 +116,7 @@ impl Shard {
                 // whose payload changed, which the segments leave out). The segments' hits are
                 // in `top` already, so most entries are too far to matter and are never checked.
                 Some(c) => {
-                    for (id, e) in state.points.iter() {
+                    for (id, e) in state.points.iter().filter(|(_, e)| !e.is_vectorless()) {
                         if !scanned.tick() {
                             break;
                         }
