@@ -76,6 +76,11 @@ fn openapi_describes_every_route_and_follows_the_key_rule() {
         ("/collections/{name}/points/query/batch", &["post"]),
         ("/collections/{name}/points/search", &["post"]),
         ("/collections/{name}/points/search/batch", &["post"]),
+        ("/collections/{name}/points/search/groups", &["post"]),
+        ("/collections/{name}/points/query/groups", &["post"]),
+        ("/collections/{name}/points/vectors", &["put"]),
+        ("/collections/{name}/points/vectors/delete", &["post"]),
+        ("/collections/{name}/points/batch", &["post"]),
     ];
     assert_eq!(
         paths.len(),

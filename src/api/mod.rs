@@ -66,12 +66,17 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(points::set_payload, points::overwrite_payload))
         .routes(routes!(points::delete_payload))
         .routes(routes!(points::clear_payload))
+        .routes(routes!(points::update_vectors))
+        .routes(routes!(points::delete_vectors))
+        .routes(routes!(points::batch))
         .routes(routes!(points::scroll))
         .routes(routes!(points::count))
         .routes(routes!(search::query))
         .routes(routes!(search::query_batch))
         .routes(routes!(search::search))
         .routes(routes!(search::search_batch))
+        .routes(routes!(search::search_groups))
+        .routes(routes!(search::query_groups))
         .split_for_parts();
     let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
     schemas.extend(openapi::shared_schemas());

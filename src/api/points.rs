@@ -207,3 +207,63 @@ pub async fn count(
 ) -> ApiResult<CountResult> {
     Ok(Answer(t, db.count(&name, req).await?))
 }
+
+#[utoipa::path(
+    put,
+    path = "/collections/{name}/points/vectors",
+    tag = "points",
+    summary = "Update vectors of existing points",
+    params(("name" = String, Path, description = "Collection name"), WaitParams),
+    request_body = UpdateVectors,
+    responses((status = 200, description = "Success", body = super::response::Envelope<UpdateResult>), super::openapi::ApiErrors)
+)]
+pub async fn update_vectors(
+    State(db): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Params(p): Params<WaitParams>,
+    Body(req): Body<UpdateVectors>,
+) -> ApiResult<UpdateResult> {
+    let wait = p.wait.unwrap_or(false);
+    Ok(Answer(t, db.update_vectors(&name, req, wait).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/vectors/delete",
+    tag = "points",
+    summary = "Delete vectors of points",
+    params(("name" = String, Path, description = "Collection name"), WaitParams),
+    request_body = DeleteVectors,
+    responses((status = 200, description = "Success", body = super::response::Envelope<UpdateResult>), super::openapi::ApiErrors)
+)]
+pub async fn delete_vectors(
+    State(db): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Params(p): Params<WaitParams>,
+    Body(req): Body<DeleteVectors>,
+) -> ApiResult<UpdateResult> {
+    let wait = p.wait.unwrap_or(false);
+    Ok(Answer(t, db.delete_vectors(&name, req, wait).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/batch",
+    tag = "points",
+    summary = "Apply a batch of point operations in order",
+    params(("name" = String, Path, description = "Collection name"), WaitParams),
+    request_body = UpdateOperations,
+    responses((status = 200, description = "Success", body = super::response::Envelope<Vec<UpdateResult>>), super::openapi::ApiErrors)
+)]
+pub async fn batch(
+    State(db): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Params(p): Params<WaitParams>,
+    Body(req): Body<UpdateOperations>,
+) -> ApiResult<Vec<UpdateResult>> {
+    let wait = p.wait.unwrap_or(false);
+    Ok(Answer(t, db.batch_update(&name, req, wait).await?))
+}

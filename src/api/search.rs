@@ -84,3 +84,48 @@ pub async fn search_batch(
 ) -> ApiResult<Reserved<Vec<Vec<ScoredPointOut>>>> {
     Ok(Answer(t, db.search_batch(&name, b).await?))
 }
+
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/search/groups",
+    tag = "search",
+    summary = "Search points, grouped by a payload value",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = SearchGroups,
+    responses((status = 200, description = "Success", body = super::response::Envelope<GroupsResult>), super::openapi::ApiErrors)
+)]
+pub async fn search_groups(
+    State(db): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Body(req): Body<Option<SearchGroups>>,
+) -> ApiResult<Reserved<GroupsResult>> {
+    let req = req.ok_or_else(|| {
+        Error::BadRequest(
+            "a group search body with `vector`, `group_by`, `group_size` and `limit` is required"
+                .into(),
+        )
+    })?;
+    Ok(Answer(t, db.search_groups(&name, req).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/points/query/groups",
+    tag = "search",
+    summary = "Query points, grouped by a payload value",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = QueryGroups,
+    responses((status = 200, description = "Success", body = super::response::Envelope<GroupsResult>), super::openapi::ApiErrors)
+)]
+pub async fn query_groups(
+    State(db): State<AppState>,
+    t: Started,
+    Path(name): Path<String>,
+    Body(req): Body<Option<QueryGroups>>,
+) -> ApiResult<Reserved<GroupsResult>> {
+    let req = req.ok_or_else(|| {
+        Error::BadRequest("a group query body with `query` and `group_by` is required".into())
+    })?;
+    Ok(Answer(t, db.query_groups(&name, req).await?))
+}

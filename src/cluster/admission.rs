@@ -9,7 +9,8 @@
 //! - a payload is a JSON object;
 //! - a version is at most [`MAX_SKEW`](crate::shard::version::MAX_SKEW) ahead of this node's
 //!   clock, and a record's vector version is not newer than the record;
-//! - a search, scroll or plan asks no more than any coordinator would.
+//! - a search, scroll or plan asks no more than any coordinator would, and a plan's new vectors
+//!   are checked like a record's.
 //!
 //! Catalog entries are checked by [`crate::collection::catalog::check_entry`].
 
@@ -46,7 +47,10 @@ fn check_change(c: &Collection, change: &Change) -> Result<(), String> {
     let Some(body) = &record.body else {
         return Ok(());
     };
-    check_vector(c, &body.vector)?;
+    // An empty vector is a point whose vector was deleted.
+    if !body.vector.is_empty() {
+        check_vector(c, &body.vector)?;
+    }
     if !body.payload_json.trim_start().starts_with('{') {
         return Err("the payload must be a JSON object".into());
     }
@@ -90,7 +94,10 @@ pub fn check_op(c: &Collection, op: &ShardOp) -> Result<(), String> {
             VersionClock::check_from_peer(*version)?;
             match plan {
                 Plan::Payload(_, op) => op.validate(),
-                Plan::Delete(_) => Ok(()),
+                Plan::Delete(_) | Plan::DeleteVectors(_) => Ok(()),
+                Plan::Vectors(points) => points.iter().try_for_each(|(id, v)| {
+                    check_vector(c, v).map_err(|e| format!("point {id}: {e}"))
+                }),
             }
         }
         ShardOp::Scroll { .. } | ShardOp::Retrieve { .. } | ShardOp::Count { .. } => Ok(()),

@@ -32,7 +32,7 @@ use crate::shard::search::TopK;
 use crate::shard::{Change, PayloadOp, Plan, PlanPage, PointView, Selector, ShardError};
 use futures::future::join_all;
 use reqwest::Method;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -302,10 +302,9 @@ impl Coordinator {
         let shard_number = c.config.shard_number;
         let mut per_shard: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
         for p in points {
-            let vector = c.prepare_vector(p.vector).map_err(|e| match e {
-                Error::BadRequest(m) => Error::BadRequest(format!("point {}: {m}", p.id)),
-                other => other,
-            })?;
+            let vector = c
+                .prepare_vector(p.vector)
+                .map_err(|e| about_point(p.id, e))?;
             let shard = super::placement::shard_of(&p.id, shard_number);
             per_shard
                 .entry(shard)
@@ -322,17 +321,35 @@ impl Coordinator {
         Ok(version)
     }
 
-    /// Shards a selector can touch: those of its ids, or all of them for a filter.
-    fn shards_for(&self, c: &Collection, selector: &Selector) -> Vec<u32> {
-        match selector {
-            Selector::Filter(_) => (0..c.config.shard_number).collect(),
-            Selector::Ids(ids) => {
-                let set: BTreeSet<u32> = ids
-                    .iter()
-                    .map(|id| super::placement::shard_of(id, c.config.shard_number))
-                    .collect();
-                set.into_iter().collect()
+    /// The plan each shard runs: a list of ids is cut by shard (each shard plans only its own
+    /// points), a filter goes to every shard.
+    fn plans_by_shard(&self, c: &Collection, plan: Plan) -> Vec<(u32, Plan)> {
+        let shard_number = c.config.shard_number;
+        let shard_of = |id: &PointId| super::placement::shard_of(id, shard_number);
+        fn by_shard<T>(items: Vec<T>, shard: impl Fn(&T) -> u32) -> BTreeMap<u32, Vec<T>> {
+            let mut out: BTreeMap<u32, Vec<T>> = BTreeMap::new();
+            for item in items {
+                out.entry(shard(&item)).or_default().push(item);
             }
+            out
+        }
+        let selected = |selector: Selector, plan: &dyn Fn(Selector) -> Plan| match selector {
+            Selector::Filter(f) => (0..shard_number)
+                .map(|s| (s, plan(Selector::Filter(f.clone()))))
+                .collect(),
+            Selector::Ids(ids) => by_shard(ids, shard_of)
+                .into_iter()
+                .map(|(s, ids)| (s, plan(Selector::Ids(ids))))
+                .collect(),
+        };
+        match plan {
+            Plan::Delete(selector) => selected(selector, &Plan::Delete),
+            Plan::DeleteVectors(selector) => selected(selector, &Plan::DeleteVectors),
+            Plan::Payload(selector, op) => selected(selector, &|s| Plan::Payload(s, op.clone())),
+            Plan::Vectors(points) => by_shard(points, |(id, _)| shard_of(id))
+                .into_iter()
+                .map(|(s, points)| (s, Plan::Vectors(points)))
+                .collect(),
         }
     }
 
@@ -340,14 +357,8 @@ impl Coordinator {
     /// owner commits them, a page of at most [`PLAN_PAGE_BYTES`] at a time.
     async fn run_plan(&self, c: &Arc<Collection>, plan: Plan, wait: bool) -> Result<u64> {
         let version = c.clock().next();
-        let shards = self.shards_for(
-            c,
-            match &plan {
-                Plan::Delete(s) | Plan::Payload(s, _) => s,
-            },
-        );
-        let plan = &plan;
-        let work = shards.into_iter().map(|s| async move {
+        let plans = self.plans_by_shard(c, plan);
+        let work = plans.iter().map(|(s, plan)| async move {
             // A plan is part of a write: it runs to its end.
             let whole = Deadline::default();
             let mut after = None;
@@ -361,7 +372,7 @@ impl Coordinator {
                     version,
                     page,
                 };
-                let changes = (self.read_shard(c, s, &op, ShardReply::changes, &whole)).await?;
+                let changes = (self.read_shard(c, *s, &op, ShardReply::changes, &whole)).await?;
                 // A node of an older build answers the whole plan whatever the page: seen again
                 // from the start, it was all written already.
                 if changes.is_empty()
@@ -371,7 +382,7 @@ impl Coordinator {
                 }
                 let full = (changes.iter()).map(Change::weight).sum::<usize>() >= PLAN_PAGE_BYTES;
                 let last = changes.last().map(|ch| ch.id);
-                self.write_shard(c, s, changes, wait).await?;
+                self.write_shard(c, *s, changes, wait).await?;
                 if !full {
                     return Ok(());
                 }
@@ -402,6 +413,40 @@ impl Coordinator {
         wait: bool,
     ) -> Result<u64> {
         self.run_plan(c, Plan::Payload(selector, op), wait).await
+    }
+
+    /// Replaces the vectors of existing points, keeping their payloads: Qdrant's 404 names the
+    /// first id that does not exist, and then nothing is written.
+    pub async fn update_vectors(
+        &self,
+        c: &Arc<Collection>,
+        points: Vec<(PointId, Vec<f32>)>,
+        wait: bool,
+    ) -> Result<u64> {
+        let points = points
+            .into_iter()
+            .map(|(id, v)| Ok((id, c.prepare_vector(v).map_err(|e| about_point(id, e))?)))
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<PointId> = points.iter().map(|(id, _)| *id).collect();
+        let found: HashSet<PointId> = (self.retrieve(c, &ids, false, &Deadline::default()))
+            .await?
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        if let Some(missing) = ids.iter().find(|id| !found.contains(id)) {
+            return Err(Error::NotFound(format!("No point with id {missing} found")));
+        }
+        self.run_plan(c, Plan::Vectors(points), wait).await
+    }
+
+    /// Removes the vectors of the selected points; their payloads stay.
+    pub async fn delete_vectors(
+        &self,
+        c: &Arc<Collection>,
+        selector: Selector,
+        wait: bool,
+    ) -> Result<u64> {
+        self.run_plan(c, Plan::DeleteVectors(selector), wait).await
     }
 
     /// Points by id in the order asked, each once; missing ids are left out.
@@ -521,6 +566,14 @@ impl Coordinator {
                     .is_none_or(|t| metric.passes_threshold(p.score, t))
             })
             .collect())
+    }
+}
+
+/// A bad vector's error, naming its point.
+fn about_point(id: PointId, e: Error) -> Error {
+    match e {
+        Error::BadRequest(m) => Error::BadRequest(format!("point {id}: {m}")),
+        other => other,
     }
 }
 

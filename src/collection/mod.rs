@@ -533,6 +533,14 @@ impl Collection {
     /// finite elements, and a norm small enough that every score is a finite number (see
     /// [`MAX_VECTOR_NORM`]). Query vectors pass the same check as stored ones.
     pub fn prepare_vector(&self, mut v: Vec<f32>) -> Result<Vec<f32>> {
+        self.check_vector(&v)?;
+        self.config.distance.prepare(&mut v);
+        Ok(v)
+    }
+
+    /// The checks of [`Collection::prepare_vector`] without preparing: a batch of writes checks
+    /// every vector of every operation before it applies the first.
+    pub fn check_vector(&self, v: &[f32]) -> Result<()> {
         if v.len() != self.config.size {
             return Err(Error::BadRequest(format!(
                 "Vector dimension error: expected dim: {}, got {}",
@@ -546,7 +554,7 @@ impl Collection {
                 v[i]
             )));
         }
-        let norm = norm_f64(&v);
+        let norm = norm_f64(v);
         if self.config.distance != Metric::Cosine && norm > MAX_VECTOR_NORM {
             return Err(Error::BadRequest(format!(
                 "vector norm {norm:e} is above {MAX_VECTOR_NORM:e}, the largest a {:?} vector may have: \
@@ -554,8 +562,7 @@ impl Collection {
                 self.config.distance
             )));
         }
-        self.config.distance.prepare(&mut v);
-        Ok(v)
+        Ok(())
     }
 
     /// Whether any local replica is optimizing or has a build due, and the last build error.

@@ -105,10 +105,15 @@ impl MemoryBudget {
         }
     }
 
+    /// The most one request may hold.
+    pub fn per_request(&self) -> usize {
+        self.per_request.min(self.node)
+    }
+
     /// Grants `bytes` to a request, or refuses it: a 400 when it is over what any one request
     /// may hold, a 503 when the requests in flight hold too much of the node's budget now.
     pub fn reserve(self: &Arc<Self>, bytes: usize, what: &str) -> Result<Grant> {
-        let cap = self.per_request.min(self.node);
+        let cap = self.per_request();
         if bytes > cap {
             metrics::counter!("shoal_http_rejected_total", "reason" => "request_memory")
                 .increment(1);

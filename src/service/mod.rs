@@ -20,9 +20,11 @@
 //! ([`crate::index::Segment::search`]). An upsert takes the same way down to
 //! [`Shard::commit`](crate::shard::Shard::commit).
 
+pub mod batch;
 pub mod budget;
 pub mod cluster;
 pub mod collections;
+pub mod groups;
 pub mod models;
 pub mod points;
 pub mod queries;

@@ -439,6 +439,7 @@ pub struct RecordOut {
     pub id: PointId,
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Payload>,
+    #[serde(serialize_with = "vector_or_no_vectors")]
     pub vector: Option<Vec<f32>>,
     pub shard_key: Option<Value>,
     pub order_value: Option<Value>,
@@ -650,4 +651,112 @@ pub struct VersionInfo {
     pub version: String,
     pub shoal_version: String,
     pub time: f64,
+}
+
+// ---------- vector updates, batches of writes, groups ----------
+
+/// One point's new vector (`PUT /points/vectors`).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PointVectors {
+    pub id: PointId,
+    pub vector: VectorInput,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct UpdateVectors {
+    pub points: Vec<PointVectors>,
+    pub update_filter: Option<Filter>,
+}
+
+/// `POST /points/vectors/delete`: the vector names to remove from the selected points.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct DeleteVectors {
+    pub points: Option<Vec<PointId>>,
+    pub filter: Option<Filter>,
+    pub vector: Vec<String>,
+}
+
+/// One operation of `POST /points/batch`, tagged by its name as in Qdrant.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateOperation {
+    Upsert(UpsertPoints),
+    Delete(PointsSelector),
+    SetPayload(SetPayload),
+    OverwritePayload(SetPayload),
+    DeletePayload(DeletePayload),
+    ClearPayload(PointsSelector),
+    UpdateVectors(UpdateVectors),
+    DeleteVectors(DeleteVectors),
+}
+
+/// `POST /points/batch`: operations applied in order.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct UpdateOperations {
+    pub operations: Vec<UpdateOperation>,
+}
+
+/// `with_lookup` of a group search: a collection name, or the name with what to return of the
+/// point found there by the group's id (payload by default, no vector).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum WithLookup {
+    Collection(String),
+    Options {
+        collection: String,
+        with_payload: Option<WithPayload>,
+        #[serde(alias = "with_vector")]
+        with_vectors: Option<WithVector>,
+    },
+}
+
+/// `POST /points/search/groups`: a search whose hits are grouped by a payload value.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SearchGroups {
+    #[serde(flatten)]
+    pub search: SearchPoints,
+    pub group_by: String,
+    pub group_size: usize,
+    pub with_lookup: Option<WithLookup>,
+}
+
+/// `POST /points/query/groups`: a query whose hits are grouped by a payload value; `limit` is
+/// the number of groups (10 by default), `group_size` the hits per group (3 by default).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct QueryGroups {
+    #[serde(flatten)]
+    pub query: QueryPoints,
+    pub group_by: String,
+    pub group_size: Option<usize>,
+    pub with_lookup: Option<WithLookup>,
+}
+
+/// One group: the value it is for, its best hits, and the point of the lookup collection whose
+/// id is that value (when asked for and found).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PointGroup {
+    #[schema(value_type = Object)]
+    pub id: Value,
+    pub hits: Vec<ScoredPointOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<RecordOut>,
+}
+
+/// `result` of the group searches.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupsResult {
+    pub groups: Vec<PointGroup>,
+}
+
+/// A record's vector: a point whose vector was deleted has none, which Qdrant shows as `{}`
+/// (no named vectors).
+fn vector_or_no_vectors<S: serde::Serializer>(
+    v: &Option<Vec<f32>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    match v {
+        Some(v) if v.is_empty() => s.serialize_map(Some(0))?.end(),
+        other => other.serialize(s),
+    }
 }

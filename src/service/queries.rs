@@ -9,7 +9,7 @@ use super::validate::{self, Query, Target};
 use super::{Database, Error, Result};
 use crate::collection::{Collection, ScoredPoint, SearchRequest};
 use crate::shard::deadline::Deadline;
-use crate::shard::filter::{Condition, OneOrMany};
+use crate::shard::filter::{Condition, Filter};
 use std::sync::Arc;
 
 impl Database {
@@ -91,7 +91,7 @@ impl Database {
 
     /// The request with its vector: the one sent, or, for a query by id, that point's vector
     /// with the point itself excluded (as Qdrant does).
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         c: &Arc<Collection>,
         target: Target,
@@ -106,17 +106,12 @@ impl Database {
                     .await?
                     .pop()
                     .ok_or_else(|| Error::NotFound(format!("No point with id {id} found")))?;
-                req.vector = point.vector.unwrap_or_default();
-                let exclude = Condition::HasId { has_id: vec![id] };
-                let mut filter = req.filter.take().unwrap_or_default();
-                let mut must_not = match filter.must_not.take() {
-                    Some(OneOrMany::Many(v)) => v,
-                    Some(OneOrMany::One(c)) => vec![*c],
-                    None => Vec::new(),
+                req.vector = match point.vector {
+                    Some(v) if !v.is_empty() => v,
+                    _ => return Err(Error::BadRequest(format!("point {id} has no vector"))),
                 };
-                must_not.push(exclude);
-                filter.must_not = Some(OneOrMany::Many(must_not));
-                req.filter = Some(filter);
+                let exclude = Condition::HasId { has_id: vec![id] };
+                req.filter = Some(Filter::and_must_not(req.filter.take(), exclude));
             }
         }
         Ok(req)
@@ -135,7 +130,10 @@ fn finite(score: f32) -> f32 {
 }
 
 /// Hits as the API answers them: the payload cut to what the request asked for.
-fn scored(points: Vec<ScoredPoint>, with_payload: &Option<WithPayload>) -> Vec<ScoredPointOut> {
+pub(super) fn scored(
+    points: Vec<ScoredPoint>,
+    with_payload: &Option<WithPayload>,
+) -> Vec<ScoredPointOut> {
     points
         .into_iter()
         .map(|p| ScoredPointOut {

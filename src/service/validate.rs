@@ -7,7 +7,7 @@
 
 use super::models::*;
 use crate::collection::catalog::validate_config;
-use crate::collection::{CollectionConfig, NewPoint, OptimizersConfig, SearchRequest};
+use crate::collection::{Collection, CollectionConfig, NewPoint, OptimizersConfig, SearchRequest};
 use crate::error::{Error, Result};
 use crate::index::{HnswParams, QuantSearch, ScalarInt8};
 use crate::shard::filter::{Condition, Filter, OneOrMany};
@@ -618,6 +618,236 @@ pub fn apply_optimizers(
         into.vacuum_min_vector_number = Some(v);
     }
     Ok(())
+}
+
+// ---------- vector updates and batches of writes ----------
+
+/// A write, validated: what the coordinator applies. Every write route becomes one, and a batch
+/// a list of them.
+pub enum Write {
+    Upsert(Vec<NewPoint>),
+    Delete(Selector),
+    Payload(Selector, PayloadOp),
+    /// New vectors of existing points, as sent (the coordinator prepares them).
+    Vectors(Vec<(PointId, Vec<f32>)>),
+    /// Removes the (only, unnamed) vector of the selected points; their payloads stay.
+    DeleteVectors(Selector),
+}
+
+/// A vector name shoal knows: the default (unnamed) one only. Any other is refused as Qdrant
+/// refuses a name its collection does not have.
+fn known_vector_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        Ok(())
+    } else {
+        bad(format!(
+            "Wrong input: Not existing vector name error: {name}"
+        ))
+    }
+}
+
+/// `PUT /points/vectors`: one vector per point, plain or under the default name.
+pub fn update_vectors(req: UpdateVectors, max_points: u64) -> Result<Write> {
+    if req.update_filter.is_some() {
+        return bad("update_filter is not supported");
+    }
+    let n = req.points.len() as u64;
+    if n == 0 {
+        return bad("Validation error in JSON body: [points: must have at least 1 item]");
+    }
+    if n > max_points {
+        return bad(format!(
+            "the update holds {n} points; at most {max_points} are accepted per request (--max-batch-points): split it"
+        ));
+    }
+    let points = req
+        .points
+        .into_iter()
+        .map(|p| {
+            let vector = match p.vector {
+                VectorInput::Dense(v) => v,
+                VectorInput::Named(named) => {
+                    named.keys().try_for_each(|name| known_vector_name(name))?;
+                    match named.into_values().next() {
+                        Some(v) => v,
+                        None => return bad(format!("point {}: no vector given", p.id)),
+                    }
+                }
+            };
+            Ok((p.id, vector))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Write::Vectors(points))
+}
+
+/// `POST /points/vectors/delete`: the points, and the names of the vectors to remove.
+pub fn delete_vectors(req: DeleteVectors) -> Result<Write> {
+    let selected = selector(req.points, req.filter)?;
+    if req.vector.is_empty() {
+        return bad("Validation error in JSON body: [vector: must have at least 1 item]");
+    }
+    req.vector.iter().try_for_each(|n| known_vector_name(n))?;
+    Ok(Write::DeleteVectors(selected))
+}
+
+/// A selection and a payload change, both checked.
+fn payload_write(
+    points: Option<Vec<PointId>>,
+    filter: Option<Filter>,
+    op: PayloadOp,
+) -> Result<Write> {
+    let selected = selector(points, filter)?;
+    payload_op(&op)?;
+    Ok(Write::Payload(selected, op))
+}
+
+/// One operation of a batch, checked as its own route checks it.
+fn write(op: UpdateOperation, max_points: u64) -> Result<Write> {
+    match op {
+        UpdateOperation::Upsert(req) => upsert(req, max_points).map(Write::Upsert),
+        UpdateOperation::Delete(s) => selector(s.points, s.filter).map(Write::Delete),
+        UpdateOperation::SetPayload(req) => payload_write(
+            req.points,
+            req.filter,
+            PayloadOp::Set {
+                payload: req.payload,
+                key: req.key,
+            },
+        ),
+        UpdateOperation::OverwritePayload(req) => {
+            payload_write(req.points, req.filter, PayloadOp::Overwrite(req.payload))
+        }
+        UpdateOperation::DeletePayload(req) => {
+            payload_write(req.points, req.filter, PayloadOp::DeleteKeys(req.keys))
+        }
+        UpdateOperation::ClearPayload(s) => payload_write(s.points, s.filter, PayloadOp::Clear),
+        UpdateOperation::UpdateVectors(req) => update_vectors(req, max_points),
+        UpdateOperation::DeleteVectors(req) => delete_vectors(req),
+    }
+}
+
+/// Whether a write's vectors fit the collection (dimension, finite elements, norm).
+pub fn fits(c: &Collection, w: &Write) -> Result<()> {
+    let check = |id: &PointId, v: &[f32]| {
+        c.check_vector(v).map_err(|e| match e {
+            Error::BadRequest(m) => Error::BadRequest(format!("point {id}: {m}")),
+            other => other,
+        })
+    };
+    match w {
+        Write::Upsert(points) => points.iter().try_for_each(|p| check(&p.id, &p.vector)),
+        Write::Vectors(points) => points.iter().try_for_each(|(id, v)| check(id, v)),
+        Write::Delete(_) | Write::Payload(..) | Write::DeleteVectors(_) => Ok(()),
+    }
+}
+
+/// `POST /points/batch`: every operation checked, vectors against the collection included,
+/// before the first is applied; an error names the operation by its position.
+pub fn batch_update(req: UpdateOperations, c: &Collection, max_points: u64) -> Result<Vec<Write>> {
+    if req.operations.len() > MAX_BATCH {
+        return bad(format!("a batch holds at most {MAX_BATCH} operations"));
+    }
+    req.operations
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let checked = write(op, max_points).and_then(|w| fits(c, &w).map(|()| w));
+            checked.map_err(|e| match e {
+                Error::BadRequest(m) => Error::BadRequest(format!("operation {i}: {m}")),
+                other => other,
+            })
+        })
+        .collect()
+}
+
+// ---------- group searches ----------
+
+/// Where the points named by group ids are looked up, and what of them is returned.
+pub struct Lookup {
+    pub collection: String,
+    pub with_payload: Option<WithPayload>,
+    pub with_vector: bool,
+}
+
+/// A group search, validated: the payload key hits are grouped by, how many groups of how
+/// many hits, and the lookup.
+pub struct Grouping {
+    pub key: crate::shard::payload::KeyPath,
+    /// The key as sent: conditions on it are built from this text.
+    pub key_text: String,
+    pub group_size: usize,
+    pub limit: usize,
+    pub lookup: Option<Lookup>,
+    /// `must_not: is_empty` on the key: points without a value are never grouped.
+    pub has_value: Condition,
+}
+
+/// `POST /points/search/groups`: `limit` groups of `group_size` hits.
+pub fn search_groups(req: SearchGroups) -> Result<(Query, Grouping)> {
+    let limit = req.search.limit;
+    if req.search.offset.is_some_and(|o| o > 0) {
+        return bad("offset is not supported by group searches");
+    }
+    let q = search(req.search)?;
+    grouping(q, req.group_by, req.group_size, limit, req.with_lookup)
+}
+
+/// `POST /points/query/groups`: `limit` (10) groups of `group_size` (3) hits.
+pub fn query_groups(req: QueryGroups) -> Result<(Query, Grouping)> {
+    let limit = req.query.limit.unwrap_or(10);
+    if req.query.offset.is_some_and(|o| o > 0) {
+        return bad("offset is not supported by group queries");
+    }
+    let q = query(req.query)?;
+    let size = req.group_size.unwrap_or(3);
+    grouping(q, req.group_by, size, limit, req.with_lookup)
+}
+
+fn grouping(
+    q: Query,
+    group_by: String,
+    group_size: usize,
+    limit: usize,
+    lookup: Option<WithLookup>,
+) -> Result<(Query, Grouping)> {
+    if group_size == 0 || limit == 0 {
+        return bad("group_size and limit must be at least 1");
+    }
+    if group_size.saturating_mul(limit) > MAX_LIMIT {
+        return bad(format!(
+            "limit × group_size must be at most {MAX_LIMIT}, got {limit} × {group_size}"
+        ));
+    }
+    let key = crate::shard::payload::KeyPath::parse(&group_by)
+        .map_err(|e| Error::BadRequest(format!("group_by: {e}")))?;
+    let has_value: Condition =
+        serde_json::from_value(serde_json::json!({"is_empty": {"key": group_by}}))
+            .map_err(|e| Error::BadRequest(format!("group_by: {e}")))?;
+    let lookup = lookup.map(|l| match l {
+        WithLookup::Collection(collection) => Lookup {
+            collection,
+            with_payload: None,
+            with_vector: false,
+        },
+        WithLookup::Options {
+            collection,
+            with_payload,
+            with_vectors,
+        } => Lookup {
+            collection,
+            with_payload,
+            with_vector: WithVector::wanted(&with_vectors),
+        },
+    });
+    let grouping = Grouping {
+        key,
+        key_text: group_by,
+        group_size,
+        limit,
+        lookup,
+        has_value,
+    };
+    Ok((q, grouping))
 }
 
 #[cfg(test)]

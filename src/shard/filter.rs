@@ -76,6 +76,17 @@ impl<T> OneOrMany<T> {
     }
 }
 
+/// A clause's conditions and one more.
+fn with_one_more(clause: Option<OneOrMany<Condition>>, c: Condition) -> Vec<Condition> {
+    let mut all = match clause {
+        Some(OneOrMany::Many(v)) => v,
+        Some(OneOrMany::One(one)) => vec![*one],
+        None => Vec::new(),
+    };
+    all.push(c);
+    all
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(no_recursion)]
@@ -388,6 +399,20 @@ pub struct ValuesCount {
 }
 
 impl Filter {
+    /// This filter (or none: everything) with one more `must` condition.
+    pub fn and_must(filter: Option<Filter>, c: Condition) -> Filter {
+        let mut f = filter.unwrap_or_default();
+        f.must = Some(OneOrMany::Many(with_one_more(f.must.take(), c)));
+        f
+    }
+
+    /// This filter (or none: everything) with one more `must_not` condition.
+    pub fn and_must_not(filter: Option<Filter>, c: Condition) -> Filter {
+        let mut f = filter.unwrap_or_default();
+        f.must_not = Some(OneOrMany::Many(with_one_more(f.must_not.take(), c)));
+        f
+    }
+
     /// Whether the point with this id and payload passes the filter.
     pub fn matches(&self, id: &PointId, payload: &Payload) -> bool {
         let holds = |c: &Condition| c.matches(id, payload);

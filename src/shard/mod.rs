@@ -58,7 +58,7 @@ use point::{Payload, PointId, Record, RecordBody};
 use sealed::SealedSegment;
 use state::{Entry, Found, Location, ShardState};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -226,6 +226,12 @@ pub enum Selector {
 pub enum Plan {
     Delete(Selector),
     Payload(Selector, PayloadOp),
+    /// New vectors (prepared for the metric) of existing points; their payloads stay. An id
+    /// that does not exist is skipped (the coordinator checks existence first).
+    Vectors(Vec<(PointId, Vec<f32>)>),
+    /// Removes the vector of the selected points: each keeps its payload, stored with an empty
+    /// vector at a new vector version (see [`state::Location::Vectorless`]).
+    DeleteVectors(Selector),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -428,7 +434,7 @@ impl Shard {
                 seg.overlaid.set(*i, true);
                 Location::Segment(Arc::clone(seg), *i)
             }
-            None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
+            None => state.place(id, record.vector_version, &body.vector),
         };
         state.points.insert(
             id,
@@ -816,9 +822,9 @@ impl Shard {
             }
             Some((location, _)) => {
                 state.retire(&location);
-                Location::Tail(state.tail.push(id, record.vector_version, &body.vector))
+                state.place(id, record.vector_version, &body.vector)
             }
-            None => Location::Tail(state.tail.push(id, record.vector_version, &body.vector)),
+            None => state.place(id, record.vector_version, &body.vector),
         };
         state.deleted_dirty.remove(&id);
         drop(payload);
@@ -867,10 +873,17 @@ impl Shard {
     pub fn plan_page(&self, plan: &Plan, version: u64, page: PlanPage) -> Vec<Change> {
         let state = self.state.read();
         let over = |found: Found<'_>| version.max(ShardState::version(found).saturating_add(1));
-        let selector = match plan {
-            Plan::Delete(s) | Plan::Payload(s, _) => self.prepare_selector(s),
+        // New vectors by id (the last one given for an id wins, as applying them in order would).
+        let new_vectors: HashMap<PointId, &Vec<f32>> = match plan {
+            Plan::Vectors(points) => points.iter().map(|(id, v)| (*id, v)).collect(),
+            _ => HashMap::new(),
         };
-        let mut ids = select_in(&state, &selector);
+        let mut ids = match plan {
+            Plan::Delete(s) | Plan::Payload(s, _) | Plan::DeleteVectors(s) => {
+                select_in(&state, &self.prepare_selector(s))
+            }
+            Plan::Vectors(_) => new_vectors.keys().copied().collect(),
+        };
         ids.retain(|id| page.after.is_none_or(|after| *id > after));
         ids.sort_unstable();
         ids.dedup();
@@ -883,16 +896,25 @@ impl Shard {
             let Some(found) = state.find(&id) else {
                 continue;
             };
+            let payload = || (*ShardState::payload(found)).clone();
             let change = match plan {
                 Plan::Delete(_) => Change::delete(id, over(found)),
                 Plan::Payload(_, op) => {
-                    let mut payload = (*ShardState::payload(found)).clone();
+                    let mut payload = payload();
                     apply_payload_op(&mut payload, op);
                     let vector = state.vector(found, self.config().dim).to_vec();
                     let mut change = Change::upsert(id, over(found), vector, payload);
                     change.record.vector_version = ShardState::vector_version(found);
                     change
                 }
+                // A new vector version: the point leaves its segment (or tail slot) for the
+                // tail, where searches find it by its new vector only.
+                Plan::Vectors(_) => match new_vectors.get(&id) {
+                    Some(vector) => Change::upsert(id, over(found), (*vector).clone(), payload()),
+                    None => continue,
+                },
+                Plan::DeleteVectors(_) if !ShardState::has_vector(found) => continue,
+                Plan::DeleteVectors(_) => Change::upsert(id, over(found), Vec::new(), payload()),
             };
             bytes = bytes.saturating_add(change.weight());
             changes.push(change);

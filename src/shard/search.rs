@@ -90,7 +90,7 @@ impl Shard {
                 if !scanned.tick() {
                     break;
                 }
-                if let Some(found) = state.find(id) {
+                if let Some(found) = state.find(id).filter(|f| ShardState::has_vector(*f)) {
                     if check.as_ref().is_none_or(|c| c.found(id, found)) {
                         top.push(
                             metric.distance(spec.vector, state.vector(found, dim)),
@@ -118,7 +118,7 @@ impl Shard {
                 // whose payload changed, which the segments leave out). The segments' hits are
                 // in `top` already, so most entries are too far to matter and are never checked.
                 Some(c) => {
-                    for (id, e) in state.points.iter() {
+                    for (id, e) in state.points.iter().filter(|(_, e)| !e.is_vectorless()) {
                         if !scanned.tick() {
                             break;
                         }

@@ -62,6 +62,10 @@ impl LiveBits {
 pub enum Location {
     Segment(Arc<SealedSegment>, u32),
     Tail(u32),
+    /// Nowhere: the point's vector was deleted (`/points/vectors/delete`). It keeps its payload
+    /// in the point table and is counted, scrolled and filtered, but no search finds it, until
+    /// a new vector puts it in the tail again.
+    Vectorless,
 }
 
 /// A point whose current state is not all in a sealed segment's file: a tail point, or a sealed
@@ -77,6 +81,10 @@ pub struct Entry {
 }
 
 impl Entry {
+    pub fn is_vectorless(&self) -> bool {
+        matches!(self.location, Location::Vectorless)
+    }
+
     pub fn parsed_payload(&self) -> Payload {
         super::point::read_held_payload(self.payload.as_bytes())
     }
@@ -132,6 +140,9 @@ impl Tail {
 pub struct PointTable {
     by_id: HashMap<PointId, Entry>,
     order: BTreeSet<PointId>,
+    /// How many entries are [`Location::Vectorless`] (they are live points outside the tail and
+    /// the segments, counted apart).
+    vectorless: usize,
 }
 
 impl PointTable {
@@ -157,16 +168,25 @@ impl PointTable {
     }
     /// Adds or replaces a point; returns the entry it replaced.
     pub fn insert(&mut self, id: PointId, entry: Entry) -> Option<Entry> {
+        self.vectorless += usize::from(entry.is_vectorless());
         let previous = self.by_id.insert(id, entry);
-        if previous.is_none() {
-            self.order.insert(id);
+        match &previous {
+            None => {
+                self.order.insert(id);
+            }
+            Some(p) => self.vectorless -= usize::from(p.is_vectorless()),
         }
         previous
     }
     pub fn remove(&mut self, id: &PointId) -> Option<Entry> {
         let previous = self.by_id.remove(id)?;
         self.order.remove(id);
+        self.vectorless -= usize::from(previous.is_vectorless());
         Some(previous)
+    }
+    /// Live points without a vector.
+    pub fn vectorless(&self) -> usize {
+        self.vectorless
     }
     /// Every point, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&PointId, &Entry)> {
@@ -264,11 +284,28 @@ impl ShardState {
         }
     }
 
+    /// The vector at a location; empty for a point without one.
     pub fn location_vector<'a>(&'a self, location: &'a Location, dim: usize) -> &'a [f32] {
         match location {
             Location::Segment(seg, i) => seg.index.vector(*i),
             Location::Tail(slot) => self.tail.vector(*slot, dim),
+            Location::Vectorless => &[],
         }
+    }
+
+    /// Where a point with a new vector goes: the tail, or nowhere for an empty one (its vector
+    /// was deleted).
+    pub fn place(&mut self, id: PointId, vector_version: u64, vector: &[f32]) -> Location {
+        if vector.is_empty() {
+            Location::Vectorless
+        } else {
+            Location::Tail(self.tail.push(id, vector_version, vector))
+        }
+    }
+
+    /// Whether a found point has a vector (a search can score it).
+    pub fn has_vector(found: Found<'_>) -> bool {
+        !matches!(found, Found::Table(e) if e.is_vectorless())
     }
 
     /// Forgets where a point's vector was indexed, so searches stop finding it there.
@@ -279,6 +316,7 @@ impl ShardState {
                 seg.overlaid.set(*i, false);
             }
             Location::Tail(slot) => self.tail.kill(*slot),
+            Location::Vectorless => {}
         }
     }
 
@@ -289,7 +327,7 @@ impl ShardState {
 
     /// Number of live points.
     pub fn live_count(&self) -> usize {
-        self.indexed_count() + self.tail.live_count
+        self.indexed_count() + self.tail.live_count + self.points.vectorless()
     }
 
     /// Every live point, in no particular order.

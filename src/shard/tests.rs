@@ -230,6 +230,115 @@ fn filtered_search_returns_only_matches_and_enough_of_them() {
 }
 
 #[test]
+fn a_sealed_point_with_a_new_vector_is_found_by_it_only_also_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("db");
+    let moved = vec![1e4, -3.0, 2.0, 1.0];
+    let check = |shard: &Shard| {
+        for exact in [false, true] {
+            let near_old = nearest(shard, &vec_for(7), 5, None, exact);
+            assert!(!near_old.contains(&PointId::Num(7)), "{near_old:?}");
+            assert_eq!(
+                nearest(shard, &moved, 1, None, exact),
+                vec![PointId::Num(7)]
+            );
+            let even: Filter =
+                serde_json::from_value(json!({"must": [{"key": "i", "match": {"value": 7}}]}))
+                    .unwrap();
+            assert_eq!(
+                nearest(shard, &moved, 1, Some(&even), exact),
+                vec![PointId::Num(7)]
+            );
+        }
+        let view = shard.get(&[PointId::Num(7)], true).pop().unwrap();
+        assert_eq!(view.vector.as_deref(), Some(&moved[..]));
+        assert_eq!(*view.payload, payload(json!({"i": 7, "even": false})));
+        assert_eq!(shard.len(), 300);
+    };
+    {
+        let db = reopen_db(&db_path);
+        let shard = open(&db, dir.path());
+        shard.commit(upserts(0..300, 1), true).unwrap();
+        assert!(shard.optimize(100).unwrap().is_some());
+        assert_eq!(shard.stats(), (300, 300, 1));
+        // A missing id is skipped by the plan.
+        let plan = Plan::Vectors(vec![
+            (PointId::Num(7), moved.clone()),
+            (PointId::Num(9999), moved.clone()),
+        ]);
+        assert_eq!(shard.execute(&plan, 2, true).unwrap(), 1);
+        let stored = shard.stored_record(&PointId::Num(7)).unwrap();
+        assert_eq!((stored.version, stored.vector_version), (2, 2));
+        check(&shard);
+    }
+    // Reopened: the segment's stale copy stays dead, the new vector is replayed into the tail.
+    let db = reopen_db(&db_path);
+    let shard = open(&db, dir.path());
+    check(&shard);
+    // And once the tail is built into a segment too.
+    shard.optimize(1).unwrap();
+    check(&shard);
+}
+
+#[test]
+fn a_point_whose_vector_is_deleted_keeps_its_payload_and_is_never_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("db");
+    // 7 is sealed in a segment, 305 is in the tail.
+    let gone = [PointId::Num(7), PointId::Num(305)];
+    let check = |shard: &Shard| {
+        assert_eq!(shard.len(), 310);
+        let seven: Filter =
+            serde_json::from_value(json!({"must": [{"key": "i", "range": {"gte": 0}}]})).unwrap();
+        assert_eq!(shard.count(Some(&seven)), 310);
+        for exact in [false, true] {
+            for (id, i) in [(gone[0], 7), (gone[1], 305)] {
+                for filter in [None, Some(&seven)] {
+                    let found = nearest(shard, &vec_for(i), 20, filter, exact);
+                    assert!(!found.contains(&id), "{found:?}");
+                    assert_eq!(found.len(), 20);
+                }
+            }
+        }
+        let has_id: Filter =
+            serde_json::from_value(json!({"must": [{"has_id": [7, 305, 8]}]})).unwrap();
+        assert_eq!(
+            nearest(shard, &vec_for(7), 5, Some(&has_id), true),
+            vec![PointId::Num(8)]
+        );
+        for (view, i) in shard.get(&gone, true).into_iter().zip([7, 305]) {
+            assert_eq!(view.vector, Some(Vec::new()));
+            assert_eq!(*view.payload, payload(json!({"i": i, "even": false})));
+        }
+    };
+    {
+        let db = reopen_db(&db_path);
+        let shard = open(&db, dir.path());
+        shard.commit(upserts(0..300, 1), true).unwrap();
+        assert!(shard.optimize(100).unwrap().is_some());
+        shard.commit(upserts(300..310, 2), true).unwrap();
+        let plan = Plan::DeleteVectors(Selector::Ids(gone.to_vec()));
+        assert_eq!(shard.execute(&plan, 3, true).unwrap(), 2);
+        // Again: nothing left to delete.
+        assert_eq!(shard.execute(&plan, 4, true).unwrap(), 0);
+        check(&shard);
+    }
+    let db = reopen_db(&db_path);
+    let shard = open(&db, dir.path());
+    check(&shard);
+    shard.optimize(1).unwrap();
+    check(&shard);
+    // A new vector makes the point searchable again.
+    let back = Plan::Vectors(vec![(PointId::Num(7), vec_for(7))]);
+    shard.execute(&back, 5, true).unwrap();
+    assert_eq!(
+        nearest(&shard, &vec_for(7), 1, None, true),
+        vec![PointId::Num(7)]
+    );
+    assert_eq!(shard.len(), 310);
+}
+
+#[test]
 fn reopen_loads_segments_and_replays_only_the_tail() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let dir = tempfile::tempdir().unwrap();

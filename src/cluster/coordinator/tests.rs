@@ -485,3 +485,94 @@ async fn a_read_past_its_deadline_is_a_timeout_and_tries_no_other_replica() {
     let err = node.count(&c, None, &cancelled).await.unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
 }
+
+/// Answers a retrieve with points 0..4 (4 and up do not exist) and a plan with its new vectors
+/// as changes.
+fn vectors_plan(op: &ShardOp) -> ShardReply {
+    match op {
+        ShardOp::Retrieve { ids, .. } => ShardReply::Points(
+            ids.iter()
+                .filter_map(|id| match id {
+                    PointId::Num(n) if *n < 4 => Some(view(*n)),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        ShardOp::Plan {
+            plan: Plan::Vectors(points),
+            version,
+            ..
+        } => ShardReply::Changes(
+            points
+                .iter()
+                .map(|(id, v)| Change::upsert(*id, *version, v.clone(), Default::default()))
+                .collect(),
+        ),
+        _ => ShardReply::Count(0),
+    }
+}
+
+#[tokio::test]
+async fn new_vectors_are_planned_per_shard_and_committed_on_every_replica() {
+    let shards: Vec<Vec<Arc<Fake>>> = (0..3)
+        .map(|s| {
+            (0..2)
+                .map(|r| Fake::new(s * 2 + r, Behaviour::Answers(vectors_plan)))
+                .collect()
+        })
+        .collect();
+    let (_dir, node, c) = coordinator(shards.clone(), 2);
+    let points: Vec<(PointId, Vec<f32>)> = (0..4)
+        .map(|i| (PointId::Num(i), vec![1.0, i as f32]))
+        .collect();
+    // Each shard plans only the points that hash to it.
+    for (shard, plan) in node.plans_by_shard(&c, Plan::Vectors(points.clone())) {
+        let Plan::Vectors(mine) = plan else {
+            panic!("{plan:?}")
+        };
+        assert!(!mine.is_empty());
+        for (id, _) in &mine {
+            assert_eq!(crate::cluster::placement::shard_of(id, 3), shard);
+        }
+    }
+    // A missing point: a 404 naming it, and nothing is committed anywhere.
+    let mut with_missing = points.clone();
+    with_missing.push((PointId::Num(77), vec![0.0, 1.0]));
+    let err = node
+        .update_vectors(&c, with_missing, true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound(m) if m == "No point with id 77 found"),
+        "{err:?}"
+    );
+    let commits = |shards: &[Vec<Arc<Fake>>]| -> Vec<usize> {
+        shards
+            .iter()
+            .flatten()
+            .map(|f| f.commits.load(Ordering::SeqCst))
+            .collect()
+    };
+    assert_eq!(commits(&shards), vec![0; 6]);
+    // A wrong dimension is refused before anything is read.
+    let err = node
+        .update_vectors(&c, vec![(PointId::Num(1), vec![1.0; 3])], true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::BadRequest(m) if m.contains("point 1")),
+        "{err:?}"
+    );
+    // Every replica of every shard holding one of the points commits the new vectors once.
+    node.update_vectors(&c, points.clone(), true).await.unwrap();
+    let touched: std::collections::BTreeSet<u32> = points
+        .iter()
+        .map(|(id, _)| crate::cluster::placement::shard_of(id, 3))
+        .collect();
+    for (s, replicas) in shards.iter().enumerate() {
+        let want = usize::from(touched.contains(&(s as u32)));
+        for r in replicas {
+            assert_eq!(r.commits.load(Ordering::SeqCst), want, "shard {s}");
+        }
+    }
+}
