@@ -651,6 +651,23 @@ fn a_payload_change_larger_than_a_plan_page_reaches_every_point_on_every_replica
         "/collections/big/points/payload?wait=true",
         Some(json!({"payload": {"blob": blob}, "filter": {"must": [{"key": "g", "match": {"value": 0}}]}})),
     );
+    // Reading them all back is over what one request may hold (the default 64 MiB: 8 MB of
+    // stored payload per shard of two), through any node, whichever replica answers: a 400.
+    let all: Vec<u64> = (0..60).collect();
+    for node in &cluster.nodes {
+        let (status, body) = node.call(
+            "POST",
+            "/collections/big/points",
+            Some(json!({"ids": all, "with_payload": true})),
+        );
+        assert_eq!(status, 400, "{body}");
+        let got = node.ok(
+            "POST",
+            "/collections/big/points",
+            Some(json!({"ids": [0, 1, 2, 3], "with_payload": true})),
+        );
+        assert_eq!(got.as_array().map(Vec::len), Some(4));
+    }
     for node in &cluster.nodes {
         for shard in 0..2 {
             let Some(records) = PeerClient::new(node.peer_addr).records("big", shard) else {

@@ -198,14 +198,14 @@ impl Coordinator {
                 match reply.and_then(|r| take(r).map_err(|e| bad_answer(replica.as_ref(), e))) {
                     Ok(answer) => return Ok(answer),
                     Err(PeerError::Expired { .. }) => return Err(timed_out(c, shard)),
-                    // The read itself is refused (its answer too large): so would it be
-                    // anywhere else.
+                    // The read's answer is over its payload limit: so would it be anywhere
+                    // else.
                     Err(PeerError::Shard {
-                        error: ShardError::Invalid(m),
+                        error: ShardError::TooLarge(m),
                         ..
                     })
                     | Err(PeerError::Refused {
-                        status: 400,
+                        status: 413,
                         message: m,
                         ..
                     }) => return Err(Error::BadRequest(m)),

@@ -225,7 +225,7 @@ impl Replica for LocalReplica {
                 Stopped::Expired => PeerError::Expired { ordinal: self.node },
                 Stopped::TooLarge(m) => PeerError::Shard {
                     ordinal: self.node,
-                    error: ShardError::Invalid(m),
+                    error: ShardError::TooLarge(m),
                 },
             };
             how.deadline.check().map_err(|e| stopped(e.into()))?;

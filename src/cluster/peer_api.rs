@@ -230,7 +230,8 @@ fn invalid(e: String) -> Refusal {
 }
 
 /// How a failed operation on this node's replica is answered: 409 when it holds no usable
-/// replica (the caller tries another), else the status a client would get.
+/// replica (the caller tries another), 413 for a read whose answer is over its payload limit
+/// (the caller answers its client's 400), else the status a client would get.
 fn refusal(e: PeerError) -> Refusal {
     let status = match &e {
         PeerError::NoReplica { .. } => StatusCode::CONFLICT,
@@ -238,6 +239,10 @@ fn refusal(e: PeerError) -> Refusal {
             error: ShardError::Invalid(_),
             ..
         } => StatusCode::BAD_REQUEST,
+        PeerError::Shard {
+            error: ShardError::TooLarge(_),
+            ..
+        } => StatusCode::PAYLOAD_TOO_LARGE,
         PeerError::Shard {
             error: ShardError::Unavailable(_),
             ..

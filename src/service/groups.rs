@@ -298,3 +298,87 @@ fn match_value(key: &str, id: &Value) -> Option<Condition> {
 fn as_point_id(id: &Value) -> Option<PointId> {
     serde_json::from_value(id.clone()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::PointView;
+    use serde_json::json;
+
+    fn hit(id: u64, score: f32, value: Value) -> ScoredPoint {
+        let payload = json!({ "k": value })
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        ScoredPoint {
+            score,
+            point: PointView {
+                id: PointId::Num(id),
+                version: 1,
+                payload: Arc::new(payload),
+                vector: None,
+            },
+        }
+    }
+
+    fn grouping(limit: usize, group_size: usize) -> Grouping {
+        Grouping {
+            key: crate::shard::payload::KeyPath::parse("k").unwrap(),
+            key_text: "k".into(),
+            group_size,
+            limit,
+            lookup: None,
+            has_value: serde_json::from_value(json!({"is_empty": {"key": "k"}})).unwrap(),
+        }
+    }
+
+    fn ids(groups: &Groups) -> Vec<(Value, Vec<u64>)> {
+        groups
+            .list
+            .iter()
+            .map(|g| {
+                let hits = g.hits.iter().map(|h| match h.point.id {
+                    PointId::Num(n) => n,
+                    PointId::Uuid(_) => 0,
+                });
+                (g.id.clone(), hits.collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arrays_join_every_group_of_their_values_and_groups_stop_at_the_limit() {
+        let spec = grouping(2, 2);
+        let mut groups = Groups::new(&spec, true);
+        groups.add(&[
+            hit(1, 0.9, json!(["a", "a"])),
+            hit(2, 0.8, json!(["a", 7])),
+            hit(3, 0.7, json!("c")), // a third group: over the limit
+            hit(4, 0.6, json!(7)),
+            hit(5, 0.5, json!("a")), // `a` is full
+            hit(6, 0.4, json!(true)),
+            hit(7, 0.3, json!(1.5)),
+            hit(8, 0.2, json!({"a": 1})),
+        ]);
+        assert_eq!(
+            ids(&groups),
+            vec![(json!("a"), vec![1, 2]), (json!(7), vec![2, 4])]
+        );
+        // Filling: a better hit found later takes its place by score; one already held is not
+        // added twice.
+        groups.add(&[hit(9, 0.95, json!(7)), hit(4, 0.6, json!(7))]);
+        assert_eq!(
+            ids(&groups),
+            vec![(json!("a"), vec![1, 2]), (json!(7), vec![9, 2])]
+        );
+    }
+
+    #[test]
+    fn distances_rank_smallest_first() {
+        let spec = grouping(1, 2);
+        let mut groups = Groups::new(&spec, false);
+        groups.add(&[hit(1, 0.5, json!("x")), hit(2, 0.9, json!("x"))]);
+        groups.add(&[hit(3, 0.1, json!("x"))]);
+        assert_eq!(ids(&groups), vec![(json!("x"), vec![3, 1])]);
+    }
+}

@@ -243,6 +243,10 @@ pub enum ShardError {
     Unavailable(String),
     #[error("{0}")]
     Invalid(String),
+    /// A read whose answer would hold more than its request may ([`Stopped::TooLarge`]): the
+    /// client's 400, whichever replica answers.
+    #[error("{0}")]
+    TooLarge(String),
     /// The replica was removed (its collection deleted, or the replica moved to another node)
     /// while the write waited.
     #[error("this replica was removed: its collection was deleted or the replica moved")]
@@ -252,7 +256,7 @@ pub enum ShardError {
 impl From<ShardError> for crate::error::Error {
     fn from(e: ShardError) -> Self {
         match e {
-            ShardError::Invalid(m) => crate::error::Error::BadRequest(m),
+            ShardError::Invalid(m) | ShardError::TooLarge(m) => crate::error::Error::BadRequest(m),
             ShardError::Unavailable(m) => crate::error::Error::Unavailable(m),
             ShardError::Storage(s) => crate::error::Error::Internal(s),
             ShardError::Removed => crate::error::Error::NotFound(e.to_string()),

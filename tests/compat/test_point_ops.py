@@ -217,6 +217,7 @@ def test_batch_applies_in_order(target):
         models.UpdateVectorsOperation(update_vectors=models.UpdateVectors(points=[
             models.PointVectors(id=fresh, vector=v2.tolist())])),
         models.SetPayloadOperation(set_payload=models.SetPayload(payload={"k": 2}, points=[a])),  # later wins
+        models.DeleteVectorsOperation(delete_vectors=models.DeleteVectors(points=[fresh2], vector=[""])),
     ]
     res = target.write.batch_update_points(c.name, ops, wait=True)
     assert len(res) == len(ops)
@@ -239,8 +240,12 @@ def test_batch_applies_in_order(target):
     m.vectors[fresh] = m.prepare(v2)
     m.set_payload(a, {**m.payloads[a], "k": 2})
     assert red3 and len(m.payloads) < N
-    check_points(c, [fresh, fresh2, a, b, cc, d, gone] + red3[:20] + c.ids[:100])
+    # fresh2 lost its vector: it is still there, with its payload, and no search finds it.
+    r = target.read.retrieve(c.name, ids=[fresh2], with_vectors=True, with_payload=True)
+    assert len(r) == 1 and r[0].vector == {} and r[0].payload == {"batch": 2}
     assert target.read.count(c.name, exact=True).count == len(m.payloads)
+    m.delete([fresh2])
+    check_points(c, [fresh, a, b, cc, d, gone] + red3[:20] + c.ids[:100])
     check_search(c, [v1, v2, v3] + list(queries(METRIC, n=4)))
     check_search(c, [v2], models.Filter(must=[F(key="red3", match=MV(value=True))]))
 
@@ -261,7 +266,7 @@ def test_batch_applies_in_order(target):
             {"operations": [{"upsert": {"points": [{"id": later, "vector": v1.tolist()}]}}, {"explode": {}}]})
     assert r.status_code == 400, r.text
     check_points(c, [later, b])
-    assert target.read.count(c.name, exact=True).count == len(m.payloads)
+    assert target.read.count(c.name, exact=True).count == len(m.payloads) + 1  # fresh2
     # A missing point in update_vectors is found when the batch gets there: a 404, as in Qdrant.
     status, body = error_of(lambda: target.write.batch_update_points(c.name, [
         models.UpdateVectorsOperation(update_vectors=models.UpdateVectors(points=[
