@@ -174,12 +174,31 @@ def test_create_reports_every_field_it_was_given(target):
     {"optimizers_config": models.OptimizersConfigDiff(default_segment_number=2)},
     {"wal_config": models.WalConfigDiff(wal_capacity_mb=64)},
     {"sharding_method": models.ShardingMethod.CUSTOM},
+    {"strict_mode_config": models.StrictModeConfig(enabled=True, max_query_limit=10)},
+    {"metadata": {"owner": "team"}},
+    {"sparse_vectors_config": {"text": models.SparseVectorParams()}},
 ])
 def test_unsupported_config_fields_are_refused(target, kw):
     name = unique("refused")
     e = assert_4xx(lambda: make(target, name, **kw), 400)
     assert b"not supported" in e.content or b"only" in e.content, e.content
     assert not target.w.collection_exists(name)
+
+
+@pytest.mark.parametrize("vector", [
+    {"size": DIM, "distance": "Dot", "datatype": "float16"},
+    {"size": DIM, "distance": "Dot", "on_disk": False},
+    {"size": DIM, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}},
+])
+def test_unsupported_vector_params_are_refused(target, vector):
+    name = unique("refused_vector")
+    r = raw(target.wn, "PUT", f"/collections/{name}", {"vectors": vector})
+    assert r.status_code == 400, r.text
+    assert "not supported" in r.json()["status"]["error"] or "only" in r.json()["status"]["error"]
+    assert not target.w.collection_exists(name)
+    ok = raw(target.wn, "PUT", f"/collections/{name}",
+             {"vectors": {"size": DIM, "distance": "Dot", "datatype": "float32", "on_disk": True}})
+    assert ok.status_code == 200, ok.text
 
 
 # ---------- aliases ----------
