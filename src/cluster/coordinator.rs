@@ -137,33 +137,27 @@ impl Coordinator {
         if entries.is_empty() {
             return Ok(());
         }
-        let entries = &entries;
-        let calls = self.cluster.peers().into_iter().map(|o| async move {
-            let pushed = self
-                .cluster
-                .call::<_, bool>(o, Method::PUT, "/peer/v1/aliases", entries)
-                .await;
-            if let Err(e) = pushed {
-                tracing::warn!(peer = o, error = %e, "peer will learn of this alias change on its next sync");
-            }
-        });
-        join_all(calls).await;
+        self.broadcast("/peer/v1/aliases", &entries, "aliases")
+            .await;
         Ok(())
     }
 
     /// Tells every peer about a create or delete; a peer that misses it learns it on its next sync.
     async fn broadcast_catalog(&self, entry: &CatalogEntry) {
-        let push = &CatalogPush {
+        let push = CatalogPush {
             entry: entry.clone(),
             fresh: true,
         };
+        self.broadcast("/peer/v1/catalog", &push, &entry.name).await;
+    }
+
+    /// PUTs a catalog change to every peer at once; a peer that misses it learns it on its next
+    /// sync ([`super::sync`]). `what` names the change in the log.
+    async fn broadcast<T: serde::Serialize + Sync>(&self, path: &str, body: &T, what: &str) {
         let calls = self.cluster.peers().into_iter().map(|o| async move {
-            let pushed = self
-                .cluster
-                .call::<_, bool>(o, Method::PUT, "/peer/v1/catalog", push)
-                .await;
+            let pushed = self.cluster.call::<_, bool>(o, Method::PUT, path, body).await;
             if let Err(e) = pushed {
-                tracing::warn!(collection = %entry.name, error = %e, "peer will learn of this collection change on its next sync");
+                tracing::warn!(peer = o, change = what, error = %e, "peer will learn of this catalog change on its next sync");
             }
         });
         join_all(calls).await;

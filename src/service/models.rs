@@ -37,6 +37,12 @@ pub struct CreateCollection {
     pub init_from: Option<Value>,
     /// `"auto"` only.
     pub sharding_method: Option<String>,
+    /// Refused unless null or `{}`.
+    #[schema(value_type = Option<Object>)]
+    pub strict_mode_config: Option<Value>,
+    /// Refused unless null or `{}`.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
 }
 
 /// Qdrant's `optimizers_config`. Honoured: `max_segment_size` (KB of vectors per segment),
@@ -86,6 +92,10 @@ pub struct VectorParams {
     pub multivector_config: Option<Value>,
     #[schema(value_type = Option<Object>)]
     pub quantization_config: Option<Value>,
+    /// True only: indexed vectors are memory-mapped files.
+    pub on_disk: Option<bool>,
+    /// `"float32"` only.
+    pub datatype: Option<String>,
 }
 
 /// Qdrant's `hnsw_config`. Honoured: `m`, `ef_construct`, `full_scan_threshold` (KB); `on_disk`

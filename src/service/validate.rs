@@ -355,23 +355,23 @@ pub fn collection_config(
     {
         return bad("multivectors are not supported");
     }
-    if req
-        .sparse_vectors
-        .as_ref()
-        .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    if params
+        .datatype
+        .as_deref()
+        .is_some_and(|d| !d.eq_ignore_ascii_case("float32"))
     {
-        return bad("sparse vectors are not supported");
+        return bad("vectors.datatype: only \"float32\" is supported");
     }
-    for (field, value) in [
+    if params.on_disk == Some(false) {
+        return bad(ON_DISK_VECTORS);
+    }
+    refuse_set(&[
+        ("sparse_vectors", &req.sparse_vectors),
         ("wal_config", &req.wal_config),
         ("init_from", &req.init_from),
-    ] {
-        if value.as_ref().is_some_and(|v| !v.is_null()) {
-            return bad(format!(
-                "{field} is not supported by shoal (leave it unset)"
-            ));
-        }
-    }
+        ("strict_mode_config", &req.strict_mode_config),
+        ("metadata", &req.metadata),
+    ])?;
     if req
         .sharding_method
         .as_deref()
@@ -412,27 +412,32 @@ pub fn collection_config(
     Ok(config)
 }
 
+const ON_DISK_VECTORS: &str =
+    "vectors.on_disk: false is not supported: shoal keeps indexed vectors in memory-mapped files (on_disk: true)";
+
+/// Refuses, with a 400 naming it, the first field shoal has no support for that is set (not
+/// absent, `null` or `{}`).
+fn refuse_set(fields: &[(&str, &Option<serde_json::Value>)]) -> Result<()> {
+    let set = |v: &serde_json::Value| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty());
+    match fields.iter().find(|(_, v)| v.as_ref().is_some_and(set)) {
+        Some((field, _)) => bad(format!(
+            "{field} is not supported by shoal (leave it unset)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A `PATCH /collections/{c}` onto the collection's configuration (the catalog checks the
 /// result like a create's). Honoured: `optimizers_config`, `hnsw_config` (also the unnamed
 /// vector's), `quantization_config` (`"Disabled"` removes it), and the `params` Qdrant lets
 /// change: `replication_factor` (replicas move as on a resize), `write_consistency_factor`,
 /// `on_disk_payload`. Anything else set is refused with a 400 that names it.
 pub fn collection_update(req: UpdateCollection, config: &mut CollectionConfig) -> Result<()> {
-    let set = |v: &Option<serde_json::Value>| {
-        v.as_ref()
-            .is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()))
-    };
-    for (field, value) in [
+    refuse_set(&[
         ("sparse_vectors", &req.sparse_vectors),
         ("strict_mode_config", &req.strict_mode_config),
         ("metadata", &req.metadata),
-    ] {
-        if set(value) {
-            return bad(format!(
-                "{field} is not supported by shoal (leave it unset)"
-            ));
-        }
-    }
+    ])?;
     if let Some(p) = req.params {
         if p.read_fan_out_factor.is_some() {
             return bad("params.read_fan_out_factor is not supported by shoal (leave it unset)");
@@ -466,7 +471,7 @@ pub fn collection_update(req: UpdateCollection, config: &mut CollectionConfig) -
             );
         }
         if diff.on_disk == Some(false) {
-            return bad("vectors.on_disk: false is not supported: shoal keeps indexed vectors in memory-mapped files");
+            return bad(ON_DISK_VECTORS);
         }
         if let Some(h) = diff.hnsw_config {
             apply_hnsw(h, config)?;

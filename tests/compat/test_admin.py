@@ -174,12 +174,31 @@ def test_create_reports_every_field_it_was_given(target):
     {"optimizers_config": models.OptimizersConfigDiff(default_segment_number=2)},
     {"wal_config": models.WalConfigDiff(wal_capacity_mb=64)},
     {"sharding_method": models.ShardingMethod.CUSTOM},
+    {"strict_mode_config": models.StrictModeConfig(enabled=True, max_query_limit=10)},
+    {"metadata": {"owner": "team"}},
+    {"sparse_vectors_config": {"text": models.SparseVectorParams()}},
 ])
 def test_unsupported_config_fields_are_refused(target, kw):
     name = unique("refused")
     e = assert_4xx(lambda: make(target, name, **kw), 400)
     assert b"not supported" in e.content or b"only" in e.content, e.content
     assert not target.w.collection_exists(name)
+
+
+@pytest.mark.parametrize("vector", [
+    {"size": DIM, "distance": "Dot", "datatype": "float16"},
+    {"size": DIM, "distance": "Dot", "on_disk": False},
+    {"size": DIM, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}},
+])
+def test_unsupported_vector_params_are_refused(target, vector):
+    name = unique("refused_vector")
+    r = raw(target.wn, "PUT", f"/collections/{name}", {"vectors": vector})
+    assert r.status_code == 400, r.text
+    assert "not supported" in r.json()["status"]["error"] or "only" in r.json()["status"]["error"]
+    assert not target.w.collection_exists(name)
+    ok = raw(target.wn, "PUT", f"/collections/{name}",
+             {"vectors": {"size": DIM, "distance": "Dot", "datatype": "float32", "on_disk": True}})
+    assert ok.status_code == 200, ok.text
 
 
 # ---------- aliases ----------
@@ -442,3 +461,29 @@ def test_update_replication_factor_keeps_every_point(target):
     target.eventually(moved, timeout=60)
     target.w.upsert(name, points=[models.PointStruct(id=1000, vector=[1, 1, 1, 1])], wait=True)
     assert target.r.count(name, exact=True).count == 301
+
+
+def test_a_node_that_was_down_catches_up_on_aliases_and_updates(target):
+    if len(target.nodes) == 1:
+        pytest.skip("a cluster matter")
+    name = unique("catchup")
+    make(target, name, replication_factor=len(target.nodes))
+    old, new = unique("old_alias"), unique("new_alias")
+    target.w.update_collection_aliases(change_aliases_operations=[create_alias(old, name)])
+    down = target.nodes[-1]
+    down.stop(kill=True)
+    try:
+        # Changed while shoal-2 is down: its pushes fail, it must pull them when it is back.
+        target.w.update_collection_aliases(change_aliases_operations=[rename_alias(old, new)])
+        target.w.update_collection(name, hnsw_config=models.HnswConfigDiff(m=20),
+                                   optimizers_config=models.OptimizersConfigDiff(indexing_threshold=777))
+    finally:
+        down.start()
+        target.r = down.client()  # stopping a node closes its clients
+    back = target.r
+
+    def caught_up():
+        assert alias_map(back, name) == {new: name}
+        cfg = config_of(back, new)
+        assert (cfg.hnsw_config.m, cfg.optimizer_config.indexing_threshold) == (20, 777)
+    target.eventually(caught_up, timeout=60)
