@@ -32,6 +32,7 @@ use crate::shard::{Change, PayloadOp, Plan, PointView, Selector};
 use futures::future::join_all;
 use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -232,6 +233,22 @@ impl Coordinator {
             set.required,
             errors.join("; ")
         ))))
+    }
+
+    /// Dumps one shard into `dest` from the first replica that can ([`super::snapshot`]).
+    pub async fn dump_shard(&self, c: &Arc<Collection>, shard: u32, dest: &Path) -> Result<u64> {
+        let mut errors = Vec::new();
+        for replica in self.replicas.to_read(c, shard) {
+            match replica.dump(dest).await {
+                Ok(points) => return Ok(points),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "no replica of shard {shard} of {} could be dumped: {}",
+            c.name,
+            errors.join("; ")
+        )))
     }
 
     // ---------- points ----------

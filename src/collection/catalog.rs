@@ -313,6 +313,16 @@ impl Catalog {
         )
     }
 
+    /// Where this node keeps its snapshots (`<data dir>/snapshots`).
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.dir.join("snapshots")
+    }
+
+    /// Scratch space for snapshots being written or received (emptied at start).
+    pub fn snapshot_scratch(&self) -> PathBuf {
+        self.snapshots_dir().join("tmp")
+    }
+
     pub fn clock(&self) -> &Arc<VersionClock> {
         &self.clock
     }
@@ -577,7 +587,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{HnswParams, Metric};
+    use crate::index::Metric;
 
     /// Opens the catalog in `dir`, waiting for a catalog the test just dropped to let go of
     /// sled's file lock (its flusher thread does so only at its next tick).
@@ -595,19 +605,7 @@ mod tests {
     }
 
     fn config() -> CollectionConfig {
-        CollectionConfig {
-            size: 2,
-            distance: Metric::Dot,
-            hnsw: HnswParams::default(),
-            shard_number: 1,
-            replication_factor: 1,
-            write_consistency_factor: 1,
-            on_disk_payload: true,
-            quantization: None,
-            optimizers: Default::default(),
-            payload_schema: Default::default(),
-            incarnation: 0,
-        }
+        CollectionConfig::plain(2, Metric::Dot)
     }
 
     #[test]

@@ -64,10 +64,10 @@ class LoopbackDns:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cluster")
-    ips = [f"127.0.0.{41 + i}" for i in range(3)]
+def run_cluster(tmp_path_factory, name: str, first_host: int):
+    """Three pods on 127.0.0.<first_host>..+2 and the DNS server naming them; yields the nodes."""
+    base = tmp_path_factory.mktemp(name)
+    ips = [f"127.0.0.{first_host + i}" for i in range(3)]
     dns = LoopbackDns({f"shoal-{i}.{SERVICE}": ips[i] for i in range(3)})
     port, peer_port = free_port(), free_port()
     nodes = []
@@ -84,6 +84,11 @@ def cluster(tmp_path_factory):
         for n in nodes:
             n.stop(kill=True)
         dns.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    yield from run_cluster(tmp_path_factory, "cluster", 41)
 
 
 def test_cluster_answers_like_one_node(cluster):
