@@ -560,6 +560,8 @@ async fn fetch(url: &str, api_key: Option<&str>, dest: &Path, max_bytes: u64) ->
         |m: String| Error::BadRequest(format!("cannot download the snapshot from {url}: {m}"));
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
+        // A source that stops sending fails the download rather than holding it forever.
+        .read_timeout(std::time::Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::limited(5))
         .build()
         .map_err(|e| Error::Internal(e.to_string()))?;
