@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long, env = "SHOAL_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// Largest snapshot file a recovery accepts, uploaded or downloaded from a URL, in bytes
+    /// (beyond it an upload is refused with a 413, a download from a URL with a 400).
+    #[arg(long, env = "SHOAL_MAX_SNAPSHOT_BYTES", default_value_t = 64 * 1024 * 1024 * 1024)]
+    pub max_snapshot_bytes: u64,
+
     /// Threads serving requests and searches (default: the CPUs this process may use, which
     /// follows the container's CPU limit). Index builds run on their own threads.
     #[arg(long, env = "SHOAL_WORKERS", value_parser = clap::value_parser!(u32).range(1..))]

@@ -125,7 +125,14 @@ pub async fn serve<S>(
         };
         let body_timeout = timeouts.body;
         let service = service.map_request(move |req: hyper::Request<Incoming>| {
-            let mut req = req.map(|body| Body::new(Deadlined::new(body, body_timeout)));
+            // A snapshot upload may take far longer than a request: its handler bounds the wait
+            // for each piece instead (src/api/snapshots.rs).
+            let limit = if is_snapshot_upload(req.uri().path()) {
+                None
+            } else {
+                body_timeout
+            };
+            let mut req = req.map(|body| Body::new(Deadlined::new(body, limit)));
             req.extensions_mut().insert(info);
             req
         });
@@ -157,6 +164,11 @@ async fn refuse(mut tcp: TcpStream, answer: Vec<u8>) {
         Ok::<(), std::io::Error>(())
     })
     .await;
+}
+
+/// `POST /collections/{c}/snapshots/upload`.
+pub fn is_snapshot_upload(path: &str) -> bool {
+    path.starts_with("/collections/") && path.ends_with("/snapshots/upload")
 }
 
 /// What reading a body that was not received in time fails with.

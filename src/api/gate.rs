@@ -1,7 +1,8 @@
 //! What every public request passes once the router has matched its route (axum's
 //! `Router::layer`, so that the route's pattern labels its metrics): the API key ([`auth`]),
 //! the overload limits ([`limits`]: the node's share and the client's; not for the probes and
-//! `/metrics`), the request timeout (a 504, and the request's future is dropped, which stops the
+//! `/metrics`), the request timeout (not for the snapshot routes that write or read whole
+//! snapshots: [`LONG_ROUTES`]; a 504, and the request's future is dropped, which stops the
 //! reads it started), and the request metrics by route, method and status.
 //!
 //! Around the router, once per request, are tower-http's layers ([`super::router`]): the request
@@ -20,6 +21,15 @@ use std::time::Instant;
 
 /// Routes outside the limits, logged at debug: the kubelet's probes and Prometheus' scrapes.
 const UNLIMITED_ROUTES: &[&str] = &["/healthz", "/livez", "/readyz", "/metrics"];
+
+/// Routes outside the request timeout: snapshots are taken and recovered in tasks of their own
+/// that a timeout would not stop, and an upload's body is bounded piece by piece instead.
+const LONG_ROUTES: &[&str] = &[
+    "/collections/{name}/snapshots",
+    "/collections/{name}/snapshots/upload",
+    "/collections/{name}/snapshots/recover",
+    "/snapshots",
+];
 
 /// The label of requests no route matches.
 const UNMATCHED: &str = "unmatched";
@@ -94,6 +104,7 @@ pub async fn admit(
                 Err(refused) => refused.into_response(),
                 // The places are held until the route answers.
                 Ok(_held) => match gate.limits.timeout {
+                    _ if LONG_ROUTES.contains(&route.as_str()) => next.run(req).await,
                     None => next.run(req).await,
                     Some(limit) => tokio::time::timeout(limit, next.run(req))
                         .await

@@ -16,6 +16,7 @@ pub mod response;
 pub mod search;
 pub mod serve;
 pub mod service_routes;
+pub mod snapshots;
 
 use crate::service::Database;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -77,6 +78,12 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(search::search_batch))
         .routes(routes!(search::search_groups))
         .routes(routes!(search::query_groups))
+        .routes(routes!(snapshots::create, snapshots::list))
+        .routes(routes!(snapshots::get, snapshots::delete))
+        .routes(routes!(snapshots::recover))
+        .routes(routes!(snapshots::upload))
+        .routes(routes!(snapshots::create_full, snapshots::list_full))
+        .routes(routes!(snapshots::get_full, snapshots::delete_full))
         .split_for_parts();
     let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
     schemas.extend(openapi::shared_schemas());

@@ -35,6 +35,7 @@ use utoipa::{PartialSchema, ToSchema};
         (name = "points", description = "Write, read, scroll and count points"),
         (name = "search", description = "Nearest-neighbour search"),
         (name = "cluster", description = "Cluster and shard placement"),
+        (name = "snapshots", description = "Collection and full-storage snapshots: create, list, download, delete, recover"),
     )
 )]
 pub struct ApiDoc;

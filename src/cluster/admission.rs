@@ -108,7 +108,7 @@ pub fn check_op(c: &Collection, op: &ShardOp) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::collection::CollectionConfig;
-    use crate::index::{HnswParams, Metric};
+    use crate::index::Metric;
     use crate::shard::point::PointId;
     use crate::shard::version::{version_span, MAX_SKEW};
     use std::sync::Arc;
@@ -116,20 +116,7 @@ mod tests {
     fn collection(distance: Metric) -> (tempfile::TempDir, Collection) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let config = CollectionConfig {
-            size: 2,
-            distance,
-            hnsw: HnswParams::default(),
-            shard_number: 1,
-            replication_factor: 1,
-            write_consistency_factor: 1,
-            on_disk_payload: true,
-            quantization: None,
-            full_scan_threshold_kb: None,
-            optimizers: Default::default(),
-            payload_schema: Default::default(),
-            incarnation: 0,
-        };
+        let config = CollectionConfig::plain(2, distance);
         let c = Collection::new(
             "c".into(),
             config,

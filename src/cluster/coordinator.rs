@@ -33,6 +33,7 @@ use crate::shard::{Change, PayloadOp, Plan, PlanPage, PointView, Selector, Shard
 use futures::future::join_all;
 use reqwest::Method;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -282,6 +283,22 @@ impl Coordinator {
             set.required,
             errors.join("; ")
         ))))
+    }
+
+    /// Dumps one shard into `dest` from the first replica that can ([`super::snapshot`]).
+    pub async fn dump_shard(&self, c: &Arc<Collection>, shard: u32, dest: &Path) -> Result<u64> {
+        let mut errors = Vec::new();
+        for replica in self.replicas.to_read(c, shard) {
+            match replica.dump(dest).await {
+                Ok(points) => return Ok(points),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "no replica of shard {shard} of {} could be dumped: {}",
+            c.name,
+            errors.join("; ")
+        )))
     }
 
     // ---------- points ----------

@@ -16,6 +16,7 @@ use crate::shard::deadline::{Deadline, Stopped};
 use crate::shard::search::SearchSpec;
 use crate::shard::{Change, Shard, ShardError};
 use futures::future::BoxFuture;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Most work (vector elements read, see [`work`]) an operation may imply to run on the async
@@ -250,6 +251,20 @@ impl Replica for LocalReplica {
                 .blocking(move || shard.commit(changes, durable))
                 .await?;
             applied.map(|n| n as u64).map_err(|error| PeerError::Shard {
+                ordinal: self.node,
+                error,
+            })
+        })
+    }
+
+    fn dump<'a>(&'a self, dest: &'a Path) -> BoxFuture<'a, Result<u64, PeerError>> {
+        Box::pin(async move {
+            let shard = self.to_read(true)?;
+            let dest = dest.to_path_buf();
+            let dumped = self
+                .blocking(move || crate::collection::snapshot::dump_shard(&shard, &dest))
+                .await?;
+            dumped.map_err(|error| PeerError::Shard {
                 ordinal: self.node,
                 error,
             })

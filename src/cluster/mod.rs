@@ -30,6 +30,7 @@ pub mod protocol;
 pub mod rebalance;
 pub mod remote;
 pub mod replica;
+pub mod snapshot;
 pub mod sync;
 
 use crate::collection::CollectionConfig;

@@ -49,6 +49,7 @@ pub fn router(node: PeerState) -> Router {
             post(records),
         )
         .route("/peer/v1/shards/{collection}/{shard}/state", get(state))
+        .route("/peer/v1/shards/{collection}/{shard}/dump", get(dump))
         .route("/peer/v1/handoff", post(handoff))
         // Before the layers, so that unknown routes want the token too.
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such peer route") })
@@ -346,6 +347,37 @@ async fn state(
     let c =
         (node.catalog.get(&collection)).map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
     Ok(reply(v, &c.replica_state(shard)))
+}
+
+/// A point-in-time dump of this node's replica, for a snapshot another node takes: written to a
+/// scratch file (unlinked once open) and streamed back ([`super::snapshot`]).
+async fn dump(State(node): State<PeerState>, Path(at): Path<(String, u32)>) -> Answer {
+    let (_, local) = replica(&node, at)?;
+    let scratch = node.catalog.snapshot_scratch();
+    let internal = |e: std::io::Error| fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    std::fs::create_dir_all(&scratch).map_err(internal)?;
+    let path = scratch.join(format!("dump-{}.points", uuid::Uuid::new_v4()));
+    let points = local.dump(&path).await;
+    let opened = tokio::fs::File::open(&path).await;
+    let _ = std::fs::remove_file(&path);
+    let points = points.map_err(refusal)?;
+    let file = opened.map_err(internal)?;
+    let len = file.metadata().await.map_err(internal)?.len();
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_string(),
+            ),
+            (axum::http::header::CONTENT_LENGTH, len.to_string()),
+            (
+                axum::http::HeaderName::from_static(super::snapshot::POINTS_HEADER),
+                points.to_string(),
+            ),
+        ],
+        super::snapshot::file_body(file),
+    )
+        .into_response())
 }
 
 /// One hand-off at a time: a second request waits for the first and then finds nothing left.

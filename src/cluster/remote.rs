@@ -16,6 +16,7 @@ use crate::collection::{Collection, ReplicaState};
 use crate::shard::{Change, PlanPage};
 use futures::future::BoxFuture;
 use reqwest::Method;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Replica `shard` of a collection, held by peer `node`.
@@ -154,6 +155,13 @@ impl Replica for RemoteReplica {
                 applied += self.call::<_, u64>(Method::POST, &path, &run).await?;
             }
             Ok(applied)
+        })
+    }
+
+    fn dump<'a>(&'a self, dest: &'a Path) -> BoxFuture<'a, Result<u64, PeerError>> {
+        Box::pin(async move {
+            let path = self.path("dump");
+            super::snapshot::download(&self.cluster, self.node, &path, dest).await
         })
     }
 }

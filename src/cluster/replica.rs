@@ -16,6 +16,7 @@ use crate::collection::{Collection, ReplicaState};
 use crate::shard::deadline::Deadline;
 use crate::shard::Change;
 use futures::future::BoxFuture;
+use std::path::Path;
 use std::sync::Arc;
 
 /// One copy of one shard of a collection.
@@ -36,6 +37,18 @@ pub trait Replica: Send + Sync {
         changes: &'a [Change],
         durable: bool,
     ) -> BoxFuture<'a, Result<u64, PeerError>>;
+
+    /// Writes a point-in-time dump of the replica's live points into `dest` on this node (see
+    /// [`super::snapshot`]); answers how many points it holds.
+    fn dump<'a>(&'a self, dest: &'a Path) -> BoxFuture<'a, Result<u64, PeerError>> {
+        let _ = dest;
+        Box::pin(async move {
+            Err(PeerError::Internal {
+                ordinal: self.node(),
+                message: "this replica cannot be dumped".into(),
+            })
+        })
+    }
 }
 
 /// How a read is to be run.

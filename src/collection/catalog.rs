@@ -319,6 +319,16 @@ impl Catalog {
         )
     }
 
+    /// Where this node keeps its snapshots (`<data dir>/snapshots`).
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.dir.join("snapshots")
+    }
+
+    /// Scratch space for snapshots being written or received (emptied at start).
+    pub fn snapshot_scratch(&self) -> PathBuf {
+        self.snapshots_dir().join("tmp")
+    }
+
     pub fn clock(&self) -> &Arc<VersionClock> {
         &self.clock
     }
@@ -657,20 +667,7 @@ mod tests {
     }
 
     fn config() -> CollectionConfig {
-        CollectionConfig {
-            size: 2,
-            distance: Metric::Dot,
-            hnsw: HnswParams::default(),
-            shard_number: 1,
-            replication_factor: 1,
-            write_consistency_factor: 1,
-            on_disk_payload: true,
-            quantization: None,
-            full_scan_threshold_kb: None,
-            optimizers: Default::default(),
-            payload_schema: Default::default(),
-            incarnation: 0,
-        }
+        CollectionConfig::plain(2, Metric::Dot)
     }
 
     #[test]

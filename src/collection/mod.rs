@@ -5,6 +5,7 @@
 
 pub mod aliases;
 pub mod catalog;
+pub mod snapshot;
 
 use crate::error::{Error, Result};
 use crate::index::{HnswParams, Metric, ScalarInt8};
@@ -215,6 +216,25 @@ impl<'de> Deserialize<'de> for CollectionConfig {
 }
 
 impl CollectionConfig {
+    /// A one-shard configuration with every other setting at its default (tests).
+    #[cfg(test)]
+    pub fn plain(size: usize, distance: Metric) -> CollectionConfig {
+        CollectionConfig {
+            size,
+            distance,
+            hnsw: HnswParams::default(),
+            shard_number: 1,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            on_disk_payload: true,
+            quantization: None,
+            full_scan_threshold_kb: None,
+            optimizers: OptimizersConfig::default(),
+            payload_schema: PayloadSchema::new(),
+            incarnation: 0,
+        }
+    }
+
     /// The JSON object of `config.json`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(ConfigFields::from(self.clone())).unwrap_or_default()

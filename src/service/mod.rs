@@ -2,7 +2,7 @@
 //!
 //! [`Database`] is the one type a transport talks to. Its methods are the API's operations —
 //! collections ([`collections`]), points and payloads ([`points`]), searches and queries
-//! ([`queries`]), cluster information ([`cluster`]) — and each takes a typed request
+//! ([`queries`]), cluster information ([`cluster`]), snapshots ([`snapshots`]) — and each takes a typed request
 //! ([`models`], shaped like Qdrant's) and returns a typed result or one typed [`Error`]. The
 //! REST API ([`crate::api`]) is a thin adapter over these methods, and a gRPC API would be
 //! another: Qdrant's `Collections` and `Points` services map onto the same methods one to one.
@@ -28,6 +28,7 @@ pub mod groups;
 pub mod models;
 pub mod points;
 pub mod queries;
+pub mod snapshots;
 pub mod validate;
 mod vector_de;
 
@@ -56,11 +57,13 @@ impl Database {
             config.request_memory_budget_bytes,
             config.node_memory_budget_bytes,
         );
-        Database {
+        let db = Database {
             coordinator,
             config,
             memory: Arc::new(memory),
-        }
+        };
+        db.clear_snapshot_scratch();
+        db
     }
 
     /// The node's configuration (transports read their own settings from it).

@@ -36,6 +36,7 @@
 
 pub mod check;
 pub mod deadline;
+mod dump;
 pub mod facet;
 pub mod filter;
 pub mod optimizer;
@@ -952,12 +953,9 @@ impl Shard {
             let mut scanned = 0usize;
             for item in range {
                 let (key, value) = item?;
-                let Some(id) = PointId::from_key(&key) else {
-                    return Ok(Err(ShardError::Invalid("corrupt point key".into())));
-                };
-                let record = match Record::decode(&value) {
-                    Ok(r) => r,
-                    Err(e) => return Ok(Err(ShardError::Invalid(e))),
+                let (id, record) = match decode_entry(&key, &value) {
+                    Ok(entry) => entry,
+                    Err(e) => return Ok(Err(e)),
                 };
                 scanned += 1;
                 if record.version > since {
@@ -1174,6 +1172,14 @@ fn for_each_match(
                 .for_each(&mut take),
         }
     }
+}
+
+/// An entry of a records tree, read back.
+fn decode_entry(key: &[u8], value: &[u8]) -> Result<(PointId, Record), ShardError> {
+    let id =
+        PointId::from_key(key).ok_or_else(|| ShardError::Invalid("corrupt point key".into()))?;
+    let record = Record::decode(value).map_err(ShardError::Invalid)?;
+    Ok((id, record))
 }
 
 #[cfg(test)]
