@@ -491,6 +491,21 @@ fn version_ahead(ahead: Duration) -> u64 {
     (now.as_micros() as u64) << 8
 }
 
+/// Creates collection `name` with one shard and one replica through node 0, and answers the
+/// index of the node that holds it once it does.
+fn one_replica_collection(cluster: &TestCluster, name: &str) -> usize {
+    cluster.nodes[0].ok(
+        "PUT",
+        &format!("/collections/{name}"),
+        Some(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 1, "replication_factor": 1})),
+    );
+    let owner = || {
+        (cluster.nodes.iter()).position(|n| PeerClient::new(n.peer_addr).records(name, 0).is_some())
+    };
+    eventually("the shard has an owner", || (owner().is_some(), ()));
+    owner().expect("an owner")
+}
+
 #[test]
 fn payload_changes_and_deletes_apply_over_a_write_from_a_clock_ahead() {
     use shoal::cluster::protocol::{encode, shard_path};
@@ -498,19 +513,7 @@ fn payload_changes_and_deletes_apply_over_a_write_from_a_clock_ahead() {
     use shoal::shard::Change;
     let root = tempfile::tempdir().unwrap();
     let cluster = TestCluster::start(root.path(), 3, 81, &[]);
-    cluster.nodes[0].ok(
-        "PUT",
-        "/collections/skew",
-        Some(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 1, "replication_factor": 1})),
-    );
-    let owner = || {
-        cluster
-            .nodes
-            .iter()
-            .position(|n| PeerClient::new(n.peer_addr).records("skew", 0).is_some())
-    };
-    eventually("the shard has an owner", || (owner().is_some(), ()));
-    let owner = owner().unwrap();
+    let owner = one_replica_collection(&cluster, "skew");
     let other = &cluster.nodes[(owner + 1) % 3];
     // Points 1-3 last written through a node whose clock runs 60 s ahead (clocks may differ by
     // up to 5 minutes): each record holds a version this node's clock has not reached.
@@ -578,19 +581,7 @@ fn a_write_reaching_a_replica_whose_node_deleted_the_collection_gets_404() {
     use shoal::cluster::protocol::{encode, CatalogEntry, CatalogPush};
     let root = tempfile::tempdir().unwrap();
     let cluster = TestCluster::start(root.path(), 3, 91, &[]);
-    cluster.nodes[0].ok(
-        "PUT",
-        "/collections/gone",
-        Some(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 1, "replication_factor": 1})),
-    );
-    let owner = || {
-        cluster
-            .nodes
-            .iter()
-            .position(|n| PeerClient::new(n.peer_addr).records("gone", 0).is_some())
-    };
-    eventually("the shard has an owner", || (owner().is_some(), ()));
-    let owner = owner().unwrap();
+    let owner = one_replica_collection(&cluster, "gone");
     let other = &cluster.nodes[(owner + 1) % 3];
     // The collection is deleted on the owner's node only, as a delete made through it is for a
     // moment (the others hear of it from its broadcast or their next catalog sync).
