@@ -4,7 +4,7 @@
 
 mod common;
 use common::cluster::{PeerClient, TestCluster, SERVICE};
-use common::{vectors, Node};
+use common::{eventually, vectors, Node};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -61,19 +61,6 @@ fn upsert(node: &Node, data: &[(u64, Vec<f32>)]) {
             "/collections/c/points?wait=true",
             Some(json!({ "points": points })),
         );
-    }
-}
-
-/// Polls until `check` holds, failing with its last value after a minute.
-fn eventually<T: std::fmt::Debug>(what: &str, mut check: impl FnMut() -> (bool, T)) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ok, seen) = check();
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: still {seen:?}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cluster;
 pub mod collections;
 pub mod gate;
+pub mod indexes;
 pub mod limits;
 pub mod openapi;
 pub mod points;
@@ -56,6 +57,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             collections::delete
         ))
         .routes(routes!(collections::exists))
+        .routes(routes!(indexes::create))
+        .routes(routes!(indexes::delete))
+        .routes(routes!(indexes::facet))
         .routes(routes!(points::retrieve, points::upsert))
         .routes(routes!(points::get_one))
         .routes(routes!(points::delete))

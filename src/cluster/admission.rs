@@ -83,9 +83,13 @@ pub fn check_op(c: &Collection, op: &ShardOp) -> Result<(), String> {
             }
             Ok(())
         }
-        ShardOp::Scroll { limit, .. } if *limit > MAX_SCROLL => Err(format!(
-            "a scroll may ask at most {MAX_SCROLL} points, not {limit}"
-        )),
+        ShardOp::Scroll { limit, .. } | ShardOp::ScrollOrdered { limit, .. }
+            if *limit > MAX_SCROLL =>
+        {
+            Err(format!(
+                "a scroll may ask at most {MAX_SCROLL} points, not {limit}"
+            ))
+        }
         ShardOp::Plan { version, plan } => {
             VersionClock::check_from_peer(*version)?;
             match plan {
@@ -93,7 +97,11 @@ pub fn check_op(c: &Collection, op: &ShardOp) -> Result<(), String> {
                 Plan::Delete(_) => Ok(()),
             }
         }
-        ShardOp::Scroll { .. } | ShardOp::Retrieve { .. } | ShardOp::Count { .. } => Ok(()),
+        ShardOp::Scroll { .. }
+        | ShardOp::ScrollOrdered { .. }
+        | ShardOp::Retrieve { .. }
+        | ShardOp::Count { .. }
+        | ShardOp::Facet { .. } => Ok(()),
     }
 }
 

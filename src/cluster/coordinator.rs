@@ -25,6 +25,7 @@ use crate::collection::catalog::Catalog;
 use crate::collection::{Collection, CollectionConfig, NewPoint, ScoredPoint, SearchRequest};
 use crate::error::{Error, Result};
 use crate::shard::deadline::Deadline;
+use crate::shard::facet::{sort_values, Direction, FacetValue, IndexedKey};
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::TopK;
@@ -98,7 +99,7 @@ impl Coordinator {
     pub async fn create_collection(&self, name: &str, config: CollectionConfig) -> Result<()> {
         let local = self.cluster.local_shards(&config);
         let entry = tokio::task::block_in_place(|| self.catalog.create(name, config, &local))?;
-        self.broadcast_catalog(&entry).await;
+        self.broadcast_catalog(&entry, true).await;
         Ok(())
     }
 
@@ -106,18 +107,43 @@ impl Coordinator {
         let entry = tokio::task::block_in_place(|| self.catalog.delete(name))?;
         match entry {
             Some(e) => {
-                self.broadcast_catalog(&e).await;
+                self.broadcast_catalog(&e, false).await;
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    /// Tells every peer about a create or delete; a peer that misses it learns it on its next sync.
-    async fn broadcast_catalog(&self, entry: &CatalogEntry) {
+    /// Qdrant's `PUT /collections/{c}/index`: a newer configuration with the index, on this
+    /// node (its local replicas build the index before this returns) and then on every peer.
+    /// Returns the operation id (the configuration's version).
+    pub async fn create_payload_index(
+        &self,
+        name: &str,
+        field: &str,
+        schema: &serde_json::Value,
+    ) -> Result<u64> {
+        let entry =
+            tokio::task::block_in_place(|| self.catalog.create_payload_index(name, field, schema))?;
+        self.broadcast_catalog(&entry, false).await;
+        Ok(entry.version)
+    }
+
+    /// Qdrant's `DELETE /collections/{c}/index/{field}`, everywhere, like a create.
+    pub async fn delete_payload_index(&self, name: &str, field: &str) -> Result<u64> {
+        let entry = tokio::task::block_in_place(|| self.catalog.delete_payload_index(name, field))?;
+        self.broadcast_catalog(&entry, false).await;
+        Ok(entry.version)
+    }
+
+    /// Tells every peer about a catalog change (a create, a delete, a new configuration); a
+    /// peer that misses it learns it on its next sync. `fresh` for a create: the peer's new
+    /// replicas start empty and complete (never for a change of an existing collection, which a
+    /// peer that missed the create must copy from the others).
+    async fn broadcast_catalog(&self, entry: &CatalogEntry, fresh: bool) {
         let push = &CatalogPush {
             entry: entry.clone(),
-            fresh: true,
+            fresh,
         };
         let calls = self.cluster.peers().into_iter().map(|o| async move {
             let pushed = self
@@ -384,6 +410,63 @@ impl Coordinator {
         let next = all.get(limit).map(|p| p.id);
         all.truncate(limit);
         Ok((all, next))
+    }
+
+    /// How many points (passing `filter`) hold each value of a field, over every shard: the
+    /// `limit` most frequent, most frequent first, equal counts in value order (Qdrant's order).
+    /// Exact: every shard counts every value.
+    pub async fn facet(
+        &self,
+        c: &Arc<Collection>,
+        field: IndexedKey,
+        filter: Option<Filter>,
+        limit: usize,
+        deadline: &Deadline,
+    ) -> Result<Vec<(FacetValue, u64)>> {
+        let shards = (0..c.config.shard_number).collect();
+        let op = |_| ShardOp::Facet {
+            field: field.clone(),
+            filter: filter.clone(),
+        };
+        let replies = (self.read_all(c, shards, op, ShardReply::facet, deadline)).await?;
+        let mut counts: HashMap<FacetValue, u64> = HashMap::new();
+        for (value, n) in replies.into_iter().flatten() {
+            *counts.entry(value).or_insert(0) += n;
+        }
+        let mut hits: Vec<(FacetValue, u64)> = counts.into_iter().collect();
+        hits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        hits.truncate(limit);
+        Ok(hits)
+    }
+
+    /// Up to `limit` points ordered by a field over every shard (each shard's first `limit`,
+    /// merged), with the value each is ordered by.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn scroll_ordered(
+        &self,
+        c: &Arc<Collection>,
+        field: IndexedKey,
+        direction: Direction,
+        start_from: Option<f64>,
+        limit: usize,
+        filter: Option<Filter>,
+        with_vector: bool,
+        deadline: &Deadline,
+    ) -> Result<Vec<(f64, PointView)>> {
+        let shards = (0..c.config.shard_number).collect();
+        let op = |_| ShardOp::ScrollOrdered {
+            field: field.clone(),
+            direction,
+            start_from,
+            limit,
+            filter: filter.clone(),
+            with_vector,
+        };
+        let replies = (self.read_all(c, shards, op, ShardReply::ordered, deadline)).await?;
+        let mut all: Vec<(f64, PointView)> = replies.into_iter().flatten().collect();
+        sort_values(&mut all, direction, |(x, p)| (*x, p.id));
+        all.truncate(limit);
+        Ok(all)
     }
 
     pub async fn count(

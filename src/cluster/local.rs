@@ -146,7 +146,11 @@ pub fn work(op: &ShardOp, shard: &Shard) -> u64 {
             read.saturating_mul(dim).saturating_add(filtering)
         }
         ShardOp::Retrieve { ids, .. } => (ids.len() as u64).saturating_mul(dim),
-        ShardOp::Scroll { .. } | ShardOp::Count { .. } | ShardOp::Plan { .. } => u64::MAX,
+        ShardOp::Scroll { .. }
+        | ShardOp::Count { .. }
+        | ShardOp::Plan { .. }
+        | ShardOp::Facet { .. }
+        | ShardOp::ScrollOrdered { .. } => u64::MAX,
     }
 }
 
@@ -191,6 +195,26 @@ pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardRepl
         } => ShardReply::Points(shard.scroll(*from, *limit, filter.as_ref(), *with_vector)),
         ShardOp::Count { filter } => ShardReply::Count(shard.count(filter.as_ref()) as u64),
         ShardOp::Plan { plan, version } => ShardReply::Changes(shard.plan(plan, *version)),
+        ShardOp::Facet { field, filter } => ShardReply::Facet(
+            (shard.facet(field, filter.as_ref()).into_iter())
+                .map(|(v, n)| (v, n as u64))
+                .collect(),
+        ),
+        ShardOp::ScrollOrdered {
+            field,
+            direction,
+            start_from,
+            limit,
+            filter,
+            with_vector,
+        } => ShardReply::Ordered(shard.scroll_ordered(
+            field,
+            *direction,
+            *start_from,
+            *limit,
+            filter.as_ref(),
+            *with_vector,
+        )),
     })
 }
 

@@ -36,8 +36,9 @@
 //! any character Qdrant allows, `#`, `%`, spaces and non-ASCII letters included.
 
 use crate::codec::json_text;
-use crate::index::QuantSearch;
 pub use crate::collection::catalog::CatalogEntry;
+use crate::index::QuantSearch;
+use crate::shard::facet::{Direction, FacetValue, IndexedKey};
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::Hit;
@@ -155,6 +156,26 @@ pub enum ShardOp {
         plan: Plan,
         version: u64,
     },
+    /// How many points (passing the filter) hold each value of a field: every value, exact.
+    /// Answered with [`ShardReply::Facet`]. (Added after protocol 2's first release, at the
+    /// end of the enum: the other operations keep their shapes, and a node of an older build
+    /// refuses this one as undecodable, so the reader tries another replica.)
+    Facet {
+        field: IndexedKey,
+        #[serde(with = "json_text::option")]
+        filter: Option<Filter>,
+    },
+    /// Up to `limit` points ordered by a field, from `start_from` on. Answered with
+    /// [`ShardReply::Ordered`].
+    ScrollOrdered {
+        field: IndexedKey,
+        direction: Direction,
+        start_from: Option<f64>,
+        limit: usize,
+        #[serde(with = "json_text::option")]
+        filter: Option<Filter>,
+        with_vector: bool,
+    },
 }
 
 fn all_payloads() -> bool {
@@ -198,6 +219,8 @@ impl ShardOp {
             ShardOp::Scroll { .. } => "scroll",
             ShardOp::Count { .. } => "count",
             ShardOp::Plan { .. } => "plan",
+            ShardOp::Facet { .. } => "facet",
+            ShardOp::ScrollOrdered { .. } => "ordered scroll",
         }
     }
 }
@@ -210,6 +233,10 @@ pub enum ShardReply {
     Points(Vec<PointView>),
     Count(u64),
     Changes(Vec<Change>),
+    /// Each value of a field with how many points hold it.
+    Facet(Vec<(FacetValue, u64)>),
+    /// Points with the value they are ordered by, in order.
+    Ordered(Vec<(f64, PointView)>),
 }
 
 /// A reply of another kind than the operation asked for.
@@ -227,6 +254,8 @@ impl ShardReply {
             ShardReply::Points(_) => "list of points",
             ShardReply::Count(_) => "count",
             ShardReply::Changes(_) => "list of changes",
+            ShardReply::Facet(_) => "facet counts",
+            ShardReply::Ordered(_) => "list of ordered points",
         }
     }
 
@@ -266,6 +295,22 @@ impl ShardReply {
         match self {
             ShardReply::Changes(c) => Ok(c),
             other => Err(other.wrong("plan")),
+        }
+    }
+
+    /// The answer to a facet.
+    pub fn facet(self) -> Result<Vec<(FacetValue, u64)>, WrongReply> {
+        match self {
+            ShardReply::Facet(f) => Ok(f),
+            other => Err(other.wrong("facet")),
+        }
+    }
+
+    /// The answer to an ordered scroll.
+    pub fn ordered(self) -> Result<Vec<(f64, PointView)>, WrongReply> {
+        match self {
+            ShardReply::Ordered(p) => Ok(p),
+            other => Err(other.wrong("ordered scroll")),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::models::{
     CollectionDescription, CollectionExists, CollectionInfo, CollectionsList, CreateCollection,
+    PayloadIndexInfo,
 };
 use super::validate::{self, CollectionDefaults};
 use super::{Database, Result};
@@ -108,6 +109,24 @@ fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
             "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
             "quantization_config": quantization,
         }),
-        payload_schema: json!({}),
+        payload_schema: payload_schema(c),
     }
+}
+
+/// `payload_schema` of collection info: each indexed field's type, params as sent, and the
+/// points of this node's replicas holding a value for it.
+fn payload_schema(c: &Collection) -> serde_json::Value {
+    let fields: std::collections::BTreeMap<String, PayloadIndexInfo> = c
+        .payload_index_info()
+        .into_iter()
+        .map(|(key, (schema, points))| {
+            let info = PayloadIndexInfo {
+                data_type: schema.data_type,
+                params: schema.params,
+                points: points as u64,
+            };
+            (key, info)
+        })
+        .collect();
+    serde_json::to_value(fields).unwrap_or_else(|_| json!({}))
 }

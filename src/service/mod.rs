@@ -23,6 +23,7 @@
 pub mod budget;
 pub mod cluster;
 pub mod collections;
+pub mod indexes;
 pub mod models;
 pub mod points;
 pub mod queries;

@@ -223,7 +223,8 @@ fn every_operation_round_trips_and_reads_as_protocol_1() {
             },
         ),
     ];
-    let payloads_wanted = |op: &ShardOp| format!("{op:?}").replace("with_payload: false", "with_payload: true");
+    let payloads_wanted =
+        |op: &ShardOp| format!("{op:?}").replace("with_payload: false", "with_payload: true");
     for (op, old) in cases {
         assert_eq!(encode_as(1, &op), encode(&old), "{op:?}");
         let from_v1: ShardOp = decode_as(1, &encode(&old)).unwrap();
@@ -231,10 +232,16 @@ fn every_operation_round_trips_and_reads_as_protocol_1() {
         // Protocol 2: a search appends (ignore, rescore, oversampling); nothing else changed.
         let mut v2 = encode(&old);
         if let ShardOp::Search { quantization, .. } = &op {
-            let q = (quantization.ignore, quantization.rescore, quantization.oversampling);
+            let q = (
+                quantization.ignore,
+                quantization.rescore,
+                quantization.oversampling,
+            );
             v2.extend(encode(&q));
             // Read from protocol 1, a search takes the default quantization parameters.
-            assert!(matches!(from_v1, ShardOp::Search { quantization, .. } if quantization == QuantSearch::default()));
+            assert!(
+                matches!(from_v1, ShardOp::Search { quantization, .. } if quantization == QuantSearch::default())
+            );
         } else {
             assert_eq!(payloads_wanted(&from_v1), payloads_wanted(&op));
         }
@@ -398,7 +405,11 @@ fn every_other_message_round_trips() {
         };
         assert_eq!(encode_as(1, &push), encode(&old));
         if entry.config.is_some() {
-            assert_ne!(encode(&push), encode(&old), "protocol 2 sends configs as JSON text");
+            assert_ne!(
+                encode(&push),
+                encode(&old),
+                "protocol 2 sends configs as JSON text"
+            );
         }
         let read: CatalogPush = decode_as(1, &encode(&old)).unwrap();
         let expected = entry.config.clone().map(|c| CollectionConfig {
@@ -566,4 +577,54 @@ fn every_filter_a_client_may_send_crosses_the_peer_port() {
     let text = r#"{"a":["[{\"\\", {"b": []}]}"#;
     assert_eq!(crate::codec::json_text::depth(text), 4);
     assert!(serde_json::from_str::<serde_json::Value>(text).is_ok());
+}
+
+#[test]
+fn facets_and_ordered_scrolls_round_trip_and_a_bad_key_path_does_not_decode() {
+    use crate::shard::facet::{Direction, FacetValue, IndexedKey};
+    use crate::shard::payload_index::FieldType;
+    let field = IndexedKey::new("\"a.b\"[].c", FieldType::Keyword).expect("key path");
+    let ops = [
+        ShardOp::Facet {
+            field: field.clone(),
+            filter: Some(filter()),
+        },
+        ShardOp::ScrollOrdered {
+            field: IndexedKey::new("f", FieldType::Float).expect("key path"),
+            direction: Direction::Desc,
+            start_from: Some(4.5),
+            limit: 7,
+            filter: None,
+            with_vector: true,
+        },
+    ];
+    for op in &ops {
+        let back = round_trip(op);
+        assert_eq!(format!("{back:?}"), format!("{op:?}"));
+    }
+    let replies = [
+        ShardReply::Facet(vec![
+            (FacetValue::Keyword("x".into()), 3),
+            (FacetValue::Int(-4), 1),
+            (FacetValue::Bool(true), 9),
+        ]),
+        ShardReply::Ordered(vec![(
+            2.5,
+            PointView {
+                id: PointId::Num(3),
+                version: 1,
+                payload: payload(),
+                vector: None,
+            },
+        )]),
+    ];
+    for reply in &replies {
+        let back = round_trip(reply);
+        assert_eq!(format!("{back:?}"), format!("{reply:?}"));
+    }
+    assert!(ShardReply::Count(1).facet().is_err());
+    assert!(ShardReply::Count(1).ordered().is_err());
+    // A key that is not a key path cannot arrive from a peer.
+    let bad = encode(&("a..b".to_string(), FieldType::Keyword));
+    assert!(decode::<IndexedKey>(&bad).is_err());
 }
