@@ -4,7 +4,7 @@
 
 mod common;
 use common::cluster::{PeerClient, TestCluster, SERVICE};
-use common::{vectors, Node};
+use common::{eventually, vectors, Node};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -64,19 +64,6 @@ fn upsert(node: &Node, data: &[(u64, Vec<f32>)]) {
     }
 }
 
-/// Polls until `check` holds, failing with its last value after a minute.
-fn eventually<T: std::fmt::Debug>(what: &str, mut check: impl FnMut() -> (bool, T)) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ok, seen) = check();
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: still {seen:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn assert_exact_everywhere(nodes: &[&Node], data: &[(u64, Vec<f32>)], queries: &[Vec<f32>]) {
     for node in nodes {
         for q in queries {
@@ -126,6 +113,12 @@ fn three_nodes_answer_like_one_and_survive_a_node_loss() {
     // Exact answers through every node equal brute force; HNSW reaches recall 0.95.
     let all: Vec<&Node> = cluster.nodes.iter().collect();
     assert_exact_everywhere(&all, &data, &queries);
+    // Collection info counts the whole collection through every node (each node holds only
+    // some of the shards).
+    for node in &cluster.nodes {
+        let info = node.ok("GET", "/collections/c", None);
+        assert_eq!(info["points_count"], N, "through {}", node.addr);
+    }
     eventually("segments built", || {
         let i = cluster.nodes[1].ok("GET", "/collections/c", None);
         (

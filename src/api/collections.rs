@@ -51,7 +51,7 @@ pub async fn info(
     t: Started,
     Path(name): Path<String>,
 ) -> ApiResult<CollectionInfo> {
-    Ok(Answer(t, db.collection_info(&name)?))
+    Ok(Answer(t, db.collection_info(&name).await?))
 }
 
 #[utoipa::path(

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cluster;
 pub mod collections;
 pub mod gate;
+pub mod indexes;
 pub mod limits;
 pub mod openapi;
 pub mod points;
@@ -61,6 +62,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(collections::update_aliases))
         .routes(routes!(collections::aliases))
         .routes(routes!(collections::collection_aliases))
+        .routes(routes!(indexes::create))
+        .routes(routes!(indexes::delete))
+        .routes(routes!(indexes::facet))
         .routes(routes!(points::retrieve, points::upsert))
         .routes(routes!(points::get_one))
         .routes(routes!(points::delete))

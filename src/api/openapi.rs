@@ -164,6 +164,8 @@ pub fn shared_schemas() -> Vec<(String, RefOr<Schema>)> {
         named::<ValuesCount>(),
         named::<KeyRef>(),
         named::<NestedCondition>(),
+        // Query parameters refer to their types' schemas too.
+        named::<crate::service::models::WriteOrdering>(),
     ]
 }
 

@@ -87,9 +87,13 @@ pub fn check_op(c: &Collection, op: &ShardOp) -> Result<(), String> {
             }
             Ok(())
         }
-        ShardOp::Scroll { limit, .. } if *limit > MAX_SCROLL => Err(format!(
-            "a scroll may ask at most {MAX_SCROLL} points, not {limit}"
-        )),
+        ShardOp::Scroll { limit, .. } | ShardOp::ScrollOrdered { limit, .. }
+            if *limit > MAX_SCROLL =>
+        {
+            Err(format!(
+                "a scroll may ask at most {MAX_SCROLL} points, not {limit}"
+            ))
+        }
         ShardOp::Plan { version, plan, .. } => {
             VersionClock::check_from_peer(*version)?;
             match plan {
@@ -100,7 +104,12 @@ pub fn check_op(c: &Collection, op: &ShardOp) -> Result<(), String> {
                 }),
             }
         }
-        ShardOp::Scroll { .. } | ShardOp::Retrieve { .. } | ShardOp::Count { .. } => Ok(()),
+        ShardOp::Scroll { .. }
+        | ShardOp::ScrollOrdered { .. }
+        | ShardOp::Retrieve { .. }
+        | ShardOp::Count { .. }
+        | ShardOp::Facet { .. }
+        | ShardOp::Stats => Ok(()),
     }
 }
 

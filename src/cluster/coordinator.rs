@@ -18,7 +18,7 @@
 //! [`Catalog`] of collections and the [`Cluster`] (membership, peers, health).
 
 use super::membership::SizeSource;
-use super::protocol::{CatalogEntry, CatalogPush, ShardOp, ShardReply, WrongReply};
+use super::protocol::{CatalogEntry, CatalogPush, ShardOp, ShardReply, ShardStats, WrongReply};
 use super::replica::{ClusterReplicas, ReadContext, Replica, Replicas};
 use super::{Cluster, PeerError};
 use crate::collection::aliases::AliasChange;
@@ -26,6 +26,7 @@ use crate::collection::catalog::Catalog;
 use crate::collection::{Collection, CollectionConfig, NewPoint, ScoredPoint, SearchRequest};
 use crate::error::{Error, Result};
 use crate::shard::deadline::Deadline;
+use crate::shard::facet::{sort_values, Direction, FacetValue, IndexedKey};
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::TopK;
@@ -105,7 +106,7 @@ impl Coordinator {
     pub async fn create_collection(&self, name: &str, config: CollectionConfig) -> Result<()> {
         let local = self.cluster.local_shards(&config);
         let entry = tokio::task::block_in_place(|| self.catalog.create(name, config, &local))?;
-        self.broadcast_catalog(&entry).await;
+        self.broadcast_catalog(&entry, true).await;
         Ok(())
     }
 
@@ -113,7 +114,7 @@ impl Coordinator {
         let entry = tokio::task::block_in_place(|| self.catalog.delete(name))?;
         match entry {
             Some(e) => {
-                self.broadcast_catalog(&e).await;
+                self.broadcast_catalog(&e, false).await;
                 Ok(true)
             }
             None => Ok(false),
@@ -128,7 +129,7 @@ impl Coordinator {
         change: impl FnOnce(&mut CollectionConfig) -> Result<()>,
     ) -> Result<()> {
         let entry = tokio::task::block_in_place(|| self.catalog.update_config(name, change))?;
-        self.broadcast_catalog(&entry).await;
+        self.broadcast_catalog(&entry, false).await;
         Ok(())
     }
 
@@ -143,11 +144,36 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Tells every peer about a create or delete; a peer that misses it learns it on its next sync.
-    async fn broadcast_catalog(&self, entry: &CatalogEntry) {
-        let push = CatalogPush {
+    /// Qdrant's `PUT /collections/{c}/index`: a newer configuration with the index, on this
+    /// node (its local replicas build the index before this returns) and then on every peer.
+    /// Returns the operation id (the configuration's version).
+    pub async fn create_payload_index(
+        &self,
+        name: &str,
+        field: &str,
+        schema: &serde_json::Value,
+    ) -> Result<u64> {
+        let entry =
+            tokio::task::block_in_place(|| self.catalog.create_payload_index(name, field, schema))?;
+        self.broadcast_catalog(&entry, false).await;
+        Ok(entry.version)
+    }
+
+    /// Qdrant's `DELETE /collections/{c}/index/{field}`, everywhere, like a create.
+    pub async fn delete_payload_index(&self, name: &str, field: &str) -> Result<u64> {
+        let entry = tokio::task::block_in_place(|| self.catalog.delete_payload_index(name, field))?;
+        self.broadcast_catalog(&entry, false).await;
+        Ok(entry.version)
+    }
+
+    /// Tells every peer about a catalog change (a create, a delete, a new configuration); a
+    /// peer that misses it learns it on its next sync. `fresh` for a create: the peer's new
+    /// replicas start empty and complete (never for a change of an existing collection, which a
+    /// peer that missed the create must copy from the others).
+    async fn broadcast_catalog(&self, entry: &CatalogEntry, fresh: bool) {
+        let push = &CatalogPush {
             entry: entry.clone(),
-            fresh: true,
+            fresh,
         };
         self.broadcast("/peer/v1/catalog", &push, &entry.name).await;
     }
@@ -515,6 +541,74 @@ impl Coordinator {
         let next = all.get(limit).map(|p| p.id);
         all.truncate(limit);
         Ok((all, next))
+    }
+
+    /// What the collection holds over every shard (one replica of each): collection info's
+    /// counts, the same through every node.
+    pub async fn stats(&self, c: &Arc<Collection>, deadline: &Deadline) -> Result<ShardStats> {
+        let shards = (0..c.config.shard_number).collect();
+        let replies =
+            (self.read_all(c, shards, |_| ShardOp::Stats, ShardReply::stats, deadline)).await?;
+        Ok(replies
+            .into_iter()
+            .fold(ShardStats::default(), ShardStats::plus))
+    }
+
+    /// How many points (passing `filter`) hold each value of a field, over every shard: the
+    /// `limit` most frequent, most frequent first, equal counts in value order (Qdrant's order).
+    /// Exact: every shard counts every value.
+    pub async fn facet(
+        &self,
+        c: &Arc<Collection>,
+        field: IndexedKey,
+        filter: Option<Filter>,
+        limit: usize,
+        deadline: &Deadline,
+    ) -> Result<Vec<(FacetValue, u64)>> {
+        let shards = (0..c.config.shard_number).collect();
+        let op = |_| ShardOp::Facet {
+            field: field.clone(),
+            filter: filter.clone(),
+        };
+        let replies = (self.read_all(c, shards, op, ShardReply::facet, deadline)).await?;
+        let mut counts: HashMap<FacetValue, u64> = HashMap::new();
+        for (value, n) in replies.into_iter().flatten() {
+            *counts.entry(value).or_insert(0) += n;
+        }
+        let mut hits: Vec<(FacetValue, u64)> = counts.into_iter().collect();
+        hits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        hits.truncate(limit);
+        Ok(hits)
+    }
+
+    /// Up to `limit` points ordered by a field over every shard (each shard's first `limit`,
+    /// merged), with the value each is ordered by.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn scroll_ordered(
+        &self,
+        c: &Arc<Collection>,
+        field: IndexedKey,
+        direction: Direction,
+        start_from: Option<f64>,
+        limit: usize,
+        filter: Option<Filter>,
+        with_vector: bool,
+        deadline: &Deadline,
+    ) -> Result<Vec<(f64, PointView)>> {
+        let shards = (0..c.config.shard_number).collect();
+        let op = |_| ShardOp::ScrollOrdered {
+            field: field.clone(),
+            direction,
+            start_from,
+            limit,
+            filter: filter.clone(),
+            with_vector,
+        };
+        let replies = (self.read_all(c, shards, op, ShardReply::ordered, deadline)).await?;
+        let mut all: Vec<(f64, PointView)> = replies.into_iter().flatten().collect();
+        sort_values(&mut all, direction, |(x, p)| (*x, p.id));
+        all.truncate(limit);
+        Ok(all)
     }
 
     pub async fn count(

@@ -8,7 +8,7 @@
 //! stalls a worker and the requests queued behind it. A search stops when its deadline passes
 //! ([`Shard::search_within`]), wherever it runs.
 
-use super::protocol::{RecordsPage, RecordsRequest, ShardOp, ShardReply};
+use super::protocol::{RecordsPage, RecordsRequest, ShardOp, ShardReply, ShardStats};
 use super::replica::{ReadContext, Replica};
 use super::PeerError;
 use crate::collection::{Collection, ReplicaState};
@@ -147,7 +147,13 @@ pub fn work(op: &ShardOp, shard: &Shard) -> u64 {
             read.saturating_mul(dim).saturating_add(filtering)
         }
         ShardOp::Retrieve { ids, .. } => (ids.len() as u64).saturating_mul(dim),
-        ShardOp::Scroll { .. } | ShardOp::Count { .. } | ShardOp::Plan { .. } => u64::MAX,
+        // A pass over the points per indexed field.
+        ShardOp::Stats => (shard.len() as u64).saturating_mul(FILTER_WORK),
+        ShardOp::Scroll { .. }
+        | ShardOp::Count { .. }
+        | ShardOp::Plan { .. }
+        | ShardOp::Facet { .. }
+        | ShardOp::ScrollOrdered { .. } => u64::MAX,
     }
 }
 
@@ -207,6 +213,38 @@ pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardRepl
             version,
             page,
         } => ShardReply::Changes(shard.plan_page(plan, *version, *page)),
+        ShardOp::Stats => {
+            let (points, indexed, segments) = shard.stats();
+            let fields = (shard.payload_index_info().into_iter())
+                .map(|(key, (_, n))| (key, n as u64))
+                .collect();
+            ShardReply::Stats(ShardStats {
+                points: points as u64,
+                indexed: indexed as u64,
+                segments: segments as u64,
+                fields,
+            })
+        }
+        ShardOp::Facet { field, filter } => ShardReply::Facet(
+            (shard.facet(field, filter.as_ref()).into_iter())
+                .map(|(v, n)| (v, n as u64))
+                .collect(),
+        ),
+        ShardOp::ScrollOrdered {
+            field,
+            direction,
+            start_from,
+            limit,
+            filter,
+            with_vector,
+        } => ShardReply::Ordered(shard.scroll_ordered(
+            field,
+            *direction,
+            *start_from,
+            *limit,
+            filter.as_ref(),
+            *with_vector,
+        )),
     })
 }
 

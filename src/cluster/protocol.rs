@@ -43,6 +43,7 @@ use crate::codec::json_text;
 pub use crate::collection::aliases::AliasEntry;
 pub use crate::collection::catalog::CatalogEntry;
 use crate::index::QuantSearch;
+use crate::shard::facet::{Direction, FacetValue, IndexedKey};
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::Hit;
@@ -165,6 +166,59 @@ pub enum ShardOp {
         #[serde(skip)]
         page: PlanPage,
     },
+    /// How many points (passing the filter) hold each value of a field: every value, exact.
+    /// Answered with [`ShardReply::Facet`]. (Added after protocol 2's first release, at the
+    /// end of the enum: the other operations keep their shapes, and a node of an older build
+    /// refuses this one as undecodable, so the reader tries another replica.)
+    Facet {
+        field: IndexedKey,
+        #[serde(with = "json_text::option")]
+        filter: Option<Filter>,
+    },
+    /// Up to `limit` points ordered by a field, from `start_from` on. Answered with
+    /// [`ShardReply::Ordered`].
+    ScrollOrdered {
+        field: IndexedKey,
+        direction: Direction,
+        start_from: Option<f64>,
+        limit: usize,
+        #[serde(with = "json_text::option")]
+        filter: Option<Filter>,
+        with_vector: bool,
+    },
+    /// What the replica holds (collection info's counts). Answered with [`ShardReply::Stats`].
+    /// (Appended like `Facet`: a node of an older build refuses it, and the reader tries
+    /// another replica.)
+    Stats,
+}
+
+/// What one replica of a shard holds: collection info sums them over the shards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardStats {
+    /// Live points.
+    pub points: u64,
+    /// Points inside HNSW segments.
+    pub indexed: u64,
+    pub segments: u64,
+    /// Per indexed payload field (by its key as the schema writes it), the points holding a
+    /// value for it.
+    pub fields: Vec<(String, u64)>,
+}
+
+impl ShardStats {
+    /// The sum of two shards' stats.
+    pub fn plus(mut self, other: ShardStats) -> ShardStats {
+        self.points += other.points;
+        self.indexed += other.indexed;
+        self.segments += other.segments;
+        for (key, n) in other.fields {
+            match self.fields.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, m)) => *m += n,
+                None => self.fields.push((key, n)),
+            }
+        }
+        self
+    }
 }
 
 fn all_payloads() -> bool {
@@ -208,6 +262,9 @@ impl ShardOp {
             ShardOp::Scroll { .. } => "scroll",
             ShardOp::Count { .. } => "count",
             ShardOp::Plan { .. } => "plan",
+            ShardOp::Facet { .. } => "facet",
+            ShardOp::ScrollOrdered { .. } => "ordered scroll",
+            ShardOp::Stats => "stats",
         }
     }
 }
@@ -220,6 +277,11 @@ pub enum ShardReply {
     Points(Vec<PointView>),
     Count(u64),
     Changes(Vec<Change>),
+    /// Each value of a field with how many points hold it.
+    Facet(Vec<(FacetValue, u64)>),
+    /// Points with the value they are ordered by, in order.
+    Ordered(Vec<(f64, PointView)>),
+    Stats(ShardStats),
 }
 
 /// A reply of another kind than the operation asked for.
@@ -237,6 +299,9 @@ impl ShardReply {
             ShardReply::Points(_) => "list of points",
             ShardReply::Count(_) => "count",
             ShardReply::Changes(_) => "list of changes",
+            ShardReply::Facet(_) => "facet counts",
+            ShardReply::Ordered(_) => "list of ordered points",
+            ShardReply::Stats(_) => "stats",
         }
     }
 
@@ -276,6 +341,30 @@ impl ShardReply {
         match self {
             ShardReply::Changes(c) => Ok(c),
             other => Err(other.wrong("plan")),
+        }
+    }
+
+    /// The answer to a facet.
+    pub fn facet(self) -> Result<Vec<(FacetValue, u64)>, WrongReply> {
+        match self {
+            ShardReply::Facet(f) => Ok(f),
+            other => Err(other.wrong("facet")),
+        }
+    }
+
+    /// The answer to an ordered scroll.
+    pub fn ordered(self) -> Result<Vec<(f64, PointView)>, WrongReply> {
+        match self {
+            ShardReply::Ordered(p) => Ok(p),
+            other => Err(other.wrong("ordered scroll")),
+        }
+    }
+
+    /// The answer to a stats request.
+    pub fn stats(self) -> Result<ShardStats, WrongReply> {
+        match self {
+            ShardReply::Stats(s) => Ok(s),
+            other => Err(other.wrong("stats")),
         }
     }
 }

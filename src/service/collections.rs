@@ -3,10 +3,12 @@
 
 use super::models::{
     AliasAction, AliasDescription, ChangeAliases, CollectionDescription, CollectionExists,
-    CollectionInfo, CollectionsAliases, CollectionsList, CreateCollection, UpdateCollection,
+    CollectionInfo, CollectionsAliases, CollectionsList, CreateCollection, PayloadIndexInfo,
+    UpdateCollection,
 };
 use super::validate::{self, CollectionDefaults};
 use super::{Database, Result};
+use crate::cluster::protocol::ShardStats;
 use crate::collection::aliases::AliasChange;
 use crate::collection::Collection;
 use serde_json::json;
@@ -29,9 +31,21 @@ impl Database {
         }
     }
 
-    pub fn collection_info(&self, name: &str) -> Result<CollectionInfo> {
+    /// The collection's configuration as in force, and what it holds over every shard of the
+    /// cluster (one replica of each). Where a shard cannot be read, the counts are those of this
+    /// node's replicas (logged), rather than no answer: clients read info to learn a collection's
+    /// dimension.
+    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo> {
         let c = self.collection(name)?;
-        Ok(info_json(&c, self.config.indexing_threshold))
+        let (deadline, _dropped) = self.read_deadline(None);
+        let stats = match self.coordinator.stats(&c, &deadline).await {
+            Ok(stats) => stats,
+            Err(e) => {
+                tracing::warn!(collection = %c.name, error = %e, "collection info counts this node's replicas only");
+                local_stats(&c)
+            }
+        };
+        Ok(info_json(&c, self.config.indexing_threshold, &stats))
     }
 
     /// Creates a collection on every node of the cluster.
@@ -121,8 +135,7 @@ impl Database {
 /// A collection in the shape of Qdrant's `CollectionInfo`: `status` is `yellow` while a local
 /// shard is building or has a build due, `green` once none has; `optimizer_status` carries the
 /// last build error, if the last build failed.
-fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
-    let (points, indexed, segments) = c.stats();
+fn info_json(c: &Collection, indexing_threshold: usize, stats: &ShardStats) -> CollectionInfo {
     let cfg = &c.config;
     let optimizer = cfg.optimizer();
     let (optimizing, error) = c.optimizer_state(indexing_threshold);
@@ -142,9 +155,9 @@ fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
             None => json!("ok"),
             Some(e) => json!({ "error": e }),
         },
-        indexed_vectors_count: indexed as u64,
-        points_count: points as u64,
-        segments_count: segments as u64,
+        indexed_vectors_count: stats.indexed,
+        points_count: stats.points,
+        segments_count: stats.segments,
         config: json!({
             "params": {
                 "vectors": { "size": cfg.size, "distance": cfg.distance },
@@ -173,6 +186,42 @@ fn info_json(c: &Collection, indexing_threshold: usize) -> CollectionInfo {
             "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
             "quantization_config": quantization,
         }),
-        payload_schema: json!({}),
+        payload_schema: payload_schema(c, stats),
     }
+}
+
+/// What this node's replicas hold, in the shape of a shard's stats.
+fn local_stats(c: &Collection) -> ShardStats {
+    let (points, indexed, segments) = c.stats();
+    let fields = (c.payload_index_info().into_iter())
+        .map(|(key, (_, n))| (key, n as u64))
+        .collect();
+    ShardStats {
+        points: points as u64,
+        indexed: indexed as u64,
+        segments: segments as u64,
+        fields,
+    }
+}
+
+/// `payload_schema` of collection info: each indexed field's type, params as sent, and the
+/// points holding a value for it.
+fn payload_schema(c: &Collection, stats: &ShardStats) -> serde_json::Value {
+    let points = |key: &str| {
+        (stats.fields.iter())
+            .find(|(k, _)| k == key)
+            .map_or(0, |f| f.1)
+    };
+    let fields: std::collections::BTreeMap<String, PayloadIndexInfo> = (c.config.payload_schema)
+        .iter()
+        .map(|(key, schema)| {
+            let info = PayloadIndexInfo {
+                data_type: schema.data_type,
+                params: schema.params.clone(),
+                points: points(key),
+            };
+            (key.clone(), info)
+        })
+        .collect();
+    serde_json::to_value(fields).unwrap_or_else(|_| json!({}))
 }

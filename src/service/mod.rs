@@ -25,6 +25,7 @@ pub mod budget;
 pub mod cluster;
 pub mod collections;
 pub mod groups;
+pub mod indexes;
 pub mod models;
 pub mod points;
 pub mod queries;

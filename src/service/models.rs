@@ -770,3 +770,92 @@ fn vector_or_no_vectors<S: serde::Serializer>(
         other => other.serialize(s),
     }
 }
+
+// ---------- payload indexes, facets ----------
+
+/// `PUT /collections/{name}/index`: Qdrant's `CreateFieldIndex`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CreateFieldIndex {
+    /// A key path, as filters write it (`a.b`, `"a.b"`, `tags[]`).
+    pub field_name: String,
+    /// A type name (`keyword`, `integer`, `float`, `bool`, `uuid`, `datetime`, `text`) or the
+    /// object form `{"type": …, params}` (`lookup`/`range` for integers, `tokenizer`,
+    /// `lowercase`, `min_token_len`, `max_token_len` for text).
+    #[schema(value_type = Object)]
+    pub field_schema: Option<Value>,
+}
+
+/// The query parameters of Qdrant's index routes: `wait`, and `ordering` (`weak`, `medium`,
+/// `strong`), accepted for compatibility: a configuration change is ordered by its version.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WriteParams {
+    pub wait: Option<bool>,
+    pub ordering: Option<WriteOrdering>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteOrdering {
+    Weak,
+    Medium,
+    Strong,
+}
+
+/// `POST /collections/{name}/facet`: Qdrant's `FacetRequest`. Counts are always exact.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct FacetRequest {
+    pub key: String,
+    /// Most values returned (default 10).
+    pub limit: Option<usize>,
+    pub filter: Option<Filter>,
+    /// Accepted; every count is exact.
+    pub exact: Option<bool>,
+    #[schema(value_type = Option<Object>)]
+    pub shard_key: Option<Value>,
+}
+
+/// `result` of facet: values by count, most frequent first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacetResponse {
+    pub hits: Vec<FacetHit>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacetHit {
+    pub value: FacetValueOut,
+    pub count: u64,
+}
+
+/// A facet value: a string (keyword or uuid), an integer or a boolean.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum FacetValueOut {
+    String(String),
+    Integer(i64),
+    Bool(bool),
+}
+
+impl From<crate::shard::facet::FacetValue> for FacetValueOut {
+    fn from(v: crate::shard::facet::FacetValue) -> Self {
+        use crate::shard::facet::FacetValue;
+        match v {
+            FacetValue::Keyword(s) => FacetValueOut::String(s),
+            FacetValue::Int(n) => FacetValueOut::Integer(n),
+            FacetValue::Bool(b) => FacetValueOut::Bool(b),
+        }
+    }
+}
+
+/// One field's entry in `payload_schema` of collection info.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayloadIndexInfo {
+    #[schema(value_type = String, example = "keyword")]
+    pub data_type: crate::shard::payload_index::FieldType,
+    /// The object form, as it was sent; absent when the schema was a type name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<serde_json::Map<String, Value>>,
+    /// Points of this node's replicas holding a value for the field.
+    pub points: u64,
+}

@@ -132,10 +132,14 @@ impl Database {
         Ok(RecordOut::from_view(view, &None, true))
     }
 
-    /// A page of points in id order from `offset`, and where the next page starts.
+    /// A page of points in id order from `offset`, and where the next page starts (or, with
+    /// `order_by`, ordered by a field: [`Database::scroll_ordered`]).
     pub async fn scroll(&self, name: &str, req: ScrollPoints) -> Result<Reserved<ScrollResponse>> {
         let c = self.collection(name)?;
         let limit = validate::scroll(&req)?;
+        if let Some(order) = validate::order_by(&req)? {
+            return self.scroll_ordered(name, req, order, limit).await;
+        }
         let with_vector = WithVector::wanted(&req.with_vector);
         let with_payload = !matches!(req.with_payload, Some(WithPayload::All(false)));
         // Every shard returns a page, merged here.

@@ -10,10 +10,15 @@ use crate::collection::catalog::validate_config;
 use crate::collection::{Collection, CollectionConfig, NewPoint, OptimizersConfig, SearchRequest};
 use crate::error::{Error, Result};
 use crate::index::{HnswParams, QuantSearch, ScalarInt8};
+use crate::shard::facet::{self, Direction, IndexedKey};
 use crate::shard::filter::{Condition, Filter, OneOrMany};
-use crate::shard::payload::check_payload;
+use crate::shard::payload::{check_payload, KeyPath};
+use crate::shard::payload_index::{
+    datetime_micros, definitions_on, FieldSchema, FieldType, PayloadSchema,
+};
 use crate::shard::point::PointId;
 use crate::shard::{PayloadOp, Selector};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Most hits one search returns, and the largest offset.
@@ -279,9 +284,6 @@ pub fn payload_op(op: &PayloadOp) -> Result<()> {
 
 /// A scroll's page size, and no ordering but by id.
 pub fn scroll(req: &ScrollPoints) -> Result<usize> {
-    if req.order_by.as_ref().is_some_and(|v| !v.is_null()) {
-        return bad("order_by is not supported; scroll returns points in id order");
-    }
     check_filter(req.filter.as_ref())?;
     WithPayload::check(&req.with_payload).map_err(Error::BadRequest)?;
     let limit = req.limit.unwrap_or(10);
@@ -853,6 +855,120 @@ fn grouping(
         has_value,
     };
     Ok((q, grouping))
+}
+
+// ---------- payload indexes, facets, order_by ----------
+
+/// Scroll's `order_by`, read: a key, or `{key, direction, start_from}` (a number, or a
+/// datetime string for a datetime field, as µs since the epoch). `None` when absent.
+pub struct OrderBy {
+    pub key: String,
+    pub direction: Direction,
+    pub start_from: Option<f64>,
+}
+
+pub fn order_by(req: &ScrollPoints) -> Result<Option<OrderBy>> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Input {
+        Key(String),
+        Struct {
+            key: String,
+            direction: Option<Direction>,
+            start_from: Option<Value>,
+        },
+    }
+    let Some(v) = req.order_by.as_ref().filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let input: Input = serde_json::from_value(v.clone()).map_err(|_| {
+        Error::BadRequest(format!(
+            "order_by: expected a key, or an object with a key, direction and/or start_from, got {v}"
+        ))
+    })?;
+    let (key, direction, start_from) = match input {
+        Input::Key(key) => (key, None, None),
+        Input::Struct {
+            key,
+            direction,
+            start_from,
+        } => (key, direction, start_from),
+    };
+    let start_from = match start_from {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => match datetime_micros(&s) {
+            Some(t) => Some(t),
+            None => return bad(format!("order_by.start_from: {s:?} is not a datetime")),
+        },
+        Some(other) => {
+            return bad(format!(
+                "order_by.start_from: expected a number or a datetime, got {other}"
+            ))
+        }
+    };
+    if req.offset.is_some() {
+        return bad("Cannot use an `offset` when using `order_by`. The alternative for paging is to use `order_by.start_from` and a filter to exclude the IDs that you've already seen for the `order_by.start_from` value");
+    }
+    Ok(Some(OrderBy {
+        key,
+        direction: direction.unwrap_or_default(),
+        start_from,
+    }))
+}
+
+/// The collection's index on `key` that serves a facet (keyword, uuid, bool, integer with
+/// `lookup`), as the field the shards read; else Qdrant's 400.
+pub fn facet_key(schema: &PayloadSchema, key: &str) -> Result<IndexedKey> {
+    let kinds = [
+        FieldType::Keyword,
+        FieldType::Integer,
+        FieldType::Bool,
+        FieldType::Uuid,
+    ];
+    indexed_key(schema, key, &kinds, facet::serves_facet).ok_or_else(|| Error::BadRequest(format!(
+        "No appropriate index for faceting: `{key}`. Please create one to facet on this field. Check https://qdrant.tech/documentation/concepts/indexing/#payload-index to see which payload schemas support Match conditions"
+    )))?
+}
+
+/// The collection's index on `key` that serves `order_by` (integer with `range`, float,
+/// datetime); else Qdrant's 400.
+pub fn order_by_key(schema: &PayloadSchema, key: &str) -> Result<IndexedKey> {
+    let kinds = [FieldType::Integer, FieldType::Float, FieldType::Datetime];
+    indexed_key(schema, key, &kinds, facet::serves_order_by).ok_or_else(|| Error::BadRequest(format!(
+        "No range index for `order_by` key: `{key}`. Please create one to use `order_by`. Check https://qdrant.tech/documentation/concepts/indexing/#payload-index to see which payload schemas support Range conditions"
+    )))?
+}
+
+/// `None` when no index of `kinds` on `key`'s path serves; an error when `key` is no key path.
+fn indexed_key(
+    schema: &PayloadSchema,
+    key: &str,
+    kinds: &[FieldType],
+    serves: fn(&FieldSchema) -> bool,
+) -> Option<Result<IndexedKey>> {
+    let path = match KeyPath::parse(key) {
+        Ok(p) => p,
+        Err(e) => return Some(bad(format!("invalid key {key:?}: {e}"))),
+    };
+    let (_, field) =
+        definitions_on(schema, &path).find(|(_, f)| kinds.contains(&f.data_type) && serves(f))?;
+    Some(IndexedKey::new(key, field.data_type).map_err(Error::BadRequest))
+}
+
+/// A facet's limit: 1 or more (default 10), at most [`MAX_SCROLL_LIMIT`].
+pub fn facet(req: &FacetRequest) -> Result<usize> {
+    check_filter(req.filter.as_ref())?;
+    if req.shard_key.as_ref().is_some_and(|k| !k.is_null()) {
+        return bad("shard_key is not supported: shoal places points by id");
+    }
+    let limit = req.limit.unwrap_or(10);
+    if limit == 0 || limit > MAX_SCROLL_LIMIT {
+        return bad(format!(
+            "limit must be between 1 and {MAX_SCROLL_LIMIT}, got {limit}"
+        ));
+    }
+    Ok(limit)
 }
 
 #[cfg(test)]

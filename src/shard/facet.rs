@@ -2,22 +2,29 @@
 //! `POST /collections/{c}/facet`, on a keyword, integer, bool or uuid index) and scroll ordered by
 //! a field (Qdrant's `order_by`, on an integer-with-range, float or datetime index).
 //!
-//! Both read the sealed segments through their indexes (never parsing a sealed payload unless a
-//! filter needs it) and the point table (tail and overlays) from its payloads. A shard answers
-//! for its own points; the collection merges shards.
+//! Which requests may ask for them is the collection's business (its schema is what Qdrant
+//! checks, and the service layer refuses what Qdrant refuses); a shard answers exactly whatever
+//! its own indexes are. It reads a sealed segment through its index on the field (never parsing
+//! a payload unless a filter needs it), and reads the payloads where a segment has no such index
+//! yet (one being built, or a replica whose schema is a moment behind the collection's), then
+//! the point table (tail and overlays). A shard answers for its own points; the coordinator
+//! merges shards.
 
 use super::check::{project, FilterCheck};
 use super::filter::{values_at, Filter};
 use super::payload::KeyPath;
-use super::payload_index::{datetime_micros, definitions_on, FieldSchema, FieldType};
-use super::point::{Payload, PointId};
+use super::payload_index::{datetime_micros, FieldIndex, FieldSchema, FieldType, SegmentIndex};
+use super::point::PointId;
+use super::sealed::SealedSegment;
 use super::state::ShardState;
-use super::{PointView, Shard, ShardError};
+use super::{PointView, Shard};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Which way `order_by` walks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     #[default]
@@ -25,117 +32,168 @@ pub enum Direction {
     Desc,
 }
 
-/// The field a facet or `order_by` reads: its key path, and the index definition (as the
-/// schema names it) serving it.
-struct IndexedField {
+/// The field a facet or `order_by` reads: a key path (as the client wrote it, checked when
+/// made and when read from a peer) and the type of the collection's index on it, which says
+/// what values count (a keyword facet counts strings, an integer one integers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "(String, FieldType)", into = "(String, FieldType)")]
+pub struct IndexedKey {
+    key: String,
     path: KeyPath,
-    definition: String,
-    schema: FieldSchema,
+    kind: FieldType,
 }
 
-impl Shard {
-    /// The index on `key` (a key path, matched to the definitions by path, as filters are), if
-    /// its type is one of `types`; else the error Qdrant gives.
-    fn indexed_field(
-        &self,
-        key: &str,
-        types: &[FieldType],
-        what: &str,
-    ) -> Result<IndexedField, ShardError> {
-        let path = KeyPath::parse(key).map_err(ShardError::Invalid)?;
-        let schema = self.payload_schema();
-        let found = definitions_on(&schema, &path).find(|(_, f)| types.contains(&f.data_type));
-        match found {
-            Some((definition, f)) => Ok(IndexedField {
-                path,
-                definition: definition.clone(),
-                schema: f.clone(),
-            }),
-            None => Err(ShardError::Invalid(format!(
-                "Bad request: Index required but not found for \"{key}\" of one of the following types: [{}]. Help: Create an index for this key or use a different {what}.",
-                types
-                    .iter()
-                    .map(|t| format!("{t:?}").to_lowercase())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+impl IndexedKey {
+    pub fn new(key: &str, kind: FieldType) -> Result<IndexedKey, String> {
+        Ok(IndexedKey {
+            key: key.to_string(),
+            path: KeyPath::parse(key)?,
+            kind,
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn kind(&self) -> FieldType {
+        self.kind
+    }
+}
+
+impl TryFrom<(String, FieldType)> for IndexedKey {
+    type Error = String;
+    fn try_from((key, kind): (String, FieldType)) -> Result<Self, String> {
+        IndexedKey::new(&key, kind)
+    }
+}
+
+impl From<IndexedKey> for (String, FieldType) {
+    fn from(k: IndexedKey) -> Self {
+        (k.key, k.kind)
+    }
+}
+
+/// A value a facet counts. The variant order is Qdrant's order among equal counts: strings
+/// (keywords, uuids), then integers, then booleans.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FacetValue {
+    Keyword(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl FacetValue {
+    /// The value as a facet on a `kind` index counts it, if it does: a uuid in its canonical
+    /// form (lowercase, hyphenated), as Qdrant reports it.
+    fn of(v: &Value, kind: FieldType) -> Option<FacetValue> {
+        match kind {
+            FieldType::Keyword => v.as_str().map(|s| FacetValue::Keyword(s.to_string())),
+            FieldType::Uuid => v
+                .as_str()
+                .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                .map(|u| FacetValue::Keyword(u.to_string())),
+            FieldType::Bool => v.as_bool().map(FacetValue::Bool),
+            FieldType::Integer => v.as_i64().map(FacetValue::Int),
+            _ => None,
         }
     }
 
-    /// How many live points (passing `filter`) hold each value of `key`: a point counts once
-    /// per distinct value. Exact.
-    pub fn facet(
-        &self,
-        key: &str,
-        filter: Option<&Filter>,
-    ) -> Result<Vec<(Value, usize)>, ShardError> {
-        let kinds = [
-            FieldType::Keyword,
-            FieldType::Integer,
-            FieldType::Bool,
-            FieldType::Uuid,
-        ];
-        let field = self.indexed_field(key, &kinds, "key")?;
-        let (kind, path) = (field.schema.data_type, &field.path);
+    pub fn to_json(&self) -> Value {
+        match self {
+            FacetValue::Keyword(s) => Value::from(s.as_str()),
+            FacetValue::Int(n) => Value::from(*n),
+            FacetValue::Bool(b) => Value::Bool(*b),
+        }
+    }
+}
+
+/// Whether an index can serve a facet (its values are listed: not an integer index without
+/// `lookup`) or `order_by` (its values are sorted: not an integer index without `range`).
+pub fn serves_facet(schema: &FieldSchema) -> bool {
+    schema.data_type != FieldType::Integer || schema.flag("lookup", true)
+}
+
+pub fn serves_order_by(schema: &FieldSchema) -> bool {
+    schema.data_type != FieldType::Integer || schema.flag("range", true)
+}
+
+/// A segment's declared index on `field` (its path and type) that `serves` the read.
+fn index_on<'i>(
+    index: &'i SegmentIndex,
+    field: &IndexedKey,
+    serves: fn(&FieldSchema) -> bool,
+) -> Option<&'i Arc<FieldIndex>> {
+    let mut on: Vec<(&String, &Arc<FieldIndex>)> = index
+        .fields
+        .iter()
+        .filter(|(_, f)| *f.path() == field.path && f.schema().data_type == field.kind)
+        .filter(|(_, f)| serves(f.schema()))
+        .collect();
+    on.sort_by_key(|(k, _)| *k);
+    on.first().map(|(_, f)| *f)
+}
+
+/// The values at `path` in a stored payload (reading only its top-level key).
+fn stored_values(json: &[u8], path: &KeyPath) -> Vec<Value> {
+    let top = std::slice::from_ref(&path.first);
+    values_at(&project(json, top), path)
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+impl Shard {
+    /// How many live points (passing `filter`) hold each value of the field: a point counts
+    /// once per distinct value. Exact.
+    pub fn facet(&self, field: &IndexedKey, filter: Option<&Filter>) -> Vec<(FacetValue, usize)> {
         let filter = filter.map(|f| self.prepare_filter(f));
         let check = filter.as_deref().map(FilterCheck::new);
         let state = self.state.read();
-        let mut counts: HashMap<String, (Value, usize)> = HashMap::new();
-        let mut add = |v: &Value, n: usize| {
+        let mut counts: HashMap<FacetValue, usize> = HashMap::new();
+        let mut add = |v: FacetValue, n: usize| {
             if n > 0 {
-                counts
-                    .entry(v.to_string())
-                    .or_insert_with(|| (v.clone(), 0))
-                    .1 += n;
+                *counts.entry(v).or_insert(0) += n;
             }
         };
         for seg in &state.segments {
             let index = seg.payload_index();
             let passes = |i: u32| seg.plain_and_passes(i, check.as_ref());
-            match index.fields.get(&field.definition) {
+            match index_on(&index, field, serves_facet) {
                 Some(f) => f.for_each_value(|v, ids| {
-                    add(&v, ids.iter().filter(|&&i| passes(i)).count());
+                    if let Some(v) = FacetValue::of(&v, field.kind) {
+                        add(v, ids.iter().filter(|&&i| passes(i)).count());
+                    }
                 }),
                 None => {
-                    // Being built (a new segment): read the values from the payloads.
-                    let top = std::slice::from_ref(&path.first);
                     for i in (0..seg.len() as u32).filter(|&i| passes(i)) {
-                        for v in distinct(values_at(&project(seg.payload_json(i), top), path), kind)
-                        {
-                            add(&v, 1);
+                        for v in distinct(&stored_values(seg.payload_json(i), &field.path), field) {
+                            add(v, 1);
                         }
                     }
                 }
             }
         }
-        for (_, payload) in table_payloads(&state, check.as_ref(), path) {
-            for v in distinct(values_at(&payload, path), kind) {
-                add(&v, 1);
+        for (_, values) in table_values(&state, check.as_ref(), &field.path) {
+            for v in distinct(&values, field) {
+                add(v, 1);
             }
         }
-        Ok(counts.into_values().collect())
+        counts.into_iter().collect()
     }
 
-    /// Up to `limit` live points passing `filter`, ordered by their values of `key` (a point
-    /// with several values comes once per value, as in Qdrant), from `start_from` on; ties in
-    /// id order. Returns each point with the value it was ordered by.
+    /// Up to `limit` live points passing `filter`, ordered by their values of the field (a
+    /// point with several values comes once per value, as in Qdrant), from `start_from` on;
+    /// ties in id order. Returns each point with the value it was ordered by.
     pub fn scroll_ordered(
         &self,
-        key: &str,
+        field: &IndexedKey,
         direction: Direction,
         start_from: Option<f64>,
         limit: usize,
         filter: Option<&Filter>,
         with_vector: bool,
-    ) -> Result<Vec<(f64, PointView)>, ShardError> {
-        let kinds = [FieldType::Integer, FieldType::Float, FieldType::Datetime];
-        let field = self.indexed_field(key, &kinds, "order_by key")?;
-        let (kind, path) = (field.schema.data_type, &field.path);
-        if kind == FieldType::Integer && !field.schema.flag("range", true) {
-            return Err(ShardError::Invalid(format!(
-                "Bad request: the integer index of \"{key}\" has range disabled: order_by needs it"
-            )));
-        }
+    ) -> Vec<(f64, PointView)> {
         let filter = filter.map(|f| self.prepare_filter(f));
         let check = filter.as_deref().map(FilterCheck::new);
         let state = self.state.read();
@@ -147,7 +205,6 @@ impl Shard {
         let mut found: Vec<(f64, PointId)> = Vec::new();
         for seg in &state.segments {
             let index = seg.payload_index();
-            let passes = |i: u32| seg.plain_and_passes(i, check.as_ref());
             // Up to `limit` from each segment, and the rest of a run of equal values (ties are
             // ordered by id across segments).
             let mut taken = 0;
@@ -156,88 +213,96 @@ impl Shard {
                 if taken >= limit && x != last {
                     return true;
                 }
-                if in_range(x) && passes(i) {
+                if in_range(x) && seg.plain_and_passes(i, check.as_ref()) {
                     found.push((x, seg.point_id(i)));
                     taken += 1;
                     last = x;
                 }
                 false
             };
-            match index.fields.get(&field.definition) {
+            match index_on(&index, field, serves_order_by) {
                 Some(f) => f.walk_numbers(direction == Direction::Desc, &mut take),
                 None => {
-                    let top = std::slice::from_ref(&path.first);
-                    for i in 0..seg.len() as u32 {
-                        for x in numbers(values_at(&project(seg.payload_json(i), top), path), kind)
-                        {
-                            take(x, i);
+                    let mut all = segment_numbers(seg, field);
+                    sort_values(&mut all, direction, |&(x, i)| (x, seg.point_id(i)));
+                    for (x, i) in all {
+                        if take(x, i) {
+                            break;
                         }
                     }
                 }
             }
         }
-        for (id, payload) in table_payloads(&state, check.as_ref(), path) {
-            for x in numbers(values_at(&payload, path), kind) {
-                if in_range(x) {
-                    found.push((x, id));
-                }
+        for (id, values) in table_values(&state, check.as_ref(), &field.path) {
+            for x in numbers(&values, field.kind).filter(|&x| in_range(x)) {
+                found.push((x, id));
             }
         }
-        found.sort_by(|a, b| match direction {
-            Direction::Asc => a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)),
-            Direction::Desc => b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)),
-        });
+        sort_values(&mut found, direction, |&(x, id)| (x, id));
         found.truncate(limit);
-        Ok(found
+        found
             .into_iter()
             .filter_map(|(x, id)| {
                 let f = state.find(&id)?;
                 Some((x, self.view(&state, &id, f, with_vector, true)))
             })
-            .collect())
+            .collect()
     }
 }
 
-/// The point table's entries (tail and overlays) passing the filter, each with its payload
-/// restricted to `key`'s top level.
-fn table_payloads<'s>(
+/// Orders items by their value in `direction`, ties by point id (`key` gives both): the order
+/// of an ordered scroll, in a shard and across shards.
+pub fn sort_values<T>(items: &mut [T], direction: Direction, key: impl Fn(&T) -> (f64, PointId)) {
+    items.sort_by(|a, b| {
+        let ((x, i), (y, j)) = (key(a), key(b));
+        match direction {
+            Direction::Asc => x.total_cmp(&y),
+            Direction::Desc => y.total_cmp(&x),
+        }
+        .then(i.cmp(&j))
+    });
+}
+
+/// Every (value, entry) of a segment without an index on the field, from its payloads.
+fn segment_numbers(seg: &SealedSegment, field: &IndexedKey) -> Vec<(f64, u32)> {
+    (0..seg.len() as u32)
+        .flat_map(|i| {
+            let values = stored_values(seg.payload_json(i), &field.path);
+            numbers(&values, field.kind)
+                .map(move |x| (x, i))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The point table's entries (tail and overlays) passing the filter, each with its values at
+/// `path`.
+fn table_values<'s>(
     state: &'s ShardState,
     check: Option<&'s FilterCheck>,
-    key: &KeyPath,
-) -> impl Iterator<Item = (PointId, Payload)> + 's {
-    let top = [key.first.clone()];
+    path: &'s KeyPath,
+) -> impl Iterator<Item = (PointId, Vec<Value>)> + 's {
     state.points.iter().filter_map(move |(id, e)| {
         let json = e.payload.as_bytes();
         check
             .is_none_or(|c| c.json(id, json))
-            .then(|| (*id, project(json, &top)))
+            .then(|| (*id, stored_values(json, path)))
     })
 }
 
-/// The distinct values of a facet field's kind among `values`.
-fn distinct(values: Vec<&Value>, kind: FieldType) -> Vec<Value> {
-    let mut out: Vec<Value> = values
-        .into_iter()
-        .filter(|v| match kind {
-            FieldType::Keyword => v.is_string(),
-            FieldType::Uuid => v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
-            FieldType::Bool => v.is_boolean(),
-            _ => v.as_i64().is_some(),
-        })
-        .cloned()
-        .collect();
-    out.sort_by_key(|v| v.to_string());
-    out.dedup();
-    out
+/// The distinct values a facet on `field` counts among `values`.
+fn distinct(values: &[Value], field: &IndexedKey) -> BTreeSet<FacetValue> {
+    values
+        .iter()
+        .filter_map(|v| FacetValue::of(v, field.kind))
+        .collect()
 }
 
 /// The numbers an order_by field orders by among `values`.
-fn numbers(values: Vec<&Value>, kind: FieldType) -> Vec<f64> {
-    values
-        .into_iter()
-        .filter_map(|v| match kind {
-            FieldType::Datetime => v.as_str().and_then(datetime_micros),
-            _ => v.as_f64(),
-        })
-        .collect()
+fn numbers(values: &[Value], kind: FieldType) -> impl Iterator<Item = f64> + '_ {
+    values.iter().filter_map(move |v| match kind {
+        FieldType::Datetime => v.as_str().and_then(datetime_micros),
+        FieldType::Integer | FieldType::Float => v.as_f64(),
+        _ => None,
+    })
 }

@@ -288,38 +288,58 @@ fn field_schemas_parse_like_qdrants() {
     assert_eq!(payload_index::datetime_micros("2024-13-01"), None);
 }
 
+/// The field of a facet or order_by with its index type.
+fn key(k: &str, kind: payload_index::FieldType) -> facet::IndexedKey {
+    facet::IndexedKey::new(k, kind).expect("key path")
+}
+
 #[test]
-fn facet_counts_and_order_by_are_exact_and_need_an_index() {
+fn facet_counts_and_order_by_are_exact_with_or_without_an_index() {
+    use payload_index::FieldType::{Bool, Float, Keyword};
     let dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new().temporary(true).open().unwrap();
     let shard = shard(&db, dir.path());
     load(&shard);
-    assert!(shard.facet("kw", None).is_err(), "no index yet");
-    assert!(shard
-        .scroll_ordered("f", facet::Direction::Asc, None, 5, None, false)
-        .is_err());
+    // Without the index (a replica whose schema is behind): the same answers, from payloads.
+    let sorted = |mut v: Vec<(facet::FacetValue, usize)>| {
+        v.sort();
+        v
+    };
+    let answers = || {
+        let by_f = shard.scroll_ordered(
+            &key("f", Float),
+            facet::Direction::Desc,
+            None,
+            40,
+            None,
+            false,
+        );
+        let by_f: Vec<(f64, PointId)> = by_f.into_iter().map(|(x, p)| (x, p.id)).collect();
+        (sorted(shard.facet(&key("kw", Keyword), None)), by_f)
+    };
+    let unindexed = answers();
     shard.set_payload_schema(schema());
+    assert_eq!(answers(), unindexed);
     // Facet: the counts a full count per value gives.
-    let mut hits = shard.facet("kw", None).expect("facet");
-    hits.sort_by_key(|(v, _)| v.to_string());
+    let hits = sorted(shard.facet(&key("kw", Keyword), None));
     assert_eq!(hits.len(), 10);
     for (v, n) in &hits {
-        let f: Filter =
-            serde_json::from_value(json!({"must": [{"key": "kw", "match": {"value": v}}]}))
-                .expect("filter");
-        assert_eq!(shard.count(Some(&f)), *n, "{v}");
+        let f: Filter = serde_json::from_value(
+            json!({"must": [{"key": "kw", "match": {"value": v.to_json()}}]}),
+        )
+        .expect("filter");
+        assert_eq!(shard.count(Some(&f)), *n, "{v:?}");
     }
     let even: Filter =
         serde_json::from_value(json!({"must": [{"key": "b", "match": {"value": true}}]}))
             .expect("filter");
     let total: usize = shard
-        .facet("b", Some(&even))
-        .expect("facet")
+        .facet(&key("b", Bool), Some(&even))
         .iter()
         .map(|(_, n)| n)
         .sum();
     assert_eq!(total, shard.count(Some(&even)));
-    let tags = shard.facet("tags", None).expect("facet");
+    let tags = shard.facet(&key("tags", Keyword), None);
     assert_eq!(
         tags.len(),
         6,
@@ -329,8 +349,7 @@ fn facet_counts_and_order_by_are_exact_and_need_an_index() {
     // order_by: the values in order, from start_from, filter applied.
     let ordered = |direction, start, filter: Option<&Filter>| {
         shard
-            .scroll_ordered("f", direction, start, 50, filter, false)
-            .expect("order_by")
+            .scroll_ordered(&key("f", Float), direction, start, 50, filter, false)
             .into_iter()
             .map(|(x, p)| (x, p.id))
             .collect::<Vec<_>>()
@@ -471,20 +490,36 @@ fn quoted_keys_with_dots_give_the_same_answers_with_and_without_an_index() {
         let filter: Filter = serde_json::from_value(f.clone()).expect("filter");
         assert!(recall(&shard, &filter) >= 0.9, "{f}");
     }
-    // Facets and order_by find the index by path, as filters do.
-    let facet = shard
-        .facet("\"a.b\"", None)
-        .expect("facet on the quoted key");
+    // Facets and order_by read the field by path, as filters do.
+    use payload_index::FieldType::{Integer, Keyword};
+    let facet = shard.facet(&key("\"a.b\"", Keyword), None);
     let q3 = facet
         .iter()
-        .find(|(v, _)| *v == json!("q3"))
+        .find(|(v, _)| v.to_json() == json!("q3"))
         .map(|(_, n)| *n);
     assert_eq!(q3, Some(before[0].1));
-    assert!(shard.facet("a.b", None).is_err(), "a.b has no index");
-    assert!(shard.facet("a..b", None).is_err(), "not a key path");
-    let ordered = shard
-        .scroll_ordered("\"x.y\"", facet::Direction::Asc, Some(10.0), 5, None, false)
-        .expect("order_by on the quoted key");
+    let inner = shard.facet(&key("a.b", Keyword), None);
+    let q3_inner = inner
+        .iter()
+        .find(|(v, _)| v.to_json() == json!("q3"))
+        .map(|(_, n)| *n);
+    assert_eq!(
+        q3_inner,
+        Some(before[2].1),
+        "a.b is b inside a (no index: from payloads)"
+    );
+    assert!(
+        facet::IndexedKey::new("a..b", Keyword).is_err(),
+        "not a key path"
+    );
+    let ordered = shard.scroll_ordered(
+        &key("\"x.y\"", Integer),
+        facet::Direction::Asc,
+        Some(10.0),
+        5,
+        None,
+        false,
+    );
     assert!(ordered
         .iter()
         .all(|(x, p)| *x >= 10.0 && p.payload["x.y"] == json!(*x as u64)));
@@ -526,4 +561,52 @@ fn indexes_of_a_reopened_shard_arrive_in_the_background_with_the_same_answers() 
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(counts(), unindexed);
+}
+
+#[test]
+fn a_uuid_index_answers_like_no_index_for_values_that_are_not_uuids() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = shard(&db, dir.path());
+    let uuid_of = |i: u64| format!("{:08x}-0000-4000-8000-{:012x}", i % 5, i % 5);
+    let changes = (0..1200)
+        .map(|i| {
+            let u = match i % 4 {
+                0 => json!("x"),
+                1 => json!(["x", uuid_of(i)]),
+                2 => json!(uuid_of(i).to_uppercase()),
+                _ => json!(uuid_of(i)),
+            };
+            let p = json!({"u": u}).as_object().cloned().unwrap_or_default();
+            Change::upsert(PointId::Num(i), 1, vector(i), p)
+        })
+        .collect();
+    shard.commit(changes, false).expect("commit");
+    while shard.optimize(1).expect("optimize").is_some() {}
+    let filters = [
+        json!({"must": [{"key": "u", "match": {"value": "x"}}]}),
+        json!({"must": [{"key": "u", "match": {"any": ["x", uuid_of(3)]}}]}),
+        json!({"must": [{"key": "u", "match": {"value": uuid_of(2)}}]}),
+        json!({"must": [{"key": "u", "match": {"value": uuid_of(2).to_uppercase()}}]}),
+        json!({"must": [{"key": "u", "match": {"value": "not-a-uuid"}}]}),
+    ];
+    let answers = |shard: &Shard| {
+        filters
+            .iter()
+            .map(|f| {
+                let f: Filter = serde_json::from_value(f.clone()).expect("filter");
+                (shard.count(Some(&f)), search(shard, &vector(7), &f, false))
+            })
+            .collect::<Vec<_>>()
+    };
+    let without = answers(&shard);
+    assert_eq!(without[0].0, 600, "\"x\" alone and in a list");
+    let schema: PayloadSchema = [(
+        "u".to_string(),
+        FieldSchema::parse(&json!("uuid")).expect("uuid"),
+    )]
+    .into_iter()
+    .collect();
+    shard.set_payload_schema(schema);
+    assert_eq!(answers(&shard), without);
 }

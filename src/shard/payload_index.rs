@@ -416,7 +416,12 @@ impl FieldIndex {
             };
             for v in &values {
                 let ids = match (t, v) {
-                    (FieldType::Keyword | FieldType::Uuid, MatchValue::Keyword(s)) => {
+                    (FieldType::Keyword, MatchValue::Keyword(s)) => self.postings.get(s.as_str()),
+                    // A uuid index holds only the values that are uuids: a match on anything
+                    // else is checked on the payloads, as without the index.
+                    (FieldType::Uuid, MatchValue::Keyword(s))
+                        if uuid::Uuid::parse_str(s).is_ok() =>
+                    {
                         self.postings.get(s.as_str())
                     }
                     (FieldType::Bool, MatchValue::Bool(b)) => {

@@ -378,6 +378,19 @@ fn join_cgroup_before_exec(command: &mut Command, procs: &Path) {
     }
 }
 
+/// Polls until `check` holds, failing with its last value after a minute.
+pub fn eventually<T: std::fmt::Debug>(what: &str, mut check: impl FnMut() -> (bool, T)) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, seen) = check();
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {seen:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Deterministic pseudo-random vectors (xorshift), so tests need no RNG crate.
 pub fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -211,27 +211,7 @@ pub fn ground_truth(
             return Ok((rows, path, true));
         }
     }
-    let dim = data.dim;
-    let truth: Vec<Vec<u32>> = queries
-        .data
-        .par_chunks(dim)
-        .map(|q| {
-            let mut d: Vec<(f32, u32)> = data
-                .data
-                .chunks_exact(dim)
-                .enumerate()
-                .map(|(i, v)| (metric.distance(q, v), i as u32))
-                .collect();
-            let kk = k.min(d.len());
-            let cmp = |x: &(f32, u32), y: &(f32, u32)| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1));
-            if kk > 0 && kk < d.len() {
-                d.select_nth_unstable_by(kk - 1, cmp);
-            }
-            d.truncate(kk);
-            d.sort_by(cmp);
-            d.into_iter().map(|x| x.1).collect()
-        })
-        .collect();
+    let truth = exact_knn(data, queries, metric, k, &|_| true);
     std::fs::create_dir_all(cache_dir)?;
     let tmp = path.with_extension("tmp");
     {
@@ -246,6 +226,39 @@ pub fn ground_truth(
     }
     std::fs::rename(&tmp, &path)?;
     Ok((truth, path, false))
+}
+
+/// Exact k nearest ids of every query among the rows `keep` accepts (parallel brute force):
+/// the ground truth of a search, or of a filtered search.
+pub fn exact_knn(
+    data: &Matrix,
+    queries: &Matrix,
+    metric: Metric,
+    k: usize,
+    keep: &(dyn Fn(usize) -> bool + Sync),
+) -> Vec<Vec<u32>> {
+    let dim = data.dim;
+    queries
+        .data
+        .par_chunks(dim)
+        .map(|q| {
+            let mut d: Vec<(f32, u32)> = data
+                .data
+                .chunks_exact(dim)
+                .enumerate()
+                .filter(|(i, _)| keep(*i))
+                .map(|(i, v)| (metric.distance(q, v), i as u32))
+                .collect();
+            let kk = k.min(d.len());
+            let cmp = |x: &(f32, u32), y: &(f32, u32)| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1));
+            if kk > 0 && kk < d.len() {
+                d.select_nth_unstable_by(kk - 1, cmp);
+            }
+            d.truncate(kk);
+            d.sort_by(cmp);
+            d.into_iter().map(|x| x.1).collect()
+        })
+        .collect()
 }
 
 /// recall@k of `got` (ids per query) against `truth`.

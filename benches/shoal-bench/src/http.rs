@@ -19,6 +19,11 @@ pub struct Target {
     pub payloads: bool,
     /// `wait_indexed` also waits for every node to report status `green` and all points indexed.
     pub until_green: bool,
+    /// Also upload the fields filtered searches select on ([`crate::filtered`]): `s1000`,
+    /// `s100`, `s10`, `s2`, each `"v{id % m}"`, so that `"v0"` is held by 1/m of the points.
+    pub selective: bool,
+    /// The filter (JSON) every search of [`Target::sweep`] carries, if any.
+    pub filter: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +58,8 @@ impl Target {
             client,
             payloads: false,
             until_green: false,
+            selective: false,
+            filter: None,
         })
     }
 
@@ -106,12 +113,17 @@ impl Target {
                 }
                 body.push_str(&format!("{{\"id\":{j},\"vector\":"));
                 body.push_str(&serde_json::to_string(data.row(j))?);
-                if self.payloads {
-                    body.push_str(&format!(
-                        ",\"payload\":{{\"group\":{},\"tag\":\"t{}\"}}",
-                        j % 100,
-                        j % 7
-                    ));
+                if self.payloads || self.selective {
+                    let mut fields = Vec::new();
+                    if self.payloads {
+                        fields.push(format!("\"group\":{},\"tag\":\"t{}\"", j % 100, j % 7));
+                    }
+                    if self.selective {
+                        for m in crate::filtered::FIELDS {
+                            fields.push(format!("\"s{m}\":\"v{}\"", j % m));
+                        }
+                    }
+                    body.push_str(&format!(",\"payload\":{{{}}}", fields.join(",")));
                 }
                 body.push('}');
             }
@@ -204,9 +216,13 @@ impl Target {
         } else {
             format!(",\"params\":{{\"hnsw_ef\":{ef}}}")
         };
+        let filter = match &self.filter {
+            Some(f) => format!(",\"filter\":{f}"),
+            None => String::new(),
+        };
         let search = |i: usize| {
             format!(
-                "{{\"vector\":{},\"limit\":{k}{params}}}",
+                "{{\"vector\":{},\"limit\":{k}{params}{filter}}}",
                 serde_json::to_string(queries.row(i)).unwrap_or_default()
             )
         };
@@ -341,6 +357,19 @@ impl Target {
             answers.extend(task.await??);
         }
         Ok((answers, t.elapsed().as_secs_f64()))
+    }
+
+    /// Indexes a payload field (`PUT /collections/{c}/index`, `wait=true`).
+    pub async fn create_index(&self, field: &str, schema: &str) -> Result<()> {
+        let r = self
+            .client
+            .put(format!("{}/index?wait=true", self.coll(0)))
+            .json(&serde_json::json!({"field_name": field, "field_schema": schema}))
+            .send()
+            .await
+            .context("create index")?;
+        Self::check(r, "create index").await?;
+        Ok(())
     }
 
     /// Latencies (µs, ascending) of `n` sequential `GET {first url}{path}` on the same pool: the

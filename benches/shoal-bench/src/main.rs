@@ -16,6 +16,7 @@
 //!   shoal-bench --write-data bench-out/data               # write data.npy / queries.npy, exit
 //!   shoal-bench --data d.npy --queries q.npy --out r.json
 //!   shoal-bench --url http://127.0.0.1:6333 --concurrency 1,2
+//!   shoal-bench --url http://127.0.0.1:6333 --filtered --n 100000 --dim 64 --ef 64   # filtered search
 //!   shoal-bench --url http://127.0.0.1:6333 --segment …/segments/seg-<id> --local-cpu 0   # paired
 
 // The node's allocator, so that in-process figures measure the code the node runs.
@@ -23,6 +24,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod data;
+mod filtered;
 mod http;
 mod paired;
 mod report;
@@ -175,6 +177,10 @@ struct Args {
     /// Wait for status green (every build done) as well as the indexed fraction.
     #[arg(long)]
     until_green: bool,
+    /// Filtered search: 0.1/1/10/50 %-selective keyword filters, unindexed then indexed, against
+    /// exact filtered ground truth (see `filtered.rs`).
+    #[arg(long)]
+    filtered: bool,
 }
 
 /// The "1 thread" figure at one `ef`: every query in turn on this thread, after `warmup`.
@@ -559,6 +565,7 @@ fn main() -> Result<()> {
         let maxc = a.concurrency.iter().copied().max().unwrap_or(1);
         let mut target = http::Target::new(a.url.clone(), a.collection.clone(), maxc)?;
         target.payloads = a.payloads;
+        target.selective = a.filtered;
         target.until_green = a.until_green;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -603,6 +610,37 @@ fn main() -> Result<()> {
             extra.insert("readyz_p50_us".into(), json!(b50));
             extra.insert("readyz_p99_us".into(), json!(b99));
             if a.upload_only {
+                return Ok(());
+            }
+            if a.filtered {
+                let cases = filtered::cases(&base, &queries, metric, a.k, &truth);
+                for indexed in [false, true] {
+                    if indexed {
+                        filtered::create_indexes(&target).await?;
+                    }
+                    for case in cases.iter().filter(|c| !indexed || c.filter.is_some()) {
+                        target.filter = case.filter.clone();
+                        for &c in &a.concurrency {
+                            for &ef in &a.ef {
+                                let r = (target
+                                    .sweep(&queries, a.k, ef, c, a.min_secs, !a.no_spin, 1))
+                                .await?;
+                                let how = if indexed { ", indexed" } else { "" };
+                                rows.push(Row {
+                                    ef,
+                                    series: format!("{}{how}, c={c}", case.name),
+                                    recall: data::recall(&r.ids, &case.truth, a.k),
+                                    qps: r.qps,
+                                    lat: r.lat_us,
+                                });
+                                eprintln!(
+                                    "[filtered] {}{how} c={c} ef={ef}: {:.0} QPS",
+                                    case.name, r.qps
+                                );
+                            }
+                        }
+                    }
+                }
                 return Ok(());
             }
             let mut p = Progress::new("http search", a.ef.len() * a.concurrency.len());

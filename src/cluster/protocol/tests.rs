@@ -583,3 +583,53 @@ fn every_filter_a_client_may_send_crosses_the_peer_port() {
     assert_eq!(crate::codec::json_text::depth(text), 4);
     assert!(serde_json::from_str::<serde_json::Value>(text).is_ok());
 }
+
+#[test]
+fn facets_and_ordered_scrolls_round_trip_and_a_bad_key_path_does_not_decode() {
+    use crate::shard::facet::{Direction, FacetValue, IndexedKey};
+    use crate::shard::payload_index::FieldType;
+    let field = IndexedKey::new("\"a.b\"[].c", FieldType::Keyword).expect("key path");
+    let ops = [
+        ShardOp::Facet {
+            field: field.clone(),
+            filter: Some(filter()),
+        },
+        ShardOp::ScrollOrdered {
+            field: IndexedKey::new("f", FieldType::Float).expect("key path"),
+            direction: Direction::Desc,
+            start_from: Some(4.5),
+            limit: 7,
+            filter: None,
+            with_vector: true,
+        },
+    ];
+    for op in &ops {
+        let back = round_trip(op);
+        assert_eq!(format!("{back:?}"), format!("{op:?}"));
+    }
+    let replies = [
+        ShardReply::Facet(vec![
+            (FacetValue::Keyword("x".into()), 3),
+            (FacetValue::Int(-4), 1),
+            (FacetValue::Bool(true), 9),
+        ]),
+        ShardReply::Ordered(vec![(
+            2.5,
+            PointView {
+                id: PointId::Num(3),
+                version: 1,
+                payload: payload(),
+                vector: None,
+            },
+        )]),
+    ];
+    for reply in &replies {
+        let back = round_trip(reply);
+        assert_eq!(format!("{back:?}"), format!("{reply:?}"));
+    }
+    assert!(ShardReply::Count(1).facet().is_err());
+    assert!(ShardReply::Count(1).ordered().is_err());
+    // A key that is not a key path cannot arrive from a peer.
+    let bad = encode(&("a..b".to_string(), FieldType::Keyword));
+    assert!(decode::<IndexedKey>(&bad).is_err());
+}

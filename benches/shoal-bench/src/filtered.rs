@@ -1,0 +1,57 @@
+//! `--url … --filtered`: filtered search over REST, the figures of docs/filtered-search.md.
+//!
+//! Every point carries four keyword fields, `s1000`, `s100`, `s10` and `s2`, each `"v{id % m}"`:
+//! a filter `s{m} = "v0"` selects 1/m of the points (0.1 %, 1 %, 10 %, 50 %), independently of
+//! the vectors. The sweep runs the unfiltered searches, then each filter on the unindexed fields
+//! (the node's planner builds its implicit columns on first use), then creates keyword indexes
+//! on the four fields and runs the filters again. Recall@k is against exact filtered search
+//! computed here by brute force over the points the filter selects.
+
+use crate::data::{self, Matrix};
+use crate::http::Target;
+use anyhow::Result;
+use shoal::index::Metric;
+
+/// The moduli of the selective fields: `s{m} = "v0"` holds for 1/m of the points.
+pub const FIELDS: [usize; 4] = [1000, 100, 10, 2];
+
+/// One measured configuration: which filter, indexed or not, and its ground truth.
+pub struct Case {
+    pub name: String,
+    pub filter: Option<String>,
+    pub truth: Vec<Vec<u32>>,
+}
+
+/// The unfiltered case, then every selectivity, its ground truth computed once.
+pub fn cases(
+    base: &Matrix,
+    queries: &Matrix,
+    metric: Metric,
+    k: usize,
+    unfiltered: &[Vec<u32>],
+) -> Vec<Case> {
+    let mut out = vec![Case {
+        name: "no filter".into(),
+        filter: None,
+        truth: unfiltered.to_vec(),
+    }];
+    for m in FIELDS {
+        let truth = data::exact_knn(base, queries, metric, k, &|i| i % m == 0);
+        out.push(Case {
+            name: format!("{}% (s{m})", 100.0 / m as f64),
+            filter: Some(format!(
+                "{{\"must\":[{{\"key\":\"s{m}\",\"match\":{{\"value\":\"v0\"}}}}]}}"
+            )),
+            truth,
+        });
+    }
+    out
+}
+
+/// Creates the keyword indexes on the selective fields.
+pub async fn create_indexes(target: &Target) -> Result<()> {
+    for m in FIELDS {
+        target.create_index(&format!("s{m}"), "keyword").await?;
+    }
+    Ok(())
+}
