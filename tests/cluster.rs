@@ -4,7 +4,7 @@
 
 mod common;
 use common::cluster::{PeerClient, TestCluster, SERVICE};
-use common::{eventually, vectors, Node};
+use common::{eventually, numbered, vectors, Node};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -102,11 +102,7 @@ fn three_nodes_answer_like_one_and_survive_a_node_loss() {
     assert_eq!(info["cluster_size"], 3);
     assert_peer_api_only_on_peer_port(&cluster.nodes[1]);
 
-    let mut data: Vec<(u64, Vec<f32>)> = vectors(N, DIM, 42)
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (i as u64, v))
-        .collect();
+    let mut data: Vec<(u64, Vec<f32>)> = numbered(0, N, DIM, 42);
     upsert(&cluster.nodes[0], &data);
     let queries = vectors(20, DIM, 7);
 
@@ -195,11 +191,7 @@ fn three_nodes_answer_like_one_and_survive_a_node_loss() {
     cluster.nodes[1].kill9();
     let alive: Vec<&Node> = vec![&cluster.nodes[0], &cluster.nodes[2]];
     assert_exact_everywhere(&alive, &data, &queries[..5]);
-    let extra: Vec<(u64, Vec<f32>)> = vectors(200, DIM, 99)
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (10_000 + i as u64, v))
-        .collect();
+    let extra: Vec<(u64, Vec<f32>)> = numbered(10_000, 200, DIM, 99);
     upsert(&cluster.nodes[2], &extra);
     data.extend(extra);
     assert_exact_everywhere(&alive, &data, &queries[..5]);
@@ -417,11 +409,7 @@ fn a_frozen_peer_stalls_neither_writes_nor_reads_and_catches_up() {
         "/collections/c",
         Some(json!({"vectors": {"size": 8, "distance": "Dot"}, "shard_number": 6, "replication_factor": 2})),
     );
-    let data: Vec<(u64, Vec<f32>)> = vectors(200, 8, 5)
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (i as u64, v))
-        .collect();
+    let data: Vec<(u64, Vec<f32>)> = numbered(0, 200, 8, 5);
     upsert(&nodes[0], &data);
 
     // SIGSTOP keeps shoal-2's sockets open: calls to it hang instead of failing.

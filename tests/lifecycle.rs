@@ -6,7 +6,7 @@
 mod common;
 use common::dns::TestDns;
 use common::kube::FakeKube;
-use common::{free_port, vectors, Node};
+use common::{free_port, numbered, vectors, Node};
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -131,11 +131,7 @@ fn scale_down_scale_up_and_rolling_restart_lose_nothing() {
         "/collections/c",
         Some(json!({"vectors": {"size": DIM, "distance": "Euclid"}, "shard_number": 6, "replication_factor": 2})),
     );
-    let mut data: Vec<(u64, Vec<f32>)> = vectors(1500, DIM, 3)
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (i as u64, v))
-        .collect();
+    let mut data: Vec<(u64, Vec<f32>)> = numbered(0, 1500, DIM, 3);
     for chunk in data.chunks(500) {
         let points: Vec<Value> = chunk
             .iter()
@@ -179,11 +175,7 @@ fn scale_down_scale_up_and_rolling_restart_lose_nothing() {
     dns.set(&format!("shoal-2.{SERVICE}"), &[]);
     check_all(&[&nodes[0], &nodes[1]], &data);
     // Writes keep working on the smaller cluster.
-    let extra: Vec<(u64, Vec<f32>)> = vectors(100, DIM, 5)
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (5000 + i as u64, v))
-        .collect();
+    let extra: Vec<(u64, Vec<f32>)> = numbered(5000, 100, DIM, 5);
     let points: Vec<Value> = extra
         .iter()
         .map(|(id, v)| json!({"id": id, "vector": v}))

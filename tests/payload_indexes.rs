@@ -5,7 +5,7 @@
 
 mod common;
 use common::cluster::TestCluster;
-use common::{eventually, vectors, Node};
+use common::{eventually, numbered, vectors, Node};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -23,11 +23,7 @@ fn payload(i: u64) -> Value {
 }
 
 fn upsert(node: &Node, n: usize) -> Vec<(u64, Vec<f32>)> {
-    let data: Vec<(u64, Vec<f32>)> = vectors(n, DIM, 42)
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (i as u64, v))
-        .collect();
+    let data: Vec<(u64, Vec<f32>)> = numbered(0, n, DIM, 42);
     for chunk in data.chunks(500) {
         let points: Vec<Value> = chunk
             .iter()

@@ -402,3 +402,11 @@ pub fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
     };
     (0..n).map(|_| (0..dim).map(|_| next()).collect()).collect()
 }
+
+/// `n` vectors of [`vectors`] numbered from `first`: (id, vector) pairs to upsert.
+#[allow(dead_code)]
+pub fn numbered(first: u64, n: usize, dim: usize, seed: u64) -> Vec<(u64, Vec<f32>)> {
+    (vectors(n, dim, seed).into_iter().enumerate())
+        .map(|(i, v)| (first + i as u64, v))
+        .collect()
+}
