@@ -460,6 +460,24 @@ fn reads_of_large_payloads_are_refused_before_they_are_read() {
         assert_eq!(s, 400, "{path}: {v}");
         assert!(error_of(&v).contains("payloads of this answer"), "{v}");
     }
+    // A scroll ordered by an indexed field too.
+    node.ok(
+        "PUT",
+        "/collections/c/index?wait=true",
+        Some(json!({"field_name": "i", "field_schema": "integer"})),
+    );
+    let ordered = |limit: usize| {
+        node.call(
+            "POST",
+            "/collections/c/points/scroll",
+            Some(json!({"limit": limit, "with_payload": true, "order_by": "i"})),
+        )
+    };
+    let (s, v) = ordered(20);
+    assert_eq!(s, 400, "ordered scroll: {v}");
+    assert!(error_of(&v).contains("payloads of this answer"), "{v}");
+    let (s, v) = ordered(5);
+    assert_eq!(s, 200, "ordered scroll: {v}");
     // The same reads of fewer points, or without payloads, are answered.
     let some: Vec<u64> = (0..5).collect();
     let got = node.ok(

@@ -237,14 +237,12 @@ pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardRepl
             limit,
             filter,
             with_vector,
-        } => ShardReply::Ordered(shard.scroll_ordered(
-            field,
-            *direction,
-            *start_from,
-            *limit,
+        } => ShardReply::Ordered(shard.scroll_ordered_within(
+            (field, *direction, *start_from, *limit),
             filter.as_ref(),
             *with_vector,
-        )),
+            deadline,
+        )?),
     })
 }
 

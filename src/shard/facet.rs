@@ -11,6 +11,7 @@
 //! merges shards.
 
 use super::check::{project, FilterCheck};
+use super::deadline::{Deadline, Stopped};
 use super::filter::{values_at, Filter};
 use super::payload::KeyPath;
 use super::payload_index::{datetime_micros, FieldIndex, FieldSchema, FieldType, SegmentIndex};
@@ -194,6 +195,20 @@ impl Shard {
         filter: Option<&Filter>,
         with_vector: bool,
     ) -> Vec<(f64, PointView)> {
+        let whole = Deadline::default();
+        let page = (field, direction, start_from, limit);
+        (self.scroll_ordered_within(page, filter, with_vector, &whole)).unwrap_or_default()
+    }
+
+    /// [`Shard::scroll_ordered`] of `(field, direction, start_from, limit)`, refusing an answer
+    /// whose payloads are over `limits`' payload limit.
+    pub fn scroll_ordered_within(
+        &self,
+        (field, direction, start_from, limit): (&IndexedKey, Direction, Option<f64>, usize),
+        filter: Option<&Filter>,
+        with_vector: bool,
+        limits: &Deadline,
+    ) -> Result<Vec<(f64, PointView)>, Stopped> {
         let filter = filter.map(|f| self.prepare_filter(f));
         let check = filter.as_deref().map(FilterCheck::new);
         let state = self.state.read();
@@ -240,13 +255,7 @@ impl Shard {
         }
         sort_values(&mut found, direction, |&(x, id)| (x, id));
         found.truncate(limit);
-        found
-            .into_iter()
-            .filter_map(|(x, id)| {
-                let f = state.find(&id)?;
-                Some((x, self.view(&state, &id, f, with_vector, true)))
-            })
-            .collect()
+        self.views_of(&state, found, with_vector, true, limits)
     }
 }
 

@@ -1023,6 +1023,27 @@ impl Shard {
         self.views(&state, found.collect(), with_vector, true, limits)
     }
 
+    /// [`Shard::views`] of the points among `items` still live, each with what it came with
+    /// (its distance, the value it is ordered by).
+    fn views_of<T>(
+        &self,
+        state: &ShardState,
+        items: Vec<(T, PointId)>,
+        with_vector: bool,
+        with_payload: bool,
+        limits: &Deadline,
+    ) -> Result<Vec<(T, PointView)>, Stopped> {
+        let (mut tags, mut found) = (Vec::with_capacity(items.len()), Vec::new());
+        for (tag, id) in items {
+            if let Some(f) = state.find(&id) {
+                tags.push(tag);
+                found.push((id, f));
+            }
+        }
+        let views = self.views(state, found, with_vector, with_payload, limits)?;
+        Ok(tags.into_iter().zip(views).collect())
+    }
+
     /// What a reader gets of the points found, once their payloads' stored sizes are known to
     /// be within `limits` (none of them is read otherwise).
     fn views(

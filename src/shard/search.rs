@@ -164,15 +164,12 @@ impl Shard {
             };
             return Ok(top.into_iter().filter_map(bare).collect());
         }
-        let (mut distances, mut found) = (Vec::with_capacity(top.len()), Vec::new());
-        for (distance, (id, _)) in top {
-            if let Some(f) = state.find(&id) {
-                distances.push(distance);
-                found.push((id, f));
-            }
-        }
-        let views = self.views(&state, found, spec.with_vector, spec.with_payload, deadline)?;
-        Ok((distances.into_iter().zip(views))
+        let found = top
+            .into_iter()
+            .map(|(distance, (id, _))| (distance, id))
+            .collect();
+        let views = self.views_of(&state, found, spec.with_vector, spec.with_payload, deadline)?;
+        Ok((views.into_iter())
             .map(|(distance, point)| Hit { distance, point })
             .collect())
     }
