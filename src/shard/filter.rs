@@ -371,13 +371,101 @@ pub enum Match {
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// A `range` condition's bounds: numbers, or RFC 3339 date-times (Qdrant's `DatetimeRange`),
+/// held here as µs since the epoch. A date-time range compares the field's values read as
+/// date-times (strings); a numeric one its numbers.
+#[derive(Debug, Clone, Default, PartialEq, utoipa::ToSchema)]
 pub struct Range {
+    /// A number, or an RFC 3339 date-time.
+    #[schema(value_type = Option<f64>)]
     pub lt: Option<f64>,
+    #[schema(value_type = Option<f64>)]
     pub gt: Option<f64>,
+    #[schema(value_type = Option<f64>)]
     pub gte: Option<f64>,
+    #[schema(value_type = Option<f64>)]
     pub lte: Option<f64>,
+    /// The bounds as sent (`lt`, `gt`, `gte`, `lte`) when they are date-times: the range
+    /// travels to peers as the client wrote it.
+    #[schema(ignore)]
+    pub datetime: Option<Box<[Option<String>; 4]>>,
+}
+
+/// A bound as JSON writes it.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Bound {
+    Number(f64),
+    Datetime(String),
+}
+
+/// A range as JSON writes it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lt: Option<Bound>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gt: Option<Bound>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gte: Option<Bound>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lte: Option<Bound>,
+}
+
+impl<'de> Deserialize<'de> for Range {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let json = RangeJson::deserialize(d)?;
+        let bounds = [json.lt, json.gt, json.gte, json.lte];
+        let datetime = bounds.iter().any(|b| matches!(b, Some(Bound::Datetime(_))));
+        let mut values = [None; 4];
+        let mut texts: [Option<String>; 4] = Default::default();
+        for (i, bound) in bounds.into_iter().enumerate() {
+            values[i] = match bound {
+                None => None,
+                Some(Bound::Number(_)) if datetime => {
+                    return Err(D::Error::custom(
+                        "a range's bounds are all numbers or all RFC 3339 date-times",
+                    ))
+                }
+                Some(Bound::Number(x)) => Some(x),
+                Some(Bound::Datetime(text)) => {
+                    let micros = super::payload_index::datetime_micros(&text).ok_or_else(|| {
+                        D::Error::custom(format!(
+                            "{text:?} is not an RFC 3339 date-time (e.g. 2024-01-31T10:00:00Z)"
+                        ))
+                    })?;
+                    texts[i] = Some(text);
+                    Some(micros)
+                }
+            };
+        }
+        let [lt, gt, gte, lte] = values;
+        Ok(Range {
+            lt,
+            gt,
+            gte,
+            lte,
+            datetime: datetime.then(|| Box::new(texts)),
+        })
+    }
+}
+
+impl Serialize for Range {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bound = |i: usize, x: Option<f64>| match &self.datetime {
+            Some(texts) => texts[i].clone().map(Bound::Datetime),
+            None => x.map(Bound::Number),
+        };
+        RangeJson {
+            lt: bound(0, self.lt),
+            gt: bound(1, self.gt),
+            gte: bound(2, self.gte),
+            lte: bound(3, self.lte),
+        }
+        .serialize(s)
+    }
 }
 
 impl Range {
@@ -386,6 +474,21 @@ impl Range {
             && self.gt.is_none_or(|b| x > b)
             && self.lte.is_none_or(|b| x <= b)
             && self.gte.is_none_or(|b| x >= b)
+    }
+
+    /// Whether the bounds are date-times.
+    pub fn is_datetime(&self) -> bool {
+        self.datetime.is_some()
+    }
+
+    /// The value a payload value has for this range: its number, or for a date-time range the
+    /// date-time a string holds.
+    pub(crate) fn value_of(&self, v: &Value) -> Option<f64> {
+        if self.is_datetime() {
+            v.as_str().and_then(super::payload_index::datetime_micros)
+        } else {
+            v.as_f64()
+        }
     }
 }
 
@@ -671,7 +774,11 @@ impl FieldCondition {
             }
         }
         if let Some(r) = &self.range {
-            if !values.iter().filter_map(|v| v.as_f64()).any(|x| r.holds(x)) {
+            if !values
+                .iter()
+                .filter_map(|v| r.value_of(v))
+                .any(|x| r.holds(x))
+            {
                 return false;
             }
         }
@@ -859,6 +966,44 @@ mod tests {
             json!({"must": [{"key": "city", "match": {"text": "ondo"}}]}),
             p.clone()
         ));
+    }
+
+    #[test]
+    fn datetime_ranges_compare_date_times_and_travel_as_sent() {
+        let range = |r: Value| json!({"must": [{"key": "at", "range": r}]});
+        let jan = |d: u32| json!({"at": format!("2024-01-{d:02}T12:00:00Z")});
+        let r = range(json!({"gte": "2024-01-10", "lt": "2024-01-15T13:00:00+01:00"}));
+        for (p, pass) in [
+            (jan(9), false),
+            (jan(10), true),
+            (jan(15), false),
+            (json!({"at": "2024-01-15T11:59:59Z"}), true),
+            (json!({"at": ["2023-12-31", "2024-01-12"]}), true),
+            (json!({"at": 1705000000}), false),
+            (json!({"at": "not a date"}), false),
+        ] {
+            assert_eq!(check(r.clone(), p.clone()), pass, "{p}");
+        }
+        // Serialized as sent (a peer reads it back the same), numbers as numbers.
+        let f: Filter = serde_json::from_value(r.clone()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&f).unwrap()["must"][0]["range"],
+            r["must"][0]["range"]
+        );
+        let n = range(json!({"gt": 1.5}));
+        let f: Filter = serde_json::from_value(n.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&f).unwrap(), n);
+        assert!(check(n, json!({"at": 2})));
+        for bad in [
+            json!({"gt": "yesterday"}),
+            json!({"gt": 1, "lt": "2024-01-01"}),
+            json!({"gt": true}),
+        ] {
+            assert!(
+                serde_json::from_value::<Filter>(range(bad.clone())).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

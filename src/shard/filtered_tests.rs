@@ -82,6 +82,8 @@ fn filters() -> Vec<Value> {
         json!({"must": [{"key": "kw", "match": {"except": ["k0", "k1"]}}]}),
         json!({"must": [{"key": "kw", "match": {"value": "nothing"}}]}),
         json!({"must": [{"key": "n", "match": {"value": 42}}, {"key": "kw", "match": {"value": "k2"}}]}),
+        json!({"must": [{"key": "when", "range": {"gte": "2024-01-10", "lt": "2024-01-15T00:00:00Z"}}]}),
+        json!({"must_not": [{"key": "when", "range": {"gt": "2024-01-20T09:00:00+01:00"}}]}),
     ]
 }
 

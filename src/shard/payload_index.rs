@@ -439,9 +439,13 @@ impl FieldIndex {
             return true;
         }
         if let (true, Some(r)) = (only_range, &cond.range) {
-            let numeric = matches!(t, FieldType::Float)
-                || (t == FieldType::Integer && self.schema.flag("range", true));
-            if !numeric {
+            let serves = if r.is_datetime() {
+                t == FieldType::Datetime
+            } else {
+                matches!(t, FieldType::Float)
+                    || (t == FieldType::Integer && self.schema.flag("range", true))
+            };
+            if !serves {
                 return false;
             }
             self.range(r, out);
@@ -684,6 +688,7 @@ impl SegmentIndex {
                     .all(|v| value_type(v) == first)
                     .then_some(first)?
             }
+            (None, Some(r)) if r.is_datetime() => FieldType::Datetime,
             (None, Some(_)) => FieldType::Float,
             _ => return None,
         };

@@ -45,6 +45,10 @@ def loaded(indexed_node):
     return client, model
 
 
+FEB = dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc)
+MAR = dt.datetime(2024, 3, 1, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+
+
 def _filters(model) -> dict:
     some_uuid = str(uuid.UUID(int=3, version=4))
     return {
@@ -59,6 +63,7 @@ def _filters(model) -> dict:
         "text": models.Filter(must=[F(key="note", match=models.MatchText(text="fox"))]),
         "text_two_words": models.Filter(must=[F(key="note", match=models.MatchText(text="lazy n3"))]),
         "rare": models.Filter(must=[F(key="rare", match=MV(value="yes"))]),
+        "datetime_range": models.Filter(must=[F(key="when", range=models.DatetimeRange(gte=FEB, lt=MAR))]),
         "combined": models.Filter(
             must=[F(key="color", match=MV(value="blue")), F(key="price", range=models.Range(gte=30))],
             must_not=[F(key="flag", match=MV(value=True))],
@@ -107,6 +112,8 @@ def test_every_schema_type_answers_like_no_index(loaded):
         assert count == len(scrolled), name
         assert r >= 0.95, f"{name}: recall {r} without indexes"
     assert before["uuid_not_a_uuid"][1] == N // 10
+    in_february = sum(1 for p in model.payloads.values() if FEB <= dt.datetime.fromisoformat(p["when"]) < MAR)
+    assert before["datetime_range"][1] == in_february > 0
 
     for field, schema in SCHEMAS.items():
         res = client.create_payload_index(NAME, field_name=field, field_schema=schema, wait=True)
