@@ -9,7 +9,6 @@ use crate::service::budget::Reserved;
 use crate::service::models::*;
 use crate::shard::point::PointId;
 use axum::extract::State;
-use serde_json::Value;
 
 #[utoipa::path(
     put,
@@ -163,12 +162,8 @@ pub async fn get_one(
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<RecordOut> {
     // A path segment is text: an integer id is read as one, anything else as a UUID.
-    let id: PointId = serde_json::from_value(
-        id.parse::<u64>()
-            .map(Value::from)
-            .unwrap_or(Value::String(id.clone())),
-    )
-    .map_err(|e| Error::BadRequest(format!("invalid point id {id:?}: {e}")))?;
+    let id = PointId::parse_text(&id)
+        .map_err(|e| Error::BadRequest(format!("invalid point id {id:?}: {e}")))?;
     Ok(Answer(t, db.get_point(&name, id).await?))
 }
 

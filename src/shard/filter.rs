@@ -546,13 +546,7 @@ impl Filter {
     /// `"a.b"`): a condition never looks outside its key, so the rest of a payload can go
     /// unread.
     pub fn top_level_keys(&self, out: &mut Vec<String>) {
-        let clauses = [&self.must, &self.should, &self.must_not];
-        let conditions = clauses
-            .into_iter()
-            .flatten()
-            .flat_map(|c| c.as_slice())
-            .chain(self.min_should.iter().flat_map(|m| &m.conditions));
-        for c in conditions {
+        for c in self.conditions() {
             let key = match c {
                 Condition::Field(f) => &f.key,
                 Condition::IsEmpty { is_empty: k } | Condition::IsNull { is_null: k } => &k.key,
@@ -611,14 +605,19 @@ impl Filter {
         Some(merged)
     }
 
+    /// Every condition of every clause (`must`, `should`, `must_not`, `min_should`), not
+    /// descending into nested filters.
+    fn conditions(&self) -> impl Iterator<Item = &Condition> {
+        let clauses = [&self.must, &self.should, &self.must_not];
+        (clauses.into_iter().flatten())
+            .flat_map(|c| c.as_slice())
+            .chain(self.min_should.iter().flat_map(|m| &m.conditions))
+    }
+
     /// How many conditions the filter holds, nested ones included: what checking it on a
     /// point costs, about.
     pub fn size(&self) -> usize {
-        let clauses = [&self.must, &self.should, &self.must_not];
-        let conditions = (clauses.into_iter().flatten())
-            .flat_map(|c| c.as_slice())
-            .chain(self.min_should.iter().flat_map(|m| &m.conditions));
-        conditions
+        self.conditions()
             .map(|c| match c {
                 Condition::Filter(f) => 1 + f.size(),
                 Condition::Nested { nested } => 1 + nested.filter.size(),

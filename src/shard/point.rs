@@ -39,14 +39,19 @@ impl PointId {
         }
     }
 
-    /// Reads an id as [`fmt::Display`] writes it: a number, else a UUID.
+    /// Reads an id as [`fmt::Display`] writes it (a request path, a query parameter): a
+    /// number, else a UUID.
     pub fn parse_text(text: &str) -> Result<PointId, String> {
-        if let Ok(n) = text.parse::<u64>() {
-            return Ok(PointId::Num(n));
+        match text.parse::<u64>() {
+            Ok(n) => Ok(PointId::Num(n)),
+            Err(_) => PointId::parse_uuid(text),
         }
+    }
+
+    fn parse_uuid(text: &str) -> Result<PointId, String> {
         Uuid::parse_str(text)
             .map(PointId::Uuid)
-            .map_err(|_| format!("not a point id: {text:?}"))
+            .map_err(|e| format!("unable to parse UUID {text:?}: {e}"))
     }
 
     /// Inverse of [`PointId::to_key`]; `None` for bytes no version of shoal writes.
@@ -105,9 +110,7 @@ impl<'de> Deserialize<'de> for PointId {
                 )))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<PointId, E> {
-                Uuid::parse_str(v)
-                    .map(PointId::Uuid)
-                    .map_err(|e| E::custom(format!("unable to parse UUID {v:?}: {e}")))
+                PointId::parse_uuid(v).map_err(E::custom)
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<PointId, E> {
                 PointId::from_key(v).ok_or_else(|| E::custom("invalid point id bytes"))
