@@ -109,7 +109,7 @@ pub fn check_op(c: &Collection, op: &ShardOp) -> Result<(), String> {
         | ShardOp::Retrieve { .. }
         | ShardOp::Count { .. }
         | ShardOp::Facet { .. }
-        | ShardOp::Stats => Ok(()),
+        | ShardOp::Stats { .. } => Ok(()),
     }
 }
 

@@ -545,10 +545,17 @@ impl Coordinator {
 
     /// What the collection holds over every shard (one replica of each): collection info's
     /// counts, the same through every node.
-    pub async fn stats(&self, c: &Arc<Collection>, deadline: &Deadline) -> Result<ShardStats> {
+    pub async fn stats(
+        &self,
+        c: &Arc<Collection>,
+        indexing_threshold: usize,
+        deadline: &Deadline,
+    ) -> Result<ShardStats> {
         let shards = (0..c.config.shard_number).collect();
-        let replies =
-            (self.read_all(c, shards, |_| ShardOp::Stats, ShardReply::stats, deadline)).await?;
+        let op = |_| ShardOp::Stats {
+            indexing_threshold: indexing_threshold as u64,
+        };
+        let replies = (self.read_all(c, shards, op, ShardReply::stats, deadline)).await?;
         Ok(replies
             .into_iter()
             .fold(ShardStats::default(), ShardStats::plus))

@@ -148,7 +148,7 @@ pub fn work(op: &ShardOp, shard: &Shard) -> u64 {
         }
         ShardOp::Retrieve { ids, .. } => (ids.len() as u64).saturating_mul(dim),
         // A pass over the points per indexed field.
-        ShardOp::Stats => (shard.len() as u64).saturating_mul(FILTER_WORK),
+        ShardOp::Stats { .. } => (shard.len() as u64).saturating_mul(FILTER_WORK),
         ShardOp::Scroll { .. }
         | ShardOp::Count { .. }
         | ShardOp::Plan { .. }
@@ -213,17 +213,8 @@ pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardRepl
             version,
             page,
         } => ShardReply::Changes(shard.plan_page(plan, *version, *page)),
-        ShardOp::Stats => {
-            let (points, indexed, segments) = shard.stats();
-            let fields = (shard.payload_index_info().into_iter())
-                .map(|(key, (_, n))| (key, n as u64))
-                .collect();
-            ShardReply::Stats(ShardStats {
-                points: points as u64,
-                indexed: indexed as u64,
-                segments: segments as u64,
-                fields,
-            })
+        ShardOp::Stats { indexing_threshold } => {
+            ShardReply::Stats(ShardStats::of(shard, *indexing_threshold as usize))
         }
         ShardOp::Facet { field, filter } => ShardReply::Facet(
             (shard.facet(field, filter.as_ref()).into_iter())

@@ -96,6 +96,15 @@ pub enum PeerError {
     /// collection was deleted there (or deleted and created again), and this node has not heard.
     #[error("node {ordinal} no longer holds this collection: it was deleted there")]
     Superseded { ordinal: u32 },
+    /// The peer speaks an older protocol than the operation needs: a rolling update is under
+    /// way, and the operation goes to an upgraded replica, or waits for this one's upgrade.
+    #[error("node {ordinal} speaks peer protocol {speaks}, and a {what} needs {needs}: it takes part once it is upgraded")]
+    TooOld {
+        ordinal: u32,
+        speaks: u32,
+        needs: u32,
+        what: &'static str,
+    },
 }
 
 impl PeerError {
@@ -109,7 +118,8 @@ impl PeerError {
             | PeerError::Shard { ordinal, .. }
             | PeerError::Internal { ordinal, .. }
             | PeerError::Expired { ordinal }
-            | PeerError::Superseded { ordinal } => *ordinal,
+            | PeerError::Superseded { ordinal }
+            | PeerError::TooOld { ordinal, .. } => *ordinal,
         }
     }
 }
@@ -280,7 +290,7 @@ impl Cluster {
     /// the protocol version they share. A peer that cannot be reached is re-resolved in DNS and
     /// tried once more before the call fails; a peer that goes down while the call waits (see
     /// [`health`]) fails it at once; a peer of an older release that refuses this node's version
-    /// before its status said so is asked again in the oldest version.
+    /// before its status said so is asked again one version older, down to the oldest.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         ordinal: u32,
@@ -288,21 +298,22 @@ impl Cluster {
         path: &str,
         body: &Req,
     ) -> Result<Resp, PeerError> {
-        let version = self.speaks_with(ordinal);
-        let answer = self
-            .call_as(version, ordinal, method.clone(), path, body)
-            .await;
-        match answer {
-            Err(PeerError::Refused {
-                status: 400,
-                message,
-                ..
-            }) if version > OLDEST_PROTOCOL && message.contains("is newer than this node's") => {
-                self.protocols.write().insert(ordinal, OLDEST_PROTOCOL);
-                self.call_as(OLDEST_PROTOCOL, ordinal, method, path, body)
-                    .await
+        let mut version = self.speaks_with(ordinal);
+        loop {
+            let answer = self
+                .call_as(version, ordinal, method.clone(), path, body)
+                .await;
+            match answer {
+                Err(PeerError::Refused {
+                    status: 400,
+                    message,
+                    ..
+                }) if version > OLDEST_PROTOCOL && message.contains("is newer than this node's") => {
+                    version -= 1;
+                    self.protocols.write().insert(ordinal, version);
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 

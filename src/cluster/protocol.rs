@@ -25,7 +25,9 @@
 //! are sent as [`OLDEST_PROTOCOL`], whose status shape every version shares). Bump the version
 //! whenever a message changes shape, and keep reading and writing the older shapes for one
 //! release: protocol 2 sends collection configs as JSON text (so that fields added later do not
-//! change the shape) and searches with their quantization parameters. What protocol 1 has no field for travels as query parameters,
+//! change the shape) and searches with their quantization parameters; protocol 3 adds
+//! operations and kinds of record but changes no shape, and a node never sends what the peer's
+//! version lacks ([`ShardOp::since`]). What protocol 1 has no field for travels as query parameters,
 //! which a node of an older build ignores: `complete_only`, `with_payload` (a search's hits
 //! without payloads), `budget_ms` (what is left of the request's deadline), `payload_limit`
 //! (the most stored payload bytes the answer may carry) and a plan's page (`plan_after`,
@@ -47,11 +49,16 @@ use crate::shard::facet::{Direction, FacetValue, IndexedKey};
 use crate::shard::filter::Filter;
 use crate::shard::point::PointId;
 use crate::shard::search::Hit;
-use crate::shard::{Change, Plan, PlanPage, PointView};
+use crate::shard::{Change, Plan, PlanPage, PointView, Shard};
 use serde::{Deserialize, Serialize};
 
 /// 2: collection configs travel as JSON text; searches carry their quantization parameters.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: the operations facet, ordered scroll and stats (with the replica's optimizer status),
+/// plans that update or delete vectors, records without a vector (a deleted vector) and shard
+/// dumps; none of them is sent to a peer that speaks an older version ([`ShardOp::since`],
+/// [`changes_since`]): the reader tries another replica, a write counts that replica as not
+/// acknowledging, and the error says the peer must be upgraded.
+pub const PROTOCOL_VERSION: u32 = 3;
 pub const PROTOCOL_HEADER: &str = "x-shoal-peer-protocol";
 /// Carries the cluster token when one is configured.
 pub const TOKEN_HEADER: &str = "x-shoal-cluster-token";
@@ -167,9 +174,7 @@ pub enum ShardOp {
         page: PlanPage,
     },
     /// How many points (passing the filter) hold each value of a field: every value, exact.
-    /// Answered with [`ShardReply::Facet`]. (Added after protocol 2's first release, at the
-    /// end of the enum: the other operations keep their shapes, and a node of an older build
-    /// refuses this one as undecodable, so the reader tries another replica.)
+    /// Answered with [`ShardReply::Facet`]. (Protocol 3, like every variant after it.)
     Facet {
         field: IndexedKey,
         #[serde(with = "json_text::option")]
@@ -186,10 +191,10 @@ pub enum ShardOp {
         filter: Option<Filter>,
         with_vector: bool,
     },
-    /// What the replica holds (collection info's counts). Answered with [`ShardReply::Stats`].
-    /// (Appended like `Facet`: a node of an older build refuses it, and the reader tries
-    /// another replica.)
-    Stats,
+    /// What the replica holds and whether it is optimizing (collection info). Answered with
+    /// [`ShardReply::Stats`]. `indexing_threshold` is the asking node's (`--indexing-threshold`,
+    /// the same on every node of a StatefulSet), for collections that do not set their own.
+    Stats { indexing_threshold: u64 },
 }
 
 /// What one replica of a shard holds: collection info sums them over the shards.
@@ -203,14 +208,35 @@ pub struct ShardStats {
     /// Per indexed payload field (by its key as the schema writes it), the points holding a
     /// value for it.
     pub fields: Vec<(String, u64)>,
+    /// A build runs or is due (collection info's `yellow`).
+    pub optimizing: bool,
+    /// The last build's error, if it failed.
+    pub optimizer_error: Option<String>,
 }
 
 impl ShardStats {
+    /// What a replica holds; `indexing_threshold` applies where its collection sets none.
+    pub fn of(shard: &Shard, indexing_threshold: usize) -> ShardStats {
+        let (points, indexed, segments) = shard.stats();
+        ShardStats {
+            points: points as u64,
+            indexed: indexed as u64,
+            segments: segments as u64,
+            fields: (shard.payload_index_info().into_iter())
+                .map(|(key, (_, n))| (key, n as u64))
+                .collect(),
+            optimizing: shard.optimizing(indexing_threshold),
+            optimizer_error: shard.last_error.lock().clone(),
+        }
+    }
+
     /// The sum of two shards' stats.
     pub fn plus(mut self, other: ShardStats) -> ShardStats {
         self.points += other.points;
         self.indexed += other.indexed;
         self.segments += other.segments;
+        self.optimizing |= other.optimizing;
+        self.optimizer_error = self.optimizer_error.or(other.optimizer_error);
         for (key, n) in other.fields {
             match self.fields.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, m)) => *m += n,
@@ -264,10 +290,38 @@ impl ShardOp {
             ShardOp::Plan { .. } => "plan",
             ShardOp::Facet { .. } => "facet",
             ShardOp::ScrollOrdered { .. } => "ordered scroll",
-            ShardOp::Stats => "stats",
+            ShardOp::Stats { .. } => "stats",
+        }
+    }
+
+    /// The oldest protocol version that has this operation: a node sends it only to a peer
+    /// that speaks that version or a newer one.
+    pub fn since(&self) -> u32 {
+        match self {
+            ShardOp::Facet { .. } | ShardOp::ScrollOrdered { .. } | ShardOp::Stats { .. } => 3,
+            ShardOp::Plan {
+                plan: Plan::Vectors(_) | Plan::DeleteVectors(_),
+                ..
+            } => 3,
+            _ => OLDEST_PROTOCOL,
         }
     }
 }
+
+/// The oldest protocol version that can carry these changes: a record without a vector (a
+/// deleted vector) needs 3.
+pub fn changes_since(changes: &[Change]) -> u32 {
+    let vectorless = (changes.iter())
+        .any(|c| (c.record.body.as_ref()).is_some_and(|b| b.vector.is_empty()));
+    if vectorless {
+        3
+    } else {
+        OLDEST_PROTOCOL
+    }
+}
+
+/// The oldest protocol version with the shard dump route (collection snapshots).
+pub const DUMP_SINCE: u32 = 3;
 
 /// What a [`ShardOp`] answers. Each operation has one kind of reply; take it with the accessor
 /// of that kind, which turns any other into an error.

@@ -8,7 +8,8 @@
 //! port's body limit are cut into several calls ([`runs_within`]).
 
 use super::protocol::{
-    shard_path, CatalogEntry, CatalogPush, RecordsPage, RecordsRequest, ShardOp, ShardReply,
+    changes_since, shard_path, CatalogEntry, CatalogPush, RecordsPage, RecordsRequest, ShardOp,
+    ShardReply, DUMP_SINCE,
 };
 use super::replica::{ReadContext, Replica};
 use super::{Cluster, PeerError};
@@ -48,6 +49,20 @@ impl RemoteReplica {
 
     fn path(&self, what: &str) -> String {
         shard_path(&self.collection.name, self.shard, what)
+    }
+
+    /// Refuses, without a call, what the peer's protocol version has no shape for.
+    fn speaks(&self, needs: u32, what: &'static str) -> Result<(), PeerError> {
+        let speaks = self.cluster.speaks_with(self.node);
+        if speaks >= needs {
+            return Ok(());
+        }
+        Err(PeerError::TooOld {
+            ordinal: self.node,
+            speaks,
+            needs,
+            what,
+        })
     }
 
     /// Sends shard traffic to the peer; a peer that does not know the collection yet (404) is
@@ -133,6 +148,7 @@ impl Replica for RemoteReplica {
             path.push_str(&format!("&payload_limit={bytes}"));
         }
         Box::pin(async move {
+            self.speaks(op.since(), op.kind())?;
             match self.call(Method::POST, &path, op).await {
                 // The peer stopped the read at the deadline it was given.
                 Err(PeerError::Refused { status: 504, .. }) => {
@@ -149,6 +165,7 @@ impl Replica for RemoteReplica {
         durable: bool,
     ) -> BoxFuture<'a, Result<u64, PeerError>> {
         Box::pin(async move {
+            self.speaks(changes_since(changes), "write without a vector")?;
             let path = format!("{}?durable={durable}", self.path("commit"));
             let mut applied = 0;
             for run in runs_within(changes, self.commit_budget) {
@@ -160,6 +177,7 @@ impl Replica for RemoteReplica {
 
     fn dump<'a>(&'a self, dest: &'a Path) -> BoxFuture<'a, Result<u64, PeerError>> {
         Box::pin(async move {
+            self.speaks(DUMP_SINCE, "shard dump")?;
             let path = self.path("dump");
             super::snapshot::download(&self.cluster, self.node, &path, dest).await
         })

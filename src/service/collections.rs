@@ -32,20 +32,32 @@ impl Database {
     }
 
     /// The collection's configuration as in force, and what it holds over every shard of the
-    /// cluster (one replica of each). Where a shard cannot be read, the counts are those of this
-    /// node's replicas (logged), rather than no answer: clients read info to learn a collection's
-    /// dimension.
+    /// cluster (one replica of each), with its status: `yellow` while any replica read or any of
+    /// this node's builds or has a build due. Where a shard cannot be read, the counts are those
+    /// of this node's replicas (logged), rather than no answer: clients read info to learn a
+    /// collection's dimension.
     pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo> {
         let c = self.collection(name)?;
         let (deadline, _dropped) = self.read_deadline(None);
-        let stats = match self.coordinator.stats(&c, &deadline).await {
-            Ok(stats) => stats,
+        let threshold = self.config.indexing_threshold;
+        let local = || {
+            (c.local_shards().iter())
+                .map(|(_, s)| ShardStats::of(s, threshold))
+                .fold(ShardStats::default(), ShardStats::plus)
+        };
+        let stats = match self.coordinator.stats(&c, threshold, &deadline).await {
+            Ok(mut stats) => {
+                let (optimizing, error) = c.optimizer_state(threshold);
+                stats.optimizing |= optimizing;
+                stats.optimizer_error = stats.optimizer_error.or(error);
+                stats
+            }
             Err(e) => {
                 tracing::warn!(collection = %c.name, error = %e, "collection info counts this node's replicas only");
-                local_stats(&c)
+                local()
             }
         };
-        Ok(info_json(&c, self.config.indexing_threshold, &stats))
+        Ok(info_json(&c, threshold, &stats))
     }
 
     /// Creates a collection on every node of the cluster.
@@ -132,13 +144,13 @@ impl Database {
     }
 }
 
-/// A collection in the shape of Qdrant's `CollectionInfo`: `status` is `yellow` while a local
-/// shard is building or has a build due, `green` once none has; `optimizer_status` carries the
-/// last build error, if the last build failed.
+/// A collection in the shape of Qdrant's `CollectionInfo`: `status` is `yellow` while a shard
+/// is building or has a build due, `green` once none has; `optimizer_status` carries the last
+/// build error, if the last build failed.
 fn info_json(c: &Collection, indexing_threshold: usize, stats: &ShardStats) -> CollectionInfo {
     let cfg = &c.config;
     let optimizer = cfg.optimizer();
-    let (optimizing, error) = c.optimizer_state(indexing_threshold);
+    let (optimizing, error) = (stats.optimizing, stats.optimizer_error.clone());
     let dim_bytes = 4 * cfg.size.max(1);
     // The threshold as the client set it (KB), else the node's (points) in KB.
     let indexing_threshold_kb = cfg.optimizers.indexing_threshold_kb.unwrap_or_else(|| {
@@ -187,20 +199,6 @@ fn info_json(c: &Collection, indexing_threshold: usize, stats: &ShardStats) -> C
             "quantization_config": quantization,
         }),
         payload_schema: payload_schema(c, stats),
-    }
-}
-
-/// What this node's replicas hold, in the shape of a shard's stats.
-fn local_stats(c: &Collection) -> ShardStats {
-    let (points, indexed, segments) = c.stats();
-    let fields = (c.payload_index_info().into_iter())
-        .map(|(key, (_, n))| (key, n as u64))
-        .collect();
-    ShardStats {
-        points: points as u64,
-        indexed: indexed as u64,
-        segments: segments as u64,
-        fields,
     }
 }
 

@@ -633,3 +633,67 @@ fn facets_and_ordered_scrolls_round_trip_and_a_bad_key_path_does_not_decode() {
     let bad = encode(&("a..b".to_string(), FieldType::Keyword));
     assert!(decode::<IndexedKey>(&bad).is_err());
 }
+
+#[test]
+fn what_protocol_3_added_is_never_sent_in_an_older_version() {
+    use super::{changes_since, ShardStats, DUMP_SINCE, OLDEST_PROTOCOL, PROTOCOL_VERSION};
+    use crate::shard::facet::IndexedKey;
+    use crate::shard::payload_index::FieldType;
+    assert_eq!(PROTOCOL_VERSION, 3);
+    let field = IndexedKey::new("f", FieldType::Keyword).expect("key path");
+    let stats = ShardOp::Stats {
+        indexing_threshold: 20_000,
+    };
+    let newer = [
+        ShardOp::Facet {
+            field,
+            filter: None,
+        },
+        stats.clone(),
+        ShardOp::Plan {
+            plan: Plan::DeleteVectors(Selector::Ids(vec![PointId::Num(1)])),
+            version: 1,
+            page: Default::default(),
+        },
+        ShardOp::Plan {
+            plan: Plan::Vectors(vec![(PointId::Num(1), vec![1.0])]),
+            version: 1,
+            page: Default::default(),
+        },
+    ];
+    for op in &newer {
+        assert_eq!(op.since(), 3, "{op:?}");
+    }
+    let older = ShardOp::Count { filter: None };
+    assert_eq!(older.since(), OLDEST_PROTOCOL);
+    assert_eq!(DUMP_SINCE, 3);
+    // A record whose vector was deleted needs 3; a tombstone or a point with a vector does not.
+    let mut changes = vec![change(1, true), change(2, false)];
+    assert_eq!(changes_since(&changes), OLDEST_PROTOCOL);
+    if let Some(body) = changes[0].record.body.as_mut() {
+        body.vector.clear();
+    }
+    assert_eq!(changes_since(&changes), 3);
+
+    // Stats travel with the optimizer status.
+    let back = round_trip(&stats);
+    assert!(matches!(back, ShardOp::Stats { indexing_threshold: 20_000 }));
+    let reply = ShardStats {
+        points: 10,
+        indexed: 4,
+        segments: 1,
+        fields: vec![("a".into(), 3)],
+        optimizing: true,
+        optimizer_error: Some("disk full".into()),
+    };
+    let back = round_trip(&ShardReply::Stats(reply.clone())).stats().expect("stats");
+    assert_eq!(back, reply);
+    let sum = back.plus(ShardStats {
+        points: 1,
+        fields: vec![("a".into(), 1), ("b".into(), 1)],
+        ..ShardStats::default()
+    });
+    assert_eq!((sum.points, sum.optimizing), (11, true));
+    assert_eq!(sum.fields, vec![("a".into(), 4), ("b".into(), 1)]);
+    assert_eq!(sum.optimizer_error.as_deref(), Some("disk full"));
+}
