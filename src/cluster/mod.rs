@@ -308,7 +308,9 @@ impl Cluster {
                     status: 400,
                     message,
                     ..
-                }) if version > OLDEST_PROTOCOL && message.contains("is newer than this node's") => {
+                }) if version > OLDEST_PROTOCOL
+                    && message.contains("is newer than this node's") =>
+                {
                     version -= 1;
                     self.protocols.write().insert(ordinal, version);
                 }

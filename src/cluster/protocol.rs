@@ -311,8 +311,8 @@ impl ShardOp {
 /// The oldest protocol version that can carry these changes: a record without a vector (a
 /// deleted vector) needs 3.
 pub fn changes_since(changes: &[Change]) -> u32 {
-    let vectorless = (changes.iter())
-        .any(|c| (c.record.body.as_ref()).is_some_and(|b| b.vector.is_empty()));
+    let vectorless =
+        (changes.iter()).any(|c| (c.record.body.as_ref()).is_some_and(|b| b.vector.is_empty()));
     if vectorless {
         3
     } else {

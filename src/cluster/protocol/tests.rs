@@ -677,7 +677,12 @@ fn what_protocol_3_added_is_never_sent_in_an_older_version() {
 
     // Stats travel with the optimizer status.
     let back = round_trip(&stats);
-    assert!(matches!(back, ShardOp::Stats { indexing_threshold: 20_000 }));
+    assert!(matches!(
+        back,
+        ShardOp::Stats {
+            indexing_threshold: 20_000
+        }
+    ));
     let reply = ShardStats {
         points: 10,
         indexed: 4,
@@ -686,7 +691,9 @@ fn what_protocol_3_added_is_never_sent_in_an_older_version() {
         optimizing: true,
         optimizer_error: Some("disk full".into()),
     };
-    let back = round_trip(&ShardReply::Stats(reply.clone())).stats().expect("stats");
+    let back = round_trip(&ShardReply::Stats(reply.clone()))
+        .stats()
+        .expect("stats");
     assert_eq!(back, reply);
     let sum = back.plus(ShardStats {
         points: 1,
