@@ -602,6 +602,8 @@ impl Shard {
             write_manifest(&self.dir, &ids, state.max_version)?;
         }
         let mut unmark = sled::Batch::default();
+        // A removal logs its key and a header.
+        self.store.note_written(cleaned.len() as u64 * 40);
         for id in cleaned {
             unmark.remove(id.to_key());
         }
