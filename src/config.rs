@@ -142,7 +142,8 @@ pub struct Config {
     pub max_batch_points: u64,
 
     /// Unindexed points a shard holds before they are built into an HNSW segment (once writes
-    /// stop for a few seconds, a tail of 256 or more is built anyway); 0 disables indexing.
+    /// stop for a few seconds, a tail of 256 or more points, or 1 MiB of vectors and payloads,
+    /// is built anyway); 0 disables indexing.
     #[arg(long, env = "SHOAL_INDEXING_THRESHOLD", default_value_t = 20_000)]
     pub indexing_threshold: usize,
 
