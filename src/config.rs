@@ -142,7 +142,8 @@ pub struct Config {
     pub max_batch_points: u64,
 
     /// Unindexed points a shard holds before they are built into an HNSW segment (once writes
-    /// stop for a few seconds, a tail of 256 or more is built anyway); 0 disables indexing.
+    /// stop for a few seconds, a tail of 256 or more points, or 1 MiB of vectors and payloads,
+    /// is built anyway); 0 disables indexing.
     #[arg(long, env = "SHOAL_INDEXING_THRESHOLD", default_value_t = 20_000)]
     pub indexing_threshold: usize,
 
@@ -150,6 +151,12 @@ pub struct Config {
     /// machine's), between 16 and 256].
     #[arg(long, env = "SHOAL_SLED_CACHE_MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub sled_cache_mb: Option<u64>,
+
+    /// Reopen the record store (sled) once about this many MiB were written since it opened and
+    /// writes have been quiet for 3 s, or whatever the writes once twice as much was: sled
+    /// writes a snapshot only when it opens, so this bounds the log a restart replays. 0: never.
+    #[arg(long, env = "SHOAL_SLED_REOPEN_AFTER_MB", default_value_t = 256)]
+    pub sled_reopen_after_mb: u64,
 
     /// `shard_number` of new collections that do not set one [default: 1 on a single node].
     #[arg(long, env = "SHOAL_DEFAULT_SHARD_NUMBER")]

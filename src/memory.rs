@@ -124,6 +124,12 @@ pub fn default_max_tail_points(dim: usize) -> usize {
     ((limit_bytes() / 10) as usize / (TAIL_BYTES_PER_POINT + 4 * dim.max(1))).max(20_000)
 }
 
+/// The most bytes (vectors and payload text) the tail holds by default: the same tenth of the
+/// node's memory, at least 16 MiB.
+pub fn default_max_tail_bytes() -> usize {
+    ((limit_bytes() / 10) as usize).max(16 << 20)
+}
+
 /// sled's page cache by default: a thirty-second of the node's memory, between 16 MiB and
 /// 256 MiB (sled's own default is 1 GB, all of a small pod; and sled's memory beyond its cache
 /// grows with the write rate).

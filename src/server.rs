@@ -97,6 +97,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         )
     })
     .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
+    catalog
+        .store()
+        .set_reopen_after(config.sled_reopen_after_mb << 20);
     if !cluster.is_single() {
         // Replicas may have missed writes while this node was down: they serve reads again
         // once they caught up with their peers (see cluster::rebalance).

@@ -18,39 +18,9 @@ fn acknowledged_upserts_survive_kill_9_during_ingest() {
     let mut node = Node::start(&dir.path().join("n"), &["--indexing-threshold", "300"]);
     node.create_collection("c", 8, "Cosine");
 
-    let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let batches = Arc::new(AtomicU64::new(0));
-    let writers: Vec<_> = (0..2u64)
-        .map(|w| {
-            let (acked, stop, batches) =
-                (Arc::clone(&acked), Arc::clone(&stop), Arc::clone(&batches));
-            let url = node.url("/collections/c/points?wait=true");
-            std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::new();
-                let mut b = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let ids: Vec<u64> = (0..50).map(|i| w * 1_000_000 + b * 50 + i).collect();
-                    let vs = vectors(50, 8, w * 1000 + b);
-                    let points: Vec<Value> = ids
-                        .iter()
-                        .zip(vs)
-                        .map(|(id, v)| json!({"id": id, "vector": v, "payload": {"w": w}}))
-                        .collect();
-                    match http.put(&url).json(&json!({ "points": points })).send() {
-                        Ok(r) if r.status().is_success() => {
-                            acked.lock().unwrap().extend(ids);
-                            batches.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => break, // the node is gone: this batch was never acknowledged
-                    }
-                    b += 1;
-                }
-            })
-        })
-        .collect();
+    let writers = Writers::start(&node, "c", 8, 0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while batches.load(Ordering::Relaxed) < 40 {
+    while writers.batches() < 40 {
         assert!(
             std::time::Instant::now() < deadline,
             "the writers did not get 40 batches acknowledged"
@@ -58,18 +28,113 @@ fn acknowledged_upserts_survive_kill_9_during_ingest() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     node.kill9();
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = writers.stop();
     assert!(acked.len() >= 2000);
 
     node.restart_after_kill9();
+    assert_all_present(&node, "c", &acked);
+}
+
+/// Two writer threads upserting batches of 50 points with `wait=true` until stopped or until a
+/// request fails; they keep the ids acknowledged and the failures answered.
+struct Writers {
+    acked: Arc<Mutex<Vec<u64>>>,
+    failures: Arc<Mutex<Vec<String>>>,
+    batches: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Writers {
+    /// Writers to collection `c` of `dim`; each point carries a payload of `payload_bytes` of
+    /// text besides its writer number. Ids start at `first` (a second round does not overwrite
+    /// the first).
+    fn start(node: &Node, c: &str, dim: usize, payload_bytes: usize) -> Writers {
+        Writers::start_from(node, c, dim, payload_bytes, 0)
+    }
+
+    fn start_from(node: &Node, c: &str, dim: usize, payload_bytes: usize, first: u64) -> Writers {
+        let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let batches = Arc::new(AtomicU64::new(0));
+        let threads = (0..2u64)
+            .map(|w| {
+                let (acked, failures, stop, batches) = (
+                    Arc::clone(&acked),
+                    Arc::clone(&failures),
+                    Arc::clone(&stop),
+                    Arc::clone(&batches),
+                );
+                let url = node.url(&format!("/collections/{c}/points?wait=true"));
+                let text = "x".repeat(payload_bytes);
+                std::thread::spawn(move || {
+                    let http = reqwest::blocking::Client::new();
+                    let mut b = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let ids: Vec<u64> = (0..50)
+                            .map(|i| first + w * 1_000_000 + b * 50 + i)
+                            .collect();
+                        let vs = vectors(50, dim, first + w * 1000 + b);
+                        let points: Vec<Value> = ids
+                            .iter()
+                            .zip(vs)
+                            .map(|(id, v)| {
+                                json!({"id": id, "vector": v, "payload": {"w": w, "text": text}})
+                            })
+                            .collect();
+                        match http.put(&url).json(&json!({ "points": points })).send() {
+                            Ok(r) if r.status().is_success() => {
+                                acked.lock().unwrap().extend(ids);
+                                batches.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => {
+                                let status = r.status();
+                                let body = r.text().unwrap_or_default();
+                                failures.lock().unwrap().push(format!("{status}: {body}"));
+                                break;
+                            }
+                            Err(_) => break, // the node is gone: this batch was never acknowledged
+                        }
+                        b += 1;
+                    }
+                })
+            })
+            .collect();
+        Writers {
+            acked,
+            failures,
+            batches,
+            stop,
+            threads,
+        }
+    }
+
+    fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failures.lock().unwrap().clone()
+    }
+
+    /// Stops the writers; answers the ids acknowledged.
+    fn stop(self) -> Vec<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
+
+/// Every id of `acked` is a point of `c`.
+fn assert_all_present(node: &Node, c: &str, acked: &[u64]) {
     let ids: Vec<Value> = acked.iter().map(|i| json!(i)).collect();
     let found = node.ok(
         "POST",
-        "/collections/c/points",
+        &format!("/collections/{c}/points"),
         Some(json!({"ids": ids, "with_payload": false})),
     );
     let found = found.as_array().map(Vec::len).unwrap_or(0);
@@ -78,7 +143,93 @@ fn acknowledged_upserts_survive_kill_9_during_ingest() {
         acked.len(),
         "every acknowledged point must survive kill -9"
     );
-    assert!(node.count("c") as usize >= acked.len());
+    assert!(node.count(c) as usize >= acked.len());
+}
+
+/// A value of the node's `/metrics` (0 when absent).
+fn metric(node: &Node, name: &str) -> f64 {
+    let text = reqwest::blocking::get(node.url("/metrics"))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| rest.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The record store reopens sled to bound its recovery (a 1 MiB threshold here): writes racing
+/// the reopens all land (none is refused), and acknowledged writes survive `kill -9` right after
+/// a reopen and during one.
+#[test]
+fn acknowledged_upserts_survive_kill_9_around_sled_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &["--sled-reopen-after-mb", "1"]);
+    node.create_collection("c", 16, "Cosine");
+    let reopens = |node: &Node| metric(node, "shoal_sled_reopens_total");
+
+    // ~1.3 MiB logged (about 1 KB a point), then quiet: one reopen follows, and a kill right
+    // after it loses nothing.
+    let text = "x".repeat(300);
+    let mut acked: Vec<u64> = Vec::new();
+    for b in 0..28u64 {
+        let points: Vec<Value> = vectors(50, 16, b)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| json!({"id": 50 * b + i as u64, "vector": v, "payload": {"text": text}}))
+            .collect();
+        node.ok(
+            "PUT",
+            "/collections/c/points?wait=true",
+            Some(json!({ "points": points })),
+        );
+        acked.extend((0..50).map(|i| 50 * b + i));
+    }
+    assert_eq!(
+        reopens(&node),
+        0.0,
+        "not due while writes go on below twice the threshold"
+    );
+    common::eventually("a reopen once writes are quiet", || {
+        let now = reopens(&node);
+        (now >= 1.0, now)
+    });
+    node.kill9();
+    node.restart_after_kill9();
+    assert_all_present(&node, "c", &acked);
+
+    // Writes never go quiet: reopens are forced among them, and every batch is acknowledged.
+    let writers = Writers::start_from(&node, "c", 16, 300, 100_000);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while reopens(&node) < 3.0 {
+        assert!(
+            writers.failures().is_empty() && std::time::Instant::now() < deadline,
+            "writes were refused or no reopen came: {:?}, {} reopens",
+            writers.failures(),
+            reopens(&node)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let failures = writers.failures();
+    acked.extend(writers.stop());
+    assert!(
+        failures.is_empty(),
+        "writes racing a reopen were refused: {failures:?}"
+    );
+
+    // Killed while a reopen is under way (as seen by its gauge; if the polls never catch one,
+    // the kill lands among the writes and forced reopens all the same).
+    let writers = Writers::start_from(&node, "c", 16, 300, 10_000_000);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while metric(&node, "shoal_sled_reopening") < 1.0 && std::time::Instant::now() < deadline {
+        assert!(writers.failures().is_empty(), "{:?}", writers.failures());
+    }
+    let during = metric(&node, "shoal_sled_reopening") >= 1.0;
+    node.kill9();
+    eprintln!("killed during a reopen (as its gauge showed just before): {during}");
+    acked.extend(writers.stop());
+    node.restart_after_kill9();
+    assert_all_present(&node, "c", &acked);
 }
 
 #[test]

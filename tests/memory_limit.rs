@@ -2,6 +2,9 @@
 //! bounded segments, is killed with -9, reopens, and answers exactly — and the kernel never had
 //! to OOM-kill it. Needs a writable memory cgroup (v1 `/sys/fs/cgroup/memory`, or v2 with the
 //! memory controller); skips with a message elsewhere.
+//!
+//! Also: a tail of a few points with large payloads is bounded by its bytes and ends in a segment
+//! once writes are quiet (no cgroup needed).
 
 mod common;
 use common::{vectors, Node};
@@ -218,4 +221,81 @@ fn node_in_a_memory_cgroup_ingests_indexes_survives_kill_9_and_answers_exactly()
         LIMIT >> 20
     );
     node.kill9();
+}
+
+/// A tail of a few points with large payloads (30 points of 210 KB: fewer than the quiet minimum
+/// of points, 6 MB of text the tail would hold in RAM for good) is bounded by its bytes: once
+/// writes are quiet it is built into a segment, and the node answers exactly from it.
+#[test]
+fn a_quiet_tail_of_large_payloads_ends_in_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("n"), &[]);
+    node.create_collection("c", 8, "Euclid");
+    let vs = vectors(30, 8, 5);
+    let text = |i: usize| format!("{i:03}").repeat(70_000);
+    for chunk in 0..3 {
+        let points: Vec<Value> = (chunk * 10..chunk * 10 + 10)
+            .map(
+                |i| json!({"id": i, "vector": vs[i], "payload": {"group": i % 3, "text": text(i)}}),
+            )
+            .collect();
+        node.ok(
+            "PUT",
+            "/collections/c/points?wait=true",
+            Some(json!({ "points": points })),
+        );
+    }
+    common::eventually("the quiet tail built into a segment", || {
+        let i = info(&node);
+        let done = i["status"] == "green"
+            && i["points_count"] == 30
+            && i["indexed_vectors_count"] == 30
+            && i["segments_count"].as_u64() >= Some(1);
+        (done, i)
+    });
+    let ids: Vec<usize> = (0..30).collect();
+    let got = node.ok(
+        "POST",
+        "/collections/c/points",
+        Some(json!({"ids": ids, "with_payload": true})),
+    );
+    let got = got.as_array().expect("points");
+    assert_eq!(got.len(), 30);
+    for p in got {
+        let i = p["id"].as_u64().expect("id") as usize;
+        assert_eq!(
+            p["payload"]["text"].as_str(),
+            Some(text(i).as_str()),
+            "point {i}"
+        );
+        assert_eq!(p["payload"]["group"], i % 3);
+    }
+    let group_1 = json!({"must": [{"key": "group", "match": {"value": 1}}]});
+    let count = node.ok(
+        "POST",
+        "/collections/c/points/count",
+        Some(json!({"filter": group_1, "exact": true})),
+    );
+    assert_eq!(count["count"], 10);
+    let hits = node.ok(
+        "POST",
+        "/collections/c/points/query",
+        Some(json!({"query": vs[4], "filter": group_1, "limit": 3})),
+    );
+    let got: Vec<u64> = hits["points"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .filter_map(|h| h["id"].as_u64())
+        .collect();
+    let in_group: Vec<Vec<f32>> = (0..30)
+        .map(|i| {
+            if i % 3 == 1 {
+                vs[i].clone()
+            } else {
+                vec![1e6; 8]
+            }
+        })
+        .collect();
+    assert_eq!(got, exact_top(&in_group, &vs[4], 3));
 }

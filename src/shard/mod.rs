@@ -775,15 +775,22 @@ impl Shard {
         self.retired.load(Ordering::Acquire)
     }
 
-    /// Backpressure: while the unindexed tail (held in RAM) is at its bound and the optimizer is
+    /// Backpressure: while the unindexed tail (held in RAM) is at its bound (points or bytes) and the optimizer is
     /// indexing, a writer waits for builds to catch up — up to [`TAIL_WAIT`], then it proceeds
     /// anyway (a build that slow means a starved machine, and refusing the write would not help). A bulk load thus runs at the speed of indexing instead of filling the pod's memory
     /// with a tail that would take minutes to index after it.
     fn wait_for_tail_room(&self) {
-        let limit = self.config().optimizer.max_tail_points;
+        let config = self.config();
+        let (points, bytes) = (
+            config.optimizer.max_tail_points,
+            config.optimizer.max_tail_bytes,
+        );
+        let full = |state: &ShardState| {
+            state.tail.live_count >= points || state.tail_bytes(config.dim) >= bytes
+        };
         let started = Instant::now();
         while self.indexing.load(std::sync::atomic::Ordering::Relaxed)
-            && self.state.read().tail.live_count >= limit
+            && full(&self.state.read())
             && started.elapsed() < TAIL_WAIT
         {
             std::thread::sleep(std::time::Duration::from_millis(20));

@@ -11,9 +11,10 @@
 //! segments and every change since them marked dirty.
 //!
 //! # Policy (checked every half second per shard, first match wins)
-//! 1. **Tail**: once the tail holds `indexing_threshold` points — or, after [`QUIET`] without
-//!    writes, at least [`QUIET_MIN_TAIL`] (a threshold of 0 disables indexing, as in Qdrant) —
-//!    it is built into a segment of at most
+//! 1. **Tail**: once the tail holds `indexing_threshold` points or `max_tail_bytes` (vectors and
+//!    payload text, [`ShardState::tail_bytes`]) — or, after [`QUIET`] without writes, at least
+//!    [`QUIET_MIN_TAIL`] points or [`QUIET_MIN_TAIL_BYTES`] (a threshold of 0 disables
+//!    indexing, as in Qdrant) — it is built into a segment of at most
 //!    `max_segment_points`, absorbing the segments no larger than [`TIER_FACTOR`] times it
 //!    (size-tiered: a point is rebuilt only when enough new points join it, and a build never
 //!    exceeds the maximum, so a tail never rebuilds the whole shard).
@@ -52,6 +53,10 @@ pub const QUIET: Duration = Duration::from_secs(3);
 /// The smallest tail indexed once writes stop: below it an exact scan costs less than a few
 /// graph hops.
 pub const QUIET_MIN_TAIL: usize = 256;
+/// A quiet tail holding this many bytes (vectors and payload text) is indexed whatever its
+/// point count: a few points with large payloads would otherwise hold their text in RAM for
+/// good (200 points of 1 MB held 200 MB), where a segment keeps it in its mapped file.
+pub const QUIET_MIN_TAIL_BYTES: usize = 1 << 20;
 
 const MANIFEST: &str = "manifest.json";
 const FORMAT: u32 = 2;
@@ -71,6 +76,9 @@ pub struct OptimizerConfig {
     pub max_segment_points: usize,
     /// The most points the (in-RAM) tail holds before writers wait for builds.
     pub max_tail_points: usize,
+    /// The most bytes (vectors and payload text) the tail holds before it is built whatever its
+    /// point count, and writers wait for builds.
+    pub max_tail_bytes: usize,
     pub deleted_threshold: f64,
     pub vacuum_min_vector_number: usize,
 }
@@ -90,6 +98,7 @@ impl OptimizerConfig {
             indexing_threshold: None,
             max_segment_points,
             max_tail_points: crate::memory::default_max_tail_points(dim).max(max_segment_points),
+            max_tail_bytes: crate::memory::default_max_tail_bytes(),
             deleted_threshold: 0.2,
             vacuum_min_vector_number: 1000,
         }
@@ -289,10 +298,14 @@ impl Shard {
 
     /// Decides the next build (see the module doc). `quiet_now` pretends writes have stopped.
     fn plan_build(&self, state: &ShardState, threshold: usize, quiet_now: bool) -> Option<Job> {
-        let max = self.config().optimizer.max_segment_points.max(1);
+        let opt = self.config().optimizer;
+        let max = opt.max_segment_points.max(1);
         let tail = state.tail.live_count;
+        let bytes = state.tail_bytes(self.config().dim);
         let quiet = quiet_now || self.last_write.lock().elapsed() >= QUIET;
-        let due = tail >= threshold || (quiet && tail >= QUIET_MIN_TAIL.min(threshold));
+        let due = tail >= threshold
+            || bytes >= opt.max_tail_bytes
+            || (quiet && (tail >= QUIET_MIN_TAIL.min(threshold) || bytes >= QUIET_MIN_TAIL_BYTES));
         if threshold > 0 && tail > 0 && due {
             let tail_slots: Vec<u32> = (0..state.tail.ids.len() as u32)
                 .filter(|&s| state.tail.live[s as usize])
@@ -320,7 +333,6 @@ impl Shard {
                 reason: "tail",
             });
         }
-        let opt = self.config().optimizer;
         if let Some(seg) = state.segments.iter().find(|s| {
             let dead = s.len() - s.live.count();
             dead >= opt.vacuum_min_vector_number
@@ -570,8 +582,10 @@ impl Shard {
                             state.points.remove(&id);
                             cleaned.push(id);
                         }
-                    } else if let Some(e) = state.points.get_mut(&id) {
-                        e.location = Location::Segment(Arc::clone(seg), i);
+                    } else if state.points.contains_key(&id) {
+                        state
+                            .points
+                            .relocate(&id, Location::Segment(Arc::clone(seg), i));
                         seg.overlaid.set(i, true);
                     }
                 }
@@ -602,6 +616,8 @@ impl Shard {
             write_manifest(&self.dir, &ids, state.max_version)?;
         }
         let mut unmark = sled::Batch::default();
+        // A removal logs its key and a header.
+        self.store.note_written(cleaned.len() as u64 * 40);
         for id in cleaned {
             unmark.remove(id.to_key());
         }
@@ -634,9 +650,7 @@ fn compact_tail(state: &mut ShardState, dim: usize) {
             continue;
         }
         let new_slot = tail.push(*id, *vv, old.vector(slot as u32, dim));
-        if let Some(e) = state.points.get_mut(id) {
-            e.location = Location::Tail(new_slot);
-        }
+        state.points.relocate(id, Location::Tail(new_slot));
     }
     state.tail = tail;
 }

@@ -143,6 +143,17 @@ pub struct PointTable {
     /// How many entries are [`Location::Vectorless`] (they are live points outside the tail and
     /// the segments, counted apart).
     vectorless: usize,
+    /// Bytes of payload text held by the entries in the tail (what the tail holds besides its
+    /// vectors: see [`ShardState::tail_bytes`]).
+    tail_payload_bytes: usize,
+}
+
+/// The payload bytes an entry adds to the tail's: its text when its vector is in the tail.
+fn tail_payload_of(entry: &Entry) -> usize {
+    match entry.location {
+        Location::Tail(_) => entry.payload.len(),
+        _ => 0,
+    }
 }
 
 impl PointTable {
@@ -150,8 +161,14 @@ impl PointTable {
     pub fn get(&self, id: &PointId) -> Option<&Entry> {
         self.by_id.get(id)
     }
-    pub fn get_mut(&mut self, id: &PointId) -> Option<&mut Entry> {
-        self.by_id.get_mut(id)
+    /// Moves a point's vector to `location` (a build took it out of the tail, a compaction
+    /// gave it another slot).
+    pub fn relocate(&mut self, id: &PointId, location: Location) {
+        if let Some(e) = self.by_id.get_mut(id) {
+            self.tail_payload_bytes -= tail_payload_of(e);
+            e.location = location;
+            self.tail_payload_bytes += tail_payload_of(e);
+        }
     }
     pub fn contains_key(&self, id: &PointId) -> bool {
         self.by_id.contains_key(id)
@@ -169,12 +186,16 @@ impl PointTable {
     /// Adds or replaces a point; returns the entry it replaced.
     pub fn insert(&mut self, id: PointId, entry: Entry) -> Option<Entry> {
         self.vectorless += usize::from(entry.is_vectorless());
+        self.tail_payload_bytes += tail_payload_of(&entry);
         let previous = self.by_id.insert(id, entry);
         match &previous {
             None => {
                 self.order.insert(id);
             }
-            Some(p) => self.vectorless -= usize::from(p.is_vectorless()),
+            Some(p) => {
+                self.vectorless -= usize::from(p.is_vectorless());
+                self.tail_payload_bytes -= tail_payload_of(p);
+            }
         }
         previous
     }
@@ -182,11 +203,16 @@ impl PointTable {
         let previous = self.by_id.remove(id)?;
         self.order.remove(id);
         self.vectorless -= usize::from(previous.is_vectorless());
+        self.tail_payload_bytes -= tail_payload_of(&previous);
         Some(previous)
     }
     /// Live points without a vector.
     pub fn vectorless(&self) -> usize {
         self.vectorless
+    }
+    /// Bytes of payload text of the points whose vector is in the tail.
+    pub fn tail_payload_bytes(&self) -> usize {
+        self.tail_payload_bytes
     }
     /// Every point, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&PointId, &Entry)> {
@@ -320,6 +346,14 @@ impl ShardState {
         }
     }
 
+    /// What the tail holds in RAM and a build would take out of it: its live vectors (`dim`
+    /// floats each) and their points' payload text. The tail is bounded by these bytes as well
+    /// as by its points (see [`super::optimizer`]): a few points with large payloads hold as
+    /// much as many with small ones.
+    pub fn tail_bytes(&self, dim: usize) -> usize {
+        self.tail.live_count * 4 * dim + self.points.tail_payload_bytes()
+    }
+
     /// Number of live points whose vectors are inside HNSW segments.
     pub fn indexed_count(&self) -> usize {
         self.segments.iter().map(|s| s.live.count()).sum()
@@ -426,6 +460,32 @@ mod tests {
         assert!(t.remove(&PointId::Num(1)).is_some() && t.remove(&PointId::Num(1)).is_none());
         assert_eq!(ids(&t, None).len(), 2);
         assert_eq!(t.iter().count(), 2);
+    }
+
+    #[test]
+    fn point_table_counts_the_payload_bytes_of_tail_entries() {
+        let entry = |payload: &str, location| Entry {
+            version: 1,
+            vector_version: 1,
+            payload: payload.into(),
+            location,
+        };
+        let mut t = PointTable::default();
+        t.insert(PointId::Num(1), entry("{\"a\":1}", Location::Tail(0)));
+        t.insert(PointId::Num(2), entry("{}", Location::Vectorless));
+        assert_eq!(t.tail_payload_bytes(), 7);
+        // Replaced by a larger payload, still in the tail.
+        t.insert(PointId::Num(1), entry("{\"a\":1000}", Location::Tail(1)));
+        assert_eq!(t.tail_payload_bytes(), 10);
+        t.insert(PointId::Num(3), entry("{\"b\":2}", Location::Tail(2)));
+        assert_eq!(t.tail_payload_bytes(), 17);
+        t.relocate(&PointId::Num(3), Location::Vectorless);
+        assert_eq!(t.tail_payload_bytes(), 10);
+        t.relocate(&PointId::Num(2), Location::Tail(3));
+        assert_eq!(t.tail_payload_bytes(), 12);
+        t.remove(&PointId::Num(1));
+        t.remove(&PointId::Num(2));
+        assert_eq!(t.tail_payload_bytes(), 0);
     }
 
     #[test]

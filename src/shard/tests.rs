@@ -759,3 +759,66 @@ fn a_new_configuration_rebuilds_the_segments_built_otherwise() {
         .all(|s| s.index.int8().is_none()));
     assert_eq!(shard.stats().1, 600, "every point is in a segment again");
 }
+
+/// Twenty points with 100 KB payloads (2 MB of text, a tail of fewer points than the quiet
+/// minimum): with the bound on the tail's bytes they are built into a segment once writes are
+/// quiet — or at once when they pass `max_tail_bytes` — and read back exactly from it.
+#[test]
+fn a_tail_of_large_payloads_is_built_by_its_bytes() {
+    let big = "x".repeat(100_000);
+    let changes = || -> Vec<Change> {
+        (0..20)
+            .map(|i| {
+                Change::upsert(
+                    PointId::Num(i),
+                    1,
+                    vec_for(i),
+                    payload(json!({"i": i, "text": big})),
+                )
+            })
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let shard = open(&db, &dir.path().join("quiet"));
+    shard.commit(changes(), true).unwrap();
+    let held = shard.state.read().tail_bytes(4);
+    assert!(held > 2_000_000, "{held}");
+    // Writes are not quiet yet, and 20 points are under every point bound: nothing is due...
+    assert!(shard.optimize(20_000).unwrap().is_none());
+    // ...but the collection reports the build due once writes stop (status yellow).
+    assert!(shard.optimizing(20_000));
+    *shard.last_write.lock() -= optimizer::QUIET;
+    let built = shard
+        .optimize(20_000)
+        .unwrap()
+        .expect("a quiet tail of 2 MB is built");
+    assert_eq!(built.points, 20);
+    assert_eq!(shard.stats(), (20, 20, 1));
+    let state = shard.state.read();
+    assert_eq!((state.tail_bytes(4), state.points.len()), (0, 0));
+    drop(state);
+    let views = shard.get(&[PointId::Num(3)], false);
+    assert_eq!(
+        views[0].payload.get("text").and_then(|t| t.as_str()),
+        Some(big.as_str())
+    );
+    let matching = shard.select(&Selector::Filter(
+        serde_json::from_value(json!({"must": [{"key": "i", "match": {"value": 3}}]})).unwrap(),
+    ));
+    assert_eq!(matching, vec![PointId::Num(3)]);
+
+    // Past max_tail_bytes the tail is due while writes go on.
+    let mut bounded = config();
+    bounded.optimizer.max_tail_bytes = 1 << 20;
+    let shard = Shard::open(
+        &Store::from_db(db.clone()),
+        "bounded",
+        &dir.path().join("bounded"),
+        bounded,
+        Arc::new(VersionClock::default()),
+    )
+    .unwrap();
+    shard.commit(changes(), true).unwrap();
+    assert_eq!(shard.optimize(20_000).unwrap().map(|b| b.points), Some(20));
+}
