@@ -93,7 +93,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(points) = std::env::args().nth(4).and_then(|s| s.parse().ok()) {
         config.optimizer.max_segment_points = points;
     }
-    if let Some(points) = std::env::var("FB_THRESHOLD").ok().and_then(|s| s.parse().ok()) {
+    if let Some(points) = std::env::var("FB_THRESHOLD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         config.full_scan_threshold = points;
     }
     let shard = Shard::open(
@@ -124,7 +127,9 @@ fn main() -> anyhow::Result<()> {
         while shard.optimize(1)?.is_some() {}
         eprintln!("loaded and indexed {n} points in {:?}", t.elapsed());
     }
-    let mode = std::env::args().nth(3).unwrap_or_else(|| "unindexed".into());
+    let mode = std::env::args()
+        .nth(3)
+        .unwrap_or_else(|| "unindexed".into());
     let (live, indexed, segments) = shard.stats();
     eprintln!("{live} points, {indexed} indexed, {segments} segments");
     let queries = clustered(99, 200, dim);
@@ -157,7 +162,10 @@ fn main() -> anyhow::Result<()> {
 /// same shard's exact filtered search.
 fn measure(shard: &Shard, queries: &[&[f32]]) -> anyhow::Result<()> {
     let wanted = std::env::var("FB_CASES").unwrap_or_else(|_| "0,1000,100,10,2".into());
-    let wanted: Vec<u64> = wanted.split(',').filter_map(|m| m.trim().parse().ok()).collect();
+    let wanted: Vec<u64> = wanted
+        .split(',')
+        .filter_map(|m| m.trim().parse().ok())
+        .collect();
     let secs: f64 = (std::env::var("FB_SECS").ok())
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);

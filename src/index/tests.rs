@@ -122,7 +122,12 @@ fn exact_among_matches_naive_scan_of_the_ids() {
         let ids: Vec<u32> = (0..len as u32).map(|j| (j * 337) % 700).rev().collect();
         let mut naive: Vec<(f32, u32)> = ids
             .iter()
-            .map(|&i| (Metric::Euclid.distance(q, &data[i as usize * 16..][..16]), i))
+            .map(|&i| {
+                (
+                    Metric::Euclid.distance(q, &data[i as usize * 16..][..16]),
+                    i,
+                )
+            })
             .collect();
         naive.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         naive.truncate(10);
