@@ -3,9 +3,14 @@
 //! and with a `match` on a field passing 0.1 %, 1 %, 10 % and 50 % of the points. Reports QPS on
 //! one thread and recall@10 against exact filtered search (the same shard with `exact: true`).
 //!
-//! `cargo run --release --example filtered_bench -- [points] [dim] [indexed] [max segment points]`
+//! `cargo run --release --example filtered_bench -- [points] [dim] [mode] [max segment points]`
 //!
-//! With `indexed`, the four keyword fields get a keyword payload index.
+//! `mode`: `unindexed` (the default: the planner's implicit columns), `indexed` (the four keyword
+//! fields get a keyword payload index first), or `both` (unindexed, then indexed, in one run, so
+//! that both tables share the machine's load). `FB_SECS` sets how long each row is timed (2 s),
+//! `FB_CASES` which rows run (comma-separated selectivity moduli, `0` for no filter: `0,10`),
+//! which is what a profiler wants, and `FB_THRESHOLD` the shard's `full_scan_threshold` in
+//! points (the planner still walks the graph above its own break-even bound).
 //!
 //! The shard is kept under `$TMPDIR/shoal-filtered-bench-<points>x<dim>` and reused.
 
@@ -88,6 +93,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(points) = std::env::args().nth(4).and_then(|s| s.parse().ok()) {
         config.optimizer.max_segment_points = points;
     }
+    if let Some(points) = std::env::var("FB_THRESHOLD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        config.full_scan_threshold = points;
+    }
     let shard = Shard::open(
         &shoal::store::Store::from_db(db),
         "bench",
@@ -116,7 +127,18 @@ fn main() -> anyhow::Result<()> {
         while shard.optimize(1)?.is_some() {}
         eprintln!("loaded and indexed {n} points in {:?}", t.elapsed());
     }
-    if std::env::args().nth(3).as_deref() == Some("indexed") {
+    let mode = std::env::args()
+        .nth(3)
+        .unwrap_or_else(|| "unindexed".into());
+    let (live, indexed, segments) = shard.stats();
+    eprintln!("{live} points, {indexed} indexed, {segments} segments");
+    let queries = clustered(99, 200, dim);
+    let queries: Vec<&[f32]> = queries.chunks(dim).collect();
+    if mode != "indexed" {
+        println!("\nno payload index (implicit columns)\n");
+        measure(&shard, &queries)?;
+    }
+    if mode == "indexed" || mode == "both" {
         let t = Instant::now();
         let keyword = FieldSchema::parse(&json!("keyword")).map_err(anyhow::Error::msg)?;
         shard.set_payload_schema(
@@ -130,12 +152,23 @@ fn main() -> anyhow::Result<()> {
             t.elapsed(),
             shard.memory().payload_index
         );
+        println!("\nkeyword indexes\n");
+        measure(&shard, &queries)?;
     }
-    let (live, indexed, segments) = shard.stats();
-    eprintln!("{live} points, {indexed} indexed, {segments} segments");
+    Ok(())
+}
 
-    let queries = clustered(99, 200, dim);
-    let queries: Vec<&[f32]> = queries.chunks(dim).collect();
+/// Times every case on one thread and prints its row: QPS, mean latency, recall@10 against the
+/// same shard's exact filtered search.
+fn measure(shard: &Shard, queries: &[&[f32]]) -> anyhow::Result<()> {
+    let wanted = std::env::var("FB_CASES").unwrap_or_else(|_| "0,1000,100,10,2".into());
+    let wanted: Vec<u64> = wanted
+        .split(',')
+        .filter_map(|m| m.trim().parse().ok())
+        .collect();
+    let secs: f64 = (std::env::var("FB_SECS").ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
     let ids = |filter: Option<&Filter>, q: &[f32], exact: bool| -> Vec<PointId> {
         shard
             .search(&spec(q, filter, exact))
@@ -145,8 +178,11 @@ fn main() -> anyhow::Result<()> {
     };
     println!("| filter | selectivity | QPS | mean latency | recall@10 |");
     println!("|---|---|---|---|---|");
-    let mut cases: Vec<(String, &str, Option<Filter>)> = vec![("none".into(), "100 %", None)];
-    for (field, _, sel) in FIELDS {
+    let mut cases: Vec<(String, &str, Option<Filter>)> = Vec::new();
+    if wanted.contains(&0) {
+        cases.push(("none".into(), "100 %", None));
+    }
+    for (field, _, sel) in FIELDS.into_iter().filter(|f| wanted.contains(&f.1)) {
         let f =
             serde_json::from_value(json!({"must": [{"key": field, "match": {"value": "v0"}}]}))?;
         cases.push((format!("`{field}` = v0"), sel, Some(f)));
@@ -164,8 +200,8 @@ fn main() -> anyhow::Result<()> {
         }
         let started = Instant::now();
         let mut done = 0usize;
-        while started.elapsed().as_secs_f64() < 2.0 {
-            for q in &queries {
+        while started.elapsed().as_secs_f64() < secs {
+            for q in queries {
                 std::hint::black_box(shard.search(&spec(q, filter.as_ref(), false)));
             }
             done += queries.len();

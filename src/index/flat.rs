@@ -299,6 +299,9 @@ pub(crate) fn exact_scan<S: Scorer, F: Fn(u32) -> bool>(
     exact_among(sc, (0..n as u32).filter(|&id| accept(id)), k)
 }
 
+/// How many ids ahead of the one it scores an exact scan prefetches.
+const AHEAD: usize = 8;
+
 /// Exact k-NN among `ids` with distances from `sc`.
 pub(crate) fn exact_among<S: Scorer>(
     sc: &S,
@@ -309,7 +312,7 @@ pub(crate) fn exact_among<S: Scorer>(
         return Vec::new();
     }
     let mut heap: BinaryHeap<u64> = BinaryHeap::with_capacity(k + 1);
-    for id in ids {
+    let mut score = |id: u32| {
         let key = pack(sc.dist(id), id);
         if heap.len() < k {
             heap.push(key);
@@ -317,6 +320,23 @@ pub(crate) fn exact_among<S: Scorer>(
             heap.pop();
             heap.push(key);
         }
+    };
+    // The ids are scattered over the segment (a filter's candidates: 10 % of a million-point
+    // shard is 25 MB of 64-dimension rows), so each row is asked for `AHEAD` ids before it is
+    // scored: its cache misses overlap with the distances computed meanwhile.
+    let mut ring = [0u32; AHEAD];
+    let mut queued = 0usize;
+    for id in ids {
+        sc.prefetch(id);
+        let slot = &mut ring[queued % AHEAD];
+        if queued >= AHEAD {
+            score(*slot);
+        }
+        *slot = id;
+        queued += 1;
+    }
+    for j in queued.saturating_sub(AHEAD)..queued {
+        score(ring[j % AHEAD]);
     }
     let mut out = heap.into_vec();
     out.sort_unstable();

@@ -112,6 +112,31 @@ fn exact_matches_naive_scan() {
     }
 }
 
+/// Scoring a candidate list (prefetched a few ids ahead) finds what a scan of the same ids
+/// does, for lists shorter and longer than the prefetch window, in any order.
+#[test]
+fn exact_among_matches_naive_scan_of_the_ids() {
+    let (_d, seg, data) = build(Metric::Euclid, 700, 16);
+    let q = &queries(Metric::Euclid, 16)[0];
+    for len in [0usize, 1, 5, 8, 9, 17, 300] {
+        let ids: Vec<u32> = (0..len as u32).map(|j| (j * 337) % 700).rev().collect();
+        let mut naive: Vec<(f32, u32)> = ids
+            .iter()
+            .map(|&i| {
+                (
+                    Metric::Euclid.distance(q, &data[i as usize * 16..][..16]),
+                    i,
+                )
+            })
+            .collect();
+        naive.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        naive.truncate(10);
+        let got = seg.exact_among(q, 10, ids.iter().copied());
+        let ids_of = |v: &[(f32, u32)]| v.iter().map(|x| x.1).collect::<Vec<_>>();
+        assert_eq!(ids_of(&got), ids_of(&naive), "{len} ids");
+    }
+}
+
 #[test]
 fn filtered_search_returns_k_accepted() {
     let (_d, seg, _) = build(Metric::Euclid, 3000, 16);
