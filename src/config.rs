@@ -155,7 +155,7 @@ pub struct Config {
     /// Reopen the record store (sled) once about this many MiB were written since it opened and
     /// writes have been quiet for 3 s, or whatever the writes once twice as much was: sled
     /// writes a snapshot only when it opens, so this bounds the log a restart replays. 0: never.
-    #[arg(long, env = "SHOAL_SLED_REOPEN_AFTER_MB", default_value_t = 256)]
+    #[arg(long, env = "SHOAL_SLED_REOPEN_AFTER_MB", default_value_t = 64)]
     pub sled_reopen_after_mb: u64,
 
     /// `shard_number` of new collections that do not set one [default: 1 on a single node].
