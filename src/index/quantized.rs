@@ -240,16 +240,17 @@ pub(crate) mod kernels {
         pub(crate) fn l1(t: &[f32], c: &[u8]) -> f32 {
             const LANES: usize = 8;
             let n = t.len().min(c.len());
+            let (ts, cs) = (t[..n].chunks_exact(LANES), c[..n].chunks_exact(LANES));
+            let (t_tail, c_tail) = (ts.remainder(), cs.remainder());
             let mut acc = [0.0f32; LANES];
-            for k in 0..n / LANES {
-                for l in 0..LANES {
-                    let i = k * LANES + l;
-                    acc[l] += (t[i] - c[i] as f32).abs();
+            for (tx, cx) in ts.zip(cs) {
+                for ((a, &x), &y) in acc.iter_mut().zip(tx).zip(cx) {
+                    *a += (x - y as f32).abs();
                 }
             }
             let mut s: f32 = acc.iter().sum();
-            for i in n / LANES * LANES..n {
-                s += (t[i] - c[i] as f32).abs();
+            for (&x, &y) in t_tail.iter().zip(c_tail) {
+                s += (x - y as f32).abs();
             }
             s
         }
