@@ -572,8 +572,11 @@ impl Segment {
         if !how.rescore {
             return self.graph.search_with(&sc, k, ef, accept);
         }
-        // The beam holds `ef` candidates anyway: rescoring all of them costs a few µs and
-        // recovers most of what the codes blur (tight clusters differ by less than a code step).
+        // Qdrant rescores `limit × oversampling` of the beam; at oversampling 1 that only
+        // reorders the codes' own top `limit`, and on the reference data the codes' top 10 hold
+        // 0.869 of the true 10 at ef 32 (tight clusters differ by less than a code step). The
+        // whole beam rescored gives 0.943 there (f32: 0.933) for ~3 µs of a ~45 µs search: so
+        // the whole beam is rescored, and never fewer than Qdrant's count.
         let want = (((k as f32) * how.oversampling.max(1.0)).ceil() as usize).max(ef);
         let found = self.graph.search_with(&sc, want, want, accept);
         let exact = self.graph.float_scorer(self.metric, query);

@@ -24,6 +24,8 @@ pub struct Target {
     pub selective: bool,
     /// The filter (JSON) every search of [`Target::sweep`] carries, if any.
     pub filter: Option<String>,
+    /// `params.quantization` (JSON) every search of [`Target::sweep`] carries, if any.
+    pub quantization: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +62,7 @@ impl Target {
             until_green: false,
             selective: false,
             filter: None,
+            quantization: None,
         })
     }
 
@@ -210,11 +213,18 @@ impl Target {
         batch: usize,
     ) -> Result<SweepPoint> {
         let batch = batch.max(1);
-        // ef 0: the collection's default search parameters (no `params`).
-        let params = if ef == 0 {
+        // ef 0: the collection's default `hnsw_ef`.
+        let mut fields = Vec::new();
+        if ef > 0 {
+            fields.push(format!("\"hnsw_ef\":{ef}"));
+        }
+        if let Some(q) = &self.quantization {
+            fields.push(format!("\"quantization\":{q}"));
+        }
+        let params = if fields.is_empty() {
             String::new()
         } else {
-            format!(",\"params\":{{\"hnsw_ef\":{ef}}}")
+            format!(",\"params\":{{{}}}", fields.join(","))
         };
         let filter = match &self.filter {
             Some(f) => format!(",\"filter\":{f}"),

@@ -27,6 +27,7 @@ mod data;
 mod filtered;
 mod http;
 mod paired;
+mod quant_ab;
 mod report;
 mod spin;
 
@@ -111,6 +112,21 @@ struct Args {
     /// `always_ram`) and search the codes, rescoring the beam with the float vectors.
     #[arg(long)]
     int8_quantile: Option<f32>,
+    /// With --int8-quantile: search the one segment both ways, on the float vectors (the codes
+    /// ignored) and on the codes, alternating `--rounds` slices of `--min-secs` at every ef, and
+    /// report the medians side by side (see quant_ab.rs).
+    #[arg(long, requires = "int8_quantile")]
+    int8_ab: bool,
+    /// With --int8-quantile: Qdrant's `params.quantization.oversampling` (default 1).
+    #[arg(long, default_value_t = 1.0)]
+    oversampling: f32,
+    /// With --int8-quantile: `params.quantization.rescore: false`.
+    #[arg(long)]
+    no_rescore: bool,
+    /// With --dir: open the segment already built there (same data and parameters) instead of
+    /// building it again.
+    #[arg(long, requires = "dir")]
+    reuse: bool,
     /// Where to build the segment (default: a temporary directory, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -171,6 +187,10 @@ struct Args {
     /// Upload two small payload fields with every point.
     #[arg(long)]
     payloads: bool,
+    /// `params.quantization` (JSON) of every search over HTTP, e.g. '{"ignore":true}' to search
+    /// a quantized collection's float vectors.
+    #[arg(long)]
+    quantization: Option<String>,
     /// JSON merged into the create-collection body, e.g. '{"quantization_config": …}'.
     #[arg(long)]
     create_extra: Option<String>,
@@ -464,32 +484,43 @@ fn main() -> Result<()> {
                 reconnect: !a.no_reconnect,
             },
         };
-        eprintln!(
-            "[build] {} × {dim}, m={} ef_construct={}…",
-            base.rows(),
-            a.m,
-            a.ef_construct
-        );
-        let t = Instant::now();
-        let never = std::sync::atomic::AtomicBool::new(false);
-        let data = base.data.clone();
-        let int8 = a.int8_quantile.map(|quantile| ScalarInt8 {
-            quantile,
-            always_ram: true,
-        });
-        let attach = Default::default();
-        let built =
-            Segment::build_full(data, dim, metric, params, int8, attach, &dir, opts, &never)?;
-        let build_s = t.elapsed().as_secs_f64();
-        let stats = built.repair_stats();
-        drop(built);
-        drop(base);
+        let reuse = a.reuse && dir.join("segment.shoal").exists();
+        let (build_s, stats) = if reuse {
+            eprintln!("[build] reusing the segment in {}", dir.display());
+            (0.0, Default::default())
+        } else {
+            eprintln!(
+                "[build] {} × {dim}, m={} ef_construct={}…",
+                base.rows(),
+                a.m,
+                a.ef_construct
+            );
+            let t = Instant::now();
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let data = base.data.clone();
+            let int8 = a.int8_quantile.map(|quantile| ScalarInt8 {
+                quantile,
+                always_ram: true,
+            });
+            let attach = Default::default();
+            let built =
+                Segment::build_full(data, dim, metric, params, int8, attach, &dir, opts, &never)?;
+            let build_s = t.elapsed().as_secs_f64();
+            let stats = built.repair_stats();
+            drop(built);
+            drop(base);
+            (build_s, stats)
+        };
         let t = Instant::now();
         let seg = Segment::open(&dir, metric)?;
         seg.keep_codes_in_ram();
         let reopen_s = t.elapsed().as_secs_f64();
         // Int8 segments are searched on their codes (Qdrant's default: rescore, oversampling 1).
-        let quant = QuantSearch::default();
+        let quant = QuantSearch {
+            oversampling: a.oversampling,
+            rescore: !a.no_rescore,
+            ..QuantSearch::default()
+        };
         let disk = report::dir_size(&dir);
         eprintln!(
             "[build] {build_s:.2} s, reopen {reopen_s:.3} s, disk {:.1} MB",
@@ -500,48 +531,62 @@ fn main() -> Result<()> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()?;
-        let mut p = Progress::new("search", a.ef.len() * 2);
-        for (i, &ef) in a.ef.iter().enumerate() {
-            let search = |q: &[f32]| {
-                seg.search_quantized(q, a.k, ef, quant, |_| true)
-                    .into_iter()
-                    .map(|x| x.1)
-                    .collect()
+        if a.int8_ab {
+            let setup = quant_ab::Setup {
+                segment: &seg,
+                queries: &qs,
+                truth: &truth,
+                k: a.k,
+                warmup: a.warmup,
+                min_secs: a.min_secs,
+                rounds: a.rounds,
+                quant,
             };
-            rows.push(one_thread_sweep(
-                &qs, ef, a.warmup, a.min_secs, &truth, a.k, search,
-            ));
-            p.set(2 * i + 1);
+            rows = quant_ab::run(&setup, &a.ef);
+        } else {
+            let mut p = Progress::new("search", a.ef.len() * 2);
+            for (i, &ef) in a.ef.iter().enumerate() {
+                let search = |q: &[f32]| {
+                    seg.search_quantized(q, a.k, ef, quant, |_| true)
+                        .into_iter()
+                        .map(|x| x.1)
+                        .collect()
+                };
+                rows.push(one_thread_sweep(
+                    &qs, ef, a.warmup, a.min_secs, &truth, a.k, search,
+                ));
+                p.set(2 * i + 1);
 
-            // All cores: every query once, spread over the pool (latency per query as seen by its thread).
-            let t = Instant::now();
-            let res: Vec<(f64, Vec<u32>)> = pool.install(|| {
-                qs.par_iter()
-                    .map(|q| {
-                        let s = Instant::now();
-                        let r = seg.search_quantized(q, a.k, ef, quant, |_| true);
-                        (
-                            s.elapsed().as_secs_f64() * 1e6,
-                            r.into_iter().map(|x| x.1).collect(),
-                        )
-                    })
-                    .collect()
-            });
-            let wall = t.elapsed().as_secs_f64();
-            let mut lat: Vec<f64> = res.iter().map(|x| x.0).collect();
-            lat.sort_by(f64::total_cmp);
-            let got: Vec<Vec<u32>> = res.into_iter().map(|x| x.1).collect();
-            let recall = data::recall(&got, &truth, a.k);
-            rows.push(Row {
-                ef,
-                series: format!("{threads} threads"),
-                recall,
-                qps: qs.len() as f64 / wall,
-                lat,
-            });
-            p.set(2 * i + 2);
+                // All cores: every query once, spread over the pool (latency per query as seen by its thread).
+                let t = Instant::now();
+                let res: Vec<(f64, Vec<u32>)> = pool.install(|| {
+                    qs.par_iter()
+                        .map(|q| {
+                            let s = Instant::now();
+                            let r = seg.search_quantized(q, a.k, ef, quant, |_| true);
+                            (
+                                s.elapsed().as_secs_f64() * 1e6,
+                                r.into_iter().map(|x| x.1).collect(),
+                            )
+                        })
+                        .collect()
+                });
+                let wall = t.elapsed().as_secs_f64();
+                let mut lat: Vec<f64> = res.iter().map(|x| x.0).collect();
+                lat.sort_by(f64::total_cmp);
+                let got: Vec<Vec<u32>> = res.into_iter().map(|x| x.1).collect();
+                let recall = data::recall(&got, &truth, a.k);
+                rows.push(Row {
+                    ef,
+                    series: format!("{threads} threads"),
+                    recall,
+                    qps: qs.len() as f64 / wall,
+                    lat,
+                });
+                p.set(2 * i + 2);
+            }
+            p.done();
         }
-        p.done();
         let rss_now = report::proc_status_bytes("self", "VmRSS:");
         let hwm = report::proc_status_bytes("self", "VmHWM:");
         extra.insert("build_s".into(), json!(build_s));
@@ -567,6 +612,10 @@ fn main() -> Result<()> {
         target.payloads = a.payloads;
         target.selective = a.filtered;
         target.until_green = a.until_green;
+        if let Some(q) = &a.quantization {
+            serde_json::from_str::<serde_json::Value>(q).context("--quantization is not JSON")?;
+            target.quantization = Some(q.clone());
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

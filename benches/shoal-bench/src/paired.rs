@@ -94,7 +94,7 @@ pub fn run(
 
 /// One row from several measurements of the same series and `ef`: the median QPS, the first
 /// measurement's recall (the search is deterministic), every latency.
-fn merge(mut runs: Vec<Row>) -> Row {
+pub(crate) fn merge(mut runs: Vec<Row>) -> Row {
     let qps = median(runs.iter().map(|r| r.qps).collect());
     let mut first = runs.remove(0);
     for r in runs {
@@ -106,7 +106,7 @@ fn merge(mut runs: Vec<Row>) -> Row {
 }
 
 /// The middle value (the mean of the two middle ones for an even count); 0 for none.
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
