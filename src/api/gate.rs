@@ -13,8 +13,12 @@ use super::request_id::Quiet;
 use super::response::ApiError;
 use super::{auth, limits, AppState};
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
+use parking_lot::RwLock;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +43,7 @@ pub struct Gate {
     db: AppState,
     limits: limits::Limits,
     in_flight: AtomicUsize,
+    routes: RwLock<HashMap<Box<str>, Arc<Route>>>,
 }
 
 impl Gate {
@@ -47,7 +52,20 @@ impl Gate {
             db,
             limits,
             in_flight: AtomicUsize::new(0),
+            routes: RwLock::default(),
         })
+    }
+
+    /// What the gate knows of the route `pattern` (made the first time it is asked).
+    fn route(&self, pattern: &str) -> Arc<Route> {
+        if let Some(route) = self.routes.read().get(pattern) {
+            return Arc::clone(route);
+        }
+        let mut routes = self.routes.write();
+        let route = routes
+            .entry(pattern.into())
+            .or_insert_with(|| Arc::new(Route::new(pattern)));
+        Arc::clone(route)
     }
 
     /// A place for one request: the client's first (so one client's flood takes none of the
@@ -81,6 +99,69 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// One route as the gate treats it: inside the limits and the timeout or not, and its metrics.
+/// The handles are registered once (the `metrics` macros look a metric up by name and labels,
+/// built afresh, on every call); the request counter of each method and status as it first
+/// occurs.
+struct Route {
+    pattern: Box<str>,
+    unlimited: bool,
+    long: bool,
+    duration: Histogram,
+    requests: RwLock<Vec<(&'static str, u16, Counter)>>,
+}
+
+impl Route {
+    fn new(pattern: &str) -> Route {
+        Route {
+            pattern: pattern.into(),
+            unlimited: UNLIMITED_ROUTES.contains(&pattern),
+            long: LONG_ROUTES.contains(&pattern),
+            duration: metrics::histogram!("shoal_http_request_duration_seconds", "route" => pattern.to_owned()),
+            requests: RwLock::default(),
+        }
+    }
+
+    /// Counts one request; a method outside HTTP's standard ones is labelled `OTHER`, so that
+    /// clients cannot make up series without end.
+    fn count(&self, method: &Method, status: u16) {
+        let method = STANDARD_METHODS
+            .iter()
+            .find(|m| *m == method)
+            .map_or("OTHER", Method::as_str);
+        let found =
+            self.requests.read().iter().find_map(|(m, s, counter)| {
+                (*s == status && *m == method).then(|| counter.clone())
+            });
+        let counter = found.unwrap_or_else(|| {
+            let counter = metrics::counter!(
+                "shoal_http_requests_total",
+                "route" => self.pattern.to_string(),
+                "method" => method,
+                "status" => status.to_string(),
+            );
+            self.requests
+                .write()
+                .push((method, status, counter.clone()));
+            counter
+        });
+        counter.increment(1);
+    }
+}
+
+/// The methods counted by name.
+static STANDARD_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
+
 /// Admits a request to its route, and counts it.
 pub async fn admit(
     State(gate): State<Arc<Gate>>,
@@ -89,22 +170,18 @@ pub async fn admit(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let route = matched
-        .as_ref()
-        .map_or(UNMATCHED, |m| m.as_str())
-        .to_owned();
+    let route = gate.route(matched.as_ref().map_or(UNMATCHED, |m| m.as_str()));
     let method = req.method().clone();
-    let unlimited = UNLIMITED_ROUTES.contains(&route.as_str());
     let mut response = match auth::check(gate.db.config(), &req) {
         Err(refused) => refused.into_response(),
-        Ok(()) if unlimited => next.run(req).await,
+        Ok(()) if route.unlimited => next.run(req).await,
         Ok(()) => {
             let client = req.extensions().get::<Arc<limits::ClientLoad>>().cloned();
             match gate.place(client.as_ref()) {
                 Err(refused) => refused.into_response(),
                 // The places are held until the route answers.
                 Ok(_held) => match gate.limits.timeout {
-                    _ if LONG_ROUTES.contains(&route.as_str()) => next.run(req).await,
+                    _ if route.long => next.run(req).await,
                     None => next.run(req).await,
                     Some(limit) => tokio::time::timeout(limit, next.run(req))
                         .await
@@ -113,16 +190,9 @@ pub async fn admit(
             }
         }
     };
-    let status = response.status().as_u16().to_string();
-    let labels = [
-        ("route", route.clone()),
-        ("method", method.as_str().to_owned()),
-        ("status", status),
-    ];
-    metrics::counter!("shoal_http_requests_total", &labels).increment(1);
-    metrics::histogram!("shoal_http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    if unlimited {
+    route.count(&method, response.status().as_u16());
+    route.duration.record(started.elapsed().as_secs_f64());
+    if route.unlimited {
         response.extensions_mut().insert(Quiet);
     }
     response

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod collections;
+pub mod fast_paths;
 pub mod gate;
 pub mod indexes;
 pub mod limits;

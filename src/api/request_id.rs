@@ -40,8 +40,9 @@ pub struct FreshId;
 
 impl MakeRequestId for FreshId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        HeaderValue::try_from(id).ok().map(RequestId::new)
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
     }
 }
 

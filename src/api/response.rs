@@ -4,6 +4,7 @@
 //! Success: `{"result": …, "status": "ok", "time": seconds}`.
 //! Failure: `{"status": {"error": "…"}, "time": seconds}` with a 4xx/5xx status.
 
+use super::fast_paths::search_body::FastBody;
 use crate::error::Error;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -58,20 +59,34 @@ pub struct ErrorStatus {
 
 impl<T: Serialize> IntoResponse for Answer<T> {
     fn into_response(self) -> Response {
-        let Answer(Started(started), result) = self;
-        let envelope = Envelope {
-            result,
-            status: "ok",
-            time: started.elapsed().as_secs_f64(),
-        };
-        match serde_json::to_vec(&envelope) {
-            Ok(body) => (
+        let Answer(started, result) = self;
+        enveloped(started, |out| serde_json::to_writer(out, &result))
+    }
+}
+
+/// Qdrant's success envelope around a `result` that `write` appends as JSON: the bytes serde
+/// writes for an [`Envelope`] (its fields in order, no whitespace).
+pub fn enveloped(
+    Started(started): Started,
+    write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> Response {
+    // Room for a typical answer (ten hits without payloads are ~1 KB) from the start.
+    let mut body = Vec::with_capacity(1024);
+    body.extend_from_slice(b"{\"result\":");
+    let written = write(&mut body).and_then(|()| {
+        body.extend_from_slice(b",\"status\":\"ok\",\"time\":");
+        serde_json::to_writer(&mut body, &started.elapsed().as_secs_f64())
+    });
+    match written {
+        Ok(()) => {
+            body.push(b'}');
+            (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
                 body,
             )
-                .into_response(),
-            Err(e) => ApiError::from(Error::Internal(e.to_string())).into_response(),
+                .into_response()
         }
+        Err(e) => ApiError::from(Error::Internal(e.to_string())).into_response(),
     }
 }
 
@@ -138,6 +153,21 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req).await?;
         parse_json(&bytes).map(Body)
+    }
+}
+
+/// A search or query body: read by the [fast path](super::fast_paths::search_body) when it has
+/// a shape that one knows, else exactly as [`Body`] reads it.
+pub struct SearchBody<T>(pub T);
+
+impl<S: Send + Sync, T: FastBody + DeserializeOwned + Default> FromRequest<S> for SearchBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req).await?;
+        match T::read(&bytes) {
+            Some(fast) => Ok(SearchBody(fast)),
+            None => parse_json(&bytes).map(SearchBody),
+        }
     }
 }
 
@@ -210,5 +240,28 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
                 format!("Bad request: invalid path: {}", rejection.body_text()),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_is_the_one_serde_writes() {
+        let started = Started::now();
+        let result = serde_json::json!({"points": [{"id": 1, "score": 0.5}], "é": "\u{7}"});
+        let response = enveloped(started, |out| serde_json::to_writer(out, &result));
+        let bytes =
+            futures::executor::block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
+                .unwrap();
+        let read: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let time = read["time"].as_f64().unwrap();
+        let expected = Envelope {
+            result,
+            status: "ok",
+            time,
+        };
+        assert_eq!(bytes.as_ref(), serde_json::to_vec(&expected).unwrap());
     }
 }

@@ -2,8 +2,9 @@
 //! (`/points/search`, `/points/search/batch`), adapters over
 //! [`Database::search`](crate::service::Database::search) and its siblings.
 
+use super::fast_paths::hits::HitsAnswer;
 use super::response::Path;
-use super::response::{Answer, ApiResult, Body, Started};
+use super::response::{Answer, ApiError, ApiResult, Body, SearchBody, Started};
 use super::AppState;
 use crate::error::Error;
 use crate::service::budget::Reserved;
@@ -23,9 +24,9 @@ pub async fn query(
     State(db): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    Body(q): Body<QueryPoints>,
-) -> ApiResult<Reserved<QueryResponse>> {
-    Ok(Answer(t, db.query(&name, q).await?))
+    SearchBody(q): SearchBody<QueryPoints>,
+) -> Result<HitsAnswer<QueryResponse>, ApiError> {
+    Ok(HitsAnswer(t, db.query(&name, q).await?))
 }
 
 #[utoipa::path(
@@ -41,9 +42,9 @@ pub async fn query_batch(
     State(db): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    Body(b): Body<QueryBatch>,
-) -> ApiResult<Reserved<Vec<QueryResponse>>> {
-    Ok(Answer(t, db.query_batch(&name, b).await?))
+    SearchBody(b): SearchBody<QueryBatch>,
+) -> Result<HitsAnswer<Vec<QueryResponse>>, ApiError> {
+    Ok(HitsAnswer(t, db.query_batch(&name, b).await?))
 }
 
 #[utoipa::path(
@@ -59,12 +60,12 @@ pub async fn search(
     State(db): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    Body(s): Body<Option<SearchPoints>>,
-) -> ApiResult<Reserved<Vec<ScoredPointOut>>> {
+    SearchBody(s): SearchBody<Option<SearchPoints>>,
+) -> Result<HitsAnswer<Vec<ScoredPointOut>>, ApiError> {
     let s = s.ok_or_else(|| {
         Error::BadRequest("a search body with `vector` and `limit` is required".into())
     })?;
-    Ok(Answer(t, db.search(&name, s).await?))
+    Ok(HitsAnswer(t, db.search(&name, s).await?))
 }
 
 #[utoipa::path(
@@ -80,9 +81,9 @@ pub async fn search_batch(
     State(db): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    Body(b): Body<SearchBatch>,
-) -> ApiResult<Reserved<Vec<Vec<ScoredPointOut>>>> {
-    Ok(Answer(t, db.search_batch(&name, b).await?))
+    SearchBody(b): SearchBody<SearchBatch>,
+) -> Result<HitsAnswer<Vec<Vec<ScoredPointOut>>>, ApiError> {
+    Ok(HitsAnswer(t, db.search_batch(&name, b).await?))
 }
 
 #[utoipa::path(

@@ -72,9 +72,9 @@ impl Database {
             .iter()
             .map(|q| budget::search_bytes(c, &q.request))
             .fold(0, usize::saturating_add);
-        let what = match queries.len() {
-            1 => "this search".to_string(),
-            n => format!("this batch of {n} searches"),
+        let what: std::borrow::Cow<str> = match queries.len() {
+            1 => "this search".into(),
+            n => format!("this batch of {n} searches").into(),
         };
         let memory = self.memory.reserve(bytes, &what)?;
         let with_payloads = queries.iter().filter(|q| q.request.with_payload).count();
