@@ -184,7 +184,9 @@ impl Scorer for Int8Scorer<'_> {
             match self.metric {
                 Metric::Manhattan => self.mul * (self.l1)(&self.units, c),
                 Metric::Euclid => {
-                    self.base + self.mul * (self.dot)(&self.ints, c) as f32 + self.norms[id as usize]
+                    self.base
+                        + self.mul * (self.dot)(&self.ints, c) as f32
+                        + self.norms[id as usize]
                 }
                 _ => self.base + self.mul * (self.dot)(&self.ints, c) as f32,
             }
@@ -317,10 +319,10 @@ pub(crate) mod kernels {
             // SAFETY (all loads): i + width <= n <= both lengths.
             while i + 16 <= n {
                 let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    cp.add(i) as *const __m128i,
+                    cp.add(i) as *const __m128i
                 )));
                 let c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    cp.add(i + 8) as *const __m128i,
+                    cp.add(i + 8) as *const __m128i
                 )));
                 let d0 = _mm256_sub_ps(_mm256_loadu_ps(tp.add(i)), c0);
                 let d1 = _mm256_sub_ps(_mm256_loadu_ps(tp.add(i + 8)), c1);
@@ -364,7 +366,9 @@ mod tests {
             vec![0.0; dim],
             vec![1e-40; dim],
             vec![-f32::MIN_POSITIVE; dim],
-            (0..dim).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect(),
+            (0..dim)
+                .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+                .collect(),
         ];
         let mut spike = vec![1e-3f32; dim];
         if dim > 0 {
@@ -393,8 +397,17 @@ mod tests {
                 let bound: i64 = qi.ints.iter().map(|&x| i64::from(x).abs() * 255).sum();
                 assert!(bound <= i64::from(i32::MAX), "dim {dim}: bound {bound}");
                 for c in codes(&mut rng, dim) {
-                    let exact: i64 = qi.ints.iter().zip(&c).map(|(&x, &y)| x as i64 * y as i64).sum();
-                    assert_eq!(kernels::scalar::dot(&qi.ints, &c) as i64, exact, "dim {dim}");
+                    let exact: i64 = qi
+                        .ints
+                        .iter()
+                        .zip(&c)
+                        .map(|(&x, &y)| x as i64 * y as i64)
+                        .sum();
+                    assert_eq!(
+                        kernels::scalar::dot(&qi.ints, &c) as i64,
+                        exact,
+                        "dim {dim}"
+                    );
                     // SAFETY: the table holds only kernels this CPU runs.
                     let chosen = unsafe { (kernels::TABLE.dot)(&qi.ints, &c) };
                     assert_eq!(chosen as i64, exact, "dim {dim}");
@@ -419,7 +432,10 @@ mod tests {
             assert!((x - i as f32 * qi.inv_scale).abs() <= 0.5 * qi.inv_scale * 1.001);
         }
         // 128 dimensions: the i16 range is the limit, not the i32 budget.
-        assert!(qi.ints.iter().any(|&i| i.unsigned_abs() > 30_000), "max {max}");
+        assert!(
+            qi.ints.iter().any(|&i| i.unsigned_abs() > 30_000),
+            "max {max}"
+        );
     }
 
     #[test]
@@ -428,13 +444,23 @@ mod tests {
         for dim in dims().filter(|&d| d <= 4096) {
             let t: Vec<f32> = (0..dim).map(|_| rng.gen_range(-300.0..600.0)).collect();
             for c in codes(&mut rng, dim) {
-                let exact: f64 = t.iter().zip(&c).map(|(&x, &y)| (x as f64 - y as f64).abs()).sum();
+                let exact: f64 = t
+                    .iter()
+                    .zip(&c)
+                    .map(|(&x, &y)| (x as f64 - y as f64).abs())
+                    .sum();
                 let tol = 1e-5 * exact.max(1.0);
                 let reference = kernels::scalar::l1(&t, &c) as f64;
-                assert!((reference - exact).abs() <= tol, "dim {dim}: {reference} vs {exact}");
+                assert!(
+                    (reference - exact).abs() <= tol,
+                    "dim {dim}: {reference} vs {exact}"
+                );
                 // SAFETY: the table holds only kernels this CPU runs.
                 let chosen = unsafe { (kernels::TABLE.l1)(&t, &c) } as f64;
-                assert!((chosen - exact).abs() <= tol, "dim {dim}: {chosen} vs {exact}");
+                assert!(
+                    (chosen - exact).abs() <= tol,
+                    "dim {dim}: {chosen} vs {exact}"
+                );
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: AVX2 detected.
