@@ -126,12 +126,14 @@ fn search(shard: &Shard, q: &[f32], filter: &Filter, exact: bool) -> Vec<(PointI
         .collect()
 }
 
-/// Mean recall@10 of the planner against exact filtered search over a few queries; checks that
-/// every hit passes the filter as the shard evaluates it.
+/// Mean recall@10 of the planner against exact filtered search over twenty queries (five let
+/// one query in a poorly linked corner of these lattice-like vectors, in a graph built on
+/// threads, pull the mean under the bar: 0.86 once in a fresh-clone run); checks that every hit
+/// passes the filter as the shard evaluates it.
 fn recall(shard: &Shard, filter: &Filter) -> f64 {
     let prepared = shard.prepare_filter(filter).into_owned();
     let (mut hit, mut total) = (0, 0);
-    for q in [3u64, 777, 1500, 2999, 3050] {
+    for q in (3u64..3100).step_by(163) {
         let q = vector(q);
         let exact: Vec<PointId> = search(shard, &q, filter, true)
             .into_iter()
