@@ -615,7 +615,7 @@ impl Shard {
                     None => {
                         points += (0..seg.len() as u32)
                             .filter(|&i| seg.plain(i))
-                            .filter(|&i| has_value(seg.payload_json(i), &path))
+                            .filter(|&i| holds_value(seg.payload_json(i), &path, field))
                             .count()
                     }
                 }
@@ -623,7 +623,7 @@ impl Shard {
             points += state
                 .points
                 .iter()
-                .filter(|(_, e)| has_value(e.payload.as_bytes(), &path))
+                .filter(|(_, e)| holds_value(e.payload.as_bytes(), &path, field))
                 .count();
             out.insert(key.clone(), (field.clone(), points));
         }
@@ -1147,13 +1147,13 @@ const TABLE_ENTRY_BYTES: usize = 150;
 /// A payload's text allocation beyond its length.
 const PAYLOAD_OVERHEAD: usize = 16;
 
-/// Whether a stored payload holds a value at `key` (Qdrant counts points with a value, `null`
-/// aside).
-fn has_value(json: &[u8], key: &payload::KeyPath) -> bool {
+/// Whether a stored payload holds a value at `key` that an index of `field`'s type holds (Qdrant
+/// counts the points an index holds: a uuid index does not hold a string that is no UUID).
+fn holds_value(json: &[u8], key: &payload::KeyPath, field: &FieldSchema) -> bool {
     let payload = check::project(json, std::slice::from_ref(&key.first));
     filter::values_at(&payload, key)
         .iter()
-        .any(|v| !v.is_null())
+        .any(|v| field.data_type.holds(v))
 }
 
 fn select_in(state: &ShardState, selector: &Selector) -> Vec<PointId> {

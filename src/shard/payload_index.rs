@@ -50,6 +50,22 @@ pub struct FieldSchema {
     pub params: Option<serde_json::Map<String, Value>>,
 }
 
+impl FieldType {
+    /// Whether an index of this type holds `v` (a uuid index only well-formed UUIDs, a datetime
+    /// index only RFC 3339 date-times, ...): what `payload_schema`'s `points` counts, whether the
+    /// point's segment has the index built yet or not.
+    pub fn holds(self, v: &Value) -> bool {
+        match (self, v) {
+            (FieldType::Keyword | FieldType::Text, Value::String(_)) => true,
+            (FieldType::Uuid, Value::String(s)) => uuid::Uuid::parse_str(s).is_ok(),
+            (FieldType::Datetime, Value::String(s)) => datetime_micros(s).is_some(),
+            (FieldType::Bool, Value::Bool(_)) => true,
+            (FieldType::Integer | FieldType::Float, Value::Number(_)) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Indexed fields by key, as the client wrote it (Qdrant's key path syntax: `a.b`, `"a.b"`,
 /// `a[].b`). What a key names is its parsed [`KeyPath`]: a filter condition is served by the
 /// index whose path equals the condition's, however either was written ([`field_path`]).
@@ -317,6 +333,9 @@ impl FieldIndex {
                 ids.push(i);
             }
         };
+        if !self.schema.data_type.holds(v) {
+            return false;
+        }
         match (self.schema.data_type, v) {
             (FieldType::Keyword, Value::String(s)) => post(s.clone()),
             (FieldType::Uuid, Value::String(s)) if uuid::Uuid::parse_str(s).is_ok() => {
