@@ -8,7 +8,7 @@ use crate::cluster::coordinator::Coordinator;
 use crate::cluster::discovery::Discovery;
 use crate::cluster::identity::Identity;
 use crate::cluster::membership::{KubeApi, SizeSource};
-use crate::cluster::{peer_api, rebalance, sync, Cluster, PeerToken};
+use crate::cluster::{peer_api, rebalance, recovery, sync, Cluster, PeerToken};
 use crate::collection::catalog::Catalog;
 use crate::config::Config;
 use crate::index::BuildCancelled;
@@ -168,7 +168,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tokio::spawn(serve),
             tokio::spawn(async move { watching.cluster.watch_peers().await }),
             tokio::spawn(sync::run(Arc::clone(&node), SYNC_INTERVAL)),
+            tokio::spawn(recovery::run(Arc::clone(&node))),
         ]);
+        // A thawed node must not answer from replicas that missed writes while it stood still.
+        node.cluster.behind.stall.start()?;
     }
     let stop = {
         let stopping = Arc::clone(&stopping);

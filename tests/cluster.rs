@@ -8,6 +8,7 @@ use common::{eventually, numbered, vectors, Node};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const DIM: usize = 16;
@@ -467,6 +468,110 @@ fn a_frozen_peer_stalls_neither_writes_nor_reads_and_catches_up() {
         let n = nodes[2].count("c") as usize;
         (n == total, n)
     });
+}
+
+/// Sets its flag when dropped: a writer thread stops even when an assertion fails.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether every node but `frozen` sees node `frozen` down.
+fn seen_down(nodes: &[Node], frozen: usize) -> bool {
+    (nodes.iter().enumerate())
+        .filter(|(i, _)| *i != frozen)
+        .all(|(_, n)| n.ok("GET", "/cluster", None)["peers"][frozen.to_string()]["state"] == "down")
+}
+
+/// A node frozen while writes go on answers, from the moment it thaws, with every write
+/// acknowledged meanwhile and since: its replicas that missed writes serve no read that wants a
+/// complete replica until they caught up. Three freeze/thaw rounds, 25 counts and retrieves
+/// through the thawed node each, no pause between the SIGCONT and the first read.
+#[test]
+fn reads_through_a_thawed_node_see_every_write_acknowledged_while_it_was_frozen() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::start(root.path(), 3, 121, &[]);
+    let nodes = &cluster.nodes;
+    nodes[0].ok(
+        "PUT",
+        "/collections/c",
+        Some(json!({"vectors": {"size": 8, "distance": "Dot"}, "shard_number": 6, "replication_factor": 2})),
+    );
+    let data: Vec<(u64, Vec<f32>)> = numbered(0, 300, 8, 8);
+    upsert(&nodes[0], &data);
+    let mut total = data.len();
+    for round in 0..3u64 {
+        // Frozen, shoal-2 keeps its sockets open; once its peers see it down they acknowledge
+        // writes without its replicas (write_consistency_factor 1).
+        nodes[2].signal(libc::SIGSTOP);
+        eventually("shoal-0 and shoal-1 see shoal-2 down", || {
+            (seen_down(nodes, 2), ())
+        });
+        let first = 10_000 * (round + 1);
+        let written = numbered(first, 200, 8, 9 + round);
+        for (i, batch) in written.chunks(20).enumerate() {
+            let points: Vec<Value> = (batch.iter())
+                .map(|(id, v)| json!({"id": id, "vector": v, "payload": {"round": round}}))
+                .collect();
+            nodes[i % 2].ok(
+                "PUT",
+                "/collections/c/points?wait=true",
+                Some(json!({ "points": points })),
+            );
+        }
+        total += written.len();
+        // Read through shoal-2 from the moment it thaws, while writes go on through the others
+        // (its peers skip it until they see it answer): every read sees every write
+        // acknowledged before it started.
+        nodes[2].signal(libc::SIGCONT);
+        let ids: Vec<u64> = written.iter().map(|(id, _)| *id).collect();
+        let more = numbered(first + 1000, 500, 8, 20 + round);
+        let (acked, done) = (AtomicUsize::new(0), AtomicBool::new(false));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for (i, (id, v)) in more.iter().enumerate() {
+                    if done.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    nodes[i % 2].ok(
+                        "PUT",
+                        "/collections/c/points?wait=true",
+                        Some(json!({"points": [{"id": id, "vector": v}]})),
+                    );
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            let stop = StopOnDrop(&done);
+            for read in 0..25 {
+                let before = total + acked.load(Ordering::SeqCst);
+                let counted = nodes[2].count("c") as usize;
+                assert!(
+                    counted >= before,
+                    "round {round}: count {read} through shoal-2 after its thaw saw {counted} of {before} acknowledged points"
+                );
+                let found = nodes[2].ok(
+                    "POST",
+                    "/collections/c/points",
+                    Some(json!({"ids": ids, "with_payload": false})),
+                );
+                assert_eq!(
+                    found.as_array().map(Vec::len),
+                    Some(ids.len()),
+                    "round {round}: retrieve {read} through shoal-2 after its thaw"
+                );
+            }
+            drop(stop);
+        });
+        total += acked.load(Ordering::SeqCst);
+        // It catches up, and serves from its own replicas again: every replica agrees.
+        eventually("shoal-2 caught up", || {
+            let agree = replicas_agree(&cluster, "c", 6, 2);
+            (agree == Ok(total), agree)
+        });
+    }
 }
 
 /// A version as a node whose clock runs `ahead` of this host's issues it.

@@ -9,7 +9,7 @@ use common::dns::TestDns;
 use common::Node;
 use serde_json::json;
 use shoal::cluster::protocol::{
-    encode, shard_path, CatalogEntry, CatalogPush, RecordsRequest, ShardOp,
+    encode, shard_path, CatalogEntry, CatalogPush, MissedWrites, RecordsRequest, ShardOp,
 };
 use shoal::collection::CollectionConfig;
 use shoal::index::{HnswParams, Metric};
@@ -234,6 +234,19 @@ fn the_peer_port_refuses_every_request_without_the_token() {
         ),
         ("GET", shard_path("c", 0, "state"), vec![]),
         ("POST", "/peer/v1/handoff".into(), vec![]),
+        ("GET", "/peer/v1/missed/0".into(), vec![]),
+        ("DELETE", "/peer/v1/missed/0".into(), encode(&u64::MAX)),
+        (
+            "PUT",
+            "/peer/v1/missed".into(),
+            encode(&vec![MissedWrites {
+                collection: "c".into(),
+                shard: 0,
+                since: 0,
+                from: vec![1],
+                seq: 1,
+            }]),
+        ),
         ("GET", "/peer/v1/no-such-route".into(), vec![]),
         ("POST", shard_path("c", 0, "commit"), vec![0xAB; 2_000_000]),
     ];

@@ -291,12 +291,19 @@ impl Coordinator {
         changes: Vec<Change>,
         durable: bool,
     ) -> Result<()> {
-        let set = self.replicas.to_write(c, shard);
+        let oldest = (changes.iter().map(|ch| ch.record.version).min()).unwrap_or(0);
+        let set = self.replicas.to_write(c, shard, oldest);
         let results = join_all(set.replicas.iter().map(|r| r.commit(&changes, durable))).await;
-        let acked = results.iter().filter(|r| r.is_ok()).count();
-        if acked >= set.required {
+        let (acked, failed): (Vec<_>, Vec<_>) = (set.replicas.iter().zip(&results))
+            .map(|(replica, r)| (replica.node(), r.is_ok()))
+            .partition(|(_, ok)| *ok);
+        let acked: Vec<u32> = acked.into_iter().map(|(node, _)| node).collect();
+        if acked.len() >= set.required {
+            let failed: Vec<u32> = failed.into_iter().map(|(node, _)| node).collect();
+            self.note_failed(c, shard, &failed, &acked, oldest);
             return Ok(());
         }
+        let acked = acked.len();
         let superseded = (results.iter()).any(|r| matches!(r, Err(PeerError::Superseded { .. })));
         let errors: Vec<String> = results
             .into_iter()
@@ -309,6 +316,24 @@ impl Coordinator {
             set.required,
             errors.join("; ")
         ))))
+    }
+
+    /// A write acknowledged although the replicas of `failed` did not take it: they lack it
+    /// until they catch up ([`super::missed`]; owners left out of the write were recorded as
+    /// they were). This node's own replica is marked behind at once.
+    fn note_failed(&self, c: &Collection, shard: u32, failed: &[u32], acked: &[u32], oldest: u64) {
+        if failed.is_empty() {
+            return;
+        }
+        let me = self.cluster.ordinal;
+        if failed.contains(&me) {
+            let from = acked.iter().copied().filter(|o| *o != me);
+            (self.cluster.behind).mark(&c.name, shard, oldest.saturating_sub(1), from);
+        }
+        let peers: Vec<u32> = (failed.iter().copied()).filter(|o| *o != me).collect();
+        if !peers.is_empty() {
+            (self.cluster.deferred).record((&c.name, shard), &peers, acked, oldest);
+        }
     }
 
     /// Dumps one shard into `dest` from the first replica that can ([`super::snapshot`]).

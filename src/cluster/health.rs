@@ -12,7 +12,9 @@
 //! - reads try down owners last;
 //! - a call still waiting on a peer when it goes down gives up at once ([`Health::went_down`]),
 //!   so a frozen peer holds a request up for the detection time, not the call's 10 s deadline;
-//! - calls to a peer already down get a short deadline ([`DOWN_PEER_TIMEOUT`]).
+//! - calls to a peer already down get a short deadline ([`DOWN_PEER_TIMEOUT`]);
+//! - when it answers again ([`Health::came_back`]), the writes acknowledged without it are sorted
+//!   out ([`super::recovery`]): its replicas that missed some serve no read until they caught up.
 
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -63,6 +65,8 @@ pub struct Health {
     peers: RwLock<HashMap<u32, PeerHealth>>,
     /// Counts the transitions of any peer to down: calls in flight watch it.
     downs: watch::Sender<u64>,
+    /// Counts the transitions of any peer from down to up ([`super::recovery`] watches it).
+    ups: watch::Sender<u64>,
 }
 
 impl Health {
@@ -119,17 +123,26 @@ impl Health {
             }
         }
         let went_down = entry.healthy && !healthy;
+        let came_back = !entry.healthy && healthy;
         entry.healthy = healthy;
         entry.last_error = result.err().map(|f| f.error);
         drop(peers);
         if went_down {
             self.downs.send_modify(|n| *n += 1);
         }
+        if came_back {
+            self.ups.send_modify(|n| *n += 1);
+        }
         metrics::gauge!("shoal_peer_up", "ordinal" => ordinal.to_string()).set(if healthy {
             1.0
         } else {
             0.0
         });
+    }
+
+    /// Changes each time a peer that was down answers again.
+    pub fn came_back(&self) -> watch::Receiver<u64> {
+        self.ups.subscribe()
     }
 
     /// Resolves when `ordinal` goes down after this call (not if it is down already).
@@ -181,8 +194,13 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), waiter)
             .await
             .expect("a call waiting on the peer is told");
+        let back = health.came_back();
         health.record(1, Seen::Probe, Ok(()));
         assert!(health.is_up(1) && !health.hangs(1));
+        assert!(
+            back.has_changed().unwrap(),
+            "a peer that answers again is announced"
+        );
         health.record(2, Seen::Call, refused());
         assert!(!health.is_up(2), "a failed call marks down at once");
         assert!(!health.hangs(2), "a refused connection fails at once");

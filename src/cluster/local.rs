@@ -31,6 +31,9 @@ pub struct LocalReplica {
     /// This node owns the shard: a write opens the replica if it is not held yet (it then
     /// starts by copying its data from its peers).
     owned: bool,
+    /// The replica lacks (or may lack) writes the cluster acknowledged
+    /// ([`super::behind::Behind::refuses_reads`]): it is no complete replica.
+    lagging: bool,
 }
 
 impl LocalReplica {
@@ -40,7 +43,14 @@ impl LocalReplica {
             collection,
             shard,
             owned,
+            lagging: false,
         }
+    }
+
+    /// This replica, known (or suspected) to lack acknowledged writes, or not.
+    pub fn lagging(mut self, lagging: bool) -> LocalReplica {
+        self.lagging = lagging;
+        self
     }
 
     fn missing(&self, why: &'static str) -> PeerError {
@@ -63,6 +73,9 @@ impl LocalReplica {
         match self.collection.replica_state(self.shard) {
             ReplicaState::Absent => Err(self.missing("holds no replica of")),
             ReplicaState::Syncing if complete_only => Err(self.missing("is still syncing")),
+            ReplicaState::Active if complete_only && self.lagging => {
+                Err(self.missing("is catching up on writes it missed in"))
+            }
             _ => self.opened(self.collection.open_shard(self.shard)),
         }
     }

@@ -11,6 +11,8 @@
 //! - [`discovery`]: peer addresses from the headless Service's DNS;
 //! - [`health`]: which peers answer (probes, and every call's outcome);
 //! - [`sync`]: collections and records that a node missed while it was away;
+//! - [`missed`], [`behind`] and [`recovery`]: replicas that lack writes the cluster
+//!   acknowledged without them (their node hung), which serve no read until they caught up;
 //! - [`membership`] and [`rebalance`]: the cluster size, and moving replicas when it changes.
 //!
 //! In single-node mode (no `--service`) the cluster has one member, ordinal 0, that owns
@@ -18,16 +20,19 @@
 //! cluster token ([`PeerToken`]), which the node requires before it starts.
 
 pub mod admission;
+pub mod behind;
 pub mod coordinator;
 pub mod discovery;
 pub mod health;
 pub mod identity;
 pub mod local;
 pub mod membership;
+pub mod missed;
 pub mod peer_api;
 pub mod placement;
 pub mod protocol;
 pub mod rebalance;
+pub mod recovery;
 pub mod remote;
 pub mod replica;
 pub mod snapshot;
@@ -186,6 +191,10 @@ pub struct Cluster {
     protocols: parking_lot::RwLock<std::collections::HashMap<u32, u32>>,
     /// Sent with, and required on, every peer request; `None` only in single-node mode.
     pub token: Option<PeerToken>,
+    /// Writes this node acknowledged without some owners' replicas.
+    pub deferred: missed::Ledger,
+    /// This node's replicas known to lack acknowledged writes, and its stall watch.
+    pub behind: behind::Behind,
 }
 
 impl Cluster {
@@ -200,6 +209,8 @@ impl Cluster {
             health: Health::default(),
             protocols: Default::default(),
             token: None,
+            deferred: Default::default(),
+            behind: Default::default(),
         }
     }
 
@@ -223,6 +234,8 @@ impl Cluster {
             health: Health::default(),
             protocols: Default::default(),
             token: Some(token),
+            deferred: Default::default(),
+            behind: Default::default(),
         })
     }
 
@@ -262,6 +275,11 @@ impl Cluster {
     /// This node, or a peer that answers its probes and calls.
     pub fn is_healthy(&self, ordinal: u32) -> bool {
         ordinal == self.ordinal || self.health.is_up(ordinal)
+    }
+
+    /// Changes each time a peer that was down answers again.
+    pub fn peers_back(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.health.came_back()
     }
 
     /// A peer that is down and whose calls hang (frozen, or its host gone) rather than fail at

@@ -13,13 +13,13 @@
 use super::admission;
 use super::coordinator::Coordinator;
 use super::local::LocalReplica;
-use super::protocol::{self, CatalogPush, PeerStatus, RecordsRequest, ShardOp};
+use super::protocol::{self, CatalogPush, MissedWrites, PeerStatus, RecordsRequest, ShardOp};
 use super::protocol::{OLDEST_PROTOCOL, PROTOCOL_HEADER, PROTOCOL_VERSION, TOKEN_HEADER};
 use super::replica::{ReadContext, Replica};
 use super::PeerError;
 use crate::collection::aliases::AliasEntry;
 use crate::collection::catalog::check_entry;
-use crate::collection::Collection;
+use crate::collection::{Collection, ReplicaState};
 use crate::listener::ConnectionInfo;
 use crate::shard::deadline::{CancelOnDrop, Deadline};
 use crate::shard::point::PointId;
@@ -29,7 +29,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use serde::Serialize;
 use std::sync::Arc;
@@ -51,6 +51,11 @@ pub fn router(node: PeerState) -> Router {
         .route("/peer/v1/shards/{collection}/{shard}/state", get(state))
         .route("/peer/v1/shards/{collection}/{shard}/dump", get(dump))
         .route("/peer/v1/handoff", post(handoff))
+        .route("/peer/v1/missed", put(take_missed))
+        .route(
+            "/peer/v1/missed/{ordinal}",
+            get(missed).delete(forget_missed),
+        )
         // Before the layers, so that unknown routes want the token too.
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such peer route") })
         .layer(axum::middleware::from_fn(check_protocol))
@@ -221,7 +226,9 @@ fn replica(
     }
     let me = node.cluster.ordinal;
     let owned = node.cluster.owners(&c.config, shard).contains(&me);
-    Ok((Arc::clone(&c), LocalReplica::new(me, c, shard, owned)))
+    let lagging = node.cluster.behind.refuses_reads(&c.name, shard);
+    let local = LocalReplica::new(me, Arc::clone(&c), shard, owned).lagging(lagging);
+    Ok((c, local))
 }
 
 /// A message this node refuses to apply, checked like a client's request ([`admission`]).
@@ -346,7 +353,43 @@ async fn state(
 ) -> Answer {
     let c =
         (node.catalog.get(&collection)).map_err(|e| fail(StatusCode::NOT_FOUND, e.to_string()))?;
-    Ok(reply(v, &c.replica_state(shard)))
+    // A replica that lacks acknowledged writes is no complete copy to fill or hand over from.
+    let state = match c.replica_state(shard) {
+        ReplicaState::Active if node.cluster.behind.refuses_reads(&c.name, shard) => {
+            ReplicaState::Syncing
+        }
+        state => state,
+    };
+    Ok(reply(v, &state))
+}
+
+/// What this node acknowledged without `ordinal`'s replicas, and whether it still writes
+/// without them ([`super::missed`]).
+async fn missed(State(node): State<PeerState>, Path(ordinal): Path<u32>, v: Speaks) -> Response {
+    let cluster = &node.cluster;
+    reply(
+        v,
+        &cluster.deferred.report(ordinal, || cluster.hangs(ordinal)),
+    )
+}
+
+/// `ordinal` took the news of what it missed, up to the sequence number in the body.
+async fn forget_missed(
+    State(node): State<PeerState>,
+    Path(ordinal): Path<u32>,
+    v: Speaks,
+    body: Bytes,
+) -> Answer {
+    let upto: u64 = decode(v, &body)?;
+    node.cluster.deferred.forget(ordinal, upto);
+    Ok(reply(v, &true))
+}
+
+/// A peer tells this node which of its replicas lack writes the peer acknowledged.
+async fn take_missed(State(node): State<PeerState>, v: Speaks, body: Bytes) -> Answer {
+    let entries: Vec<MissedWrites> = decode(v, &body)?;
+    let marked = super::recovery::take(&node, &entries);
+    Ok(reply(v, &(marked > 0)))
 }
 
 /// A point-in-time dump of this node's replica, for a snapshot another node takes: written to a

@@ -16,6 +16,12 @@
 //! | `POST shards/<c>/<s>/records` | [`RecordsRequest`] | [`RecordsPage`] |
 //! | `GET shards/<c>/<s>/state` | — | [`ReplicaState`](crate::collection::ReplicaState) |
 //! | `POST handoff` | — | [`HandoffReport`] |
+//! | `GET missed/<ordinal>` | — | [`MissedReport`]: what this node acknowledged without that node's replicas |
+//! | `DELETE missed/<ordinal>` | `u64` (the highest `seq` taken) | `bool`: those entries are forgotten |
+//! | `PUT missed` | `Vec<`[`MissedWrites`]`>` (what the sender acknowledged without this node's replicas) | `bool` |
+//!
+//! The `missed` routes change no shape and need no new version: a node of an older build answers
+//! them 404, and is then left to catch up by sync as before ([`super::recovery`]).
 //!
 //! Every request carries [`PROTOCOL_HEADER`] with the version of its shapes. A node answers any
 //! version from [`OLDEST_PROTOCOL`] up to its own, in the shapes of the request's version, so
@@ -436,6 +442,29 @@ pub struct RecordsRequest {
 pub struct RecordsPage {
     pub changes: Vec<Change>,
     pub next: Option<PointId>,
+}
+
+/// Writes a node acknowledged without one owner's replica of a shard ([`super::missed`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MissedWrites {
+    pub collection: String,
+    pub shard: u32,
+    /// The replica lacks records with a version above this.
+    pub since: u64,
+    /// The owners that acknowledged those writes: the replica catches up from them.
+    pub from: Vec<u32>,
+    /// The sender's ledger sequence number at the last write recorded here.
+    pub seq: u64,
+}
+
+/// What `GET /peer/v1/missed/<ordinal>` answers: what the answering node acknowledged without
+/// the asking node's replicas, and whether it still leaves them out of writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MissedReport {
+    pub writes: Vec<MissedWrites>,
+    /// The answering node counts the asking one as hanging and writes without it: more writes
+    /// may be missed, and the asker is not done catching up.
+    pub skipping: bool,
 }
 
 /// What `GET /peer/v1/status` answers.

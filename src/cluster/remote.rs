@@ -149,6 +149,17 @@ impl Replica for RemoteReplica {
         }
         Box::pin(async move {
             self.speaks(op.since(), op.kind())?;
+            // A replica known to lack writes this node acknowledged is no complete one, whatever
+            // it may think: not asked until it has caught up ([`super::missed`]).
+            if how.complete_only
+                && (self.cluster.deferred).lacks(&self.collection.name, self.shard, self.node)
+            {
+                return Err(PeerError::NoReplica {
+                    ordinal: self.node,
+                    shard: self.shard,
+                    why: "lacks writes this node acknowledged in",
+                });
+            }
             match self.call(Method::POST, &path, op).await {
                 // The peer stopped the read at the deadline it was given.
                 Err(PeerError::Refused { status: 504, .. }) => {

@@ -75,8 +75,9 @@ pub trait Replicas: Send + Sync {
     /// The replicas to read `shard` from, in the order to try them.
     fn to_read(&self, c: &Arc<Collection>, shard: u32) -> Vec<Arc<dyn Replica>>;
 
-    /// The replicas a write of `shard` goes to, and how many must acknowledge it.
-    fn to_write(&self, c: &Arc<Collection>, shard: u32) -> WriteSet;
+    /// The replicas a write of `shard` goes to, and how many must acknowledge it; the write's
+    /// records have versions from `oldest` on.
+    fn to_write(&self, c: &Arc<Collection>, shard: u32, oldest: u64) -> WriteSet;
 }
 
 /// The replicas the cluster's placement and health give: this node's own and its peers'.
@@ -89,12 +90,9 @@ pub struct ClusterReplicas {
 impl ClusterReplicas {
     fn replica(&self, c: &Arc<Collection>, shard: u32, node: u32) -> Arc<dyn Replica> {
         if node == self.cluster.ordinal {
-            Arc::new(LocalReplica::new(
-                node,
-                Arc::clone(c),
-                shard,
-                self.cluster.owners(&c.config, shard).contains(&node),
-            ))
+            let owned = self.cluster.owners(&c.config, shard).contains(&node);
+            let lagging = self.cluster.behind.refuses_reads(&c.name, shard);
+            Arc::new(LocalReplica::new(node, Arc::clone(c), shard, owned).lagging(lagging))
         } else {
             Arc::new(RemoteReplica::new(
                 Arc::clone(&self.cluster),
@@ -107,25 +105,23 @@ impl ClusterReplicas {
     }
 
     /// Nodes in the order reads of a shard try them: this node if it owns the shard, then
-    /// healthy owners in placement order, then the other owners, then every other node (one may
-    /// still hold the replica while ownership moves after a scale event).
+    /// healthy owners in placement order, then the other owners, then owners known to lack
+    /// acknowledged writes ([`super::missed`], [`super::behind`]), then every other node (one
+    /// may still hold the replica while ownership moves after a scale event).
     pub fn read_order(&self, c: &Collection, shard: u32) -> Vec<u32> {
         let cluster = &self.cluster;
-        let owners = cluster.owners(&c.config, shard);
+        let mut order = cluster.owners(&c.config, shard);
+        let owners = order.clone();
         let me = cluster.ordinal;
-        let mut order: Vec<u32> = owners.iter().copied().filter(|o| *o == me).collect();
-        order.extend(
-            owners
-                .iter()
-                .copied()
-                .filter(|o| *o != me && cluster.is_healthy(*o)),
-        );
-        order.extend(
-            owners
-                .iter()
-                .copied()
-                .filter(|o| *o != me && !cluster.is_healthy(*o)),
-        );
+        let rank = |o: u32| match o {
+            _ if o == me && cluster.behind.refuses_reads(&c.name, shard) => 3,
+            _ if o == me => 0,
+            _ if cluster.deferred.lacks(&c.name, shard, o) => 3,
+            _ if cluster.is_healthy(o) => 1,
+            _ => 2,
+        };
+        // Stable: placement order within a rank.
+        order.sort_by_key(|o| rank(*o));
         if !order.contains(&me) && c.replica_state(shard) != ReplicaState::Absent {
             order.push(me);
         }
@@ -147,25 +143,23 @@ impl Replicas for ClusterReplicas {
             .collect()
     }
 
-    /// Every owner; owners whose calls hang are left out when the others are enough (they
-    /// catch up once they answer again), owners that fail at once are tried, as they may be
-    /// back already.
-    fn to_write(&self, c: &Arc<Collection>, shard: u32) -> WriteSet {
-        let owners = self.cluster.owners(&c.config, shard);
+    /// Every owner; owners whose calls hang are left out when the others are enough (the
+    /// ledger records them as it leaves them out, [`super::missed`], and they catch up once they
+    /// answer again), owners that fail at once are tried, as they may be back already.
+    fn to_write(&self, c: &Arc<Collection>, shard: u32, oldest: u64) -> WriteSet {
+        let cluster = &self.cluster;
+        let owners = cluster.owners(&c.config, shard);
         let required = (c.config.write_consistency_factor as usize).clamp(1, owners.len());
-        let up: Vec<u32> = owners
-            .iter()
-            .copied()
-            .filter(|o| !self.cluster.hangs(*o))
-            .collect();
-        let targets = if up.len() >= required {
-            if up.len() < owners.len() {
-                metrics::counter!("shoal_replica_writes_deferred_total").increment(1);
-            }
-            up
+        let hangs = |o: u32| cluster.hangs(o);
+        let targets = if owners.iter().any(|o| hangs(*o)) {
+            let at = (c.name.as_str(), shard);
+            (cluster.deferred).targets(at, &owners, required, oldest, hangs)
         } else {
             owners.clone()
         };
+        if targets.len() < owners.len() {
+            metrics::counter!("shoal_replica_writes_deferred_total").increment(1);
+        }
         WriteSet {
             replicas: targets
                 .into_iter()

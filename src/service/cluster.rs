@@ -75,13 +75,22 @@ impl Database {
             for owner in &owners {
                 if *owner == cluster.ordinal {
                     let points = c.local_shard(shard).map(|s| s.len()).unwrap_or(0);
+                    // Qdrant's Partial: still copying, or catching up on writes it missed.
+                    let behind = cluster.behind.refuses_reads(&c.name, shard);
                     info.local_shards.push(LocalShardInfo {
                         shard_id: shard,
                         points_count: points,
-                        state: "Active",
+                        state: if c.is_syncing(shard) || behind {
+                            "Partial"
+                        } else {
+                            "Active"
+                        },
                     });
                 } else {
-                    let state = if cluster.is_healthy(*owner) {
+                    // Qdrant's Dead: unreachable, or it missed writes this node acknowledged.
+                    let state = if cluster.is_healthy(*owner)
+                        && !cluster.deferred.lacks(&c.name, shard, *owner)
+                    {
                         "Active"
                     } else {
                         "Dead"

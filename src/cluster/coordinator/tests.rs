@@ -126,7 +126,7 @@ impl Replicas for Fakes {
             .collect()
     }
 
-    fn to_write(&self, _: &Arc<Collection>, shard: u32) -> WriteSet {
+    fn to_write(&self, _: &Arc<Collection>, shard: u32, _: u64) -> WriteSet {
         let replicas = self.to_read_all(shard);
         WriteSet {
             owners: replicas.len(),
@@ -431,6 +431,12 @@ async fn a_write_needs_its_acknowledgements_and_reaches_every_replica() {
             "every replica gets the write"
         );
     }
+    // The replica that did not acknowledge it lacks the write until it has caught up from the
+    // two that did.
+    let told = node.cluster.deferred.for_owner(1);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!((told[0].shard, told[0].from.clone()), (0, vec![0, 2]));
+    assert!(node.cluster.deferred.for_owner(2).is_empty());
 
     let (_dir, node, c) = coordinator(vec![replicas()], 3);
     let err = upsert(&node, c).await.unwrap_err();
