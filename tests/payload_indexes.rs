@@ -348,3 +348,51 @@ fn payload_indexes_survive_kill_9() {
     );
     assert_eq!(status, 400, "the deleted index stays deleted: {e}");
 }
+
+/// A facet over as many distinct values as points is refused with a 400 naming the memory
+/// budget (each shard stops counting before its values outgrow its share of the request's
+/// memory), where facets over fewer values answer. (A facet past its deadline: `timeouts.rs`.)
+#[test]
+fn a_facet_over_too_many_distinct_values_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 2 MB per request: a one-shard facet may hold 0.5 MB of values, ~4 700 of 40 bytes.
+    let node = Node::start(
+        &tmp.path().join("n"),
+        &["--request-memory-budget-bytes", "2000000"],
+    );
+    node.create_collection("c", 2, "Dot");
+    create_index(&node, "kw", json!("keyword"));
+    create_index(&node, "ten", json!("keyword"));
+    let n = 20_000u64;
+    let ids: Vec<u64> = (0..n).collect();
+    for chunk in ids.chunks(2000) {
+        let points: Vec<Value> = (chunk.iter())
+            .map(|i| json!({"id": i, "vector": [1.0, *i as f32], "payload": {"kw": format!("{i:040}"), "ten": format!("t{}", i % 10)}}))
+            .collect();
+        node.ok(
+            "PUT",
+            "/collections/c/points?wait=true",
+            Some(json!({ "points": points })),
+        );
+    }
+    let (status, answer) = node.call(
+        "POST",
+        "/collections/c/facet",
+        Some(json!({"key": "kw", "limit": 10})),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let error = answer["status"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("`kw`") && error.contains("--request-memory-budget-bytes"),
+        "{answer}"
+    );
+    let tens = facet(&node, json!({"key": "ten", "limit": 20}));
+    assert_eq!(tens.len(), 10);
+    assert!(tens.iter().all(|(_, count)| *count == n / 10), "{tens:?}");
+    let three = facet(
+        &node,
+        json!({"key": "kw", "filter": {"must": [{"has_id": [1, 2, 3]}]}}),
+    );
+    let expected: Vec<(String, u64)> = (1..=3).map(|i| (format!("{i:040}"), 1)).collect();
+    assert_eq!(three, expected);
+}

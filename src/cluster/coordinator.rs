@@ -588,14 +588,15 @@ impl Coordinator {
 
     /// How many points (passing `filter`) hold each value of a field, over every shard: the
     /// `limit` most frequent, most frequent first, equal counts in value order (Qdrant's order).
-    /// Exact: every shard counts every value.
+    /// Exact: every shard counts every value, within the deadline and its share of the request's
+    /// memory (the deadline's payload limit); what the shards' answers hold is passed to
+    /// `admit` before they are merged.
     pub async fn facet(
         &self,
         c: &Arc<Collection>,
-        field: IndexedKey,
-        filter: Option<Filter>,
-        limit: usize,
+        (field, filter, limit): (IndexedKey, Option<Filter>, usize),
         deadline: &Deadline,
+        admit: impl FnOnce(usize) -> Result<()>,
     ) -> Result<Vec<(FacetValue, u64)>> {
         let shards = (0..c.config.shard_number).collect();
         let op = |_| ShardOp::Facet {
@@ -603,6 +604,7 @@ impl Coordinator {
             filter: filter.clone(),
         };
         let replies = (self.read_all(c, shards, op, ShardReply::facet, deadline)).await?;
+        admit(replies.iter().flatten().map(|(v, _)| v.held_bytes()).sum())?;
         let mut counts: HashMap<FacetValue, u64> = HashMap::new();
         for (value, n) in replies.into_iter().flatten() {
             *counts.entry(value).or_insert(0) += n;

@@ -173,8 +173,8 @@ pub fn work(op: &ShardOp, shard: &Shard) -> u64 {
 /// What evaluating a filter on one point weighs, in vector elements.
 pub const FILTER_WORK: u64 = 64;
 
-/// Runs a read on a shard; a search stops once `deadline` passes, and a read whose answer's
-/// payloads are over its payload limit is refused.
+/// Runs a read on a shard; a search, a scan or a facet stops once `deadline` passes, and a read
+/// whose answer's payloads (a facet's distinct values) are over its payload limit is refused.
 pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardReply, Stopped> {
     Ok(match op {
         ShardOp::Search {
@@ -229,11 +229,16 @@ pub fn run(shard: &Shard, op: &ShardOp, deadline: &Deadline) -> Result<ShardRepl
         ShardOp::Stats { indexing_threshold } => {
             ShardReply::Stats(ShardStats::of(shard, *indexing_threshold as usize))
         }
-        ShardOp::Facet { field, filter } => ShardReply::Facet(
-            (shard.facet(field, filter.as_ref()).into_iter())
-                .map(|(v, n)| (v, n as u64))
-                .collect(),
-        ),
+        ShardOp::Facet { field, filter } => {
+            let counts =
+                (shard.facet_within(field, filter.as_ref(), deadline)).inspect_err(|stop| {
+                    if *stop == Stopped::Expired {
+                        metrics::counter!("shoal_reads_stopped_total", "op" => "facet")
+                            .increment(1);
+                    }
+                })?;
+            ShardReply::Facet(counts.into_iter().map(|(v, n)| (v, n as u64)).collect())
+        }
         ShardOp::ScrollOrdered {
             field,
             direction,

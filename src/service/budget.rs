@@ -113,8 +113,13 @@ impl MemoryBudget {
     /// Grants `bytes` to a request, or refuses it: a 400 when it is over what any one request
     /// may hold, a 503 when the requests in flight hold too much of the node's budget now.
     pub fn reserve(self: &Arc<Self>, bytes: usize, what: &str) -> Result<Grant> {
+        self.reserve_more(bytes, bytes, what)
+    }
+
+    /// Grants `bytes` more to a request that will hold `total` with them.
+    fn reserve_more(self: &Arc<Self>, total: usize, bytes: usize, what: &str) -> Result<Grant> {
         let cap = self.per_request();
-        if bytes > cap {
+        if total > cap {
             metrics::counter!("shoal_http_rejected_total", "reason" => "request_memory")
                 .increment(1);
             let flag = if self.per_request <= self.node {
@@ -124,7 +129,7 @@ impl MemoryBudget {
             };
             return Err(Error::BadRequest(format!(
                 "{what} would hold about {} in memory; one request may hold at most {} ({flag}): lower limit or offset, leave out vectors or payloads, or split the batch",
-                mb(bytes),
+                mb(total),
                 mb(cap)
             )));
         }
@@ -162,6 +167,16 @@ impl MemoryBudget {
 }
 
 impl Grant {
+    /// Grows the grant by `bytes` a read turned out to hold (a facet's distinct values, known
+    /// only once the shards answered), refused as [`MemoryBudget::reserve`] refuses; a refused
+    /// grant keeps what it had.
+    pub fn grow(&mut self, bytes: usize, what: &str) -> Result<()> {
+        let total = self.bytes.saturating_add(bytes);
+        let mut more = self.budget.reserve_more(total, bytes, what)?;
+        self.bytes += std::mem::take(&mut more.bytes);
+        Ok(())
+    }
+
     /// The result this memory was reserved for, holding the reservation until it is dropped.
     pub fn hold<T>(self, value: T) -> Reserved<T> {
         Reserved {
@@ -211,6 +226,19 @@ mod tests {
         let second = b.reserve(50, "d").unwrap().hold(vec![1u8]);
         assert_eq!(serde_json::to_string(&second).unwrap(), "[1]");
         drop((first, second));
+        assert_eq!(b.held.load(Ordering::Acquire), 0);
+        let mut growing = b.reserve(40, "f").unwrap();
+        growing.grow(60, "f").unwrap();
+        assert!(
+            matches!(growing.grow(1, "f"), Err(Error::BadRequest(_))),
+            "over the request's cap"
+        );
+        assert_eq!(
+            b.held.load(Ordering::Acquire),
+            100,
+            "a refused growth keeps what it had"
+        );
+        drop(growing);
         assert_eq!(b.held.load(Ordering::Acquire), 0);
         let unlimited = Arc::new(MemoryBudget::new(0, 0));
         assert!(unlimited.reserve(usize::MAX / 2, "e").is_ok());

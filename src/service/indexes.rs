@@ -47,14 +47,22 @@ impl Database {
     }
 
     /// The most frequent values of an indexed field among the points passing a filter, with
-    /// their exact counts.
+    /// their exact counts. Bounded like a scroll: the answer's hits are reserved before the
+    /// read, each shard stops counting at the request's deadline and before its distinct values
+    /// outgrow its share of the request's memory (the share a scroll's payloads get), and what
+    /// the shards answered is charged before it is merged.
     pub async fn facet(&self, name: &str, req: FacetRequest) -> Result<FacetResponse> {
         let c = self.collection(name)?;
         let limit = validate::facet(&req)?;
         let field = validate::facet_key(&c.config.payload_schema, &req.key)?;
-        let (deadline, _dropped) = self.read_deadline(None);
+        let what = "this facet";
+        let mut memory =
+            (self.memory).reserve(budget::points_bytes(limit, 0, false, false), what)?;
+        let (deadline, _dropped) = self.read_deadline(Some((&*c, 1)));
         let hits = (self.coordinator)
-            .facet(&c, field, req.filter, limit, &deadline)
+            .facet(&c, (field, req.filter, limit), &deadline, |held| {
+                memory.grow(held, what)
+            })
             .await?;
         let hits = hits
             .into_iter()

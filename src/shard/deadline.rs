@@ -75,14 +75,20 @@ impl Deadline {
 
     /// `Err(TooLarge)` when an answer carrying `bytes` of stored payload is over the limit.
     pub fn admit_payloads(&self, bytes: usize) -> Result<(), Stopped> {
-        match self.payload_limit {
-            Some(limit) if bytes > limit => Err(Stopped::TooLarge(format!(
+        match self.over_limit(bytes) {
+            Some(limit) => Err(Stopped::TooLarge(format!(
                 "the payloads of this answer take {:.1} MB; one shard may answer at most {:.1} MB of them (--request-memory-budget-bytes): lower limit or offset, ask for fewer payload fields or none",
                 bytes as f64 / 1e6,
                 limit as f64 / 1e6
             ))),
-            _ => Ok(()),
+            None => Ok(()),
         }
+    }
+
+    /// The limit, when an answer holding `bytes` is over it (the same share of the request's
+    /// memory bounds a facet's distinct values).
+    pub fn over_limit(&self, bytes: usize) -> Option<usize> {
+        self.payload_limit.filter(|limit| bytes > *limit)
     }
 
     pub fn expired(&self) -> bool {

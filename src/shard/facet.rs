@@ -11,7 +11,7 @@
 //! merges shards.
 
 use super::check::{project, FilterCheck};
-use super::deadline::{Deadline, Stopped};
+use super::deadline::{Checkpoints, Deadline, Stopped};
 use super::filter::{values_at, Filter};
 use super::payload::KeyPath;
 use super::payload_index::{datetime_micros, FieldIndex, FieldSchema, FieldType, SegmentIndex};
@@ -144,43 +144,118 @@ fn stored_values(json: &[u8], path: &KeyPath) -> Vec<Value> {
         .collect()
 }
 
+/// What one distinct value costs a facet besides its text: its entry in the shard's counts (the
+/// value's 32 bytes, its count, the hash table's slack), its copy in the reply and its entry in
+/// the coordinator's merge, each about a third of this.
+pub const FACET_VALUE_BYTES: usize = 64;
+
+impl FacetValue {
+    /// What counting this value holds ([`FACET_VALUE_BYTES`] and its text).
+    pub fn held_bytes(&self) -> usize {
+        FACET_VALUE_BYTES
+            + match self {
+                FacetValue::Keyword(s) => s.len(),
+                _ => 0,
+            }
+    }
+}
+
+/// A facet's counts in one shard, which stop growing at the share of the request's memory one
+/// shard's answer may hold (the payload limit of its [`Deadline`]).
+struct Tally<'a> {
+    counts: HashMap<FacetValue, usize>,
+    held: usize,
+    field: &'a IndexedKey,
+    limits: &'a Deadline,
+    too_large: Option<Stopped>,
+}
+
+impl Tally<'_> {
+    /// Counts `n` more points holding `v`; a value that would take the counts over the limit
+    /// stops the facet.
+    fn add(&mut self, v: FacetValue, n: usize) {
+        if n == 0 || self.too_large.is_some() {
+            return;
+        }
+        match self.counts.entry(v) {
+            std::collections::hash_map::Entry::Occupied(mut e) => *e.get_mut() += n,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.held += e.key().held_bytes();
+                if let Some(limit) = self.limits.over_limit(self.held) {
+                    self.too_large = Some(Stopped::TooLarge(format!(
+                        "the distinct values of `{}` this facet counts take more than {:.1} MB in one shard, the most one shard may answer (--request-memory-budget-bytes): add a filter that leaves fewer points, or facet a field with fewer distinct values",
+                        self.field.key(),
+                        limit as f64 / 1e6
+                    )));
+                    return;
+                }
+                e.insert(n);
+            }
+        }
+    }
+}
+
 impl Shard {
     /// How many live points (passing `filter`) hold each value of the field: a point counts
     /// once per distinct value. Exact.
     pub fn facet(&self, field: &IndexedKey, filter: Option<&Filter>) -> Vec<(FacetValue, usize)> {
+        (self.facet_within(field, filter, &Deadline::default())).unwrap_or_default()
+    }
+
+    /// [`Shard::facet`], stopping at `limits`' deadline ([`Stopped::Expired`]) and before its
+    /// distinct values take more than `limits`' payload limit ([`Stopped::TooLarge`]).
+    pub fn facet_within(
+        &self,
+        field: &IndexedKey,
+        filter: Option<&Filter>,
+        limits: &Deadline,
+    ) -> Result<Vec<(FacetValue, usize)>, Stopped> {
         let filter = filter.map(|f| self.prepare_filter(f));
         let check = filter.as_deref().map(FilterCheck::new);
+        let scanned = limits.checkpoints_weighted(filter.as_deref().map_or(1, |f| f.size()));
         let state = self.state.read();
-        let mut counts: HashMap<FacetValue, usize> = HashMap::new();
-        let mut add = |v: FacetValue, n: usize| {
-            if n > 0 {
-                *counts.entry(v).or_insert(0) += n;
-            }
+        let mut tally = Tally {
+            counts: HashMap::new(),
+            held: 0,
+            field,
+            limits,
+            too_large: None,
         };
         for seg in &state.segments {
             let index = seg.payload_index();
-            let passes = |i: u32| seg.plain_and_passes(i, check.as_ref());
+            let passes = |i: u32| scanned.tick() && seg.plain_and_passes(i, check.as_ref());
             match index_on(&index, field, serves_facet) {
                 Some(f) => f.for_each_value(|v, ids| {
+                    if tally.too_large.is_some() || !scanned.tick() {
+                        return;
+                    }
                     if let Some(v) = FacetValue::of(&v, field.kind) {
-                        add(v, ids.iter().filter(|&&i| passes(i)).count());
+                        tally.add(v, ids.iter().filter(|&&i| passes(i)).count());
                     }
                 }),
                 None => {
                     for i in (0..seg.len() as u32).filter(|&i| passes(i)) {
                         for v in distinct(&stored_values(seg.payload_json(i), &field.path), field) {
-                            add(v, 1);
+                            tally.add(v, 1);
                         }
                     }
                 }
             }
-        }
-        for (_, values) in table_values(&state, check.as_ref(), &field.path) {
-            for v in distinct(&values, field) {
-                add(v, 1);
+            scanned.result()?;
+            if let Some(stop) = tally.too_large.take() {
+                return Err(stop);
             }
         }
-        counts.into_iter().collect()
+        for (_, values) in table_values(&state, check.as_ref(), &field.path, &scanned) {
+            for v in distinct(&values, field) {
+                tally.add(v, 1);
+            }
+        }
+        scanned.result()?;
+        match tally.too_large {
+            Some(stop) => Err(stop),
+            None => Ok(tally.counts.into_iter().collect()),
+        }
     }
 
     /// Up to `limit` live points passing `filter`, ordered by their values of the field (a
@@ -248,11 +323,13 @@ impl Shard {
                 }
             }
         }
-        for (id, values) in table_values(&state, check.as_ref(), &field.path) {
+        let scanned = limits.checkpoints();
+        for (id, values) in table_values(&state, check.as_ref(), &field.path, &scanned) {
             for x in numbers(&values, field.kind).filter(|&x| in_range(x)) {
                 found.push((x, id));
             }
         }
+        scanned.result()?;
         sort_values(&mut found, direction, |&(x, id)| (x, id));
         found.truncate(limit);
         self.views_of(&state, found, with_vector, true, limits)
@@ -285,13 +362,15 @@ fn segment_numbers(seg: &SealedSegment, field: &IndexedKey) -> Vec<(f64, u32)> {
 }
 
 /// The point table's entries (tail and overlays) passing the filter, each with its values at
-/// `path`.
+/// `path`, until `scanned` says the deadline passed.
 fn table_values<'s>(
     state: &'s ShardState,
     check: Option<&'s FilterCheck>,
     path: &'s KeyPath,
+    scanned: &'s Checkpoints<'s>,
 ) -> impl Iterator<Item = (PointId, Vec<Value>)> + 's {
-    state.points.iter().filter_map(move |(id, e)| {
+    let entries = state.points.iter().take_while(|_| scanned.tick());
+    entries.filter_map(move |(id, e)| {
         let json = e.payload.as_bytes();
         check
             .is_none_or(|c| c.json(id, json))
@@ -314,4 +393,91 @@ fn numbers(values: &[Value], kind: FieldType) -> impl Iterator<Item = f64> + '_ 
         FieldType::Integer | FieldType::Float => v.as_f64(),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{HnswParams, Metric};
+    use crate::shard::payload_index::{FieldSchema, PayloadSchema};
+    use crate::shard::version::VersionClock;
+    use crate::shard::{Change, ShardConfig};
+    use serde_json::json;
+    use std::time::Duration;
+
+    /// A shard of 7000 points, each with its own keyword `kw` (`v0000`...) and `k % 10` in
+    /// `ten`: 2000 sealed in an indexed segment, 5000 in the tail.
+    fn shard() -> (tempfile::TempDir, Shard) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::store::Store::from_db(sled::Config::new().temporary(true).open().unwrap());
+        let config = ShardConfig::new(2, Metric::Euclid, HnswParams::default());
+        let shard = Shard::open(
+            &store,
+            "f",
+            dir.path(),
+            config,
+            Arc::new(VersionClock::default()),
+        )
+        .unwrap();
+        let schema: PayloadSchema = ["kw", "ten"]
+            .into_iter()
+            .map(|k| {
+                (
+                    k.to_string(),
+                    FieldSchema::parse(&json!("keyword")).unwrap(),
+                )
+            })
+            .collect();
+        shard.set_payload_schema(schema);
+        let points = |range: std::ops::Range<u64>| {
+            range
+                .map(|i| {
+                    let payload = json!({"kw": format!("v{i:04}"), "ten": format!("t{}", i % 10)});
+                    let payload = payload.as_object().cloned().unwrap_or_default();
+                    Change::upsert(PointId::Num(i), 1, vec![i as f32, 0.0], payload)
+                })
+                .collect()
+        };
+        shard.commit(points(0..2000), false).unwrap();
+        while shard.optimize(1).unwrap().is_some() {}
+        shard.commit(points(2000..7000), false).unwrap();
+        (dir, shard)
+    }
+
+    fn key(k: &str) -> IndexedKey {
+        IndexedKey::new(k, FieldType::Keyword).unwrap()
+    }
+
+    #[test]
+    fn a_facet_stops_before_its_values_outgrow_the_limit_and_at_the_deadline() {
+        let (_dir, shard) = shard();
+        // 7000 distinct values of 5 bytes: 7000 x 69 bytes held.
+        let held = 7000 * (FACET_VALUE_BYTES + 5);
+        let within = Deadline::default().with_payload_limit(Some(held));
+        let counts = shard.facet_within(&key("kw"), None, &within).unwrap();
+        assert_eq!(counts.len(), 7000);
+        assert!(counts.iter().all(|(_, n)| *n == 1));
+        // One value fewer than the facet holds: refused, naming the field and the flag.
+        let under = Deadline::default().with_payload_limit(Some(held - 1));
+        match shard.facet_within(&key("kw"), None, &under) {
+            Err(Stopped::TooLarge(m)) => {
+                assert!(
+                    m.contains("`kw`") && m.contains("--request-memory-budget-bytes"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Few distinct values fit where many do not.
+        let ten = shard.facet_within(&key("ten"), None, &under).unwrap();
+        assert_eq!(ten.len(), 10);
+        assert!(ten.iter().all(|(_, n)| *n == 700));
+        // Over 4096 points looked at: the deadline is looked at on the way.
+        let passed = Deadline::after(Some(Duration::ZERO));
+        assert_eq!(
+            shard.facet_within(&key("kw"), None, &passed).unwrap_err(),
+            Stopped::Expired
+        );
+    }
 }
