@@ -566,10 +566,22 @@ fn reads_through_a_thawed_node_see_every_write_acknowledged_while_it_was_frozen(
             drop(stop);
         });
         total += acked.load(Ordering::SeqCst);
-        // It catches up, and serves from its own replicas again: every replica agrees.
+        // It catches up, and serves from its own replicas again: every replica agrees, and
+        // every node calls every replica Active (Qdrant's states) again.
         eventually("shoal-2 caught up", || {
             let agree = replicas_agree(&cluster, "c", 6, 2);
             (agree == Ok(total), agree)
+        });
+        eventually("every replica is Active again", || {
+            let states: Vec<Value> = (nodes.iter())
+                .flat_map(|n| {
+                    let info = n.ok("GET", "/collections/c/cluster", None);
+                    let shards = |kind: &str| info[kind].as_array().cloned().unwrap_or_default();
+                    [shards("local_shards"), shards("remote_shards")].concat()
+                })
+                .map(|s| s["state"].clone())
+                .collect();
+            (states.iter().all(|s| s == "Active"), states)
         });
     }
 }
