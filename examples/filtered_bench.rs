@@ -1,18 +1,32 @@
-//! Benchmark (not a test) of filtered search in process: one shard of clustered vectors whose
-//! payloads hold keyword fields of known selectivity and a ~300-byte text, searched unfiltered
-//! and with a `match` on a field passing 0.1 %, 1 %, 10 % and 50 % of the points. Reports QPS on
-//! one thread and recall@10 against exact filtered search (the same shard with `exact: true`).
+//! Benchmark (not a test) of filtered search in process: one shard of clustered vectors (100
+//! Gaussian clusters) whose payloads hold two integer fields and a ~300-byte text, searched
+//! unfiltered and with a `range` passing a chosen fraction of the points, on one thread, at
+//! k = 10 and ef = 100:
+//! - `r < p` (`r` = a random label mod 100): p % of the points, independent of the vectors;
+//! - `c < p` (`c` = the point's cluster): ≈ p % of the points, all in p of the 100 clusters —
+//!   correlated with the vectors (the queries come from every cluster, so most of them lie far
+//!   from every member).
+//!
+//! Every filtered case runs under each of the planner's plans (`auto`: the planner's choice;
+//! `exact`: score every candidate; `graph`: the walk over the whole graph), forced for all
+//! segments. Rounds interleave every case and plan
+//! with the unfiltered search, so that the machine's load drifts on all of them alike; a row
+//! reports the median time of a query over all rounds and queries, that median over the
+//! unfiltered one, and recall@10 against exact filtered search (the same shard with `exact`).
 //!
 //! `cargo run --release --example filtered_bench -- [points] [dim] [mode] [max segment points]`
 //!
-//! `mode`: `unindexed` (the default: the planner's implicit columns), `indexed` (the four keyword
-//! fields get a keyword payload index first), or `both` (unindexed, then indexed, in one run, so
-//! that both tables share the machine's load). `FB_SECS` sets how long each row is timed (2 s),
-//! `FB_CASES` which rows run (comma-separated selectivity moduli, `0` for no filter: `0,10`),
-//! which is what a profiler wants, and `FB_THRESHOLD` the shard's `full_scan_threshold` in
-//! points (the planner still walks the graph above its own break-even bound).
+//! `mode`: `unindexed` (the default: the planner's implicit columns), `indexed` (`r` and `c` get
+//! an integer range index first), `both` (unindexed, then indexed, in one run), or `load` (build
+//! the shard and stop). With a
+//! maximum segment size the shard is loaded into as few segments as it allows (the whole tail
+//! is built at once); without one the optimizer builds 100 000-point tails as it goes.
+//! Environment: `FB_SELS` (percentages, `1,2,5,10,20,30,50`), `FB_KINDS` (`independent`,
+//! `correlated`), `FB_PLANS` (`auto,exact,graph`), `FB_ROUNDS` (3), `FB_QUERIES`
+//! (200), `FB_THRESHOLD` (the shard's `full_scan_threshold` in points).
 //!
-//! The shard is kept under `$TMPDIR/shoal-filtered-bench-<points>x<dim>` and reused.
+//! The shard is kept under `$TMPDIR/shoal-filtered-bench2-<points>x<dim>[-<max segment>]` and
+//! reused.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
@@ -20,7 +34,7 @@ use shoal::index::{HnswParams, Metric};
 use shoal::shard::filter::Filter;
 use shoal::shard::payload_index::FieldSchema;
 use shoal::shard::point::PointId;
-use shoal::shard::search::SearchSpec;
+use shoal::shard::search::{force_plan, Plan, SearchSpec};
 use shoal::shard::version::VersionClock;
 use shoal::shard::{Change, Shard, ShardConfig};
 use std::sync::Arc;
@@ -32,32 +46,25 @@ fn gauss(rng: &mut StdRng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
-/// `n` points around 100 fixed centres.
-fn clustered(seed: u64, n: usize, dim: usize) -> Vec<f32> {
+/// `n` points around 100 fixed centres, with the centre each was drawn around.
+fn clustered(seed: u64, n: usize, dim: usize) -> (Vec<f32>, Vec<u64>) {
     let mut rng = StdRng::seed_from_u64(1234);
     let centres: Vec<f32> = (0..100 * dim).map(|_| 4.0 * gauss(&mut rng)).collect();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(n * dim);
+    let mut cluster = Vec::with_capacity(n);
     for _ in 0..n {
         let c = rng.gen_range(0..100);
+        cluster.push(c as u64);
         out.extend((0..dim).map(|j| centres[c * dim + j] + gauss(&mut rng)));
     }
-    out
+    (out, cluster)
 }
 
-/// Keyword fields: `s1000` passes 0.1 % of points for one value, `s100` 1 %, `s10` 10 %, `s2` 50 %.
-const FIELDS: [(&str, u64, &str); 4] = [
-    ("s1000", 1000, "0.1 %"),
-    ("s100", 100, "1 %"),
-    ("s10", 10, "10 %"),
-    ("s2", 2, "50 %"),
-];
-
-fn payload(label: u64) -> serde_json::Map<String, serde_json::Value> {
+fn payload(label: u64, cluster: u64) -> serde_json::Map<String, serde_json::Value> {
     let mut p = serde_json::Map::new();
-    for (field, m, _) in FIELDS {
-        p.insert(field.into(), json!(format!("v{}", label % m)));
-    }
+    p.insert("r".into(), json!(label % 100));
+    p.insert("c".into(), json!(cluster));
     p.insert(
         "doc".into(),
         json!("lorem ipsum dolor sit amet ".repeat(12)),
@@ -78,20 +85,38 @@ fn spec<'a>(vector: &'a [f32], filter: Option<&'a Filter>, exact: bool) -> Searc
     }
 }
 
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn env_num(name: &str, default: usize) -> usize {
+    (std::env::var(name).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() -> anyhow::Result<()> {
-    let arg = |i: usize, d: usize| {
-        std::env::args()
-            .nth(i)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(d)
+    let arg = |i: usize| std::env::args().nth(i).and_then(|s| s.parse().ok());
+    let (n, dim): (usize, usize) = (arg(1).unwrap_or(100_000), arg(2).unwrap_or(64));
+    let max_segment: Option<usize> = arg(4);
+    let name = match max_segment {
+        Some(m) => format!("shoal-filtered-bench2-{n}x{dim}-{m}"),
+        None => format!("shoal-filtered-bench2-{n}x{dim}"),
     };
-    let (n, dim) = (arg(1, 100_000), arg(2, 64));
-    let dir = std::env::temp_dir().join(format!("shoal-filtered-bench-{n}x{dim}"));
+    let dir = std::env::temp_dir().join(name);
     let db = sled::Config::new().path(dir.join("db")).open()?;
     let mut config = ShardConfig::new(dim, Metric::Euclid, HnswParams::default());
-    // Segments as a pod with a memory limit would build them (default: this machine's).
-    if let Some(points) = std::env::args().nth(4).and_then(|s| s.parse().ok()) {
+    if let Some(points) = max_segment {
+        // Segments as a node whose memory allows them would build them: the whole load is
+        // one tail, built at the end.
         config.optimizer.max_segment_points = points;
+        config.optimizer.max_tail_points = n.max(points);
+        config.optimizer.max_tail_bytes = usize::MAX;
     }
     if let Some(points) = std::env::var("FB_THRESHOLD")
         .ok()
@@ -108,7 +133,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     if shard.is_empty() {
         let t = Instant::now();
-        let data = clustered(7, n, dim);
+        let (data, clusters) = clustered(7, n, dim);
         let mut rng = StdRng::seed_from_u64(5);
         for (b, chunk) in data.chunks(1000 * dim).enumerate() {
             let changes = chunk
@@ -116,14 +141,16 @@ fn main() -> anyhow::Result<()> {
                 .enumerate()
                 .map(|(j, v)| {
                     let id = (b * 1000 + j) as u64;
-                    Change::upsert(PointId::Num(id), id + 1, v.to_vec(), payload(rng.gen()))
+                    let p = payload(rng.gen(), clusters[id as usize]);
+                    Change::upsert(PointId::Num(id), id + 1, v.to_vec(), p)
                 })
                 .collect();
             shard.commit(changes, false)?;
-            if (b + 1) % 100 == 0 {
+            if max_segment.is_none() && (b + 1) % 100 == 0 {
                 while shard.optimize(1)?.is_some() {}
             }
         }
+        eprintln!("loaded {n} points in {:?}", t.elapsed());
         while shard.optimize(1)?.is_some() {}
         eprintln!("loaded and indexed {n} points in {:?}", t.elapsed());
     }
@@ -132,7 +159,10 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "unindexed".into());
     let (live, indexed, segments) = shard.stats();
     eprintln!("{live} points, {indexed} indexed, {segments} segments");
-    let queries = clustered(99, 200, dim);
+    if mode == "load" {
+        return Ok(());
+    }
+    let queries = clustered(99, env_num("FB_QUERIES", 200), dim).0;
     let queries: Vec<&[f32]> = queries.chunks(dim).collect();
     if mode != "indexed" {
         println!("\nno payload index (implicit columns)\n");
@@ -140,11 +170,12 @@ fn main() -> anyhow::Result<()> {
     }
     if mode == "indexed" || mode == "both" {
         let t = Instant::now();
-        let keyword = FieldSchema::parse(&json!("keyword")).map_err(anyhow::Error::msg)?;
+        let range = json!({"type": "integer", "lookup": false, "range": true});
+        let range = FieldSchema::parse(&range).map_err(anyhow::Error::msg)?;
         shard.set_payload_schema(
-            FIELDS
+            ["r", "c"]
                 .iter()
-                .map(|f| (f.0.to_string(), keyword.clone()))
+                .map(|f| (f.to_string(), range.clone()))
                 .collect(),
         );
         eprintln!(
@@ -152,23 +183,44 @@ fn main() -> anyhow::Result<()> {
             t.elapsed(),
             shard.memory().payload_index
         );
-        println!("\nkeyword indexes\n");
+        println!("\ninteger range indexes\n");
         measure(&shard, &queries)?;
     }
     Ok(())
 }
 
-/// Times every case on one thread and prints its row: QPS, mean latency, recall@10 against the
-/// same shard's exact filtered search.
+/// One row: a filter (or none) searched under one plan.
+struct Case {
+    name: String,
+    plan: &'static str,
+    filter: Option<Filter>,
+    /// Per-query times (µs) over all rounds.
+    times: Vec<f64>,
+    recall: f64,
+}
+
+fn plan_of(name: &str) -> Option<Plan> {
+    match name {
+        "exact" => Some(Plan::Exact),
+        "graph" => Some(Plan::Graph),
+        _ => None,
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Times every case and plan, interleaved round by round, and prints the table.
 fn measure(shard: &Shard, queries: &[&[f32]]) -> anyhow::Result<()> {
-    let wanted = std::env::var("FB_CASES").unwrap_or_else(|_| "0,1000,100,10,2".into());
-    let wanted: Vec<u64> = wanted
-        .split(',')
-        .filter_map(|m| m.trim().parse().ok())
+    let sels = env_list("FB_SELS", "1,2,5,10,20,30,50");
+    let kinds = env_list("FB_KINDS", "independent,correlated");
+    let plans: Vec<&'static str> = env_list("FB_PLANS", "auto,exact,graph")
+        .iter()
+        .filter_map(|p| ["auto", "exact", "graph"].into_iter().find(|q| q == p))
         .collect();
-    let secs: f64 = (std::env::var("FB_SECS").ok())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
+    let rounds = env_num("FB_ROUNDS", 3);
     let ids = |filter: Option<&Filter>, q: &[f32], exact: bool| -> Vec<PointId> {
         shard
             .search(&spec(q, filter, exact))
@@ -176,42 +228,75 @@ fn measure(shard: &Shard, queries: &[&[f32]]) -> anyhow::Result<()> {
             .map(|h| h.point.id)
             .collect()
     };
-    println!("| filter | selectivity | QPS | mean latency | recall@10 |");
-    println!("|---|---|---|---|---|");
-    let mut cases: Vec<(String, &str, Option<Filter>)> = Vec::new();
-    if wanted.contains(&0) {
-        cases.push(("none".into(), "100 %", None));
+    let mut cases = vec![Case {
+        name: "none".into(),
+        plan: "-",
+        filter: None,
+        times: Vec::new(),
+        recall: 1.0,
+    }];
+    for kind in &kinds {
+        let key = if kind == "correlated" { "c" } else { "r" };
+        for sel in &sels {
+            let p: u64 = sel.parse()?;
+            let f: Filter =
+                serde_json::from_value(json!({"must": [{"key": key, "range": {"lt": p}}]}))?;
+            for plan in &plans {
+                cases.push(Case {
+                    name: format!("{kind} `{key}` < {p} ({p} %)"),
+                    plan,
+                    filter: Some(f.clone()),
+                    times: Vec::new(),
+                    recall: 0.0,
+                });
+            }
+        }
     }
-    for (field, _, sel) in FIELDS.into_iter().filter(|f| wanted.contains(&f.1)) {
-        let f =
-            serde_json::from_value(json!({"must": [{"key": field, "match": {"value": "v0"}}]}))?;
-        cases.push((format!("`{field}` = v0"), sel, Some(f)));
-    }
-    for (name, sel, filter) in &cases {
-        let truth: Vec<Vec<PointId>> = queries
-            .iter()
-            .map(|q| ids(filter.as_ref(), q, true))
-            .collect();
+    // Recall first (which also builds the implicit columns, untimed); the truth is computed
+    // once per filter, whatever the plans.
+    let mut truths: Vec<(String, Vec<Vec<PointId>>)> = Vec::new();
+    for case in cases.iter_mut().filter(|c| c.filter.is_some()) {
+        if truths.last().is_none_or(|(name, _)| *name != case.name) {
+            let truth = (queries.iter())
+                .map(|q| ids(case.filter.as_ref(), q, true))
+                .collect();
+            truths.push((case.name.clone(), truth));
+        }
+        let Some((_, truth)) = truths.last() else {
+            continue;
+        };
+        force_plan(plan_of(case.plan));
         let (mut hit, mut total) = (0, 0);
-        for (q, t) in queries.iter().zip(&truth) {
-            let got = ids(filter.as_ref(), q, false);
+        for (q, t) in queries.iter().zip(truth) {
+            let got = ids(case.filter.as_ref(), q, false);
             hit += got.iter().filter(|id| t.contains(id)).count();
             total += t.len();
         }
-        let started = Instant::now();
-        let mut done = 0usize;
-        while started.elapsed().as_secs_f64() < secs {
+        case.recall = hit as f64 / total.max(1) as f64;
+    }
+    for _ in 0..rounds {
+        for case in cases.iter_mut() {
+            force_plan(plan_of(case.plan));
             for q in queries {
-                std::hint::black_box(shard.search(&spec(q, filter.as_ref(), false)));
+                let t = Instant::now();
+                std::hint::black_box(shard.search(&spec(q, case.filter.as_ref(), false)));
+                case.times.push(t.elapsed().as_secs_f64() * 1e6);
             }
-            done += queries.len();
         }
-        let secs = started.elapsed().as_secs_f64();
+    }
+    force_plan(None);
+    let base = median(&mut cases[0].times.clone());
+    println!("| filter | plan | median µs | × unfiltered | recall@10 |");
+    println!("|---|---|---|---|---|");
+    for case in &mut cases {
+        let m = median(&mut case.times);
         println!(
-            "| {name} | {sel} | {:.0} | {:.0} µs | {:.3} |",
-            done as f64 / secs,
-            secs * 1e6 / done as f64,
-            hit as f64 / total.max(1) as f64
+            "| {} | {} | {:.0} | {:.2} | {:.3} |",
+            case.name,
+            case.plan,
+            m,
+            m / base.max(1e-9),
+            case.recall
         );
     }
     Ok(())

@@ -614,3 +614,110 @@ fn a_uuid_index_answers_like_no_index_for_values_that_are_not_uuids() {
     shard.set_payload_schema(schema);
     assert_eq!(answers(&shard), without);
 }
+
+/// 4000 points of 16 dimensions around 20 centres, with `r` (a hash of the id mod 100:
+/// independent of the vectors) and `c` (5 × the point's cluster: `c < 5 p` is p of the 20
+/// clusters, correlated with the vectors), in one segment; and 40 queries, two near each centre.
+fn clustered_shard(db: &sled::Db, dir: &Path) -> (Shard, Vec<Vec<f32>>) {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    let shard = {
+        let config = ShardConfig {
+            full_scan_threshold: 60,
+            ..ShardConfig::new(16, Metric::Euclid, HnswParams::default())
+        };
+        let store = Store::from_db(db.clone());
+        Shard::open(&store, "c", dir, config, Arc::new(VersionClock::default())).expect("open")
+    };
+    let mut rng = StdRng::seed_from_u64(3);
+    let centres: Vec<f32> = (0..20 * 16).map(|_| rng.gen_range(-8.0..8.0)).collect();
+    let changes = (0..4000u64)
+        .map(|i| {
+            let c = rng.gen_range(0..20usize);
+            let v = (0..16)
+                .map(|j| centres[c * 16 + j] + rng.gen_range(-1.0f32..1.0))
+                .collect();
+            let r = (i.wrapping_mul(2_654_435_761) >> 8) % 100;
+            let p = json!({"r": r, "c": 5 * c}).as_object().cloned();
+            Change::upsert(PointId::Num(i), 1, v, p.unwrap_or_default())
+        })
+        .collect();
+    shard.commit(changes, false).expect("commit");
+    while shard.optimize(1).expect("optimize").is_some() {}
+    let queries = (0..40)
+        .map(|q| {
+            let c = q % 20;
+            let v = (0..16).map(|j| centres[c * 16 + j] + rng.gen_range(-1.0f32..1.0));
+            v.collect::<Vec<f32>>()
+        })
+        .collect();
+    (shard, queries)
+}
+
+/// Mean recall@10 against exact filtered search over `queries`.
+fn recall_of(shard: &Shard, queries: &[Vec<f32>], filter: &Filter) -> f64 {
+    let (mut hit, mut total) = (0, 0);
+    for q in queries {
+        let ids = |exact| {
+            search(shard, q, filter, exact)
+                .into_iter()
+                .map(|(id, _)| id)
+        };
+        let truth: Vec<PointId> = ids(true).collect();
+        hit += ids(false).filter(|id| truth.contains(id)).count();
+        total += truth.len();
+    }
+    hit as f64 / total.max(1) as f64
+}
+
+/// The planner's choice and the whole-graph walk meet recall@10 ≥ 0.95 against exact filtered
+/// search, for filters independent of the vectors and filters whose members sit in a few
+/// clusters (most queries far from them), on implicit columns and on declared indexes.
+#[test]
+fn the_planner_and_the_graph_walk_meet_recall_on_independent_and_correlated_filters() {
+    use search::{force_plan, Plan};
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let (shard, queries) = clustered_shard(&db, dir.path());
+    let range = json!({"type": "integer", "lookup": false, "range": true});
+    let range = FieldSchema::parse(&range).expect("schema");
+    for indexed in [false, true] {
+        if indexed {
+            let schema = ["r", "c"].map(|k| (k.to_string(), range.clone()));
+            shard.set_payload_schema(schema.into_iter().collect());
+        }
+        for (key, pct) in [
+            ("r", 5),
+            ("r", 10),
+            ("r", 30),
+            ("c", 5),
+            ("c", 10),
+            ("c", 30),
+        ] {
+            let f = json!({"must": [{"key": key, "range": {"lt": pct}}]});
+            let filter: Filter = serde_json::from_value(f.clone()).expect("filter");
+            for plan in [None, Some(Plan::Graph)] {
+                force_plan(plan);
+                let r = recall_of(&shard, &queries, &filter);
+                force_plan(None);
+                assert!(r >= 0.95, "{f} indexed {indexed} plan {plan:?}: recall {r}");
+            }
+        }
+    }
+}
+
+/// Few candidates are scored exactly, more are found by walking the graph: the bound is the
+/// smaller of `full_scan_threshold` and √(32·ef·n).
+#[test]
+fn the_planner_scores_exactly_up_to_the_break_even() {
+    use search::{exact_break_even, plan, Plan};
+    assert_eq!(exact_break_even(100_000, 100), 17_888);
+    assert_eq!(exact_break_even(1_000_000, 100), 56_568);
+    assert_eq!(plan(17_888, 100_000, 100, 40_000), Plan::Exact);
+    assert_eq!(plan(17_889, 100_000, 100, 40_000), Plan::Graph);
+    assert_eq!(plan(40_000, 1_000_000, 100, 40_000), Plan::Exact);
+    assert_eq!(plan(40_001, 1_000_000, 100, 40_000), Plan::Graph);
+    assert_eq!(plan(60, 4_000, 64, 60), Plan::Exact);
+    assert_eq!(plan(61, 4_000, 64, 60), Plan::Graph);
+    // A larger beam makes the walk dearer: more is scored exactly.
+    assert_eq!(plan(20_000, 100_000, 200, 40_000), Plan::Exact);
+}

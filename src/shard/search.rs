@@ -8,7 +8,7 @@
 //!   data (KB, [`FULL_SCAN_THRESHOLD`] by default, as in Qdrant), and fewer than a graph walk
 //!   would cost (`exact_break_even`), exactly those are scored; otherwise the graph is
 //!   traversed accepting only them (and checking the filter's other conditions on the ones it
-//!   visits);
+//!   visits) — [`plan`];
 //! - with no indexed condition, a 64-entry sample estimates how many pass: few, an exact scan;
 //!   otherwise graph traversal checks the filter only on the entries it visits, reading only the
 //!   payload keys the filter names (`check.rs`).
@@ -179,9 +179,8 @@ impl Shard {
 /// Searches one segment's plain entries (live, not overlaid: overlays are searched with the
 /// point table). Unfiltered, or filtered the way Qdrant's planner does:
 /// - when the payload indexes answer part of the filter, they give the candidates; few of them
-///   (at most `full_scan_threshold`) are scored exactly, more are found by graph traversal that
-///   accepts only candidates — and checks the rest of the filter on those it visits, unless the
-///   indexes answered all of it;
+///   are scored exactly, more are found by a graph walk ([`plan`]) — and the rest of the filter
+///   is checked on those it visits, unless the indexes answered all of it;
 /// - otherwise the filter is checked only on the entries the search visits, after a small
 ///   sample estimated how many pass (few: an exact scan is complete and cheaper).
 ///
@@ -208,12 +207,19 @@ fn search_segment(
     if let Some(c) = seg.payload_index().candidates(check.filter, seg) {
         let ids = &c.ids;
         let accept = |i: u32| seg.plain(i) && ids.contains(i) && (c.exact || passes(i));
-        let worth_scoring = full_scan_threshold.min(exact_break_even(seg.len(), spec.ef));
-        return if spec.exact || ids.len() <= worth_scoring {
-            let among = ids.iter().filter(|&i| scanned.tick() && accept(i));
-            index.exact_among(spec.vector, spec.k, among)
+        let chosen = if spec.exact {
+            Plan::Exact
         } else {
-            index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
+            plan(ids.len(), seg.len(), spec.ef, full_scan_threshold)
+        };
+        return match chosen {
+            Plan::Exact => {
+                let among = ids.iter().filter(|&i| scanned.tick() && accept(i));
+                index.exact_among(spec.vector, spec.k, among)
+            }
+            Plan::Graph => {
+                index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
+            }
         };
     }
     let accept = |i: u32| seg.plain(i) && passes(i);
@@ -222,6 +228,45 @@ fn search_segment(
     } else {
         index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
     }
+}
+
+/// How one segment answers a filter whose indexed conditions leave some of its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Score every candidate (exact).
+    Exact,
+    /// Walk the whole graph, keeping the candidates it meets.
+    Graph,
+}
+
+/// The plan for `candidates` of a segment's `n` entries at beam width `ef`: exact scoring up
+/// to `full_scan_threshold` and the break-even against a graph walk ([`exact_break_even`]),
+/// the graph walk above.
+pub fn plan(candidates: usize, n: usize, ef: usize, full_scan_threshold: usize) -> Plan {
+    if let Some(forced) = forced_plan() {
+        return forced;
+    }
+    if candidates <= full_scan_threshold.min(exact_break_even(n, ef)) {
+        Plan::Exact
+    } else {
+        Plan::Graph
+    }
+}
+
+/// A plan every segment takes whatever its candidates, in searches this thread makes, for
+/// benchmarks and tests comparing the plans on the same data (`examples/filtered_bench`);
+/// `None` (the default) lets [`plan`] choose.
+#[doc(hidden)]
+pub fn force_plan(plan: Option<Plan>) {
+    FORCED_PLAN.with(|f| f.set(plan));
+}
+
+thread_local! {
+    static FORCED_PLAN: std::cell::Cell<Option<Plan>> = const { std::cell::Cell::new(None) };
+}
+
+fn forced_plan() -> Option<Plan> {
+    FORCED_PLAN.with(|f| f.get())
 }
 
 /// Distances an unfiltered graph walk computes per unit of `ef`, roughly (layer-0 neighbours of
@@ -235,7 +280,7 @@ const WALK_DISTANCES_PER_EF: usize = 32;
 /// segment at ef 100. Without this bound a segment smaller than the threshold scored half of
 /// itself for a 50 %-selective filter: at 1M points in segments of 60 000 that was 25 × the
 /// time of unfiltered search (docs/filtered-search.md).
-fn exact_break_even(n: usize, ef: usize) -> usize {
+pub fn exact_break_even(n: usize, ef: usize) -> usize {
     ((n as f64) * (WALK_DISTANCES_PER_EF * ef.max(1)) as f64).sqrt() as usize
 }
 
