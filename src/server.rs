@@ -139,6 +139,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
 /// [`api::serve::DRAIN_LIMIT`] for requests in flight, and flushes: well within Kubernetes'
 /// 30 s grace period.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Before anything can report ready, so that no stop signal finds the default handler.
+    let shutdown = shutdown_signal();
     let Started { db, public, peer } = start(config).await?;
     let node = Arc::clone(db.coordinator());
     let config = db.config();
@@ -176,7 +178,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stop = {
         let stopping = Arc::clone(&stopping);
         async move {
-            shutdown_signal().await;
+            shutdown.await;
             stopping.store(true, Ordering::Release);
         }
     };
@@ -292,29 +294,41 @@ async fn optimize_forever(node: Arc<Coordinator>, threshold: usize, stopping: Ar
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM (Kubernetes' stop) or Ctrl-C. The handlers are installed when this is made, not when
+/// it is first awaited: the serve loop first polls its stop future after its first accept, and
+/// a SIGTERM that came before the handler existed killed the process outright (seen in tests
+/// that stop a node right after it answered `/readyz`).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    #[cfg(unix)]
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: std::io::Result<tokio::signal::unix::Signal>,
+                        name: &'static str| async move {
+                match signal {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for {name}");
+                        std::future::pending::<()>().await
+                    }
+                }
+            };
+            tokio::select! {
+                _ = wait(term, "SIGTERM") => {},
+                _ = wait(interrupt, "SIGINT") => {},
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested: draining requests");
     }
-    tracing::info!("shutdown requested: draining requests");
 }
 
 /// `shoal handoff`: asks the node in this pod (on its peer port) to hand off if it is leaving.
