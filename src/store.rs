@@ -487,9 +487,11 @@ impl Store {
     fn open_again(&self, volume: &Path, db: &mut Option<sled::Db>) -> Result<(), StoreError> {
         drop(db.take());
         let path = volume.join(SLED_DIR);
-        // sled's own threads may hold its file lock for a moment after the handle is dropped.
+        // sled's own threads may hold its file lock for a moment after the handle is dropped:
+        // up to 3 s, as on a loaded machine half a second was once not enough (a racing writer
+        // then got an error in `reopen_keeps_writes_and_racing_writers_wait`).
         let mut last = None;
-        for _ in 0..25 {
+        for _ in 0..150 {
             match open_sled(&path, self.inner.cache_bytes) {
                 Ok(reopened) => {
                     *db = Some(reopened);
