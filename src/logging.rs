@@ -9,21 +9,20 @@
 //! lose at most the last [`FLUSH_EVERY`] of info lines; it never loses data, which is synced
 //! separately.
 //!
-//! Lines are formatted by tracing-subscriber, with one addition ([`EscapedFields`]): every field
-//! value has the control characters a terminal acts on escaped, not only the message, so that
-//! text a client sent (a collection name, a rejected id in an error) cannot drive the terminal
-//! of whoever reads the log.
+//! Text lines are tracing-subscriber's default format, written by [`text`] (without its styling
+//! machinery, and with every field value escaped); JSON lines are tracing-subscriber's own.
 
 use parking_lot::Mutex;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{Level, Metadata};
-use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
-use tracing_subscriber::fmt::{FormatFields, MakeWriter};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
+
+pub mod text;
 
 /// How long an info line may wait in the buffer.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -138,8 +137,13 @@ pub fn init(format: &str) -> LogGuard {
             .with_current_span(true)
             .with_span_list(false)
             .init();
+    } else if ansi {
+        builder.fmt_fields(text::Fields).init();
     } else {
-        builder.fmt_fields(EscapedFields::default()).init();
+        builder
+            .fmt_fields(text::Fields)
+            .event_format(text::PlainLine::new())
+            .init();
     }
     LogGuard(out)
 }
@@ -150,49 +154,6 @@ pub fn now_rfc3339() -> String {
     // Writing to a String cannot fail.
     let _ = tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut text));
     text
-}
-
-/// tracing-subscriber's text fields, every value written through [`Escaping`] (its own default
-/// escapes the message and errors only).
-#[derive(Default)]
-pub struct EscapedFields(DefaultFields);
-
-impl<'w> FormatFields<'w> for EscapedFields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
-        let mut escaping = Escaping(writer);
-        self.0.format_fields(Writer::new(&mut escaping), fields)
-    }
-}
-
-/// Writes text through to `W` with the control characters a terminal could act on escaped (as
-/// tracing-subscriber does), checked a whole piece at a time.
-struct Escaping<W>(W);
-
-impl<W: std::fmt::Write> std::fmt::Write for Escaping<W> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let risky = |c: char| {
-            matches!(
-                c,
-                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}'
-            )
-        };
-        // Byte-wise first, without an early exit so that it vectorises: a risky ASCII byte, or
-        // 0xC2, the lead byte of U+0080..U+00BF.
-        let suspect = s.bytes().fold(false, |any, b| {
-            any | matches!(b, 0x07 | 0x08 | 0x0c | 0x1b | 0x7f | 0xc2)
-        });
-        if !suspect || !s.contains(risky) {
-            return self.0.write_str(s);
-        }
-        for c in s.chars() {
-            match c {
-                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", c as u32)?,
-                c if risky(c) => write!(self.0, "\\x{:02x}", c as u32)?,
-                c => self.0.write_char(c)?,
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -217,37 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn fields_read_as_the_default_ones_with_every_value_escaped() {
-        use tracing_subscriber::layer::SubscriberExt;
-        let render = |escaped: bool, raw: &'static str| {
-            let out = BufferedStderr::default();
-            let layer = tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .without_time()
-                .with_writer(out.clone());
-            let line = || {
-                let span = tracing::info_span!("request", request_id = %"ab-1", raw = %raw);
-                let _in = span.enter();
-                tracing::info!(status = 200u16, ms = 0.123, "request finished");
-                tracing::info!(error = "bell\x07 and \\", "plain {}", 5);
-            };
-            if escaped {
-                let layer = layer.fmt_fields(EscapedFields::default());
-                tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), line)
-            } else {
-                tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), line)
-            }
-            let text = String::from_utf8(out.buf.lock().clone()).unwrap();
-            text
-        };
-        let (escaped, default) = (render(true, "y"), render(false, "y"));
-        assert!(
-            escaped.contains("request finished status=200 ms=0.123"),
-            "{escaped}"
-        );
-        assert_eq!(escaped, default);
-        let escaped = render(true, "y\x1b[0m\u{85}");
-        assert!(escaped.contains(r"raw=y\x1b[0m\u{85}"), "{escaped}");
+    fn log_time_is_utc() {
         assert!(now_rfc3339().ends_with('Z'));
     }
 }

@@ -141,12 +141,16 @@ fn slow_bodies_time_out_and_hold_only_their_clients_share() {
     // The 4 over the client's share are refused at once...
     let mut shed = 0;
     let mut waiting = Vec::new();
+    // On a loaded machine these reads can outlast the body timeout: an answer already read is
+    // kept for the check below.
+    let mut answers = Vec::new();
     for mut s in slow.drain(..) {
         match read_within(&mut s, Duration::from_millis(200)) {
             Some(a) if a.starts_with("HTTP/1.1 503") => {
                 assert!(a.contains("--max-requests-per-client"), "{a}");
                 shed += 1;
             }
+            Some(a) if !a.is_empty() => answers.push(a),
             _ => waiting.push(s),
         }
     }
@@ -155,7 +159,10 @@ fn slow_bodies_time_out_and_hold_only_their_clients_share() {
     served(&node);
     // The trickled bodies get a 408 in Qdrant's shape.
     for s in waiting.iter_mut() {
-        let answer = read_within(s, Duration::from_secs(10)).unwrap_or_default();
+        answers.push(read_within(s, Duration::from_secs(10)).unwrap_or_default());
+    }
+    assert_eq!(answers.len(), 8);
+    for answer in &answers {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("--body-read-timeout-secs"), "{answer}");
     }

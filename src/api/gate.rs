@@ -5,9 +5,9 @@
 //! snapshots: [`LONG_ROUTES`]; a 504, and the request's future is dropped, which stops the
 //! reads it started), and the request metrics by route, method and status.
 //!
-//! Around the router, once per request, are tower-http's layers ([`super::router`]): the request
-//! id, the request span and access line ([`super::request_id`]), and the guard that turns a
-//! handler's panic into a 500.
+//! Around the router, once per request ([`super::router`]): the request id, the request span and
+//! access line ([`super::request_id`]), and tower-http's guard that turns a handler's panic into
+//! a 500.
 
 use super::request_id::Quiet;
 use super::response::ApiError;

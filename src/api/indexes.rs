@@ -7,7 +7,7 @@ use super::response::Path;
 use super::response::{Answer, ApiResult, Body, Params, Started};
 use super::AppState;
 use crate::service::models::{
-    CreateFieldIndex, FacetRequest, FacetResponse, UpdateResult, WriteParams,
+    CreateFieldIndex, FacetRequest, FacetResponse, OrderingParams, UpdateResult, WaitParams,
 };
 use axum::extract::State;
 
@@ -17,7 +17,7 @@ use axum::extract::State;
     tag = "collections",
     summary = "Create a payload index",
     description = "Indexes a payload field on every replica (built before the answer). A field has one index: creating one on a field that has one replaces it.",
-    params(("name" = String, Path, description = "Collection name"), WriteParams),
+    params(("name" = String, Path, description = "Collection name"), WaitParams, OrderingParams),
     request_body = CreateFieldIndex,
     responses((status = 200, description = "Success", body = super::response::Envelope<UpdateResult>), super::openapi::ApiErrors)
 )]
@@ -25,11 +25,14 @@ pub async fn create(
     State(db): State<AppState>,
     t: Started,
     Path(name): Path<String>,
-    Params(p): Params<WriteParams>,
+    Params(p): Params<WaitParams>,
+    Params(_ordering): Params<OrderingParams>,
     Body(req): Body<CreateFieldIndex>,
 ) -> ApiResult<UpdateResult> {
-    let wait = p.wait.unwrap_or(false);
-    Ok(Answer(t, db.create_payload_index(&name, req, wait).await?))
+    Ok(Answer(
+        t,
+        db.create_payload_index(&name, req, p.wait()).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -40,7 +43,8 @@ pub async fn create(
     params(
         ("name" = String, Path, description = "Collection name"),
         ("field_name" = String, Path, description = "The indexed field (a key path)"),
-        WriteParams
+        WaitParams,
+        OrderingParams
     ),
     responses((status = 200, description = "Success", body = super::response::Envelope<UpdateResult>), super::openapi::ApiErrors)
 )]
@@ -48,12 +52,12 @@ pub async fn delete(
     State(db): State<AppState>,
     t: Started,
     Path((name, field)): Path<(String, String)>,
-    Params(p): Params<WriteParams>,
+    Params(p): Params<WaitParams>,
+    Params(_ordering): Params<OrderingParams>,
 ) -> ApiResult<UpdateResult> {
-    let wait = p.wait.unwrap_or(false);
     Ok(Answer(
         t,
-        db.delete_payload_index(&name, &field, wait).await?,
+        db.delete_payload_index(&name, &field, p.wait()).await?,
     ))
 }
 

@@ -30,8 +30,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 /// What every handler can reach: the service layer.
 pub type AppState = Arc<Database>;
@@ -96,7 +94,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 /// The public API as served. Around the router, once per request: the request id, the request
-/// span and access line ([`request_id`]), the panic guard, the body limit. Inside it, per route:
+/// span and access line ([`request_id::traced`]), the panic guard, the body limit. Inside it, per route:
 /// the [`gate`] (API key, overload limits, timeout, metrics).
 pub fn router(
     db: AppState,
@@ -112,19 +110,8 @@ pub fn router(
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(gate, gate::admit))
         .with_state(db);
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(request_id::span)
-        .on_request(())
-        .on_response(request_id::finished)
-        .on_body_chunk(())
-        .on_eos(())
-        .on_failure(());
     ServiceBuilder::new()
-        .map_response(|response: axum::http::Response<_>| response.map(axum::body::Body::new))
-        .map_request(request_id::sanitize)
-        .layer(SetRequestIdLayer::x_request_id(request_id::FreshId))
-        .layer(trace)
-        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(axum::middleware::from_fn(request_id::traced))
         .layer(CatchPanicLayer::custom(service_routes::panic_response))
         .layer(DefaultBodyLimit::max(body_limit))
         .service(router)

@@ -26,8 +26,7 @@ pub async fn upsert(
     Params(p): Params<WaitParams>,
     Body(req): Body<UpsertPoints>,
 ) -> ApiResult<UpdateResult> {
-    let wait = p.wait.unwrap_or(false);
-    Ok(Answer(t, db.upsert(&name, req, wait).await?))
+    Ok(Answer(t, db.upsert(&name, req, p.wait()).await?))
 }
 
 #[utoipa::path(
@@ -46,8 +45,7 @@ pub async fn delete(
     Params(p): Params<WaitParams>,
     Body(req): Body<PointsSelector>,
 ) -> ApiResult<UpdateResult> {
-    let wait = p.wait.unwrap_or(false);
-    Ok(Answer(t, db.delete_points(&name, req, wait).await?))
+    Ok(Answer(t, db.delete_points(&name, req, p.wait()).await?))
 }
 
 #[utoipa::path(
@@ -66,8 +64,7 @@ pub async fn set_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<SetPayload>,
 ) -> ApiResult<UpdateResult> {
-    let wait = p.wait.unwrap_or(false);
-    Ok(Answer(t, db.set_payload(&name, req, wait).await?))
+    Ok(Answer(t, db.set_payload(&name, req, p.wait()).await?))
 }
 
 #[utoipa::path(
@@ -86,8 +83,7 @@ pub async fn overwrite_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<SetPayload>,
 ) -> ApiResult<UpdateResult> {
-    let wait = p.wait.unwrap_or(false);
-    Ok(Answer(t, db.overwrite_payload(&name, req, wait).await?))
+    Ok(Answer(t, db.overwrite_payload(&name, req, p.wait()).await?))
 }
 
 #[utoipa::path(
@@ -106,8 +102,7 @@ pub async fn delete_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<DeletePayload>,
 ) -> ApiResult<UpdateResult> {
-    let wait = p.wait.unwrap_or(false);
-    Ok(Answer(t, db.delete_payload(&name, req, wait).await?))
+    Ok(Answer(t, db.delete_payload(&name, req, p.wait()).await?))
 }
 
 #[utoipa::path(
@@ -126,8 +121,7 @@ pub async fn clear_payload(
     Params(p): Params<WaitParams>,
     Body(req): Body<PointsSelector>,
 ) -> ApiResult<UpdateResult> {
-    let wait = p.wait.unwrap_or(false);
-    Ok(Answer(t, db.clear_payload(&name, req, wait).await?))
+    Ok(Answer(t, db.clear_payload(&name, req, p.wait()).await?))
 }
 
 #[utoipa::path(
@@ -219,8 +213,7 @@ pub async fn update_vectors(
     Params(p): Params<WaitParams>,
     Body(req): Body<UpdateVectors>,
 ) -> ApiResult<UpdateResult> {
-    let wait = p.wait.unwrap_or(false);
-    Ok(Answer(t, db.update_vectors(&name, req, wait).await?))
+    Ok(Answer(t, db.update_vectors(&name, req, p.wait()).await?))
 }
 
 #[utoipa::path(
@@ -239,8 +232,7 @@ pub async fn delete_vectors(
     Params(p): Params<WaitParams>,
     Body(req): Body<DeleteVectors>,
 ) -> ApiResult<UpdateResult> {
-    let wait = p.wait.unwrap_or(false);
-    Ok(Answer(t, db.delete_vectors(&name, req, wait).await?))
+    Ok(Answer(t, db.delete_vectors(&name, req, p.wait()).await?))
 }
 
 #[utoipa::path(
@@ -259,6 +251,5 @@ pub async fn batch(
     Params(p): Params<WaitParams>,
     Body(req): Body<UpdateOperations>,
 ) -> ApiResult<Vec<UpdateResult>> {
-    let wait = p.wait.unwrap_or(false);
-    Ok(Answer(t, db.batch_update(&name, req, wait).await?))
+    Ok(Answer(t, db.batch_update(&name, req, p.wait()).await?))
 }

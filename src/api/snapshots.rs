@@ -34,8 +34,11 @@ fn maybe<T: Serialize>(t: Started, result: Option<T>) -> Response {
     }
 }
 
-fn waits(p: &WaitParams) -> bool {
-    p.wait.unwrap_or(true)
+/// Whether a snapshot route's answer waits for the snapshot: the client's `wait`, else yes, as
+/// in Qdrant (a client that takes a snapshot usually wants its name; point and index writes do
+/// not wait by default: [`WaitParams::wait`]).
+fn waits(wait: Option<bool>) -> bool {
+    wait.unwrap_or(true)
 }
 
 /// A snapshot file as a download.
@@ -68,7 +71,7 @@ pub async fn create(
     Path(name): Path<String>,
     Params(p): Params<WaitParams>,
 ) -> Answered {
-    Ok(maybe(t, db.create_snapshot(&name, waits(&p)).await?))
+    Ok(maybe(t, db.create_snapshot(&name, waits(p.wait)).await?))
 }
 
 #[utoipa::path(
@@ -131,7 +134,10 @@ pub async fn recover(
     Params(p): Params<WaitParams>,
     Body(req): Body<SnapshotRecover>,
 ) -> Answered {
-    Ok(maybe(t, db.recover_snapshot(&name, req, waits(&p)).await?))
+    Ok(maybe(
+        t,
+        db.recover_snapshot(&name, req, waits(p.wait)).await?,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -199,7 +205,7 @@ pub async fn upload(
     if !received {
         return Err(bad("the upload has no `snapshot` file field".into()));
     }
-    let wait = p.wait.unwrap_or(true);
+    let wait = waits(p.wait);
     Ok(maybe(
         t,
         db.recover_uploaded(&name, target, p.checksum, wait).await?,
@@ -256,7 +262,7 @@ pub async fn create_full(
     t: Started,
     Params(p): Params<WaitParams>,
 ) -> Answered {
-    Ok(maybe(t, db.create_full_snapshot(waits(&p)).await?))
+    Ok(maybe(t, db.create_full_snapshot(waits(p.wait)).await?))
 }
 
 #[utoipa::path(

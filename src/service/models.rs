@@ -229,10 +229,19 @@ pub struct UpsertPoints {
     pub update_filter: Option<Filter>,
 }
 
+/// Qdrant's `wait` query parameter: whether the answer waits until the change is applied.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WaitParams {
     pub wait: Option<bool>,
+}
+
+impl WaitParams {
+    /// The client's `wait`, else no: Qdrant's default for point and index writes, which are
+    /// acknowledged once logged. (Snapshot routes wait by default, as Qdrant's do.)
+    pub fn wait(&self) -> bool {
+        self.wait.unwrap_or(false)
+    }
 }
 
 /// `{"points": [ids]}` or `{"filter": …}`.
@@ -785,12 +794,11 @@ pub struct CreateFieldIndex {
     pub field_schema: Option<Value>,
 }
 
-/// The query parameters of Qdrant's index routes: `wait`, and `ordering` (`weak`, `medium`,
+/// The index routes' other query parameter besides `wait`: `ordering` (`weak`, `medium`,
 /// `strong`), accepted for compatibility: a configuration change is ordered by its version.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct WriteParams {
-    pub wait: Option<bool>,
+pub struct OrderingParams {
     pub ordering: Option<WriteOrdering>,
 }
 

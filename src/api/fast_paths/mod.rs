@@ -16,6 +16,13 @@
 //! Together with the request metrics registered once ([`super::gate`]) they take a search
 //! request from ~345 000 to ~312 000 instructions; the end-to-end figures are in
 //! `docs/benchmarks.md`.
+//!
+//! Two more pieces of the request path stand where their job is, on the crates' own extension
+//! points rather than in their place: the text log line ([`crate::logging::text`], a
+//! tracing-subscriber `FormatEvent` and `FormatFields` pinned byte for byte to its default
+//! format; ~9 500 instructions a search request fewer, ~3 %), and the request id, span and
+//! access line in one axum middleware ([`super::request_id::traced`], in place of three
+//! tower-http layers; ~1 800 fewer).
 
 pub mod hits;
 pub mod json_number;

@@ -17,10 +17,12 @@
 
 use super::json_number::read_f32;
 use crate::service::models::{
-    QueryBatch, QueryInput, QueryPoints, SearchBatch, SearchPoints, SearchVector, WithPayload,
-    WithVector,
+    QueryBatch, QueryInput, QueryPoints, SearchBatch, SearchParams, SearchPoints, SearchVector,
+    WithPayload, WithVector,
 };
+use crate::shard::filter::Filter;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// A request body the fast path can read.
 pub trait FastBody: Sized {
@@ -228,6 +230,11 @@ impl Seen {
         self.0 |= bit;
         first.then_some(())
     }
+
+    /// One of the keys in `mask` was seen.
+    fn any(&self, mask: u32) -> bool {
+        self.0 & mask != 0
+    }
 }
 
 /// `with_payload`: `true`/`false` read here, a list of keys or a selector by serde.
@@ -245,122 +252,130 @@ fn with_vector(c: &mut Cursor) -> Option<Option<WithVector>> {
     }
 }
 
-fn search_points(c: &mut Cursor) -> Option<SearchPoints> {
-    let (mut vector, mut limit) = (None, None);
-    let mut s = SearchPoints {
-        vector: SearchVector::Dense(Vec::new()),
-        filter: None,
-        params: None,
-        limit: 0,
-        offset: None,
-        with_payload: None,
-        with_vector: None,
-        score_threshold: None,
-    };
-    let mut seen = Seen::default();
+/// Every key of a search body and of a query body, read by one match: most are shared, and each
+/// body type takes its own from here ([`search_points`], [`query_points`]).
+#[derive(Default)]
+struct Fields {
+    seen: Seen,
+    vector: Option<SearchVector>,
+    query: Option<QueryInput>,
+    limit: Option<usize>,
+    filter: Option<Filter>,
+    params: Option<SearchParams>,
+    offset: Option<usize>,
+    with_payload: Option<WithPayload>,
+    with_vector: Option<WithVector>,
+    score_threshold: Option<f32>,
+    using: Option<String>,
+    prefetch: Option<Value>,
+    lookup_from: Option<Value>,
+}
+
+/// The keys of one body type only, as [`Seen`] numbers them.
+const SEARCH_ONLY: u32 = 1 << 0;
+const QUERY_ONLY: u32 = 0b1111 << 8;
+
+fn fields(c: &mut Cursor) -> Option<Fields> {
+    let mut f = Fields::default();
     c.object(|key, c| {
-        match key {
+        let number = match key {
             b"vector" => {
-                seen.first(0)?;
-                vector = Some(match c.peek()? {
+                f.vector = Some(match c.peek()? {
                     b'[' => SearchVector::Dense(c.f32_list()?),
                     _ => c.serde()?,
                 });
+                0
             }
+            // Nullable: a search body's `limit` must be a number, which `search_points` asks.
             b"limit" => {
-                seen.first(1)?;
-                limit = Some(c.usize()?);
+                f.limit = c.nullable(Cursor::usize)?;
+                1
             }
             b"filter" => {
-                seen.first(2)?;
-                s.filter = c.serde()?;
+                f.filter = c.serde()?;
+                2
             }
             b"params" => {
-                seen.first(3)?;
-                s.params = c.serde()?;
+                f.params = c.serde()?;
+                3
             }
             b"offset" => {
-                seen.first(4)?;
-                s.offset = c.nullable(Cursor::usize)?;
+                f.offset = c.nullable(Cursor::usize)?;
+                4
             }
             b"with_payload" => {
-                seen.first(5)?;
-                s.with_payload = with_payload(c)?;
+                f.with_payload = with_payload(c)?;
+                5
             }
             b"with_vector" => {
-                seen.first(6)?;
-                s.with_vector = with_vector(c)?;
+                f.with_vector = with_vector(c)?;
+                6
             }
             b"score_threshold" => {
-                seen.first(7)?;
-                s.score_threshold = c.nullable(Cursor::f32)?;
+                f.score_threshold = c.nullable(Cursor::f32)?;
+                7
             }
-            _ => return None,
-        }
-        Some(())
-    })?;
-    s.vector = vector?;
-    s.limit = limit?;
-    Some(s)
-}
-
-fn query_points(c: &mut Cursor) -> Option<QueryPoints> {
-    let mut q = QueryPoints::default();
-    let mut seen = Seen::default();
-    c.object(|key, c| {
-        match key {
             b"query" => {
-                seen.first(0)?;
-                q.query = match c.peek()? {
+                f.query = match c.peek()? {
                     b'[' => Some(QueryInput::Vector(c.f32_list()?)),
                     _ => c.serde()?,
                 };
-            }
-            b"limit" => {
-                seen.first(1)?;
-                q.limit = c.nullable(Cursor::usize)?;
-            }
-            b"filter" => {
-                seen.first(2)?;
-                q.filter = c.serde()?;
-            }
-            b"params" => {
-                seen.first(3)?;
-                q.params = c.serde()?;
-            }
-            b"offset" => {
-                seen.first(4)?;
-                q.offset = c.nullable(Cursor::usize)?;
-            }
-            b"with_payload" => {
-                seen.first(5)?;
-                q.with_payload = with_payload(c)?;
-            }
-            b"with_vector" => {
-                seen.first(6)?;
-                q.with_vector = with_vector(c)?;
-            }
-            b"score_threshold" => {
-                seen.first(7)?;
-                q.score_threshold = c.nullable(Cursor::f32)?;
+                8
             }
             b"using" => {
-                seen.first(8)?;
-                q.using = c.serde()?;
+                f.using = c.serde()?;
+                9
             }
             b"prefetch" => {
-                seen.first(9)?;
-                q.prefetch = c.serde()?;
+                f.prefetch = c.serde()?;
+                10
             }
             b"lookup_from" => {
-                seen.first(10)?;
-                q.lookup_from = c.serde()?;
+                f.lookup_from = c.serde()?;
+                11
             }
             _ => return None,
-        }
-        Some(())
+        };
+        f.seen.first(number)
     })?;
-    Some(q)
+    Some(f)
+}
+
+fn search_points(c: &mut Cursor) -> Option<SearchPoints> {
+    let f = fields(c)?;
+    if f.seen.any(QUERY_ONLY) {
+        return None;
+    }
+    Some(SearchPoints {
+        vector: f.vector?,
+        limit: f.limit?,
+        filter: f.filter,
+        params: f.params,
+        offset: f.offset,
+        with_payload: f.with_payload,
+        with_vector: f.with_vector,
+        score_threshold: f.score_threshold,
+    })
+}
+
+fn query_points(c: &mut Cursor) -> Option<QueryPoints> {
+    let f = fields(c)?;
+    if f.seen.any(SEARCH_ONLY) {
+        return None;
+    }
+    Some(QueryPoints {
+        query: f.query,
+        prefetch: f.prefetch,
+        using: f.using,
+        filter: f.filter,
+        params: f.params,
+        score_threshold: f.score_threshold,
+        limit: f.limit,
+        offset: f.offset,
+        with_payload: f.with_payload,
+        with_vector: f.with_vector,
+        lookup_from: f.lookup_from,
+    })
 }
 
 /// `{"searches": [item, …]}`.
