@@ -382,6 +382,21 @@ impl Target {
         Ok(())
     }
 
+    /// Drops a payload field's index (`DELETE /collections/{c}/index/{field}`, `wait=true`);
+    /// a field without one is no error.
+    pub async fn delete_index(&self, field: &str) -> Result<()> {
+        let r = self
+            .client
+            .delete(format!("{}/index/{field}?wait=true", self.coll(0)))
+            .send()
+            .await
+            .context("delete index")?;
+        if r.status() != reqwest::StatusCode::NOT_FOUND {
+            Self::check(r, "delete index").await?;
+        }
+        Ok(())
+    }
+
     /// Latencies (µs, ascending) of `n` sequential `GET {first url}{path}` on the same pool: the
     /// round trip of the HTTP stack alone, to set beside the search latencies.
     pub async fn baseline(&self, path: &str, n: usize) -> Result<Vec<f64>> {
