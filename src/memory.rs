@@ -1,5 +1,6 @@
 //! The node's memory budget: the limit of the memory cgroup it runs in (what Kubernetes enforces
-//! for the pod), else the machine's memory, and the sizes derived from it.
+//! for the pod), else the machine's memory, and the sizes derived from it and from the node's
+//! CPUs (how large a segment a build may make, how many points the unindexed tail may hold).
 //!
 //! cgroup v1 publishes the limit in `memory.limit_in_bytes` (and, counting every ancestor,
 //! `hierarchical_memory_limit` in `memory.stat`); v2 in `memory.max` of the process's group and
@@ -107,28 +108,80 @@ pub fn build_bytes_per_point(dim: usize) -> usize {
     BUILD_BYTES_PER_POINT + BUILD_VECTOR_COPIES * 4 * dim
 }
 
-/// The largest segment a build may make by default: what fits in a quarter of the node's
-/// memory (the rest is for the mapped segments, sled, the tail and requests), between 10 000
-/// and 2 000 000 points.
-pub fn default_max_segment_points(dim: usize) -> usize {
-    let budget = (limit_bytes() / 4) as usize;
-    (budget / build_bytes_per_point(dim.max(1))).clamp(10_000, 2_000_000)
+/// Build memory a segment may need per CPU of the node, whatever its memory: 512 MiB.
+///
+/// Qdrant bounds a segment by CPU, not by memory (its default `max_segment_size` is 256 000 KB
+/// of vectors per indexing thread), so that a build takes about as long on a large machine as
+/// on a small one. hnsw_rs builds about 3 times slower than hnswlib (docs/benchmarks.md), and at
+/// low dimensions its per-point overhead, not the vectors, is most of its work, so the budget
+/// here is counted in [`build_bytes_per_point`] rather than in vector bytes: 313 000 points of
+/// 64 dimensions, 241 000 of 128 or 73 000 of 768 per build on 2 CPUs.
+pub const BUILD_BYTES_PER_CPU: u64 = 512 << 20;
+
+/// A segment holds at least this many points by default, however small the node.
+pub const MIN_DEFAULT_SEGMENT_POINTS: usize = 10_000;
+/// ... and at most this many, however large.
+pub const MAX_DEFAULT_SEGMENT_POINTS: usize = 2_000_000;
+/// The tail holds at most this many CPU-sized segments' worth of points (see [`sizing`]).
+pub const TAIL_SEGMENTS: usize = 2;
+
+/// How large segments and the unindexed tail grow by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    /// The most points one build puts in a segment.
+    pub max_segment_points: usize,
+    /// The most points the in-RAM tail holds before writers wait for builds.
+    pub max_tail_points: usize,
+    /// The most bytes (vectors and payload text) the tail holds.
+    pub max_tail_bytes: usize,
+}
+
+/// The default sizes on a node with `limit` bytes of memory and `cpus` CPUs, for vectors of
+/// `dim` dimensions (docs/storage.md, *Builds and their memory*):
+/// - a segment holds what a build can make within [`BUILD_BYTES_PER_CPU`] per CPU, and within
+///   a quarter of the memory (the rest is for the mapped segments, sled, the tail and
+///   requests), whichever is smaller, between 10 000 and 2 000 000 points;
+/// - the tail holds what fits in a tenth of the memory (at ≈ 400 + 4·dim bytes a point, at
+///   least 20 000 points), but no more than [`TAIL_SEGMENTS`] CPU-sized segments, and never
+///   less than one segment: on a large machine a fast upload then waits for builds instead of
+///   growing a tail that every query scans and that takes minutes to index;
+/// - the tail's bytes: a tenth of the memory, at least 16 MiB (a bound on RAM, for payloads).
+pub fn sizing(limit: u64, cpus: usize, dim: usize) -> Sizing {
+    let per_point = build_bytes_per_point(dim.max(1)) as u64;
+    let points = |bytes: u64| {
+        (bytes / per_point).clamp(
+            MIN_DEFAULT_SEGMENT_POINTS as u64,
+            MAX_DEFAULT_SEGMENT_POINTS as u64,
+        ) as usize
+    };
+    let by_cpus = points(BUILD_BYTES_PER_CPU.saturating_mul(cpus.max(1) as u64));
+    let max_segment_points = by_cpus.min(points(limit / 4));
+    let by_memory = (limit / 10) as usize / (TAIL_BYTES_PER_POINT + 4 * dim.max(1));
+    let max_tail_points = by_memory
+        .max(20_000)
+        .min(TAIL_SEGMENTS * by_cpus)
+        .max(max_segment_points);
+    Sizing {
+        max_segment_points,
+        max_tail_points,
+        max_tail_bytes: ((limit / 10) as usize).max(16 << 20),
+    }
+}
+
+/// [`sizing`] on this node: its memory limit and the CPUs it may use (the cgroup's CPU quota
+/// counts: a pod limited to 2 CPUs sizes for 2).
+pub fn default_sizing(dim: usize) -> Sizing {
+    sizing(limit_bytes(), cpus(), dim)
+}
+
+/// The CPUs this process may run on (its affinity and cgroup quota), at least 1.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// What one tail point costs in RAM besides its vector: the point-table entry, the tail slot,
 /// a small parsed payload (docs/storage.md).
 pub const TAIL_BYTES_PER_POINT: usize = 400;
-
-/// The most points the unindexed tail holds by default: a tenth of the node's memory.
-pub fn default_max_tail_points(dim: usize) -> usize {
-    ((limit_bytes() / 10) as usize / (TAIL_BYTES_PER_POINT + 4 * dim.max(1))).max(20_000)
-}
-
-/// The most bytes (vectors and payload text) the tail holds by default: the same tenth of the
-/// node's memory, at least 16 MiB.
-pub fn default_max_tail_bytes() -> usize {
-    ((limit_bytes() / 10) as usize).max(16 << 20)
-}
 
 /// sled's page cache by default: a thirty-second of the node's memory, between 16 MiB and
 /// 256 MiB (sled's own default is 1 GB, all of a small pod; and sled's memory beyond its cache
@@ -162,6 +215,51 @@ mod tests {
             cgroup_limit("0::/kubepods/pod1\n", root.path()),
             Some(512 << 20)
         );
-        assert!(default_max_segment_points(128) >= 10_000);
+    }
+
+    const GIB: u64 = 1 << 30;
+
+    /// A large machine's memory no longer sizes its segments: its CPUs do, as in Qdrant, so a
+    /// million points of 64 dimensions uploaded to an unlimited node on 2 CPUs (this project's
+    /// machine: 24 GiB) become at least four segments of ≈ 313 000 points, not one of 1.8M.
+    #[test]
+    fn an_unlimited_node_sizes_segments_by_its_cpus() {
+        let node = sizing(24 * GIB, 2, 64);
+        assert_eq!(node.max_segment_points, 313_592);
+        assert!(1_000_000usize.div_ceil(node.max_segment_points) >= 4);
+        // The tail follows the segments: two of them, not a tenth of 24 GiB (3.9M points).
+        assert_eq!(node.max_tail_points, 2 * node.max_segment_points);
+        // Four times the memory changes no point bound; twice the CPUs double them.
+        let more_memory = sizing(96 * GIB, 2, 64);
+        assert_eq!(
+            (more_memory.max_segment_points, more_memory.max_tail_points),
+            (node.max_segment_points, node.max_tail_points)
+        );
+        let more_cpus = sizing(24 * GIB, 4, 64);
+        assert_eq!(more_cpus.max_segment_points, 627_185); // (2 GiB / 3 424 B)
+        assert_eq!(more_cpus.max_tail_points, 2 * more_cpus.max_segment_points);
+        // Larger vectors, fewer points (the bytes a build holds per point).
+        assert_eq!(sizing(24 * GIB, 2, 128).max_segment_points, 241_398);
+        assert_eq!(sizing(24 * GIB, 2, 768).max_segment_points, 73_103);
+        // The ceiling.
+        assert_eq!(sizing(1 << 40, 64, 1).max_segment_points, 2_000_000);
+    }
+
+    /// Where memory is the smaller bound (a pod), it still sizes segments and tail as before:
+    /// a quarter of the limit for a build, a tenth for the tail.
+    #[test]
+    fn a_small_pod_sizes_segments_by_its_memory() {
+        let pod = sizing(GIB, 2, 128);
+        assert_eq!(pod.max_segment_points, (GIB / 4 / 4448) as usize); // 60 349
+        assert_eq!(pod.max_tail_points, (GIB / 10) as usize / (400 + 512)); // 117 734
+        assert_eq!(pod.max_tail_bytes, (GIB / 10) as usize);
+        // More CPUs do not let a build outgrow the pod's memory.
+        assert_eq!(sizing(GIB, 16, 128), pod);
+        // A tiny pod: the floors (and the tail never smaller than a segment).
+        let tiny = sizing(64 << 20, 2, 768);
+        assert_eq!(tiny.max_segment_points, 10_000);
+        assert_eq!(tiny.max_tail_points, 20_000);
+        assert_eq!(tiny.max_tail_bytes, 16 << 20);
+        assert!(default_sizing(128).max_segment_points >= 10_000);
     }
 }

@@ -26,10 +26,11 @@
 //! 4. **Merge**: when more than [`MAX_SMALL`] segments are under half the maximum, the smallest
 //!    are merged (within the maximum).
 //!
-//! The maximum bounds a build's memory: hnsw_rs needs several KB per point while it builds
-//! (docs/storage.md), so a segment may hold at most what the node's memory allows (see
-//! [`OptimizerConfig::for_dim`]), or Qdrant's `optimizers_config.max_segment_size` when the
-//! collection sets it.
+//! The maximum bounds a build's time and memory: hnsw_rs needs several KB per point while it
+//! builds (docs/storage.md), so by default a segment holds what a build makes within a budget
+//! per CPU (as Qdrant's default `max_segment_size` is per CPU), or within a quarter of the
+//! node's memory where that is smaller (see [`crate::memory::sizing`]); Qdrant's
+//! `optimizers_config.max_segment_size` wins when the collection sets it.
 
 use super::point::{PointId, Record};
 use super::sealed::{SealEntry, SealedSegment};
@@ -90,15 +91,15 @@ pub struct OptimizerConfig {
 pub const MIN_SEGMENT_POINTS: usize = 1000;
 
 impl OptimizerConfig {
-    /// Defaults for vectors of `dim` on this node: Qdrant's vacuum settings, and the largest
-    /// segment a build can make within a quarter of the node's memory.
+    /// Defaults for vectors of `dim` on this node: Qdrant's vacuum settings, and segment and
+    /// tail sizes from the node's CPUs and memory ([`crate::memory::sizing`]).
     pub fn for_dim(dim: usize) -> OptimizerConfig {
-        let max_segment_points = crate::memory::default_max_segment_points(dim);
+        let sizes = crate::memory::default_sizing(dim);
         OptimizerConfig {
             indexing_threshold: None,
-            max_segment_points,
-            max_tail_points: crate::memory::default_max_tail_points(dim).max(max_segment_points),
-            max_tail_bytes: crate::memory::default_max_tail_bytes(),
+            max_segment_points: sizes.max_segment_points,
+            max_tail_points: sizes.max_tail_points,
+            max_tail_bytes: sizes.max_tail_bytes,
             deleted_threshold: 0.2,
             vacuum_min_vector_number: 1000,
         }

@@ -822,3 +822,46 @@ fn a_tail_of_large_payloads_is_built_by_its_bytes() {
     shard.commit(changes(), true).unwrap();
     assert_eq!(shard.optimize(20_000).unwrap().map(|b| b.points), Some(20));
 }
+
+/// A fast bulk load leaves a tail larger than a segment may be (on an unlimited node, a million
+/// points against segments of ≈ 313 000): it is built in segments of at most
+/// `max_segment_points`, none absorbing another past the maximum, and every point ends indexed
+/// and found.
+#[test]
+fn a_tail_larger_than_a_segment_is_built_in_bounded_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let mut bounded = config();
+    bounded.optimizer.max_segment_points = 1000;
+    bounded.optimizer.max_tail_points = 10_000;
+    let shard = Shard::open(
+        &Store::from_db(db),
+        "bulk",
+        &dir.path().join("bulk"),
+        bounded,
+        Arc::new(VersionClock::default()),
+    )
+    .unwrap();
+    shard.commit(upserts(0..3500, 1), true).unwrap();
+    // Writes stopped: the last 500, under the threshold, are built too.
+    *shard.last_write.lock() -= optimizer::QUIET;
+    let mut builds = Vec::new();
+    while let Some(built) = shard.optimize(1000).unwrap() {
+        builds.push(built.points);
+        assert!(
+            builds.len() <= 10,
+            "the optimizer never settles: {builds:?}"
+        );
+    }
+    assert!(builds.iter().all(|&p| p <= 1000), "{builds:?}");
+    let (live, indexed, segments) = shard.stats();
+    assert_eq!((live, indexed), (3500, 3500), "{builds:?}");
+    assert!(segments >= 4, "{segments} segments for 3500 points");
+    assert!(shard.state.read().segments.iter().all(|s| s.len() <= 1000));
+    for i in [0, 999, 1000, 2345, 3499] {
+        assert_eq!(
+            nearest(&shard, &vec_for(i), 1, None, true),
+            vec![PointId::Num(i)]
+        );
+    }
+}

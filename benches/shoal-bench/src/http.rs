@@ -371,14 +371,25 @@ impl Target {
 
     /// Indexes a payload field (`PUT /collections/{c}/index`, `wait=true`).
     pub async fn create_index(&self, field: &str, schema: &str) -> Result<()> {
-        let r = self
-            .client
-            .put(format!("{}/index?wait=true", self.coll(0)))
-            .json(&serde_json::json!({"field_name": field, "field_schema": schema}))
-            .send()
+        let body = serde_json::json!({"field_name": field, "field_schema": schema});
+        let url = format!("{}/index?wait=true", self.coll(0));
+        let r = retry_once(|| self.client.put(&url).json(&body))
             .await
             .context("create index")?;
         Self::check(r, "create index").await?;
+        Ok(())
+    }
+
+    /// Drops a payload field's index (`DELETE /collections/{c}/index/{field}`, `wait=true`);
+    /// a field without one is no error.
+    pub async fn delete_index(&self, field: &str) -> Result<()> {
+        let url = format!("{}/index/{field}?wait=true", self.coll(0));
+        let r = retry_once(|| self.client.delete(&url))
+            .await
+            .context("delete index")?;
+        if r.status() != reqwest::StatusCode::NOT_FOUND {
+            Self::check(r, "delete index").await?;
+        }
         Ok(())
     }
 
@@ -401,6 +412,18 @@ impl Target {
         }
         lat.sort_by(f64::total_cmp);
         Ok(lat)
+    }
+}
+
+/// Sends an idempotent request, and once more if it fails to send: a pooled keep-alive
+/// connection may have been closed by the node while the bench computed ground truth (a minute
+/// at 1M points), and the first request on it then fails with "connection closed".
+async fn retry_once(
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> reqwest::Result<reqwest::Response> {
+    match request().send().await {
+        Ok(r) => Ok(r),
+        Err(_) => request().send().await,
     }
 }
 

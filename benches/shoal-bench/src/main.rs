@@ -197,7 +197,7 @@ struct Args {
     /// Wait for status green (every build done) as well as the indexed fraction.
     #[arg(long)]
     until_green: bool,
-    /// Filtered search: 0.1/1/10/50 %-selective keyword filters, unindexed then indexed, against
+    /// Filtered search: 0.1/1/5/10/20/50 %-selective keyword filters, unindexed then indexed, against
     /// exact filtered ground truth (see `filtered.rs`).
     #[arg(long)]
     filtered: bool,
@@ -666,6 +666,8 @@ fn main() -> Result<()> {
                 for indexed in [false, true] {
                     if indexed {
                         filtered::create_indexes(&target).await?;
+                    } else {
+                        filtered::drop_indexes(&target).await?;
                     }
                     for case in cases.iter().filter(|c| !indexed || c.filter.is_some()) {
                         target.filter = case.filter.clone();
