@@ -6,6 +6,7 @@
 use super::response::Path;
 use super::response::{Answer, ApiResult, Body, Params, Started};
 use super::AppState;
+use crate::service::budget::Reserved;
 use crate::service::models::{
     CreateFieldIndex, FacetRequest, FacetResponse, OrderingParams, UpdateResult, WaitParams,
 };
@@ -76,6 +77,6 @@ pub async fn facet(
     t: Started,
     Path(name): Path<String>,
     Body(req): Body<FacetRequest>,
-) -> ApiResult<FacetResponse> {
+) -> ApiResult<Reserved<FacetResponse>> {
     Ok(Answer(t, db.facet(&name, req).await?))
 }

@@ -50,8 +50,8 @@ impl Database {
     /// their exact counts. Bounded like a scroll: the answer's hits are reserved before the
     /// read, each shard stops counting at the request's deadline and before its distinct values
     /// outgrow its share of the request's memory (the share a scroll's payloads get), and what
-    /// the shards answered is charged before it is merged.
-    pub async fn facet(&self, name: &str, req: FacetRequest) -> Result<FacetResponse> {
+    /// the shards answered is charged before it is merged and held until the answer is written.
+    pub async fn facet(&self, name: &str, req: FacetRequest) -> Result<Reserved<FacetResponse>> {
         let c = self.collection(name)?;
         let limit = validate::facet(&req)?;
         let field = validate::facet_key(&c.config.payload_schema, &req.key)?;
@@ -71,7 +71,8 @@ impl Database {
                 count,
             })
             .collect();
-        Ok(FacetResponse { hits })
+        // Held until the answer is written, as a scroll's page is.
+        Ok(memory.hold(FacetResponse { hits }))
     }
 
     /// A scroll with `order_by`: points by the value of an indexed numeric or datetime field,
