@@ -30,13 +30,33 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// questions to the peers, nothing more.
 pub const STALL: Duration = Duration::from_millis(500);
 
-/// What a replica lacks: every record above `since` from the owners `from`.
+/// What a replica lacks: every record above `since` from the owners `from`. The owner's mark
+/// here and a peer's ledger entry ([`super::missed`]) both keep one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lag {
     pub since: u64,
     pub from: BTreeSet<u32>,
     /// Bumped by every mark: a catch-up clears only the lag it started from.
     pub generation: u64,
+}
+
+impl Lag {
+    /// Nothing missed yet.
+    pub fn none() -> Lag {
+        Lag {
+            since: u64::MAX,
+            from: BTreeSet::new(),
+            generation: 0,
+        }
+    }
+
+    /// One more gap merged in: the records above `since` from the owners `from`, marked as
+    /// `generation`.
+    pub fn widen(&mut self, since: u64, from: impl IntoIterator<Item = u32>, generation: u64) {
+        self.since = self.since.min(since);
+        self.from.extend(from);
+        self.generation = generation;
+    }
 }
 
 /// This node's lagging replicas, by (collection, shard), and its stall watch.
@@ -61,16 +81,9 @@ impl Behind {
     ) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let mut replicas = self.replicas.lock();
-        let lag = replicas
-            .entry((collection.to_string(), shard))
-            .or_insert_with(|| Lag {
-                since,
-                from: BTreeSet::new(),
-                generation,
-            });
-        lag.since = lag.since.min(since);
-        lag.from.extend(from);
-        lag.generation = generation;
+        (replicas.entry((collection.to_string(), shard)))
+            .or_insert_with(Lag::none)
+            .widen(since, from, generation);
         self.count.store(replicas.len(), Ordering::Release);
     }
 

@@ -16,21 +16,15 @@
 //!
 //! One entry per (owner, collection, shard), whatever the number of writes: ~100 bytes each.
 
+use super::behind::Lag;
 use super::protocol::{MissedReport, MissedWrites};
 use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// What one owner's replica of one shard missed.
-#[derive(Debug, Clone)]
-struct Entry {
-    since: u64,
-    from: BTreeSet<u32>,
-    /// The ledger's sequence number at the last write recorded here.
-    seq: u64,
-}
-
-type Entries = HashMap<(u32, String, u32), Entry>;
+/// What one owner's replica of one shard missed; its `generation` is the ledger's sequence
+/// number at the last write recorded there.
+type Entries = HashMap<(u32, String, u32), Lag>;
 
 #[derive(Default)]
 pub struct Ledger {
@@ -85,17 +79,10 @@ impl Ledger {
     ) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         for owner in missing {
-            let entry = entries
-                .entry((*owner, collection.to_string(), shard))
-                .or_insert_with(|| Entry {
-                    since: u64::MAX,
-                    from: BTreeSet::new(),
-                    seq,
-                });
             // Records above `since` are pulled: the oldest missed one included.
-            entry.since = entry.since.min(oldest.saturating_sub(1));
-            entry.from.extend(from);
-            entry.seq = seq;
+            (entries.entry((*owner, collection.to_string(), shard)))
+                .or_insert_with(Lag::none)
+                .widen(oldest.saturating_sub(1), from.iter().copied(), seq);
         }
         self.counted(entries);
     }
@@ -141,7 +128,7 @@ impl Ledger {
                 shard: *shard,
                 since: e.since,
                 from: e.from.iter().copied().collect(),
-                seq: e.seq,
+                seq: e.generation,
             })
             .collect();
         out.sort_by(|a, b| (&a.collection, a.shard).cmp(&(&b.collection, b.shard)));
@@ -162,7 +149,7 @@ impl Ledger {
     /// recorded since stays).
     pub fn forget(&self, owner: u32, upto: u64) {
         let mut entries = self.entries.lock();
-        entries.retain(|(o, _, _), e| *o != owner || e.seq > upto);
+        entries.retain(|(o, _, _), e| *o != owner || e.generation > upto);
         self.counted(&entries);
     }
 }
