@@ -11,26 +11,27 @@
 //! (`docs/benchmarks.md`). On a terminal, tracing-subscriber's own format writes the line, in
 //! colour, around the same [`Fields`].
 
+use super::UtcMicros;
 use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// A line: time, level, the spans it is in with their fields, target, its own fields.
 #[derive(Default)]
-pub struct PlainLine<T = SystemTime> {
+pub struct PlainLine<T = UtcMicros> {
     pub timer: T,
 }
 
 impl PlainLine {
     /// Lines timed as tracing-subscriber times them (RFC 3339, UTC, microseconds).
     pub fn new() -> PlainLine {
-        PlainLine { timer: SystemTime }
+        PlainLine { timer: UtcMicros }
     }
 }
 
