@@ -144,8 +144,8 @@ impl<'a> Cursor<'a> {
     /// Its own loop rather than [`Cursor::array`] with [`Cursor::f32`]: a vector is a body's
     /// bulk, and in one loop the position stays in a register, the commonest shape of a number
     /// ([`read_f32`]'s short path) is read inline, and the byte right after a number is tried as
-    /// the comma before any whitespace is skipped (~40 instructions a number fewer,
-    /// `docs/benchmarks.md`).
+    /// the comma before any whitespace is skipped (with the short path's one word less, 163 ->
+    /// 104 instructions a number, `docs/benchmarks.md`).
     fn f32_list(&mut self) -> Option<Vec<f32>> {
         let capacity = (self.b.len() - self.i).min(1 << 19) / 8;
         self.eat(b'[')?;
