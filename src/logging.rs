@@ -110,6 +110,23 @@ impl Drop for LogGuard {
     }
 }
 
+/// The time a log line starts with: RFC 3339, UTC, microseconds, as tracing-subscriber's
+/// `SystemTime` timer writes it (the tests hold the two to each other), printed by jiff into a
+/// buffer of its own and written at once, where tracing-subscriber pads seven numbers one by one
+/// through `core::fmt` (`docs/benchmarks.md`). jiff is in the build already (env_logger's).
+#[derive(Clone, Copy, Default)]
+pub struct UtcMicros;
+
+impl FormatTime for UtcMicros {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        match jiff::Timestamp::try_from(std::time::SystemTime::now()) {
+            Ok(now) => write!(w, "{now:.6}"),
+            // A clock outside jiff's years (-9999 to 9999): tracing-subscriber's timer.
+            Err(_) => tracing_subscriber::fmt::time::SystemTime.format_time(w),
+        }
+    }
+}
+
 /// Installs the global subscriber: `RUST_LOG` (default `info`), text or `json` lines, colours
 /// only on a terminal. Starts the flusher thread.
 pub fn init(format: &str) -> LogGuard {
@@ -129,6 +146,7 @@ pub fn init(format: &str) -> LogGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(out.clone())
+        .with_timer(UtcMicros)
         .with_ansi(ansi);
     if format.eq_ignore_ascii_case("json") {
         // Each line carries the current span (`request` with its request_id, method and path).
@@ -152,7 +170,7 @@ pub fn init(format: &str) -> LogGuard {
 pub fn now_rfc3339() -> String {
     let mut text = String::with_capacity(27);
     // Writing to a String cannot fail.
-    let _ = tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut text));
+    let _ = UtcMicros.format_time(&mut Writer::new(&mut text));
     text
 }
 
@@ -180,5 +198,34 @@ mod tests {
     #[test]
     fn log_time_is_utc() {
         assert!(now_rfc3339().ends_with('Z'));
+    }
+
+    /// One reading of the clock by `timer`.
+    fn time(timer: impl FormatTime) -> String {
+        let mut text = String::new();
+        timer.format_time(&mut Writer::new(&mut text)).unwrap();
+        text
+    }
+
+    #[test]
+    fn log_time_is_tracing_subscribers() {
+        // Read between two readings of tracing-subscriber's own timer, the time is the same text
+        // or later than the first and earlier than the second: both are fixed-width, so their
+        // order as text is their order in time.
+        for _ in 0..2000 {
+            let before = time(tracing_subscriber::fmt::time::SystemTime);
+            let ours = time(UtcMicros);
+            let after = time(tracing_subscriber::fmt::time::SystemTime);
+            assert_eq!(ours.len(), before.len(), "{ours} / {before}");
+            assert!(before <= ours && ours <= after, "{before} {ours} {after}");
+        }
+    }
+
+    #[test]
+    fn log_time_keeps_six_digits_and_truncates() {
+        let at = |s, ns| format!("{:.6}", jiff::Timestamp::new(s, ns).unwrap());
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(951_825_599, 999_999_999), "2000-02-29T11:59:59.999999Z");
+        assert_eq!(at(1_796_126_400, 1_000), "2026-12-01T12:00:00.000001Z");
     }
 }

@@ -11,26 +11,28 @@
 //! (`docs/benchmarks.md`). On a terminal, tracing-subscriber's own format writes the line, in
 //! colour, around the same [`Fields`].
 
+use super::UtcMicros;
+use std::cell::RefCell;
 use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// A line: time, level, the spans it is in with their fields, target, its own fields.
 #[derive(Default)]
-pub struct PlainLine<T = SystemTime> {
+pub struct PlainLine<T = UtcMicros> {
     pub timer: T,
 }
 
 impl PlainLine {
     /// Lines timed as tracing-subscriber times them (RFC 3339, UTC, microseconds).
     pub fn new() -> PlainLine {
-        PlainLine { timer: SystemTime }
+        PlainLine { timer: UtcMicros }
     }
 }
 
@@ -89,15 +91,35 @@ where
 pub struct Fields;
 
 impl<'w> FormatFields<'w> for Fields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut visitor = Visitor {
-            out: Escaping(writer),
-            empty: true,
-            result: Ok(()),
-        };
-        fields.record(&mut visitor);
-        visitor.result
+    /// The fields are written to a buffer of the thread's first and handed on in one piece: a
+    /// span's go to a `String` of their own that starts empty, which written to piece by piece
+    /// grows (and moves) three or four times for the request span (`docs/benchmarks.md`).
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        thread_local!(static BUFFER: RefCell<String> = const { RefCell::new(String::new()) });
+        /// What a buffer may keep between lines.
+        const KEPT: usize = 4096;
+        BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut text) => {
+                text.clear();
+                let written = write_fields(Writer::new(&mut *text), fields);
+                let handed = written.and_then(|()| writer.write_str(&text));
+                text.shrink_to(KEPT);
+                handed
+            }
+            // Fields written while this thread writes others (a value's `Debug` that logs).
+            Err(_) => write_fields(writer, fields),
+        })
     }
+}
+
+fn write_fields<R: RecordFields>(writer: Writer<'_>, fields: R) -> fmt::Result {
+    let mut visitor = Visitor {
+        out: Escaping(writer),
+        empty: true,
+        result: Ok(()),
+    };
+    fields.record(&mut visitor);
+    visitor.result
 }
 
 struct Visitor<'w> {

@@ -10,7 +10,7 @@
 //!
 //! Nearly every number of a vector has one shape, `-?d.d+` (Rust clients write an `f32` in up to
 //! nine significant digits, Python clients the up to seventeen of the `f64` it widens to), and
-//! [`short_decimal`] reads it in three to five word loads with no loop over the digits: ~45
+//! [`short_decimal`] reads it in one to three word loads with no loop over the digits: ~45
 //! instructions a number fewer than the general reader for Rust's shapes, ~57 for Python's
 //! (~5 500-7 300 a search request of 128 numbers). Its answers are the general reader's
 //! (the tests compare both, and with serde_json, on generated numbers of every length).
@@ -83,7 +83,7 @@ fn eight_digits(values: u64) -> u64 {
 
 /// The JSON number starting at `b[i]` as serde_json reads it into an `f32`, and where it ends.
 /// `None`: not a number, or a shape left to serde_json (whose answer, value or error, stands).
-#[inline]
+#[inline(always)]
 pub fn read_f32(b: &[u8], i: usize) -> Option<(f32, usize)> {
     short_decimal(b, i).or_else(|| general(b, i))
 }
@@ -115,56 +115,50 @@ fn leading_digits(word: u64) -> (u32, u64) {
 /// in up to nine significant digits, Python clients the up to seventeen of the `f64` it widens
 /// to), read a word of eight bytes at a time with no loop: the significand and the fraction's
 /// length are the ones [`general`] finds (at most 19 digits, so no overflow), and the `f32`
-/// comes of them through the same operations.
+/// comes of them through the same operations. The fraction's first word is read at once, so a
+/// number within ten bytes of the text's end is [`general`]'s.
 #[inline(always)]
 fn short_decimal(b: &[u8], i: usize) -> Option<(f32, usize)> {
     let negative = *b.get(i)? == b'-';
     let start = i + usize::from(negative);
-    let head = word(b, start)?;
-    let first = u64::from((head as u8).wrapping_sub(b'0'));
-    if first > 9 || (head >> 8) as u8 != b'.' {
+    // The integer digit, the point and the fraction's first eight bytes.
+    let head: &[u8; 10] = b.get(start..start + 10)?.try_into().ok()?;
+    let first = u64::from(head[0].wrapping_sub(b'0'));
+    if first > 9 || head[1] != b'.' {
         return None;
     }
-    // The head's last six bytes, then two spaces: a fraction of fewer than six digits ends here.
-    let (n, v) = leading_digits(head >> 16 | 0x2020 << 48);
-    let (m, frac) = if n < 6 {
-        if n == 0 {
+    let fraction = u64::from_le_bytes(*head[2..].first_chunk()?);
+    let (n1, v1) = leading_digits(fraction);
+    let (m, frac) = if n1 < 8 {
+        if n1 == 0 {
             return None;
         }
         (
-            first * TEN_TO[n as usize] + eight_digits(v << (64 - 8 * n)),
-            n,
+            first * TEN_TO[n1 as usize] + eight_digits(v1 << (64 - 8 * n1)),
+            n1,
         )
     } else {
-        let (n1, v1) = leading_digits(word(b, start + 2)?);
-        if n1 < 8 {
-            (
-                first * TEN_TO[n1 as usize] + eight_digits(v1 << (64 - 8 * n1)),
-                n1,
-            )
-        } else {
-            let high = first * TEN_TO[8] + eight_digits(v1);
-            let (n2, v2) = leading_digits(word(b, start + 10)?);
-            if n2 < 8 {
-                let low = if n2 == 0 {
-                    0
-                } else {
-                    eight_digits(v2 << (64 - 8 * n2))
-                };
-                (high * TEN_TO[n2 as usize] + low, 8 + n2)
+        let high = first * TEN_TO[8] + eight_digits(v1);
+        let (n2, v2) = leading_digits(word(b, start + 10)?);
+        if n2 < 8 {
+            let low = if n2 == 0 {
+                0
             } else {
-                let high = high * TEN_TO[8] + eight_digits(v2);
-                let (n3, v3) = leading_digits(word(b, start + 18)?);
-                if n3 > 2 {
-                    return None;
-                }
-                let low = if n3 == 0 {
-                    0
-                } else {
-                    eight_digits(v3 << (64 - 8 * n3))
-                };
-                (high * TEN_TO[n3 as usize] + low, 16 + n3)
+                eight_digits(v2 << (64 - 8 * n2))
+            };
+            (high * TEN_TO[n2 as usize] + low, 8 + n2)
+        } else {
+            let high = high * TEN_TO[8] + eight_digits(v2);
+            let (n3, v3) = leading_digits(word(b, start + 18)?);
+            if n3 > 2 {
+                return None;
             }
+            let low = if n3 == 0 {
+                0
+            } else {
+                eight_digits(v3 << (64 - 8 * n3))
+            };
+            (high * TEN_TO[n3 as usize] + low, 16 + n3)
         }
     };
     let end = start + 2 + frac as usize;
@@ -175,7 +169,9 @@ fn short_decimal(b: &[u8], i: usize) -> Option<(f32, usize)> {
     Some(((if negative { -f } else { f }) as f32, end))
 }
 
-#[inline]
+/// Every other shape, out of line: kept apart, it leaves the short path's callers (a vector's
+/// loop) the registers it would otherwise take.
+#[inline(never)]
 fn general(b: &[u8], mut i: usize) -> Option<(f32, usize)> {
     let negative = b.get(i) == Some(&b'-');
     i += usize::from(negative);
