@@ -85,6 +85,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let (cluster, size_source) = cluster(&config).await?;
     tracing::info!(
         memory_limit_mb = crate::memory::limit_bytes() >> 20,
+        cpus = crate::memory::cpus(),
         sled_cache_mb = config.sled_cache_bytes() >> 20,
         "memory budget"
     );

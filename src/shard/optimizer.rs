@@ -449,6 +449,7 @@ impl Shard {
         if let Some(seg) = &segment {
             self.index_segment(seg);
         }
+        crate::memory::release_build_memory();
         let report = BuildReport {
             points,
             seconds: started.elapsed().as_secs_f64(),
