@@ -269,7 +269,7 @@ impl FlatGraph {
         };
         if members_only {
             let found = self.walk_members(sc, k, ef, start, count, &member, &accept);
-            if found.len() >= k {
+            if let Some(found) = found.filter(|f| f.len() >= k) {
                 return found;
             }
         }
@@ -292,6 +292,22 @@ impl FlatGraph {
         (near, seen)
     }
 
+    /// The layer-0 neighbours of the next node a beam search of width `ef` expands (their
+    /// visited tags asked for), or None once its nearest candidate is farther than its beam's
+    /// worst.
+    #[inline(always)]
+    fn next_expansion(&self, s: &mut Scratch, ef: usize) -> Option<&[u32]> {
+        let c = !s.candidates.pop()?;
+        if s.results.len() >= ef && s.results.peek().is_some_and(|&w| c > w) {
+            return None;
+        }
+        let nbs = self.neighbors(0, unpack(c).1);
+        for &nb in nbs {
+            prefetch(s.tag_ptr(nb));
+        }
+        Some(nbs)
+    }
+
     /// The beam search of width `ef` on layer 0 from `start` that scores every node it meets
     /// and keeps the accepted ones (textbook HNSW with a filter, as hnswlib does it).
     fn walk_whole<S: Scorer, F: Fn(u32) -> bool>(
@@ -309,15 +325,7 @@ impl FlatGraph {
             if accept(ep) {
                 s.results.push(pack(d, ep));
             }
-            while let Some(c) = s.candidates.pop() {
-                let c = !c;
-                if s.results.len() >= ef && s.results.peek().is_some_and(|&w| c > w) {
-                    break;
-                }
-                let nbs = self.neighbors(0, unpack(c).1);
-                for &nb in nbs {
-                    prefetch(s.tag_ptr(nb));
-                }
+            while let Some(nbs) = self.next_expansion(s, ef) {
                 for (j, &nb) in nbs.iter().enumerate() {
                     if let Some(&next) = nbs.get(j + 1) {
                         sc.prefetch(next);
@@ -350,7 +358,10 @@ impl FlatGraph {
     /// - a node with no new member within two hops while the beam holds fewer than `k`
     ///   accepted members scores its non-member neighbours instead and walks on through them.
     ///
-    /// Returns fewer than `k` when the walk found fewer accepted members.
+    /// Returns fewer than `k` when the walk found fewer accepted members, and None when it ran
+    /// out of members to expand before its beam was full and had scored fewer than `count`:
+    /// the members are split into pieces two hops do not join (near-duplicate vectors, whose
+    /// links go to each other, do that), and what it found may not be the nearest.
     #[allow(clippy::too_many_arguments)]
     fn walk_members<S: Scorer>(
         &self,
@@ -361,7 +372,7 @@ impl FlatGraph {
         count: usize,
         member: impl Fn(u32) -> bool,
         accept: impl Fn(u32) -> bool,
-    ) -> Vec<(f32, u32)> {
+    ) -> Option<Vec<(f32, u32)>> {
         let ef = ef * MEMBERS_BEAM;
         let want = (self.m0 / 2).clamp(1, MAX_EXPAND);
         let mut seeds = [0u32; SEEDS];
@@ -382,6 +393,8 @@ impl FlatGraph {
                     offer(s, ef, key, || accept(id));
                 }
             }
+            // Members scored, to tell a walk that ran out of reachable members.
+            let mut members_scored = n_scored;
             let scored = &mut scored[..n_scored];
             scored.sort_unstable();
             for &seed in scored.iter().take(DESCENTS) {
@@ -394,6 +407,7 @@ impl FlatGraph {
                         if member(nb) && s.visit(nb) {
                             let key = pack(sc.dist(nb), nb);
                             offer(s, ef, key, || accept(nb));
+                            members_scored += 1;
                             best = best.min(key);
                         }
                     }
@@ -404,15 +418,7 @@ impl FlatGraph {
                 }
             }
             let mut found = [0u32; MAX_EXPAND];
-            while let Some(c) = s.candidates.pop() {
-                let c = !c;
-                if s.results.len() >= ef && s.results.peek().is_some_and(|&w| c > w) {
-                    break;
-                }
-                let nbs = self.neighbors(0, unpack(c).1);
-                for &nb in nbs {
-                    prefetch(s.tag_ptr(nb));
-                }
+            while let Some(nbs) = self.next_expansion(s, ef) {
                 let (mut got, mut members) = (0, 0);
                 for &nb in nbs {
                     if member(nb) {
@@ -451,6 +457,9 @@ impl FlatGraph {
                         }
                     }
                 }
+                if !navigating {
+                    members_scored += got;
+                }
                 found[..got].iter().for_each(|&nb| sc.prefetch(nb));
                 for &nb in &found[..got] {
                     let key = pack(sc.dist(nb), nb);
@@ -458,7 +467,8 @@ impl FlatGraph {
                     offer(s, ef, key, || !navigating && accept(nb));
                 }
             }
-            take_k(s, k)
+            let ran_out = s.candidates.is_empty() && s.results.len() < ef;
+            (!ran_out || members_scored >= count).then(|| take_k(s, k))
         })
     }
 
