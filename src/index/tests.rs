@@ -182,7 +182,7 @@ fn filtered_walks_meet_recall_on_independent_and_correlated_members() {
             let member = |i: u32| set[i as usize];
             for traversal in [Traversal::Whole, Traversal::Members, Traversal::Auto] {
                 for halved in [false, true] {
-                    let accept = |i: u32| !halved || i % 2 == 0;
+                    let accept = |i: u32| !halved || i.is_multiple_of(2);
                     let only = Members {
                         count,
                         member,
