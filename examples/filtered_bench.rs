@@ -8,8 +8,8 @@
 //!   from every member).
 //!
 //! Every filtered case runs under each of the planner's plans (`auto`: the planner's choice;
-//! `exact`: score every candidate; `graph`: the walk over the whole graph), forced for all
-//! segments. Rounds interleave every case and plan
+//! `exact`: score every candidate; `graph`: the walk over the whole graph; `members`: the
+//! members-only walk), forced for all segments. Rounds interleave every case and plan
 //! with the unfiltered search, so that the machine's load drifts on all of them alike; a row
 //! reports the median time of a query over all rounds and queries, that median over the
 //! unfiltered one, and recall@10 against exact filtered search (the same shard with `exact`).
@@ -22,7 +22,7 @@
 //! maximum segment size the shard is loaded into as few segments as it allows (the whole tail
 //! is built at once); without one the optimizer builds 100 000-point tails as it goes.
 //! Environment: `FB_SELS` (percentages, `1,2,5,10,20,30,50`), `FB_KINDS` (`independent`,
-//! `correlated`), `FB_PLANS` (`auto,exact,graph`), `FB_ROUNDS` (3), `FB_QUERIES`
+//! `correlated`), `FB_PLANS` (`auto,exact,graph,members`), `FB_ROUNDS` (3), `FB_QUERIES`
 //! (200), `FB_THRESHOLD` (the shard's `full_scan_threshold` in points).
 //!
 //! The shard is kept under `$TMPDIR/shoal-filtered-bench2-<points>x<dim>[-<max segment>]` and
@@ -199,10 +199,14 @@ struct Case {
     recall: f64,
 }
 
+/// The plans a case can run under: the planner's choice, then each plan forced.
+const PLANS: [&str; 4] = ["auto", "exact", "graph", "members"];
+
 fn plan_of(name: &str) -> Option<Plan> {
     match name {
         "exact" => Some(Plan::Exact),
         "graph" => Some(Plan::Graph),
+        "members" => Some(Plan::Members),
         _ => None,
     }
 }
@@ -216,9 +220,9 @@ fn median(v: &mut [f64]) -> f64 {
 fn measure(shard: &Shard, queries: &[&[f32]]) -> anyhow::Result<()> {
     let sels = env_list("FB_SELS", "1,2,5,10,20,30,50");
     let kinds = env_list("FB_KINDS", "independent,correlated");
-    let plans: Vec<&'static str> = env_list("FB_PLANS", "auto,exact,graph")
+    let plans: Vec<&'static str> = env_list("FB_PLANS", "auto,exact,graph,members")
         .iter()
-        .filter_map(|p| ["auto", "exact", "graph"].into_iter().find(|q| q == p))
+        .filter_map(|p| PLANS.into_iter().find(|q| q == p))
         .collect();
     let rounds = env_num("FB_ROUNDS", 3);
     let ids = |filter: Option<&Filter>, q: &[f32], exact: bool| -> Vec<PointId> {

@@ -79,6 +79,7 @@ pub use repair::{RepairOptions, RepairStats};
 
 use anyhow::{ensure, Context, Result};
 use file::{names, Header, MappedFile, SpaceHeader};
+pub use flat::{members_are_rare_near, Traversal};
 use flat::{FlatGraph, Scorer};
 use quantized::{Int8Params, Int8Scorer};
 use serde::{Deserialize, Serialize};
@@ -564,13 +565,44 @@ impl Segment {
         how: QuantSearch,
         accept: F,
     ) -> Vec<(f32, u32)> {
+        self.walk(query, k, ef, how, &Accepting(accept))
+    }
+
+    /// [`Segment::search_quantized`] among the members of `only` (a payload index's candidates
+    /// and the rest of a filter), walking layer 0 as `only.traversal` says: see
+    /// `FlatGraph::search_filtered`.
+    pub fn search_filtered<M: Fn(u32) -> bool, A: Fn(u32) -> bool>(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        how: QuantSearch,
+        only: &Members<M, A>,
+    ) -> Vec<(f32, u32)> {
+        self.walk(query, k, ef, how, only)
+    }
+
+    /// A graph walk on the float vectors, or on the int8 codes with the beam rescored.
+    fn walk(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        how: QuantSearch,
+        w: &impl Walk,
+    ) -> Vec<(f32, u32)> {
         let Some(q) = self.int8.as_ref().filter(|_| !how.ignore) else {
-            return self.search(query, k, ef, accept);
+            return w.walk(
+                &self.graph,
+                &self.graph.float_scorer(self.metric, query),
+                k,
+                ef,
+            );
         };
         let (codes, norms) = q.served();
         let sc = Int8Scorer::new(self.metric, query, q.params, codes, norms, self.graph.dim);
         if !how.rescore {
-            return self.graph.search_with(&sc, k, ef, accept);
+            return w.walk(&self.graph, &sc, k, ef);
         }
         // Qdrant rescores `limit × oversampling` of the beam; at oversampling 1 that only
         // reorders the codes' own top `limit`, and on the reference data the codes' top 10 hold
@@ -578,7 +610,7 @@ impl Segment {
         // whole beam rescored gives 0.943 there (f32: 0.933) for ~3 µs of a ~45 µs search: so
         // the whole beam is rescored, and never fewer than Qdrant's count.
         let want = (((k as f32) * how.oversampling.max(1.0)).ceil() as usize).max(ef);
-        let found = self.graph.search_with(&sc, want, want, accept);
+        let found = w.walk(&self.graph, &sc, want, want);
         let exact = self.graph.float_scorer(self.metric, query);
         for &(_, id) in &found {
             exact.prefetch(id);
@@ -646,6 +678,36 @@ impl Segment {
     #[doc(hidden)]
     pub fn repair_stats(&self) -> RepairStats {
         self.repair_stats
+    }
+}
+
+/// One of the graph walks a search can make, generic over the scorer (floats or int8 codes).
+trait Walk {
+    fn walk<S: Scorer>(&self, g: &FlatGraph, sc: &S, k: usize, ef: usize) -> Vec<(f32, u32)>;
+}
+
+/// The walk that scores every node it meets and keeps the accepted ones.
+struct Accepting<F>(F);
+
+impl<F: Fn(u32) -> bool> Walk for Accepting<F> {
+    fn walk<S: Scorer>(&self, g: &FlatGraph, sc: &S, k: usize, ef: usize) -> Vec<(f32, u32)> {
+        g.search_with(sc, k, ef, &self.0)
+    }
+}
+
+/// What [`Segment::search_filtered`] walks: the `member` entries (a bitset test, about `count`
+/// of them) that `accept` takes (asked only of members close enough to enter the beam), and how.
+pub struct Members<M, A> {
+    pub count: usize,
+    pub member: M,
+    pub accept: A,
+    pub traversal: Traversal,
+}
+
+impl<M: Fn(u32) -> bool, A: Fn(u32) -> bool> Walk for Members<M, A> {
+    fn walk<S: Scorer>(&self, g: &FlatGraph, sc: &S, k: usize, ef: usize) -> Vec<(f32, u32)> {
+        let (m, a) = (&self.member, &self.accept);
+        g.search_filtered(sc, k, ef, self.count, m, a, self.traversal)
     }
 }
 

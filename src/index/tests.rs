@@ -159,6 +159,109 @@ fn filtered_search_returns_k_accepted() {
     assert!(seg.search(&qs[0], 10, 64, |_| false).is_empty());
 }
 
+/// Every filtered walk finds what exact search among the members finds — the whole-graph
+/// walk, the members-only walk (ACORN-1 with seeds and descents) and the per-query choice
+/// between them — for members independent of the vectors and for members confined to a region
+/// of the space (the points with the largest first coordinates: a cluster or two, far from
+/// most queries), 5 % to 30 % of the segment either way, with the rest of a filter (`accept`)
+/// taking all members or half of them. Every hit is a member that `accept` takes.
+#[test]
+fn filtered_walks_meet_recall_on_independent_and_correlated_members() {
+    let (_d, seg, data) = build(Metric::Euclid, 4000, 16);
+    let qs = queries(Metric::Euclid, 16);
+    let mut firsts: Vec<f32> = data.chunks(16).map(|v| v[0]).collect();
+    firsts.sort_by(|a, b| b.total_cmp(a));
+    for pct in [5u32, 10, 20, 30] {
+        let cut = firsts[(4000 * pct / 100) as usize - 1];
+        let independent: Vec<bool> = (0..4000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 8) % 100 < pct)
+            .collect();
+        let correlated: Vec<bool> = data.chunks(16).map(|v| v[0] >= cut).collect();
+        for (kind, set) in [("independent", independent), ("correlated", correlated)] {
+            let count = set.iter().filter(|&&m| m).count();
+            let member = |i: u32| set[i as usize];
+            for traversal in [Traversal::Whole, Traversal::Members, Traversal::Auto] {
+                for halved in [false, true] {
+                    let accept = |i: u32| !halved || i.is_multiple_of(2);
+                    let only = Members {
+                        count,
+                        member,
+                        accept,
+                        traversal,
+                    };
+                    let (mut hit, mut total) = (0, 0);
+                    for q in &qs {
+                        let truth = seg.exact(q, 10, |i| member(i) && accept(i));
+                        let got = seg.search_filtered(q, 10, 64, QuantSearch::default(), &only);
+                        assert!(got.iter().all(|x| member(x.1) && accept(x.1)), "{kind}");
+                        assert!(got.windows(2).all(|w| w[0].0 <= w[1].0), "not sorted");
+                        hit += got
+                            .iter()
+                            .filter(|x| truth.iter().any(|t| t.1 == x.1))
+                            .count();
+                        total += truth.len();
+                    }
+                    let r = hit as f64 / total as f64;
+                    let case = format!("{traversal:?} {kind} {pct} % (halved {halved})");
+                    eprintln!("{case}: recall@10 {r:.3}");
+                    assert!(r >= 0.95, "{case}: recall {r}");
+                }
+            }
+        }
+    }
+    // No member: nothing, whatever the walk.
+    for traversal in [Traversal::Whole, Traversal::Members, Traversal::Auto] {
+        let none = Members {
+            count: 0,
+            member: |_| false,
+            accept: |_| true,
+            traversal,
+        };
+        let got = seg.search_filtered(&qs[0], 10, 64, QuantSearch::default(), &none);
+        assert!(got.is_empty(), "{traversal:?}");
+    }
+}
+
+/// The members-only walk is taken where the members around the query are under half their
+/// share of the graph, and the probe counts the two-hop neighbourhood of a node.
+#[test]
+fn members_walk_where_members_are_rare_around_the_query() {
+    // Independent members: about their share everywhere.
+    assert!(!members_are_rare_near(230, 2300, 10_000, 100_000));
+    assert!(!members_are_rare_near(120, 2300, 10_000, 100_000));
+    // Correlated, the query far from them: none or few around it.
+    assert!(members_are_rare_near(0, 2300, 10_000, 100_000));
+    assert!(members_are_rare_near(100, 2300, 10_000, 100_000));
+    // Correlated, the query among them: the whole walk fills its beam at once.
+    assert!(!members_are_rare_near(2300, 2300, 10_000, 100_000));
+    // Nothing seen (a node without links) or no member at all: the whole walk.
+    assert!(!members_are_rare_near(0, 0, 10_000, 100_000));
+    assert!(!members_are_rare_near(0, 2300, 0, 100_000));
+
+    let (_d, seg, data) = build(Metric::Euclid, 4000, 16);
+    let g = &seg.graph;
+    let node = 17u32;
+    let (all, seen) = g.members_near(node, |_| true);
+    let row = g.neighbors(0, node);
+    let expected: usize = row.len()
+        + row
+            .iter()
+            .map(|&nb| g.neighbors(0, nb).len())
+            .sum::<usize>();
+    assert_eq!((all, seen), (expected, expected));
+    // Members in the node's own region (the tenth of the points whose first coordinate is
+    // nearest the node's) are common around it; members in the tenth farthest are rare.
+    let first = data[node as usize * 16];
+    let mut gaps: Vec<f32> = data.chunks(16).map(|v| (v[0] - first).abs()).collect();
+    gaps.sort_by(f32::total_cmp);
+    let (close, far) = (gaps[399], gaps[3600]);
+    let gap = |i: u32| (data[i as usize * 16] - first).abs();
+    let (near, seen) = g.members_near(node, |i| gap(i) <= close);
+    assert!(!members_are_rare_near(near, seen, 400, 4000));
+    let (near, seen) = g.members_near(node, |i| gap(i) >= far);
+    assert!(members_are_rare_near(near, seen, 400, 4000));
+}
+
 #[test]
 fn reopen_gives_identical_results() {
     for metric in [Metric::Euclid, Metric::Dot] {

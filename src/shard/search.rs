@@ -8,7 +8,9 @@
 //!   data (KB, [`FULL_SCAN_THRESHOLD`] by default, as in Qdrant), and fewer than a graph walk
 //!   would cost (`exact_break_even`), exactly those are scored; otherwise the graph is
 //!   traversed accepting only them (and checking the filter's other conditions on the ones it
-//!   visits) — [`plan`];
+//!   visits) — [`plan`] —, the whole graph where they are about as common around the query as
+//!   in the segment, only them where they are much rarer there (a filter correlated with the
+//!   vectors, the query far from its members: `FlatGraph::search_filtered`);
 //! - with no indexed condition, a 64-entry sample estimates how many pass: few, an exact scan;
 //!   otherwise graph traversal checks the filter only on the entries it visits, reading only the
 //!   payload keys the filter names (`check.rs`).
@@ -24,7 +26,7 @@ use super::point::PointId;
 use super::sealed::SealedSegment;
 use super::state::ShardState;
 use super::{point, PointView, Shard};
-use crate::index::QuantSearch;
+use crate::index::{Members, QuantSearch, Traversal};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -206,21 +208,31 @@ fn search_segment(
     let passes = |i: u32| scanned.tick() && check.json(&seg.point_id(i), seg.payload_json(i));
     if let Some(c) = seg.payload_index().candidates(check.filter, seg) {
         let ids = &c.ids;
-        let accept = |i: u32| seg.plain(i) && ids.contains(i) && (c.exact || passes(i));
+        let member = |i: u32| ids.contains(i) && seg.plain(i);
+        let rest = |i: u32| c.exact || passes(i);
         let chosen = if spec.exact {
             Plan::Exact
         } else {
             plan(ids.len(), seg.len(), spec.ef, full_scan_threshold)
         };
-        return match chosen {
+        let traversal = match chosen {
             Plan::Exact => {
-                let among = ids.iter().filter(|&i| scanned.tick() && accept(i));
-                index.exact_among(spec.vector, spec.k, among)
+                let among = ids
+                    .iter()
+                    .filter(|&i| scanned.tick() && member(i) && rest(i));
+                return index.exact_among(spec.vector, spec.k, among);
             }
-            Plan::Graph => {
-                index.search_quantized(spec.vector, spec.k, spec.ef, spec.quantization, accept)
-            }
+            Plan::Walk => Traversal::Auto,
+            Plan::Graph => Traversal::Whole,
+            Plan::Members => Traversal::Members,
         };
+        let only = Members {
+            count: ids.len(),
+            member,
+            accept: rest,
+            traversal,
+        };
+        return index.search_filtered(spec.vector, spec.k, spec.ef, spec.quantization, &only);
     }
     let accept = |i: u32| seg.plain(i) && passes(i);
     if spec.exact || few_pass(seg.len(), &accept, full_scan_threshold) {
@@ -235,8 +247,14 @@ fn search_segment(
 pub enum Plan {
     /// Score every candidate (exact).
     Exact,
-    /// Walk the whole graph, keeping the candidates it meets.
+    /// Walk the graph: the whole graph where the candidates are about as common around the
+    /// query as in the segment, the candidates only where they are much rarer there (a filter
+    /// correlated with the vectors), as `FlatGraph::search_filtered` decides per query.
+    Walk,
+    /// Walk the whole graph, keeping the candidates it meets (forced, for benchmarks).
     Graph,
+    /// Walk the candidates only (forced, for benchmarks).
+    Members,
 }
 
 /// The plan for `candidates` of a segment's `n` entries at beam width `ef`: exact scoring up
@@ -249,7 +267,7 @@ pub fn plan(candidates: usize, n: usize, ef: usize, full_scan_threshold: usize) 
     if candidates <= full_scan_threshold.min(exact_break_even(n, ef)) {
         Plan::Exact
     } else {
-        Plan::Graph
+        Plan::Walk
     }
 }
 
