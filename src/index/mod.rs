@@ -62,6 +62,7 @@
 
 pub mod distance;
 pub mod file;
+mod filtered_walk;
 mod flat;
 mod hnsw_build;
 mod hugepages;
@@ -79,7 +80,7 @@ pub use repair::{RepairOptions, RepairStats};
 
 use anyhow::{ensure, Context, Result};
 use file::{names, Header, MappedFile, SpaceHeader};
-pub use flat::{members_are_rare_near, Traversal};
+pub use filtered_walk::{members_are_rare_near, Traversal};
 use flat::{FlatGraph, Scorer};
 use quantized::{Int8Params, Int8Scorer};
 use serde::{Deserialize, Serialize};
