@@ -55,7 +55,8 @@
 //! between identical runs), reopen ≈ 2 s.
 //!
 //! # Contents
-//! `distance.rs` metrics and kernels · `flat.rs` graph layout and search · `scratch.rs`
+//! `distance.rs` metrics and kernels · `flat.rs` graph layout and search · `filtered_walk.rs`
+//! the walks of a filter an index answers · `scratch.rs`
 //! per-thread search state · `hnsw_build.rs` hnsw_rs build and extraction · `repair.rs` graph
 //! improvement · `file.rs` the segment file · `slab.rs` heap-or-mapped arrays · `quantized.rs`
 //! scalar int8 codes.
