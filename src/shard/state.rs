@@ -188,7 +188,7 @@ impl PointTable {
     }
     /// Hands back the hash map's room once most of its entries left (a build moved them into
     /// a segment). A hash map never shrinks on removal: after each build the table kept the
-    /// buckets of the largest tail it had held (~80 B a bucket, 131 072 buckets for a 60 349
+    /// buckets of the largest tail it had held (72 B a bucket, 131 072 buckets for a 60 349
     /// point tail: 10 MiB of anonymous memory after an upload, none after a restart). Shrinks
     /// to twice the entries left when they are under a quarter of the most it held, so that a
     /// tail refilling regrows it a few times per build at most.
