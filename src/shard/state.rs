@@ -497,7 +497,11 @@ mod tests {
             table.remove(&PointId::Num(i));
         }
         table.shrink_if_sparse();
-        assert!(table.by_id.capacity() <= 2048, "{} buckets left", table.by_id.capacity());
+        assert!(
+            table.by_id.capacity() <= 2048,
+            "{} buckets left",
+            table.by_id.capacity()
+        );
         assert_eq!(table.len(), 10);
         assert!(table.get(&PointId::Num(9)).is_some());
         // A table still well filled keeps its room.
