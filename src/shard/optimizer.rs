@@ -592,6 +592,7 @@ impl Shard {
                     }
                 }
             }
+            state.points.shrink_if_sparse();
             compact_tail(&mut state, self.config().dim);
             let (keep, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut state.segments)
                 .into_iter()
