@@ -4,7 +4,7 @@
 //! Kept apart from `flat.rs` (the graph's layout and the unfiltered walk) because it is the
 //! part of the search that only filtered queries take, and the larger one.
 
-use super::flat::{offer, prefetch_row, take_k, FlatGraph, Scorer};
+use super::flat::{offer, take_k, FlatGraph, Scorer};
 use super::prefetch;
 use super::scratch::{pack, unpack, with_scratch};
 
@@ -57,9 +57,7 @@ impl FlatGraph {
     /// neighbour, no distance): `(members, nodes looked at)`, ~2 300 nodes with m0 = 48.
     pub(crate) fn members_near(&self, ep: u32, member: impl Fn(u32) -> bool) -> (usize, usize) {
         let nbs = self.neighbors(0, ep);
-        let row_bytes = (1 + self.m0) * 4;
-        let rows = self.layer0.as_slice().as_ptr() as *const u8;
-        nbs.iter().for_each(|&nb| prefetch_row(rows, nb, row_bytes));
+        nbs.iter().for_each(|&nb| self.prefetch_links(nb));
         let (mut near, mut seen) = (0, 0);
         for &nb in nbs {
             let row = self.neighbors(0, nb);
@@ -160,11 +158,9 @@ impl FlatGraph {
                 }
                 if members < want {
                     let bridges = || nbs.iter().copied().filter(|&via| !member(via));
-                    let row_bytes = (1 + self.m0) * 4;
-                    let rows = self.layer0.as_slice().as_ptr() as *const u8;
                     bridges()
                         .take(BRIDGE_ROWS_AHEAD)
-                        .for_each(|via| prefetch_row(rows, via, row_bytes));
+                        .for_each(|via| self.prefetch_links(via));
                     'bridges: for via in bridges() {
                         for &nb in self.neighbors(0, via) {
                             if got >= want {

@@ -137,6 +137,13 @@ impl FlatGraph {
         }
     }
 
+    /// Starts loading node `id`'s layer-0 row (its links), ahead of reading it.
+    #[inline(always)]
+    pub(super) fn prefetch_links(&self, id: u32) {
+        let rows = self.layer0.as_slice().as_ptr() as *const u8;
+        prefetch_row(rows, id, (1 + self.m0) * 4);
+    }
+
     /// The neighbours of `id` on `level` (empty if the node is not on that level).
     #[inline(always)]
     pub fn neighbors(&self, level: usize, id: u32) -> &[u32] {
