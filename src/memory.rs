@@ -197,6 +197,15 @@ pub fn release_build_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
+/// Names rayon's global pool, where hnsw_rs inserts while a segment is built, `shoal-build-<i>`
+/// (no other work runs there). Unnamed, its threads would take the name of the thread that first
+/// used the pool. A pool already started (tests in one process) keeps its names.
+pub fn name_build_threads() {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("shoal-build-{i}"))
+        .build_global();
+}
+
 /// What one tail point costs in RAM besides its vector: the point-table entry, the tail slot,
 /// a small parsed payload (docs/storage.md).
 pub const TAIL_BYTES_PER_POINT: usize = 400;

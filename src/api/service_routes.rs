@@ -201,11 +201,7 @@ fn memory_gauges(db: &AppState) -> Vec<(&'static str, u64)> {
 
 /// What a request that panicked gets: a 500 in Qdrant's shape; the node keeps serving.
 pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = err
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into());
+    let detail = crate::error::panic_text(err.as_ref());
     tracing::error!(%detail, "request handler panicked");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
