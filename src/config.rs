@@ -147,8 +147,8 @@ pub struct Config {
     #[arg(long, env = "SHOAL_INDEXING_THRESHOLD", default_value_t = 20_000)]
     pub indexing_threshold: usize,
 
-    /// sled's page cache in MiB [default: a thirty-second of the memory limit (the cgroup's, else the
-    /// machine's), between 16 and 256].
+    /// sled's page cache in MiB [default: a 128th of the memory limit (the cgroup's, else the
+    /// machine's), between 4 and 256: 8 in a 1 GiB pod].
     #[arg(long, env = "SHOAL_SLED_CACHE_MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub sled_cache_mb: Option<u64>,
 

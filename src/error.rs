@@ -36,3 +36,12 @@ impl From<std::io::Error> for Error {
         Error::Internal(e.to_string())
     }
 }
+
+/// What a caught panic says: its message when it carries one (`panic!` with text or a format).
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic")
+}

@@ -197,15 +197,42 @@ pub fn release_build_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
+/// Names rayon's global pool, where hnsw_rs inserts while a segment is built, `shoal-build-<i>`
+/// (no other work runs there). Unnamed, its threads would take the name of the thread that first
+/// used the pool. A pool already started (tests in one process) keeps its names.
+pub fn name_build_threads() {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("shoal-build-{i}"))
+        .build_global();
+}
+
 /// What one tail point costs in RAM besides its vector: the point-table entry, the tail slot,
 /// a small parsed payload (docs/storage.md).
 pub const TAIL_BYTES_PER_POINT: usize = 400;
 
-/// sled's page cache by default: a thirty-second of the node's memory, between 16 MiB and
-/// 256 MiB (sled's own default is 1 GB, all of a small pod; and sled's memory beyond its cache
-/// grows with the write rate).
+/// sled's page cache by default: [`sled_cache_bytes_for`] the node's memory limit.
 pub fn default_sled_cache_bytes() -> u64 {
-    (limit_bytes() / 32).clamp(16 << 20, 256 << 20)
+    sled_cache_bytes_for(limit_bytes())
+}
+
+/// The smallest default sled cache, whatever the memory: a few of its leaves and index nodes.
+pub const MIN_SLED_CACHE_BYTES: u64 = 4 << 20;
+/// The largest default sled cache, however large the node (sled's own default is 1 GB).
+pub const MAX_SLED_CACHE_BYTES: u64 = 256 << 20;
+
+/// sled's page cache for a node with `limit` bytes of memory: a 128th of it, between
+/// [`MIN_SLED_CACHE_BYTES`] and [`MAX_SLED_CACHE_BYTES`] (8 MiB in a 1 GiB pod).
+///
+/// The cache holds records as they were written (vector, version, payload text): the node keeps
+/// its points in the point table and its segments, and reads the records tree back only when it
+/// opens a shard or rebuilds one, so what sled caches is mostly the last records written, and it
+/// keeps them after the upload (its cache evicts only when it is used again). sled also counts a
+/// page at its size in the log, not at its size in memory: a cache configured at 32 MiB held
+/// ≈ 50–60 MB of the heap after an upload (docs/storage.md, *What a node holds after an upload*).
+/// In a 1 GiB pod whose mapped segments need every megabyte of page cache, a small cache is
+/// worth more than the few writes it speeds up.
+pub fn sled_cache_bytes_for(limit: u64) -> u64 {
+    (limit / 128).clamp(MIN_SLED_CACHE_BYTES, MAX_SLED_CACHE_BYTES)
 }
 
 #[cfg(test)]
@@ -279,5 +306,20 @@ mod tests {
         assert_eq!(tiny.max_tail_points, 20_000);
         assert_eq!(tiny.max_tail_bytes, 16 << 20);
         assert!(default_sizing(128).max_segment_points >= 10_000);
+    }
+
+    /// sled's default cache follows the memory limit: a 128th of it, 8 MiB in the 1 GiB pod,
+    /// with a floor for tiny pods and a ceiling for large machines.
+    #[test]
+    fn the_sled_cache_is_a_share_of_the_memory_limit() {
+        assert_eq!(sled_cache_bytes_for(GIB), 8 << 20);
+        assert_eq!(sled_cache_bytes_for(4 * GIB), 32 << 20);
+        assert_eq!(sled_cache_bytes_for(256 << 20), MIN_SLED_CACHE_BYTES);
+        assert_eq!(sled_cache_bytes_for(0), MIN_SLED_CACHE_BYTES);
+        assert_eq!(sled_cache_bytes_for(24 * GIB), 192 << 20);
+        assert_eq!(sled_cache_bytes_for(1 << 40), MAX_SLED_CACHE_BYTES);
+        let default = default_sled_cache_bytes();
+        assert!((MIN_SLED_CACHE_BYTES..=MAX_SLED_CACHE_BYTES).contains(&default));
+        assert_eq!(default, sled_cache_bytes_for(limit_bytes()));
     }
 }

@@ -82,6 +82,8 @@ pub struct Started {
 
 /// Opens the node's data and binds its listeners; fails with one clear message if any fails.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
+    // Before a shard's open can rebuild a segment and so start the pool.
+    crate::memory::name_build_threads();
     let (cluster, size_source) = cluster(&config).await?;
     tracing::info!(
         memory_limit_mb = crate::memory::limit_bytes() >> 20,
@@ -148,11 +150,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let peer_listen = peer.as_ref().map(|_| config.peer_addr().to_string());
     tracing::info!(listen = %config.listen, peer = peer_listen.as_deref().unwrap_or("closed (single-node mode)"), data_dir = %config.data_dir.display(), "shoal is serving");
     let stopping = Arc::new(AtomicBool::new(false));
-    let optimizer = tokio::spawn(optimize_forever(
+    let optimizer = spawn_optimizer(
         Arc::clone(&node),
         config.indexing_threshold,
         Arc::clone(&stopping),
-    ));
+    )?;
     let mut background = Vec::new();
     if let Some(source) = node.size_source() {
         background.push(tokio::spawn(rebalance::run(Arc::clone(&node), source)));
@@ -189,8 +191,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         task.abort();
     }
     // The optimizer sees the flag between shards; a build in progress stops at its next chunk.
-    if let Err(e) = optimizer.await {
-        tracing::warn!(error = %e, "the optimizer task failed");
+    match tokio::task::spawn_blocking(move || optimizer.join()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => tracing::warn!("the optimizer thread panicked"),
+        Err(e) => tracing::warn!(error = %e, "cannot wait for the optimizer thread"),
     }
     let flushing = Arc::clone(&node);
     let flushed = tokio::task::spawn_blocking(move || flushing.catalog.flush()).await?;
@@ -232,14 +236,35 @@ fn next_backoff(
         .min(MAX_BUILD_BACKOFF)
 }
 
+/// The optimizer thread's name (what `/proc/<pid>/task/*/comm` shows).
+pub const OPTIMIZER_THREAD: &str = "shoal-optimizer";
+
+/// Starts the optimizer on a thread of its own that lives as long as the node: every segment
+/// build and the store's upkeep run there, one after the other.
+///
+/// Not on tokio's blocking pool, for the memory's sake: a pool thread exits after 10 s idle, and
+/// mimalloc then abandons its pages, which the few long-lived blocks a build leaves (a segment's
+/// heap parts, sled's pages) keep resident for good (≈ 33 MB after a 100k upload; docs/storage.md,
+/// *What a node holds after an upload*). One thread that stays reuses its free pages for the next
+/// build, and collects them after each ([`crate::memory::release_build_memory`]).
+fn spawn_optimizer(
+    node: Arc<Coordinator>,
+    threshold: usize,
+    stopping: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(OPTIMIZER_THREAD.into())
+        .spawn(move || optimize_forever(&node, threshold, &stopping))
+        .context("cannot start the optimizer thread")
+}
+
 /// Builds segments in the background, one shard at a time, so searches keep the other core.
 /// Returns once `stopping` is set, after the build in progress (if any) has given up.
-async fn optimize_forever(node: Arc<Coordinator>, threshold: usize, stopping: Arc<AtomicBool>) {
+fn optimize_forever(node: &Coordinator, threshold: usize, stopping: &AtomicBool) {
     let mut backoff: HashMap<(String, u32), (Duration, Instant)> = HashMap::new();
     while !stopping.load(Ordering::Acquire) {
-        tokio::time::sleep(OPTIMIZER_INTERVAL).await;
-        let upkeep = Arc::clone(&node);
-        let _ = tokio::task::spawn_blocking(move || upkeep.catalog.store().maintain()).await;
+        std::thread::sleep(OPTIMIZER_INTERVAL);
+        node.catalog.store().maintain();
         for collection in node.catalog.all() {
             for (shard_id, shard) in collection.local_shards() {
                 if stopping.load(Ordering::Acquire) {
@@ -262,11 +287,10 @@ async fn optimize_forever(node: Arc<Coordinator>, threshold: usize, stopping: Ar
                         continue;
                     }
                 }
-                let cancel = Arc::clone(&stopping);
-                let result = tokio::task::spawn_blocking(move || {
-                    shard.optimize_cancellable(threshold, &cancel)
-                })
-                .await;
+                // A build that panics is a failed build: the thread goes on with the others.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    shard.optimize_cancellable(threshold, stopping)
+                }));
                 let failure = match result {
                     Ok(Ok(Some(report))) => {
                         metrics::histogram!("shoal_index_build_seconds").record(report.seconds);
@@ -278,7 +302,10 @@ async fn optimize_forever(node: Arc<Coordinator>, threshold: usize, stopping: Ar
                         return;
                     }
                     Ok(Err(e)) => Some(format!("{e:#}")),
-                    Err(e) => Some(e.to_string()),
+                    Err(panic) => Some(format!(
+                        "the build panicked: {}",
+                        crate::error::panic_text(panic.as_ref())
+                    )),
                 };
                 match failure {
                     None => {

@@ -11,6 +11,21 @@ fn info(node: &Node, c: &str) -> Value {
     node.ok("GET", &format!("/collections/{c}"), None)
 }
 
+/// Ids of the node's threads called `name` (`/proc/<pid>/task/<tid>/comm`).
+fn threads_named(node: &Node, name: &str) -> Vec<u64> {
+    let pid = node.pid().expect("the node is running");
+    let mut tids: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the node's threads")
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (comm.trim_end() == name).then(|| t.file_name().to_str()?.parse().ok())?
+        })
+        .collect();
+    tids.sort_unstable();
+    tids
+}
+
 #[test]
 fn acknowledged_upserts_survive_kill_9_during_ingest() {
     let dir = tempfile::tempdir().unwrap();
@@ -242,7 +257,12 @@ fn restart_reopens_segments_without_rebuilding() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(&dir.path().join("n"), &["--indexing-threshold", "500"]);
     node.create_collection("c", 16, "Euclid");
+    // Builds run on one optimizer thread that lives as long as the node (not on tokio's
+    // blocking pool, whose threads exit and leave their memory pages behind).
+    let optimizer = threads_named(&node, "shoal-optimizer");
+    assert_eq!(optimizer.len(), 1, "one optimizer thread");
     let vs = vectors(2000, 16, 7);
+    // Each chunk is indexed before the next is written: four builds.
     for chunk in 0..4 {
         let points: Vec<Value> = (chunk * 500..(chunk + 1) * 500)
             .map(|i| json!({"id": i, "vector": vs[i], "payload": {"i": i}}))
@@ -252,17 +272,28 @@ fn restart_reopens_segments_without_rebuilding() {
             "/collections/c/points?wait=true",
             Some(json!({ "points": points })),
         );
+        let written = Some((chunk as u64 + 1) * 500);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while info(&node, "c")["indexed_vectors_count"].as_u64() != written {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "index never built: {}",
+                info(&node, "c")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
-    // Wait for the background optimizer to index everything.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while info(&node, "c")["indexed_vectors_count"].as_u64() != Some(2000) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "index never built: {}",
-            info(&node, "c")
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let builds = metric(&node, "shoal_index_build_seconds_count");
+    assert!(builds >= 4.0, "a build a chunk: {builds}");
+    assert_eq!(
+        threads_named(&node, "shoal-optimizer"),
+        optimizer,
+        "the same optimizer thread after the builds"
+    );
+    assert!(
+        !threads_named(&node, "shoal-build-0").is_empty(),
+        "hnsw_rs inserted on the named build pool"
+    );
     // Writes after the last build stay in the tail and are replayed on open.
     let late: Vec<Value> = (2000..2050)
         .map(|i| json!({"id": i, "vector": vectors(1, 16, i as u64)[0]}))

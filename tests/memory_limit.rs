@@ -171,7 +171,7 @@ fn node_in_a_memory_cgroup_ingests_indexes_survives_kill_9_and_answers_exactly()
         std::thread::sleep(Duration::from_millis(200));
     }
     let resident = scrape(&node);
-    for component in ["vectors", "graph", "point_table", "payloads", "sled_cache"] {
+    for component in ["vectors", "graph", "point_table", "payloads", "process"] {
         assert!(
             resident.contains(&format!(
                 "shoal_memory_resident_bytes{{component=\"{component}\"}}"
@@ -179,6 +179,15 @@ fn node_in_a_memory_cgroup_ingests_indexes_survives_kill_9_and_answers_exactly()
             "no resident bytes for {component}"
         );
     }
+    // sled's cache is reported as what it is, its configured bound, not as resident memory.
+    assert!(
+        !resident.contains("component=\"sled_cache\""),
+        "sled's bound is not resident memory"
+    );
+    assert!(
+        resident.contains("shoal_sled_cache_capacity_bytes"),
+        "no sled cache bound"
+    );
     node.kill9();
     node.spawn();
     let i = info(&node);

@@ -159,11 +159,15 @@ pub async fn metrics(State(db): State<AppState>) -> Response {
         metrics::gauge!("shoal_collection_segments", &labels).set(segments as f64);
     }
     metrics::gauge!("shoal_collections").set(catalog.names().len() as f64);
-    let memory = tokio::task::block_in_place(|| memory_gauges(&db));
+    let (memory, sled_disk) =
+        tokio::task::block_in_place(|| (memory_gauges(&db), catalog.sled_size_on_disk()));
     for (component, bytes) in memory {
         metrics::gauge!("shoal_memory_resident_bytes", "component" => component).set(bytes as f64);
     }
     metrics::gauge!("shoal_memory_limit_bytes").set(crate::memory::limit_bytes() as f64);
+    // sled does not say how much its cache holds, only what it was configured with.
+    metrics::gauge!("shoal_sled_cache_capacity_bytes").set(db.config().sled_cache_bytes() as f64);
+    metrics::gauge!("shoal_sled_disk_bytes").set(sled_disk as f64);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -174,19 +178,16 @@ pub async fn metrics(State(db): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Resident bytes by component over every collection, the sled cache (its configured bound,
-/// or less while sled's files are smaller: sled does not report its cache's fill) and the
-/// process as a whole (`VmRSS`).
+/// Resident bytes by component over every collection and the process as a whole (`VmRSS`).
+/// sled's cache is not among them: sled reports neither its fill nor its heap, and its bound
+/// (`shoal_sled_cache_capacity_bytes`) counts pages at their size in its log, which is not what
+/// they hold in memory (docs/storage.md).
 fn memory_gauges(db: &AppState) -> Vec<(&'static str, u64)> {
     let catalog = &db.coordinator().catalog;
     let mut total = crate::shard::MemoryReport::default();
     for c in catalog.all() {
         total += c.memory();
     }
-    let sled = db
-        .config()
-        .sled_cache_bytes()
-        .min(catalog.sled_size_on_disk());
     vec![
         ("vectors", total.vectors as u64),
         ("quantized_codes", total.codes as u64),
@@ -194,18 +195,13 @@ fn memory_gauges(db: &AppState) -> Vec<(&'static str, u64)> {
         ("point_table", total.point_table as u64),
         ("payloads", total.payloads as u64),
         ("payload_index", total.payload_index as u64),
-        ("sled_cache", sled),
         ("process", crate::memory::process_resident_bytes()),
     ]
 }
 
 /// What a request that panicked gets: a 500 in Qdrant's shape; the node keeps serving.
 pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = err
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into());
+    let detail = crate::error::panic_text(err.as_ref());
     tracing::error!(%detail, "request handler panicked");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
