@@ -661,7 +661,7 @@ impl SegmentIndex {
     /// the indexes answer narrows them — `must` by intersection, `should` by the union of its
     /// conditions (when the indexes answer all of them), `must_not` by removing what its
     /// exactly answered conditions select — and a condition that is itself a filter by the
-    /// same rules. So `should: [c]` and `must_not: [match except …]`-style filters plan like
+    /// same rules. So `should: [c]`, `must_not: [c]` and `must: [{should: …}]` plan like
     /// `must: [c]` instead of checking payloads on every entry a walk visits. `None` when no
     /// clause narrows anything (the planner then samples).
     pub fn candidates(&self, filter: &Filter, seg: &SealedSegment) -> Option<Candidates> {
