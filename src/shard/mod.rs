@@ -1214,3 +1214,5 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Result<(PointId, Record), ShardErro
 mod filtered_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unindexed_tests;

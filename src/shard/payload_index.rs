@@ -607,13 +607,30 @@ impl IdSet {
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
-    fn intersect(&mut self, other: &IdSet) {
+    /// Every id below `n`.
+    pub fn full(n: usize) -> IdSet {
+        let mut words = vec![u64::MAX; n.div_ceil(64)];
+        if let Some(last) = words.last_mut().filter(|_| n % 64 != 0) {
+            *last = (1u64 << (n % 64)) - 1;
+        }
+        IdSet { words, count: n }
+    }
+    fn combine(&mut self, other: &IdSet, op: impl Fn(u64, u64) -> u64) {
         let mut count = 0;
         for (a, b) in self.words.iter_mut().zip(&other.words) {
-            *a &= b;
+            *a = op(*a, *b);
             count += a.count_ones() as usize;
         }
         self.count = count;
+    }
+    fn intersect(&mut self, other: &IdSet) {
+        self.combine(other, |a, b| a & b);
+    }
+    fn union(&mut self, other: &IdSet) {
+        self.combine(other, |a, b| a | b);
+    }
+    fn subtract(&mut self, other: &IdSet) {
+        self.combine(other, |a, b| a & !b);
     }
     /// The ids in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
@@ -640,35 +657,89 @@ pub struct Candidates {
 }
 
 impl SegmentIndex {
-    /// The candidates the indexes give for `filter` in a segment of `n` entries: the
-    /// intersection of every indexed `must` condition. `None` when no `must` condition is
-    /// indexed (the planner then samples).
+    /// The candidates the indexes give for `filter` in a segment: every clause whose conditions
+    /// the indexes answer narrows them — `must` by intersection, `should` by the union of its
+    /// conditions (when the indexes answer all of them), `must_not` by removing what its
+    /// exactly answered conditions select — and a condition that is itself a filter by the
+    /// same rules. So `should: [c]`, `must_not: [c]` and `must: [{should: …}]` plan like
+    /// `must: [c]` instead of checking payloads on every entry a walk visits. `None` when no
+    /// clause narrows anything (the planner then samples).
     pub fn candidates(&self, filter: &Filter, seg: &SealedSegment) -> Option<Candidates> {
+        let (ids, exact) = self.narrow(filter, seg)?;
+        Some(Candidates { ids, exact })
+    }
+
+    /// [`SegmentIndex::candidates`] as a pair: a superset of the entries passing `filter`, and
+    /// whether it is exactly that set.
+    fn narrow(&self, filter: &Filter, seg: &SealedSegment) -> Option<(IdSet, bool)> {
         let n = seg.len();
-        let must = filter.must.as_ref()?.as_slice();
         let mut set: Option<IdSet> = None;
-        let mut all_answered =
-            filter.should.is_none() && filter.must_not.is_none() && filter.min_should.is_none();
-        for c in must {
-            let answered = match c {
-                Condition::Field(f) => self.indexes_for(f, seg).into_iter().find_map(|idx| {
-                    let mut s = IdSet::new(n);
-                    idx.answer(f, &mut s).then_some(s)
-                }),
-                _ => None,
-            };
-            match answered {
-                Some(s) => match &mut set {
-                    Some(acc) => acc.intersect(&s),
-                    None => set = Some(s),
-                },
-                None => all_answered = false,
+        let mut exact = filter.min_should.is_none();
+        let narrow = |s: IdSet, set: &mut Option<IdSet>| match set {
+            Some(acc) => acc.intersect(&s),
+            None => *set = Some(s),
+        };
+        for c in filter.must.iter().flat_map(|m| m.as_slice()) {
+            match self.condition(c, seg) {
+                Some((s, e)) => {
+                    exact &= e;
+                    narrow(s, &mut set);
+                }
+                None => exact = false,
             }
         }
-        set.map(|ids| Candidates {
-            ids,
-            exact: all_answered,
-        })
+        if let Some(should) = &filter.should {
+            let mut union = IdSet::new(n);
+            let mut all = true;
+            for c in should.as_slice() {
+                match self.condition(c, seg) {
+                    Some((s, e)) => {
+                        exact &= e;
+                        union.union(&s);
+                    }
+                    None => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            if all {
+                narrow(union, &mut set);
+            } else {
+                exact = false;
+            }
+        }
+        if let Some(must_not) = &filter.must_not {
+            let mut excluded: Option<IdSet> = None;
+            for c in must_not.as_slice() {
+                match self.condition(c, seg) {
+                    Some((s, true)) => match &mut excluded {
+                        Some(x) => x.union(&s),
+                        None => excluded = Some(s),
+                    },
+                    _ => exact = false,
+                }
+            }
+            if let Some(x) = excluded {
+                let mut kept = set.take().unwrap_or_else(|| IdSet::full(n));
+                kept.subtract(&x);
+                set = Some(kept);
+            }
+        }
+        set.map(|ids| (ids, exact))
+    }
+
+    /// What the indexes say about one condition: a superset of the entries passing it and
+    /// whether it is exact, or `None` when they say nothing.
+    fn condition(&self, c: &Condition, seg: &SealedSegment) -> Option<(IdSet, bool)> {
+        match c {
+            Condition::Field(f) => self.indexes_for(f, seg).into_iter().find_map(|idx| {
+                let mut s = IdSet::new(seg.len());
+                idx.answer(f, &mut s).then_some((s, true))
+            }),
+            Condition::Filter(inner) => self.narrow(inner, seg),
+            _ => None,
+        }
     }
 
     /// The indexes that may serve a condition: the declared ones on its key path (compared

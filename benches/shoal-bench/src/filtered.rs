@@ -27,30 +27,52 @@ pub struct Case {
     pub truth: Vec<Vec<u32>>,
 }
 
-/// The unfiltered case, then every selectivity, its ground truth computed once.
+/// The unfiltered case, then every selectivity (those of `only`'s moduli when it is not empty),
+/// its ground truth computed once.
 pub fn cases(
     base: &Matrix,
     queries: &Matrix,
     metric: Metric,
     k: usize,
     unfiltered: &[Vec<u32>],
+    only: &[usize],
+    clause: Clause,
 ) -> Vec<Case> {
     let mut out = vec![Case {
         name: "no filter".into(),
         filter: None,
         truth: unfiltered.to_vec(),
     }];
-    for m in FIELDS {
+    for m in FIELDS
+        .into_iter()
+        .filter(|m| only.is_empty() || only.contains(m))
+    {
         let truth = data::exact_knn(base, queries, metric, k, &|i| i % m == 0);
         out.push(Case {
             name: format!("{}% (s{m})", 100.0 / m as f64),
-            filter: Some(format!(
-                "{{\"must\":[{{\"key\":\"s{m}\",\"match\":{{\"value\":\"v0\"}}}}]}}"
-            )),
+            filter: Some(selecting(m, clause)),
             truth,
         });
     }
     out
+}
+
+/// How the filter selecting `s{m} = "v0"` is written: the same points, through another clause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Clause {
+    /// `must: [s{m} = v0]`.
+    Must,
+    /// `should: [s{m} = v0]`.
+    Should,
+}
+
+/// The filter text selecting the points with `s{m} = "v0"`, written with `clause`.
+fn selecting(m: usize, clause: Clause) -> String {
+    let clause = match clause {
+        Clause::Must => "must",
+        Clause::Should => "should",
+    };
+    format!("{{\"{clause}\":[{{\"key\":\"s{m}\",\"match\":{{\"value\":\"v0\"}}}}]}}")
 }
 
 /// Creates the keyword indexes on the selective fields.

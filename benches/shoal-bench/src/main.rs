@@ -201,6 +201,16 @@ struct Args {
     /// exact filtered ground truth (see `filtered.rs`).
     #[arg(long)]
     filtered: bool,
+    /// With --filtered: only the filters `s{m} = "v0"` for these moduli (e.g. `10,5` for 10 % and
+    /// 20 %), besides the unfiltered case.
+    #[arg(long, value_delimiter = ',')]
+    moduli: Vec<usize>,
+    /// With --filtered: skip the pass with keyword indexes (only the unindexed fields).
+    #[arg(long)]
+    unindexed_only: bool,
+    /// With --filtered: the clause the filters are written with (the same points either way).
+    #[arg(long, value_enum, default_value = "must")]
+    clause: filtered::Clause,
 }
 
 /// The "1 thread" figure at one `ef`: every query in turn on this thread, after `warmup`.
@@ -662,8 +672,14 @@ fn main() -> Result<()> {
                 return Ok(());
             }
             if a.filtered {
-                let cases = filtered::cases(&base, &queries, metric, a.k, &truth);
-                for indexed in [false, true] {
+                let cases =
+                    filtered::cases(&base, &queries, metric, a.k, &truth, &a.moduli, a.clause);
+                let passes: &[bool] = if a.unindexed_only {
+                    &[false]
+                } else {
+                    &[false, true]
+                };
+                for &indexed in passes {
                     if indexed {
                         filtered::create_indexes(&target).await?;
                     } else {
