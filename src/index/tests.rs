@@ -222,6 +222,22 @@ fn filtered_walks_meet_recall_on_independent_and_correlated_members() {
     }
 }
 
+/// Members spread evenly are walked alone (beam 2 × `ef`) under 15 % of the graph, by the
+/// whole graph above, where its ~1/share times an unfiltered walk is no dearer.
+#[test]
+fn members_walk_serves_even_members_under_15_percent_of_the_graph() {
+    assert!(members_walk_pays(5_000, 100_000));
+    assert!(members_walk_pays(14_999, 100_000));
+    assert!(!members_walk_pays(15_000, 100_000));
+    assert!(!members_walk_pays(100_000, 100_000));
+    assert!(!members_walk_pays(usize::MAX, 100_000));
+    // Spread about evenly: neither rare nor dense; the query among them: dense.
+    assert!(!members_are_dense_near(230, 2300, 10_000, 100_000));
+    assert!(!members_are_dense_near(460, 2300, 10_000, 100_000));
+    assert!(members_are_dense_near(461, 2300, 10_000, 100_000));
+    assert!(members_are_dense_near(2300, 2300, 10_000, 100_000));
+}
+
 /// The members-only walk is taken where the members around the query are under half their
 /// share of the graph, and the probe counts the two-hop neighbourhood of a node.
 #[test]
