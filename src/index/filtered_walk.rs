@@ -12,12 +12,17 @@ impl FlatGraph {
     /// Approximate k-NN among the `member` nodes (a payload index's candidates: a bitset test,
     /// about `count` of them) that `accept` takes (the rest of a filter), walking layer 0 the
     /// way `traversal` says. [`Traversal::Auto`] looks at the members around the entry point
-    /// the descent found ([`FlatGraph::members_near`]): where they are about as common as in
-    /// the whole graph (a filter independent of the vectors, or the query among the members)
-    /// the whole-graph walk finds them at the cost of ~1/selectivity times an unfiltered walk;
-    /// where they are much rarer (a filter correlated with the vectors, the query far from its
-    /// members) that walk would first cross everything closer to the query than the members,
-    /// so the members-only walk goes straight to them ([`FlatGraph::walk_members`]). A
+    /// the descent found ([`FlatGraph::members_near`]): where they are much rarer than in the
+    /// whole graph (a filter correlated with the vectors, the query far from its members) the
+    /// whole-graph walk would first cross everything closer to the query than the members, so
+    /// the members-only walk goes straight to them ([`FlatGraph::walk_members`]) with a beam
+    /// [`MEMBERS_BEAM`] times as wide; where they are about as common (a filter independent of
+    /// the vectors) the members-only walk with a beam [`EVEN_MEMBERS_BEAM`] times `ef` serves
+    /// them while they are under [`MEMBERS_WALK_BELOW_PCT`] % of the graph
+    /// ([`members_walk_pays`]), the whole-graph walk
+    /// (~1/selectivity times an unfiltered walk) above; where they are much denser (the query
+    /// among the members of a filter correlated with the vectors) the whole-graph walk fills
+    /// its beam at once. A
     /// members-only walk that finds fewer than `k` accepted members (islands it cannot reach,
     /// or a filter the members only partly answer) is followed by the whole-graph walk.
     #[allow(clippy::too_many_arguments)]
@@ -36,16 +41,28 @@ impl FlatGraph {
         }
         let ef = ef.max(k);
         let start = self.descend(sc);
-        let members_only = match traversal {
-            Traversal::Whole => false,
-            Traversal::Members => true,
+        let around = || {
+            let (near, seen) = self.members_near(start.0, &member);
+            (
+                members_are_rare_near(near, seen, count, self.n),
+                members_are_dense_near(near, seen, count, self.n),
+            )
+        };
+        let (members_only, even) = match traversal {
+            Traversal::Whole => (false, false),
+            Traversal::Members => {
+                let (rare, dense) = around();
+                (true, !rare && !dense)
+            }
             Traversal::Auto => {
-                let (near, seen) = self.members_near(start.0, &member);
-                members_are_rare_near(near, seen, count, self.n)
+                let (rare, dense) = around();
+                let even = !rare && !dense;
+                (rare || (even && members_walk_pays(count, self.n)), even)
             }
         };
         if members_only {
-            let found = self.walk_members(sc, k, ef, start, count, &member, &accept);
+            let beam = ef * [MEMBERS_BEAM, EVEN_MEMBERS_BEAM][even as usize];
+            let found = self.walk_members(sc, k, beam, start, count, even, &member, &accept);
             if let Some(found) = found.filter(|f| f.len() >= k) {
                 return found;
             }
@@ -67,9 +84,9 @@ impl FlatGraph {
         (near, seen)
     }
 
-    /// Approximate k-NN among the `member` nodes that `accept` takes, scoring (almost) only
-    /// members on layer 0 — ACORN-1's walk, what Qdrant's `acorn` search parameter does, made
-    /// to find members far from the query:
+    /// Approximate k-NN among the `member` nodes that `accept` takes with a beam `ef` wide,
+    /// scoring (almost) only members on layer 0 — ACORN-1's walk, what Qdrant's `acorn` search
+    /// parameter does, made to find members far from the query:
     /// - [`SEEDS`] members spread over the segment are scored first ([`FlatGraph::seeds`]), and
     ///   from the [`DESCENTS`] nearest of them a greedy descent over member neighbours runs
     ///   down to a local minimum: a filter correlated with the vectors keeps its members in a
@@ -77,11 +94,16 @@ impl FlatGraph {
     ///   from it than that region's nearest members, so without the descents a beam full of
     ///   one region's members would never expand the seeds of another that holds true
     ///   neighbours;
-    /// - the beam is [`MEMBERS_BEAM`] × `ef` wide: the members nearest a query far from them
-    ///   sit on the edge of their region, poorly linked to each other;
     /// - a node's member neighbours are scored; when it has fewer than `m0 / 2`, the members
     ///   among its non-member neighbours' neighbours are too (two hops: non-members bridge the
-    ///   members without links of their own), up to `m0 / 2`;
+    ///   members without links of their own): where the members are spread `even`ly, the
+    ///   first `m0` members within two hops, visited or not, as ACORN truncates the list —
+    ///   a walk whose members near the query are mostly visited then reads a few bridges'
+    ///   rows per expansion instead of all of them (20 a node on a 10 % filter at 100k, 4 ×
+    ///   the time of the walk's distances: docs/filtered-search.md); where they are rare
+    ///   around the query, up to `m0 / 2` new members, as far as the bridges reach (the
+    ///   members nearest a far query are poorly linked to each other: recall 0.93–0.94
+    ///   against ≥ 0.96 on the unit test's correlated members at 20 % with the shorter list);
     /// - a node with no new member within two hops while the beam holds fewer than `k`
     ///   accepted members scores its non-member neighbours instead and walks on through them.
     ///
@@ -97,11 +119,11 @@ impl FlatGraph {
         ef: usize,
         (ep, d): (u32, f32),
         count: usize,
+        even: bool,
         member: impl Fn(u32) -> bool,
         accept: impl Fn(u32) -> bool,
     ) -> Option<Vec<(f32, u32)>> {
-        let ef = ef * MEMBERS_BEAM;
-        let want = (self.m0 / 2).clamp(1, MAX_EXPAND);
+        let want = (if even { self.m0 } else { self.m0 / 2 }).clamp(1, MAX_EXPAND);
         let mut seeds = [0u32; SEEDS];
         let seeded = self.seeds(count, &member, &mut seeds);
         let seeds = &seeds[..seeded];
@@ -161,14 +183,21 @@ impl FlatGraph {
                     bridges()
                         .take(BRIDGE_ROWS_AHEAD)
                         .for_each(|via| self.prefetch_links(via));
+                    // Members spread evenly: the first `want` within two hops (ACORN's list);
+                    // rare ones: up to `want` new ones, as far as the bridges reach.
+                    let mut listed = if even { members } else { got };
                     'bridges: for via in bridges() {
                         for &nb in self.neighbors(0, via) {
-                            if got >= want {
+                            if listed >= want {
                                 break 'bridges;
                             }
-                            if member(nb) && s.visit(nb) {
-                                found[got] = nb;
-                                got += 1;
+                            if member(nb) {
+                                let new = s.visit(nb);
+                                if new {
+                                    found[got] = nb;
+                                    got += 1;
+                                }
+                                listed += (even || new) as usize;
                             }
                         }
                     }
@@ -243,9 +272,40 @@ pub fn members_are_rare_near(near: usize, seen: usize, count: usize, n: usize) -
     2 * near * n < seen * count
 }
 
-/// How much wider than `ef` the members-only walk's beam is: on filters correlated with the
-/// vectors at 100k × 64, recall@10 0.955–0.971 at 2, 0.971–0.985 at 3 (docs/filtered-search.md).
+/// Whether members are much denser around the query than in the graph (over twice their
+/// share among the `seen` nodes around the descent's entry point): the query is among the
+/// members of a filter correlated with the vectors, where a members-only walk with a beam of
+/// `ef` misses more than the whole-graph walk (recall@10 0.93 against ≥ 0.98 on the unit
+/// test's correlated members at 20 %).
+pub fn members_are_dense_near(near: usize, seen: usize, count: usize, n: usize) -> bool {
+    near.saturating_mul(n) > 2usize.saturating_mul(seen).saturating_mul(count)
+}
+
+/// Whether the members-only walk (beam 2 × `ef`) is the cheaper walk for `count` members of
+/// `n` nodes spread about evenly around the query: it costs about the same whatever their
+/// share (3.2–3.8 × an unfiltered walk at 5–50 % of 100k × 64), the whole-graph walk
+/// ~1/share times an unfiltered one (8.4–9.0 × at 5 %, 3.8–4.1 × at 10 %, 2.8–2.9 × at
+/// 20 %), the two even at ~20 % (docs/filtered-search.md).
+pub fn members_walk_pays(count: usize, n: usize) -> bool {
+    count.saturating_mul(100) < MEMBERS_WALK_BELOW_PCT * n
+}
+
+/// Up to what share of the graph (%) the members-only walk serves members spread about
+/// evenly ([`members_walk_pays`]).
+pub const MEMBERS_WALK_BELOW_PCT: usize = 15;
+
+/// How much wider than `ef` the members-only walk's beam is where the members are rare
+/// around the query: on filters correlated with the vectors at 100k × 64, recall@10
+/// 0.955–0.971 at 2, 0.971–0.985 at 3 (docs/filtered-search.md). Members spread evenly need
+/// less ([`EVEN_MEMBERS_BEAM`]).
 const MEMBERS_BEAM: usize = 3;
+
+/// How much wider than `ef` the members-only walk's beam is where the members are about as
+/// common around the query as in the graph: at 100k × 64, 1 × and 2 × gave the same recall
+/// (0.97–1.000 at 5–50 %) at 1.2–1.7 × and 2.0–2.4 × an unfiltered walk with `m0 / 2`
+/// members listed, but on the unit test's 4 000 points that fell to 0.94 at 5 %; with 2 ×
+/// and `m0` members listed it holds ≥ 0.973 there (3.2–3.8 × at 100k).
+const EVEN_MEMBERS_BEAM: usize = 2;
 
 /// From how many of the nearest seeds a members-only walk descends greedily before its beam
 /// search.

@@ -81,7 +81,9 @@ pub use repair::{RepairOptions, RepairStats};
 
 use anyhow::{ensure, Context, Result};
 use file::{names, Header, MappedFile, SpaceHeader};
-pub use filtered_walk::{members_are_rare_near, Traversal};
+pub use filtered_walk::{
+    members_are_dense_near, members_are_rare_near, members_walk_pays, Traversal,
+};
 use flat::{FlatGraph, Scorer};
 use quantized::{Int8Params, Int8Scorer};
 use serde::{Deserialize, Serialize};
