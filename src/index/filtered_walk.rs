@@ -19,12 +19,11 @@ impl FlatGraph {
     /// [`MEMBERS_BEAM`] times as wide; where they are about as common (a filter independent of
     /// the vectors) the members-only walk with a beam [`EVEN_MEMBERS_BEAM`] times `ef` serves
     /// them while they are under [`MEMBERS_WALK_BELOW_PCT`] % of the graph
-    /// ([`members_walk_pays`]), the whole-graph walk
-    /// (~1/selectivity times an unfiltered walk) above; where they are much denser (the query
-    /// among the members of a filter correlated with the vectors) the whole-graph walk fills
-    /// its beam at once. A
-    /// members-only walk that finds fewer than `k` accepted members (islands it cannot reach,
-    /// or a filter the members only partly answer) is followed by the whole-graph walk.
+    /// ([`members_walk_pays`]), the whole-graph walk (~1/selectivity times an unfiltered walk)
+    /// above; where they are much denser (the query among the members of a filter correlated
+    /// with the vectors) the whole-graph walk fills its beam at once. A members-only walk that
+    /// finds fewer than `k` accepted members (islands it cannot reach, or a filter the members
+    /// only partly answer) is followed by the whole-graph walk.
     #[allow(clippy::too_many_arguments)]
     pub fn search_filtered<S: Scorer>(
         &self,
