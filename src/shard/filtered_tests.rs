@@ -7,13 +7,18 @@ use crate::index::Metric;
 use serde_json::{json, Value};
 
 fn shard(db: &sled::Db, dir: &Path) -> Shard {
+    planner_shard(db, dir, "f", 60)
+}
+
+/// An 8-dimension Euclid shard whose `full_scan_threshold` is low (in points), so that most
+/// filters traverse the graph and only a few score their candidates exactly.
+pub(super) fn planner_shard(db: &sled::Db, dir: &Path, name: &str, threshold: usize) -> Shard {
     let config = ShardConfig {
-        // Low, so that most filters here traverse the graph and a few score candidates.
-        full_scan_threshold: 60,
+        full_scan_threshold: threshold,
         ..ShardConfig::new(8, Metric::Euclid, HnswParams::default())
     };
     let store = Store::from_db(db.clone());
-    Shard::open(&store, "f", dir, config, Arc::new(VersionClock::default())).expect("open")
+    Shard::open(&store, name, dir, config, Arc::new(VersionClock::default())).expect("open")
 }
 
 /// Distinct vectors (no ties: exact results must compare equal across runs).

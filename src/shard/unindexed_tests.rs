@@ -11,13 +11,7 @@ use serde_json::{json, Value};
 const POINTS: u64 = 2400;
 
 fn shard(db: &sled::Db, dir: &Path) -> Shard {
-    let config = ShardConfig {
-        // Low, so that most filters here walk the graph and a few score their candidates.
-        full_scan_threshold: 80,
-        ..ShardConfig::new(8, Metric::Euclid, HnswParams::default())
-    };
-    let store = Store::from_db(db.clone());
-    Shard::open(&store, "u", dir, config, Arc::new(VersionClock::default())).expect("open")
+    super::filtered_tests::planner_shard(db, dir, "u", 80)
 }
 
 /// Vectors around eight centres, spread by a hash of (point, coordinate): no lattice, no ties.
