@@ -23,7 +23,9 @@
 //! is built at once); without one the optimizer builds 100 000-point tails as it goes.
 //! Environment: `FB_SELS` (percentages, `1,2,5,10,20,30,50`), `FB_KINDS` (`independent`,
 //! `correlated`), `FB_PLANS` (`auto,exact,graph,members`), `FB_ROUNDS` (3), `FB_QUERIES`
-//! (200), `FB_THRESHOLD` (the shard's `full_scan_threshold` in points).
+//! (200), `FB_THRESHOLD` (the shard's `full_scan_threshold` in points), `FB_HIST` (set: print
+//! per case how many queries found 0, 1, …, 10 of the true 10 — a walk that misses a few
+//! queries entirely, e.g. from a wrong entry, shows as a count at 0).
 //!
 //! The shard is kept under `$TMPDIR/shoal-filtered-bench2-<points>x<dim>[-<max segment>]` and
 //! reused.
@@ -271,10 +273,16 @@ fn measure(shard: &Shard, queries: &[&[f32]]) -> anyhow::Result<()> {
         };
         force_plan(plan_of(case.plan));
         let (mut hit, mut total) = (0, 0);
+        let mut hist = [0usize; 11];
         for (q, t) in queries.iter().zip(truth) {
             let got = ids(case.filter.as_ref(), q, false);
-            hit += got.iter().filter(|id| t.contains(id)).count();
+            let h = got.iter().filter(|id| t.contains(id)).count();
+            hist[h.min(10)] += 1;
+            hit += h;
             total += t.len();
+        }
+        if std::env::var_os("FB_HIST").is_some() {
+            eprintln!("{} {}: queries by hits@10 {hist:?}", case.name, case.plan);
         }
         case.recall = hit as f64 / total.max(1) as f64;
     }

@@ -4,7 +4,7 @@
 //! Kept apart from `flat.rs` (the graph's layout and the unfiltered walk) because it is the
 //! part of the search that only filtered queries take, and the larger one.
 
-use super::flat::{offer, take_k, FlatGraph, Scorer};
+use super::flat::{offer, take_k, FlatGraph, Scorer, WIDE_DESCENT};
 use super::prefetch;
 use super::scratch::{pack, unpack, with_scratch};
 
@@ -23,7 +23,9 @@ impl FlatGraph {
     /// above; where they are much denser (the query among the members of a filter correlated
     /// with the vectors) the whole-graph walk fills its beam at once. A members-only walk that
     /// finds fewer than `k` accepted members (islands it cannot reach, or a filter the members
-    /// only partly answer) is followed by the whole-graph walk.
+    /// only partly answer) is followed by the whole-graph walk. [`Traversal::Even`] walks the
+    /// members only where they are spread about evenly around the query and returns nothing
+    /// elsewhere, or when that walk found fewer than `k`: the caller scores them exactly.
     #[allow(clippy::too_many_arguments)]
     pub fn search_filtered<S: Scorer>(
         &self,
@@ -49,6 +51,13 @@ impl FlatGraph {
         };
         let (members_only, even) = match traversal {
             Traversal::Whole => (false, false),
+            Traversal::Even => {
+                let (rare, dense) = around();
+                if rare || dense {
+                    return Vec::new();
+                }
+                (true, true)
+            }
             Traversal::Members => {
                 let (rare, dense) = around();
                 (true, !rare && !dense)
@@ -64,6 +73,9 @@ impl FlatGraph {
             let found = self.walk_members(sc, k, beam, start, count, even, &member, &accept);
             if let Some(found) = found.filter(|f| f.len() >= k) {
                 return found;
+            }
+            if traversal == Traversal::Even {
+                return Vec::new();
             }
         }
         self.walk_whole(sc, k, ef, start, |i| member(i) && accept(i))
@@ -93,10 +105,14 @@ impl FlatGraph {
     ///   from it than that region's nearest members, so without the descents a beam full of
     ///   one region's members would never expand the seeds of another that holds true
     ///   neighbours;
+    /// - where the members are spread `even`ly, the nearest nodes of layer 1 that a descent
+    ///   with a beam [`WIDE_DESCENT`] wide found ([`FlatGraph::descend_wide`]) are entries too:
+    ///   the greedy descent can stop in another cluster than the query's, and this walk's
+    ///   two-hop lists do not leave a cluster;
     /// - a node's member neighbours are scored; when it has fewer than `m0 / 2`, the members
     ///   among its non-member neighbours' neighbours are too (two hops: non-members bridge the
     ///   members without links of their own): where the members are spread `even`ly, the
-    ///   first `m0` members within two hops, visited or not, as ACORN truncates the list —
+    ///   first `m0 / 2` members within two hops, visited or not, as ACORN truncates the list —
     ///   a walk whose members near the query are mostly visited then reads a few bridges'
     ///   rows per expansion instead of all of them (20 a node on a 10 % filter at 100k, 4 ×
     ///   the time of the walk's distances: docs/filtered-search.md); where they are rare
@@ -122,14 +138,27 @@ impl FlatGraph {
         member: impl Fn(u32) -> bool,
         accept: impl Fn(u32) -> bool,
     ) -> Option<Vec<(f32, u32)>> {
-        let want = (if even { self.m0 } else { self.m0 / 2 }).clamp(1, MAX_EXPAND);
+        let want = (self.m0 / 2).clamp(1, MAX_EXPAND);
         let mut seeds = [0u32; SEEDS];
         let seeded = self.seeds(count, &member, &mut seeds);
         let seeds = &seeds[..seeded];
+        let mut entries = [0u64; WIDE_DESCENT];
+        let entered = if even {
+            self.descend_wide(sc, &mut entries)
+        } else {
+            0
+        };
+        let entries = &entries[..entered];
         with_scratch(|s| {
             s.reset(self.n);
             s.visit(ep);
             offer(s, ef, pack(d, ep), || member(ep) && accept(ep));
+            for &key in entries {
+                let id = unpack(key).1;
+                if s.visit(id) {
+                    offer(s, ef, key, || member(id) && accept(id));
+                }
+            }
             seeds.iter().for_each(|&id| sc.prefetch(id));
             let mut scored = [0u64; SEEDS];
             let mut n_scored = 0;
@@ -260,6 +289,10 @@ pub enum Traversal {
     Whole,
     /// The members only (ACORN-1 with seeds and descents).
     Members,
+    /// The members only where they are spread about evenly around the query; nothing
+    /// elsewhere, nor where that walk found fewer than `k` (for a plan whose other choice is
+    /// to score the members exactly).
+    Even,
 }
 
 /// Whether members are rare enough around the query for the members-only walk: `near` of the
@@ -280,18 +313,18 @@ pub fn members_are_dense_near(near: usize, seen: usize, count: usize, n: usize) 
     near.saturating_mul(n) > 2usize.saturating_mul(seen).saturating_mul(count)
 }
 
-/// Whether the members-only walk (beam 2 × `ef`) is the cheaper walk for `count` members of
+/// Whether the members-only walk (beam `ef`) is the cheaper walk for `count` members of
 /// `n` nodes spread about evenly around the query: it costs about the same whatever their
-/// share (3.2–3.8 × an unfiltered walk at 5–50 % of 100k × 64), the whole-graph walk
-/// ~1/share times an unfiltered one (8.4–9.0 × at 5 %, 3.8–4.1 × at 10 %, 2.8–2.9 × at
-/// 20 %), the two even at ~20 % (docs/filtered-search.md).
+/// share (1.3 / 1.5 / 2.1 × an unfiltered walk at 20 / 30 / 50 % of 241k × 128), the
+/// whole-graph walk ~1/share times an unfiltered one (2.5–2.9 × there; 8.4–9.0 × at 5 %,
+/// 3.8–4.1 × at 10 % of 100k × 64), the two about even at 50 % (docs/filtered-search.md).
 pub fn members_walk_pays(count: usize, n: usize) -> bool {
-    count.saturating_mul(100) < MEMBERS_WALK_BELOW_PCT * n
+    count.saturating_mul(100) < MEMBERS_WALK_BELOW_PCT.saturating_mul(n)
 }
 
 /// Up to what share of the graph (%) the members-only walk serves members spread about
 /// evenly ([`members_walk_pays`]).
-pub const MEMBERS_WALK_BELOW_PCT: usize = 15;
+pub const MEMBERS_WALK_BELOW_PCT: usize = 40;
 
 /// How much wider than `ef` the members-only walk's beam is where the members are rare
 /// around the query: on filters correlated with the vectors at 100k × 64, recall@10
@@ -300,11 +333,12 @@ pub const MEMBERS_WALK_BELOW_PCT: usize = 15;
 const MEMBERS_BEAM: usize = 3;
 
 /// How much wider than `ef` the members-only walk's beam is where the members are about as
-/// common around the query as in the graph: at 100k × 64, 1 × and 2 × gave the same recall
-/// (0.97–1.000 at 5–50 %) at 1.2–1.7 × and 2.0–2.4 × an unfiltered walk with `m0 / 2`
-/// members listed, but on the unit test's 4 000 points that fell to 0.94 at 5 %; with 2 ×
-/// and `m0` members listed it holds ≥ 0.973 there (3.2–3.8 × at 100k).
-const EVEN_MEMBERS_BEAM: usize = 2;
+/// common around the query as in the graph. Its misses were queries whose greedy descent
+/// ended in another cluster (a wider beam did not help: recall@10 0.957 at 1 ×, 2 × or 3 ×
+/// on a 5 % filter at 100k × 128); entered from the wide descent's nodes as well, 1 × holds
+/// 0.987–1.000 at 5–20 % of 100k and 241k × 128 and 60k × 768 at 0.7–1.4 × the time of an
+/// unfiltered walk (docs/filtered-search.md).
+const EVEN_MEMBERS_BEAM: usize = 1;
 
 /// From how many of the nearest seeds a members-only walk descends greedily before its beam
 /// search.

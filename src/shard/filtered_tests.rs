@@ -674,8 +674,9 @@ fn recall_of(shard: &Shard, queries: &[Vec<f32>], filter: &Filter) -> f64 {
     hit as f64 / total.max(1) as f64
 }
 
-/// The planner's choice and every plan forced (exact scoring, the per-query walk, the
-/// whole-graph walk, the members-only walk) meet recall@10 ≥ 0.95 against exact filtered
+/// The planner's choice and every plan forced (exact scoring, the members-only walk where
+/// the members are spread evenly around the query and exact scoring elsewhere, the per-query
+/// walk, the whole-graph walk, the members-only walk) meet recall@10 ≥ 0.95 against exact filtered
 /// search, for filters independent of the vectors and filters whose members sit in a few
 /// clusters (most queries far from them), on implicit columns and on declared indexes.
 #[test]
@@ -701,7 +702,13 @@ fn the_planner_and_the_graph_walk_meet_recall_on_independent_and_correlated_filt
         ] {
             let f = json!({"must": [{"key": key, "range": {"lt": pct}}]});
             let filter: Filter = serde_json::from_value(f.clone()).expect("filter");
-            let plans = [Plan::Exact, Plan::Walk, Plan::Graph, Plan::Members];
+            let plans = [
+                Plan::Exact,
+                Plan::EvenWalk,
+                Plan::Walk,
+                Plan::Graph,
+                Plan::Members,
+            ];
             for plan in std::iter::once(None).chain(plans.map(Some)) {
                 force_plan(plan);
                 let r = recall_of(&shard, &queries, &filter);
@@ -713,21 +720,33 @@ fn the_planner_and_the_graph_walk_meet_recall_on_independent_and_correlated_filt
 }
 
 /// Few candidates are scored exactly, more are found by walking the graph (whole or members
-/// only, chosen per query: `index::members_are_rare_near`): the bound is the smaller of
-/// `full_scan_threshold` and √(32·ef·n).
+/// only, chosen per query: `index::members_are_rare_near`): above the smaller of
+/// `full_scan_threshold` and √(32·ef·n) the walk chosen per query; below it, exact scoring up
+/// to 60·ef candidates whatever the segment's size, the members-only walk above where the
+/// query finds them spread evenly (exact scoring otherwise) — so a 10 % filter costs about
+/// an unfiltered walk in a segment of 100 000 and of 313 592 alike.
 #[test]
 fn the_planner_scores_exactly_up_to_the_break_even() {
-    use search::{exact_break_even, plan, Plan};
+    use search::{even_walk_break_even, exact_break_even, plan, Plan};
     assert_eq!(exact_break_even(100_000, 100), 17_888);
     assert_eq!(exact_break_even(1_000_000, 100), 56_568);
-    assert_eq!(plan(17_888, 100_000, 100, 40_000), Plan::Exact);
+    assert_eq!(even_walk_break_even(100), 6_000);
+    assert_eq!(plan(6_000, 100_000, 100, 40_000), Plan::Exact);
+    assert_eq!(plan(6_001, 100_000, 100, 40_000), Plan::EvenWalk);
+    assert_eq!(plan(17_888, 100_000, 100, 40_000), Plan::EvenWalk);
     assert_eq!(plan(17_889, 100_000, 100, 40_000), Plan::Walk);
-    assert_eq!(plan(40_000, 1_000_000, 100, 40_000), Plan::Exact);
+    // 10 % of the largest segment at 64 dimensions on 2 CPUs: walked where spread evenly.
+    assert_eq!(plan(31_359, 313_592, 100, 40_000), Plan::EvenWalk);
+    assert_eq!(plan(40_000, 1_000_000, 100, 40_000), Plan::EvenWalk);
     assert_eq!(plan(40_001, 1_000_000, 100, 40_000), Plan::Walk);
+    // `full_scan_threshold` (3 333 points of 768 dimensions by default) still caps both.
+    assert_eq!(plan(3_333, 60_000, 100, 3_333), Plan::Exact);
+    assert_eq!(plan(3_334, 60_000, 100, 3_333), Plan::Walk);
     assert_eq!(plan(60, 4_000, 64, 60), Plan::Exact);
     assert_eq!(plan(61, 4_000, 64, 60), Plan::Walk);
     // A larger beam makes the walk dearer: more is scored exactly.
-    assert_eq!(plan(20_000, 100_000, 200, 40_000), Plan::Exact);
+    assert_eq!(plan(12_000, 100_000, 200, 40_000), Plan::Exact);
+    assert_eq!(plan(12_001, 100_000, 200, 40_000), Plan::EvenWalk);
 }
 
 /// On these lattice-like vectors (points equal mod 485 are near-duplicates, linked mostly to
