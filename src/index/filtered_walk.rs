@@ -16,7 +16,7 @@ impl FlatGraph {
     /// whole graph (a filter correlated with the vectors, the query far from its members) the
     /// whole-graph walk would first cross everything closer to the query than the members, so
     /// the members-only walk goes straight to them ([`FlatGraph::walk_members`]) with a beam
-    /// [`MEMBERS_BEAM`] times as wide; where they are about as common (a filter independent of
+    /// [`members_beam`] times as wide; where they are about as common (a filter independent of
     /// the vectors) the members-only walk with a beam [`EVEN_MEMBERS_BEAM`] times `ef` serves
     /// them while they are under [`MEMBERS_WALK_BELOW_PCT`] % of the graph
     /// ([`members_walk_pays`]), the whole-graph walk (~1/selectivity times an unfiltered walk)
@@ -69,7 +69,12 @@ impl FlatGraph {
             }
         };
         if members_only {
-            let beam = ef * [MEMBERS_BEAM, EVEN_MEMBERS_BEAM][even as usize];
+            let wider = if even {
+                EVEN_MEMBERS_BEAM
+            } else {
+                members_beam(self.n)
+            };
+            let beam = ef * wider;
             let found = self.walk_members(sc, k, beam, start, count, even, &member, &accept);
             if let Some(found) = found.filter(|f| f.len() >= k) {
                 return found;
@@ -98,13 +103,16 @@ impl FlatGraph {
     /// Approximate k-NN among the `member` nodes that `accept` takes with a beam `ef` wide,
     /// scoring (almost) only members on layer 0 — ACORN-1's walk, what Qdrant's `acorn` search
     /// parameter does, made to find members far from the query:
-    /// - [`SEEDS`] members spread over the segment are scored first ([`FlatGraph::seeds`]), and
-    ///   from the [`DESCENTS`] nearest of them a greedy descent over member neighbours runs
-    ///   down to a local minimum: a filter correlated with the vectors keeps its members in a
-    ///   few regions, and a random member of the region nearest the query is much farther
-    ///   from it than that region's nearest members, so without the descents a beam full of
-    ///   one region's members would never expand the seeds of another that holds true
-    ///   neighbours;
+    /// - members spread over the segment are scored first ([`FlatGraph::seeds`]: [`SEEDS`]
+    ///   where the members are spread `even`ly, [`RARE_SEEDS`] where they are rare around the
+    ///   query), and from the nearest of them ([`DESCENTS`], [`RARE_DESCENTS`]) a greedy
+    ///   descent over member neighbours runs down to a local minimum: a filter correlated with
+    ///   the vectors keeps its members in a few regions, and a random member of the region
+    ///   nearest the query is much farther from it than that region's nearest members, so
+    ///   without the descents a beam full of one region's members would never expand the
+    ///   seeds of another that holds true neighbours; and a region without a seed is entered
+    ///   only through the few links between regions, which a large segment has fewer of per
+    ///   point;
     /// - where the members are spread `even`ly, the nearest nodes of layer 1 that a descent
     ///   with a beam [`WIDE_DESCENT`] wide found ([`FlatGraph::descend_wide`]) are entries too:
     ///   the greedy descent can stop in another cluster than the query's, and this walk's
@@ -139,8 +147,13 @@ impl FlatGraph {
         accept: impl Fn(u32) -> bool,
     ) -> Option<Vec<(f32, u32)>> {
         let want = (self.m0 / 2).clamp(1, MAX_EXPAND);
-        let mut seeds = [0u32; SEEDS];
-        let seeded = self.seeds(count, &member, &mut seeds);
+        let (n_seeds, descents) = if even {
+            (SEEDS, DESCENTS)
+        } else {
+            (RARE_SEEDS, RARE_DESCENTS)
+        };
+        let mut seeds = [0u32; RARE_SEEDS];
+        let seeded = self.seeds(count, &member, &mut seeds[..n_seeds]);
         let seeds = &seeds[..seeded];
         let mut entries = [0u64; WIDE_DESCENT];
         let entered = if even {
@@ -160,7 +173,7 @@ impl FlatGraph {
                 }
             }
             seeds.iter().for_each(|&id| sc.prefetch(id));
-            let mut scored = [0u64; SEEDS];
+            let mut scored = [0u64; RARE_SEEDS];
             let mut n_scored = 0;
             for &id in seeds {
                 if s.visit(id) {
@@ -174,7 +187,7 @@ impl FlatGraph {
             let mut members_scored = n_scored;
             let scored = &mut scored[..n_scored];
             scored.sort_unstable();
-            for &seed in scored.iter().take(DESCENTS) {
+            for &seed in scored.iter().take(descents) {
                 let mut at = seed;
                 loop {
                     let mut best = at;
@@ -254,16 +267,16 @@ impl FlatGraph {
         })
     }
 
-    /// Fills `out` with up to [`SEEDS`] members spread evenly over the graph's nodes, of which
-    /// about `count` are members, found by probing about twice as many evenly spread nodes as
-    /// that needs; returns how many. A filter correlated with the vectors keeps its members in
-    /// a few regions: a seed in each region large enough to matter lets a members-only walk
-    /// enter the one nearest the query.
-    fn seeds(&self, count: usize, member: impl Fn(u32) -> bool, out: &mut [u32; SEEDS]) -> usize {
-        if count == 0 || self.n == 0 {
+    /// Fills `out` with up to `out.len()` members spread evenly over the graph's nodes, of
+    /// which about `count` are members, found by probing about twice as many evenly spread
+    /// nodes as that needs; returns how many. A filter correlated with the vectors keeps its
+    /// members in a few regions: a seed in each region large enough to matter lets a
+    /// members-only walk enter the one nearest the query.
+    fn seeds(&self, count: usize, member: impl Fn(u32) -> bool, out: &mut [u32]) -> usize {
+        if count == 0 || self.n == 0 || out.is_empty() {
             return 0;
         }
-        let probes = (2 * SEEDS * self.n / count).clamp(1, self.n);
+        let probes = (2 * out.len() * self.n / count).clamp(1, self.n);
         let stride = self.n / probes;
         let mut found = 0;
         for j in 0..probes {
@@ -271,7 +284,7 @@ impl FlatGraph {
             if member(id) {
                 out[found] = id;
                 found += 1;
-                if found == SEEDS {
+                if found == out.len() {
                     break;
                 }
             }
@@ -327,10 +340,16 @@ pub fn members_walk_pays(count: usize, n: usize) -> bool {
 pub const MEMBERS_WALK_BELOW_PCT: usize = 40;
 
 /// How much wider than `ef` the members-only walk's beam is where the members are rare
-/// around the query: on filters correlated with the vectors at 100k × 64, recall@10
-/// 0.955–0.971 at 2, 0.971–0.985 at 3 (docs/filtered-search.md). Members spread evenly need
-/// less ([`EVEN_MEMBERS_BEAM`]).
-const MEMBERS_BEAM: usize = 3;
+/// around the query, in a graph of `n` nodes: 3 up to 100 000 nodes, growing as √n above, up
+/// to 6. The nearest members of a far region are scattered over it (they share only their
+/// offset towards the query), so the beam must hold more of a larger region to reach them:
+/// on filters correlated with the vectors at 100k × 64, recall@10 0.955–0.971 at 2,
+/// 0.971–0.985 at 3; in a segment of 313k × 64, 0.95–0.97 at 3 or 4 and 0.97–0.98 at 5
+/// (docs/filtered-search.md). Members spread evenly need less ([`EVEN_MEMBERS_BEAM`]).
+pub(crate) fn members_beam(n: usize) -> usize {
+    let wider = 3.0 * (n as f64 / 100_000.0).sqrt();
+    (wider.round() as usize).clamp(3, 6)
+}
 
 /// How much wider than `ef` the members-only walk's beam is where the members are about as
 /// common around the query as in the graph. Its misses were queries whose greedy descent
@@ -340,13 +359,25 @@ const MEMBERS_BEAM: usize = 3;
 /// unfiltered walk (docs/filtered-search.md).
 const EVEN_MEMBERS_BEAM: usize = 1;
 
-/// From how many of the nearest seeds a members-only walk descends greedily before its beam
-/// search.
+/// From how many of the nearest seeds a members-only walk on evenly spread members descends
+/// greedily before its beam search.
 const DESCENTS: usize = 8;
 
-/// How many members spread over the graph a members-only walk starts from besides the
-/// descent's entry point: 64 distances, ~2 % of an unfiltered walk at ef 100.
+/// How many members spread over the graph a members-only walk on evenly spread members starts
+/// from besides the descent's entry point: 64 distances, ~2 % of an unfiltered walk at ef 100.
 const SEEDS: usize = 64;
+
+/// [`SEEDS`] where the members are rare around the query (a filter correlated with the
+/// vectors): the true neighbours are in the few member regions nearest the query, and a
+/// region without a seed is seldom entered. With 64 seeds, 50 member regions of a 313k × 64
+/// segment left about a quarter of them unseeded (recall@10 0.876 at `c` < 50); with 256,
+/// 0.96. 256 distances, ~8 % of an unfiltered walk's.
+const RARE_SEEDS: usize = 256;
+
+/// [`DESCENTS`] where the members are rare around the query: from 16 of the nearest seeds
+/// (recall@10 +0.01 against 8 at 313k × 64, ~10 % more distances; a descent into a region
+/// already walked stops at once on visited nodes).
+const RARE_DESCENTS: usize = 16;
 
 /// How many bridges' rows a members-only walk asks for before reading the first (it usually
 /// needs a few: a node with few member neighbours reaches `m0 / 2` members through ~5-10).
