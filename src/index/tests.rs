@@ -67,13 +67,18 @@ fn recall(seg: &Segment, qs: &[Vec<f32>], ef: usize, accept: impl Fn(u32) -> boo
     let mut hit = 0usize;
     let mut total = 0usize;
     for q in qs {
-        let truth: Vec<u32> = seg.exact(q, 10, accept).iter().map(|x| x.1).collect();
+        let truth = seg.exact(q, 10, accept);
         let got = seg.search(q, 10, ef, accept);
         assert!(got.windows(2).all(|w| w[0].0 <= w[1].0), "not sorted");
-        hit += got.iter().filter(|x| truth.contains(&x.1)).count();
+        hit += found(&got, &truth);
         total += truth.len();
     }
     hit as f64 / total as f64
+}
+
+/// How many of the `truth`'s ids a search `got`.
+fn found(got: &[(f32, u32)], truth: &[(f32, u32)]) -> usize {
+    got.iter().filter(|x| truth.iter().any(|t| t.1 == x.1)).count()
 }
 
 #[test]
@@ -220,10 +225,7 @@ fn filtered_walks_meet_recall_on_independent_and_correlated_members() {
                         }
                         assert!(got.iter().all(|x| member(x.1) && accept(x.1)), "{kind}");
                         assert!(got.windows(2).all(|w| w[0].0 <= w[1].0), "not sorted");
-                        hit += got
-                            .iter()
-                            .filter(|x| truth.iter().any(|t| t.1 == x.1))
-                            .count();
+                        hit += found(&got, &truth);
                         total += truth.len();
                     }
                     let r = hit as f64 / total as f64;
@@ -294,10 +296,7 @@ fn members_walk_meets_recall_on_members_confined_to_many_regions() {
                 let truth = seg.exact(q, 10, member);
                 let got = seg.search_filtered(q, 10, 64, QuantSearch::default(), &only);
                 assert!(got.iter().all(|x| member(x.1)), "{pct} % {traversal:?}");
-                hit += got
-                    .iter()
-                    .filter(|x| truth.iter().any(|t| t.1 == x.1))
-                    .count();
+                hit += found(&got, &truth);
                 total += truth.len();
             }
             let r = hit as f64 / total as f64;
