@@ -6,11 +6,13 @@
 //! - the payload indexes of the segment (`payload_index.rs`) give the entries passing its indexed
 //!   `must` conditions, as a bitset; when they leave at most `full_scan_threshold` of vector
 //!   data (KB, [`FULL_SCAN_THRESHOLD`] by default, as in Qdrant), and fewer than a graph walk
-//!   would cost (`exact_break_even`), exactly those are scored; otherwise the graph is
-//!   traversed accepting only them (and checking the filter's other conditions on the ones it
-//!   visits) — [`plan`] —, the whole graph where they are about as common around the query as
-//!   in the segment, only them where they are much rarer there (a filter correlated with the
-//!   vectors, the query far from its members: `FlatGraph::search_filtered`);
+//!   would cost (`exact_break_even`, `even_walk_break_even`), exactly those are scored;
+//!   otherwise the graph is traversed accepting only them (and checking the filter's other
+//!   conditions on the ones it visits) — [`plan`] —, only them where they are spread about
+//!   evenly around the query (a filter independent of the vectors: about the cost of an
+//!   unfiltered walk) or much rarer there than in the segment (a filter correlated with the
+//!   vectors, the query far from its members), the whole graph where they are much denser or
+//!   a large share of it (`FlatGraph::search_filtered`);
 //! - with no indexed condition, a 64-entry sample estimates how many pass: few, an exact scan;
 //!   otherwise graph traversal checks the filter only on the entries it visits, reading only the
 //!   payload keys the filter names (`check.rs`).
