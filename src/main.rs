@@ -6,10 +6,10 @@ use shoal::config::Config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` and `mi_option_minimal_purge_size` (their positions in
+/// mimalloc's `mi_option_purge_delay` and `mi_option_allow_thp` (their positions in
 /// `mi_option_e`, mimalloc.h v3).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-const MI_OPTION_MINIMAL_PURGE_SIZE: libmimalloc_sys::mi_option_t = 44;
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
 fn main() -> std::process::ExitCode {
     // Freed memory goes back to the OS at once. mimalloc purges freed pages only after a delay
@@ -18,12 +18,25 @@ fn main() -> std::process::ExitCode {
     // loading 1M x 128 in a 1 GiB pod, against the pod's limit (docs/storage.md).
     // SAFETY: setting an option has no preconditions; unknown options are ignored.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    // ... but in whole huge pages (KiB). mimalloc asks for transparent huge pages for its heap,
-    // so every purge of a few KiB split a huge page that the next allocation faulted in and
-    // zeroed again: a third of a reopen's CPU went to zeroing huge pages. (Turning huge pages
-    // off instead made segment builds ~12 % slower.)
-    // SAFETY: as above.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_MINIMAL_PURGE_SIZE, 2048) };
+    // ... and in small pages: no transparent huge pages for the heap. A purge at once returns
+    // freed memory in 64 KiB pieces (mimalloc's minimal purge size applies to delayed purges
+    // only), and a huge page with a piece returned stays whole, charged to the pod's memory
+    // cgroup, on the kernel's queue of huge pages to split, which pressure inside the cgroup did
+    // not drain. After a 100k x 128 upload in a 1 GiB pod the cgroup held 348 MiB of anonymous
+    // pages for the 143 MiB the node had mapped (116 for 116 without huge pages); after 1M x 128,
+    // 366 for 186, and the page cache left could not hold the segments: searches read their
+    // vectors from disk until a restart (docs/storage.md, *What a node holds after an upload*).
+    // Huge pages also cost zeroing: a third of a reopen's CPU once went to huge pages faulted in
+    // again after a purged piece. What builds lose without them is measured in docs/storage.md.
+    // mimalloc reads that option when it starts, before `main`, and had then advised its first
+    // arena (1 GiB of address space, most of the heap) for huge pages already: the process opts
+    // out itself, as mimalloc does when the option comes from the environment
+    // (MIMALLOC_ALLOW_THP=0), and later arenas are not advised.
+    // SAFETY: setting an option has no preconditions; prctl takes plain integers.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
     let config = Config::parse();
     let _log = shoal::logging::init(&config.log_format);
     let mut builder = tokio::runtime::Builder::new_multi_thread();

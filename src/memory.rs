@@ -103,6 +103,34 @@ pub fn process_resident_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// How many bytes of `bytes` (inside a mapping) are resident in memory, by `mincore`.
+pub fn resident_bytes(bytes: &[u8]) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        if bytes.is_empty() {
+            return 0;
+        }
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let start = (bytes.as_ptr() as usize) & !(page - 1);
+        let end = bytes.as_ptr() as usize + bytes.len();
+        let pages = (end - start).div_ceil(page);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: the range covers pages of a live mapping (the slice's), `vec` has one byte per
+        // page.
+        let rc =
+            unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return 0;
+        }
+        vec.iter().filter(|b| *b & 1 == 1).count() * page
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        bytes.len()
+    }
+}
+
 /// Bytes one point costs while a segment of vectors of `dim` is built.
 pub fn build_bytes_per_point(dim: usize) -> usize {
     BUILD_BYTES_PER_POINT + BUILD_VECTOR_COPIES * 4 * dim

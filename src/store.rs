@@ -28,6 +28,16 @@
 //! next upkeep. Nothing acknowledged is lost: the flush comes first, and a crash during the
 //! reopen is sled's ordinary crash recovery.
 //!
+//! **Keeping sled's log out of the page cache.** sled writes its log through the page cache, a
+//! few records at a time, so each page of it is written several times and the kernel counts it
+//! as used twice: recently used, on the active list. The records are read back only when a shard
+//! opens or is rebuilt (through sled's own cache), yet a million-point upload left ≈ 170 MiB of
+//! log pages in a pod's memory cgroup ahead of the segments' pages that every search reads
+//! (docs/storage.md, *What a node holds after an upload*). So each time [`DROP_CACHE_EVERY`] has
+//! been written, once writes are quiet, and after sled opens (its recovery reads the log), the
+//! store asks the kernel to drop the clean pages of sled's files (`posix_fadvise(DONTNEED)`;
+//! dirty ones are written back by sled's own flush and dropped the next time).
+//!
 //! **A ballast file.** sled cannot open on a completely full volume (it zeroes the rest of its
 //! log segment on open). The store keeps `<data-dir>/disk-ballast`, a file of
 //! [`ballast_bytes`] allocated on disk; when the volume is full at start it is deleted first,
@@ -54,6 +64,10 @@ const REOPEN_FORCED_FACTOR: u64 = 2;
 /// How long a reopen waits for the operations holding the database before it tries again later
 /// (writers arriving meanwhile wait behind it, so this bounds their delay too).
 const REOPEN_LOCK_WAIT: Duration = Duration::from_millis(200);
+/// sled's files are dropped from the page cache each time about this much was admitted. sled
+/// logs several times what the store counts (whole pages rewritten, its own metadata): with
+/// 8 MiB, ≈ 117 MiB of its log was still cached after a 1M x 128 upload.
+pub const DROP_CACHE_EVERY: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -99,6 +113,10 @@ struct Inner {
     reopen_after: AtomicU64,
     /// Bytes written since sled opened (an estimate of the log its recovery would replay).
     logged: AtomicU64,
+    /// Bytes written since sled's files were last dropped from the page cache.
+    uncached: AtomicU64,
+    /// Whether sled's files were dropped since writes last went quiet.
+    quiet_dropped: AtomicBool,
     /// When the last write was admitted.
     last_write: parking_lot::Mutex<Instant>,
     /// sled's size on disk when last measured (answered while a reopen holds the handle).
@@ -187,6 +205,7 @@ impl Store {
             }
         };
         let store = Store::with(Some(data_dir.to_path_buf()), reserve, cache_bytes, db);
+        drop_cached_pages(&path);
         store.maintain();
         Ok(store)
     }
@@ -209,6 +228,8 @@ impl Store {
                 flushed: AtomicU64::new(0),
                 reopen_after: AtomicU64::new(0),
                 logged: AtomicU64::new(0),
+                uncached: AtomicU64::new(0),
+                quiet_dropped: AtomicBool::new(false),
                 last_write: parking_lot::Mutex::new(Instant::now()),
                 size: AtomicU64::new(0),
             }),
@@ -312,6 +333,27 @@ impl Store {
     pub fn note_written(&self, bytes: u64) {
         self.inner.logged.fetch_add(bytes, Ordering::Relaxed);
         *self.inner.last_write.lock() = Instant::now();
+        self.inner.quiet_dropped.store(false, Ordering::Release);
+        let before = self.inner.uncached.fetch_add(bytes, Ordering::AcqRel);
+        // One writer in each DROP_CACHE_EVERY crosses the mark, and it alone drops.
+        if before / DROP_CACHE_EVERY != (before + bytes) / DROP_CACHE_EVERY {
+            self.drop_cached_pages();
+        }
+    }
+
+    /// Drops sled's files from the page cache (see the module doc).
+    fn drop_cached_pages(&self) {
+        if let Some(volume) = &self.inner.volume {
+            drop_cached_pages(&volume.join(SLED_DIR));
+        }
+    }
+
+    /// Bytes of sled's files in the page cache (0 for a store without a data dir).
+    pub fn cached_bytes(&self) -> u64 {
+        self.inner
+            .volume
+            .as_deref()
+            .map_or(0, |v| cached_bytes(&v.join(SLED_DIR)))
     }
 
     /// Bytes written since sled was last opened.
@@ -349,14 +391,20 @@ impl Store {
         self.inner.failed.load(Ordering::Acquire)
     }
 
-    /// Periodic upkeep: flushes what was acknowledged without a flush, reopens sled when its
-    /// log since it opened is due to be bounded, and recreates the ballast once the reserve and
-    /// the ballast both fit.
+    /// Periodic upkeep: flushes what was acknowledged without a flush, drops sled's files from
+    /// the page cache once writes are quiet (what the last writes left there), reopens sled when
+    /// its log since it opened is due to be bounded, and recreates the ballast once the reserve
+    /// and the ballast both fit.
     pub fn maintain(&self) {
         if self.unflushed() > 0 && !self.is_failed() {
             if let Err(e) = self.flush() {
                 tracing::warn!(error = %e, "cannot flush the records");
             }
+        }
+        if self.inner.last_write.lock().elapsed() >= REOPEN_QUIET
+            && !self.inner.quiet_dropped.swap(true, Ordering::AcqRel)
+        {
+            self.drop_cached_pages();
         }
         if self.reopen_due() {
             if let Err(e) = self.reopen_to_bound_recovery() {
@@ -495,6 +543,7 @@ impl Store {
             match open_sled(&path, self.inner.cache_bytes) {
                 Ok(reopened) => {
                     *db = Some(reopened);
+                    drop_cached_pages(&path);
                     self.inner.logged.store(0, Ordering::Relaxed);
                     self.inner.failed.store(false, Ordering::Release);
                     return Ok(());
@@ -510,6 +559,55 @@ impl Store {
             "the record store cannot be reopened yet: {error}"
         )))
     }
+}
+
+/// The regular files under `dir` (sled's log, snapshots, blobs), recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                Ok(t) if t.is_file() => files.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    files
+}
+
+/// Asks the kernel to drop the clean pages of every file under `dir` from the page cache
+/// (starting writeback of the dirty ones). Best effort: the files stay as they are.
+pub fn drop_cached_pages(dir: &Path) {
+    use std::os::unix::io::AsRawFd;
+    for path in files_under(dir) {
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        // SAFETY: an open file descriptor; offset 0 and length 0 mean the whole file.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            tracing::debug!(path = %path.display(), error = %std::io::Error::from_raw_os_error(rc), "posix_fadvise(DONTNEED) failed");
+        }
+    }
+}
+
+/// Bytes of the files under `dir` that are in the page cache (`mincore` over a mapping of each).
+pub fn cached_bytes(dir: &Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .filter_map(|path| {
+            let file = std::fs::File::open(path).ok()?;
+            if file.metadata().ok()?.len() == 0 {
+                return Some(0);
+            }
+            // SAFETY: the mapping is only passed to mincore, never read: a file changed or
+            // truncated meanwhile cannot fault this process.
+            let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+            Some(crate::memory::resident_bytes(&map) as u64)
+        })
+        .sum()
 }
 
 fn reopening() -> StoreError {
@@ -573,6 +671,81 @@ mod tests {
             1
         );
         assert!(free_bytes(dir.path()).is_some());
+    }
+
+    /// Whether `dir` is on tmpfs, whose pages are the files themselves (nothing to drop).
+    fn on_tmpfs(dir: &Path) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+        // SAFETY: a NUL-terminated path and a buffer the size of `statfs`.
+        let rc = unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) };
+        // SAFETY: filled when statfs returned 0.
+        rc == 0 && unsafe { st.assume_init() }.f_type as i64 == 0x0102_1994
+    }
+
+    /// sled's log leaves the page cache as writes go on (its records are read back through
+    /// sled's own cache, never these pages), and every record stays readable.
+    #[test]
+    fn sleds_files_leave_the_page_cache_as_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        if on_tmpfs(dir.path()) {
+            eprintln!("skipped: on tmpfs the page cache is the file");
+            return;
+        }
+        let store = Store::open(dir.path(), 0, 1 << 20).unwrap();
+        const VALUE: u64 = 4096;
+        let write = |k: u64| {
+            let _room = store.admit(VALUE).unwrap();
+            store
+                .with_tree("t", |t| {
+                    t.insert(k.to_be_bytes(), vec![k as u8; VALUE as usize])
+                })
+                .unwrap();
+            if k % 64 == 63 {
+                store.flush().unwrap();
+            }
+        };
+        // Under the mark, what sled wrote stays cached (clean: sled flushed it).
+        let under = DROP_CACHE_EVERY / VALUE - 64;
+        (0..under).for_each(write);
+        store.flush().unwrap();
+        let before = store.cached_bytes();
+        assert!(
+            before > DROP_CACHE_EVERY / 2,
+            "{before} bytes of sled's files cached after writing {} (nothing to tell apart)",
+            under * VALUE
+        );
+        // Many times the mark: at most a few marks' worth (what sled logged since the last one,
+        // and what was still dirty then) stays.
+        let all = 32 * DROP_CACHE_EVERY / VALUE;
+        (under..all).for_each(write);
+        store.flush().unwrap();
+        let after = store.cached_bytes();
+        assert!(
+            after < 4 * DROP_CACHE_EVERY,
+            "{after} bytes of sled's files cached after writing {}",
+            all * VALUE
+        );
+        // Once writes are quiet, the upkeep drops what the last of them left.
+        let more = all + DROP_CACHE_EVERY / VALUE / 2;
+        (all..more).for_each(write);
+        store.flush().unwrap();
+        std::thread::sleep(REOPEN_QUIET + Duration::from_millis(100));
+        store.maintain();
+        let quiet = store.cached_bytes();
+        assert!(
+            quiet < DROP_CACHE_EVERY / 4,
+            "{quiet} bytes of sled's files cached once writes were quiet"
+        );
+        let all = more;
+        let held = store.with_tree("t", |t| Ok(t.len())).unwrap();
+        assert_eq!(held as u64, all);
+        let last = store
+            .with_tree("t", |t| t.get((all - 1).to_be_bytes()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&last[..], &vec![(all - 1) as u8; VALUE as usize][..]);
     }
 
     /// A reopen to bound sled's recovery keeps every write, and writers racing it wait for it

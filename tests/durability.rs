@@ -283,15 +283,12 @@ fn restart_reopens_segments_without_rebuilding() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
-    // A build's duration is recorded after its segment is published (and counted as
-    // indexed), so the last one may still be on its way when the loop above ends.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut builds = metric(&node, "shoal_index_build_seconds_count");
-    while builds < 4.0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        builds = metric(&node, "shoal_index_build_seconds_count");
-    }
-    assert!(builds >= 4.0, "a build a chunk: {builds}");
+    // A build is counted once it has cleaned up after itself, a moment after its points show
+    // as indexed.
+    common::eventually("a build a chunk", || {
+        let builds = metric(&node, "shoal_index_build_seconds_count");
+        (builds >= 4.0, builds)
+    });
     assert_eq!(
         threads_named(&node, "shoal-optimizer"),
         optimizer,
