@@ -349,7 +349,8 @@ impl Store {
     }
 
     /// Bytes of sled's files in the page cache (0 for a store without a data dir).
-    pub fn cached_bytes(&self) -> u64 {
+    #[cfg(test)]
+    fn cached_bytes(&self) -> u64 {
         self.inner
             .volume
             .as_deref()
@@ -579,7 +580,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Asks the kernel to drop the clean pages of every file under `dir` from the page cache
 /// (starting writeback of the dirty ones). Best effort: the files stay as they are.
-pub fn drop_cached_pages(dir: &Path) {
+fn drop_cached_pages(dir: &Path) {
     use std::os::unix::io::AsRawFd;
     for path in files_under(dir) {
         let Ok(file) = std::fs::File::open(&path) else {
@@ -594,7 +595,8 @@ pub fn drop_cached_pages(dir: &Path) {
 }
 
 /// Bytes of the files under `dir` that are in the page cache (`mincore` over a mapping of each).
-pub fn cached_bytes(dir: &Path) -> u64 {
+#[cfg(test)]
+fn cached_bytes(dir: &Path) -> u64 {
     files_under(dir)
         .iter()
         .filter_map(|path| {

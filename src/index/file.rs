@@ -389,6 +389,3 @@ fn advise_random(map: &Mmap) -> Option<std::io::Error> {
         None
     }
 }
-
-/// How many bytes of `bytes` (inside a mapping) are resident in memory, by `mincore`.
-pub use crate::memory::resident_bytes;

@@ -649,7 +649,7 @@ impl Segment {
     pub fn memory(&self) -> SegmentMemory {
         let part = |bytes: &[u8], mapped: bool| {
             let resident = if mapped {
-                file::resident_bytes(bytes)
+                crate::memory::resident_bytes(bytes)
             } else {
                 bytes.len()
             };
@@ -729,7 +729,7 @@ impl<T: Copy + 'static> std::ops::Deref for AttachedArray<T> {
 impl<T: Copy + 'static> AttachedArray<T> {
     /// How many bytes of the array are resident now.
     pub fn resident_bytes(&self) -> usize {
-        file::resident_bytes(self.0.as_bytes())
+        crate::memory::resident_bytes(self.0.as_bytes())
     }
 }
 

@@ -297,7 +297,7 @@ impl SealedSegment {
         let data = self.index.attachment(PAYLOAD_DATA).unwrap_or(&[]);
         let payloads = (
             data.len() + (n + 1) * 8,
-            index::file::resident_bytes(data) + self.payload_offsets.resident_bytes(),
+            crate::memory::resident_bytes(data) + self.payload_offsets.resident_bytes(),
         );
         (ids, payloads)
     }
